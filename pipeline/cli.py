@@ -16,7 +16,8 @@ STAGE_MODULES: list[str] = [
     "features.cli",            # features: beats / records Parquet
     "pipeline.render",         # render: 12-lead PNG / SVG images
     "pipeline.prompts",        # prompts: knowledge-guided prompts with exact token counts
-    "pipeline.generate",       # generate / validate: LLM or rules answers -> GEM instruction set
+    "pipeline.generate",       # generate: LLM or rules answers (durable response store)
+    "pipeline.validate",       # validate: grounding checks -> GEM instruction set
     "pipeline.run_all",        # run: the whole chain (what `make demo` calls)
 ]
 
