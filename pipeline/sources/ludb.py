@@ -1,0 +1,217 @@
+"""LUDB v1.0.1 (Kalyakulina et al. 2020): ``data/<n>.hea/.dat``, one annotation file per lead, ``ludb.csv``.
+
+Statements come from ``ludb.csv`` (one per non-empty finding line, system 'ludb'); the cardiologists'
+fiducials come from the per-lead annotation files (``(`` onset, ``p``/``N``/``t`` peak, ``)`` offset) as
+``ReferenceMeasurements(kind='ludb_expert')``. Only the middle ~1.4-8.6 s of each record is annotated.
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import polars as pl
+import wfdb
+
+from pipeline.record import (
+    LEADS, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave, Statement,
+    check_record_id, resolve_under,
+)
+from pipeline.sources.wfdb_common import parse_header_demographics, read_wfdb_window
+
+_PEAK_WAVE = {"p": "P", "N": "QRS", "t": "T"}
+_NOT_FINDINGS = {"ID", "Sex", "Age"}
+_GROUP_MS = 150.0  # peaks of the same wave in different leads of one beat lie within this distance
+
+
+def parse_ludb_annotation(symbols: list[str], samples: list[int], lead: str, fs_hz: float, offset_ms: float = 0.0) -> list[ReferenceWave]:
+    """Turn one lead's annotation stream into waves (ms from window start; None where not annotated).
+
+    Triplets are ``(`` ``peak`` ``)``, but LUDB has incomplete ones at the annotated segment's edges: an
+    onset without offset or a peak without onset. A wave is kept when its peak is annotated.
+    """
+    waves: list[ReferenceWave] = []
+    cur: dict | None = None
+
+    def flush() -> None:
+        nonlocal cur
+        if cur is not None and cur.get("wave"):
+            waves.append(ReferenceWave(lead=lead, wave=cur["wave"], on_ms=cur.get("on"), peak_ms=cur.get("peak"), off_ms=cur.get("off")))
+        cur = None
+
+    for sym, smp in zip(symbols, samples):
+        t_ms = float(smp) * 1000.0 / fs_hz - offset_ms
+        if sym == "(":
+            flush()
+            cur = {"on": t_ms}
+        elif sym in _PEAK_WAVE:
+            if cur is None or cur.get("wave"):
+                flush()
+                cur = {}
+            cur["wave"], cur["peak"] = _PEAK_WAVE[sym], t_ms
+        elif sym == ")":
+            if cur is not None:
+                cur["off"] = t_ms
+            flush()
+    flush()
+    return waves
+
+
+def _groups(waves: list[ReferenceWave], kind: str) -> list[list[ReferenceWave]]:
+    """Waves of ``kind`` from all leads grouped into beats by peak time."""
+    ws = sorted((w for w in waves if w.wave == kind and w.peak_ms is not None), key=lambda w: w.peak_ms)
+    groups: list[list[ReferenceWave]] = []
+    for w in ws:
+        if groups and w.peak_ms - groups[-1][0].peak_ms <= _GROUP_MS:
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    return groups
+
+
+def global_intervals(waves: list[ReferenceWave]) -> dict[str, float | None]:
+    """Medians over beats of the 12-lead global RR, PR, QRS and QT (earliest onset to latest offset), ms."""
+    qrs = _groups(waves, "QRS")
+    p_groups = _groups(waves, "P")
+    t_groups = _groups(waves, "T")
+
+    def on(g):
+        vals = [w.on_ms for w in g if w.on_ms is not None]
+        return min(vals) if vals else None
+
+    def off(g):
+        vals = [w.off_ms for w in g if w.off_ms is not None]
+        return max(vals) if vals else None
+
+    peaks = [statistics.median(w.peak_ms for w in g) for g in qrs]
+    rr = [b - a for a, b in zip(peaks, peaks[1:])]
+    qrs_d, pr, qt = [], [], []
+    for g, pk in zip(qrs, peaks):
+        q_on, q_off = on(g), off(g)
+        if q_on is not None and q_off is not None:
+            qrs_d.append(q_off - q_on)
+        if q_on is None:
+            continue
+        p = [pg for pg in p_groups if 0 < pk - statistics.median(w.peak_ms for w in pg) < 400]
+        if p and on(p[-1]) is not None:
+            pr.append(q_on - on(p[-1]))
+        t = [tg for tg in t_groups if 0 < statistics.median(w.peak_ms for w in tg) - pk < 600]
+        if t and off(t[0]) is not None:
+            qt.append(off(t[0]) - q_on)
+
+    def med(xs):
+        return float(statistics.median(xs)) if xs else None
+
+    return {"rr_ms": med(rr), "pr_ms": med(pr), "qrs_ms": med(qrs_d), "qt_ms": med(qt)}
+
+
+class LudbSource:
+    """LUDB root: ``data/*.hea`` with per-lead annotation files and ``ludb.csv``."""
+
+    name = "ludb"
+
+    def __init__(self, root: Path, window_s: float | None = 10.0, window_start_s: float = 0.0, **_: object):
+        self.root = Path(root)
+        self.window_s = window_s
+        self.window_start_s = window_start_s
+        self._ids: list[str] | None = None
+        self._rows: dict[str, dict[str, str | None]] | None = None
+
+    def ids(self) -> list[str]:
+        """Record numbers as strings ('1' ... '200'), in numeric order."""
+        if self._ids is None:
+            stems = [p.stem for p in (self.root / "data").glob("*.hea")]
+            self._ids = sorted(stems, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+        return list(self._ids)
+
+    def _table(self) -> dict[str, dict[str, str | None]]:
+        if self._rows is None:
+            csv = self.root / "ludb.csv"
+            self._rows = {}
+            if csv.is_file():
+                df = pl.read_csv(csv, infer_schema=False)
+                for row in df.iter_rows(named=True):
+                    self._rows[str(row.get("ID") or "").strip()] = row
+        return self._rows
+
+    def statements(self, record_id: str) -> list[Statement]:
+        """One 'ludb' statement per non-empty line of every finding column of ``ludb.csv``."""
+        row = self._table().get(record_id)
+        if row is None:
+            return []
+        out = []
+        for col, value in row.items():
+            if col in _NOT_FINDINGS or not value:
+                continue
+            for line in str(value).splitlines():
+                line = line.strip().rstrip(".")
+                if line:
+                    out.append(Statement(text=line, code=line, system="ludb"))
+        return out
+
+    def read(self, record_id: str) -> ECGRecord:
+        """Signal, ``ludb.csv`` statements, demographics and the expert fiducials of every lead."""
+        check_record_id(record_id)
+        rel = f"data/{record_id}"
+        win = read_wfdb_window(self.root, rel, record_id, self.window_s, self.window_start_s)
+        offset_ms = win.provenance.window_start_s * 1000.0
+        duration_ms = win.signal_mv.shape[1] * 2.0  # 500 Hz -> 2 ms per sample
+        waves: list[ReferenceWave] = []
+        ann_files: list[str] = []
+        for lead_name in win.provenance.original_lead_names:
+            ext = lead_name.strip().lower()
+            path = resolve_under(self.root, f"{rel}.{ext}")
+            if not path.is_file():
+                continue
+            try:
+                ann = wfdb.rdann(str(path)[: -len(ext) - 1], ext)
+            except Exception as exc:
+                raise RecordError("corrupt_signal", f"annotation file {rel}.{ext} unreadable: {exc}", record_id) from exc
+            lead = next((ld for ld in LEADS if ld.lower() == ext), None)
+            if lead is None:
+                continue
+            ann_files.append(f"{rel}.{ext}")
+            lead_waves = parse_ludb_annotation(list(ann.symbol), [int(s) for s in ann.sample], lead, win.header_fs_hz, offset_ms)
+            waves += [w for w in lead_waves if w.peak_ms is not None and 0.0 <= w.peak_ms < duration_ms]
+        reference = None
+        if waves:
+            g = global_intervals(waves)
+            rr = g["rr_ms"]
+            reference = ReferenceMeasurements(
+                kind="ludb_expert", waves=waves, rr_ms=rr, hr_bpm=60000.0 / rr if rr else None,
+                pr_ms=g["pr_ms"], qrs_ms=g["qrs_ms"], qt_ms=g["qt_ms"], extra={"annotation_files": len(ann_files)},
+            )
+        row = self._table().get(record_id) or {}
+        demo = parse_header_demographics(win.comments)
+        sex = (row.get("Sex") or "").strip().upper()
+        age = (row.get("Age") or "").strip()
+        if sex in ("M", "F"):
+            demo["sex"] = "male" if sex == "M" else "female"
+        if age.replace(".", "", 1).isdigit():
+            demo["age_years"] = float(age)
+        statements = self.statements(record_id)
+        diag = _header_diagnoses(win.comments)
+        meta = RecordMeta(
+            record_id=record_id,
+            source=self.name,
+            n_samples=win.signal_mv.shape[1],
+            patient_id=record_id,  # LUDB has one record per patient
+            demographics=Demographics(**demo),
+            report=" ".join(diag) if diag else "; ".join(s.text for s in statements),
+            statements=statements,
+            reference=reference,
+            provenance=win.provenance,
+        )
+        return ECGRecord(meta=meta, signal_mv=win.signal_mv)
+
+
+def _header_diagnoses(comments: list[str]) -> list[str]:
+    """The lines after '<diagnoses>:' in a LUDB header (the cardiologist's conclusion)."""
+    out, on = [], False
+    for line in comments:
+        if line.strip().lower().startswith("<diagnoses>"):
+            on = True
+            continue
+        if on and line.strip():
+            out.append(line.strip())
+    return out
+
