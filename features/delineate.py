@@ -1,0 +1,288 @@
+"""Find the beats once per record (all good leads voting) and delineate P, QRS and T globally.
+
+Everything here works on sample indices of the ``clean`` (0.5-40 Hz) leads; results are float sample
+positions with NaN for "absent / not measurable". Conversions to ms happen in ``features.measure``.
+
+Method, in the spirit of the classic 12-lead programs:
+- beats: peaks of a multi-lead QRS energy (squared slope of each lead normalised by its own scale, summed
+  over leads, integrated over 60 ms), so beat k is the same heartbeat in every lead;
+- waves: on the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)`` about each beat's isoelectric
+  level ``b_i`` (flattest point before the QRS); onsets / offsets are the knees of ``M`` found with the
+  trapezium-area method (Vazquez-Seisdedos et al., IEEE TBME 2011), which needs no amplitude threshold:
+  the knee maximises the area of the trapezium spanned by a steep point of the wave, the candidate point
+  and a far reference point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal as sps
+from scipy.ndimage import uniform_filter1d
+
+TEMPLATE_CORR_MIN = 0.5   # a lead whose beats do not resemble their own median beat is noise
+PRESENT_PR_SD_MAX_MS = 25.0  # P waves at a steady distance before QRS: sinus / atrial rhythm; else AF-like
+
+
+@dataclass
+class GlobalFiducials:
+    """Per beat (length n_beats): sample positions (float, NaN = absent) shared by all leads."""
+
+    r: np.ndarray        # beat anchor: the sample of largest spatial slope in the QRS
+    qrs_on: np.ndarray
+    qrs_off: np.ndarray
+    p_on: np.ndarray
+    p_peak: np.ndarray
+    p_off: np.ndarray
+    t_on: np.ndarray
+    t_peak: np.ndarray
+    t_off: np.ndarray
+    iso: np.ndarray      # (n_leads, n_beats) isoelectric level in mV per lead and beat (PR segment)
+    paced: np.ndarray    # bool per beat: a pacing spike just before / at QRS onset
+    p_present: bool      # record-level: consistent P waves before most QRS
+
+
+def ms(fs_hz: float, value_ms: float) -> int:
+    """Samples in ``value_ms`` milliseconds."""
+    return int(round(value_ms * fs_hz / 1000.0))
+
+
+def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Beat positions (samples) from all good leads voting. ``good`` is a bool mask of usable leads."""
+    x = clean[good]
+    if x.shape[0] == 0 or x.shape[1] < ms(fs_hz, 300):
+        return np.empty(0, dtype=np.int64)
+    d = np.diff(x, axis=1, prepend=x[:, :1])
+    # normalise each lead's slope by a high percentile so one huge or noisy lead cannot outvote the rest
+    scale = np.percentile(np.abs(d), 99, axis=1, keepdims=True)
+    scale[scale <= 0] = 1.0
+    energy = np.sum(np.minimum((d / scale) ** 2, 4.0), axis=0)
+    env = uniform_filter1d(energy, ms(fs_hz, 60))
+    peaks, props = sps.find_peaks(env, distance=ms(fs_hz, 220))
+    if peaks.size == 0:
+        return peaks
+    h = env[peaks]
+    k = max(1, peaks.size // 4)
+    ref = float(np.median(np.sort(h)[::-1][:k]))
+    keep = peaks[h >= 0.3 * ref]
+    if keep.size == 0:
+        return keep
+    # the anchor: largest spatial slope within +-70 ms of the envelope peak
+    v = np.sqrt(np.sum(d ** 2, axis=0))
+    v = uniform_filter1d(v, 3)
+    w = ms(fs_hz, 70)
+    out = []
+    for p in keep:
+        lo, hi = max(0, p - w), min(v.size, p + w + 1)
+        out.append(lo + int(np.argmax(v[lo:hi])))
+    out = np.unique(np.asarray(out, dtype=np.int64))
+    # two anchors closer than 200 ms are one beat: keep the one with more energy
+    if out.size > 1:
+        res = [out[0]]
+        for p in out[1:]:
+            if p - res[-1] < ms(fs_hz, 200):
+                if env[p] > env[res[-1]]:
+                    res[-1] = p
+            else:
+                res.append(p)
+        out = np.asarray(res, dtype=np.int64)
+    return out
+
+
+def beat_windows(x: np.ndarray, r: np.ndarray, before: int, after: int) -> np.ndarray:
+    """(n_leads, n_beats, before+after) windows around each beat, edge-padded (for templates only)."""
+    n = x.shape[1]
+    idx = r[:, None] + np.arange(-before, after)[None, :]
+    idx = np.clip(idx, 0, n - 1)
+    return x[:, idx]
+
+
+def template_correlation(clean: np.ndarray, r: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Per lead and beat: Pearson correlation of the beat (-250..+400 ms) with the lead's median beat."""
+    if r.size == 0:
+        return np.zeros((clean.shape[0], 0))
+    w = beat_windows(clean, r, ms(fs_hz, 250), ms(fs_hz, 400))
+    tmpl = np.median(w, axis=1, keepdims=True)
+    a = w - w.mean(axis=2, keepdims=True)
+    b = tmpl - tmpl.mean(axis=2, keepdims=True)
+    num = np.sum(a * b, axis=2)
+    den = np.sqrt(np.sum(a * a, axis=2) * np.sum(b * b, axis=2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(den > 0, num / den, 0.0)
+    return c
+
+
+def gate_by_template(clean: np.ndarray, r: np.ndarray, gate: list[str | None], fs_hz: float) -> list[str | None]:
+    """Gate leads whose beats do not repeat (median correlation with their own median beat < 0.5).
+
+    Needs >= 4 beats: with fewer the median beat is the beats themselves and says nothing.
+    """
+    gate = list(gate)
+    if r.size < 4:
+        return gate
+    c = template_correlation(clean, r, fs_hz)
+    for i in range(clean.shape[0]):
+        if gate[i] is None and float(np.median(c[i])) < TEMPLATE_CORR_MIN:
+            gate[i] = "noise"
+    return gate
+
+
+def _knee_after(y: np.ndarray, m: int, r: int) -> int:
+    """Trapezium knee of a falling curve ``y`` between its steep point ``m`` and reference ``r`` (m < r)."""
+    if r <= m + 1:
+        return m
+    seg = y[m:r + 1]
+    t = np.arange(m, r + 1)
+    area = (y[m] - seg) * (2 * r - m - t)
+    return m + int(np.argmax(area))
+
+
+def _knee_before(y: np.ndarray, m: int, r: int) -> int:
+    """Mirror of ``_knee_after`` for a rising curve: reference ``r`` < steep point ``m``."""
+    if m <= r + 1:
+        return m
+    seg = y[r:m + 1]
+    t = np.arange(r, m + 1)
+    area = (y[m] - seg) * (t + m - 2 * r)
+    return r + int(np.argmax(area))
+
+
+def _pacing_spikes(raw_filled: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Bool per sample: a sharp spike (second difference far above the lead's own) in >= 3 good leads."""
+    x = raw_filled[good]
+    if x.shape[0] == 0:
+        return np.zeros(raw_filled.shape[1], dtype=bool)
+    d2 = np.abs(np.diff(x, n=2, axis=1))
+    scale = np.percentile(d2, 99.5, axis=1, keepdims=True) + 1e-6
+    hits = (d2 > 6.0 * scale) & (d2 > 0.5)
+    votes = hits.sum(axis=0)
+    out = np.zeros(raw_filled.shape[1], dtype=bool)
+    out[1:-1] = votes >= min(3, x.shape[0])
+    return out
+
+
+def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np.ndarray,
+              fs_hz: float) -> GlobalFiducials:
+    """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method."""
+    n_leads, n = clean.shape
+    nb = r.size
+    nan = np.full(nb, np.nan)
+    fid = {k: nan.copy() for k in ("qrs_on", "qrs_off", "p_on", "p_peak", "p_off", "t_on", "t_peak", "t_off")}
+    iso = np.full((n_leads, nb), np.nan)
+    x = clean[good]
+    gi = np.flatnonzero(good)
+    if nb == 0 or x.shape[0] == 0:
+        return GlobalFiducials(r=r.astype(float), iso=iso, paced=np.zeros(nb, bool), p_present=False, **fid)
+    d = np.gradient(x, axis=1)
+    v = uniform_filter1d(np.sqrt(np.sum(d ** 2, axis=0)), ms(fs_hz, 20))
+    spikes = _pacing_spikes(raw_filled, good, fs_hz)
+    paced = np.zeros(nb, dtype=bool)
+    rr = np.diff(r)
+    rr_med = float(np.median(rr)) if rr.size else float(ms(fs_hz, 1000))
+
+    def M(lo: int, hi: int, level: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.sum((x[:, lo:hi] - level[:, None]) ** 2, axis=0))
+
+    for k in range(nb):
+        c = int(r[k])
+        prev_r = int(r[k - 1]) if k > 0 else None
+        next_r = int(r[k + 1]) if k + 1 < nb else None
+        # isoelectric level: flattest point 50-200 ms before the anchor (PR segment), per lead
+        lo = max(0, c - ms(fs_hz, 200) if prev_r is None else max(c - ms(fs_hz, 200), (prev_r + c) // 2))
+        hi = max(lo + 1, c - ms(fs_hz, 50))
+        if hi > n or lo >= hi:
+            continue
+        t_iso = lo + int(np.argmin(v[lo:hi]))
+        a, b = max(0, t_iso - ms(fs_hz, 10)), min(n, t_iso + ms(fs_hz, 10) + 1)
+        level = x[:, a:b].mean(axis=1)
+        # QRS: half-maximum crossings of M on each side of the anchor are the steep points
+        wlo, whi = max(0, c - ms(fs_hz, 160)), min(n, c + ms(fs_hz, 180))
+        if prev_r is not None:
+            wlo = max(wlo, prev_r + ms(fs_hz, 200))
+        if next_r is not None:
+            whi = min(whi, next_r - ms(fs_hz, 150))
+        if whi - wlo < ms(fs_hz, 40) or not (wlo <= c < whi):
+            continue
+        m = M(wlo, whi, level)
+        ci = c - wlo
+        lo_seg = m[:ci + 1]
+        peak_val = float(m.max())
+        half = 0.5 * peak_val
+        above = np.flatnonzero(m >= half)
+        first_up, last_down = int(above[0]), int(above[-1])
+        on = _knee_before(m, first_up, max(0, first_up - ms(fs_hz, 100)))
+        off = _knee_after(m, last_down, min(m.size - 1, last_down + ms(fs_hz, 100)))
+        del lo_seg
+        q_on, q_off = wlo + on, wlo + off
+        fid["qrs_on"][k], fid["qrs_off"][k] = q_on, q_off
+        # baseline for amplitudes and for P / T: just before QRS onset (PR segment, 20..4 ms before it)
+        a, b = max(0, q_on - ms(fs_hz, 20)), max(1, q_on - ms(fs_hz, 4))
+        lev = x[:, a:b].mean(axis=1) if b > a else level
+        iso[gi, k] = lev
+        # pacing spike within 60 ms before onset .. 20 ms after
+        sp_lo, sp_hi = max(0, q_on - ms(fs_hz, 60)), min(n, q_on + ms(fs_hz, 20))
+        paced[k] = bool(spikes[sp_lo:sp_hi].any())
+        # T: from 60 ms after QRS offset to before the next beat
+        rr_k = (next_r - c) if next_r is not None else ((c - prev_r) if prev_r is not None else rr_med)
+        t_lo = q_off + ms(fs_hz, 40)
+        t_hi = min(n - 1, c + int(0.4 * rr_k) + ms(fs_hz, 250))
+        if next_r is not None:
+            t_hi = min(t_hi, next_r - ms(fs_hz, 80))
+        if t_hi - t_lo > ms(fs_hz, 80):
+            mt = M(q_off, t_hi + 1, lev)
+            off0 = t_lo - q_off
+            tp = off0 + int(np.argmax(mt[off0:]))
+            if mt[tp] > 0:
+                dm = np.gradient(mt)
+                # steepest descent after the peak, then the knee towards the window end
+                s_hi = min(mt.size - 1, tp + ms(fs_hz, 200))
+                sm = tp + int(np.argmin(dm[tp:s_hi + 1])) if s_hi > tp else tp
+                t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, 150)))
+                su = int(np.argmax(dm[:tp + 1])) if tp > 0 else 0
+                t_start = _knee_before(mt, su, 0)
+                fid["t_peak"][k] = q_off + tp
+                fid["t_off"][k] = q_off + t_end
+                fid["t_on"][k] = q_off + t_start
+        # P: before QRS onset, after the previous T (or 300 ms)
+        p_lo = q_on - ms(fs_hz, 300)
+        if prev_r is not None:
+            prev_t = fid["t_off"][k - 1]
+            p_lo = max(p_lo, int(prev_t) if np.isfinite(prev_t) else prev_r + ms(fs_hz, 250))
+        p_lo = max(0, p_lo)
+        p_hi = q_on - ms(fs_hz, 20)
+        if p_hi - p_lo > ms(fs_hz, 60):
+            mp = M(p_lo, q_on + 1, lev)
+            pk = int(np.argmax(mp[:p_hi - p_lo]))
+            # reject a "peak" that is the edge of the window (a T wave tail, not a P wave)
+            if 0 < pk < p_hi - p_lo - 1:
+                dm = np.gradient(mp)
+                su_lo = max(0, pk - ms(fs_hz, 80))
+                su = su_lo + int(np.argmax(dm[su_lo:pk + 1]))
+                sd_hi = min(mp.size - 1, pk + ms(fs_hz, 80))
+                sd = pk + int(np.argmin(dm[pk:sd_hi + 1]))
+                p_start = _knee_before(mp, su, max(0, su - ms(fs_hz, 80)))
+                p_end = _knee_after(mp, sd, min(mp.size - 1, sd + ms(fs_hz, 60)))
+                noise = float(np.median(mp[max(0, mp.size - ms(fs_hz, 20)):]))
+                if mp[pk] - noise > 0.04:
+                    fid["p_peak"][k] = p_lo + pk
+                    fid["p_on"][k] = p_lo + p_start
+                    fid["p_off"][k] = p_lo + p_end
+    # P presence: a P at a steady distance before most QRS onsets
+    pr = fid["qrs_on"] - fid["p_peak"]
+    ok = np.isfinite(pr)
+    p_present = False
+    if ok.sum() >= max(1, 0.5 * nb):
+        med = float(np.median(pr[ok]))
+        close = ok & (np.abs(pr - med) <= ms(fs_hz, 40))
+        sd_ms = float(np.std(pr[close]) * 1000.0 / fs_hz) if close.sum() > 1 else 0.0
+        p_present = bool(close.sum() >= max(1, 0.6 * nb) and sd_ms <= PRESENT_PR_SD_MAX_MS)
+        if p_present:
+            drop = ~close
+        else:
+            drop = np.ones(nb, dtype=bool)
+        for key in ("p_on", "p_peak", "p_off"):
+            fid[key][drop] = np.nan
+    else:
+        for key in ("p_on", "p_peak", "p_off"):
+            fid[key][:] = np.nan
+    return GlobalFiducials(r=r.astype(float), iso=iso, paced=paced, p_present=p_present, **fid)

@@ -1,0 +1,109 @@
+"""Per-lead cleaning and the quality gate that runs before any beat is looked for.
+
+All signals are mV, (12, n) arrays at ``fs_hz``. ``clean_leads`` gives two copies:
+- ``clean``: band-passed 0.5-40 Hz (zero phase) for finding and delineating waves;
+- ``light``: only the baseline removed (0.5 Hz zero-phase high-pass) and 150 Hz low-pass, for amplitudes,
+  which are then taken against each beat's own isoelectric PR level, so residual wander does not bias them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import signal as sps
+
+FLAT_PTP_MV = 0.02          # a lead whose 0.5-40 Hz signal never moves 20 uV carries no ECG
+SATURATION_RUN_MS = 20.0    # a converter rail held this long is clipping, not an R peak
+SATURATION_FRACTION = 0.02  # ... over at least this share of the record
+NAN_FRACTION_MAX = 0.2      # above this share of non-finite samples a lead is gated
+HF_POWER_FRACTION_MAX = 0.5  # white noise puts ~80% of its power above 40 Hz at 500 Hz; ECG ~<10%
+
+
+@dataclass
+class CleanLeads:
+    clean: np.ndarray      # (12, n) float64 mV, 0.5-40 Hz
+    light: np.ndarray      # (12, n) float64 mV, baseline removed, 150 Hz low-pass
+    nan_mask: np.ndarray   # (12, n) bool, samples that were non-finite and interpolated
+    gate: list[str | None]  # per lead: None (ok) or the reason it is gated ("flat", "saturated", ...)
+
+
+@lru_cache(maxsize=8)
+def _sos(kind: str, fs_hz: float):
+    if kind == "band":
+        return sps.butter(2, [0.5, 40.0], btype="bandpass", fs=fs_hz, output="sos")
+    if kind == "hp":
+        return sps.butter(2, 0.5, btype="highpass", fs=fs_hz, output="sos")
+    if kind == "lp150":
+        return sps.butter(2, min(150.0, 0.45 * fs_hz), btype="lowpass", fs=fs_hz, output="sos")
+    if kind == "lp40":
+        return sps.butter(4, 40.0, btype="lowpass", fs=fs_hz, output="sos")
+    raise ValueError(kind)
+
+
+def _fill_nan(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation over non-finite samples of each lead (all-NaN leads become 0)."""
+    x = np.array(x, dtype=np.float64, copy=True)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        idx = np.arange(x.shape[1])
+        for i in np.flatnonzero(bad.any(axis=1)):
+            good = ~bad[i]
+            x[i, bad[i]] = np.interp(idx[bad[i]], idx[good], x[i, good]) if good.any() else 0.0
+    return x, bad
+
+
+def _rail_fraction(raw: np.ndarray, fs_hz: float) -> float:
+    """Share of samples sitting on the lead's max or min value in runs >= SATURATION_RUN_MS."""
+    run = max(2, int(round(SATURATION_RUN_MS * fs_hz / 1000.0)))
+    hi, lo = np.nanmax(raw), np.nanmin(raw)
+    total = 0
+    for level in (hi, lo):
+        at = np.abs(raw - level) < 1e-6
+        if at.sum() < run:
+            continue
+        # run lengths of True values
+        d = np.diff(np.concatenate(([0], at.astype(np.int8), [0])))
+        starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+        lengths = ends - starts
+        total += int(lengths[lengths >= run].sum())
+    return total / raw.size
+
+
+def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
+    """Clean every lead and gate the ones that carry no usable ECG (flat, saturated, non-finite, noise).
+
+    Units: input and outputs in mV. The gate here only needs the lead itself; the beat-template gate
+    (``gate_by_template``) runs after beats are found.
+    """
+    raw = np.asarray(signal_mv, dtype=np.float64)
+    filled, bad = _fill_nan(raw)
+    n = filled.shape[1]
+    padlen = min(3 * 50, n - 1) if n > 1 else 0
+    if n > 30:
+        clean = sps.sosfiltfilt(_sos("band", fs_hz), filled, axis=1, padlen=padlen)
+        hp = sps.sosfiltfilt(_sos("hp", fs_hz), filled, axis=1, padlen=padlen)
+        light = sps.sosfiltfilt(_sos("lp150", fs_hz), hp, axis=1, padlen=padlen)
+        lp40_of_hp = sps.sosfiltfilt(_sos("lp40", fs_hz), hp, axis=1, padlen=padlen)
+    else:
+        clean = filled - filled.mean(axis=1, keepdims=True)
+        light = clean.copy()
+        lp40_of_hp = clean
+    gate: list[str | None] = []
+    for i in range(raw.shape[0]):
+        if bad[i].mean() > NAN_FRACTION_MAX:
+            gate.append("non_finite")
+            continue
+        if np.ptp(clean[i]) < FLAT_PTP_MV or np.ptp(filled[i]) < FLAT_PTP_MV:
+            gate.append("flat")
+            continue
+        if _rail_fraction(raw[i][np.isfinite(raw[i])], fs_hz) > SATURATION_FRACTION:
+            gate.append("saturated")
+            continue
+        total = float(np.sum(hp[i] ** 2))
+        hf = float(np.sum((hp[i] - lp40_of_hp[i]) ** 2))
+        if total > 0 and hf / total > HF_POWER_FRACTION_MAX:
+            gate.append("noise")
+            continue
+        gate.append(None)
+    return CleanLeads(clean=clean, light=light, nan_mask=bad, gate=gate)
