@@ -64,6 +64,7 @@ REASON_CODES: dict[str, str] = {
     "non_finite": "the signal holds NaN or infinite values",
     "flat_lead": "a lead carries no signal (constant)",
     "saturated_lead": "a lead is clipped at the converter's limits",
+    "noisy_lead": "a lead carries noise, not a repeating ECG (beat-template or spectral quality gate)",
     "too_short": "the record is shorter than the window asked for",
     "bad_metadata": "the source's table row for this record is missing or malformed",
     "delineation_failed": "beat detection or delineation failed for the whole record",
