@@ -1,0 +1,328 @@
+"""The ``ingest`` stage: every record of a source -> one manifest row (metadata, never signals) or an error row.
+
+Outputs (``out_dir``):
+- ``manifest.parquet`` - one row per good record (``MANIFEST_SCHEMA``); ``meta_json`` holds the full
+  ``RecordMeta`` so later stages can rebuild it with ``RecordMeta.model_validate_json``;
+- ``errors/ingest.parquet`` - ``features.schema.ERRORS_SCHEMA``: severity 'error' for records dropped,
+  'warning' for records kept with a problem (flat / saturated lead, ignored non-ECG channel).
+
+Work is done in chunks of ids ("shards"): each shard is written to ``out_dir/.ingest_shards/`` atomically
+and skipped when already there (a killed run resumes), then the shards are streamed into the two tables
+with bounded memory. The Prefect flow (``flows/ingest.py``) maps ``ingest_shard`` over the same chunks.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from features.schema import ERRORS_SCHEMA
+from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
+from pipeline.record import REASON_CODES, ECGRecord, RecordError
+from pipeline.sources import SOURCE_NAMES, Source, open_source
+
+STAGE = "ingest"
+DEFAULT_CHUNK_SIZE = 256
+SHARD_DIR = ".ingest_shards"
+
+_STATEMENT = pl.Struct({"text": pl.String, "code": pl.String, "system": pl.String, "likelihood": pl.Float64})
+
+MANIFEST_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String,
+    "source": pl.String,
+    "source_root": pl.String,          # absolute data root: open_source(source, source_root).read(record_id)
+    "patient_id": pl.String,
+    "age_years": pl.Float64,
+    "sex": pl.String,                  # male | female | null
+    "height_cm": pl.Float64,
+    "weight_kg": pl.Float64,
+    "recorded_at": pl.String,          # ISO time when known
+    "report": pl.String,
+    "report_dropped": pl.List(pl.String),
+    "statements": pl.List(_STATEMENT),
+    "statement_codes": pl.List(pl.String),
+    "reference": pl.String,            # ReferenceMeasurements JSON or null
+    "ref_kind": pl.String,             # mimic_machine | ludb_expert | synthetic_truth | null
+    "path": pl.String,                 # relative to the root, no extension (GEM's "ecg")
+    "files": pl.List(pl.String),
+    "sha256": pl.String,
+    "original_fs_hz": pl.Float64,
+    "original_leads": pl.List(pl.String),
+    "original_units": pl.List(pl.String),
+    "original_n_samples": pl.Int64,
+    "window_start_s": pl.Float64,
+    "derived_leads": pl.List(pl.String),
+    "fs_hz": pl.Int32,
+    "n_samples": pl.Int32,
+    "warnings": pl.List(pl.String),    # "code:lead" strings, code from REASON_CODES
+    "meta_json": pl.String,
+}
+
+
+class IngestSummary(BaseModel):
+    """What one ingest run did and where its outputs are."""
+
+    source: str
+    root: str
+    out_dir: str
+    n_records: int = 0
+    n_ok: int = 0
+    n_failed: int = 0
+    n_warnings: int = 0
+    failed_by_code: dict[str, int] = Field(default_factory=dict)
+    warnings_by_code: dict[str, int] = Field(default_factory=dict)
+    manifest_path: str = ""
+    errors_path: str = ""
+    n_shards: int = 0
+    n_shards_reused: int = 0
+    seconds: float = 0.0
+
+
+class ShardResult(BaseModel):
+    """One chunk of ids done: where its two tables are and how many records went which way."""
+
+    index: int
+    manifest_path: str
+    errors_path: str
+    n_ok: int
+    n_failed: int
+    reused: bool = False
+
+
+def manifest_row(record: ECGRecord, source_root: str | Path) -> dict:
+    """The manifest row of a canonical record (everything but the samples)."""
+    m = record.meta
+    pv = m.provenance
+    return {
+        "record_id": m.record_id,
+        "source": m.source,
+        "source_root": str(Path(source_root).resolve()),
+        "patient_id": m.patient_id,
+        "age_years": m.demographics.age_years,
+        "sex": m.demographics.sex,
+        "height_cm": m.demographics.height_cm,
+        "weight_kg": m.demographics.weight_kg,
+        "recorded_at": m.recorded_at,
+        "report": m.report,
+        "report_dropped": list(m.report_dropped),
+        "statements": [s.model_dump() for s in m.statements],
+        "statement_codes": [s.code for s in m.statements if s.code],
+        "reference": m.reference.model_dump_json() if m.reference else None,
+        "ref_kind": m.reference.kind if m.reference else None,
+        "path": pv.path,
+        "files": list(pv.files),
+        "sha256": pv.sha256,
+        "original_fs_hz": pv.original_fs_hz,
+        "original_leads": list(pv.original_lead_names),
+        "original_units": list(pv.original_units),
+        "original_n_samples": pv.original_n_samples,
+        "window_start_s": pv.window_start_s,
+        "derived_leads": list(pv.derived_leads),
+        "fs_hz": m.fs_hz,
+        "n_samples": m.n_samples,
+        "warnings": list(pv.warnings),
+        "meta_json": m.model_dump_json(),
+    }
+
+
+def warning_rows(record: ECGRecord) -> list[ErrorRow]:
+    """One 'warning' error row per non-fatal problem in the record's provenance ('flat_lead:V3' ...)."""
+    rows = []
+    for w in record.meta.provenance.warnings:
+        code, _, lead = w.partition(":")
+        what = REASON_CODES.get(code, code)
+        rows.append(ErrorRow(record.record_id, STAGE, "warning", code, lead or None, f"{lead}: {what}" if lead else what))
+    return rows
+
+
+def ingest_records(source: Source, ids: Sequence[str]) -> tuple[list[dict], list[ErrorRow]]:
+    """Read ``ids`` from ``source``: (manifest rows of good records, error + warning rows). Never raises
+    for a bad record; anything that is not a ``RecordError`` is recorded as ``internal_error``."""
+    rows: list[dict] = []
+    errors: list[ErrorRow] = []
+    for rid in ids:
+        try:
+            record = source.read(rid)
+            if record.record_id != rid:
+                raise RecordError("bad_metadata", f"source returned record {record.record_id!r} for id {rid!r}", rid)
+            row = manifest_row(record, source.root)
+        except Exception as exc:  # one record's failure must never stop the batch
+            errors.append(error_row(rid, STAGE, exc))
+            continue
+        rows.append(row)
+        errors += warning_rows(record)
+    return rows, errors
+
+
+def _shard_name(index: int, ids: Sequence[str]) -> str:
+    """Shard file stem: its position plus a digest of its ids, so a changed id list never reuses a stale shard."""
+    digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+    return f"shard-{index:05d}-{digest}"
+
+
+def ingest_shard(
+    source_name: str, root: str | Path, ids: Sequence[str], out_dir: str | Path, index: int,
+    options: dict | None = None, source: Source | None = None,
+) -> ShardResult:
+    """Ingest one chunk of ids into ``out_dir/.ingest_shards/<shard>.{manifest,errors}.parquet``.
+
+    Skips the work when both files exist (idempotent). ``source`` may be passed to reuse an open source
+    (its cached CSV tables); otherwise the source is opened here (what a Prefect task does).
+    """
+    shard_dir = Path(out_dir) / SHARD_DIR
+    stem = _shard_name(index, ids)
+    man_path, err_path = shard_dir / f"{stem}.manifest.parquet", shard_dir / f"{stem}.errors.parquet"
+    if man_path.is_file() and err_path.is_file():
+        man = pq.read_metadata(man_path).num_rows
+        errs = pl.read_parquet(err_path, columns=["severity"])
+        return ShardResult(index=index, manifest_path=str(man_path), errors_path=str(err_path), n_ok=man,
+                           n_failed=int((errs["severity"] == "error").sum()), reused=True)
+    src = source or open_source(source_name, root, **(options or {}))
+    rows, errors = ingest_records(src, ids)
+    write_parquet_atomic(pl.DataFrame(rows, schema=MANIFEST_SCHEMA), man_path)
+    write_parquet_atomic(errors_frame(errors), err_path)
+    return ShardResult(index=index, manifest_path=str(man_path), errors_path=str(err_path), n_ok=len(rows),
+                       n_failed=sum(e.severity == "error" for e in errors))
+
+
+def _stream_concat(paths: list[str], schema: dict[str, pl.DataType], dest: Path) -> None:
+    """Concatenate Parquet files into ``dest`` one file at a time (bounded memory), atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    empty = pl.DataFrame(schema=schema).to_arrow()
+    writer = pq.ParquetWriter(tmp, empty.schema)
+    try:
+        for p in paths:
+            table = pl.read_parquet(p).cast(schema).to_arrow()  # same column types in every shard
+            if table.num_rows:
+                writer.write_table(table.cast(empty.schema))
+    finally:
+        writer.close()
+    os.replace(tmp, dest)
+
+
+def merge_shards(source_name: str, root: str | Path, out_dir: str | Path, shards: list[ShardResult],
+                 n_records: int, started: float | None = None) -> IngestSummary:
+    """Write ``manifest.parquet`` and ``errors/ingest.parquet`` from the shards; summarise; drop the shards."""
+    out = Path(out_dir)
+    shards = sorted(shards, key=lambda s: s.index)
+    manifest_path, errors_path = out / "manifest.parquet", out / "errors" / f"{STAGE}.parquet"
+    _stream_concat([s.manifest_path for s in shards], MANIFEST_SCHEMA, manifest_path)
+    _stream_concat([s.errors_path for s in shards], ERRORS_SCHEMA, errors_path)
+    errs = pl.read_parquet(errors_path, columns=["severity", "code"])
+    failed = Counter(errs.filter(pl.col("severity") == "error")["code"].to_list())
+    warned = Counter(errs.filter(pl.col("severity") == "warning")["code"].to_list())
+    summary = IngestSummary(
+        source=source_name, root=str(root), out_dir=str(out), n_records=n_records,
+        n_ok=sum(s.n_ok for s in shards), n_failed=sum(s.n_failed for s in shards),
+        n_warnings=sum(warned.values()), failed_by_code=dict(sorted(failed.items())),
+        warnings_by_code=dict(sorted(warned.items())), manifest_path=str(manifest_path), errors_path=str(errors_path),
+        n_shards=len(shards), n_shards_reused=sum(s.reused for s in shards),
+        seconds=round(time.perf_counter() - started, 3) if started else 0.0,
+    )
+    shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+    return summary
+
+
+def list_ids(source_name: str, root: str | Path, **options) -> list[str]:
+    """All record ids of the source, in its stable order."""
+    return list(open_source(source_name, root, **options).ids())
+
+
+def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE, **options) -> IngestSummary:
+    """Ingest every record of ``source_name`` at ``root`` into ``out_dir`` (see the module docstring).
+
+    ``options`` go to the source (e.g. ``window_s=10.0``, ``window_start_s=0.0``; ``n_records`` for synthetic).
+    Raises ``ValueError`` for an unknown source and ``RecordError`` when the source itself cannot be opened
+    (e.g. its index CSV is missing); bad records never raise.
+    """
+    started = time.perf_counter()
+    source = open_source(source_name, root, **options)
+    ids = list(source.ids())
+    shards = [ingest_shard(source_name, root, chunk, out_dir, i, options, source=source)
+              for i, chunk in enumerate(chunks(ids, chunk_size))]
+    return merge_shards(source_name, root, out_dir, shards, len(ids), started)
+
+
+def format_summary(s: IngestSummary) -> str:
+    """Human-readable summary printed by the CLI and the flow."""
+    lines = [f"ingest {s.source} ({s.root}): {s.n_ok} of {s.n_records} records ok, {s.n_failed} failed, "
+             f"{s.n_warnings} warnings, {s.n_shards} chunks ({s.n_shards_reused} reused), {s.seconds:.1f} s"]
+    for code, n in s.failed_by_code.items():
+        lines.append(f"  failed  {code:<18} {n}")
+    for code, n in s.warnings_by_code.items():
+        lines.append(f"  warning {code:<18} {n}")
+    lines.append(f"manifest: {s.manifest_path}")
+    lines.append(f"errors:   {s.errors_path}")
+    return "\n".join(lines)
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--option wants KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def register(subparsers) -> None:
+    """Add ``ecg-grounding ingest``."""
+    p = subparsers.add_parser(
+        "ingest",
+        help="read a source's records into the canonical record: manifest + errors tables",
+        description="Read every record of a source into OUT/manifest.parquet (metadata, no signals) and "
+                    "OUT/errors/ingest.parquet (one row per failed record or warning), in chunks.",
+        epilog="Exit status: 0 every record ingested (warnings allowed); 1 some records failed (see "
+               "OUT/errors/ingest.parquet); 2 usage error (bad arguments, unknown source, unreadable root).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", required=True, choices=SOURCE_NAMES, help="source layout")
+    p.add_argument("--root", required=False, default=None, help="data root (optional for synthetic)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="records per chunk (default %(default)s)")
+    p.add_argument("--window-s", type=float, default=None, help="seconds kept per record (default 10)")
+    p.add_argument("--window-start-s", type=float, default=None, help="where the window starts, s (default 0)")
+    p.add_argument("--option", action="append", default=[], type=_parse_option, metavar="KEY=VALUE",
+                   help="extra source option (JSON value), repeatable")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.chunk_size < 1:
+        print("ingest: --chunk-size must be >= 1", file=sys.stderr)
+        return 2
+    options: dict[str, object] = dict(args.option)
+    if args.window_s is not None:
+        options["window_s"] = args.window_s
+    if args.window_start_s is not None:
+        options["window_start_s"] = args.window_start_s
+    root = args.root
+    if root is None:
+        if args.source != "synthetic":
+            print(f"ingest: --root is required for source {args.source}", file=sys.stderr)
+            return 2
+        root = "."
+    elif not Path(root).is_dir():
+        print(f"ingest: root {root} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        summary = ingest(args.source, root, args.out, chunk_size=args.chunk_size, **options)
+    except (RecordError, ValueError, TypeError) as exc:  # the source itself cannot be opened / bad options
+        print(f"ingest: cannot open source {args.source} at {root}: {exc}", file=sys.stderr)
+        return 2
+    print(summary.model_dump_json(indent=2) if args.json else format_summary(summary))
+    return 0 if summary.n_failed == 0 else 1
