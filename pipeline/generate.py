@@ -1,0 +1,468 @@
+"""``ecg-grounding generate``: prompts → answers, through the rules writer or an LLM, durably and within budget.
+
+Every request goes through the same path: request key → stored answer reused, or intent recorded → sent
+with bounded retries → raw response stored → parsed → validated. A rejected answer is regenerated with the
+validator's reasons appended as feedback (a new request with its own stored response), up to
+``max_attempts``. Output: ``OUT/responses/`` (the append-only store), ``OUT/answers.parquet`` (one row per
+attempt) and ``OUT/generate_summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import mimetypes
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.llm.batch_api import BatchRequest, run_batches
+from pipeline.llm.client import RetryPolicy, complete
+from pipeline.llm.hashing import canonical_messages, request_key
+from pipeline.llm.pricing import PriceTable, usage_from_body
+from pipeline.llm.providers import Backend, BackendSpec, LLMConfigError, make_backend, parse_answer
+from pipeline.llm.ratelimit import RateGate
+from pipeline.llm.store import ResponseStore, StoredResponse
+
+log = logging.getLogger(__name__)
+
+ANSWERS_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.Utf8, "variant": pl.Utf8, "attempt": pl.Int32, "answer": pl.Utf8,
+    "reasoning_content": pl.Utf8, "backend": pl.Utf8, "model": pl.Utf8, "provider_model": pl.Utf8,
+    "request_key": pl.Utf8, "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "cached_tokens": pl.Int64,
+    "reasoning_tokens": pl.Int64, "cost_usd": pl.Float64, "finish_reason": pl.Utf8, "status": pl.Utf8,
+    "error_code": pl.Utf8, "error_message": pl.Utf8, "latency_s": pl.Float64,
+    # beyond the brief's columns: provenance of reuse and the validator's verdict on this attempt
+    "reused": pl.Boolean, "accepted": pl.Boolean, "validation_reasons": pl.Utf8,
+}
+STATUSES = ("ok", "failed", "skipped_budget", "refused_context")
+DEFAULT_MAX_TOKENS = {"rules": 0, "openai": 2048, "deepseek": 8192, "openai-compatible": 2048}
+MIN_COMPLETION_TOKENS = 256   # below this a re-budgeted answer would be useless: refuse instead
+TOKENIZER_MARGIN = 1.10       # our o200k counts vs. a local model's own tokenizer
+FEEDBACK_TEMPLATE = ("Your previous answer was rejected by the grounding checks ({reasons}).\n{feedback}\n"
+                     "Rewrite the complete interpretation, citing only measurements given above.")
+
+
+@dataclass
+class GenerateSummary:
+    n_prompts: int = 0
+    n_ok: int = 0                 # prompts whose final attempt produced an answer
+    n_accepted: int = 0           # ... and the validator accepted it (when a validator ran)
+    n_rejected: int = 0           # final answer still rejected after max_attempts
+    n_failed: int = 0
+    n_skipped_budget: int = 0
+    n_refused_context: int = 0
+    n_requests: int = 0           # distinct request keys this run needed
+    n_reused: int = 0             # of those, answered from the store (nothing sent, nothing paid)
+    n_http_sends: int = 0         # HTTP sends made now, retries included
+    cost_usd_new: float = 0.0     # spent by this run
+    cost_usd_total: float = 0.0   # cost of every answer in answers.parquet (reused ones included)
+    lost_intents_before: int = 0  # requests a previous, killed run sent without storing a response
+    batch_ids: list[str] = field(default_factory=list)
+    answers_path: str = ""
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Item:
+    record_id: str
+    variant: str | None
+    messages: list[dict]
+    est_prompt_tokens: int
+    context: Any
+    error: tuple[str, str] | None = None     # (code, message) when the request could not even be built
+
+
+class _Budget:
+    """Stops before exceeding ``max_cost``: each send reserves its worst case, settled at its real cost."""
+
+    def __init__(self, max_cost: float | None):
+        self.max_cost, self.spent, self.reserved = max_cost, 0.0, 0.0
+
+    def try_reserve(self, worst: float | None) -> bool:
+        if self.max_cost is None:
+            return True
+        if self.spent + self.reserved + (worst or 0.0) > self.max_cost:
+            return False
+        self.reserved += worst or 0.0
+        return True
+
+    def settle(self, worst: float | None, actual: float | None) -> None:
+        if self.max_cost is not None:
+            self.reserved -= worst or 0.0
+        self.spent += actual or 0.0
+
+
+def _write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
+    # Same as pipeline.batch.write_parquet_atomic; not imported because pipeline.batch -> features ->
+    # pipeline.batch is circular when pipeline.batch is imported first.
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.write_parquet(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _image_part(path: Path) -> dict:
+    mime = mimetypes.guess_type(path.name)[0] or "image/png"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}", "detail": "high"}}
+
+
+def _estimate_tokens(text: str) -> int:
+    # Only when the prompts table has no exact count: ~2 chars/token over-counts ECG text (budget-safe).
+    return len(text) // 2 + 8
+
+
+def build_items(prompts: pl.DataFrame, backend: Backend, contexts: Mapping[str, Any] | None,
+                image_root: Path | None) -> list[_Item]:
+    """One request skeleton per prompt row: system + user (+ the image for multimodal rows)."""
+    items = []
+    for row in prompts.iter_rows(named=True):
+        rid = row["record_id"]
+        variant = row.get("variant")
+        system, user = row.get("system") or "", row.get("user") or ""
+        msgs: list[dict] = [{"role": "system", "content": system}] if system else []
+        error = None
+        img = row.get("image_path")
+        if variant == "multimodal" and img and backend.supports_images:
+            p = Path(img)
+            if not p.is_absolute() and image_root is not None:
+                p = image_root / p
+            if p.is_file():
+                msgs.append({"role": "user", "content": [{"type": "text", "text": user}, _image_part(p)]})
+            else:
+                msgs.append({"role": "user", "content": user})
+                error = ("missing_image", f"image {img} not found under {image_root}")
+        else:
+            msgs.append({"role": "user", "content": user})
+        est = row.get("prompt_tokens")
+        est = int(est) + int(row.get("image_tokens") or 0) if est is not None else _estimate_tokens(system + user)
+        items.append(_Item(rid, variant, msgs, est, (contexts or {}).get(rid), error))
+    return items
+
+
+def _row(item: _Item, attempt: int, backend: Backend, spec_label: str, key: str | None, status: str, *,
+         stored: StoredResponse | None = None, reused: bool = False, cost: float | None = None,
+         code: str | None = None, message: str | None = None) -> dict:
+    row = {c: None for c in ANSWERS_SCHEMA}
+    row.update(record_id=item.record_id, variant=item.variant, attempt=attempt, backend=spec_label,
+               model=backend.model, request_key=key, status=status, error_code=code, error_message=message,
+               reused=reused, cost_usd=cost)
+    if stored is not None:
+        body = stored.json()
+        content, reasoning, finish = parse_answer(body)
+        usage = usage_from_body(body)
+        row.update(answer=content if stored.ok else None, reasoning_content=reasoning, finish_reason=finish,
+                   provider_model=(body or {}).get("model"), prompt_tokens=usage.prompt_tokens,
+                   completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
+                   reasoning_tokens=usage.reasoning_tokens, latency_s=stored.latency_s)
+        if not stored.ok:
+            row.update(error_code=stored.error_code, error_message=stored.error_message)
+    return row
+
+
+def _validate(validator: Callable | None, answer: str, ctx: Any) -> tuple[bool | None, list[str], str]:
+    if validator is None or ctx is None:
+        return None, [], ""
+    try:
+        res = validator(answer, ctx)
+    except Exception as exc:  # a validator bug must not lose the paid answer: record it, do not regenerate
+        return None, [f"validator_error:{type(exc).__name__}: {exc}"], ""
+    return bool(res.accepted), list(getattr(res, "reasons", []) or []), str(getattr(res, "feedback", "") or "")
+
+
+async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseStore | str | Path,
+                            out_dir: str | Path, concurrency: int = 16, max_attempts: int = 3,
+                            validator: Callable | None = None, contexts: Mapping[str, Any] | None = None,
+                            max_cost: float | None = None, batch: bool = False, *,
+                            price_table: PriceTable | None = None, max_tokens: int | None = None,
+                            temperature: float | None = None, json_schema: dict | None = None,
+                            image_root: str | Path | None = None, retry: RetryPolicy | None = None,
+                            seed: int = 0, spec_label: str | None = None, batch_poll_s: float = 30.0,
+                            batch_max_wait_s: float = 26 * 3600.0) -> GenerateSummary:
+    """Async core of :func:`generate_answers` (same arguments)."""
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    own_store = not isinstance(store, ResponseStore)
+    store = ResponseStore(store) if own_store else store
+    prices = price_table or PriceTable()
+    provider, model = backend.provider, backend.model
+    label = spec_label or (provider if provider == "rules" else f"{provider}:{model}")
+    if max_cost is not None and prices.price(provider, model) is None:
+        raise LLMConfigError(f"--max-cost needs a price for {provider}:{model}: add it with --price-table")
+    if batch and not backend.supports_batch:
+        raise LLMConfigError(f"--batch needs the OpenAI Batch API; {provider} has none")
+    max_tokens = int(max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS.get(provider, 2048))
+    summary = GenerateSummary(n_prompts=prompts.height, lost_intents_before=len(store.lost_intents()))
+    if summary.lost_intents_before:
+        log.warning("%d request(s) were sent by an earlier run that died before storing the response",
+                    summary.lost_intents_before)
+    window = await backend.context_window()
+    items = build_items(prompts, backend, contexts, Path(image_root) if image_root else None)
+    history: dict[int, list[dict]] = {i: [] for i in range(len(items))}
+    rows: list[dict] = []
+    final: dict[int, dict] = {}
+    budget = _Budget(max_cost)
+    gate = RateGate()
+    sem = asyncio.Semaphore(max(1, concurrency))
+    keys_seen: set[str] = set()
+    active = list(range(len(items)))
+
+    for attempt in range(1, max_attempts + 1):
+        plans: list[tuple[int, str, list[dict], dict, float | None]] = []
+        for i in active:
+            it = items[i]
+            if it.error is not None:
+                final[i] = _row(it, attempt, backend, label, None, "failed", code=it.error[0], message=it.error[1])
+                continue
+            messages = it.messages + history[i]
+            mt = max_tokens
+            est = it.est_prompt_tokens + sum(_estimate_tokens(json.dumps(m["content"])) for m in history[i])
+            if window is not None and int(est * TOKENIZER_MARGIN) + mt > window:
+                room = window - int(est * TOKENIZER_MARGIN)
+                if room < MIN_COMPLETION_TOKENS:
+                    final[i] = _row(it, attempt, backend, label, None, "refused_context", code="context_too_small",
+                                    message=f"prompt ~{est} tokens + {MIN_COMPLETION_TOKENS} answer tokens do not "
+                                            f"fit the served context window of {window} tokens")
+                    continue
+                mt = room  # re-budget the answer instead of paying for a silently truncated prompt
+            params = backend.params(it.variant, mt, temperature, json_schema, seed + attempt - 1)
+            key = request_key(provider, model, params, messages)
+            worst = prices.worst_case_usd(provider, model, est, mt, batch)
+            plans.append((i, key, messages, params, worst))
+
+        results: dict[int, tuple[str, StoredResponse | None, bool, str | None]] = {}
+        if batch:
+            reqs: list[BatchRequest] = []
+            reserved: dict[int, float | None] = {}
+            for i, key, messages, params, worst in plans:
+                if store.get_ok(key) is None and key not in keys_seen:
+                    if not budget.try_reserve(worst):
+                        results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost")
+                        continue
+                    reserved[i] = worst
+                    reqs.append(BatchRequest(key, {"model": model, "messages": messages, **params},
+                                             items[i].record_id, attempt))
+                keys_seen.add(key)
+            report = await run_batches(backend, store, reqs, poll_interval_s=batch_poll_s,
+                                       max_wait_s=batch_max_wait_s)
+            summary.batch_ids += report.submitted + report.resumed
+            summary.n_http_sends += len(reqs)
+            sent_keys = {r.key for r in reqs}
+            for i, key, _, _, worst in plans:
+                if i in results:
+                    continue
+                got = store.get_ok(key)
+                if got is None:
+                    tried = store.responses(key)
+                    got = tried[-1] if tried else StoredResponse(
+                        key, False, None, None, {}, None, provider, model, error_code="batch_unfinished",
+                        error_message=f"no result line (batch {report.unfinished.get(key, 'unknown')}); "
+                                      "a re-run resubmits it")
+                if i in reserved:
+                    budget.settle(reserved[i], prices.cost_usd(provider, model, usage_from_body(got.json()), True))
+                results[i] = (key, got, key not in sent_keys, None)
+        else:
+            async def one(i: int, key: str, messages: list[dict], params: dict, worst: float | None):
+                async with sem:
+                    hit = store.get_ok(key)
+                    if hit is not None:
+                        results[i] = (key, hit, True, None)
+                        return
+                    if not budget.try_reserve(worst):
+                        results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost "
+                                                        f"(spent ${budget.spent:.4f})")
+                        return
+                    comp = await complete(backend, store, gate, key, messages, params, items[i].record_id,
+                                          attempt, items[i].context, retry,
+                                          {"provider": provider, "model": model, "params": params,
+                                           "messages": canonical_messages(messages)})
+                    summary.n_http_sends += comp.http_attempts
+                    budget.settle(worst, prices.cost_usd(provider, model, usage_from_body(comp.stored.json()))
+                                  if comp.stored.ok or comp.stored.body else 0.0)
+                    results[i] = (key, comp.stored, comp.reused, None)
+
+            await asyncio.gather(*(one(*p) for p in plans))
+
+        next_active = []
+        for i, key, messages, _, _ in plans:
+            it = items[i]
+            key, stored, reused, skip_msg = results[i]
+            summary.n_requests += 1
+            summary.n_reused += int(reused)
+            if stored is None:
+                final[i] = _row(it, attempt, backend, label, key, "skipped_budget", code="budget_exhausted",
+                                message=skip_msg)
+                continue
+            cost = prices.cost_usd(provider, model, usage_from_body(stored.json()), stored.batch_id is not None)
+            r = _row(it, attempt, backend, label, key, "ok" if stored.ok else "failed", stored=stored,
+                     reused=reused, cost=cost)
+            final[i] = r
+            if not stored.ok:
+                continue
+            accepted, reasons, feedback = _validate(validator, r["answer"], it.context)
+            r.update(accepted=accepted, validation_reasons=json.dumps(reasons) if reasons or accepted is not None
+                     else None)
+            if accepted is False and attempt < max_attempts:
+                rows.append(r)
+                # Only the answer's content goes back: a reasoner's reasoning_content is never resent.
+                history[i] = history[i] + [
+                    {"role": "assistant", "content": r["answer"]},
+                    {"role": "user", "content": FEEDBACK_TEMPLATE.format(reasons=", ".join(reasons) or "unspecified",
+                                                                         feedback=feedback)}]
+                next_active.append(i)
+        active = next_active
+        if not active:
+            break
+
+    rows.extend(final[i] for i in sorted(final))
+    frame = pl.DataFrame(rows, schema=ANSWERS_SCHEMA).sort(["record_id", "variant", "attempt"], nulls_last=True)
+    answers_path = _write_parquet_atomic(frame, out_dir / "answers.parquet")
+    for r in final.values():
+        st = r["status"]
+        summary.n_ok += st == "ok"
+        summary.n_failed += st == "failed"
+        summary.n_skipped_budget += st == "skipped_budget"
+        summary.n_refused_context += st == "refused_context"
+        summary.n_accepted += r["accepted"] is True
+        summary.n_rejected += r["accepted"] is False
+    summary.cost_usd_new = round(budget.spent, 6)
+    summary.cost_usd_total = round(float(frame["cost_usd"].fill_null(0).sum()), 6)
+    summary.answers_path = str(answers_path)
+    summary.wall_s = round(time.perf_counter() - t_start, 3)
+    (out_dir / "generate_summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if own_store:
+        store.close()
+    return summary
+
+
+def generate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseStore | str | Path,
+                     out_dir: str | Path, concurrency: int = 16, max_attempts: int = 3,
+                     validator: Callable | None = None, contexts: Mapping[str, Any] | None = None,
+                     max_cost: float | None = None, batch: bool = False, **options: Any) -> GenerateSummary:
+    """Answer every prompt row; write ``out_dir/answers.parquet`` (one row per attempt) and return a summary.
+
+    ``store`` is a :class:`ResponseStore` or its directory. ``validator(answer, ctx)`` returns an object with
+    ``.accepted``, ``.reasons``, ``.feedback``; rejected answers are regenerated with the feedback, up to
+    ``max_attempts`` answers per prompt. ``max_cost`` is in USD; requests whose worst case would exceed it are
+    recorded as ``skipped_budget``. ``batch=True`` uses the OpenAI Batch API (half price). Options:
+    ``price_table``, ``max_tokens``, ``temperature``, ``json_schema``, ``image_root``, ``retry``, ``seed``,
+    ``batch_poll_s``, ``batch_max_wait_s``.
+    """
+    async def run() -> GenerateSummary:
+        try:
+            return await agenerate_answers(prompts, backend, store, out_dir, concurrency, max_attempts, validator,
+                                           contexts, max_cost, batch, **options)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(run())
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+
+def _read_prompts(path: Path) -> tuple[pl.DataFrame, Path]:
+    """The prompts table and the run folder image paths are relative to."""
+    if path.is_dir():
+        cand = [path / "prompts.parquet", path / "prompts" / "prompts.parquet"]
+        path = next((c for c in cand if c.is_file()), cand[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"no prompts table at {path}")
+    run_dir = path.parent.parent if path.parent.name == "prompts" else path.parent
+    return pl.read_parquet(path), run_dir
+
+
+def _default_variant(provider: str) -> str:
+    # GPT-4o reads the image; DeepSeek-R1, local text models and the rules writer take the text prompt.
+    return "multimodal" if provider == "openai" else "text"
+
+
+def _load_contexts(run_dir: Path, record_ids: list[str]) -> dict[str, Any] | None:
+    """GroundingContexts from the measurement outputs, when pipeline.context offers a builder."""
+    try:
+        from pipeline import context as ctx_mod
+    except ImportError:
+        return None
+    for name in ("load_contexts", "build_contexts"):
+        fn = getattr(ctx_mod, name, None)
+        if fn is not None:
+            try:
+                got = fn(run_dir, record_ids) if name == "load_contexts" else fn(run_dir)
+            except TypeError:
+                got = fn(run_dir)
+            if isinstance(got, Mapping):
+                return dict(got)
+            return {c.record_id: c for c in got}
+    return None
+
+
+def _load_validator() -> Callable | None:
+    try:
+        from pipeline.validate import validate_answer
+    except ImportError:
+        return None
+    return validate_answer
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    spec = BackendSpec.parse(args.llm, args.base_url)
+    prompts, run_dir = _read_prompts(Path(args.prompts))
+    variant = args.variant or _default_variant(spec.provider)
+    if "variant" in prompts.columns and variant != "all":
+        prompts = prompts.filter(pl.col("variant") == variant)
+    if args.limit:
+        prompts = prompts.head(args.limit)
+    contexts = _load_contexts(run_dir, prompts["record_id"].to_list()) if not args.no_context else None
+    validator = None if args.no_validate else _load_validator()
+    json_schema = json.loads(Path(args.json_schema).read_text()) if args.json_schema else None
+    from pipeline.llm.providers import resolve_api_key
+    api_key = None if spec.provider == "rules" else resolve_api_key(spec.provider, args.api_key_secret)
+    backend = make_backend(spec, api_key=api_key, timeout_s=args.timeout, context_window=args.context_window)
+    out = Path(args.out)
+    summary = generate_answers(
+        prompts, backend, out / "responses", out, concurrency=args.concurrency, max_attempts=args.max_attempts,
+        validator=validator, contexts=contexts, max_cost=args.max_cost, batch=args.batch,
+        price_table=PriceTable.load(args.price_table), max_tokens=args.max_tokens, temperature=args.temperature,
+        json_schema=json_schema, image_root=run_dir, seed=args.seed, spec_label=args.llm,
+        batch_poll_s=args.batch_poll_s)
+    print(json.dumps(asdict(summary), indent=2))
+    return 0 if summary.n_failed == 0 else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="answers from the rules writer or an LLM (durable response store)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prompts", required=True, help="prompts.parquet or the folder holding it")
+    p.add_argument("--out", required=True, help="output folder: responses/, answers.parquet")
+    p.add_argument("--llm", default="rules", help="rules | openai:MODEL | deepseek:MODEL | openai-compatible:MODEL")
+    p.add_argument("--base-url", default=None, help="API base URL (required for openai-compatible)")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--max-cost", type=float, default=None, help="USD budget for this run")
+    p.add_argument("--batch", action="store_true", help="OpenAI Batch API (half price, up to 24 h)")
+    p.add_argument("--max-attempts", type=int, default=3, help="answers per prompt when the validator rejects")
+    p.add_argument("--price-table", default=None, help="YAML/JSON overriding the default price table")
+    p.add_argument("--variant", default=None, help="multimodal | text | json | all (default: per provider)")
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
+    p.add_argument("--context-window", type=int, default=None, help="served context (tokens) if not detectable")
+    p.add_argument("--json-schema", default=None, help="JSON schema file for the json variant")
+    p.add_argument("--api-key-secret", default=None, help="Prefect Secret block holding the API key")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    p.add_argument("--batch-poll-s", type=float, default=30.0)
+    p.add_argument("--no-validate", action="store_true")
+    p.add_argument("--no-context", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run_cli)

@@ -1,0 +1,82 @@
+"""Send one request durably: reuse a stored answer, else record the intent, send with bounded retries,
+store every raw response the moment it arrives."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from pipeline.llm.providers import Backend, SendResult
+from pipeline.llm.ratelimit import RateGate
+from pipeline.llm.store import ResponseStore, StoredResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Completion:
+    """The final stored response for one request key and how we got it."""
+
+    stored: StoredResponse
+    reused: bool         # True: answered from the store, nothing sent
+    http_attempts: int   # HTTP sends made now (0 when reused)
+
+
+class _Transient(Exception):
+    def __init__(self, result: SendResult):
+        super().__init__(result.stored.error_code)
+        self.result = result
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded retries with full-jitter exponential backoff; a server's Retry-After overrides the backoff."""
+
+    max_http_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def _wait(self, state: RetryCallState) -> float:
+        jitter = wait_random_exponential(multiplier=self.backoff_base_s, max=self.backoff_max_s)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.result.retry_after_s is not None:
+            return exc.result.retry_after_s
+        return jitter
+
+
+async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
+                   params: dict[str, Any], record_id: str | None, attempt: int | None, context: Any = None,
+                   policy: RetryPolicy | None = None, request_doc: dict | None = None) -> Completion:
+    """The stored ``ok`` response for ``key`` if there is one; otherwise send (retrying only transient
+    faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response."""
+    hit = store.get_ok(key)
+    if hit is not None:
+        return Completion(hit, True, 0)
+    policy = policy or RetryPolicy()
+    store.record_intent(key, record_id, attempt, "sync", request_doc)
+    sends = 0
+    last: SendResult | None = None
+    try:
+        async for try_ in AsyncRetrying(stop=stop_after_attempt(policy.max_http_attempts), wait=policy._wait,
+                                        retry=retry_if_exception_type(_Transient), reraise=True,
+                                        sleep=asyncio.sleep):
+            with try_:
+                await gate.wait()
+                sends += 1
+                last = await backend.send(key, messages, params, context)
+                # Store first: nothing (not even our own checks) touches a paid answer before it is durable.
+                store.put(last.stored)
+                gate.observe(last.stored.headers)
+                if last.stored.error_code == "rate_limited" and last.retry_after_s:
+                    gate.pause(last.retry_after_s)
+                if last.retryable:
+                    log.info("request %s: %s, retrying", key[:12], last.stored.error_code)
+                    raise _Transient(last)
+    except _Transient as exc:
+        last = exc.result  # retries exhausted: the last stored failure explains it
+    assert last is not None
+    return Completion(last.stored, False, sends)

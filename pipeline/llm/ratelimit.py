@@ -1,0 +1,71 @@
+"""Rate-limit awareness: Retry-After on 429/503 and the ``x-ratelimit-*`` headers pause every sender."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_PAUSE_S = 120.0  # a server asking for longer than this is treated as 2 minutes; retries bound the rest
+
+
+def parse_duration_s(text: str | None) -> float | None:
+    """Seconds in an OpenAI reset header (``'1s'``, ``'6m0s'``, ``'20ms'``, ``'0.5'``); None if unreadable."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asks us to wait (``retry-after-ms`` wins over ``retry-after``), capped."""
+    h = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in h:
+        try:
+            return min(float(h["retry-after-ms"]) / 1000.0, MAX_PAUSE_S)
+        except ValueError:
+            pass
+    if "retry-after" in h:
+        try:
+            return min(float(h["retry-after"]), MAX_PAUSE_S)
+        except ValueError:
+            return None  # an HTTP date: rare for these APIs; fall back to backoff
+    return None
+
+
+class RateGate:
+    """One shared pause for all concurrent senders of a run (a 429 for one means a 429 for all)."""
+
+    def __init__(self) -> None:
+        self.resume_at = 0.0
+        self.pauses = 0
+
+    def pause(self, seconds: float) -> None:
+        seconds = min(max(seconds, 0.0), MAX_PAUSE_S)
+        until = time.monotonic() + seconds
+        if until > self.resume_at:
+            self.resume_at = until
+            self.pauses += 1
+
+    async def wait(self) -> None:
+        while (delay := self.resume_at - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Pause until the window resets when the server says no request (or token) is left in it."""
+        h = {k.lower(): v for k, v in headers.items()}
+        for kind in ("requests", "tokens"):
+            remaining = h.get(f"x-ratelimit-remaining-{kind}")
+            if remaining is not None and remaining.strip() in {"0", "0.0"}:
+                reset = parse_duration_s(h.get(f"x-ratelimit-reset-{kind}"))
+                if reset:
+                    self.pause(reset)

@@ -1,0 +1,160 @@
+"""The durable, append-only response store: every paid answer is written here before anything reads it.
+
+One SQLite database (``OUT/responses/responses.sqlite``) in WAL mode with ``synchronous=FULL``: a commit
+returns only once the row is on disk, several processes may share the file, and a SIGKILL loses at most the
+request that was on the wire. Rows are only ever INSERTed:
+
+- ``intents``    a request is about to be sent (written *before* sending, so a crash between send and store
+                 is visible as an intent without a response);
+- ``responses``  the full raw HTTP body, the headers of interest, timing, status, error code;
+- ``batches``    OpenAI Batch API jobs we created (so a killed run resumes polling instead of resubmitting)
+  and ``batch_events`` their closing events.
+
+A request is never re-sent while an ``ok`` response for its key is stored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "responses.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, record_id TEXT, attempt INTEGER,
+    mode TEXT, pid INTEGER, created_at REAL, request TEXT);
+CREATE INDEX IF NOT EXISTS intents_key ON intents(request_key);
+CREATE TABLE IF NOT EXISTS responses(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, ok INTEGER NOT NULL,
+    http_status INTEGER, body TEXT, headers TEXT, latency_s REAL, created_at REAL, provider TEXT,
+    model TEXT, batch_id TEXT, error_code TEXT, error_message TEXT, pid INTEGER);
+CREATE INDEX IF NOT EXISTS responses_key ON responses(request_key, ok);
+CREATE TABLE IF NOT EXISTS batches(
+    batch_id TEXT PRIMARY KEY, input_file_id TEXT, request_keys TEXT, created_at REAL, pid INTEGER);
+CREATE TABLE IF NOT EXISTS batch_events(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, status TEXT, data TEXT, created_at REAL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """One row of ``responses``: a raw answer (or a recorded failure) for one request key."""
+
+    request_key: str
+    ok: bool
+    http_status: int | None
+    body: str | None                      # the raw response body exactly as received
+    headers: dict[str, str]
+    latency_s: float | None
+    provider: str
+    model: str
+    batch_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    id: int | None = None
+
+    def json(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.body) if self.body else None
+        except json.JSONDecodeError:
+            return None
+
+
+class ResponseStore:
+    """Append-only SQLite store of LLM responses, keyed by ``pipeline.llm.hashing.request_key``."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / DB_NAME
+        # isolation_level=None: autocommit, every INSERT is its own durable transaction.
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ResponseStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writes (INSERT only) -------------------------------------------------------------------------
+    def record_intent(self, request_key: str, record_id: str | None, attempt: int | None, mode: str,
+                      request: dict[str, Any] | None = None) -> None:
+        """Note that ``request_key`` is about to be sent (``mode`` = 'sync' | 'batch')."""
+        self._db.execute(
+            "INSERT INTO intents(request_key, record_id, attempt, mode, pid, created_at, request) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (request_key, record_id, attempt, mode, os.getpid(), time.time(),
+             json.dumps(request, sort_keys=True) if request is not None else None))
+
+    def put(self, r: StoredResponse) -> int:
+        """Append one response row; returns its id. Durable when this returns (WAL + synchronous=FULL)."""
+        cur = self._db.execute(
+            "INSERT INTO responses(request_key, ok, http_status, body, headers, latency_s, created_at, "
+            "provider, model, batch_id, error_code, error_message, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (r.request_key, int(r.ok), r.http_status, r.body, json.dumps(r.headers), r.latency_s, time.time(),
+             r.provider, r.model, r.batch_id, r.error_code, r.error_message, os.getpid()))
+        return int(cur.lastrowid)
+
+    def add_batch(self, batch_id: str, input_file_id: str, request_keys: list[str]) -> None:
+        self._db.execute("INSERT INTO batches(batch_id, input_file_id, request_keys, created_at, pid) "
+                         "VALUES (?,?,?,?,?)",
+                         (batch_id, input_file_id, json.dumps(request_keys), time.time(), os.getpid()))
+
+    def close_batch(self, batch_id: str, status: str, data: dict[str, Any] | None = None) -> None:
+        self._db.execute("INSERT INTO batch_events(batch_id, status, data, created_at) VALUES (?,?,?,?)",
+                         (batch_id, status, json.dumps(data or {}), time.time()))
+
+    # --- reads ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _row(row: tuple) -> StoredResponse:
+        (id_, key, ok, status, body, headers, latency, provider, model, batch_id, code, msg) = row
+        return StoredResponse(key, bool(ok), status, body, json.loads(headers or "{}"), latency, provider,
+                              model, batch_id, code, msg, id_)
+
+    _COLS = ("id, request_key, ok, http_status, body, headers, latency_s, provider, model, batch_id, "
+             "error_code, error_message")
+
+    def get_ok(self, request_key: str) -> StoredResponse | None:
+        """The first stored successful response for ``request_key`` (the one that was paid first)."""
+        row = self._db.execute(f"SELECT {self._COLS} FROM responses WHERE request_key=? AND ok=1 "
+                               "ORDER BY id LIMIT 1", (request_key,)).fetchone()
+        return self._row(row) if row else None
+
+    def responses(self, request_key: str | None = None) -> list[StoredResponse]:
+        if request_key is None:
+            rows = self._db.execute(f"SELECT {self._COLS} FROM responses ORDER BY id").fetchall()
+        else:
+            rows = self._db.execute(f"SELECT {self._COLS} FROM responses WHERE request_key=? ORDER BY id",
+                                    (request_key,)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def ok_keys(self) -> set[str]:
+        return {k for (k,) in self._db.execute("SELECT DISTINCT request_key FROM responses WHERE ok=1")}
+
+    def lost_intents(self) -> list[str]:
+        """Keys sent (intent recorded) in sync mode that never got any stored response: crash evidence."""
+        rows = self._db.execute(
+            "SELECT DISTINCT i.request_key FROM intents i WHERE i.mode='sync' AND NOT EXISTS "
+            "(SELECT 1 FROM responses r WHERE r.request_key=i.request_key)").fetchall()
+        return [k for (k,) in rows]
+
+    def open_batches(self) -> list[tuple[str, list[str]]]:
+        """(batch_id, request keys) of batches created but not yet closed (still to poll)."""
+        rows = self._db.execute(
+            "SELECT b.batch_id, b.request_keys FROM batches b WHERE NOT EXISTS "
+            "(SELECT 1 FROM batch_events e WHERE e.batch_id=b.batch_id) ORDER BY b.created_at").fetchall()
+        return [(bid, json.loads(keys)) for bid, keys in rows]
+
+    def batch_ids(self) -> list[str]:
+        return [b for (b,) in self._db.execute("SELECT batch_id FROM batches ORDER BY created_at")]
