@@ -206,20 +206,21 @@ def read_wfdb_window(
         raw[lead] = data[:, col[ch]].astype(np.float64) * unit_factor_to_mv(units[ch])
     inner = slice(start - lo, start - lo + n_win)
 
+    # Saturation is judged on the original samples: exact repeats of the extreme value survive only there.
+    # It comes first because a lead clipped at the rails also sits beyond the plausibility limit.
+    saturated = [lead for lead in LEADS if lead in raw and _is_saturated(raw[lead][inner])]
     # Random bytes decode to values spread over the whole converter range: far beyond any surface ECG.
     implausible = [
-        lead for lead, x in raw.items()
+        lead for lead, x in raw.items() if lead not in saturated
         if np.mean(np.abs(np.nan_to_num(x[inner], nan=0.0, posinf=1e9, neginf=-1e9)) > IMPLAUSIBLE_MV) > IMPLAUSIBLE_FRACTION
     ]
-    if len(implausible) > len(raw) // 2:
+    if len(implausible) > (len(raw) - len(saturated)) // 2:
         raise RecordError("corrupt_signal", f"{len(implausible)} leads hold values beyond +-{IMPLAUSIBLE_MV} mV (undecodable data)", record_id)
     for lead in LEADS:
         if lead in raw and not np.all(np.isfinite(raw[lead][inner])):
             bad = int(np.sum(~np.isfinite(raw[lead][inner])))
             raise RecordError("non_finite", f"lead {lead} holds {bad} NaN/inf samples", record_id, lead)
 
-    # Saturation is judged on the original samples: exact repeats of the extreme value survive only there.
-    saturated = [lead for lead in LEADS if lead in raw and _is_saturated(raw[lead][inner])]
 
     lead_names = [ld for ld in LEADS if ld in raw]
     stacked = np.stack([raw[ld] for ld in lead_names])
@@ -264,6 +265,7 @@ def read_wfdb_window(
 
 def _is_saturated(x: np.ndarray) -> bool:
     """True when a lead sits at its own maximum or minimum for >= ``SATURATED_FRACTION`` of the samples."""
+    x = x[np.isfinite(x)]
     if x.size == 0 or float(np.ptp(x)) < FLAT_PTP_MV:
         return False
     n = x.size
