@@ -1,0 +1,550 @@
+"""The diagnostic knowledge base: what each ECG statement means, how it is measured, and how it is named.
+
+``knowledge/*.yaml`` holds one entry per diagnostic statement (PTB-XL SCP statements, CinC SNOMED-CT codes,
+LUDB's vocabulary, MIMIC-IV-ECG machine phrases, axis statements), validated by the pydantic models below
+(``knowledge/schema.json`` is their JSON schema). This module loads it and answers three questions:
+
+- ``KnowledgeBase.normalise(statements, report)``: which canonical ids does a source's report map to?
+- ``KnowledgeBase.find_mentions(text)``: which diagnoses does a piece of free English (or German) text name,
+  and is each one negated ("no ST elevation")?
+- ``KnowledgeBase.closure(ids)`` / ``permitted(ids)``: what a set of statements entails, and what an answer
+  may additionally name without claiming a new diagnosis.
+
+Units in criteria are those of the measurement columns they test (ms, mV, bpm, degrees).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.record import LEADS, Statement
+
+KNOWLEDGE_DIR = Path(__file__).resolve().parents[1] / "knowledge"
+SCHEMA_PATH = KNOWLEDGE_DIR / "schema.json"
+
+Category = Literal["rhythm", "conduction", "axis", "hypertrophy", "ischemia/infarction", "st-t", "voltage", "other"]
+Comparison = Literal[">", ">=", "<", "<=", "==", "between", "outside", "absent"]
+CODE_SYSTEMS = ("scp", "snomed", "ludb", "mimic")
+
+
+def _measurement_columns() -> set[str]:
+    from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
+
+    return set(BEATS_SCHEMA) | set(RECORDS_SCHEMA)
+
+
+class Criterion(BaseModel):
+    """One measurable criterion. ``feature`` is a RECORDS_SCHEMA / BEATS_SCHEMA column (None: judged by eye).
+
+    For a beats column, ``leads`` says where to look (empty = any measured lead); for a records column the
+    value is the record's. ``threshold`` is a number, a [low, high] pair (``between`` / ``outside``), a
+    bool or a category string (``==``). ``units`` are the column's units.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    feature: str | None = None
+    leads: list[str] = Field(default_factory=list)
+    comparison: Comparison | None = None
+    threshold: float | bool | str | list[float] | None = None
+    units: str | None = None
+    text: str
+
+    @field_validator("leads")
+    @classmethod
+    def _known_leads(cls, v: list[str]) -> list[str]:
+        bad = [lead for lead in v if lead not in LEADS]
+        if bad:
+            raise ValueError(f"unknown leads {bad}")
+        return v
+
+    @field_validator("feature")
+    @classmethod
+    def _known_feature(cls, v: str | None) -> str | None:
+        if v is not None and v not in _measurement_columns():
+            raise ValueError(f"feature {v!r} is not a BEATS_SCHEMA / RECORDS_SCHEMA column")
+        return v
+
+    @model_validator(mode="after")
+    def _threshold_shape(self) -> "Criterion":
+        if self.feature is None:
+            return self
+        if self.comparison is None:
+            raise ValueError(f"criterion on {self.feature} needs a comparison")
+        if self.comparison in ("between", "outside"):
+            if not (isinstance(self.threshold, list) and len(self.threshold) == 2):
+                raise ValueError(f"{self.comparison} needs a [low, high] threshold")
+        elif self.comparison == "absent":
+            pass
+        elif self.threshold is None:
+            raise ValueError(f"comparison {self.comparison} needs a threshold")
+        return self
+
+    @property
+    def scope(self) -> Literal["record", "lead", "none"]:
+        """'record' for a records column, 'lead' for a beats column, 'none' for a criterion judged by eye."""
+        from features.schema import RECORDS_SCHEMA
+
+        if self.feature is None:
+            return "none"
+        if self.feature in RECORDS_SCHEMA and not self.leads:
+            return "record"
+        return "lead"
+
+    def test(self, value) -> bool | None:
+        """Whether ``value`` meets the criterion; None when it cannot be judged (missing value)."""
+        if self.comparison == "absent":
+            return value is None
+        if value is None:
+            return None
+        t = self.threshold
+        try:
+            if self.comparison == "==":
+                return value == t
+            if self.comparison == ">":
+                return value > t
+            if self.comparison == ">=":
+                return value >= t
+            if self.comparison == "<":
+                return value < t
+            if self.comparison == "<=":
+                return value <= t
+            if self.comparison == "between":
+                return t[0] <= value <= t[1]
+            if self.comparison == "outside":
+                return not (t[0] <= value <= t[1])
+        except TypeError:
+            return None
+        return None
+
+    def threshold_text(self) -> str:
+        """The threshold as a short expression, e.g. 'qrs_ms >= 120 ms' or 'qrs_axis_deg in [-90, -30] deg'."""
+        if self.feature is None:
+            return ""
+        unit = f" {self.units}" if self.units else ""
+        t = self.threshold
+        if self.comparison == "between":
+            return f"{self.feature} in [{_num(t[0])}, {_num(t[1])}]{unit}"
+        if self.comparison == "outside":
+            return f"{self.feature} outside [{_num(t[0])}, {_num(t[1])}]{unit}"
+        if self.comparison == "absent":
+            return f"{self.feature} absent"
+        if isinstance(t, bool):
+            return f"{self.feature} == {str(t).lower()}"
+        if isinstance(t, str):
+            return f"{self.feature} == {t}"
+        return f"{self.feature} {self.comparison} {_num(t)}{unit}"
+
+
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) else str(x)
+
+
+class KnowledgeEntry(BaseModel):
+    """One diagnostic statement: names, source codes, measurable criteria, mechanism and reference."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str
+    category: Category
+    synonyms: list[str] = Field(default_factory=list)      # English + German report words (case-insensitive)
+    abbreviations: list[str] = Field(default_factory=list)  # matched case-sensitively ("LVH", "AF")
+    codes: dict[str, list[str]] = Field(default_factory=dict)  # system -> codes / exact phrases
+    criteria: list[Criterion] = Field(default_factory=list)
+    leads_to_look_at: list[str] = Field(default_factory=list)
+    mechanism: str
+    reference: str
+    implies: list[str] = Field(default_factory=list)   # statements this one entails (SBRAD -> SR)
+    excludes: list[str] = Field(default_factory=list)  # statements it contradicts (AFIB -> SR)
+    related: list[str] = Field(default_factory=list)   # findings an answer may name as part of this one
+
+    @field_validator("codes")
+    @classmethod
+    def _known_systems(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [k for k in v if k not in CODE_SYSTEMS]
+        if bad:
+            raise ValueError(f"unknown code systems {bad}; use {CODE_SYSTEMS}")
+        return {k: [str(c) for c in codes] for k, codes in v.items()}
+
+    @field_validator("leads_to_look_at")
+    @classmethod
+    def _known_leads(cls, v: list[str]) -> list[str]:
+        bad = [lead for lead in v if lead not in LEADS]
+        if bad:
+            raise ValueError(f"unknown leads {bad}")
+        return v
+
+    @field_validator("mechanism")
+    @classmethod
+    def _one_sentence(cls, v: str) -> str:
+        if re.search(r"\.\s+[A-Z]", v) or not v.endswith("."):
+            raise ValueError("mechanism must be one sentence ending with '.'")
+        return v
+
+    @property
+    def phrases(self) -> list[str]:
+        """Every case-insensitive phrase that names this entry: its name first, then the synonyms."""
+        seen: dict[str, None] = {}
+        for p in [self.name, *self.synonyms]:
+            seen.setdefault(p, None)
+        return list(seen)
+
+
+class KnowledgeFile(BaseModel):
+    """One ``knowledge/*.yaml`` file."""
+
+    model_config = ConfigDict(extra="forbid")
+    entries: list[KnowledgeEntry]
+
+
+class ReferencesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    references: dict[str, str]
+
+
+class NormalisedReport(BaseModel):
+    """A source report mapped onto knowledge ids. ``unmapped`` keeps what no entry matched (codes as
+    'system:code', report fragments as text); ``dropped`` the boiler-plate that was removed."""
+
+    statement_ids: list[str]
+    unmapped: list[str] = Field(default_factory=list)
+    dropped: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A diagnosis named in free text: ``text[start:end]`` names ``entry_id``; ``negated`` if it is denied."""
+
+    entry_id: str
+    start: int
+    end: int
+    text: str
+    negated: bool
+
+
+# --- text matching ------------------------------------------------------------------------------------
+
+_SEP = r"[\s\-‐–]+"  # spaces and hyphens are interchangeable: "st-elevation" == "st elevation"
+_TOKEN_SPLIT = re.compile(r"[\s\-‐–]+")
+
+
+def _phrase_key(text: str) -> str:
+    """Case- and separator-insensitive key: 'ST-Elevation' -> 'st elevation'."""
+    return " ".join(t for t in _TOKEN_SPLIT.split(text.lower().strip()) if t)
+
+
+def _phrase_pattern(phrase: str) -> str:
+    tokens = [re.escape(t) for t in _TOKEN_SPLIT.split(phrase.strip()) if t]
+    return _SEP.join(tokens)
+
+
+# Negation cues that deny what follows them in the same clause.
+_NEG_BEFORE = re.compile(
+    r"(?<![\w])(no|not|without|absence of|absent|negative for|free of|rules? out|ruled out|excludes?|excluding|"
+    r"nor|neither|lacks?|lacking|never|kein|keine|keinen|keiner|ohne|kein hinweis auf|denies|no evidence of|"
+    r"no sign of|no signs of|nothing to suggest)(?![\w])",
+    re.IGNORECASE,
+)
+# ... and cues that deny what precedes them ("ST elevation is absent").
+_NEG_AFTER = re.compile(
+    r"^[\s,]*(?:is|are|was|were|has been|have been)?\s*(?:absent|not (?:seen|present|observed|evident|identified|"
+    r"noted|found|shown|demonstrated)|ruled out|excluded)(?![\w])",
+    re.IGNORECASE,
+)
+# Clause boundaries: negation does not cross them.
+_CLAUSE_BREAK = re.compile(
+    r"[.;:!?\n]|,(?!\s*(?:or|nor)\b)|(?<![\w])(?:but|however|although|though|whereas|while|yet|except|apart from|"
+    r"with|which|and there is|and there are|aber|jedoch|mit)(?![\w])",
+    re.IGNORECASE,
+)
+# A gap between two mentions that only continues a list ("no X, Y or Z"): negation carries over.
+_LIST_GAP = re.compile(r"^[\s,/]*(?:,|or|and|nor|oder|und|noch)?[\s,/]*$", re.IGNORECASE)
+
+_LIST_WORD = re.compile(r"(?<![\w])(?:or|and|nor|oder|und|noch)(?![\w])", re.IGNORECASE)
+_LIST_NEXT = re.compile(r"^\s*(?:,|or\b|nor\b|and\b|oder\b|und\b|noch\b)", re.IGNORECASE)
+
+# MIMIC-IV-ECG machine boiler-plate: lines that say nothing about the heart.
+_BOILERPLATE = re.compile(
+    r"^\s*(?:-+.*-+|\*+.*\*+|unconfirmed.*|confirmed by.*|compared (?:to|with).*|when compared with.*|"
+    r"since (?:the )?(?:last|previous) (?:tracing|ecg).*|no (?:significant )?change.*|no previous ecgs? available.*|"
+    r"previous ecg.*|baseline wander.*|artifact.*|artefact.*|technically (?:poor|limited|difficult).*|"
+    r"lead\(s\) unsuitable for analysis.*|leads? unsuitable.*|data quality may affect interpretation.*|"
+    r"warning.*|interpretation.*|report.*|age and (?:gender|sex) specific.*|read by.*|edit:.*|"
+    r"summary:.*|\(?pediatric criteria.*|.*criteria used.*|no further analysis)\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class KnowledgeBase:
+    """All knowledge entries plus the indexes that normalise reports and find mentions in text."""
+
+    entries: dict[str, KnowledgeEntry]
+    references: dict[str, str] = field(default_factory=dict)
+    _code_index: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _phrase_index: dict[str, str] = field(default_factory=dict, repr=False)
+    _abbrev_index: dict[str, str] = field(default_factory=dict, repr=False)
+    _phrase_re: re.Pattern | None = field(default=None, repr=False)
+    _abbrev_re: re.Pattern | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for e in self.entries.values():
+            for rel in (*e.implies, *e.excludes, *e.related):
+                if rel not in self.entries:
+                    problems.append(f"{e.id}: refers to unknown id {rel!r}")
+            for system, codes in e.codes.items():
+                for code in codes:
+                    key = (system, self._code_key(system, code))
+                    other = self._code_index.setdefault(key, e.id)
+                    if other != e.id:
+                        problems.append(f"{system} code {code!r} maps to both {other} and {e.id}")
+            for phrase in e.phrases:
+                key = _phrase_key(phrase)
+                other = self._phrase_index.setdefault(key, e.id)
+                if other != e.id:
+                    problems.append(f"phrase {phrase!r} names both {other} and {e.id}")
+            for abbr in e.abbreviations:
+                other = self._abbrev_index.setdefault(abbr, e.id)
+                if other != e.id:
+                    problems.append(f"abbreviation {abbr!r} names both {other} and {e.id}")
+        if problems:
+            raise ValueError("knowledge base is inconsistent:\n  " + "\n  ".join(problems))
+        # Longest phrase first, so the alternation prefers "complete right bundle branch block" over
+        # "right bundle branch block" at the same position.
+        keys = sorted(self._phrase_index, key=lambda k: (-len(k), k))
+        self._phrase_re = re.compile(
+            r"(?<![\w])(?:" + "|".join(_phrase_pattern(k) for k in keys) + r")(?![\w])", re.IGNORECASE
+        )
+        abbrs = sorted(self._abbrev_index, key=lambda k: (-len(k), k))
+        self._abbrev_re = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(a) for a in abbrs) + r")(?![\w])")
+
+    # --- lookups -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _code_key(system: str, code: str) -> str:
+        # SCP and SNOMED codes are identifiers; LUDB / MIMIC codes are phrases compared loosely.
+        if system in ("scp", "snomed"):
+            return code.strip().upper()
+        return _phrase_key(code.strip().rstrip(".").strip())
+
+    def lookup_code(self, system: str, code: str | None) -> str | None:
+        """The entry id for ``code`` in ``system`` ('scp', 'snomed', 'ludb', 'mimic'; 'synthetic' = SCP)."""
+        if not code:
+            return None
+        system = "scp" if system == "synthetic" else system
+        return self._code_index.get((system, self._code_key(system, code)))
+
+    def entry_for_phrase(self, phrase: str) -> str | None:
+        """The entry a whole phrase names (name or synonym, case/hyphen-insensitive), or None."""
+        return self._phrase_index.get(_phrase_key(phrase))
+
+    def closure(self, ids: list[str] | set[str]) -> set[str]:
+        """``ids`` plus everything they imply, transitively (SBRAD -> SR; CLBBB -> LBBB -> BBB)."""
+        out: set[str] = set()
+        todo = [i for i in ids if i in self.entries]
+        while todo:
+            i = todo.pop()
+            if i in out:
+                continue
+            out.add(i)
+            todo.extend(self.entries[i].implies)
+        return out
+
+    def permitted(self, ids: list[str] | set[str]) -> set[str]:
+        """Ids an answer may name for a report of ``ids``: the closure plus each entry's ``related`` findings
+        (an anterior MI answer may speak of Q waves and ST elevation without claiming a new diagnosis)."""
+        base = self.closure(ids)
+        out = set(base)
+        for i in base:
+            out.update(self.entries[i].related)
+        return out
+
+    def contradictions(self, ids: list[str] | set[str]) -> list[tuple[str, str]]:
+        """Pairs (a, b) in the closure of ``ids`` where a excludes b."""
+        c = self.closure(ids)
+        return sorted({(a, b) for a in c for b in self.entries[a].excludes if b in c})
+
+    # --- free text -----------------------------------------------------------------------------------
+
+    def find_mentions(self, text: str) -> list[Mention]:
+        """Diagnoses named in ``text`` (names, synonyms, case-sensitive abbreviations), in order.
+
+        Longest phrase wins at a position; overlapping hits are dropped. ``negated`` is True when a negation
+        cue ("no", "without", "absence of", "kein", ...) opens the same clause before the mention, when the
+        mention continues a negated list ("no ST elevation, ST depression or T wave inversion"), or when the
+        clause denies it afterwards ("... is absent").
+        """
+        hits: list[tuple[int, int, str]] = []
+        for m in self._phrase_re.finditer(text):
+            eid = self._phrase_index.get(_phrase_key(m.group(0)))
+            if eid:
+                hits.append((m.start(), m.end(), eid))
+        for m in self._abbrev_re.finditer(text):
+            hits.append((m.start(), m.end(), self._abbrev_index[m.group(0)]))
+        hits.sort(key=lambda h: (h[0], -(h[1] - h[0])))
+        kept: list[tuple[int, int, str]] = []
+        for h in hits:
+            if kept and h[0] < kept[-1][1]:
+                continue
+            kept.append(h)
+        mentions: list[Mention] = []
+        prev: Mention | None = None
+        for start, end, eid in kept:
+            negated = self._negated_before(text, start) or bool(_NEG_AFTER.match(text[end:end + 60]))
+            if not negated and prev is not None and prev.negated and _LIST_GAP.match(text[prev.end:start]):
+                # "no X, Y or Z": a bare comma carries the negation only while the list goes on after Y,
+                # so "without X, Y is present" still claims Y.
+                gap = text[prev.end:start]
+                negated = bool(_LIST_WORD.search(gap)) or bool(_LIST_NEXT.match(text[end:end + 12]))
+            mention = Mention(eid, start, end, text[start:end], negated)
+            mentions.append(mention)
+            prev = mention
+        return mentions
+
+    @staticmethod
+    def _negated_before(text: str, start: int) -> bool:
+        window = text[max(0, start - 120):start]
+        breaks = list(_CLAUSE_BREAK.finditer(window))
+        clause = window[breaks[-1].end():] if breaks else window
+        return bool(_NEG_BEFORE.search(clause))
+
+    def named_ids(self, text: str) -> set[str]:
+        """Ids that ``text`` names without negating them."""
+        return {m.entry_id for m in self.find_mentions(text) if not m.negated}
+
+    def expand_abbreviations(self, text: str) -> str:
+        """``text`` with every known abbreviation replaced by its entry's name ('LVH' -> 'left ventricular
+        hypertrophy')."""
+        return self._abbrev_re.sub(lambda m: self.entries[self._abbrev_index[m.group(0)]].name, text)
+
+    # --- reports -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def split_report(report: str) -> tuple[list[str], list[str]]:
+        """Report -> (fragments to interpret, boiler-plate lines dropped). Fragments split at sentence ends,
+        semicolons and line breaks; everything after an 'Edit:' marker is an annotator's note, dropped."""
+        kept: list[str] = []
+        dropped: list[str] = []
+        text = report.replace("\r", "\n")
+        edit = re.search(r"(?<![\w])edit:", text, re.IGNORECASE)
+        if edit:
+            dropped.append(text[edit.start():].strip())
+            text = text[:edit.start()]
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
+            if _BOILERPLATE.match(line):
+                dropped.append(line.strip())
+                continue
+            for frag in re.split(r"(?<!\d)\.(?!\d)|;", line):
+                frag = frag.strip(" ,\t")
+                if not frag:
+                    continue
+                if _BOILERPLATE.match(frag):
+                    dropped.append(frag)
+                else:
+                    kept.append(frag)
+        return kept, dropped
+
+    def normalise(self, statements: list[Statement], report: str) -> NormalisedReport:
+        """Map a source's coded statements and free-text report onto knowledge ids.
+
+        Codes first (SCP, SNOMED-CT, LUDB column text, MIMIC lines; 'synthetic' codes are SCP), then the
+        report text through names, synonyms and abbreviations; negated mentions are ignored and MIMIC
+        boiler-plate is dropped. Ids keep first-seen order, without duplicates.
+        """
+        ids: list[str] = []
+        unmapped: list[str] = []
+
+        def add(eid: str) -> None:
+            if eid not in ids:
+                ids.append(eid)
+
+        for st in statements:
+            eid = self.lookup_code(st.system, st.code)
+            if eid is None and st.system in ("ludb", "mimic"):
+                eid = self.lookup_code(st.system, st.text)
+            if eid is None and st.system in ("ludb", "mimic", "text") and st.text:
+                eid = self.entry_for_phrase(st.text)
+            if eid is not None:
+                add(eid)
+                continue
+            found = self.named_ids(st.text) if st.text else set()
+            if found:
+                for m in self.find_mentions(st.text):
+                    if not m.negated:
+                        add(m.entry_id)
+            elif st.text and _BOILERPLATE.match(st.text):
+                continue
+            else:
+                unmapped.append(f"{st.system}:{st.code}" if st.code else st.text)
+        fragments, dropped = self.split_report(report or "")
+        for frag in fragments:
+            eid = self.lookup_code("mimic", frag)
+            if eid is not None:
+                add(eid)
+                continue
+            mentions = [m for m in self.find_mentions(frag) if not m.negated]
+            for m in mentions:
+                add(m.entry_id)
+            if not mentions and not any(m.negated for m in self.find_mentions(frag)):
+                unmapped.append(frag)
+        return NormalisedReport(statement_ids=ids, unmapped=unmapped, dropped=dropped)
+
+    # --- criteria ------------------------------------------------------------------------------------
+
+    def criteria_for(self, ids: list[str]) -> list[tuple[str, Criterion]]:
+        """(entry id, criterion) for every measurable criterion of ``ids``, in order."""
+        return [(i, c) for i in ids if i in self.entries for c in self.entries[i].criteria if c.feature]
+
+    def reference_text(self, entry_id: str) -> str:
+        ref = self.entries[entry_id].reference
+        return self.references.get(ref, ref)
+
+
+def load_knowledge(path: Path | str | None = None) -> KnowledgeBase:
+    """Load and validate the knowledge base from ``path`` (a folder of YAML files; default ``knowledge/``).
+
+    Cached per resolved path. Raises ``ValueError`` (pydantic ``ValidationError``) on an invalid entry,
+    a duplicate id, code, phrase or abbreviation, or a reference to an unknown id.
+    """
+    return _load(str(Path(path or KNOWLEDGE_DIR).resolve()))
+
+
+@lru_cache(maxsize=8)
+def _load(folder: str) -> KnowledgeBase:
+    entries: dict[str, KnowledgeEntry] = {}
+    references: dict[str, str] = {}
+    for f in sorted(Path(folder).glob("*.yaml")):
+        data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        if "references" in data:
+            references.update(ReferencesFile.model_validate(data).references)
+            continue
+        for e in KnowledgeFile.model_validate(data).entries:
+            if e.id in entries:
+                raise ValueError(f"{f.name}: duplicate knowledge id {e.id!r}")
+            entries[e.id] = e
+    if not entries:
+        raise ValueError(f"no knowledge entries under {folder}")
+    unknown_refs = sorted({e.reference for e in entries.values()} - set(references))
+    if references and unknown_refs:
+        raise ValueError(f"entries cite unknown reference keys {unknown_refs}")
+    return KnowledgeBase(entries=entries, references=references)
+
+
+def knowledge_schema() -> dict:
+    """The JSON schema of one ``knowledge/*.yaml`` file (what ``knowledge/schema.json`` holds)."""
+    return KnowledgeFile.model_json_schema()
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> Path:
+    """Regenerate ``knowledge/schema.json`` from the pydantic models."""
+    path.write_text(json.dumps(knowledge_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
