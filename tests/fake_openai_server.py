@@ -65,6 +65,7 @@ class FakeOpenAI:
     max_model_len: int | None = None         # vLLM: reported in GET /v1/models
     llamacpp_n_ctx: int | None = None        # llama.cpp: GET /props
     ollama: dict[str, Any] | None = None     # Ollama: POST /api/show body
+    usage_tokens: tuple[int, int] | None = None  # (prompt, completion) to report instead of len/4 estimates
     batch_mode: str = "complete"             # complete | partial | expired | failed
     batch_polls_until_done: int = 1
     log: list[LogEntry] = field(default_factory=list)
@@ -144,6 +145,8 @@ class FakeOpenAI:
         text = json.dumps(body.get("messages"))
         prompt_tokens = max(1, len(text) // 4)
         completion_tokens = max(1, len(answer) // 4)
+        if self.usage_tokens:
+            prompt_tokens, completion_tokens = self.usage_tokens
         msg: dict[str, Any] = {"role": "assistant", "content": answer}
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt_tokens)},
