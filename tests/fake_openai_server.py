@@ -169,6 +169,8 @@ class FakeOpenAI:
         out, err = [], []
         if self.batch_mode == "expired":
             lines = lines[: len(lines) // 2]
+        elif self.batch_mode == "failed":
+            lines = []  # e.g. the input file failed validation: no output, no error file
         for n, line in enumerate(lines):
             rid = f"batch_req_{n}"
             if self.batch_mode == "partial" and n % 3 == 2:
