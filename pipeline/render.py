@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+# Import ``features`` before ``pipeline.batch``: batch -> features.schema runs features/__init__, which
+# imports features.measure -> pipeline.batch, a cycle that only resolves when ``features`` comes first.
+import features  # noqa: F401,I001
 from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.record import ECGRecord, LEAD_INDEX, RecordError, check_record_id
 from pipeline.render_augment import Augment, apply_pixels, choose_colours, image_seed

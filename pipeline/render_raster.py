@@ -87,6 +87,17 @@ def trace_width_px(dpi: int) -> int:
     return max(1, round(0.25 * px_per_mm(dpi)))
 
 
+def _pen_line(draw: ImageDraw.ImageDraw, xy: np.ndarray, pen: int) -> None:
+    """A polyline drawn with a square ``pen`` x ``pen`` brush: 1-px Bresenham lines offset by 0..pen-1.
+
+    PIL's wide lines are polygons per segment and leave gaps at the many short, steep segments of a QRS;
+    1-px lines are always connected, so stacking them gives a gap-free stroke (and they are faster).
+    """
+    offsets = [(dx, dy) for dx in range(pen) for dy in range(pen)] if pen > 1 else [(0, 0)]
+    for dx, dy in offsets:
+        draw.line((xy + (dx - pen // 2, dy - pen // 2)).ravel().tolist(), fill=TRACE, width=1)
+
+
 def draw_page(layout: PageLayout, traces_mm: list[np.ndarray], dpi: int, colours: Colours,
               header_text: str | None) -> Image.Image:
     """Draw ``layout`` with one (n, 2) array of (x_mm, y_mm) points per panel into a palette image."""
@@ -102,12 +113,11 @@ def draw_page(layout: PageLayout, traces_mm: list[np.ndarray], dpi: int, colours
         # Drop repeated pixels: at 200 dpi 2.5 samples share a column; fewer vertices, same picture.
         keep = np.ones(len(xy), dtype=bool)
         keep[1:] = np.any(xy[1:] != xy[:-1], axis=1)
-        draw.line(xy[keep].ravel().tolist(), fill=TRACE, width=pen)
+        _pen_line(draw, xy[keep], pen)
     for pulse in layout.pulses:
-        xy = np.rint(np.asarray(pulse.polyline_mm()) * k).astype(np.int32)
-        draw.line(xy.ravel().tolist(), fill=TRACE, width=pen)
+        _pen_line(draw, np.rint(np.asarray(pulse.polyline_mm()) * k).astype(np.int32), pen)
     for x, y0, y1 in layout.separators:
-        draw.line([round(x * k), round(y0 * k), round(x * k), round(y1 * k)], fill=TRACE, width=pen)
+        _pen_line(draw, np.array([[round(x * k), round(y0 * k)], [round(x * k), round(y1 * k)]]), pen)
     label_font = font(round(layout.label_size_mm * k))
     for p in layout.panels:
         draw.text((round(p.label_x_mm * k), round(p.label_y_mm * k)), p.lead, fill=TEXT, font=label_font,
