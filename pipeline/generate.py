@@ -466,3 +466,18 @@ def register(subparsers) -> None:
     p.add_argument("--no-context", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run_cli)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.generate ARGS`` = ``ecg-grounding generate ARGS`` without importing the other
+    stages (whose scientific imports cost seconds per start)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.generate")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["generate", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
