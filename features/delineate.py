@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
@@ -56,9 +58,9 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     # normalise each lead's slope by a high percentile so one huge or noisy lead cannot outvote the rest
     scale = np.percentile(np.abs(d), 99, axis=1, keepdims=True)
     scale[scale <= 0] = 1.0
-    energy = np.sum(np.minimum((d / scale) ** 2, 4.0), axis=0)
-    env = uniform_filter1d(energy, ms(fs_hz, 60))
-    peaks, props = sps.find_peaks(env, distance=ms(fs_hz, 220))
+    # squared slope integrated over 60 ms favours sharp QRS over flutter / T waves ...
+    env = uniform_filter1d(np.sum(np.minimum((d / scale) ** 2, 4.0), axis=0), ms(fs_hz, 60))
+    peaks, _ = sps.find_peaks(env, distance=ms(fs_hz, 220))
     if peaks.size == 0:
         return peaks
     h = env[peaks]
@@ -67,6 +69,26 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     keep = peaks[h >= 0.3 * ref]
     if keep.size == 0:
         return keep
+    # ... then a search-back in long gaps with the absolute slope integrated over 100 ms (~ the excursion
+    # of the complex), which finds wide, slow premature ventricular beats the squared slope under-rates
+    env_abs = uniform_filter1d(np.sum(np.minimum(np.abs(d) / scale, 2.0), axis=0), ms(fs_hz, 100))
+    ref_abs = float(np.median(env_abs[keep]))
+    cand, _ = sps.find_peaks(env_abs, distance=ms(fs_hz, 220), height=0.4 * ref_abs)
+    if keep.size >= 2 and cand.size:
+        rr_med = float(np.median(np.diff(keep)))
+        added = True
+        while added:
+            added = False
+            bounds = np.concatenate(([-ms(fs_hz, 300)], keep, [x.shape[1] + ms(fs_hz, 300)]))
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if b - a < 1.4 * rr_med:
+                    continue
+                inside = cand[(cand > a + ms(fs_hz, 250)) & (cand < b - ms(fs_hz, 250))]
+                if inside.size:
+                    best = inside[np.argmax(env_abs[inside])]
+                    keep = np.sort(np.append(keep, best))
+                    added = True
+                    break
     # the anchor: largest spatial slope within +-70 ms of the envelope peak
     v = np.sqrt(np.sum(d ** 2, axis=0))
     v = uniform_filter1d(v, 3)
@@ -147,6 +169,20 @@ def _knee_before(y: np.ndarray, m: int, r: int) -> int:
     return r + int(np.argmax(area))
 
 
+def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
+    """Index of the largest local maximum of ``y`` strictly inside [lo, hi) (not a window edge)."""
+    lo, hi = max(lo, 1), min(hi, y.size - 1)
+    if hi <= lo:
+        return None
+    seg = y[lo:hi]
+    left, right = y[lo - 1:hi - 1], y[lo + 1:hi + 1]
+    is_max = (seg >= left) & (seg > right)
+    if not is_max.any():
+        return None
+    idx = np.flatnonzero(is_max)
+    return lo + int(idx[np.argmax(seg[idx])])
+
+
 def _pacing_spikes(raw_filled: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarray:
     """Bool per sample: a sharp spike (second difference far above the lead's own) in >= 3 good leads."""
     x = raw_filled[good]
@@ -174,7 +210,7 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
     if nb == 0 or x.shape[0] == 0:
         return GlobalFiducials(r=r.astype(float), iso=iso, paced=np.zeros(nb, bool), p_present=False, **fid)
     d = np.gradient(x, axis=1)
-    v = uniform_filter1d(np.sqrt(np.sum(d ** 2, axis=0)), ms(fs_hz, 20))
+    v = uniform_filter1d(np.sqrt(np.sum(d ** 2, axis=0)), ms(fs_hz, 8))
     spikes = _pacing_spikes(raw_filled, good, fs_hz)
     paced = np.zeros(nb, dtype=bool)
     rr = np.diff(r)
@@ -183,95 +219,140 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
     def M(lo: int, hi: int, level: np.ndarray) -> np.ndarray:
         return np.sqrt(np.sum((x[:, lo:hi] - level[:, None]) ** 2, axis=0))
 
+    # pass 1: QRS onset / offset per beat (knees of the spatial path length), isoelectric levels
     for k in range(nb):
         c = int(r[k])
         prev_r = int(r[k - 1]) if k > 0 else None
         next_r = int(r[k + 1]) if k + 1 < nb else None
-        # isoelectric level: flattest point 50-200 ms before the anchor (PR segment), per lead
-        lo = max(0, c - ms(fs_hz, 200) if prev_r is None else max(c - ms(fs_hz, 200), (prev_r + c) // 2))
-        hi = max(lo + 1, c - ms(fs_hz, 50))
-        if hi > n or lo >= hi:
-            continue
-        t_iso = lo + int(np.argmin(v[lo:hi]))
-        a, b = max(0, t_iso - ms(fs_hz, 10)), min(n, t_iso + ms(fs_hz, 10) + 1)
-        level = x[:, a:b].mean(axis=1)
-        # QRS: half-maximum crossings of M on each side of the anchor are the steep points
-        wlo, whi = max(0, c - ms(fs_hz, 160)), min(n, c + ms(fs_hz, 180))
+        wlo, whi = max(0, c - ms(fs_hz, 160)), min(n - 1, c + ms(fs_hz, 180))
         if prev_r is not None:
-            wlo = max(wlo, prev_r + ms(fs_hz, 200))
+            wlo = max(wlo, (prev_r + c) // 2)
         if next_r is not None:
-            whi = min(whi, next_r - ms(fs_hz, 150))
-        if whi - wlo < ms(fs_hz, 40) or not (wlo <= c < whi):
+            whi = min(whi, (c + next_r) // 2)
+        if whi - wlo < ms(fs_hz, 40) or not (wlo < c < whi):
             continue
-        m = M(wlo, whi, level)
+        # path length L(t) of the spatial loop: grows fast inside the QRS, slowly outside; its knees are
+        # the earliest onset / latest offset over all leads, slurred terminal forces (RBBB) included
+        path = np.cumsum(v[wlo:whi + 1])
         ci = c - wlo
-        lo_seg = m[:ci + 1]
-        peak_val = float(m.max())
-        half = 0.5 * peak_val
-        above = np.flatnonzero(m >= half)
-        first_up, last_down = int(above[0]), int(above[-1])
-        on = _knee_before(m, first_up, max(0, first_up - ms(fs_hz, 100)))
-        off = _knee_after(m, last_down, min(m.size - 1, last_down + ms(fs_hz, 100)))
-        del lo_seg
+        on = _knee_before(path, ci, 0)
+        off = _knee_after(-path, ci, path.size - 1)
         q_on, q_off = wlo + on, wlo + off
+        if q_on <= 0 or q_off >= n - 1:
+            continue  # a QRS cut by the record's edge cannot be delineated
         fid["qrs_on"][k], fid["qrs_off"][k] = q_on, q_off
-        # baseline for amplitudes and for P / T: just before QRS onset (PR segment, 20..4 ms before it)
+        # isoelectric level: just before QRS onset (PR segment, 20..4 ms before it), per lead
         a, b = max(0, q_on - ms(fs_hz, 20)), max(1, q_on - ms(fs_hz, 4))
-        lev = x[:, a:b].mean(axis=1) if b > a else level
-        iso[gi, k] = lev
-        # pacing spike within 60 ms before onset .. 20 ms after
+        iso[gi, k] = x[:, a:b].mean(axis=1)
         sp_lo, sp_hi = max(0, q_on - ms(fs_hz, 60)), min(n, q_on + ms(fs_hz, 20))
         paced[k] = bool(spikes[sp_lo:sp_hi].any())
-        # T: from 60 ms after QRS offset to before the next beat
-        rr_k = (next_r - c) if next_r is not None else ((c - prev_r) if prev_r is not None else rr_med)
+
+    # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
+    # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
+    t_win = np.full((nb, 2), -1, dtype=np.int64)
+    t_pick = np.full(nb, np.nan)
+    curves: dict[int, np.ndarray] = {}
+    for k in range(nb):
+        q_on, q_off = fid["qrs_on"][k], fid["qrs_off"][k]
+        if not (np.isfinite(q_on) and np.isfinite(q_off)):
+            continue
+        q_on, q_off, c = int(q_on), int(q_off), int(r[k])
+        rr_k = (int(r[k + 1]) - c) if k + 1 < nb else ((c - int(r[k - 1])) if k > 0 else rr_med)
+        # T ends before ~1.3 x a generous Bazett QT (440 ms at 60 bpm) and before the next beat's P wave
+        t_hi = min(n - 1, q_on + int(1.3 * ms(fs_hz, 440) * math.sqrt(max(rr_k, 1) / fs_hz)))
+        if k + 1 < nb:
+            t_hi = min(t_hi, int(r[k + 1]) - ms(fs_hz, 120))
         t_lo = q_off + ms(fs_hz, 40)
-        t_hi = min(n - 1, c + int(0.4 * rr_k) + ms(fs_hz, 250))
-        if next_r is not None:
-            t_hi = min(t_hi, next_r - ms(fs_hz, 80))
-        if t_hi - t_lo > ms(fs_hz, 80):
-            mt = M(q_off, t_hi + 1, lev)
-            off0 = t_lo - q_off
-            tp = off0 + int(np.argmax(mt[off0:]))
-            if mt[tp] > 0:
-                dm = np.gradient(mt)
-                # steepest descent after the peak, then the knee towards the window end
-                s_hi = min(mt.size - 1, tp + ms(fs_hz, 200))
-                sm = tp + int(np.argmin(dm[tp:s_hi + 1])) if s_hi > tp else tp
-                t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, 150)))
-                su = int(np.argmax(dm[:tp + 1])) if tp > 0 else 0
-                t_start = _knee_before(mt, su, 0)
-                fid["t_peak"][k] = q_off + tp
-                fid["t_off"][k] = q_off + t_end
-                fid["t_on"][k] = q_off + t_start
-        # P: before QRS onset, after the previous T (or 300 ms)
+        if t_hi - t_lo < ms(fs_hz, 80):
+            continue
+        mt = M(q_off, t_hi + 1, iso[gi, k])
+        curves[k] = mt
+        t_win[k] = (q_off, t_hi)
+        pk = _interior_max(mt, t_lo - q_off, mt.size)
+        if pk is not None:
+            t_pick[k] = q_off + pk - q_on
+    typical_t = np.nanmedian(t_pick) if np.isfinite(t_pick).any() else np.nan
+    for k, mt in curves.items():
+        q_on = int(fid["qrs_on"][k])
+        q_off = t_win[k, 0]
+        lo = ms(fs_hz, 40)
+        if np.isfinite(typical_t):
+            centre = int(q_on + typical_t - q_off)
+            lo2, hi2 = max(lo, centre - ms(fs_hz, 80)), min(mt.size, centre + ms(fs_hz, 80))
+            pk = _interior_max(mt, lo2, hi2) if hi2 - lo2 > 2 else None
+            if pk is None:
+                pk = _interior_max(mt, lo, mt.size)
+        else:
+            pk = _interior_max(mt, lo, mt.size)
+        if pk is None:
+            continue
+        dm = np.gradient(mt)
+        s_hi = min(mt.size - 1, pk + ms(fs_hz, 200))
+        sm = pk + int(np.argmin(dm[pk:s_hi + 1])) if s_hi > pk else pk
+        t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, 150)))
+        if q_off + t_end >= n - 2:
+            continue  # the T wave runs past the end of the record
+        su = int(np.argmax(dm[:pk + 1])) if pk > 0 else 0
+        t_start = _knee_before(mt, su, 0)
+        fid["t_peak"][k] = q_off + pk
+        fid["t_off"][k] = q_off + t_end
+        fid["t_on"][k] = q_off + t_start
+
+    # pass 3: P waves between the previous T end and this QRS onset
+    p_pick = np.full(nb, np.nan)
+    p_curves: dict[int, tuple[int, np.ndarray, float]] = {}
+    for k in range(nb):
+        q_on = fid["qrs_on"][k]
+        if not np.isfinite(q_on):
+            continue
+        q_on = int(q_on)
         p_lo = q_on - ms(fs_hz, 300)
-        if prev_r is not None:
+        if k > 0:
             prev_t = fid["t_off"][k - 1]
-            p_lo = max(p_lo, int(prev_t) if np.isfinite(prev_t) else prev_r + ms(fs_hz, 250))
+            p_lo = max(p_lo, int(prev_t) if np.isfinite(prev_t) else int(r[k - 1]) + ms(fs_hz, 250))
         p_lo = max(0, p_lo)
         p_hi = q_on - ms(fs_hz, 20)
-        if p_hi - p_lo > ms(fs_hz, 60):
-            mp = M(p_lo, q_on + 1, lev)
-            pk = int(np.argmax(mp[:p_hi - p_lo]))
-            # reject a "peak" that is the edge of the window (a T wave tail, not a P wave)
-            if 0 < pk < p_hi - p_lo - 1:
-                dm = np.gradient(mp)
-                su_lo = max(0, pk - ms(fs_hz, 80))
-                su = su_lo + int(np.argmax(dm[su_lo:pk + 1]))
-                sd_hi = min(mp.size - 1, pk + ms(fs_hz, 80))
-                sd = pk + int(np.argmin(dm[pk:sd_hi + 1]))
-                p_start = _knee_before(mp, su, max(0, su - ms(fs_hz, 80)))
-                p_end = _knee_after(mp, sd, min(mp.size - 1, sd + ms(fs_hz, 60)))
-                noise = float(np.median(mp[max(0, mp.size - ms(fs_hz, 20)):]))
-                if mp[pk] - noise > 0.04:
-                    fid["p_peak"][k] = p_lo + pk
-                    fid["p_on"][k] = p_lo + p_start
-                    fid["p_off"][k] = p_lo + p_end
+        if p_hi - p_lo <= ms(fs_hz, 60):
+            continue
+        mp = M(p_lo, q_on + 1, iso[gi, k])
+        pk = _interior_max(mp, 0, p_hi - p_lo)
+        if pk is None:
+            continue
+        # a second atrial deflection of similar size elsewhere in the window: flutter / fibrillation waves
+        far = np.ones(p_hi - p_lo, dtype=bool)
+        far[max(0, pk - ms(fs_hz, 90)):pk + ms(fs_hz, 90)] = False
+        pk2 = _interior_max(np.where(far, mp[:p_hi - p_lo], 0.0), 0, p_hi - p_lo)
+        rival = float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
+        p_curves[k] = (p_lo, mp, rival)
+        p_pick[k] = q_on - (p_lo + pk)
+    typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
+    rivals = [v[2] for v in p_curves.values()]
+    atrial_waves = bool(rivals) and float(np.median(rivals)) > 0.6
+    for k, (p_lo, mp, rival) in p_curves.items():
+        q_on = int(fid["qrs_on"][k])
+        n_p = q_on - ms(fs_hz, 20) - p_lo
+        centre = int(q_on - typical_p - p_lo)
+        lo2, hi2 = max(0, centre - ms(fs_hz, 50)), min(n_p, centre + ms(fs_hz, 50))
+        pk = _interior_max(mp, lo2, hi2) if hi2 - lo2 > 2 else None
+        if pk is None:
+            continue
+        dm = np.gradient(mp)
+        su_lo = max(0, pk - ms(fs_hz, 80))
+        su = su_lo + int(np.argmax(dm[su_lo:pk + 1]))
+        sd_hi = min(mp.size - 1, pk + ms(fs_hz, 80))
+        sd = pk + int(np.argmin(dm[pk:sd_hi + 1]))
+        p_start = _knee_before(mp, su, max(0, su - ms(fs_hz, 80)))
+        p_end = _knee_after(mp, sd, min(mp.size - 1, sd + ms(fs_hz, 60)))
+        base = float(min(mp[p_start], mp[p_end]))
+        if mp[pk] - base > 0.04:
+            fid["p_peak"][k] = p_lo + pk
+            fid["p_on"][k] = p_lo + p_start
+            fid["p_off"][k] = p_lo + p_end
     # P presence: a P at a steady distance before most QRS onsets
     pr = fid["qrs_on"] - fid["p_peak"]
     ok = np.isfinite(pr)
     p_present = False
-    if ok.sum() >= max(1, 0.5 * nb):
+    if ok.sum() >= max(1, 0.5 * nb) and not atrial_waves:
         med = float(np.median(pr[ok]))
         close = ok & (np.abs(pr - med) <= ms(fs_hz, 40))
         sd_ms = float(np.std(pr[close]) * 1000.0 / fs_hz) if close.sum() > 1 else 0.0

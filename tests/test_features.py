@@ -1,0 +1,148 @@
+"""Beat-level measurements on synthetic records with known truth, formulas on hand-computed cases, export."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features import featuredb_rows, frontal_axis_deg, measure_record, qtc_bazett_ms, qtc_framingham_ms, \
+    qtc_fridericia_ms, qtc_hodges_ms
+from features.featuredb import FEATUREDB_SCHEMA
+from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
+from pipeline.record import ECGRecord, Provenance, RecordMeta
+from pipeline.synthetic import SynthParams, generate_record
+
+
+def as_record(signal_mv: np.ndarray, record_id: str = "t1") -> ECGRecord:
+    n = signal_mv.shape[1]
+    meta = RecordMeta(record_id=record_id, source="synthetic", n_samples=n,
+                      provenance=Provenance(path=record_id, files=[], sha256="", original_fs_hz=500,
+                                            original_lead_names=[], original_units=[], original_n_samples=n))
+    return ECGRecord(meta=meta, signal_mv=np.asarray(signal_mv, dtype=np.float32))
+
+
+def match_truth(truth: pl.DataFrame, beats: pl.DataFrame) -> pl.DataFrame:
+    """Join truth and detected rows per lead on the nearest QRS onset (beat numbering may differ at edges)."""
+    det = beats.filter(pl.col("qrs_on_ms").is_not_null()).sort("lead", "qrs_on_ms")
+    tru = truth.sort("lead", "qrs_on_ms")
+    return tru.join_asof(det, on="qrs_on_ms", by="lead", strategy="nearest", tolerance=60.0, suffix="_d") \
+        .filter(pl.col("beat_d").is_not_null())
+
+
+CASES = {
+    "normal": dict(),
+    "brady": dict(hr_bpm=50, qt_ms=440),
+    "tachy": dict(hr_bpm=110, qt_ms=320, pr_ms=140),
+    "rbbb": dict(qrs_ms=140, bundle_branch_block="right"),
+    "lbbb_lad": dict(qrs_ms=150, bundle_branch_block="left", qrs_axis_deg=-30),
+    "st_elevation": dict(st_shift_mv=0.3),
+    "long_pr_rad": dict(pr_ms=260, qrs_axis_deg=110),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_synthetic_fiducials_within_10ms(case):
+    params = SynthParams(**CASES[case])
+    synth = generate_record(params, seed=3, record_id=case)
+    m = measure_record(as_record(synth.signal_mv, case))
+    assert m.beats.columns == list(BEATS_SCHEMA) and m.beats.dtypes == list(BEATS_SCHEMA.values())
+    j = match_truth(synth.beats, m.beats)
+    assert j["beat"].n_unique() >= synth.truth.n_beats - 1
+    # on/offsets are global (all leads), so every lead must be within 10 ms of the truth
+    for col in ["p_on_ms", "p_off_ms", "qrs_on_ms", "qrs_off_ms", "t_off_ms", "p_peak_ms", "r_peak_ms"]:
+        col_d = "qrs_on_ms" if col == "qrs_on_ms" else col + "_d"
+        if col == "qrs_on_ms":
+            continue  # the join key itself: checked below through qrs_ms
+        has_truth = j.filter(pl.col(col).is_not_null())
+        err = (has_truth[col_d] - has_truth[col]).drop_nulls().abs()
+        assert err.len() >= 0.9 * has_truth.height, (case, col, err.len(), has_truth.height)
+        assert err.max() <= 10.0, (case, col, err.max())
+    row = m.record_row
+    assert set(row) == set(RECORDS_SCHEMA)
+    assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 12.0
+    assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 12.0
+    assert abs(row["pr_ms"] - synth.truth.pr_ms) <= 10.0
+    assert abs(row["hr_bpm"] - synth.truth.hr_bpm) <= 2.0
+    assert abs(row["qrs_axis_deg"] - synth.truth.qrs_axis_deg) <= 5.0
+    assert row["p_waves_present"] is True
+    assert row["leads_ok"] == 12 and row["leads_gated"] == ""
+    assert set(m.beats["lead_quality"].unique()) == {"ok"}
+
+
+def test_morphology_names_rbbb_rsr_prime_in_v1():
+    synth = generate_record(SynthParams(qrs_ms=140, bundle_branch_block="right"), seed=3)
+    m = measure_record(as_record(synth.signal_mv))
+    v1 = m.beats.filter((pl.col("lead") == "V1") & (pl.col("beat_class") == "normal"))["qrs_morphology"]
+    assert v1.str.ends_with("'").mean() > 0.8, v1.to_list()  # rsR' / rSR' family
+    v1_row = m.beats.filter(pl.col("lead") == "V1").row(3, named=True)
+    assert v1_row["r_prime_amp_mv"] is not None and v1_row["r_prime_amp_mv"] > 0
+
+
+def test_st_elevation_and_inverted_t_are_measured():
+    synth = generate_record(SynthParams(st_shift_mv=0.3, st_territory="anterior"), seed=5)
+    m = measure_record(as_record(synth.signal_mv))
+    truth = synth.beats.group_by("lead").agg(pl.col("st_j60_mv").median())
+    ours = m.beats.group_by("lead").agg(pl.col("st_j60_mv").median().alias("ours"))
+    j = truth.join(ours, on="lead")
+    assert (j["ours"] - j["st_j60_mv"]).abs().max() < 0.06, j
+    synth = generate_record(SynthParams(t_inversion="lateral"), seed=5)
+    m = measure_record(as_record(synth.signal_mv))
+    forms = m.beats.filter(pl.col("lead").is_in(synth.truth.t_inversion_leads)).group_by("lead") \
+        .agg(pl.col("t_form").mode().first())
+    assert set(forms["t_form"]) <= {"negative", "biphasic"} and forms.height == len(synth.truth.t_inversion_leads)
+
+
+def test_af_has_no_p_waves_and_pvcs_are_premature():
+    synth = generate_record(SynthParams(rhythm="atrial_fibrillation"), seed=11)
+    m = measure_record(as_record(synth.signal_mv))
+    assert m.record_row["p_waves_present"] is False
+    assert m.record_row["pr_ms"] is None and m.record_row["p_axis_deg"] is None
+    assert m.beats["p_on_ms"].is_null().all()
+    assert m.record_row["rhythm_regular"] is False
+    synth = generate_record(SynthParams(pvc_count=2), seed=12)
+    m = measure_record(as_record(synth.signal_mv))
+    truth_pvc = synth.beats.filter((pl.col("lead") == "II") & (pl.col("beat_class") != "normal"))
+    ours = m.beats.filter(pl.col("lead") == "II")
+    for q_on in truth_pvc["qrs_on_ms"]:
+        near = ours.filter((pl.col("qrs_on_ms") - q_on).abs() < 60)
+        assert near.height == 1 and near["beat_class"][0] == "premature", (q_on, near)
+    assert m.record_row["n_premature"] == truth_pvc.height
+
+
+def test_axis_formula_hand_cases():
+    # I = E cos(t), aVF = sqrt(3)/2 E sin(t) in the hexaxial system
+    for theta in (-90.0, -30.0, 0.0, 45.0, 60.0, 120.0, 179.0):
+        t = math.radians(theta)
+        assert frontal_axis_deg(math.cos(t), math.sqrt(3) / 2 * math.sin(t)) == pytest.approx(theta, abs=1e-9)
+    # equal net amplitudes in I and aVF: atan2(2/sqrt(3), 1) = 49.1 deg, not 45
+    assert frontal_axis_deg(1.0, 1.0) == pytest.approx(49.1066, abs=1e-3)
+    assert frontal_axis_deg(-1.0, 0.0) == 180.0
+    assert frontal_axis_deg(0.0, 0.0) is None
+
+
+def test_qtc_formulas_hand_cases():
+    assert qtc_bazett_ms(400.0, 1000.0) == pytest.approx(400.0)
+    assert qtc_bazett_ms(360.0, 640.0) == pytest.approx(450.0)          # 360 / 0.8
+    assert qtc_fridericia_ms(360.0, 729.0) == pytest.approx(400.0)      # 360 / 0.9
+    assert qtc_framingham_ms(360.0, 600.0) == pytest.approx(421.6)      # 360 + 154 * 0.4
+    assert qtc_hodges_ms(360.0, 600.0) == pytest.approx(430.0)          # 360 + 1.75 * 40
+
+
+def test_featuredb_rows_time_ordered_and_no_gated_leads():
+    synth = generate_record(SynthParams(st_shift_mv=0.2), seed=2)
+    sig = synth.signal_mv.copy()
+    sig[9] = 0.0  # V4 dead
+    m = measure_record(as_record(sig))
+    f = featuredb_rows(m.beats)
+    assert list(f.schema) == list(FEATUREDB_SCHEMA)
+    assert "V4" not in set(f["lead"]) and f["lead"].n_unique() == 11
+    assert f["lead"].unique(maintain_order=True).to_list()[:3] == ["I", "II", "III"]
+    for _, g in f.group_by("lead"):
+        assert g["time_ms"].is_sorted()
+    row = f.filter((pl.col("lead") == "II") & (pl.col("beat") == 3)).row(0, named=True)
+    src = m.beats.filter((pl.col("lead") == "II") & (pl.col("beat") == 3)).row(0, named=True)
+    assert row["hr_bpm"] == pytest.approx(60000.0 / src["rr_ms"])
+    assert row["qt_ms"] == src["qt_ms"] and row["pr_ms"] == src["pr_ms"]
+    assert row["st_form"] in {"elevated", "depressed", "isoelectric"}
