@@ -36,3 +36,163 @@ class GroundingContext:
 
         present = set(self.beats["lead"].unique().to_list()) - self.gated_leads
         return [lead for lead in LEADS if lead in present]
+
+    def lead_value(self, lead: str, column: str):
+        """This record's value of beats ``column`` in ``lead`` (see ``lead_value``); None for a gated lead."""
+        if lead in self.gated_leads:
+            return None
+        return lead_value(self.beats, lead, column)
+
+
+# --- builders (prompts, writer, generate) -----------------------------------------------------------------
+
+def lead_value(beats: pl.DataFrame, lead: str, column: str):
+    """One representative value of beats ``column`` in ``lead``: the upper median of its non-null values.
+
+    The upper median (``sorted(values)[n // 2]``) is always one beat's actual value, so a number the writer
+    cites equals a measured beat exactly (units: the column's, ms or mV). Premature and paced beats are left
+    out when normal beats exist, so an ectopic beat does not stand for the lead. String columns
+    (``t_form``, ``qrs_morphology``) give their most common value. None when nothing is measured.
+    """
+    if beats is None or beats.height == 0 or column not in beats.columns:
+        return None
+    rows = beats.filter(pl.col("lead") == lead)
+    if "beat_class" in rows.columns:
+        normal = rows.filter(pl.col("beat_class").is_null() | (pl.col("beat_class") == "normal"))
+        if normal.height and normal[column].drop_nulls().len():
+            rows = normal
+    values = rows[column].drop_nulls().to_list()
+    if rows.schema[column] == pl.String:
+        values = [v for v in values if v]
+        if not values:
+            return None
+        counts: dict[str, int] = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        return max(counts, key=lambda k: (counts[k], k))
+    values = [float(v) for v in values if v == v]  # drop NaN
+    if not values:
+        return None
+    return sorted(values)[len(values) // 2]
+
+
+def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = None) -> dict[str, object]:
+    """``{lead: lead_value}`` over ``leads`` (default: every measured lead), skipping gated leads and nulls."""
+    from pipeline.record import LEADS
+
+    measured = set(ctx.measured_leads)
+    out: dict[str, object] = {}
+    for lead in leads or LEADS:
+        if lead not in measured:
+            continue
+        v = lead_value(ctx.beats, lead, column)
+        if v is not None:
+            out[lead] = v
+    return out
+
+
+def read_features(features_dir) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(records, beats) from a features folder: ``records.parquet`` / ``beats.parquet`` or shard folders
+    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes)."""
+    from pathlib import Path
+
+    from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
+
+    root = Path(features_dir)
+
+    def one(name: str, schema: dict) -> pl.DataFrame:
+        single = root / f"{name}.parquet"
+        if single.exists():
+            return pl.read_parquet(single)
+        files = sorted((root / name).glob("*.parquet")) if (root / name).is_dir() else []
+        if not files:
+            raise FileNotFoundError(f"no {name}.parquet or {name}/*.parquet under {root}")
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+
+    return one("records", RECORDS_SCHEMA), one("beats", BEATS_SCHEMA)
+
+
+def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_path: str | None = None,
+                  machine_measurements: dict | None = None) -> GroundingContext:
+    """A ``GroundingContext`` from a record's ``RecordMeta``, its RECORDS_SCHEMA row and its beats rows.
+
+    The report's statements are normalised through the knowledge base (``kb``; default: the packaged one).
+    ``extra['duration_ms']`` is the record's length in ms (the validator grounds "10 s tracing" with it).
+    """
+    from pipeline.knowledge import load_knowledge
+
+    kb = kb or load_knowledge()
+    norm = kb.normalise(list(meta.statements), meta.report or "")
+    if machine_measurements is None and meta.reference is not None and meta.reference.kind == "mimic_machine":
+        machine_measurements = meta.reference.model_dump(exclude={"waves", "extra"}, exclude_none=True)
+    return GroundingContext(
+        record_id=meta.record_id,
+        source=meta.source,
+        ecg_path=meta.provenance.path,
+        report=meta.report or "",
+        statement_ids=list(norm.statement_ids),
+        unmapped_statements=list(norm.unmapped),
+        record=dict(record_row),
+        beats=beats,
+        image_path=image_path,
+        machine_measurements=machine_measurements,
+        extra={"duration_ms": 1000.0 * meta.n_samples / meta.fs_hz, "report_dropped": list(norm.dropped)},
+    )
+
+
+def iter_contexts(features_dir, source: str | None = None, root=None, *, manifest=None, kb=None,
+                  images_dir=None, record_ids: list[str] | None = None, **source_options):
+    """Yield a ``GroundingContext`` for every measured record of ``features_dir`` (records table order).
+
+    Record metadata (report, statements) comes from ``manifest`` (an ingest ``manifest.parquet`` path or
+    frame, its ``meta_json`` column) when given, else from ``open_source(source, root).read(id).meta``.
+    Images: ``images_dir/<record_id>.png`` when it exists (the path is kept relative to ``images_dir``'s
+    parent). Records whose metadata cannot be read raise ``RecordError`` from the source.
+    """
+    from pathlib import Path
+
+    from pipeline.record import RecordMeta
+
+    records, beats = read_features(features_dir)
+    if record_ids is not None:
+        wanted = set(record_ids)
+        records = records.filter(pl.col("record_id").is_in(list(wanted)))
+    metas: dict[str, RecordMeta] = {}
+    if manifest is not None:
+        man = manifest if isinstance(manifest, pl.DataFrame) else pl.read_parquet(manifest)
+        for rid, mj in man.select("record_id", "meta_json").iter_rows():
+            metas[rid] = RecordMeta.model_validate_json(mj)
+    src = None
+    beats_by = {k[0] if isinstance(k, tuple) else k: v
+                for k, v in beats.partition_by("record_id", as_dict=True).items()} if beats.height else {}
+    images = Path(images_dir) if images_dir else None
+    for row in records.iter_rows(named=True):
+        rid = row["record_id"]
+        meta = metas.get(rid)
+        if meta is None:
+            if source is None:
+                continue
+            if src is None:
+                from pipeline.sources import open_source
+
+                src = open_source(source, root, **source_options)
+            meta = src.read(rid).meta
+        b = beats_by.get(rid)
+        if b is None:
+            b = beats.clear()
+        image = None
+        if images is not None and (images / f"{rid}.png").exists():
+            image = str((images / f"{rid}.png").relative_to(images.parent))
+        yield build_context(meta, row, b, kb=kb, image_path=image)
+
+
+def load_contexts(run_dir, record_ids: list[str] | None = None) -> dict[str, GroundingContext]:
+    """Contexts of one run folder (``manifest.parquet`` + ``features/`` [+ ``images/``]), keyed by record id;
+    what ``pipeline.generate`` asks for when the rules writer needs contexts."""
+    from pathlib import Path
+
+    run = Path(run_dir)
+    images = run / "images"
+    return {c.record_id: c for c in iter_contexts(run / "features", manifest=run / "manifest.parquet",
+                                                  images_dir=images if images.is_dir() else None,
+                                                  record_ids=record_ids)}
