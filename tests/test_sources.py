@@ -278,3 +278,14 @@ def test_bad_inputs_each_get_their_code(tmp_path):
     good = src.read("good_a")
     np.testing.assert_allclose(derived.lead("aVL"), good.lead("aVL"), atol=0.01)  # Goldberger vs recorded
     np.testing.assert_allclose(derived.lead("III"), good.lead("III"), atol=0.01)
+
+
+def test_ludb_mit_reader_equals_wfdb_rdann():
+    from pipeline.sources.ludb import read_mit_annotation
+
+    data = shared_path("data", "ludb", "data")
+    for rid in ("1", "8", "200"):
+        for ext in ("i", "avr", "v6"):
+            ann = wfdb.rdann(str(data / rid), ext)
+            symbols, samples = read_mit_annotation(data / f"{rid}.{ext}")
+            assert symbols == list(ann.symbol) and samples == [int(s) for s in ann.sample]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+import numpy as np
 import polars as pl
-import wfdb
 
 from pipeline.record import (
     LEADS, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave, Statement,
@@ -21,6 +21,41 @@ from pipeline.sources.wfdb_common import parse_header_demographics, read_wfdb_wi
 _PEAK_WAVE = {"p": "P", "N": "QRS", "t": "T"}
 _NOT_FINDINGS = {"ID", "Sex", "Age"}
 _GROUP_MS = 150.0  # peaks of the same wave in different leads of one beat lie within this distance
+
+
+# MIT annotation codes LUDB uses (wfdb's ann_label_table): 1 'N', 24 'p', 27 't', 39 '(', 40 ')'.
+_MIT_SYMBOL = {1: "N", 24: "p", 27: "t", 39: "(", 40: ")"}
+_MIT_SKIP, _MIT_NUM, _MIT_SUB, _MIT_CHN, _MIT_AUX = 59, 60, 61, 62, 63
+
+
+def read_mit_annotation(path: Path) -> tuple[list[str], list[int]]:
+    """(symbols, sample indices) of an MIT-format annotation file.
+
+    A small reader instead of ``wfdb.rdann``, which re-parses the record header through pandas on every
+    call (~4 ms per file, 12 files per LUDB record). Codes other than LUDB's five are returned as '?'.
+    """
+    words = np.frombuffer(path.read_bytes(), dtype="<u2")
+    symbols: list[str] = []
+    samples: list[int] = []
+    t, k, n = 0, 0, len(words)
+    while k < n:
+        code, value = int(words[k]) >> 10, int(words[k]) & 0x3FF
+        k += 1
+        if code == 0 and value == 0:
+            break
+        if code == _MIT_SKIP:  # a 32-bit interval follows: high word, then low word
+            if k + 1 < n:
+                t += int(np.int32((int(words[k]) << 16) | int(words[k + 1])))
+            k += 2
+        elif code == _MIT_AUX:
+            k += (value + 1) // 2
+        elif code in (_MIT_NUM, _MIT_SUB, _MIT_CHN):
+            continue
+        else:
+            t += value
+            symbols.append(_MIT_SYMBOL.get(code, "?"))
+            samples.append(t)
+    return symbols, samples
 
 
 def parse_ludb_annotation(symbols: list[str], samples: list[int], lead: str, fs_hz: float, offset_ms: float = 0.0) -> list[ReferenceWave]:
@@ -162,15 +197,12 @@ class LudbSource:
             path = resolve_under(self.root, f"{rel}.{ext}")
             if not path.is_file():
                 continue
-            try:
-                ann = wfdb.rdann(str(path)[: -len(ext) - 1], ext)
-            except Exception as exc:
-                raise RecordError("corrupt_signal", f"annotation file {rel}.{ext} unreadable: {exc}", record_id) from exc
             lead = next((ld for ld in LEADS if ld.lower() == ext), None)
             if lead is None:
                 continue
+            symbols, samples = read_mit_annotation(path)
             ann_files.append(f"{rel}.{ext}")
-            lead_waves = parse_ludb_annotation(list(ann.symbol), [int(s) for s in ann.sample], lead, win.header_fs_hz, offset_ms)
+            lead_waves = parse_ludb_annotation(symbols, samples, lead, win.header_fs_hz, offset_ms)
             waves += [w for w in lead_waves if w.peak_ms is not None and 0.0 <= w.peak_ms < duration_ms]
         reference = None
         if waves:
