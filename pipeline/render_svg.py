@@ -55,7 +55,7 @@ def svg_page(layout: PageLayout, traces_mm: list[np.ndarray], colours: Colours, 
         out.append(f'<text class="lead-label" x="{p.label_x_mm:.3f}" y="{p.label_y_mm:.3f}" '
                    f'font-size="{layout.label_size_mm}" {text}>{escape(p.lead)}</text>')
     if header_text and layout.header:
-        out.append(f'<text class="header" x="{gl:.3f}" y="{layout.header_y_mm:.3f}" '
+        out.append(f'<text class="header" xml:space="preserve" x="{gl:.3f}" y="{layout.header_y_mm:.3f}" '
                    f'font-size="{layout.header_size_mm}" {text}>{escape(header_text)}</text>')
     out.append("</svg>")
     return "\n".join(out).encode("utf-8")
