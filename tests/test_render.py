@@ -190,11 +190,16 @@ def polyline_midlines(x_px: np.ndarray, y_px: np.ndarray, cols: np.ndarray, pen:
     return out
 
 
-@pytest.mark.parametrize("layout", ["3x4+II", "12x1+II"])
-def test_rhythm_strip_matches_lead_ii_of_a_real_record(layout):
+@pytest.mark.parametrize("source, folder, record_id, layout", [
+    ("ptbxl", "ptbxl", "06000", "3x4+II"),        # normal sinus rhythm
+    ("ptbxl", "ptbxl", "06000", "12x1+II"),
+    ("ludb", "ludb", "95", "3x4+II"),             # atrial fibrillation
+    ("wfdb", "ptbdb", "s0010_re", "12x1+II"),     # 1000 Hz, 15 channels, resampled by the source
+])
+def test_rhythm_strip_matches_lead_ii_of_a_real_record(source, folder, record_id, layout):
     from pipeline.sources import open_source
 
-    record = open_source("ptbxl", shared_path("data", "ptbxl")).read("06000")
+    record = open_source(source, shared_path("data", folder)).read(record_id)
     k = 200 / 25.4
     page = page_layout(layout)
     strip = page.panel("II", rhythm=True)
@@ -286,6 +291,12 @@ def test_cli_gem_naming_manifest_and_idempotency(tmp_path):
     assert pl.read_parquet(out / "manifest.parquet").height == 3
     assert cli_main(argv + ["--overwrite"]) == 0
     assert all(p.stat().st_mtime_ns != mtimes[p.name] for p in out.glob("*.png"))
+    # Asked for another dpi, the images are redrawn even without --overwrite: the manifest says they differ.
+    assert cli_main(argv[:-3] + ["120", "--seed", "7"]) == 0
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    assert manifest["dpi"].to_list() == [120] * 3
+    with Image.open(out / "06000-0.png") as im:
+        assert im.size == (manifest["width_px"][0], manifest["height_px"][0]) == (1320, 1020)
     assert cli_main(argv[:-6] + ["--layout", "12x1", "--format", "svg", "--limit", "1"]) == 0
     assert (out / "06000-0.svg").exists()  # gem naming, svg suffix
 
