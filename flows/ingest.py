@@ -8,6 +8,7 @@ skipped, so a re-run after a crash redoes only the missing chunks.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -17,9 +18,10 @@ from pipeline.batch import chunks  # after pipeline.ingest: it imports features.
 
 
 @task(name="ingest-chunk", retries=0)
-def ingest_chunk_task(source: str, root: str, ids: list[str], out: str, index: int, options: dict) -> ShardResult:
+def ingest_chunk_task(source: str, root: str, ids: list[str], out: str, index: int, options: dict,
+                      cache_token: str = "") -> ShardResult:
     """Ingest one chunk of record ids into its shard (see ``pipeline.ingest.ingest_shard``)."""
-    return ingest_shard(source, root, ids, out, index, options)
+    return ingest_shard(source, root, ids, out, index, options, cache_token=cache_token)
 
 
 @flow(name="ingest")
@@ -33,7 +35,7 @@ def ingest_flow(source: str, root: str, out: str, chunk_size: int = DEFAULT_CHUN
     id_chunks = [list(c) for c in chunks(ids, chunk_size)]
     futures = ingest_chunk_task.map(
         source=unmapped(source), root=unmapped(root), ids=id_chunks, out=unmapped(out),
-        index=list(range(len(id_chunks))), options=unmapped(options),
+        index=list(range(len(id_chunks))), options=unmapped(options), cache_token=unmapped(uuid.uuid4().hex),
     )
     shards = [f.result() for f in futures]
     return merge_shards(source, root, out, shards, len(ids), started)

@@ -13,6 +13,7 @@ with bounded memory. The Prefect flow (``flows/ingest.py``) maps ``ingest_shard`
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -165,6 +166,14 @@ def ingest_records(source: Source, ids: Sequence[str]) -> tuple[list[dict], list
     return rows, errors
 
 
+@functools.lru_cache(maxsize=4)
+def _open_cached(source_name: str, root: str, options_json: str, cache_token: str) -> Source:
+    """One open source per (name, root, options, flow run) and process, so the flow's chunk tasks (threads of
+    one worker) parse the source's index CSVs once, not once per chunk (MIMIC's are ~800k rows). The token
+    keeps a later run in the same process from seeing a stale index."""
+    return open_source(source_name, root, **json.loads(options_json))
+
+
 def _shard_name(index: int, ids: Sequence[str]) -> str:
     """Shard file stem: its position plus a digest of its ids, so a changed id list never reuses a stale shard."""
     digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
@@ -173,12 +182,13 @@ def _shard_name(index: int, ids: Sequence[str]) -> str:
 
 def ingest_shard(
     source_name: str, root: str | Path, ids: Sequence[str], out_dir: str | Path, index: int,
-    options: dict | None = None, source: Source | None = None,
+    options: dict | None = None, source: Source | None = None, cache_token: str = "",
 ) -> ShardResult:
     """Ingest one chunk of ids into ``out_dir/.ingest_shards/<shard>.{manifest,errors}.parquet``.
 
     Skips the work when both files exist (idempotent). ``source`` may be passed to reuse an open source
-    (its cached CSV tables); otherwise the source is opened here (what a Prefect task does).
+    (its cached CSV tables); otherwise the source is opened here (what a Prefect task does), once per
+    ``cache_token`` (one flow run) and process, so sibling chunk tasks share its parsed index tables.
     """
     shard_dir = Path(out_dir) / SHARD_DIR
     stem = _shard_name(index, ids)
@@ -188,7 +198,7 @@ def ingest_shard(
         errs = pl.read_parquet(err_path, columns=["severity"])
         return ShardResult(index=index, manifest_path=str(man_path), errors_path=str(err_path), n_ok=man,
                            n_failed=int((errs["severity"] == "error").sum()), reused=True)
-    src = source or open_source(source_name, root, **(options or {}))
+    src = source or _open_cached(source_name, str(root), json.dumps(options or {}, sort_keys=True), cache_token)
     rows, errors = ingest_records(src, ids)
     write_parquet_atomic(pl.DataFrame(rows, schema=MANIFEST_SCHEMA), man_path)
     write_parquet_atomic(errors_frame(errors), err_path)
@@ -290,7 +300,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--source", required=True, choices=SOURCE_NAMES, help="source layout")
-    p.add_argument("--root", required=False, default=None, help="data root (optional for synthetic)")
+    p.add_argument("--root", required=True, help="data root (for synthetic: a tree written by `ecg-grounding synth`)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="records per chunk (default %(default)s)")
     p.add_argument("--window-s", type=float, default=None, help="seconds kept per record (default 10)")
@@ -311,17 +321,12 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.window_start_s is not None:
         options["window_start_s"] = args.window_start_s
     root = args.root
-    if root is None:
-        if args.source != "synthetic":
-            print(f"ingest: --root is required for source {args.source}", file=sys.stderr)
-            return 2
-        root = "."
-    elif not Path(root).is_dir():
+    if not Path(root).is_dir():
         print(f"ingest: root {root} is not a folder", file=sys.stderr)
         return 2
     try:
         summary = ingest(args.source, root, args.out, chunk_size=args.chunk_size, **options)
-    except (RecordError, ValueError, TypeError) as exc:  # the source itself cannot be opened / bad options
+    except (RecordError, OSError, ValueError, TypeError) as exc:  # the source itself cannot be opened / bad options
         print(f"ingest: cannot open source {args.source} at {root}: {exc}", file=sys.stderr)
         return 2
     print(summary.model_dump_json(indent=2) if args.json else format_summary(summary))

@@ -137,9 +137,17 @@ def test_ingest_records_never_raises_on_internal_errors(tmp_path):
     assert rows == [] and errors[0].code == "internal_error" and "ZeroDivisionError" in errors[0].message
 
 
-def test_synthetic_source_through_open_source(tmp_path):
-    pytest.importorskip("pipeline.sources.synthetic", reason="synthetic source not landed yet")
-    src = open_source("synthetic", tmp_path)
-    rows, errors = ingest_records(src, src.ids()[:3])
+def test_synthetic_source_through_open_source_and_cli(tmp_path, capsys):
+    from pipeline.synthetic import write_synthetic_tree
+
+    root = write_synthetic_tree(tmp_path / "synth", n=3, seed=11)
+    src = open_source("synthetic", root)
+    rows, errors = ingest_records(src, src.ids())
     assert len(rows) == 3 and not [e for e in errors if e.severity == "error"]
-    assert {r["source"] for r in rows} == {"synthetic"}
+    assert {r["source"] for r in rows} == {"synthetic"} and {r["ref_kind"] for r in rows} == {"synthetic_truth"}
+    assert cli_main(["ingest", "--source", "synthetic", "--root", str(root), "--out", str(tmp_path / "out")]) == 0
+    assert "3 of 3 records ok" in capsys.readouterr().out
+    man = pl.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert man["record_id"].to_list() == src.ids()
+    # No tree there: a usage error, not a traceback.
+    assert cli_main(["ingest", "--source", "synthetic", "--root", str(tmp_path), "--out", str(tmp_path / "o2")]) == 2

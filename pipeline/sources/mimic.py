@@ -92,6 +92,23 @@ def machine_reference(row: dict[str, str | None]) -> ReferenceMeasurements:
     )
 
 
+class _Table:
+    """A CSV kept as a polars frame plus a study_id -> row-number index (MIMIC's tables have ~800k rows:
+    a dict per row would cost gigabytes; one row is materialised per read)."""
+
+    def __init__(self, df: pl.DataFrame | None):
+        self.df = df
+        ids = [] if df is None else [str(x).strip() for x in df["study_id"].to_list()]
+        self.index = {sid: i for i, sid in enumerate(ids)}  # a repeated study_id: its last row wins
+
+    def keys(self) -> list[str]:
+        return list(self.index)
+
+    def get(self, study_id: str) -> dict[str, str | None] | None:
+        i = self.index.get(study_id)
+        return None if i is None else self.df.row(i, named=True)
+
+
 class MimicSource:
     """MIMIC-IV-ECG root holding ``record_list.csv``, ``machine_measurements.csv`` and ``files/``."""
 
@@ -101,30 +118,26 @@ class MimicSource:
         self.root = Path(root)
         self.window_s = window_s
         self.window_start_s = window_start_s
-        self._records: dict[str, dict[str, str | None]] | None = None
-        self._machine: dict[str, dict[str, str | None]] | None = None
+        self._records: _Table | None = None
+        self._machine: _Table | None = None
 
-    def _record_list(self) -> dict[str, dict[str, str | None]]:
+    def _record_list(self) -> _Table:
         if self._records is None:
             csv = self.root / "record_list.csv"
             if not csv.is_file():
                 raise RecordError("missing_file", f"{csv} is missing")
-            df = pl.read_csv(csv, infer_schema=False)
-            self._records = {str(r["study_id"]).strip(): r for r in df.iter_rows(named=True)}
+            self._records = _Table(pl.read_csv(csv, infer_schema=False))
         return self._records
 
-    def _measurements(self) -> dict[str, dict[str, str | None]]:
+    def _measurements(self) -> _Table:
         if self._machine is None:
             csv = self.root / "machine_measurements.csv"
-            self._machine = {}
-            if csv.is_file():
-                df = pl.read_csv(csv, infer_schema=False)
-                self._machine = {str(r["study_id"]).strip(): r for r in df.iter_rows(named=True)}
+            self._machine = _Table(pl.read_csv(csv, infer_schema=False) if csv.is_file() else None)
         return self._machine
 
     def ids(self) -> list[str]:
         """study_ids in ``record_list.csv`` order (unsafe ones included: ``read`` rejects them)."""
-        return list(self._record_list())
+        return self._record_list().keys()
 
     def read(self, record_id: str) -> ECGRecord:
         """Signal (leads by name), cleaned machine report, statements and machine measurements."""
