@@ -93,9 +93,7 @@ class FakeOpenAI:
         class Handler(_Handler):
             fake = server
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 512
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
@@ -187,6 +185,11 @@ class FakeOpenAI:
                 batch[name] = fid
         batch["status"] = {"expired": "expired", "failed": "failed"}.get(self.batch_mode, "completed")
         batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # listen backlog: the default 5 resets bursts of 64 new connections
 
 
 class _Handler(BaseHTTPRequestHandler):

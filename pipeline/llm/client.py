@@ -57,7 +57,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
     if hit is not None:
         return Completion(hit, True, 0)
     policy = policy or RetryPolicy()
-    store.record_intent(key, record_id, attempt, "sync", request_doc)
+    await store.arecord_intent(key, record_id, attempt, "sync", request_doc)
     sends = 0
     last: SendResult | None = None
     try:
@@ -69,7 +69,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
                 sends += 1
                 last = await backend.send(key, messages, params, context)
                 # Store first: nothing (not even our own checks) touches a paid answer before it is durable.
-                store.put(last.stored)
+                await store.aput(last.stored)
                 gate.observe(last.stored.headers)
                 if last.stored.error_code == "rate_limited" and last.retry_after_s:
                     gate.pause(last.retry_after_s)
