@@ -208,13 +208,17 @@ def render_ids(src, ids: list[str], out_dir: str | Path, options: RenderOptions,
                 skipped += 1
                 continue
             record = src.read(rid)
+        except Exception as exc:  # the source's reason code (or internal_error for a bug in the source)
+            errors.append(error_row(rid, STAGE, exc))
+            continue
+        try:
             data = render_record(record, options.layout, options.dpi, options.fmt, options.header,
                                  options.augment, options.seed, options.highpass_hz)
             _write_atomic(target, data)
             rows.append(row)
         except RecordError as exc:
             errors.append(error_row(rid, STAGE, exc))
-        except Exception as exc:  # a drawing bug for one record must not stop the batch
+        except Exception as exc:  # a drawing failure for one record must not stop the batch
             errors.append(ErrorRow(rid, STAGE, "error", "render_failed", None, f"{type(exc).__name__}: {exc}"))
     return rows, errors, skipped
 
@@ -236,7 +240,7 @@ def render(source, root: str | Path | None, out_dir: str | Path, layout: str = "
         augment = Augment.parse(augment)
     options = RenderOptions(layout=layout, dpi=int(dpi), fmt=fmt, naming=naming, augment=augment, seed=int(seed),
                             header=header, highpass_hz=highpass_hz, overwrite=overwrite)
-    src = open_source(source, root) if isinstance(source, str) else source
+    src = open_source(source, root if root is not None else ".") if isinstance(source, str) else source
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.parquet"
@@ -247,7 +251,9 @@ def render(source, root: str | Path | None, out_dir: str | Path, layout: str = "
 
     previous: dict[str, dict] = {}
     if manifest_path.exists():
-        previous = {r["record_id"]: r for r in pl.read_parquet(manifest_path).iter_rows(named=True)}
+        # Rows whose image is gone are dropped: the manifest only lists images that exist.
+        previous = {r["record_id"]: r for r in pl.read_parquet(manifest_path).iter_rows(named=True)
+                    if (out / r["image_path"]).exists()}
     done: dict[str, dict] = dict(previous)
     errors: list[ErrorRow] = []
     rendered = skipped = 0

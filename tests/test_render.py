@@ -319,3 +319,33 @@ def test_broken_record_gets_an_error_row_while_the_rest_render(tmp_path):
     assert errors.select("record_id", "stage", "severity", "code").rows() == \
         [("06001_hr", "render", "error", "truncated_signal")]
     assert pl.read_parquet(out / "manifest.parquet")["record_id"].to_list() == ["06000_hr", "06002_hr"]
+
+
+class _HoleySource:
+    """The PTB-XL source with one record whose aVL holds a NaN (sources reject those; a bug might not)."""
+
+    name = "ptbxl"
+
+    def __init__(self):
+        from pipeline.sources import open_source
+
+        self.inner = open_source("ptbxl", shared_path("data", "ptbxl"))
+
+    def ids(self):
+        return self.inner.ids()[:3]
+
+    def read(self, record_id):
+        rec = self.inner.read(record_id)
+        if record_id == "06001":
+            rec.signal_mv[4, 2000] = np.nan
+        return rec
+
+
+def test_undrawable_record_is_a_render_failed_row_and_chunks_go_on(tmp_path):
+    summary = render(_HoleySource(), None, tmp_path, dpi=100, chunk_size=1, naming="gem")
+    assert (summary.rendered, summary.failed) == (2, 1)
+    errors = pl.read_parquet(summary.errors_path)
+    assert errors.select("record_id", "code", "lead").rows() == [("06001", "render_failed", "aVL")]
+    manifest = pl.read_parquet(summary.manifest_path)
+    assert manifest["image_path"].to_list() == ["06000-0.png", "06002-0.png"]
+    assert manifest["source"].to_list() == ["ptbxl", "ptbxl"]
