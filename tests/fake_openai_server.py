@@ -2,7 +2,7 @@
 
 Started on 127.0.0.1 on a free port, in a thread of the test process. Endpoints: ``POST /v1/chat/completions``,
 ``GET /v1/models``, ``POST /v1/files``, ``GET /v1/files/{id}/content``, ``POST /v1/batches``,
-``GET /v1/batches/{id}``, plus ``GET /props`` (llama.cpp) and ``POST /api/show`` (Ollama) when configured.
+``GET /v1/batches/{id}``, ``GET /v1/batches``, plus ``GET /props`` (llama.cpp) and ``POST /api/show`` (Ollama) when configured.
 
 Faults are scripted per test, consumed first-in first-out, either for every chat request (``script``) or
 only for requests whose text holds a marker (``script_for``): ``ok``, ``429`` (Retry-After), ``429ms``
@@ -234,6 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
             if fid not in f._files:
                 return self._send(404, {"error": {"message": "no such file", "code": "not_found"}})
             self._send(200, raw=f._files[fid], content_type="application/octet-stream")
+        elif self.path.split("?")[0] == "/v1/batches":
+            with f._lock:
+                data = [{k: v for k, v in b.items() if not k.startswith("_")} for b in reversed(f._batches.values())]
+            self._send(200, {"object": "list", "data": data, "has_more": False,
+                             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
         elif self.path.startswith("/v1/batches/"):
             bid = self.path.split("/")[3]
             with f._lock:

@@ -117,3 +117,35 @@ def test_killed_batch_run_resumes_polling_instead_of_resubmitting(fake, tmp_path
     df = pl.read_parquet(out / "answers.parquet")
     assert df.height == 8 and (df["status"] == "ok").all()
     assert json.loads(done.stdout)["batch_ids"] == ["batch_0000"]
+
+
+class _DiesAtBatchCreate(ResponseStore):
+    """A real store whose process 'dies' right after the server created a batch, before its id is stored."""
+
+    def add_batch(self, batch_id, input_file_id, request_keys):
+        raise SystemExit("killed between batches.create and add_batch")
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_upload_left_without_a_recorded_batch_is_adopted_not_paid_twice(fake, tmp_path, created):
+    import asyncio
+    reqs = [BatchRequest(f"k{i}", {"model": "m", "messages": [{"role": "user", "content": f"ecg {i}"}]})
+            for i in range(4)]
+    backend = make_backend(BackendSpec.parse(SPEC, fake.base_url), api_key="sk-x")
+    if created:
+        with pytest.raises(SystemExit):
+            asyncio.run(run_batches(backend, _DiesAtBatchCreate(tmp_path), reqs, poll_interval_s=0.01))
+        assert len(_paths(fake, "/v1/batches")) == 1
+    else:  # died after the upload, before the batch was created
+        with ResponseStore(tmp_path) as store:
+            store.add_upload("file-left-behind", [r.key for r in reqs])
+        fake._files["file-left-behind"] = b"".join(
+            (json.dumps({"custom_id": r.key, "method": "POST", "url": "/v1/chat/completions", "body": r.body})
+             + "\n").encode() for r in reqs)
+    backend = make_backend(BackendSpec.parse(SPEC, fake.base_url), api_key="sk-x")
+    with ResponseStore(tmp_path) as store:
+        report = asyncio.run(run_batches(backend, store, reqs, poll_interval_s=0.01))
+        assert store.ok_keys() == {r.key for r in reqs} and store.orphan_uploads() == []
+    assert len(_paths(fake, "/v1/batches")) == 1                 # one batch in all: nothing paid twice
+    assert len(_paths(fake, "/v1/files")) == (1 if created else 0)
+    assert (report.resumed if created else report.submitted) == ["batch_0000"]

@@ -123,15 +123,36 @@ async def _collect(backend: OpenAIBackend, store: ResponseStore, batch_id: str, 
     return True
 
 
+async def _adopt_orphans(backend: OpenAIBackend, store: ResponseStore, report: BatchReport) -> None:
+    """Uploads with no recorded batch: find the batch the server made from them, or create it from the file
+    already uploaded. Either way the requests are not uploaded nor paid for a second time."""
+    orphans = store.orphan_uploads()
+    if not orphans:
+        return
+    by_file: dict[str, Any] = {}
+    async for b in backend.client.batches.list(limit=100):
+        by_file.setdefault(b.input_file_id, b)
+    for file_id, keys in orphans:
+        batch = by_file.get(file_id)
+        if batch is None:
+            batch = await backend.client.batches.create(input_file_id=file_id, endpoint=ENDPOINT,
+                                                        completion_window="24h", metadata={"source": "ecg-grounding"})
+            report.submitted.append(batch.id)
+        log.warning("adopting batch %s for upload %s left by a killed run", batch.id, file_id)
+        store.add_batch(batch.id, file_id, keys)
+
+
 async def run_batches(backend: OpenAIBackend, store: ResponseStore, requests: list[BatchRequest],
                       poll_interval_s: float = 30.0, max_wait_s: float = 26 * 3600.0,
                       max_requests: int = MAX_REQUESTS_PER_BATCH, max_bytes: int = MAX_BYTES_PER_BATCH
                       ) -> BatchReport:
     """Resume open batches, submit the requests not yet answered, poll everything to the end, store lines."""
     report = BatchReport()
+    await _adopt_orphans(backend, store, report)
     open_batches = store.open_batches()
     for batch_id, keys in open_batches:
-        report.resumed.append(batch_id)
+        if batch_id not in report.submitted:
+            report.resumed.append(batch_id)
     todo_batches = list(open_batches)
     resumed_keys = {k for _, keys in open_batches for k in keys}
     pending = [r for r in requests if r.key not in resumed_keys and store.get_ok(r.key) is None]
@@ -142,6 +163,7 @@ async def run_batches(backend: OpenAIBackend, store: ResponseStore, requests: li
         for k in keys:
             store.record_intent(k, by_key[k].record_id, by_key[k].attempt, "batch")
         f = await backend.client.files.create(file=("requests.jsonl", data, "application/jsonl"), purpose="batch")
+        store.add_upload(f.id, keys)
         batch = await backend.client.batches.create(input_file_id=f.id, endpoint=ENDPOINT, completion_window="24h",
                                                     metadata={"source": "ecg-grounding"})
         store.add_batch(batch.id, f.id, keys)  # persisted before polling: a kill now resumes, never resubmits

@@ -7,6 +7,8 @@ request that was on the wire. Rows are only ever INSERTed:
 - ``intents``    a request is about to be sent (written *before* sending, so a crash between send and store
                  is visible as an intent without a response);
 - ``responses``  the full raw HTTP body, the headers of interest, timing, status, error code;
+- ``batch_uploads`` batch input files uploaded, written before the batch is created (a kill between the
+                 two is then found again on the server instead of being paid twice);
 - ``batches``    OpenAI Batch API jobs we created (so a killed run resumes polling instead of resubmitting)
   and ``batch_events`` their closing events.
 
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS responses(
 CREATE INDEX IF NOT EXISTS responses_key ON responses(request_key, ok);
 CREATE TABLE IF NOT EXISTS batches(
     batch_id TEXT PRIMARY KEY, input_file_id TEXT, request_keys TEXT, created_at REAL, pid INTEGER);
+CREATE TABLE IF NOT EXISTS batch_uploads(
+    file_id TEXT PRIMARY KEY, request_keys TEXT, created_at REAL, pid INTEGER);
 CREATE TABLE IF NOT EXISTS batch_events(
     id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, status TEXT, data TEXT, created_at REAL);
 """
@@ -127,6 +131,17 @@ class ResponseStore:
             (r.request_key, int(r.ok), r.http_status, r.body, json.dumps(r.headers), r.latency_s, time.time(),
              r.provider, r.model, r.batch_id, r.error_code, r.error_message, os.getpid()))
         return int(cur.lastrowid)
+
+    def add_upload(self, file_id: str, request_keys: list[str]) -> None:
+        self._db.execute("INSERT INTO batch_uploads(file_id, request_keys, created_at, pid) VALUES (?,?,?,?)",
+                         (file_id, json.dumps(request_keys), time.time(), os.getpid()))
+
+    def orphan_uploads(self) -> list[tuple[str, list[str]]]:
+        """(file_id, keys) of uploads with no batch recorded: the process died around ``batches.create``."""
+        rows = self._db.execute(
+            "SELECT u.file_id, u.request_keys FROM batch_uploads u WHERE NOT EXISTS "
+            "(SELECT 1 FROM batches b WHERE b.input_file_id=u.file_id) ORDER BY u.created_at").fetchall()
+        return [(f, json.loads(k)) for f, k in rows]
 
     def add_batch(self, batch_id: str, input_file_id: str, request_keys: list[str]) -> None:
         self._db.execute("INSERT INTO batches(batch_id, input_file_id, request_keys, created_at, pid) "
