@@ -38,10 +38,16 @@ class GroundingContext:
         return [lead for lead in LEADS if lead in present]
 
     def lead_value(self, lead: str, column: str):
-        """This record's value of beats ``column`` in ``lead`` (see ``lead_value``); None for a gated lead."""
-        if lead in self.gated_leads:
-            return None
-        return lead_value(self.beats, lead, column)
+        """This record's value of beats ``column`` in ``lead`` (see ``lead_value``); None for a gated lead.
+
+        Computed once per beats frame for every (lead, column) and cached on the context."""
+        cache = self.__dict__.get("_lead_value_cache")
+        if cache is None or cache[0] is not self.beats:
+            gated = self.gated_leads
+            table = {lead_: cols for lead_, cols in lead_value_table(self.beats).items() if lead_ not in gated}
+            cache = (self.beats, table)
+            self.__dict__["_lead_value_cache"] = cache
+        return cache[1].get(lead, {}).get(column)
 
 
 # --- builders (prompts, writer, generate) -----------------------------------------------------------------
@@ -76,6 +82,43 @@ def lead_value(beats: pl.DataFrame, lead: str, column: str):
     return sorted(values)[len(values) // 2]
 
 
+def _representative(values: list, is_string: bool):
+    if is_string:
+        values = [v for v in values if v]
+        if not values:
+            return None
+        counts: dict[str, int] = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        return max(counts, key=lambda k: (counts[k], k))
+    values = [float(v) for v in values if v is not None and v == v]
+    return sorted(values)[len(values) // 2] if values else None
+
+
+def lead_value_table(beats: pl.DataFrame) -> dict[str, dict[str, object]]:
+    """``{lead: {column: lead_value(beats, lead, column)}}`` for every lead and column at once (one pass)."""
+    out: dict[str, dict[str, object]] = {}
+    if beats is None or beats.height == 0:
+        return out
+    for key, rows in beats.partition_by("lead", as_dict=True).items():
+        lead = key[0] if isinstance(key, tuple) else key
+        if "beat_class" in rows.columns:
+            cls = rows["beat_class"].to_list()
+            normal_mask = [c is None or c == "normal" for c in cls]
+        else:
+            normal_mask = [True] * rows.height
+        cols: dict[str, object] = {}
+        for c in rows.columns:
+            if c in ("record_id", "lead", "beat"):
+                continue
+            values = rows[c].to_list()
+            normal = [v for v, ok in zip(values, normal_mask) if ok and v is not None]
+            use = normal if normal else values
+            cols[c] = _representative(use, rows.schema[c] == pl.String)
+        out[lead] = cols
+    return out
+
+
 def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = None) -> dict[str, object]:
     """``{lead: lead_value}`` over ``leads`` (default: every measured lead), skipping gated leads and nulls."""
     from pipeline.record import LEADS
@@ -85,7 +128,7 @@ def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = No
     for lead in leads or LEADS:
         if lead not in measured:
             continue
-        v = lead_value(ctx.beats, lead, column)
+        v = ctx.lead_value(lead, column)
         if v is not None:
             out[lead] = v
     return out
@@ -136,7 +179,8 @@ def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_pa
         beats=beats,
         image_path=image_path,
         machine_measurements=machine_measurements,
-        extra={"duration_ms": 1000.0 * meta.n_samples / meta.fs_hz, "report_dropped": list(norm.dropped)},
+        extra={"duration_ms": 1000.0 * meta.n_samples / meta.fs_hz, "report_dropped": list(norm.dropped),
+               "age_years": meta.demographics.age_years, "sex": meta.demographics.sex},
     )
 
 

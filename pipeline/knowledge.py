@@ -269,6 +269,8 @@ _LIST_GAP = re.compile(r"^[\s,/]*(?:,|or|and|nor|oder|und|noch)?[\s,/]*$", re.IG
 _LIST_WORD = re.compile(r"(?<![\w])(?:or|and|nor|oder|und|noch)(?![\w])", re.IGNORECASE)
 _LIST_NEXT = re.compile(r"^\s*(?:,|or\b|nor\b|and\b|oder\b|und\b|noch\b)", re.IGNORECASE)
 
+_CODE_TEXT = re.compile(r"^\s*(snomed(?:-ct)?|scp)\s*:?\s*([A-Za-z0-9_/()]+)\s*$", re.IGNORECASE)
+
 # MIMIC-IV-ECG machine boiler-plate: lines that say nothing about the heart.
 _BOILERPLATE = re.compile(
     r"^\s*(?:-+.*-+|\*+.*\*+|unconfirmed.*|confirmed by.*|compared (?:to|with).*|when compared with.*|"
@@ -443,7 +445,8 @@ class KnowledgeBase:
             if _BOILERPLATE.match(line):
                 dropped.append(line.strip())
                 continue
-            for frag in re.split(r"(?<!\d)\.(?!\d)|;", line):
+            # a period ends a fragment only before a space or the end: "supp.NSTEMI", "0.1 mV" stay whole
+            for frag in re.split(r"\.(?=\s|$)|;", line):
                 frag = frag.strip(" ,\t")
                 if not frag:
                     continue
@@ -487,7 +490,12 @@ class KnowledgeBase:
                 unmapped.append(f"{st.system}:{st.code}" if st.code else st.text)
         fragments, dropped = self.split_report(report or "")
         for frag in fragments:
-            eid = self.lookup_code("mimic", frag)
+            # a whole fragment may be a LUDB / MIMIC phrase ("Electric axis of the heart: normal")
+            eid = self.lookup_code("ludb", frag) or self.lookup_code("mimic", frag)
+            coded = _CODE_TEXT.match(frag)  # a source's stand-in text for a code it has no name for
+            if eid is None and coded:
+                eid = self.lookup_code("snomed" if coded.group(1).lower().startswith("snomed") else "scp",
+                                       coded.group(2))
             if eid is not None:
                 add(eid)
                 continue

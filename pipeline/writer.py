@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 
-from pipeline.context import GroundingContext, lead_value
+from pipeline.context import GroundingContext
 from pipeline.knowledge import Criterion, KnowledgeBase, load_knowledge
 from pipeline.record import LEADS
 
@@ -215,7 +215,7 @@ class _Writer:
             return None
         leads = crit.leads or look or list(LEADS)
         leads = [lead for lead in leads if lead in self.measured]
-        values = [(lead, lead_value(self.ctx.beats, lead, col)) for lead in leads]
+        values = [(lead, self.ctx.lead_value(lead, col)) for lead in leads]
         values = [(lead, v) for lead, v in values if v is not None]
         if not values:
             return None

@@ -1,0 +1,500 @@
+"""Knowledge-guided prompts with exact token counts, within a token budget.
+
+One prompt per (record, variant): a static system message (role, lead-by-lead reading guidance, writing
+rules; identical for every record of a variant, so providers can cache it as a prefix) and a record-specific
+user message (this record's diagnoses with the knowledge criteria that test them next to the measured
+values, whole-ECG measurements, a per-lead table, and a beat-by-beat table).
+
+Variants: ``multimodal`` (GPT-4o; the image is attached by the generate stage), ``text`` (DeepSeek-R1 and
+other text models; ``<image>`` placeholder the model must not call missing), ``json`` (structured output
+matching ``prompts/answer_schema.json``).
+
+Budget (default 6,000 prompt tokens, a hard cap): the beat-by-beat table shows all leads of a representative
+subset of beats (the most typical normal beat first, then one of each ectopic class, then beats spread over
+the record), as many as fit; if not even one fits, it is replaced by the per-lead summary alone. Text is never
+cut mid-way. Image tokens (GPT-4o tile formula, detail high) are counted separately.
+
+CLI: ``ecg-grounding prompts --source NAME --root DIR --features DIR --out DIR [--images DIR]
+[--variant multimodal|text|json|all] [--budget N]`` writes ``OUT/prompts.parquet`` and ``OUT/errors.parquet``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import polars as pl
+
+from pipeline.context import GroundingContext
+from pipeline.knowledge import KnowledgeBase, load_knowledge
+from pipeline.record import LEADS, RecordError
+from pipeline.tokens import TokenCounter, image_size, image_tokens
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "prompts"
+TEMPLATE_FILES = ("system.j2", "user.j2", "answer_schema.json")
+VARIANTS = ("multimodal", "text", "json")
+DEFAULT_BUDGET = 6000
+MAX_WORDS = 300
+# Target model per variant: GPT-4o reads images and JSON mode; DeepSeek-R1 stands for the text models.
+DEFAULT_MODELS = {"multimodal": "gpt-4o", "text": "deepseek-reasoner", "json": "gpt-4o"}
+
+PROMPTS_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String,
+    "variant": pl.String,
+    "system": pl.String,
+    "user": pl.String,
+    "image_path": pl.String,          # relative to the run folder (the prompts folder's parent)
+    "template_version": pl.String,    # sha256 (12 hex) of the template files
+    "prompt_hash": pl.String,         # sha256 of system, user and image path
+    "prompt_tokens": pl.Int64,        # system + user + chat framing, target model's tokenizer
+    "image_tokens": pl.Int64,         # GPT-4o high-detail tiles (0 for the text variant or no image)
+    "budget": pl.Int64,
+    "statement_ids": pl.List(pl.String),
+    "beats_shown": pl.List(pl.Int32),  # beats in the beat-by-beat table ([] = per-lead summary only)
+    "beats_total": pl.Int32,
+    "model": pl.String,
+    "token_method": pl.String,        # exact:o200k_base | approx:o200k_base
+    "static_tokens": pl.Int64,        # tokens of the static prefix (system message + its framing)
+    "knowledge_version": pl.String,
+}
+
+# Per-lead table columns: (header, beats column)
+_LEAD_COLS = [("P mV", "p_amp_mv"), ("P ms", "p_ms"), ("PR", "pr_ms"), ("Q mV", "q_amp_mv"), ("Q ms", "q_ms"),
+              ("R mV", "r_amp_mv"), ("R' mV", "r_prime_amp_mv"), ("S mV", "s_amp_mv"), ("QRS", "qrs_ms"),
+              ("ST J", "st_j_mv"), ("ST60", "st_j60_mv"), ("T mV", "t_amp_mv"), ("T", "t_form"), ("QT", "qt_ms"),
+              ("QRS form", "qrs_morphology")]
+# Beat-by-beat columns (compact: the per-lead table holds the rest)
+_BEAT_COLS = [("PR", "pr_ms"), ("QRS", "qrs_ms"), ("QT", "qt_ms"), ("P", "p_amp_mv"), ("Q", "q_amp_mv"),
+              ("R", "r_amp_mv"), ("S", "s_amp_mv"), ("STJ", "st_j_mv"), ("T", "t_amp_mv")]
+_CLASS_CODE = {"normal": "n", "premature": "p", "paced": "v", "uncertain": "u"}
+
+
+@lru_cache(maxsize=1)
+def template_version() -> str:
+    """sha256 (first 12 hex digits) over the template files, in a fixed order."""
+    h = hashlib.sha256()
+    for name in TEMPLATE_FILES:
+        h.update(name.encode() + b"\0" + (TEMPLATE_DIR / name).read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def knowledge_version() -> str:
+    """sha256 (first 12 hex digits) over the knowledge YAML files."""
+    from pipeline.knowledge import KNOWLEDGE_DIR
+
+    h = hashlib.sha256()
+    for f in sorted(KNOWLEDGE_DIR.glob("*.yaml")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                              autoescape=False)
+
+
+def answer_schema() -> dict:
+    """The JSON schema of the ``json`` variant's answer."""
+    return json.loads((TEMPLATE_DIR / "answer_schema.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=8)
+def render_system(variant: str, max_words: int = MAX_WORDS) -> str:
+    """The static system message of ``variant`` (the same for every record: the cacheable prefix)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    schema = json.dumps(answer_schema(), separators=(",", ":")) if variant == "json" else ""
+    return _env().get_template("system.j2").render(variant=variant, max_words=max_words, json_schema=schema).strip()
+
+
+# --- formatting -----------------------------------------------------------------------------------------
+
+def _fmt(column: str, value) -> str:
+    """A table cell: ms integers, mV 2 decimals, '-' for null."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if column.endswith("_mv"):
+        text = f"{value:.2f}"
+        return "0.00" if text == "-0.00" else text
+    text = f"{value:.0f}"
+    return "0" if text == "-0" else text
+
+
+def _unit(column: str) -> str:
+    for suffix, unit in (("_ms", " ms"), ("_mv", " mV"), ("_bpm", " bpm"), ("_deg", " deg")):
+        if column.endswith(suffix):
+            return unit
+    return ""
+
+
+def global_line(record: dict) -> str:
+    """Whole-ECG measurements in one line, with units; nulls left out."""
+    items = [("heart rate", "hr_bpm"), ("RR mean", "rr_mean_ms"), ("RR SD", "rr_sd_ms"),
+             ("PR", "pr_ms"), ("QRS", "qrs_ms"), ("QT", "qt_ms"), ("QTc Bazett", "qtc_bazett_ms"),
+             ("QTc Fridericia", "qtc_fridericia_ms"), ("P axis", "p_axis_deg"), ("QRS axis", "qrs_axis_deg"),
+             ("T axis", "t_axis_deg"), ("Sokolow-Lyon", "sokolow_lyon_mv"), ("Cornell", "cornell_mv")]
+    parts = [f"{label} {_fmt(col, record.get(col))}{_unit(col)}" for label, col in items
+             if record.get(col) is not None]
+    for label, col in (("rhythm regular", "rhythm_regular"), ("P waves before QRS", "p_waves_present"),
+                       ("low limb-lead voltage", "low_voltage_limb"),
+                       ("low chest-lead voltage", "low_voltage_precordial")):
+        if record.get(col) is not None:
+            parts.append(f"{label} {_fmt(col, record[col])}")
+    for label, col in (("premature beats", "n_premature"), ("paced beats", "n_paced"), ("beats", "n_beats")):
+        if record.get(col) is not None:
+            parts.append(f"{label} {int(record[col])}")
+    return "; ".join(parts) if parts else "none measurable"
+
+
+def lead_table(ctx: GroundingContext) -> str:
+    """Per-lead values (``lead_value``: the median beat of each measured lead), pipe-separated."""
+    rows = ["lead|" + "|".join(h for h, _ in _LEAD_COLS)]
+    for lead in ctx.measured_leads:
+        rows.append(lead + "|" + "|".join(_fmt(c, ctx.lead_value(lead, c)) for _, c in _LEAD_COLS))
+    return "\n".join(rows)
+
+
+def beat_rows(ctx: GroundingContext, beat: int) -> list[str]:
+    """The beat-by-beat table rows of one beat (all measured leads)."""
+    b = ctx.beats.filter(pl.col("beat") == beat)
+    by_lead = {r["lead"]: r for r in b.iter_rows(named=True)}
+    rows = []
+    for lead in ctx.measured_leads:
+        r = by_lead.get(lead)
+        if r is None:
+            continue
+        t = _fmt("r_peak_ms", r.get("r_peak_ms"))
+        cls = _CLASS_CODE.get(r.get("beat_class") or "", "u")
+        rows.append(f"{beat}|{t}|{cls}|{lead}|" + "|".join(_fmt(c, r.get(c)) for _, c in _BEAT_COLS))
+    return rows
+
+
+def beat_header() -> str:
+    return "beat|t|class|lead|" + "|".join(f"{h} {'mV' if c.endswith('_mv') else 'ms'}" for h, c in _BEAT_COLS)
+
+
+def representative_beats(ctx: GroundingContext) -> list[int]:
+    """Beats in the order they should be shown when not all fit: the most typical normal beat (RR closest to
+    the median), then the first beat of each other class (premature, paced, uncertain), then the remaining
+    beats spread over the record (each next one farthest from those already chosen)."""
+    b = ctx.beats
+    if b.height == 0:
+        return []
+    ok = b.filter(~pl.col("lead").is_in(list(ctx.gated_leads))) if ctx.gated_leads else b
+    per_beat = (ok.group_by("beat").agg(pl.col("rr_ms").median().alias("rr"),
+                                       pl.col("beat_class").drop_nulls().mode().first().alias("cls"))
+                .sort("beat"))
+    beats = per_beat["beat"].to_list()
+    if not beats:
+        return []
+    cls = dict(zip(beats, per_beat["cls"].to_list()))
+    rr = dict(zip(beats, per_beat["rr"].to_list()))
+    normal = [x for x in beats if (cls[x] or "normal") == "normal"]
+    rr_known = [rr[x] for x in normal if rr[x] is not None]
+    order: list[int] = []
+    if normal:
+        if rr_known:
+            med = sorted(rr_known)[len(rr_known) // 2]
+            first = min(normal, key=lambda x: (abs(rr[x] - med) if rr[x] is not None else 1e9, x))
+        else:
+            first = normal[len(normal) // 2]
+        order.append(first)
+    seen_cls: set[str] = set()
+    for x in beats:
+        c = cls[x] or "normal"
+        if c != "normal" and c not in seen_cls:
+            seen_cls.add(c)
+            order.append(x)
+    rest = [x for x in beats if x not in order]
+    while rest:
+        nxt = max(rest, key=lambda x: (min(abs(x - y) for y in order) if order else 0, -x))
+        order.append(nxt)
+        rest.remove(nxt)
+    return order
+
+
+# --- assembly -------------------------------------------------------------------------------------------
+
+@dataclass
+class Prompt:
+    record_id: str
+    variant: str
+    system: str
+    user: str
+    image_path: str | None
+    prompt_tokens: int
+    image_tokens: int
+    budget: int
+    statement_ids: list[str]
+    beats_shown: list[int]
+    beats_total: int
+    model: str
+    token_method: str
+    static_tokens: int
+    template_version: str = field(default_factory=template_version)
+    knowledge_version: str = field(default_factory=knowledge_version)
+
+    @property
+    def prompt_hash(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.system, self.user, self.image_path or ""):
+            h.update(part.encode() + b"\0")
+        return h.hexdigest()
+
+    def messages(self) -> list[dict]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+    def row(self) -> dict:
+        return {"record_id": self.record_id, "variant": self.variant, "system": self.system, "user": self.user,
+                "image_path": self.image_path, "template_version": self.template_version,
+                "prompt_hash": self.prompt_hash, "prompt_tokens": self.prompt_tokens,
+                "image_tokens": self.image_tokens, "budget": self.budget, "statement_ids": self.statement_ids,
+                "beats_shown": self.beats_shown, "beats_total": self.beats_total, "model": self.model,
+                "token_method": self.token_method, "static_tokens": self.static_tokens,
+                "knowledge_version": self.knowledge_version}
+
+
+def diagnosis_blocks(ctx: GroundingContext, kb: KnowledgeBase) -> list[dict]:
+    """This record's diagnoses with each measurable criterion and the measured values that test it."""
+    blocks = []
+    measured = ctx.measured_leads
+    for sid in dict.fromkeys(ctx.statement_ids):
+        entry = kb.entries.get(sid)
+        if entry is None:
+            continue
+        crits = []
+        for c in entry.criteria:
+            measured_text = ""
+            if c.scope == "record":
+                v = ctx.record.get(c.feature)
+                if v is not None:
+                    ok = c.test(v)
+                    measured_text = f"{_fmt(c.feature, v)}{_unit(c.feature)}" + (
+                        "" if ok is None else " (met)" if ok else " (not met)")
+            elif c.scope == "lead":
+                leads = [lead for lead in (c.leads or entry.leads_to_look_at or list(LEADS)) if lead in measured]
+                vals = [(lead, ctx.lead_value(lead, c.feature)) for lead in leads]
+                vals = [(lead, v) for lead, v in vals if v is not None]
+                if vals:
+                    n_met = sum(bool(c.test(v)) for _, v in vals)
+                    measured_text = ", ".join(f"{lead} {_fmt(c.feature, v)}" for lead, v in vals) + \
+                        f"{_unit(c.feature)} (met in {n_met} of {len(vals)} leads)"
+            crits.append({"text": c.text, "rule": c.threshold_text(), "measured": measured_text})
+        look = [lead for lead in entry.leads_to_look_at if lead in measured] or entry.leads_to_look_at
+        blocks.append({"id": entry.id, "name": entry.name, "category": entry.category,
+                       "mechanism": entry.mechanism, "leads": ", ".join(look) if look else "all leads",
+                       "criteria": crits})
+    return blocks
+
+
+def _patient(ctx: GroundingContext) -> str:
+    age, sex = ctx.extra.get("age_years"), ctx.extra.get("sex")
+    parts = []
+    if age is not None:
+        parts.append(f"{age:.0f} years")
+    if sex:
+        parts.append(str(sex))
+    return ", ".join(parts)
+
+
+def _gated_text(ctx: GroundingContext) -> str:
+    q = ctx.beats.select("lead", "lead_quality").unique() if ctx.beats.height else None
+    if q is None:
+        return ""
+    reasons = {r["lead"]: (r["lead_quality"] or "").split(":", 1)[-1] for r in q.iter_rows(named=True)
+               if (r["lead_quality"] or "").startswith("gated")}
+    return ", ".join(f"{lead} ({reasons[lead]})" for lead in LEADS if lead in reasons)
+
+
+def _beats_label(shown: list[int], total: int) -> str:
+    return f"{', '.join(map(str, shown))} of {total}"
+
+
+def build_prompt(ctx: GroundingContext, variant: str = "multimodal", budget: int = DEFAULT_BUDGET,
+                 kb: KnowledgeBase | None = None, model: str | None = None, image_file: str | Path | None = None,
+                 max_words: int = MAX_WORDS) -> Prompt:
+    """Assemble one prompt for ``ctx`` within ``budget`` prompt tokens (exact count for ``model``).
+
+    ``image_file`` (a PNG on disk) is only read for its size (image tokens). Raises
+    ``RecordError('prompt_failed')`` when even the per-lead summary alone exceeds the budget.
+    """
+    kb = kb or load_knowledge()
+    model = model or DEFAULT_MODELS[variant]
+    counter = TokenCounter(model)
+    system = render_system(variant, max_words)
+    static_tokens = counter.count_messages([{"role": "system", "content": system}]) - 3  # minus reply priming
+    fixed = dict(variant=variant, max_words=max_words, patient=_patient(ctx), diagnoses=diagnosis_blocks(ctx, kb),
+                 globals=global_line(ctx.record), gated=_gated_text(ctx), lead_table=lead_table(ctx))
+    template = _env().get_template("user.j2")
+    order = representative_beats(ctx)
+    total = len(order)
+    rows_by_beat = {b: beat_rows(ctx, b) for b in order}
+
+    def render(k: int) -> tuple[str, list[int]]:
+        shown = sorted(order[:k])
+        table = "\n".join([beat_header()] + [r for b in shown for r in rows_by_beat[b]]) if shown else ""
+        return template.render(beat_table=table, beats_label=_beats_label(shown, total), **fixed).strip(), shown
+
+    def tokens(user: str) -> int:
+        return counter.count_messages([{"role": "system", "content": system}, {"role": "user", "content": user}])
+
+    # Estimate each beat's cost from its rows, pick the largest k the estimate allows, then count exactly and
+    # step down until the exact count fits (row tokens add up almost exactly: rows end in newlines).
+    base_user, _ = render(0)
+    base = tokens(base_user)
+    per_beat = [counter.count("\n".join(rows_by_beat[b]) + "\n") for b in order]
+    header_cost = counter.count(beat_header() + "\n") + 40  # header + the table's caption line
+    k, spent = 0, base + header_cost
+    while k < total and spent + per_beat[k] <= budget:
+        spent += per_beat[k]
+        k += 1
+    while True:
+        user, shown = render(k)
+        n = tokens(user) if k else base
+        if n <= budget or k == 0:
+            break
+        k -= 1
+    if n > budget:
+        raise RecordError("prompt_failed", f"the prompt needs {n} tokens without any beat table, over the budget "
+                          f"of {budget}", ctx.record_id)
+    img_tokens = 0
+    if image_file is not None and variant != "text" and Path(image_file).is_file():
+        w, h = image_size(image_file)
+        img_tokens = image_tokens(w, h, "high")
+    return Prompt(record_id=ctx.record_id, variant=variant, system=system, user=user,
+                  image_path=ctx.image_path, prompt_tokens=n, image_tokens=img_tokens, budget=budget,
+                  statement_ids=[s for s in dict.fromkeys(ctx.statement_ids) if s in kb.entries],
+                  beats_shown=shown, beats_total=total, model=model, token_method=counter.method,
+                  static_tokens=static_tokens)
+
+
+# --- stage ----------------------------------------------------------------------------------------------
+
+@dataclass
+class PromptsSummary:
+    n_records: int = 0
+    n_prompts: int = 0
+    n_failed: int = 0
+    tokens_mean: float = 0.0
+    tokens_max: int = 0
+    seconds: float = 0.0
+    prompts_path: str = ""
+    errors_path: str = ""
+
+
+def _image_index(images_dir: Path | None) -> dict[str, Path]:
+    """record id -> image file, from the render manifest when present, else ``<id>.png`` / ``<id>-0.png``."""
+    if images_dir is None or not images_dir.is_dir():
+        return {}
+    out: dict[str, Path] = {}
+    manifest = images_dir / "manifest.parquet"
+    if manifest.is_file():
+        for rid, rel in pl.read_parquet(manifest).select("record_id", "image_path").iter_rows():
+            out[rid] = images_dir / rel
+        return out
+    for p in images_dir.glob("*.png"):
+        stem = p.stem[:-2] if p.stem.endswith("-0") else p.stem
+        out.setdefault(stem, p)
+    return out
+
+
+def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None, variants=VARIANTS,
+                budget: int = DEFAULT_BUDGET, manifest=None, model: str | None = None, limit: int | None = None,
+                kb: KnowledgeBase | None = None, **source_options) -> PromptsSummary:
+    """Build prompts for every measured record of ``features_dir``; write ``out_dir/prompts.parquet``
+    (``PROMPTS_SCHEMA``, one row per record and variant) and ``out_dir/errors.parquet``.
+
+    Record metadata comes from the ingest ``manifest`` when given, else from ``open_source(source, root)``.
+    ``image_path`` is stored relative to the run folder (``out_dir``'s parent when ``out_dir`` is named
+    'prompts', else ``out_dir``), which is where the generate stage resolves it.
+    """
+    from pipeline.batch import error_row, errors_frame, write_parquet_atomic
+    from pipeline.context import iter_contexts
+
+    t0 = time.perf_counter()
+    kb = kb or load_knowledge()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir = out.parent if out.name == "prompts" else out
+    images = _image_index(Path(images_dir) if images_dir else None)
+    rows: list[dict] = []
+    errors = []
+    summary = PromptsSummary()
+    contexts = iter_contexts(features_dir, source, root, manifest=manifest, kb=kb, **source_options)
+    while True:
+        try:
+            ctx = next(contexts)
+        except StopIteration:
+            break
+        except RecordError as exc:  # the source could not give this record's metadata
+            errors.append(error_row(exc.record_id, "prompts", exc))
+            summary.n_failed += 1
+            continue
+        if limit is not None and summary.n_records >= limit:
+            break
+        summary.n_records += 1
+        img = images.get(ctx.record_id)
+        if img is not None and img.is_file():
+            ctx.image_path = os.path.relpath(img, run_dir)
+        for variant in variants:
+            try:
+                p = build_prompt(ctx, variant, budget, kb, model=model, image_file=img)
+                rows.append(p.row())
+            except Exception as exc:  # one bad record must not stop the batch; bugs show as internal_error
+                errors.append(error_row(ctx.record_id, "prompts", exc))
+                summary.n_failed += 1
+    df = pl.DataFrame(rows, schema=PROMPTS_SCHEMA)
+    prompts_path = write_parquet_atomic(df, out / "prompts.parquet")
+    errors_path = write_parquet_atomic(errors_frame(errors), out / "errors.parquet")
+    summary.n_prompts = df.height
+    if df.height:
+        summary.tokens_mean = float(df["prompt_tokens"].mean())
+        summary.tokens_max = int(df["prompt_tokens"].max())
+    summary.seconds = time.perf_counter() - t0
+    summary.prompts_path, summary.errors_path = str(prompts_path), str(errors_path)
+    return summary
+
+
+def _run(args: argparse.Namespace) -> int:
+    variants = VARIANTS if "all" in args.variant else tuple(dict.fromkeys(args.variant))
+    try:
+        s = run_prompts(args.source, args.root, args.features, args.out, images_dir=args.images,
+                        variants=variants, budget=args.budget, manifest=args.manifest, model=args.model,
+                        limit=args.limit)
+    except FileNotFoundError as exc:
+        print(f"prompts: {exc}", file=sys.stderr)
+        return 2
+    print(f"prompts: {s.n_prompts} prompts for {s.n_records} records ({s.n_failed} failed), tokens mean "
+          f"{s.tokens_mean:.0f} max {s.tokens_max} (budget {args.budget}) in {s.seconds:.1f} s -> "
+          f"{s.prompts_path} (errors: {s.errors_path})")
+    return 0 if s.n_failed == 0 else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prompts", help="knowledge-guided prompts with exact token counts",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", default=None, help="source name (metadata: report, statements), e.g. ptbxl")
+    p.add_argument("--root", default=None, help="the source's data root")
+    p.add_argument("--features", required=True, help="features folder (beats/records parquet or shard folders)")
+    p.add_argument("--out", required=True, help="output folder for prompts.parquet + errors.parquet")
+    p.add_argument("--images", default=None, help="rendered images folder (render's output)")
+    p.add_argument("--manifest", default=None, help="ingest manifest.parquet (instead of re-reading the source)")
+    p.add_argument("--variant", nargs="+", default=["all"], choices=[*VARIANTS, "all"])
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="prompt token budget (hard cap)")
+    p.add_argument("--model", default=None, help="target model for token counts (default per variant)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.set_defaults(func=_run)
