@@ -289,3 +289,18 @@ def test_ludb_mit_reader_equals_wfdb_rdann():
             ann = wfdb.rdann(str(data / rid), ext)
             symbols, samples = read_mit_annotation(data / f"{rid}.{ext}")
             assert symbols == list(ann.symbol) and samples == [int(s) for s in ann.sample]
+
+
+def test_ludb_corrupt_annotation_is_a_record_error(tmp_path):
+    import shutil
+
+    src_dir = shared_path("data", "ludb")
+    (tmp_path / "data").mkdir()
+    for f in (src_dir / "data").glob("1.*"):
+        shutil.copy(f, tmp_path / "data")
+    shutil.copy(src_dir / "ludb.csv", tmp_path)
+    assert open_source("ludb", tmp_path).read("1").meta.reference.waves
+    (tmp_path / "data" / "1.v2").write_bytes(b"abc")
+    with pytest.raises(RecordError) as err:
+        open_source("ludb", tmp_path).read("1")
+    assert err.value.code == "corrupt_signal" and err.value.lead == "V2"

@@ -200,7 +200,10 @@ class LudbSource:
             lead = next((ld for ld in LEADS if ld.lower() == ext), None)
             if lead is None:
                 continue
-            symbols, samples = read_mit_annotation(path)
+            try:
+                symbols, samples = read_mit_annotation(path)
+            except ValueError as exc:  # odd byte count: not an MIT annotation file
+                raise RecordError("corrupt_signal", f"annotation file {rel}.{ext} unreadable: {exc}", record_id, lead) from exc
             ann_files.append(f"{rel}.{ext}")
             lead_waves = parse_ludb_annotation(symbols, samples, lead, win.header_fs_hz, offset_ms)
             waves += [w for w in lead_waves if w.peak_ms is not None and 0.0 <= w.peak_ms < duration_ms]
