@@ -22,7 +22,10 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
-TEMPLATE_CORR_MIN = 0.5   # a lead whose beats do not resemble their own median beat is noise
+TEMPLATE_CORR_MIN = 0.5
+NOISE_FLOOR_FACTOR = 3.0  # a QRS edge ends where the spatial slope falls to 3x the quietest 40 ms before it
+EXTEND_MS = 30.0          # ... at most this far beyond the knee
+ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
 PRESENT_PR_SD_MAX_MS = 25.0  # P waves at a steady distance before QRS: sinus / atrial rhythm; else AF-like
 
 
@@ -238,6 +241,17 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
         on = _knee_before(path, ci, 0)
         off = _knee_after(-path, ci, path.size - 1)
         q_on, q_off = wlo + on, wlo + off
+        # the knees sit where the bulk of the QRS starts / ends; a small initial q or terminal s / r' can
+        # lie outside them. Extend each side while the spatial slope stays above the noise floor of the
+        # flattest 40 ms before the QRS (classic programs: earliest onset over leads). Not at the offset,
+        # where the ST slope is no noise floor.
+        b_lo = max(0, q_on - ms(fs_hz, 160))
+        if q_on - b_lo > ms(fs_hz, 40):
+            base = uniform_filter1d(v[b_lo:q_on], ms(fs_hz, 40))
+            floor = max(float(base.min()) * NOISE_FLOOR_FACTOR, ONSET_VELOCITY_FRACTION * float(v[wlo:whi + 1].max()))
+            lim = max(0, q_on - ms(fs_hz, EXTEND_MS))
+            while q_on > lim and v[q_on - 1] > floor:
+                q_on -= 1
         if q_on <= 0 or q_off >= n - 1:
             continue  # a QRS cut by the record's edge cannot be delineated
         fid["qrs_on"][k], fid["qrs_off"][k] = q_on, q_off

@@ -76,6 +76,19 @@ def frontal_axis_deg(lead_i: float, lead_avf: float) -> float | None:
     return 180.0 if deg == -180.0 else deg
 
 
+def as_record(signal_mv: np.ndarray, record_id: str = "array", source: str = "synthetic",
+              fs_hz: int = 500) -> ECGRecord:
+    """Wrap a (12, n) mV array (LEADS order, 500 Hz) in a canonical record (tests, benchmarks)."""
+    from pipeline.record import Provenance, RecordMeta
+
+    n = int(signal_mv.shape[1])
+    meta = RecordMeta(record_id=record_id, source=source, fs_hz=fs_hz, n_samples=n,
+                      provenance=Provenance(path=record_id, files=[], sha256="", original_fs_hz=fs_hz,
+                                            original_lead_names=list(LEADS), original_units=["mV"] * 12,
+                                            original_n_samples=n))
+    return ECGRecord(meta=meta, signal_mv=np.asarray(signal_mv, dtype=np.float32))
+
+
 def _wave_form(seg: np.ndarray, flat_mv: float) -> tuple[str, float | None]:
     """(form, signed dominant amplitude mV) of a P or T segment already referred to the baseline."""
     if seg.size == 0:
@@ -91,6 +104,35 @@ def _wave_form(seg: np.ndarray, flat_mv: float) -> tuple[str, float | None]:
     return ("positive" if amp > 0 else "negative"), amp
 
 
+def _wave_forms(seg: np.ndarray, flat_mv: float) -> tuple[list[str], np.ndarray]:
+    """Row-wise ``_wave_form`` for a (leads, samples) block: forms and signed dominant amplitudes (mV)."""
+    pos, neg = seg.max(axis=1), seg.min(axis=1)
+    big = np.maximum(pos, -neg)
+    small = np.minimum(pos, -neg)
+    amp = np.where(pos >= -neg, pos, neg)
+    forms = np.where(big < flat_mv, "flat",
+                     np.where((small >= flat_mv) & (small >= BIPHASIC_RATIO * big), "biphasic",
+                              np.where(amp > 0, "positive", "negative")))
+    return forms.tolist(), amp
+
+
+def _lead_stats(num: dict, txt: dict, classes: list[str], fid: GlobalFiducials) -> dict:
+    """Per lead, over normal beats: net areas (mV*ms) of P/QRS/T, R and S amplitudes, QRS peak-to-peak."""
+    normal = np.array([c == "normal" for c in classes])
+    use = normal if normal.any() else np.ones(len(classes), dtype=bool)
+    out = {}
+    for li, lead in enumerate(LEADS):
+        def vals(key, fill=None):
+            v = num[key][li][use]
+            ok = np.isfinite(num["qrs_ms"][li][use])
+            if fill is not None:
+                v = np.where(np.isfinite(v), v, fill)
+            return list(v[ok & np.isfinite(v)])
+        out[lead] = {"qrs_area": vals("_qrs_area"), "p_area": vals("_p_area"), "t_area": vals("_t_area"),
+                     "r": vals("r_amp_mv", 0.0), "s": vals("s_amp_mv", 0.0), "ptp": vals("_ptp")}
+    return out
+
+
 def _qrs_lobes(seg: np.ndarray, fs_hz: float) -> dict:
     """Name the QRS deflections of one lead (seg referred to baseline, mV).
 
@@ -101,23 +143,26 @@ def _qrs_lobes(seg: np.ndarray, fs_hz: float) -> dict:
            "q_ms": None, "r_ms": None, "s_ms": None, "qrs_morphology": None}
     if seg.size < 2:
         return out
-    sign = np.sign(seg)
-    sign[sign == 0] = 1
-    change = np.flatnonzero(np.diff(sign) != 0) + 1
+    pos_mask = seg >= 0
+    change = np.flatnonzero(pos_mask[1:] != pos_mask[:-1]) + 1
     starts = np.concatenate(([0], change))
     ends = np.concatenate((change, [seg.size]))
-    big = float(np.max(np.abs(seg)))
+    maxs = np.maximum.reduceat(seg, starts).tolist()
+    mins = np.minimum.reduceat(seg, starts).tolist()
+    signs = pos_mask[starts].tolist()
+    big = max(max(maxs), -min(mins))
     thr = max(LOBE_MIN_MV, 0.1 * big)
+    dur = ((ends - starts) * (1000.0 / fs_hz)).tolist()
     lobes = []  # (sign, amp, dur_ms)
-    for a, b in zip(starts, ends):
-        part = seg[a:b]
-        amp = float(part.max()) if sign[a] > 0 else float(part.min())
+    for sg, hi, lo, d in zip(signs, maxs, mins, dur):
+        sgn = 1 if sg else -1
+        amp = hi if sg else lo
         if abs(amp) >= thr:
-            if lobes and lobes[-1][0] == sign[a]:  # same-sign lobes split by an unnamed notch: merge
+            if lobes and lobes[-1][0] == sgn:  # same-sign lobes split by an unnamed notch: merge
                 s0, a0, d0 = lobes[-1]
-                lobes[-1] = (s0, a0 if abs(a0) >= abs(amp) else amp, d0 + (b - a) * 1000.0 / fs_hz)
+                lobes[-1] = (s0, a0 if abs(a0) >= abs(amp) else amp, d0 + d)
             else:
-                lobes.append((int(sign[a]), amp, (b - a) * 1000.0 / fs_hz))
+                lobes.append((sgn, amp, d))
     if not lobes:
         return out
 
@@ -198,11 +243,13 @@ def measure_record(record: ECGRecord) -> Measurement:
         raise RecordError("delineation_failed", "no usable lead: " + ", ".join(
             f"{LEADS[i]}:{g}" for i, g in enumerate(gate)), rid)
     r = detect_beats(cl.clean, good, fs)
-    gate = gate_by_template(cl.clean, r, gate, fs)
-    good = np.array([g is None for g in gate])
-    if not good.any():
-        raise RecordError("delineation_failed", "every lead gated after beat matching", rid)
-    r = detect_beats(cl.clean, good, fs)
+    new_gate = gate_by_template(cl.clean, r, gate, fs)
+    if new_gate != gate:  # a noise lead voted in the first pass: find the beats again without it
+        gate = new_gate
+        good = np.array([g is None for g in gate])
+        if not good.any():
+            raise RecordError("delineation_failed", "every lead gated after beat matching", rid)
+        r = detect_beats(cl.clean, good, fs)
     if r.size == 0:
         raise RecordError("delineation_failed", "no beat found", rid)
     raw_filled = np.where(cl.nan_mask, 0.0, np.nan_to_num(np.asarray(record.signal_mv, dtype=np.float64)))
@@ -214,76 +261,105 @@ def measure_record(record: ECGRecord) -> Measurement:
     nb = r.size
     rr_ms = np.full(nb, np.nan)
     rr_ms[1:] = np.diff(r) * to_ms
-
-    def t(v: float) -> float | None:
-        return float(v) * to_ms if np.isfinite(v) else None
-
-    rows = []
-    per_lead_qt: dict[str, list[float]] = {}
-    lead_stats: dict[str, dict[str, list]] = {}
-    for li, lead in enumerate(LEADS):
-        quality = "ok" if gate[li] is None else f"gated:{gate[li]}"
-        x = cl.light[li]
-        stats = lead_stats.setdefault(lead, {"qrs_area": [], "p_area": [], "t_area": [], "r": [], "s": [],
-                                             "ptp": []})
-        for k in range(nb):
-            row = {c: None for c in BEATS_SCHEMA}
-            row.update(record_id=rid, lead=lead, beat=k, beat_class=classes[k], lead_quality=quality)
-            if gate[li] is not None:
-                rows.append(row)
-                continue
-            q_on, q_off = fid.qrs_on[k], fid.qrs_off[k]
-            rr = rr_ms[k]
-            row["rr_ms"] = t(np.diff(r)[k - 1]) if k > 0 else None
-            if not (np.isfinite(q_on) and np.isfinite(q_off)):
-                rows.append(row)
-                continue
-            a, b = int(q_on), int(q_off)
-            # a beat touching interpolated (non-finite) samples in this lead is not measured there
-            if cl.nan_mask[li, max(0, a - ms(fs, 300)):min(n, b + ms(fs, 500))].any():
-                rows.append(row)
-                continue
-            lev = float(x[max(0, a - ms(fs, 20)):max(1, a - ms(fs, 4))].mean())
-            seg = x[a:b + 1] - lev
-            row["qrs_on_ms"], row["qrs_off_ms"] = t(q_on), t(q_off)
-            row["r_peak_ms"] = (a + int(np.argmax(np.abs(seg)))) * to_ms
-            row["qrs_ms"] = (q_off - q_on) * to_ms
-            row.update(_qrs_lobes(seg, fs))
-            row["st_j_mv"] = float(x[b] - lev)
-            j60 = b + ms(fs, 60)
-            row["st_j60_mv"] = float(x[j60] - lev) if j60 < n else None
-            stats["qrs_area"].append(float(seg.sum()) * to_ms)
-            stats["ptp"].append(float(seg.max() - seg.min()))
-            stats["r"].append(row["r_amp_mv"] if row["r_amp_mv"] is not None else 0.0)
-            stats["s"].append(row["s_amp_mv"] if row["s_amp_mv"] is not None else 0.0)
-            if np.isfinite(fid.p_on[k]) and np.isfinite(fid.p_off[k]):
-                pa, pb = int(fid.p_on[k]), int(fid.p_off[k])
-                pseg = x[pa:pb + 1] - lev
-                form, amp = _wave_form(pseg, P_FLAT_MV)
-                row.update(p_on_ms=t(fid.p_on[k]), p_off_ms=t(fid.p_off[k]), p_form=form, p_amp_mv=amp,
-                           p_ms=(pb - pa) * to_ms, pr_ms=(q_on - fid.p_on[k]) * to_ms,
-                           p_peak_ms=(pa + int(np.argmax(np.abs(pseg)))) * to_ms)
-                stats["p_area"].append(float(pseg.sum()) * to_ms)
-            else:
-                row["p_form"] = "absent"
-            if np.isfinite(fid.t_on[k]) and np.isfinite(fid.t_off[k]):
-                ta, tb = int(fid.t_on[k]), int(fid.t_off[k])
-                tseg = x[ta:tb + 1] - lev
-                form, amp = _wave_form(tseg, T_FLAT_MV)
-                qt = (fid.t_off[k] - q_on) * to_ms
-                row.update(t_on_ms=t(fid.t_on[k]), t_off_ms=t(fid.t_off[k]), t_form=form, t_amp_mv=amp,
-                           t_ms=(tb - ta) * to_ms, qt_ms=qt,
-                           t_peak_ms=(ta + int(np.argmax(np.abs(tseg)))) * to_ms)
-                if np.isfinite(rr):
-                    row["qtc_bazett_ms"] = qtc_bazett_ms(qt, rr)
-                    row["qtc_fridericia_ms"] = qtc_fridericia_ms(qt, rr)
-                if classes[k] == "normal":
-                    per_lead_qt.setdefault(lead, []).append(qt)
-                stats["t_area"].append(float(tseg.sum()) * to_ms)
-            else:
-                row["t_form"] = "absent"
-            rows.append(row)
-    beats = pl.DataFrame(rows, schema=BEATS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=BEATS_SCHEMA)
+    nl = len(LEADS)
+    ok = np.array([g is None for g in gate])
+    # column arrays indexed [lead, beat]; NaN / None = null
+    num = {c: np.full((nl, nb), np.nan) for c, t in BEATS_SCHEMA.items() if t == pl.Float64}
+    for extra in ("_qrs_area", "_p_area", "_t_area", "_ptp"):  # for the record row, not in BEATS_SCHEMA
+        num[extra] = np.full((nl, nb), np.nan)
+    txt = {c: np.full((nl, nb), None, dtype=object) for c in ("p_form", "t_form", "qrs_morphology")}
+    num["rr_ms"][ok] = rr_ms
+    x_all = cl.light
+    lead_idx = np.arange(nl)
+    for k in range(nb):
+        q_on, q_off = fid.qrs_on[k], fid.qrs_off[k]
+        if not (np.isfinite(q_on) and np.isfinite(q_off)):
+            continue
+        a, b = int(q_on), int(q_off)
+        # a beat touching interpolated (non-finite) samples in a lead is not measured in that lead
+        use = ok & ~cl.nan_mask[:, max(0, a - ms(fs, 300)):min(n, b + ms(fs, 500))].any(axis=1)
+        if not use.any():
+            continue
+        li = lead_idx[use]
+        x = x_all[li]
+        lev = x[:, max(0, a - ms(fs, 20)):max(1, a - ms(fs, 4))].mean(axis=1)
+        seg = x[:, a:b + 1] - lev[:, None]
+        num["qrs_on_ms"][li, k] = q_on * to_ms
+        num["qrs_off_ms"][li, k] = q_off * to_ms
+        num["qrs_ms"][li, k] = (q_off - q_on) * to_ms
+        num["r_peak_ms"][li, k] = (a + np.argmax(np.abs(seg), axis=1)) * to_ms
+        num["st_j_mv"][li, k] = x[:, b] - lev
+        num["_qrs_area"][li, k] = seg.sum(axis=1) * to_ms
+        num["_ptp"][li, k] = seg.max(axis=1) - seg.min(axis=1)
+        j60 = b + ms(fs, 60)
+        if j60 < n:
+            num["st_j60_mv"][li, k] = x[:, j60] - lev
+        for row_i, lead_i in enumerate(li):
+            lobes = _qrs_lobes(seg[row_i], fs)
+            for key in ("q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "q_ms", "r_ms", "s_ms"):
+                if lobes[key] is not None:
+                    num[key][lead_i, k] = lobes[key]
+            txt["qrs_morphology"][lead_i, k] = lobes["qrs_morphology"]
+        p_ok = np.isfinite(fid.p_on[k]) and np.isfinite(fid.p_off[k])
+        if p_ok:
+            pa, pb = int(fid.p_on[k]), int(fid.p_off[k])
+            pseg = x[:, pa:pb + 1] - lev[:, None]
+            forms, amps = _wave_forms(pseg, P_FLAT_MV)
+            num["p_on_ms"][li, k] = pa * to_ms
+            num["p_off_ms"][li, k] = pb * to_ms
+            num["p_peak_ms"][li, k] = (pa + np.argmax(np.abs(pseg), axis=1)) * to_ms
+            num["p_ms"][li, k] = (pb - pa) * to_ms
+            num["pr_ms"][li, k] = (q_on - fid.p_on[k]) * to_ms
+            num["p_amp_mv"][li, k] = amps
+            num["_p_area"][li, k] = pseg.sum(axis=1) * to_ms
+            txt["p_form"][li, k] = forms
+        else:
+            txt["p_form"][li, k] = "absent"
+        t_ok = np.isfinite(fid.t_on[k]) and np.isfinite(fid.t_off[k])
+        if t_ok:
+            ta, tb = int(fid.t_on[k]), int(fid.t_off[k])
+            tseg = x[:, ta:tb + 1] - lev[:, None]
+            forms, amps = _wave_forms(tseg, T_FLAT_MV)
+            qt = (fid.t_off[k] - q_on) * to_ms
+            num["t_on_ms"][li, k] = ta * to_ms
+            num["t_off_ms"][li, k] = tb * to_ms
+            num["t_peak_ms"][li, k] = (ta + np.argmax(np.abs(tseg), axis=1)) * to_ms
+            num["t_ms"][li, k] = (tb - ta) * to_ms
+            num["qt_ms"][li, k] = qt
+            num["t_amp_mv"][li, k] = amps
+            num["_t_area"][li, k] = tseg.sum(axis=1) * to_ms
+            txt["t_form"][li, k] = forms
+            if np.isfinite(rr_ms[k]):
+                num["qtc_bazett_ms"][li, k] = qtc_bazett_ms(qt, rr_ms[k])
+                num["qtc_fridericia_ms"][li, k] = qtc_fridericia_ms(qt, rr_ms[k])
+        else:
+            txt["t_form"][li, k] = "absent"
+    lead_stats = _lead_stats(num, txt, classes, fid)
+    per_lead_qt = {}
+    normal = np.array([c == "normal" for c in classes])
+    for li_, lead in enumerate(LEADS):
+        q = num["qt_ms"][li_][normal]
+        q = q[np.isfinite(q)]
+        if q.size:
+            per_lead_qt[lead] = list(q)
+    cols: dict[str, object] = {
+        "record_id": [rid] * (nl * nb),
+        "lead": np.repeat(np.array(LEADS, dtype=object), nb).tolist(),
+        "beat": np.tile(np.arange(nb, dtype=np.int32), nl),
+    }
+    for c, t in BEATS_SCHEMA.items():
+        if c in cols:
+            continue
+        if c in num:
+            cols[c] = num[c].reshape(-1)
+        elif c in txt:
+            cols[c] = txt[c].reshape(-1).tolist()
+        elif c == "beat_class":
+            cols[c] = classes * nl
+        elif c == "lead_quality":
+            cols[c] = [("ok" if g is None else f"gated:{g}") for g in gate for _ in range(nb)]
+    float_cols = [c for c, t in BEATS_SCHEMA.items() if t == pl.Float64]
+    beats = pl.DataFrame(cols, schema=BEATS_SCHEMA).with_columns(pl.col(float_cols).fill_nan(None))
     record_row = _record_row(record, fid, classes, rr_ms, gate, lead_stats, per_lead_qt, fs)
     warnings = [ErrorRow(rid, "features", "warning", GATE_CODES.get(g, "delineation_failed"), LEADS[i],
                          f"lead {LEADS[i]} gated: {g}") for i, g in enumerate(gate) if g is not None]

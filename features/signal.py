@@ -22,7 +22,7 @@ HF_POWER_FRACTION_MAX = 0.5  # white noise puts ~80% of its power above 40 Hz at
 
 @dataclass
 class CleanLeads:
-    clean: np.ndarray      # (12, n) float64 mV, 0.5-40 Hz
+    clean: np.ndarray      # (12, n) float64 mV, 0.5-40 Hz band-pass (zero phase)
     light: np.ndarray      # (12, n) float64 mV, baseline removed, 150 Hz low-pass
     nan_mask: np.ndarray   # (12, n) bool, samples that were non-finite and interpolated
     gate: list[str | None]  # per lead: None (ok) or the reason it is gated ("flat", "saturated", ...)
@@ -81,23 +81,33 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
     n = filled.shape[1]
     padlen = min(3 * 50, n - 1) if n > 1 else 0
     if n > 30:
-        clean = sps.sosfiltfilt(_sos("band", fs_hz), filled, axis=1, padlen=padlen)
         hp = sps.sosfiltfilt(_sos("hp", fs_hz), filled, axis=1, padlen=padlen)
         light = sps.sosfiltfilt(_sos("lp150", fs_hz), hp, axis=1, padlen=padlen)
         lp40_of_hp = sps.sosfiltfilt(_sos("lp40", fs_hz), hp, axis=1, padlen=padlen)
+        clean = sps.sosfiltfilt(_sos("band", fs_hz), filled, axis=1, padlen=padlen)
     else:
         clean = filled - filled.mean(axis=1, keepdims=True)
         light = clean.copy()
         lp40_of_hp = clean
     gate: list[str | None] = []
+    # only leads holding their max or min for a whole run can be clipped: a cheap vectorised pre-check
+    run = max(2, int(round(SATURATION_RUN_MS * fs_hz / 1000.0)))
+    finite_raw = np.where(bad, np.nan, raw)
+    with np.errstate(invalid="ignore"):
+        hi = np.nanmax(np.where(bad, -np.inf, raw), axis=1, keepdims=True)
+        lo = np.nanmin(np.where(bad, np.inf, raw), axis=1, keepdims=True)
+        at_rail = ((np.abs(finite_raw - hi) < 1e-6) | (np.abs(finite_raw - lo) < 1e-6)).sum(axis=1)
+    ptp_clean = np.ptp(clean, axis=1)
+    ptp_raw = np.ptp(filled, axis=1)
     for i in range(raw.shape[0]):
         if bad[i].mean() > NAN_FRACTION_MAX:
             gate.append("non_finite")
             continue
-        if np.ptp(clean[i]) < FLAT_PTP_MV or np.ptp(filled[i]) < FLAT_PTP_MV:
+        if ptp_clean[i] < FLAT_PTP_MV or ptp_raw[i] < FLAT_PTP_MV:
             gate.append("flat")
             continue
-        if _rail_fraction(raw[i][np.isfinite(raw[i])], fs_hz) > SATURATION_FRACTION:
+        if at_rail[i] >= max(run, SATURATION_FRACTION * n) and \
+                _rail_fraction(raw[i][np.isfinite(raw[i])], fs_hz) > SATURATION_FRACTION:
             gate.append("saturated")
             continue
         total = float(np.sum(hp[i] ** 2))

@@ -10,17 +10,9 @@ import pytest
 from features import featuredb_rows, frontal_axis_deg, measure_record, qtc_bazett_ms, qtc_framingham_ms, \
     qtc_fridericia_ms, qtc_hodges_ms
 from features.featuredb import FEATUREDB_SCHEMA
+from features.measure import as_record
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
-from pipeline.record import ECGRecord, Provenance, RecordMeta
 from pipeline.synthetic import SynthParams, generate_record
-
-
-def as_record(signal_mv: np.ndarray, record_id: str = "t1") -> ECGRecord:
-    n = signal_mv.shape[1]
-    meta = RecordMeta(record_id=record_id, source="synthetic", n_samples=n,
-                      provenance=Provenance(path=record_id, files=[], sha256="", original_fs_hz=500,
-                                            original_lead_names=[], original_units=[], original_n_samples=n))
-    return ECGRecord(meta=meta, signal_mv=np.asarray(signal_mv, dtype=np.float32))
 
 
 def match_truth(truth: pl.DataFrame, beats: pl.DataFrame) -> pl.DataFrame:
