@@ -304,3 +304,42 @@ def test_ludb_corrupt_annotation_is_a_record_error(tmp_path):
     with pytest.raises(RecordError) as err:
         open_source("ludb", tmp_path).read("1")
     assert err.value.code == "corrupt_signal" and err.value.lead == "V2"
+
+
+def test_mutated_headers_and_signals_give_only_specific_record_errors(tmp_path):
+    """Random damage to a real header / signal: every outcome is a record or a specific reason code."""
+    import random
+
+    rng = random.Random(5)
+    src_dir = shared_path("data", "ptbxl", "records500", "06000")
+    hea, dat = (src_dir / "06000_hr.hea").read_text(), (src_dir / "06000_hr.dat").read_bytes()
+    for k in range(80):
+        lines = hea.replace("06000_hr", f"r{k}").splitlines()
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(lines))
+            toks = lines[i].split()
+            if not toks:
+                continue
+            j = rng.randrange(len(toks))
+            roll = rng.random()
+            if roll < 0.35:
+                toks[j] = str(rng.choice([0, -1, 3, 7, 10**9, "x", "212", "80", "nan"]))
+            elif roll < 0.6:
+                del toks[j]
+            else:
+                toks[j] += rng.choice(["x", "0", "/uV", "(3)"])
+            lines[i] = " ".join(toks)
+        (tmp_path / f"r{k}.hea").write_text("\n".join(lines) + "\n")
+        cut = rng.randint(0, len(dat)) if rng.random() < 0.3 else len(dat)
+        (tmp_path / f"r{k}.dat").write_bytes(dat[:cut])
+    src = open_source("wfdb", tmp_path)
+    outcomes = []
+    for rid in src.ids():
+        try:
+            rec = src.read(rid)
+            assert rec.signal_mv.shape == (12, 5000) and np.all(np.isfinite(rec.signal_mv))
+            outcomes.append("ok")
+        except RecordError as err:
+            outcomes.append(err.code)
+    assert "internal_error" not in outcomes
+    assert len(set(outcomes)) >= 5  # the damage really varied

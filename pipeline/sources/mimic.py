@@ -148,11 +148,7 @@ class MimicSource:
         rel = (row.get("path") or "").strip()
         if not rel:
             raise RecordError("bad_metadata", "record_list.csv path is empty", record_id)
-        try:
-            win = read_wfdb_window(self.root, rel, record_id, self.window_s, self.window_start_s)
-        except RecordError as exc:
-            exc.record_id = exc.record_id or record_id
-            raise
+        win = read_wfdb_window(self.root, rel, record_id, self.window_s, self.window_start_s)
         mm = self._measurements().get(record_id)
         kept, dropped, reference = [], [], None
         if mm is not None:

@@ -150,8 +150,20 @@ def read_wfdb_window(
     """Read WFDB record ``root/rel_path`` (no extension) into a 12 x n float32 mV array at 500 Hz.
 
     ``window_s`` seconds starting at ``window_start_s`` seconds are kept (``None``: the whole record).
-    Raises ``RecordError`` with a specific reason code for every kind of bad input, never anything else.
+    Raises ``RecordError`` with a specific reason code for every kind of bad input, never anything else
+    (an unforeseen failure is ``internal_error`` with the exception in the message: a bug to fix).
     """
+    try:
+        return _read_wfdb_window(root, rel_path, record_id, window_s, window_start_s)
+    except RecordError as exc:
+        exc.record_id = exc.record_id or record_id
+        raise
+    except Exception as exc:
+        raise RecordError("internal_error", f"{type(exc).__name__}: {exc}", record_id) from exc
+
+
+def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s: float | None,
+                      window_start_s: float) -> WfdbWindow:
     root = Path(root).resolve()
     hea = resolve_under(root, f"{rel_path}.hea")
     if not hea.is_file():
@@ -253,7 +265,7 @@ def read_wfdb_window(
         files=[p.relative_to(root).as_posix() for p in rel_files],
         sha256=sha256_files(rel_files),
         original_fs_hz=fs,
-        original_lead_names=list(header.sig_name),
+        original_lead_names=[n or "" for n in header.sig_name],
         original_units=[u or "" for u in units],
         original_n_samples=n_total,
         window_start_s=start / fs,
