@@ -272,7 +272,21 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                     budget.settle(reserved[i], prices.cost_usd(provider, model, usage_from_body(got.json()), True))
                 results[i] = (key, got, key not in sent_keys, None)
         else:
+            inflight: dict[str, asyncio.Future] = {}
+
             async def one(i: int, key: str, messages: list[dict], params: dict, worst: float | None):
+                if key in inflight:  # the same request twice in one run (duplicate prompt rows): send it once
+                    stored = await inflight[key]
+                    results[i] = (key, stored, True, None) if stored is not None else \
+                        (key, None, False, "worst case would exceed --max-cost")
+                    return
+                fut = inflight[key] = asyncio.get_running_loop().create_future()
+                try:
+                    await _one(i, key, messages, params, worst)
+                finally:
+                    fut.set_result(results.get(i, (None, None))[1])
+
+            async def _one(i: int, key: str, messages: list[dict], params: dict, worst: float | None):
                 async with sem:
                     hit = store.get_ok(key)
                     if hit is not None:
@@ -287,8 +301,9 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                                           {"provider": provider, "model": model, "params": params,
                                            "messages": canonical_messages(messages)})
                     summary.n_http_sends += comp.http_attempts
-                    budget.settle(worst, prices.cost_usd(provider, model, usage_from_body(comp.stored.json()))
-                                  if comp.stored.ok or comp.stored.body else 0.0)
+                    # every billed attempt counts (a 200 with an empty answer still used tokens)
+                    budget.settle(worst, sum(prices.cost_usd(provider, model, usage_from_body(r.json())) or 0.0
+                                             for r in comp.sent))
                     results[i] = (key, comp.stored, comp.reused, None)
 
             await asyncio.gather(*(one(*p) for p in plans))

@@ -212,3 +212,18 @@ def test_concurrency_is_bounded(fake, tmp_path):
     wall = time.perf_counter() - t0
     starts = sorted(e.t for e in fake.chat_log())
     assert len(starts) == 12 and wall >= 0.55  # 12 requests / 4 at a time x 0.2 s
+
+
+def test_duplicate_prompts_in_one_run_are_sent_once(fake, tmp_path):
+    fake.latency_s = 0.2
+    prompts = pl.concat([_prompts(2), _prompts(2)])
+    summary, df = _run(fake, tmp_path, prompts=prompts, concurrency=8)
+    assert len(fake.chat_log()) == 2 and df.height == 4 and (df["status"] == "ok").all()
+    assert summary.n_reused == 2
+
+
+def test_billed_failed_attempts_count_against_the_budget(fake, tmp_path):
+    fake.usage_tokens = (1000, 100)  # $0.0025 + $0.001 per answer, the empty one included
+    fake.script("empty")
+    summary, df = _run(fake, tmp_path, max_cost=1.0)
+    assert summary.cost_usd_new == pytest.approx(0.007) and df["cost_usd"].to_list() == pytest.approx([0.0035])

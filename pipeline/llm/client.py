@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -24,6 +24,7 @@ class Completion:
     stored: StoredResponse
     reused: bool         # True: answered from the store, nothing sent
     http_attempts: int   # HTTP sends made now (0 when reused)
+    sent: list[StoredResponse] = field(default_factory=list)  # every response stored now (billed ones too)
 
 
 class _Transient(Exception):
@@ -59,6 +60,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
     policy = policy or RetryPolicy()
     await store.arecord_intent(key, record_id, attempt, "sync", request_doc)
     sends = 0
+    sent: list[StoredResponse] = []
     last: SendResult | None = None
     try:
         async for try_ in AsyncRetrying(stop=stop_after_attempt(policy.max_http_attempts), wait=policy._wait,
@@ -70,6 +72,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
                 last = await backend.send(key, messages, params, context)
                 # Store first: nothing (not even our own checks) touches a paid answer before it is durable.
                 await store.aput(last.stored)
+                sent.append(last.stored)
                 gate.observe(last.stored.headers)
                 if last.stored.error_code == "rate_limited" and last.retry_after_s:
                     gate.pause(last.retry_after_s)
@@ -79,4 +82,4 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
     except _Transient as exc:
         last = exc.result  # retries exhausted: the last stored failure explains it
     assert last is not None
-    return Completion(last.stored, False, sends)
+    return Completion(last.stored, False, sends, sent)
