@@ -299,7 +299,8 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                     comp = await complete(backend, store, gate, key, messages, params, items[i].record_id,
                                           attempt, items[i].context, retry,
                                           {"provider": provider, "model": model, "params": params,
-                                           "messages": canonical_messages(messages)})
+                                           "messages": canonical_messages(messages)},
+                                          need_tokens=items[i].est_prompt_tokens + int(params.get("max_tokens") or 0))
                     summary.n_http_sends += comp.http_attempts
                     # every billed attempt counts (a 200 with an empty answer still used tokens)
                     budget.settle(worst, sum(prices.cost_usd(provider, model, usage_from_body(r.json())) or 0.0

@@ -133,3 +133,21 @@ def test_rate_limit_header_parsing():
     gate.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "5s"})
     gate.observe({"x-ratelimit-remaining-tokens": "1200", "x-ratelimit-reset-tokens": "50s"})
     assert gate.pauses == 1
+
+
+def test_rate_gate_waits_for_tokens_to_come_back():
+    import asyncio
+    import time
+
+    gate = RateGate()
+    gate.observe({"x-ratelimit-remaining-tokens": "5000", "x-ratelimit-reset-tokens": "300ms"})
+
+    async def go():
+        t0 = time.monotonic()
+        await gate.wait(3000)          # fits: immediate, and books the tokens
+        t1 = time.monotonic()
+        await gate.wait(3000)          # 2000 left: waits for the window to reset
+        return t1 - t0, time.monotonic() - t1
+
+    first, second = asyncio.run(go())
+    assert first < 0.05 and second >= 0.25

@@ -51,7 +51,8 @@ class RetryPolicy:
 
 async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
                    params: dict[str, Any], record_id: str | None, attempt: int | None, context: Any = None,
-                   policy: RetryPolicy | None = None, request_doc: dict | None = None) -> Completion:
+                   policy: RetryPolicy | None = None, request_doc: dict | None = None,
+                   need_tokens: int = 0) -> Completion:
     """The stored ``ok`` response for ``key`` if there is one; otherwise send (retrying only transient
     faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response."""
     hit = store.get_ok(key)
@@ -67,7 +68,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
                                         retry=retry_if_exception_type(_Transient), reraise=True,
                                         sleep=asyncio.sleep):
             with try_:
-                await gate.wait()
+                await gate.wait(need_tokens)
                 sends += 1
                 last = await backend.send(key, messages, params, context)
                 # Store first: nothing (not even our own checks) touches a paid answer before it is durable.

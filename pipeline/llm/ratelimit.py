@@ -48,6 +48,8 @@ class RateGate:
     def __init__(self) -> None:
         self.resume_at = 0.0
         self.pauses = 0
+        self.tokens_left: int | None = None      # x-ratelimit-remaining-tokens at the last response
+        self.tokens_reset_at = 0.0
 
     def pause(self, seconds: float) -> None:
         seconds = min(max(seconds, 0.0), MAX_PAUSE_S)
@@ -56,13 +58,32 @@ class RateGate:
             self.resume_at = until
             self.pauses += 1
 
-    async def wait(self) -> None:
-        while (delay := self.resume_at - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
+    async def wait(self, need_tokens: int = 0) -> None:
+        """Return when sending is allowed: no pause in force and, as far as the server told us, enough tokens
+        left in the window for a request of ``need_tokens``."""
+        while True:
+            now = time.monotonic()
+            if self.resume_at > now:
+                await asyncio.sleep(self.resume_at - now)
+                continue
+            if (need_tokens and self.tokens_left is not None and self.tokens_left < need_tokens
+                    and self.tokens_reset_at > now):
+                await asyncio.sleep(self.tokens_reset_at - now)
+                continue
+            if need_tokens and self.tokens_left is not None:
+                self.tokens_left -= need_tokens  # other senders see what this one is about to use
+            return
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Pause until the window resets when the server says no request (or token) is left in it."""
         h = {k.lower(): v for k, v in headers.items()}
+        try:
+            if "x-ratelimit-remaining-tokens" in h:
+                self.tokens_left = int(float(h["x-ratelimit-remaining-tokens"]))
+                reset = parse_duration_s(h.get("x-ratelimit-reset-tokens")) or 0.0
+                self.tokens_reset_at = time.monotonic() + min(reset, MAX_PAUSE_S)
+        except ValueError:
+            pass
         for kind in ("requests", "tokens"):
             remaining = h.get(f"x-ratelimit-remaining-{kind}")
             if remaining is not None and remaining.strip() in {"0", "0.0"}:
