@@ -240,3 +240,12 @@ def load_contexts(run_dir, record_ids: list[str] | None = None) -> dict[str, Gro
     return {c.record_id: c for c in iter_contexts(run / "features", manifest=run / "manifest.parquet",
                                                   images_dir=images if images.is_dir() else None,
                                                   record_ids=record_ids)}
+
+
+def measure_context(record, kb=None, image_path: str | None = None) -> GroundingContext:
+    """Measure a canonical ``ECGRecord`` with ``features.measure_record`` and build its context (tests,
+    benchmarks and one-off use; batch runs read the features tables instead)."""
+    from features import measure_record
+
+    m = measure_record(record)
+    return build_context(record.meta, m.record_row, m.beats, kb=kb, image_path=image_path)

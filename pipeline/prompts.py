@@ -293,7 +293,9 @@ def diagnosis_blocks(ctx: GroundingContext, kb: KnowledgeBase) -> list[dict]:
                     n_met = sum(bool(c.test(v)) for _, v in vals)
                     measured_text = ", ".join(f"{lead} {_fmt(c.feature, v)}" for lead, v in vals) + \
                         f"{_unit(c.feature)} (met in {n_met} of {len(vals)} leads)"
-            crits.append({"text": c.text, "rule": c.threshold_text(), "measured": measured_text})
+            rule = c.threshold_text()
+            crits.append(c.text + (f" [{rule}]" if rule else "") + (f"; measured: {measured_text}" if measured_text
+                                                                    else ""))
         look = [lead for lead in entry.leads_to_look_at if lead in measured] or entry.leads_to_look_at
         blocks.append({"id": entry.id, "name": entry.name, "category": entry.category,
                        "mechanism": entry.mechanism, "leads": ", ".join(look) if look else "all leads",

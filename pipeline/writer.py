@@ -181,19 +181,25 @@ class _Writer:
             s = f"The {_LABELS['qtc_bazett_ms']} is {format_value('qtc_bazett_ms', qtc)}"
         return s + "."
 
-    def evidence(self, entry_id: str) -> list[str]:
-        """Phrases with measured values that test the entry's criteria (met ones first)."""
+    def evidence(self, entry_id: str) -> tuple[list[str], bool]:
+        """Phrases with measured values that test the entry's criteria, met criteria first, and whether any
+        stated value meets its criterion (only then is it called support)."""
         entry = self.kb.entries[entry_id]
-        out: list[str] = []
+        met: list[str] = []
+        unmet: list[str] = []
         for crit in entry.criteria:
-            if len(out) >= self.max_criteria:
-                break
-            phrase = self.criterion_phrase(crit, entry.leads_to_look_at)
-            if phrase and phrase not in out:
-                out.append(phrase)
-        return out
+            got = self.criterion_phrase(crit, entry.leads_to_look_at)
+            if got is None:
+                continue
+            phrase, ok = got
+            if phrase in met or phrase in unmet:
+                continue
+            (met if ok else unmet).append(phrase)
+        phrases = (met + unmet)[: self.max_criteria]
+        return phrases, bool(met)
 
-    def criterion_phrase(self, crit: Criterion, look: list[str]) -> str | None:
+    def criterion_phrase(self, crit: Criterion, look: list[str]) -> tuple[str, bool] | None:
+        """(phrase stating the measured values that test ``crit``, whether any of them meets it)."""
         col = crit.feature
         if col is None or col in ("beat_class",):
             return None
@@ -201,15 +207,17 @@ class _Writer:
             v = self.num(col)
             if v is None:
                 return None
+            ok = bool(crit.test(v))
             if isinstance(v, bool):
-                return self.boolean_phrase(col, v)
+                phrase = self.boolean_phrase(col, v)
+                return (phrase, ok) if phrase else None
             if col in ("n_premature", "n_paced"):
                 if not v:
                     return None
                 kind = "arriving early" if col == "n_premature" else "showing pacing"
-                return f"{int(v)} beat{'s' if v != 1 else ''} {kind}"
+                return f"{int(v)} beat{'s' if v != 1 else ''} {kind}", ok
             if col in _LABELS:
-                return f"{_article(_LABELS[col])}{_LABELS[col]} of {format_value(col, v)}"
+                return f"{_article(_LABELS[col])}{_LABELS[col]} of {format_value(col, v)}", ok
             return None
         if col not in _LABELS:
             return None
@@ -226,11 +234,11 @@ class _Writer:
             for lead, v in chosen:
                 groups.setdefault(v, []).append(lead)
             return "; ".join(f"{_LABELS[col]} {v} in lead{'s' if len(ls) > 1 else ''} {_join(ls)}"
-                             for v, ls in groups.items())
+                             for v, ls in groups.items()), bool(met)
         # "lead I", not "I": a bare roman numeral is ambiguous to a reader (and to the validator)
         items = [f"{format_value(col, v)} in lead {lead}" for lead, v in chosen]
         label = _LABELS[col]
-        return f"{self.pick(_article(label), 'a measured ')}{label} of " + _join(items)
+        return f"{self.pick(_article(label), 'a measured ')}{label} of " + _join(items), bool(met)
 
     def boolean_phrase(self, col: str, value: bool) -> str | None:
         phrases = {
@@ -248,11 +256,15 @@ class _Writer:
     def diagnosis_sentence(self, entry_id: str) -> str:
         entry = self.kb.entries[entry_id]
         name = entry.name
-        ev = self.evidence(entry_id)
+        ev, supported = self.evidence(entry_id)
         look = [lead for lead in entry.leads_to_look_at if lead in self.measured][:4]
         be = "are" if _is_plural(name) else "is"
         there = "There are" if be == "are" else "There is"
         cap = name[0].upper() + name[1:]
+        if ev and not supported:
+            # the values are stated, but not called support when none of them meets the criterion
+            return self.pick(f"For {name}, the relevant values are {_join(ev)}.",
+                             f"{cap} {be} read here, with {_join(ev)}.")
         if ev:
             return self.pick(f"{there} {name}, supported by {_join(ev)}.",
                              f"The findings indicate {name}, with {_join(ev)}.",
