@@ -112,6 +112,9 @@ def test_ludb_statements_demographics_and_expert_fiducials():
     # Global intervals of a sinus bradycardia record: RR > 1000 ms, physiological PR / QRS / QT.
     assert ref.rr_ms > 1000 and 45 < ref.hr_bpm < 60
     assert 100 < ref.pr_ms < 250 and 60 < ref.qrs_ms < 160 and 300 < ref.qt_ms < 600
+    # Global (earliest onset - latest offset over leads) is wider than the typical single lead.
+    assert 60 < ref.extra["qrs_ms_median_lead"] < ref.qrs_ms
+    assert ref.extra["qt_ms_median_lead"] <= ref.qt_ms
 
 
 def test_ludb_annotation_parser_handles_incomplete_triplets():

@@ -104,39 +104,50 @@ def _groups(waves: list[ReferenceWave], kind: str) -> list[list[ReferenceWave]]:
 
 
 def global_intervals(waves: list[ReferenceWave]) -> dict[str, float | None]:
-    """Medians over beats of the 12-lead global RR, PR, QRS and QT (earliest onset to latest offset), ms."""
+    """Medians over beats of the RR and of the 12-lead global PR, QRS and QT, ms.
+
+    Global (as in IEC 60601-2-25 / CSE): earliest onset to latest offset over all annotated leads of a beat.
+    ``*_median_lead`` variants use the median onset and offset over leads instead (the typical single lead;
+    LUDB's per-lead annotations spread 10-30 ms, so the global QRS is ~25 ms longer than a lead's).
+    """
     qrs = _groups(waves, "QRS")
     p_groups = _groups(waves, "P")
     t_groups = _groups(waves, "T")
 
-    def on(g):
-        vals = [w.on_ms for w in g if w.on_ms is not None]
-        return min(vals) if vals else None
+    def edge(g, attr, pick):
+        vals = [getattr(w, attr) for w in g if getattr(w, attr) is not None]
+        return pick(vals) if vals else None
 
-    def off(g):
-        vals = [w.off_ms for w in g if w.off_ms is not None]
-        return max(vals) if vals else None
+    def peak(g):
+        return statistics.median(w.peak_ms for w in g)
 
-    peaks = [statistics.median(w.peak_ms for w in g) for g in qrs]
+    peaks = [peak(g) for g in qrs]
     rr = [b - a for a, b in zip(peaks, peaks[1:])]
-    qrs_d, pr, qt = [], [], []
+    out: dict[str, list[float]] = {k: [] for k in ("pr", "qrs", "qt", "pr_med", "qrs_med", "qt_med")}
     for g, pk in zip(qrs, peaks):
-        q_on, q_off = on(g), off(g)
-        if q_on is not None and q_off is not None:
-            qrs_d.append(q_off - q_on)
-        if q_on is None:
-            continue
-        p = [pg for pg in p_groups if 0 < pk - statistics.median(w.peak_ms for w in pg) < 400]
-        if p and on(p[-1]) is not None:
-            pr.append(q_on - on(p[-1]))
-        t = [tg for tg in t_groups if 0 < statistics.median(w.peak_ms for w in tg) - pk < 600]
-        if t and off(t[0]) is not None:
-            qt.append(off(t[0]) - q_on)
+        p = [pg for pg in p_groups if 0 < pk - peak(pg) < 400]
+        t = [tg for tg in t_groups if 0 < peak(tg) - pk < 600]
+        for suffix, first, last in (("", min, max), ("_med", statistics.median, statistics.median)):
+            q_on, q_off = edge(g, "on_ms", first), edge(g, "off_ms", last)
+            if q_on is None:
+                continue
+            if q_off is not None:
+                out["qrs" + suffix].append(q_off - q_on)
+            p_on = edge(p[-1], "on_ms", first) if p else None
+            if p_on is not None:
+                out["pr" + suffix].append(q_on - p_on)
+            t_off = edge(t[0], "off_ms", last) if t else None
+            if t_off is not None:
+                out["qt" + suffix].append(t_off - q_on)
 
     def med(xs):
         return float(statistics.median(xs)) if xs else None
 
-    return {"rr_ms": med(rr), "pr_ms": med(pr), "qrs_ms": med(qrs_d), "qt_ms": med(qt)}
+    return {
+        "rr_ms": med(rr), "pr_ms": med(out["pr"]), "qrs_ms": med(out["qrs"]), "qt_ms": med(out["qt"]),
+        "pr_ms_median_lead": med(out["pr_med"]), "qrs_ms_median_lead": med(out["qrs_med"]),
+        "qt_ms_median_lead": med(out["qt_med"]),
+    }
 
 
 class LudbSource:
@@ -213,7 +224,9 @@ class LudbSource:
             rr = g["rr_ms"]
             reference = ReferenceMeasurements(
                 kind="ludb_expert", waves=waves, rr_ms=rr, hr_bpm=60000.0 / rr if rr else None,
-                pr_ms=g["pr_ms"], qrs_ms=g["qrs_ms"], qt_ms=g["qt_ms"], extra={"annotation_files": len(ann_files)},
+                pr_ms=g["pr_ms"], qrs_ms=g["qrs_ms"], qt_ms=g["qt_ms"],
+                extra={"annotation_files": len(ann_files), "pr_ms_median_lead": g["pr_ms_median_lead"],
+                       "qrs_ms_median_lead": g["qrs_ms_median_lead"], "qt_ms_median_lead": g["qt_ms_median_lead"]},
             )
         row = self._table().get(record_id) or {}
         demo = parse_header_demographics(win.comments)
