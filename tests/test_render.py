@@ -124,8 +124,9 @@ def test_grid_is_1mm_and_5mm_and_one_second_is_25mm(dpi):
     starts = starts[starts >= round(page.x0_mm * k) - 1]  # not the calibration pulse
     t_s = 0.25 + 0.5 * np.arange(20)
     assert len(starts) == 20
-    expect = (page.x0_mm + t_s * 25) * k
-    assert np.max(np.abs(starts - expect)) <= 1.5  # pulse edge: within the trace pen width
+    # The square pen reaches pen // 2 pixels left of the stroke's position.
+    expect = (page.x0_mm + t_s * 25) * k - trace_width_px(dpi) // 2
+    assert np.max(np.abs(starts - expect)) <= 1.0
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -349,3 +350,23 @@ def test_undrawable_record_is_a_render_failed_row_and_chunks_go_on(tmp_path):
     manifest = pl.read_parquet(summary.manifest_path)
     assert manifest["image_path"].to_list() == ["06000-0.png", "06002-0.png"]
     assert manifest["source"].to_list() == ["ptbxl", "ptbxl"]
+
+
+def test_huge_complexes_overlap_the_neighbour_row_and_are_clipped_there():
+    k = 200 / 25.4
+    sig = np.zeros((12, 5000))
+    sig[LEADS.index("V1"), 1000:1020] = 6.0    # 60 mm up: far past its 18-mm row
+    sig[LEADS.index("V1"), 3000:3020] = -6.0
+    page = page_layout("12x1")
+    p = page.panel("V1")
+    black = ink(pixels(render_record(make_record(sig, "huge"), layout="12x1")))
+    for t_s, edge_mm, cell_edge_mm in ((2.0, p.clip_top_mm, p.cell_top_mm), (6.0, p.clip_bottom_mm, p.cell_bottom_mm)):
+        cols = slice(round((p.x_mm + t_s * 25 - 1) * k), round((p.x_mm + t_s * 25 + 2) * k))
+        lo, hi = sorted((round((edge_mm + np.sign(edge_mm - p.baseline_mm) * 4) * k), round(p.baseline_mm * k)))
+        inked = black[lo:hi, cols].any(axis=1)
+        rows = np.where(inked)[0] + lo
+        # A continuous stroke from the baseline through the neighbour's cell edge, ending at the clip band.
+        far = rows.min() if edge_mm < p.baseline_mm else rows.max()
+        assert abs(far - edge_mm * k) <= 1.5, (t_s, far, edge_mm * k)
+        span = np.arange(*sorted((round(cell_edge_mm * k), round(edge_mm * k))))
+        assert black[span][:, cols].any(axis=1).all()
