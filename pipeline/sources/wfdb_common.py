@@ -222,10 +222,8 @@ def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s:
     # It comes first because a lead clipped at the rails also sits beyond the plausibility limit.
     saturated = [lead for lead in LEADS if lead in raw and _is_saturated(raw[lead][inner])]
     # Random bytes decode to values spread over the whole converter range: far beyond any surface ECG.
-    implausible = [
-        lead for lead, x in raw.items() if lead not in saturated
-        if np.mean(np.abs(np.nan_to_num(x[inner], nan=0.0, posinf=1e9, neginf=-1e9)) > IMPLAUSIBLE_MV) > IMPLAUSIBLE_FRACTION
-    ]
+    # Judged around the lead's median, so a DC-coupled recording with a large offset is not "corrupt".
+    implausible = [lead for lead, x in raw.items() if lead not in saturated and _is_implausible(x[inner])]
     if len(implausible) > (len(raw) - len(saturated)) // 2:
         raise RecordError("corrupt_signal", f"{len(implausible)} leads hold values beyond +-{IMPLAUSIBLE_MV} mV (undecodable data)", record_id)
     for lead in LEADS:
@@ -273,6 +271,14 @@ def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s:
         warnings=warnings,
     )
     return WfdbWindow(signal_mv=signal, provenance=provenance, comments=list(header.comments or []), header_fs_hz=fs)
+
+
+def _is_implausible(x: np.ndarray) -> bool:
+    """True when >= ``IMPLAUSIBLE_FRACTION`` of the samples lie beyond +-``IMPLAUSIBLE_MV`` of the median."""
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return False
+    return bool(np.mean(np.abs(finite - np.median(finite)) > IMPLAUSIBLE_MV) > IMPLAUSIBLE_FRACTION)
 
 
 def _is_saturated(x: np.ndarray) -> bool:
