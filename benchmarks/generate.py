@@ -4,11 +4,12 @@ Prints answers per second (ideal = concurrency / latency = 64) and client CPU se
 requests at concurrency 64, everything durable (SQLite WAL, synchronous=FULL). The server runs in its own
 process so its CPU is not counted as the client's.
 
-    .venv/bin/python benchmarks/generate.py [--n 2000] [--concurrency 64] [--latency 1.0]
+    .venv/bin/python benchmarks/generate.py [--n 2000] [--concurrency 64] [--latency 1.0] [--baseline]
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -24,11 +25,29 @@ from pipeline.generate import generate_answers  # noqa: E402
 from pipeline.llm import BackendSpec, ResponseStore, make_backend  # noqa: E402
 
 
+async def _bare_httpx(base_url: str, prompts: pl.DataFrame, concurrency: int) -> tuple[float, float]:
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=30) as client:
+        async def one(row: dict) -> None:
+            async with sem:
+                r = await client.post(base_url + "/chat/completions", json={"model": "bench", "messages": [
+                    {"role": "system", "content": row["system"]}, {"role": "user", "content": row["user"]}]})
+                r.raise_for_status()
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(r) for r in prompts.iter_rows(named=True)))
+        return time.perf_counter() - t0, time.process_time() - cpu0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--latency", type=float, default=1.0)
+    ap.add_argument("--baseline", action="store_true",
+                    help="also time bare httpx on the same server: the ceiling this machine allows")
     args = ap.parse_args()
 
     server = subprocess.Popen([sys.executable, str(REPO / "tests/fake_openai_server.py"), str(args.latency)],
@@ -62,6 +81,10 @@ def main() -> None:
               f"{100 * summary.n_ok / wall / ideal:.0f}% of ideal)")
         print(f"client_cpu_s={cpu:.2f} cpu_ms_per_answer={1000 * cpu / max(summary.n_ok, 1):.2f}")
         print(f"rerun_from_store_s={rerun:.2f} reused={again.n_reused} sends={again.n_http_sends}")
+        if args.baseline:
+            wall_b, cpu_b = asyncio.run(_bare_httpx(base_url, prompts, args.concurrency))
+            print(f"bare_httpx: answers_per_s={args.n / wall_b:.1f} cpu_ms_per_answer={1000 * cpu_b / args.n:.2f} "
+                  "(no store, no SDK, no retries)")
     finally:
         server.terminate()
         server.wait(timeout=10)

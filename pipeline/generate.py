@@ -381,7 +381,15 @@ def generate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseSto
         finally:
             await backend.aclose()
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # Called from async code (e.g. an async Prefect flow): run on a fresh loop in a worker thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------

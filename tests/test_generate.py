@@ -164,3 +164,13 @@ def test_sigkill_mid_run_loses_nothing_and_pays_nothing_twice(tmp_path):
         assert json.loads(done.stdout)["n_reused"] == len(stored_before)
     finally:
         fake.stop()
+
+
+def test_generate_answers_can_be_called_from_async_code(tmp_path):
+    import asyncio
+
+    async def flow_body():
+        return generate_answers(_prompts(2), RulesBackend(_writer, version="t-1"), tmp_path / "responses", tmp_path,
+                                contexts={"rec000": {"qrs_ms": 80}, "rec001": {"qrs_ms": 81}}, max_attempts=1)
+
+    assert asyncio.run(flow_body()).n_ok == 2
