@@ -1,0 +1,157 @@
+"""LUDB accuracy benchmark: our delineator vs NeuroKit2 (dwt, prominence), all through the same scorer.
+
+Runs ``ecg-grounding features --source ludb`` into a temp dir, scores it with ``../shared/tools/ludb_eval.py``
+and does the same for NeuroKit2 0.2.13's ``ecg_delineate`` per lead (methods dwt and prominence), on the
+same records. Prints each scorer report, then one comparison table. Speed is single-core process time
+per 12-lead record (POLARS_MAX_THREADS=1, OMP/BLAS threads 1).
+
+    .venv/bin/python benchmarks/ludb.py [--ludb ../shared/data/ludb] [--skip-neurokit] [--keep DIR]
+
+LUDB's 35 records here are the evaluation set: nothing in features/ was fitted on them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+for _v in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_LUDB = REPO.parent / "shared" / "data" / "ludb"
+EVAL = REPO.parent / "shared" / "tools" / "ludb_eval.py"
+
+NK_COLS = {  # NeuroKit2 signal column -> our fiducial column
+    "ECG_P_Onsets": "p_on_ms", "ECG_P_Peaks": "p_peak_ms", "ECG_P_Offsets": "p_off_ms",
+    "ECG_R_Onsets": "qrs_on_ms", "ECG_R_Offsets": "qrs_off_ms",
+    "ECG_T_Onsets": "t_on_ms", "ECG_T_Peaks": "t_peak_ms", "ECG_T_Offsets": "t_off_ms",
+}
+
+
+def score(beats_path: Path, ludb: Path, title: str) -> dict:
+    """Run the shared scorer; return its JSON (and print its Markdown)."""
+    with tempfile.TemporaryDirectory() as td:
+        out_json = Path(td) / "eval.json"
+        proc = subprocess.run([sys.executable, str(EVAL), str(beats_path), "--ludb", str(ludb), "--json", str(out_json),
+                               "--title", title], capture_output=True, text=True)
+        print(proc.stdout)
+        if proc.returncode != 0:
+            raise SystemExit(f"ludb_eval failed: {proc.stderr}")
+        return json.loads(out_json.read_text())
+
+
+def run_ours(ludb: Path, out: Path) -> tuple[Path, float, float]:
+    """CLI run (wall seconds) and in-process single-core process time per record (ms)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "features", "--source", "ludb", "--root", str(ludb),
+                           "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"features CLI failed: {proc.stderr[-2000:]}")
+    print("features CLI:", proc.stdout.strip().splitlines()[-1])
+    from features import measure_record
+    from pipeline.sources import open_source
+
+    src = open_source("ludb", ludb)
+    recs = [src.read(i) for i in src.ids()]
+    measure_record(recs[0])  # warm-up (imports, filter design caches)
+    t0 = time.process_time()
+    for _ in range(3):
+        for r in recs:
+            measure_record(r)
+    per_rec_ms = (time.process_time() - t0) / (3 * len(recs)) * 1000.0
+    return out / "beats", wall, per_rec_ms
+
+
+def run_neurokit(ludb: Path, method: str, out_path: Path) -> tuple[Path, float]:
+    """NeuroKit2 per lead: ecg_clean -> ecg_peaks -> ecg_delineate(method). Returns (parquet, ms/record)."""
+    import neurokit2 as nk
+
+    from pipeline.record import LEADS
+    from pipeline.sources import open_source
+
+    src = open_source("ludb", ludb)
+    rows = []
+    t_total = 0.0
+    ids = src.ids()
+    for rid in ids:
+        rec = src.read(rid)
+        t0 = time.process_time()
+        for li, lead in enumerate(LEADS):
+            sig = rec.signal_mv[li].astype(float)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    clean = nk.ecg_clean(sig, sampling_rate=500)
+                    _, info = nk.ecg_peaks(clean, sampling_rate=500)
+                    rpeaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
+                    _, waves = nk.ecg_delineate(clean, rpeaks, sampling_rate=500, method=method)
+            except Exception:  # noqa: BLE001 - NeuroKit raises on flat leads / few beats: no rows
+                continue
+            for k, rp in enumerate(rpeaks):
+                row = {"record_id": rid, "lead": lead, "r_peak_ms": rp * 2.0}
+                for nk_col, col in NK_COLS.items():
+                    vals = waves.get(nk_col)
+                    v = vals[k] if vals is not None and k < len(vals) else np.nan
+                    row[col] = float(v) * 2.0 if v is not None and np.isfinite(v) else None
+                rows.append(row)
+        t_total += time.process_time() - t0
+    schema = {"record_id": pl.String, "lead": pl.String, "r_peak_ms": pl.Float64, **{c: pl.Float64 for c in NK_COLS.values()}}
+    pl.DataFrame(rows, schema=schema).write_parquet(out_path)
+    return out_path, t_total / len(ids) * 1000.0
+
+
+def summary_row(name: str, ev: dict, ms_per_record: float) -> str:
+    w, f, iv = ev["waves"], ev["fiducials"], ev["intervals"]["record-leads (all 12)"]
+
+    def sd(c):
+        return f"{f[c]['sd_ms']:.0f}"
+
+    def ivs(k):
+        return f"{iv[k]['mean_diff_ms']:+.0f} ± {iv[k]['sd_diff_ms']:.0f}"
+
+    return (f"| {name} | {w['QRS']['f1']:.1f} | {w['P']['f1']:.1f} | {w['T']['f1']:.1f} | "
+            f"{sd('qrs_on_ms')} / {sd('qrs_off_ms')} / {sd('t_off_ms')} / {sd('p_on_ms')} / {sd('p_off_ms')} | "
+            f"{ivs('QRS')} | {ivs('PR')} | {ivs('QT')} | {1000.0 / ms_per_record:.1f} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ludb", default=str(DEFAULT_LUDB))
+    ap.add_argument("--skip-neurokit", action="store_true")
+    ap.add_argument("--keep", help="write outputs here instead of a temp dir")
+    args = ap.parse_args()
+    ludb = Path(args.ludb)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ludb-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    beats, wall, ms_rec = run_ours(ludb, work / "ours")
+    print(f"ours: CLI wall {wall:.1f} s for the whole run; measure_record {ms_rec:.1f} ms/record (1 core)")
+    results.append(("ecg-grounding features", score(beats, ludb, "ecg-grounding features"), ms_rec))
+    if not args.skip_neurokit:
+        for method in ("dwt", "prominence"):
+            path, ms_nk = run_neurokit(ludb, method, work / f"nk_{method}.parquet")
+            results.append((f"NeuroKit2 {method} per lead", score(path, ludb, f"NeuroKit2 {method}"), ms_nk))
+    print("\n## Comparison (LUDB, same records, same scorer)\n")
+    print("| method | QRS F1 | P F1 | T F1 | SD QRS on / QRS off / T off / P on / P off (ms) | QRS dur err (ms) "
+          "| PR err (ms) | QT err (ms) | records/s/core |")
+    print("|---|---:|---:|---:|---|---|---|---|---:|")
+    for name, ev, ms_r in results:
+        print(summary_row(name, ev, ms_r))
+    print(f"\noutputs in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
