@@ -174,3 +174,25 @@ def test_generate_answers_can_be_called_from_async_code(tmp_path):
                                 contexts={"rec000": {"qrs_ms": 80}, "rec001": {"qrs_ms": 81}}, max_attempts=1)
 
     assert asyncio.run(flow_body()).n_ok == 2
+
+
+def test_api_key_from_a_prefect_secret_block(prefect_harness, tmp_path):
+    from prefect.blocks.system import Secret
+
+    from pipeline.llm.providers import resolve_api_key
+
+    Secret(value=KEY).save("ecg-llm-test-key", overwrite=True)
+    assert resolve_api_key("openai-compatible", "ecg-llm-test-key") == KEY
+    fake = FakeOpenAI().start()
+    try:
+        prompts = _write_prompts(tmp_path, 1)
+        from prefect.settings import PREFECT_API_URL
+
+        env = {k: v for k, v in os.environ.items() if k != "ECG_LLM_API_KEY"}
+        env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())  # the harness's temporary server
+        proc = subprocess.run(_cmd(prompts, tmp_path / "out", fake, "--api-key-secret", "ecg-llm-test-key"),
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert [e.authorization for e in fake.chat_log()] == [f"Bearer {KEY}"]
+    finally:
+        fake.stop()
