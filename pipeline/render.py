@@ -283,7 +283,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = render(args.source, args.root, args.out, layout=args.layout, dpi=args.dpi, fmt=args.format,
                          naming=args.naming, augment=augment, seed=args.seed, chunk_size=args.chunk_size,
                          overwrite=args.overwrite, header=not args.no_header, highpass_hz=args.highpass,
-                         limit=args.limit)
+                         limit=args.limit, errors_path=args.errors)
     except (ValueError, RecordError) as exc:
         print(f"render: {exc}")
         return 2
@@ -311,4 +311,6 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-size", type=int, default=200)
     p.add_argument("--limit", type=int, default=None, help="render only the first N ids")
     p.add_argument("--overwrite", action="store_true", help="redraw images that already exist")
+    p.add_argument("--errors", default=None, metavar="PATH",
+                   help="errors table (default OUT/errors.parquet; a run uses DIR/errors/render.parquet)")
     p.set_defaults(func=_run)
