@@ -100,6 +100,7 @@ def lead_value_table(beats: pl.DataFrame) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     if beats is None or beats.height == 0:
         return out
+    schema = beats.schema  # once: building a polars schema per column is the slow part otherwise
     for key, rows in beats.partition_by("lead", as_dict=True).items():
         lead = key[0] if isinstance(key, tuple) else key
         if "beat_class" in rows.columns:
@@ -114,7 +115,7 @@ def lead_value_table(beats: pl.DataFrame) -> dict[str, dict[str, object]]:
             values = rows[c].to_list()
             normal = [v for v, ok in zip(values, normal_mask) if ok and v is not None]
             use = normal if normal else values
-            cols[c] = _representative(use, rows.schema[c] == pl.String)
+            cols[c] = _representative(use, schema[c] == pl.String)
         out[lead] = cols
     return out
 

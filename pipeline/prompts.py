@@ -168,19 +168,22 @@ def lead_table(ctx: GroundingContext) -> str:
     return "\n".join(rows)
 
 
-def beat_rows(ctx: GroundingContext, beat: int) -> list[str]:
-    """The beat-by-beat table rows of one beat (all measured leads)."""
-    b = ctx.beats.filter(pl.col("beat") == beat)
-    by_lead = {r["lead"]: r for r in b.iter_rows(named=True)}
-    rows = []
-    for lead in ctx.measured_leads:
-        r = by_lead.get(lead)
-        if r is None:
+def beat_rows(ctx: GroundingContext) -> dict[int, list[str]]:
+    """The beat-by-beat table rows of every beat (all measured leads, LEADS order), in one pass."""
+    measured = ctx.measured_leads
+    rank = {lead: i for i, lead in enumerate(measured)}
+    by_beat: dict[int, list[tuple[int, str]]] = {}
+    cols = ["beat", "lead", "r_peak_ms", "beat_class", *(c for _, c in _BEAT_COLS)]
+    for r in ctx.beats.select([c for c in cols if c in ctx.beats.columns]).iter_rows(named=True):
+        lead = r["lead"]
+        if lead not in rank:
             continue
+        beat = r["beat"]
         t = _fmt("r_peak_ms", r.get("r_peak_ms"))
         cls = _CLASS_CODE.get(r.get("beat_class") or "", "u")
-        rows.append(f"{beat}|{t}|{cls}|{lead}|" + "|".join(_fmt(c, r.get(c)) for _, c in _BEAT_COLS))
-    return rows
+        row = f"{beat}|{t}|{cls}|{lead}|" + "|".join(_fmt(c, r.get(c)) for _, c in _BEAT_COLS)
+        by_beat.setdefault(beat, []).append((rank[lead], row))
+    return {b: [row for _, row in sorted(rows)] for b, rows in by_beat.items()}
 
 
 def beat_header() -> str:
@@ -322,6 +325,34 @@ def _gated_text(ctx: GroundingContext) -> str:
     return ", ".join(f"{lead} ({reasons[lead]})" for lead in LEADS if lead in reasons)
 
 
+@dataclass
+class _Material:
+    """The record-specific parts of a prompt, shared by its variants (computed once per context)."""
+
+    patient: str
+    diagnoses: list[dict]
+    globals: str
+    gated: str
+    lead_table: str
+    order: list[int]
+    rows_by_beat: dict[int, list[str]]
+    beat_costs: dict[str, list[int]]
+
+
+def _material(ctx: GroundingContext, kb: KnowledgeBase) -> _Material:
+    key = (id(ctx.beats), id(kb), tuple(ctx.statement_ids))
+    cached = ctx.__dict__.get("_prompt_material")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    rows = beat_rows(ctx)
+    order = [b for b in representative_beats(ctx) if b in rows]
+    m = _Material(patient=_patient(ctx), diagnoses=diagnosis_blocks(ctx, kb), globals=global_line(ctx.record),
+                  gated=_gated_text(ctx), lead_table=lead_table(ctx), order=order, rows_by_beat=rows,
+                  beat_costs={})
+    ctx.__dict__["_prompt_material"] = (key, m)
+    return m
+
+
 def _beats_label(shown: list[int], total: int) -> str:
     return f"{', '.join(map(str, shown))} of {total}"
 
@@ -339,12 +370,13 @@ def build_prompt(ctx: GroundingContext, variant: str = "multimodal", budget: int
     counter = TokenCounter(model)
     system = render_system(variant, max_words)
     static_tokens = counter.count_messages([{"role": "system", "content": system}]) - 3  # minus reply priming
-    fixed = dict(variant=variant, max_words=max_words, patient=_patient(ctx), diagnoses=diagnosis_blocks(ctx, kb),
-                 globals=global_line(ctx.record), gated=_gated_text(ctx), lead_table=lead_table(ctx))
+    m = _material(ctx, kb)
+    fixed = dict(variant=variant, max_words=max_words, patient=m.patient, diagnoses=m.diagnoses,
+                 globals=m.globals, gated=m.gated, lead_table=m.lead_table)
     template = _env().get_template("user.j2")
-    order = representative_beats(ctx)
+    order = m.order
     total = len(order)
-    rows_by_beat = {b: beat_rows(ctx, b) for b in order}
+    rows_by_beat = m.rows_by_beat
 
     def render(k: int) -> tuple[str, list[int]]:
         shown = sorted(order[:k])
@@ -358,7 +390,10 @@ def build_prompt(ctx: GroundingContext, variant: str = "multimodal", budget: int
     # step down until the exact count fits (row tokens add up almost exactly: rows end in newlines).
     base_user, _ = render(0)
     base = tokens(base_user)
-    per_beat = [counter.count("\n".join(rows_by_beat[b]) + "\n") for b in order]
+    per_beat = m.beat_costs.get(counter.encoding_name)
+    if per_beat is None:
+        per_beat = m.beat_costs[counter.encoding_name] = [counter.count("\n".join(rows_by_beat[b]) + "\n")
+                                                           for b in order]
     header_cost = counter.count(beat_header() + "\n") + 40  # header + the table's caption line
     k, spent = 0, base + header_cost
     while k < total and spent + per_beat[k] <= budget:
