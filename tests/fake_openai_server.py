@@ -74,6 +74,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._faults: deque[str] = deque()
         self._marker_faults: dict[str, deque[str]] = {}
+        self._marker_answers: dict[str, deque[str]] = {}
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -86,6 +87,11 @@ class FakeOpenAI:
     def script_for(self, marker: str, *faults: str) -> None:
         with self._lock:
             self._marker_faults.setdefault(marker, deque()).extend(faults)
+
+    def answers_for(self, marker: str, *texts: str) -> None:
+        """Requests whose text holds ``marker`` get these answers, one per request, in order."""
+        with self._lock:
+            self._marker_answers.setdefault(marker, deque()).extend(texts)
 
     def start(self) -> FakeOpenAI:
         server = self
@@ -141,6 +147,11 @@ class FakeOpenAI:
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = deterministic_answer(body)
         text = json.dumps(body.get("messages"))
+        with self._lock:
+            for marker, q in self._marker_answers.items():
+                if marker in text and q:
+                    answer = q.popleft()
+                    break
         prompt_tokens = max(1, len(text) // 4)
         completion_tokens = max(1, len(answer) // 4)
         if self.usage_tokens:

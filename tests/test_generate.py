@@ -196,3 +196,44 @@ def test_api_key_from_a_prefect_secret_block(prefect_harness, tmp_path):
         assert [e.authorization for e in fake.chat_log()] == [f"Bearer {KEY}"]
     finally:
         fake.stop()
+
+
+def test_real_validator_feedback_loop_on_real_contexts(tmp_path):
+    """Synthetic ECGs -> real measurements -> GroundingContext; the LLM's first answer invents numbers, the
+    real validator rejects it, its feedback goes into the second request, the grounded rewrite is accepted."""
+    from features import measure_record
+    from pipeline.context import build_context
+    from pipeline.sources import open_source
+    from pipeline.synthetic import write_synthetic_tree
+    from pipeline.validate import validate_answer
+    from pipeline.writer import write_answer
+
+    root = write_synthetic_tree(tmp_path / "syn", 2, 0)
+    src = open_source("synthetic", root)
+    contexts = {}
+    for rid in src.ids():
+        rec = src.read(rid)
+        beats, row = measure_record(rec)
+        contexts[rid] = build_context(rec.meta, row, beats)
+    invented = "Sinus rhythm at 140 bpm. The QRS duration is 190 ms in lead II, PR interval 300 ms, QTc 520 ms."
+    fake = FakeOpenAI(served_model="Qwen/Qwen2.5-72B-Instruct").start()
+    try:
+        for rid, ctx in contexts.items():
+            fake.answers_for(f"[record {rid}]", invented, write_answer(ctx, 0))
+        prompts = pl.DataFrame({"record_id": list(contexts), "variant": ["text"] * 2,
+                                "system": [f"You read ECGs. [record {rid}]" for rid in contexts],
+                                "user": ["Interpret this ECG."] * 2})
+        from pipeline.llm import BackendSpec, make_backend
+        backend = make_backend(BackendSpec.parse("openai-compatible:qwen", fake.base_url), api_key=None)
+        summary = generate_answers(prompts, backend, tmp_path / "responses", tmp_path, max_attempts=3,
+                                   validator=validate_answer, contexts=contexts)
+        df = pl.read_parquet(tmp_path / "answers.parquet").sort("record_id", "attempt")
+        assert df["attempt"].to_list() == [1, 2, 1, 2] and df["accepted"].to_list() == [False, True, False, True]
+        assert all("ungrounded_number" in json.loads(r) for r in df.filter(pl.col("attempt") == 1)["validation_reasons"])
+        second = [e.body["messages"] for e in fake.chat_log() if len(e.body["messages"]) == 4]
+        assert len(second) == 2
+        assert all(m[2] == {"role": "assistant", "content": invented} for m in second)
+        assert all("190 ms" in m[3]["content"] and "ungrounded_number" in m[3]["content"] for m in second)
+        assert summary.n_accepted == 2 and summary.n_rejected == 0 and len(fake.chat_log()) == 4
+    finally:
+        fake.stop()
