@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from features.delineate import GlobalFiducials, delineate, detect_beats, gate_by_template, ms, \
-    template_correlation
+from features.delineate import GlobalFiducials, delineate, delineate_with_template, detect_beats, \
+    gate_by_template, ms, template_correlation
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from features.signal import clean_leads
 from pipeline.batch import ErrorRow
@@ -254,7 +254,13 @@ def measure_record(record: ECGRecord) -> Measurement:
         raise RecordError("delineation_failed", "no beat found", rid)
     raw_filled = np.where(cl.nan_mask, 0.0, np.nan_to_num(np.asarray(record.signal_mv, dtype=np.float64)))
     fid = delineate(cl.clean, raw_filled, good, r, fs)
-    corr = template_correlation(cl.clean, r, fs)
+    undelineated = ~(np.isfinite(fid.qrs_on) & np.isfinite(fid.qrs_off))
+    if undelineated.any() and (~undelineated).any():
+        # complexes cut by the record's edges (or filter transients there): not heartbeats we can measure
+        r = r[~undelineated]
+    # QRS shape (-80..+100 ms) for premature / aberrant beats; P and T shapes vary with RR and are no clue
+    corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
+    fid = delineate_with_template(cl.clean, raw_filled, good, r, fs, corr)
     classes = _classify_beats(r, fid, corr, good, fs)
     to_ms = 1000.0 / fs
     n = cl.clean.shape[1]

@@ -1,0 +1,47 @@
+"""Regression guard on real LUDB records (loose thresholds; benchmarks/ludb.py is the benchmark)."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import shared_path
+
+from features import measure_record
+from pipeline.sources import open_source
+
+
+@pytest.fixture(scope="module")
+def ludb():
+    return open_source("ludb", shared_path("data", "ludb"))
+
+
+@pytest.mark.parametrize("record_id", ["2", "100"])  # sinus rhythm records
+def test_ludb_sinus_record_matches_expert_annotation(ludb, record_id):
+    rec = ludb.read(record_id)
+    m = measure_record(rec)
+    ref = rec.meta.reference
+    assert m.record_row["leads_ok"] == 12
+    assert m.record_row["p_waves_present"] is True and m.record_row["rhythm_regular"] is True
+    assert abs(m.record_row["rr_mean_ms"] - ref.rr_ms) < 20
+    # every annotated QRS in lead II is found, within 25 ms for its onset and 30 ms for its offset
+    ours = m.beats.filter(pl.col("lead") == "II")
+    qrs = [w for w in ref.waves if w.lead == "II" and w.wave == "QRS" and w.on_ms and w.off_ms]
+    assert len(qrs) >= 5
+    for w in qrs:
+        near = ours.filter((pl.col("r_peak_ms") - w.peak_ms).abs() < 80)
+        assert near.height == 1, w
+        assert abs(near["qrs_on_ms"][0] - w.on_ms) <= 25 and abs(near["qrs_off_ms"][0] - w.off_ms) <= 30
+    ts = [w for w in ref.waves if w.lead == "II" and w.wave == "T" and w.off_ms]
+    t_err = [min(abs(t - w.off_ms) for t in ours["t_off_ms"].drop_nulls()) for w in ts]
+    assert np.median(t_err) <= 30
+    ps = [w for w in ref.waves if w.lead == "II" and w.wave == "P" and w.on_ms]
+    p_err = [min(abs(t - w.on_ms) for t in ours["p_on_ms"].drop_nulls()) for w in ps]
+    assert np.median(p_err) <= 25
+
+
+def test_ludb_atrial_fibrillation_has_no_p_waves(ludb):
+    rec = ludb.read("110")  # atrial fibrillation with a premature ventricular beat (ludb.csv)
+    m = measure_record(rec)
+    assert m.record_row["p_waves_present"] is False
+    assert m.record_row["rhythm_regular"] is False
+    assert m.beats["p_on_ms"].is_null().all()
