@@ -70,10 +70,11 @@ _LEAD_COLS = [("P mV", "p_amp_mv"), ("P ms", "p_ms"), ("PR", "pr_ms"), ("Q mV", 
               ("R mV", "r_amp_mv"), ("R' mV", "r_prime_amp_mv"), ("S mV", "s_amp_mv"), ("QRS", "qrs_ms"),
               ("ST J", "st_j_mv"), ("ST60", "st_j60_mv"), ("T mV", "t_amp_mv"), ("T", "t_form"), ("QT", "qt_ms"),
               ("QRS form", "qrs_morphology")]
-# Beat-by-beat columns (compact: the per-lead table holds the rest)
-_BEAT_COLS = [("PR", "pr_ms"), ("QRS", "qrs_ms"), ("QT", "qt_ms"), ("P", "p_amp_mv"), ("Q", "q_amp_mv"),
-              ("R", "r_amp_mv"), ("S", "s_amp_mv"), ("STJ", "st_j_mv"), ("T", "t_amp_mv")]
-_CLASS_CODE = {"normal": "n", "premature": "p", "paced": "v", "uncertain": "u"}
+# Beat-by-beat: GEM's FeatureDB fields (features.featuredb.FEATUREDB_SCHEMA). Per beat one line with rate and
+# intervals, then per lead the amplitudes and forms.
+_BEAT_LINE = [("HR", "hr_bpm"), ("PR", "pr_ms"), ("QRS", "qrs_ms"), ("QT", "qt_ms"), ("QTc", "qtc_ms")]
+_FDB_COLS = [("P mV", "p_amp_mv"), ("QRS mV", "qrs_amp_mv"), ("R mV", "r_amp_mv"), ("S mV", "s_amp_mv"),
+             ("ST mV", "st_level_mv"), ("ST", "st_form"), ("T mV", "t_amp_mv"), ("T", "t_form")]
 
 
 @lru_cache(maxsize=1)
@@ -169,25 +170,44 @@ def lead_table(ctx: GroundingContext) -> str:
 
 
 def beat_rows(ctx: GroundingContext) -> dict[int, list[str]]:
-    """The beat-by-beat table rows of every beat (all measured leads, LEADS order), in one pass."""
-    measured = ctx.measured_leads
-    rank = {lead: i for i, lead in enumerate(measured)}
-    by_beat: dict[int, list[tuple[int, str]]] = {}
-    cols = ["beat", "lead", "r_peak_ms", "beat_class", *(c for _, c in _BEAT_COLS)]
-    for r in ctx.beats.select([c for c in cols if c in ctx.beats.columns]).iter_rows(named=True):
-        lead = r["lead"]
-        if lead not in rank:
+    """The beat-by-beat block of every beat: one line with the beat's time, class, rate and intervals, then
+    one row per measured lead with FeatureDB's per-beat fields (``features.featuredb.featuredb_rows``: P,
+    QRS peak-to-peak, R, S, ST level and form, T and its form). Intervals are the upper median over leads."""
+    from features.featuredb import featuredb_rows
+
+    fdb = featuredb_rows(ctx.beats)
+    measured = set(ctx.measured_leads)
+    rank = {lead: i for i, lead in enumerate(LEADS)}
+    leads_rows: dict[int, list[tuple[int, str]]] = {}
+    beat_vals: dict[int, dict[str, list]] = {}
+    for r in fdb.iter_rows(named=True):
+        lead, beat = r["lead"], r["beat"]
+        if lead not in measured:
             continue
-        beat = r["beat"]
-        t = _fmt("r_peak_ms", r.get("r_peak_ms"))
-        cls = _CLASS_CODE.get(r.get("beat_class") or "", "u")
-        row = f"{beat}|{t}|{cls}|{lead}|" + "|".join(_fmt(c, r.get(c)) for _, c in _BEAT_COLS)
-        by_beat.setdefault(beat, []).append((rank[lead], row))
-    return {b: [row for _, row in sorted(rows)] for b, rows in by_beat.items()}
+        vals = beat_vals.setdefault(beat, {"time_ms": [], "beat_class": [], **{c: [] for _, c in _BEAT_LINE}})
+        for key in vals:
+            if r.get(key) is not None:
+                vals[key].append(r[key])
+        row = lead + "|" + "|".join(_fmt(c, r.get(c)) for _, c in _FDB_COLS)
+        leads_rows.setdefault(beat, []).append((rank[lead], row))
+    out: dict[int, list[str]] = {}
+    for beat, rows in leads_rows.items():
+        v = beat_vals[beat]
+        t = _upper_median(v["time_ms"])
+        cls = max(sorted(set(v["beat_class"])), key=v["beat_class"].count) if v["beat_class"] else "uncertain"
+        parts = [f"{label} {_fmt(c, _upper_median(v[c]))}{_unit(c)}" for label, c in _BEAT_LINE if v[c]]
+        head = f"beat {beat} (R at {_fmt('time_ms', t)} ms, {cls})" + (": " + ", ".join(parts) if parts else "")
+        out[beat] = [head] + [row for _, row in sorted(rows)]
+    return out
+
+
+def _upper_median(values: list):
+    values = [x for x in values if x is not None and x == x]
+    return sorted(values)[len(values) // 2] if values else None
 
 
 def beat_header() -> str:
-    return "beat|t|class|lead|" + "|".join(f"{h} {'mV' if c.endswith('_mv') else 'ms'}" for h, c in _BEAT_COLS)
+    return "lead|" + "|".join(h for h, _ in _FDB_COLS)
 
 
 def representative_beats(ctx: GroundingContext) -> list[int]:
