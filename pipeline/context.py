@@ -236,9 +236,16 @@ def load_contexts(run_dir, record_ids: list[str] | None = None) -> dict[str, Gro
     what ``pipeline.generate`` asks for when the rules writer needs contexts."""
     from pathlib import Path
 
+    import logging
+
     run = Path(run_dir)
     images = run / "images"
-    return {c.record_id: c for c in iter_contexts(run / "features", manifest=run / "manifest.parquet",
+    manifest = run / "manifest.parquet"
+    if not manifest.is_file() or not (run / "features").is_dir():
+        # e.g. prompts built straight from a source: no contexts here, the caller decides what that means
+        logging.getLogger(__name__).warning("no manifest.parquet + features/ under %s: no contexts", run)
+        return {}
+    return {c.record_id: c for c in iter_contexts(run / "features", manifest=manifest,
                                                   images_dir=images if images.is_dir() else None,
                                                   record_ids=record_ids)}
 

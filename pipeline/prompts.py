@@ -482,6 +482,8 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     from pipeline.batch import error_row, errors_frame, write_parquet_atomic
     from pipeline.context import iter_contexts
 
+    if source is None and manifest is None:
+        raise ValueError("record metadata needs --source/--root or --manifest")
     t0 = time.perf_counter()
     kb = kb or load_knowledge()
     out = Path(out_dir)
@@ -532,7 +534,7 @@ def _run(args: argparse.Namespace) -> int:
         s = run_prompts(args.source, args.root, args.features, args.out, images_dir=args.images,
                         variants=variants, budget=args.budget, manifest=args.manifest, model=args.model,
                         limit=args.limit)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"prompts: {exc}", file=sys.stderr)
         return 2
     print(f"prompts: {s.n_prompts} prompts for {s.n_records} records ({s.n_failed} failed), tokens mean "

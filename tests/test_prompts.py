@@ -226,3 +226,38 @@ def test_bundled_bpe_file_matches_tiktoken_hash():
 
     gz = Path(bpe_openai.__file__).parent / "data" / "o200k_base.tiktoken.gz"
     assert hashlib.sha256(gzip.decompress(gz.read_bytes())).hexdigest() == EXPECTED_SHA256["o200k_base"]
+
+
+def test_run_folder_contexts_from_the_ingest_manifest(tmp_path, kb):
+    from features import run_features
+    from pipeline.cli import main
+    from pipeline.context import iter_contexts, load_contexts
+    from pipeline.ingest import ingest
+
+    root = shared_path("data", "ptbxl")
+    ingest("ptbxl", root, tmp_path)
+    run_features("ptbxl", root, tmp_path / "features")
+    ctxs = load_contexts(tmp_path)
+    direct = {c.record_id: c for c in iter_contexts(tmp_path / "features", "ptbxl", root, kb=kb)}
+    assert sorted(ctxs) == sorted(direct) and len(ctxs) == 10
+    for rid, ctx in ctxs.items():
+        assert ctx.statement_ids == direct[rid].statement_ids and ctx.report == direct[rid].report
+        assert ctx.record == direct[rid].record and ctx.extra["duration_ms"] == pytest.approx(10000.0)
+    assert load_contexts(tmp_path, ["06001"]).keys() == {"06001"}
+    assert load_contexts(tmp_path / "nowhere") == {}
+    # the prompts stage reads the same manifest instead of re-opening the source
+    rc = main(["prompts", "--manifest", str(tmp_path / "manifest.parquet"), "--features", str(tmp_path / "features"),
+               "--out", str(tmp_path / "prompts"), "--variant", "json"])
+    assert rc == 0
+    df = pl.read_parquet(tmp_path / "prompts" / "prompts.parquet")
+    assert df.height == 10 and set(df["variant"]) == {"json"}
+
+
+def test_prompts_cli_usage_errors(tmp_path, capsys):
+    from pipeline.cli import main
+
+    assert main(["prompts", "--features", str(tmp_path), "--out", str(tmp_path / "p")]) == 2
+    assert "--manifest" in capsys.readouterr().err
+    assert main(["prompts", "--source", "ptbxl", "--root", str(tmp_path), "--features", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "p")]) == 2
+    assert "records.parquet" in capsys.readouterr().err
