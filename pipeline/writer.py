@@ -195,7 +195,8 @@ class _Writer:
             if phrase in met or phrase in unmet:
                 continue
             (met if ok else unmet).append(phrase)
-        phrases = (met + unmet)[: self.max_criteria]
+        # values that meet no criterion are only stated when nothing meets one, so "shown by" never covers them
+        phrases = (met or unmet)[: self.max_criteria]
         return phrases, bool(met)
 
     def criterion_phrase(self, crit: Criterion, look: list[str]) -> tuple[str, bool] | None:
@@ -264,7 +265,7 @@ class _Writer:
         if ev and not supported:
             # the values are stated, but not called support when none of them meets the criterion
             return self.pick(f"For {name}, the relevant values are {_join(ev)}.",
-                             f"{cap} {be} read here, with {_join(ev)}.")
+                             f"{cap} {be} diagnosed, with {_join(ev)}.")
         if ev:
             return self.pick(f"{there} {name}, supported by {_join(ev)}.",
                              f"The findings indicate {name}, with {_join(ev)}.",
