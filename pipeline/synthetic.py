@@ -296,16 +296,17 @@ QRS_RBBB = (
     Component((-0.65, 0.1, 0.75), 0.75, 0.44, 0.74, 1.00, 1.5, 1.0),   # late RV: R' in V1, broad S in I, V6
 )
 QRS_LBBB = (
-    Component((0.75, 0.05, 0.15), 0.80, 0.00, 0.22, 0.48, 1.0, 1.5),   # septum right -> left: no q in V6
-    Component((0.65, 0.15, -0.75), 1.55, 0.38, 0.68, 1.00, 1.5, 1.0),  # late LV free wall: notch, QS in V1
+    Component((0.75, 0.05, 0.15), 0.80, 0.00, 0.22, 0.55, 1.0, 1.5),   # septum right -> left: no q in V6
+    Component((0.65, 0.15, -0.75), 1.55, 0.32, 0.68, 1.00, 1.5, 1.0),  # late LV free wall: notch, QS in V1
 )
 P_SINUS = (
-    Component((0.25, 0.85, 0.45), 0.20, 0.00, 0.35, 0.65, 1.0, 1.5),   # right atrium: anterior
-    Component((0.85, 0.45, -0.45), 0.16, 0.30, 0.65, 1.00, 1.5, 1.0),  # left atrium: left, posterior
+    Component((0.25, 0.85, 0.45), 0.20, 0.00, 0.40, 0.78, 1.0, 1.5),   # right atrium: anterior
+    Component((0.85, 0.45, -0.45), 0.16, 0.22, 0.60, 1.00, 1.5, 1.0),  # left atrium: left, posterior
 )
 T_NORMAL_DIR = np.array([0.7, 0.5, 0.45])
 T_NORMAL_MV = 0.45
 T_PEAK_FRACTION = 0.62  # T rises slowly and falls fast
+T_RISE_POW = 1.2  # near-linear start: a T onset a delineator can place within a few ms (2.0 put it ~20 ms late)
 
 
 def _rotation_z(angle_rad: float) -> np.ndarray:
@@ -542,7 +543,7 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
         (v * scale, c.f_on * qrs_ms, c.f_peak * qrs_ms, c.f_off * qrs_ms, c.rise_pow, c.fall_pow)
         for v, c in qrs_parts])
     t_on = qt_ms - t_dur
-    normal_waves["T"] = _Wave("T", t_on, qt_ms, [(t_vec, t_on, t_on + T_PEAK_FRACTION * t_dur, qt_ms, 2.0, 1.0)])
+    normal_waves["T"] = _Wave("T", t_on, qt_ms, [(t_vec, t_on, t_on + T_PEAK_FRACTION * t_dur, qt_ms, T_RISE_POW, 1.0)])
     if st_vec is not None:
         # ST plateau: ramps up over the last quarter of the QRS, flat to the T onset, fades out with the T.
         ramp_on = qrs_ms * (1.0 - st_ramp_frac)
@@ -561,7 +562,7 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
         templates["premature"] = _Template.build({
             "QRS": _Wave("QRS", 0.0, q, [(c.vector() * scale, c.f_on * q, c.f_peak * q, c.f_off * q,
                                           c.rise_pow, c.fall_pow) for c in pvc_loop]),
-            "T": _Wave("T", pvc_t_on, pvc_t_off, [(pvc_t, pvc_t_on, pvc_t_on + 0.55 * 180.0, pvc_t_off, 2.0, 1.0)]),
+            "T": _Wave("T", pvc_t_on, pvc_t_off, [(pvc_t, pvc_t_on, pvc_t_on + 0.55 * 180.0, pvc_t_off, T_RISE_POW, 1.0)]),
         }, dt_ms)
         # PVCs replace beats in the middle of the record; the sinus schedule goes on, so the RR intervals
         # around a PVC sum to two cycles (full compensatory pause). It must start after the previous T
