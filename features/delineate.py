@@ -29,8 +29,11 @@ T_KNEE_REF_MS = 100.0
 P_KNEE_REF_MS = 40.0
 NOISE_FLOOR_FACTOR = 3.0  # a QRS edge ends where the spatial slope falls to 3x the quietest 40 ms before it
 EXTEND_MS = 30.0          # ... at most this far beyond the knee
+OFFSET_VELOCITY_FRACTION = 0.1  # (chosen on synthetic RBBB / LBBB records)
+OFFSET_EXTEND_MS = 60.0
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
-PRESENT_PR_SD_MAX_MS = 25.0  # P waves at a steady distance before QRS: sinus / atrial rhythm; else AF-like
+PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
+ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF
 
 
 @dataclass
@@ -49,6 +52,7 @@ class GlobalFiducials:
     iso: np.ndarray      # (n_leads, n_beats) isoelectric level in mV per lead and beat (PR segment)
     paced: np.ndarray    # bool per beat: a pacing spike just before / at QRS onset
     p_present: bool      # record-level: consistent P waves before most QRS
+    p_diag: dict = None  # why P waves were (not) accepted: counts, PR spread, rival atrial waves
 
 
 def ms(fs_hz: float, value_ms: float) -> int:
@@ -157,6 +161,24 @@ def gate_by_template(clean: np.ndarray, r: np.ndarray, gate: list[str | None], f
     return gate
 
 
+def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_gap: int) -> int:
+    """Walk from ``start`` in direction ``step`` while ``v`` stays above ``thr``; dips below it shorter than
+    ``max_gap`` samples are crossed (the spatial slope touches zero wherever all leads peak at once).
+    Returns the last index above ``thr`` (``start`` if none), at most ``max_len`` samples away."""
+    last, gap, i = start, 0, start
+    for _ in range(max_len):
+        i += step
+        if i < 0 or i >= v.size:
+            break
+        if v[i] > thr:
+            last, gap = i, 0
+        else:
+            gap += 1
+            if gap > max_gap:
+                break
+    return last
+
+
 def _knee_after(y: np.ndarray, m: int, r: int) -> int:
     """Trapezium knee of a falling curve ``y`` between its steep point ``m`` and reference ``r`` (m < r)."""
     if r <= m + 1:
@@ -244,7 +266,14 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
         path = np.cumsum(v[wlo:whi + 1])
         ci = c - wlo
         on = _knee_before(path, ci, 0)
-        off = _knee_after(-path, ci, path.size - 1)
+        # the offset on the path of squared slope: the ST-T slope, small against the QRS's, counts
+        # quadratically less, so an early, steep T wave (LBBB, short ST) does not drag the offset into it
+        path2 = np.cumsum(v[wlo:whi + 1] ** 2)
+        off = _knee_after(-path2, ci, path2.size - 1)
+        # ... but a slurred terminal force (RBBB's wide S / R') is slow too: carry the offset on while the
+        # spatial slope stays above OFFSET_VELOCITY_FRACTION of the QRS peak (it drops at the J point)
+        v_thr = OFFSET_VELOCITY_FRACTION * float(v[wlo:whi + 1].max())
+        off = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, 16)) - wlo
         q_on, q_off = wlo + on, wlo + off
         # the knees sit where the bulk of the QRS starts / ends; a small initial q or terminal s / r' can
         # lie outside them. Extend each side while the spatial slope stays above the noise floor of the
@@ -254,9 +283,7 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
         if q_on - b_lo > ms(fs_hz, 40):
             base = uniform_filter1d(v[b_lo:q_on], ms(fs_hz, 40))
             floor = max(float(base.min()) * NOISE_FLOOR_FACTOR, ONSET_VELOCITY_FRACTION * float(v[wlo:whi + 1].max()))
-            lim = max(0, q_on - ms(fs_hz, EXTEND_MS))
-            while q_on > lim and v[q_on - 1] > floor:
-                q_on -= 1
+            q_on = _extend(v, q_on, -1, floor, ms(fs_hz, EXTEND_MS), 0)
         if q_on <= 0 or q_off >= n - 1:
             continue  # a QRS cut by the record's edge cannot be delineated
         fid["qrs_on"][k], fid["qrs_off"][k] = q_on, q_off
@@ -346,7 +373,7 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
         p_pick[k] = q_on - (p_lo + pk)
     typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
     rivals = [v[2] for v in p_curves.values()]
-    atrial_waves = bool(rivals) and float(np.median(rivals)) > 0.6
+    atrial_waves = bool(rivals) and float(np.median(rivals)) > ATRIAL_RIVAL_MAX
     for k, (p_lo, mp, rival) in p_curves.items():
         q_on = int(fid["qrs_on"][k])
         n_p = q_on - ms(fs_hz, 20) - p_lo
@@ -371,11 +398,14 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
     pr = fid["qrs_on"] - fid["p_peak"]
     ok = np.isfinite(pr)
     p_present = False
+    diag = {"n_beats": int(nb), "n_p_found": int(ok.sum()), "atrial_waves": bool(atrial_waves),
+            "rival_median": float(np.median(rivals)) if rivals else None}
     if ok.sum() >= max(1, 0.5 * nb) and not atrial_waves:
         med = float(np.median(pr[ok]))
         close = ok & (np.abs(pr - med) <= ms(fs_hz, 40))
         sd_ms = float(np.std(pr[close]) * 1000.0 / fs_hz) if close.sum() > 1 else 0.0
         p_present = bool(close.sum() >= max(1, 0.6 * nb) and sd_ms <= PRESENT_PR_SD_MAX_MS)
+        diag.update(n_close=int(close.sum()), pr_sd_ms=sd_ms)
         if p_present:
             drop = ~close
         else:
@@ -385,7 +415,7 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
     else:
         for key in ("p_on", "p_peak", "p_off"):
             fid[key][:] = np.nan
-    return GlobalFiducials(r=r.astype(float), iso=iso, paced=paced, p_present=p_present, **fid)
+    return GlobalFiducials(r=r.astype(float), iso=iso, paced=paced, p_present=p_present, p_diag=diag, **fid)
 
 
 TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well take the median beat's fiducials

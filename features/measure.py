@@ -293,6 +293,7 @@ def measure_record(record: ECGRecord) -> Measurement:
         num["qrs_on_ms"][li, k] = q_on * to_ms
         num["qrs_off_ms"][li, k] = q_off * to_ms
         num["qrs_ms"][li, k] = (q_off - q_on) * to_ms
+        # the lead's main deflection (largest |amplitude|), as the generator's and LUDB's peak marks
         num["r_peak_ms"][li, k] = (a + np.argmax(np.abs(seg), axis=1)) * to_ms
         num["st_j_mv"][li, k] = x[:, b] - lev
         num["_qrs_area"][li, k] = seg.sum(axis=1) * to_ms
