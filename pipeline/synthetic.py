@@ -380,13 +380,19 @@ def _scale_to_max_lead(vec: np.ndarray, target_mv: float) -> np.ndarray:
     return vec * (target_mv / proj) if proj > 0 else vec
 
 
+ST_RAMP_FRACTIONS = (0.25, 0.12, 0.06, 0.0)  # of the QRS: where the ST shift starts rising (0 = a step at J)
+
+
 def _qrs_rotation(loop: tuple[Component, ...], qrs_ms: float, axis_deg: float,
-                  st_vec: np.ndarray | None, st_ramp_frac: float, dt_ms: float) -> np.ndarray:
-    """Rotation about the antero-posterior axis that puts the net frontal QRS area at ``axis_deg``.
+                  st_vec: np.ndarray | None, dt_ms: float) -> tuple[np.ndarray, float]:
+    """Rotation about the antero-posterior axis that puts the net frontal QRS area at ``axis_deg``, and the
+    ST ramp fraction used.
 
     Areas are the sums over the record's samples inside [QRS onset, QRS offset] (beats start on a sample,
     so this is exactly what a measurement sums). The ST component's ramp overlaps the end of the QRS; its
-    area is added so that the *measured* net area (QRS + ST ramp) has the stated angle.
+    area is added so that the *measured* net area (QRS + ST ramp) has the stated angle. A large ST shift
+    on a small QRS (low voltage) would dominate that area, so the ramp is shortened until the ST share is
+    at most half the QRS area.
     """
     t = np.arange(0, int(math.floor(qrs_ms / dt_ms)) + 1) * dt_ms
     area = np.zeros(2)
@@ -394,17 +400,20 @@ def _qrs_rotation(loop: tuple[Component, ...], qrs_ms: float, axis_deg: float,
         b = bump(t, c.f_on * qrs_ms, c.f_peak * qrs_ms, c.f_off * qrs_ms, c.rise_pow, c.fall_pow)
         area += c.vector()[:2] * b.sum()
     u = np.array([math.cos(math.radians(axis_deg)), math.sin(math.radians(axis_deg))])
-    st_area = np.zeros(2)
-    if st_vec is not None:
-        ramp = bump(t, qrs_ms * (1.0 - st_ramp_frac), qrs_ms, qrs_ms + 1e3, 2.0, 2.0, qrs_ms + 1.0)
-        st_area = st_vec[:2] * ramp.sum()
     q = float(np.linalg.norm(area))
+    st_area, st_ramp_frac = np.zeros(2), ST_RAMP_FRACTIONS[0]
+    if st_vec is not None:
+        for st_ramp_frac in ST_RAMP_FRACTIONS:
+            ramp = bump(t, qrs_ms * (1.0 - st_ramp_frac), qrs_ms, qrs_ms + 1e3, 2.0, 2.0, qrs_ms + 1.0)
+            st_area = st_vec[:2] * ramp.sum()
+            if np.linalg.norm(st_area) <= 0.5 * q:
+                break
     us = float(u @ st_area)
     disc = us * us - float(st_area @ st_area) + q * q
     lam = us + math.sqrt(max(disc, 0.0))
     want = lam * u - st_area  # what the rotated QRS area must be
     angle = math.atan2(want[1], want[0]) - math.atan2(area[1], area[0])
-    return _rotation_z(angle)
+    return _rotation_z(angle), st_ramp_frac
 
 
 def _pvc_loop(rng: np.random.Generator) -> tuple[Component, ...]:
@@ -497,17 +506,16 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     if abs(params.st_shift_mv) >= 1e-6:
         d = TERRITORY_DIRS[params.st_territory]
         st_vec = _scale_to_max_lead(d, abs(params.st_shift_mv)) * math.copysign(1.0, params.st_shift_mv)
-    st_ramp_frac = 0.25
 
-    rot = _qrs_rotation(loop, qrs_ms, params.qrs_axis_deg, None if st_vec is None else st_vec / scale,
-                        st_ramp_frac, dt_ms)
+    rot, st_ramp_frac = _qrs_rotation(loop, qrs_ms, params.qrs_axis_deg,
+                                      None if st_vec is None else st_vec / scale, dt_ms)
     qrs_parts = [(rot @ c.vector(), c) for c in loop]
     if params.low_voltage:
         pp = _peak_to_peak(qrs_parts, qrs_ms, fs)
         scale = min(scale, 0.42 / max(pp[:6].max(), 1e-9), 0.85 / max(pp[6:].max(), 1e-9))
         other_scale = 0.6
         if st_vec is not None:  # the ST ramp's share of the net area changed with the QRS scale
-            rot = _qrs_rotation(loop, qrs_ms, params.qrs_axis_deg, st_vec / scale, st_ramp_frac, dt_ms)
+            rot, st_ramp_frac = _qrs_rotation(loop, qrs_ms, params.qrs_axis_deg, st_vec / scale, dt_ms)
             qrs_parts = [(rot @ c.vector(), c) for c in loop]
 
     # T wave: normally concordant with QRS; discordant in bundle branch blocks; inverted in a territory.
@@ -545,7 +553,8 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     t_on = qt_ms - t_dur
     normal_waves["T"] = _Wave("T", t_on, qt_ms, [(t_vec, t_on, t_on + T_PEAK_FRACTION * t_dur, qt_ms, T_RISE_POW, 1.0)])
     if st_vec is not None:
-        # ST plateau: ramps up over the last quarter of the QRS, flat to the T onset, fades out with the T.
+        # ST plateau: ramps up over the end of the QRS (usually its last quarter), flat to the T onset, fades
+        # out with the T.
         ramp_on = qrs_ms * (1.0 - st_ramp_frac)
         normal_waves["ST"] = _Wave("ST", ramp_on, qt_ms, [(st_vec, ramp_on, qrs_ms, qt_ms, 2.0, 2.0, t_on)])
     templates = {"normal": _Template.build(normal_waves, dt_ms)}

@@ -100,6 +100,9 @@ def test_clean_signal_is_zero_outside_waves_and_live_inside():
     SynthParams(hr_bpm=75, qrs_ms=156, qt_ms=450, bundle_branch_block="left", qrs_axis_deg=-40),
     SynthParams(hr_bpm=80, qt_ms=370, st_shift_mv=0.3, st_territory="inferior", qrs_axis_deg=70),
     SynthParams(hr_bpm=70, st_shift_mv=-0.2, st_territory="lateral", low_voltage=True, qrs_axis_deg=10),
+    # a big ST shift on a small, wide QRS: the ST ramp must not swamp the net area
+    SynthParams(hr_bpm=70, st_shift_mv=0.5, st_territory="inferior", low_voltage=True, qrs_axis_deg=8,
+                bundle_branch_block="right", qrs_ms=136, qt_ms=400),
 ])
 def test_stated_intervals_and_axis_match_fiducials_and_signal(params):
     rec = generate_record(params, 5)
