@@ -21,10 +21,16 @@ Truth conventions (``SynthRecord.beats``; ms from record start)
 ----------------------------------------------------------------
 - ``*_on_ms`` / ``*_off_ms``: the instants where that wave's dipole contribution starts / ends. They are
   global (the same in every lead): a lead nearly perpendicular to the first (last) component of a wave
-  shows its onset (offset) later (earlier) than the truth.
-- ``*_peak_ms``: per lead, the sample of largest |deflection| of the clean (noise-free, f-wave-free)
-  signal inside that wave's support. ``r_peak_ms`` is the largest |QRS deflection|, which is an S wave in
-  leads such as V1 or aVR.
+  shows its onset (offset) later (earlier) than the truth (e.g. the P onset in lead I, where the early
+  right-atrial forces project weakly). Outside the waves a clean record is exactly zero (PR and TP
+  segments), inside them some lead deflects within 4 ms of every onset and offset. Edges have a finite
+  slope (QRS onset/offset, P onset/offset, T offset) or a near-linear start (T onset), so a delineator
+  can place them within a few ms; beats start on a sample, so every normal beat is the same waveform.
+- ``*_peak_ms``: per lead, the sample of largest |deflection| of the beat's own clean waveform (its ST
+  shift included; noise and AF f-waves excluded) inside that wave's support. ``r_peak_ms`` is the largest
+  |QRS deflection|, which is an S wave in leads such as V1 or aVR.
+- ``st_j60_mv``: per lead, the ST plateau level the generator put there (0 without an ST shift); it is the
+  level at J+60 ms whenever the T wave has not started by then.
 - A beat is in the truth when its QRS lies wholly inside the record; fiducials of its P or T wave that
   fall outside the record are null, as are P fiducials where there is no P wave (AF, PVC).
 - Record level: ``rr_mean_ms`` = mean interval between consecutive QRS onsets of truth beats,
@@ -36,7 +42,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
