@@ -368,7 +368,8 @@ def _layout_qrs_onsets(params: SynthParams, rng: np.random.Generator) -> tuple[n
     dur_ms = params.duration_s * 1000.0
     n = int(math.ceil(dur_ms / rr_ms)) + 4
     if params.is_sinus:
-        rr = _sinus_rr(rng, rr_ms, n, params.rr_variability)
+        # never so short that a P wave would start before the previous T has ended
+        rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), params.qt_ms + params.pr_ms + 10.0)
     else:
         rr = _af_rr(rng, rr_ms, n, params.af_rr_cv, params.qt_ms + 80.0)
     first = -rr_ms + rng.uniform(0.0, rr_ms)
