@@ -213,21 +213,7 @@ def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
     return lo + int(idx[np.argmax(seg[idx])])
 
 
-def _pacing_spikes(raw_filled: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Bool per sample: a sharp spike (second difference far above the lead's own) in >= 3 good leads."""
-    x = raw_filled[good]
-    if x.shape[0] == 0:
-        return np.zeros(raw_filled.shape[1], dtype=bool)
-    d2 = np.abs(np.diff(x, n=2, axis=1))
-    scale = np.percentile(d2, 99.5, axis=1, keepdims=True) + 1e-6
-    hits = (d2 > 6.0 * scale) & (d2 > 0.5)
-    votes = hits.sum(axis=0)
-    out = np.zeros(raw_filled.shape[1], dtype=bool)
-    out[1:-1] = votes >= min(3, x.shape[0])
-    return out
-
-
-def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np.ndarray,
+def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
               fs_hz: float, rr_default: float | None = None) -> GlobalFiducials:
     """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method."""
     n_leads, n = clean.shape
@@ -241,7 +227,9 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
         return GlobalFiducials(r=r.astype(float), iso=iso, paced=np.zeros(nb, bool), p_present=False, **fid)
     d = np.gradient(x, axis=1)
     v = uniform_filter1d(np.sqrt(np.sum(d ** 2, axis=0)), ms(fs_hz, 8))
-    spikes = _pacing_spikes(raw_filled, good, fs_hz)
+    spike_mask = np.zeros(n, dtype=bool)
+    sp = np.asarray(spikes if spikes is not None else [], dtype=np.int64)
+    spike_mask[sp[(sp >= 0) & (sp < n)]] = True
     paced = np.zeros(nb, dtype=bool)
     rr = np.diff(r)
     rr_med = float(np.median(rr)) if rr.size else float(rr_default or ms(fs_hz, 1000))
@@ -291,7 +279,7 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
         a, b = max(0, q_on - ms(fs_hz, 20)), max(1, q_on - ms(fs_hz, 4))
         iso[gi, k] = x[:, a:b].mean(axis=1)
         sp_lo, sp_hi = max(0, q_on - ms(fs_hz, 60)), min(n, q_on + ms(fs_hz, 20))
-        paced[k] = bool(spikes[sp_lo:sp_hi].any())
+        paced[k] = bool(spike_mask[sp_lo:sp_hi].any())
 
     # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
@@ -421,7 +409,7 @@ def delineate(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np
 TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well take the median beat's fiducials
 
 
-def delineate_with_template(clean: np.ndarray, raw_filled: np.ndarray, good: np.ndarray, r: np.ndarray,
+def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
                             fs_hz: float, qrs_corr: np.ndarray) -> GlobalFiducials:
     """Per-beat delineation, then QRS and P fiducials of typical beats taken from the median beat.
 
@@ -431,7 +419,7 @@ def delineate_with_template(clean: np.ndarray, raw_filled: np.ndarray, good: np.
     keep their own fiducials. P waves are carried only where the beat has its own P near the typical PR.
     ``qrs_corr``: (n_leads, n_beats) correlation of each beat's QRS with the lead's median QRS.
     """
-    fid = delineate(clean, raw_filled, good, r, fs_hz)
+    fid = delineate(clean, spikes, good, r, fs_hz)
     nb = r.size
     if nb < 3:
         return fid
@@ -446,9 +434,7 @@ def delineate_with_template(clean: np.ndarray, raw_filled: np.ndarray, good: np.
         use = use & match
     w = beat_windows(clean, r[use], before, after)          # (leads, beats, samples)
     tmpl = np.median(w, axis=1)
-    raw_w = beat_windows(raw_filled, r[use], before, after)
-    raw_t = np.median(raw_w, axis=1)
-    tf = delineate(tmpl, raw_t, good, np.array([before]), fs_hz, rr_default=rr_med)
+    tf = delineate(tmpl, np.empty(0, dtype=np.int64), good, np.array([before]), fs_hz, rr_default=rr_med)
     if not (np.isfinite(tf.qrs_on[0]) and np.isfinite(tf.qrs_off[0])):
         return fid
     d_on, d_off = tf.qrs_on[0] - before, tf.qrs_off[0] - before

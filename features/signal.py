@@ -26,6 +26,7 @@ class CleanLeads:
     light: np.ndarray      # (12, n) float64 mV, baseline removed, 150 Hz low-pass
     nan_mask: np.ndarray   # (12, n) bool, samples that were non-finite and interpolated
     gate: list[str | None]  # per lead: None (ok) or the reason it is gated ("flat", "saturated", ...)
+    spikes: np.ndarray = None  # sample indices of pacemaker stimuli (blanked before filtering)
 
 
 @lru_cache(maxsize=8)
@@ -70,6 +71,33 @@ def _rail_fraction(raw: np.ndarray, fs_hz: float) -> float:
     return total / raw.size
 
 
+SPIKE_FACTOR = 2.5      # a pacing stimulus: curvature this many times the lead's own QRS curvature ...
+SPIKE_MIN_LEADS = 0.5   # ... at the same sample in at least half of the leads
+SPIKE_MIN_D2_MV = 0.1   # ... and at least this second difference (mV per sample^2) at 500 Hz
+SPIKE_BLANK_MS = 8.0    # samples blanked (interpolated) on each side of a stimulus
+
+
+def find_pacing_spikes(x: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Sample indices of pacemaker stimuli in a (leads, n) mV array (already NaN-free).
+
+    A stimulus is far sharper than any QRS: its second difference exceeds SPIKE_FACTOR x the lead's own
+    99.5th percentile (which the QRS sets) in at least half of the leads within +-1 sample.
+    """
+    if x.shape[1] < 5:
+        return np.empty(0, dtype=np.int64)
+    d2 = np.abs(np.diff(x, n=2, axis=1))
+    scale = np.percentile(d2, 99.5, axis=1, keepdims=True) + 1e-6
+    hit = (d2 > SPIKE_FACTOR * scale) & (d2 > SPIKE_MIN_D2_MV)
+    hit = hit | np.roll(hit, 1, axis=1) | np.roll(hit, -1, axis=1)
+    votes = hit.sum(axis=0)
+    cand = np.flatnonzero(votes >= max(3, int(np.ceil(SPIKE_MIN_LEADS * x.shape[0])))) + 1
+    if cand.size == 0:
+        return cand
+    # one index per run of adjacent samples
+    starts = cand[np.concatenate(([True], np.diff(cand) > 2))]
+    return starts.astype(np.int64)
+
+
 def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
     """Clean every lead and gate the ones that carry no usable ECG (flat, saturated, non-finite, noise).
 
@@ -79,6 +107,15 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
     raw = np.asarray(signal_mv, dtype=np.float64)
     filled, bad = _fill_nan(raw)
     n = filled.shape[1]
+    spikes = find_pacing_spikes(filled, fs_hz)
+    if spikes.size:
+        # blank each stimulus (linear bridge) so the filters do not smear it into the QRS onset
+        filled = filled.copy()
+        w = max(1, int(round(SPIKE_BLANK_MS * fs_hz / 1000.0)))
+        for sp in spikes:
+            a, b = max(0, sp - w), min(n - 1, sp + w)
+            t = np.linspace(0.0, 1.0, b - a + 1)
+            filled[:, a:b + 1] = filled[:, [a]] + (filled[:, [b]] - filled[:, [a]]) * t
     padlen = min(3 * 50, n - 1) if n > 1 else 0
     if n > 30:
         hp = sps.sosfiltfilt(_sos("hp", fs_hz), filled, axis=1, padlen=padlen)
@@ -116,4 +153,4 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
             gate.append("noise")
             continue
         gate.append(None)
-    return CleanLeads(clean=clean, light=light, nan_mask=bad, gate=gate)
+    return CleanLeads(clean=clean, light=light, nan_mask=bad, gate=gate, spikes=spikes)
