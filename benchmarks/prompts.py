@@ -1,13 +1,14 @@
 """Prompt assembly benchmark: tokens per prompt, prompts per second, and GPT-4o cost per 1,000 records.
 
-    .venv/bin/python benchmarks/prompts.py [--n 2000] [--workdir DIR] [--budget 6000] [--seed 1]
+    .venv/bin/python benchmarks/prompts.py [--n 2000] [--workdir DIR] [--budget 6000] [--seed 1] [--writer]
 
 Writes ``n`` synthetic records (``pipeline.synthetic``), measures them with ``features.run_features`` (shards
 are reused when ``--workdir`` already holds them), assembles the three prompt variants per record and prints:
 tokens per prompt (mean / p95 / max, exact o200k counts), beats shown, prompts per second (assembly only:
 context building + templates + exact counting), the static-prefix size, and the estimated GPT-4o cost per
 1,000 records at list price ($2.50 / M input, $1.25 / M cached input, $10 / M output, ~300 output tokens)
-with and without prefix caching. Prints figures only; no assertions.
+with and without prefix caching. ``--writer`` adds the rules writer's acceptance rate by the validator.
+Prints figures only; no assertions.
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ def main() -> int:
     ap.add_argument("--workdir", default=None, help="reuse a folder (synthetic tree + features) between runs")
     ap.add_argument("--budget", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--writer", action="store_true", help="also write + validate a rules answer per record")
     args = ap.parse_args()
 
     from features import run_features
@@ -123,6 +125,27 @@ def main() -> int:
         full = sum(s == t for s, t in zip(beats_shown, beats_total))
         print(f"beats shown in full (multimodal): mean {statistics.mean(beats_shown):.1f} of "
               f"{statistics.mean(beats_total):.1f}; all beats fit in {full} of {len(beats_shown)} records")
+
+    if args.writer:
+        from collections import Counter
+
+        from pipeline.validate import validate_answer
+        from pipeline.writer import write_answer
+
+        t0 = time.perf_counter()
+        accepted, words, reasons = 0, [], Counter()
+        n = 0
+        for ctx in iter_contexts(work / "features", "synthetic", root, kb=kb):
+            answer = write_answer(ctx, seed=0, kb=kb)
+            result = validate_answer(answer, ctx, kb=kb)
+            n += 1
+            accepted += result.accepted
+            words.append(len(answer.split()))
+            reasons.update(result.reasons)
+        dt = time.perf_counter() - t0
+        print(f"rules writer: {accepted} of {n} answers accepted by the validator ({100.0 * accepted / n:.2f} %), "
+              f"words mean {statistics.mean(words):.0f} max {max(words)}, {n / dt:.1f} answers/s "
+              f"(write + validate); rejections by reason: {dict(reasons) or 'none'}")
 
     img_tok, size = rendered_image_tokens(root, first_id)
     print(f"image: {size[0]}x{size[1]} px (3x4+II, 200 dpi) = {img_tok} GPT-4o tokens (detail high)")
