@@ -444,11 +444,20 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         own = fid.p_peak - r
         own = own[np.isfinite(own)]
         p_ok = own.size > 0 and abs(float(np.median(own)) - (tf.p_peak[0] - before)) <= ms(fs_hz, 20)
+    t_ok = np.isfinite(tf.t_off[0]) and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_on[0])
+    rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
         if c + d_on <= 0 or c + d_off >= n - 1:
             continue
         fid.qrs_on[k], fid.qrs_off[k] = c + d_on, c + d_off
+        # the T wave follows the preceding RR: carry the median beat's T only to beats at the typical RR
+        rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
+        if t_ok and abs(rr_k - rr_med) <= 0.1 * rr_med and np.isfinite(fid.t_off[k]) \
+                and c + tf.t_off[0] - before < n - 2:
+            fid.t_on[k] = c + tf.t_on[0] - before
+            fid.t_peak[k] = c + tf.t_peak[0] - before
+            fid.t_off[k] = c + tf.t_off[0] - before
         if p_ok and np.isfinite(fid.p_peak[k]) and c + tf.p_on[0] - before > 0:
             fid.p_on[k] = c + tf.p_on[0] - before
             fid.p_peak[k] = c + tf.p_peak[0] - before
