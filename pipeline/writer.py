@@ -262,6 +262,9 @@ class _Writer:
         be = "are" if _is_plural(name) else "is"
         there = "There are" if be == "are" else "There is"
         cap = name[0].upper() + name[1:]
+        if entry.category == "other":  # summary statements (normal / abnormal / borderline ECG)
+            overall = f"Overall this is {_article(name)}{name}"
+            return overall + (f", with {_join(ev)}." if ev and supported else ".")
         if ev and not supported:
             # the values are stated, but not called support when none of them meets the criterion
             return self.pick(f"For {name}, the relevant values are {_join(ev)}.",
