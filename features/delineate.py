@@ -410,16 +410,18 @@ TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well tak
 
 
 def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
-                            fs_hz: float, qrs_corr: np.ndarray) -> GlobalFiducials:
+                            fs_hz: float, qrs_corr: np.ndarray, fid: GlobalFiducials | None = None) -> GlobalFiducials:
     """Per-beat delineation, then QRS and P fiducials of typical beats taken from the median beat.
 
     Like the classic 12-lead programs, on- and offsets are measured on the median (representative) beat,
     whose noise is ~1/sqrt(n_beats) of a single beat's, and carried to every beat whose QRS matches it
     (median correlation over good leads >= 0.9), aligned on the beat's anchor. Premature / aberrant beats
     keep their own fiducials. P waves are carried only where the beat has its own P near the typical PR.
-    ``qrs_corr``: (n_leads, n_beats) correlation of each beat's QRS with the lead's median QRS.
+    ``qrs_corr``: (n_leads, n_beats) correlation of each beat's QRS with the lead's median QRS;
+    ``fid``: the per-beat delineation of these same beats when already done (it is updated in place).
     """
-    fid = delineate(clean, spikes, good, r, fs_hz)
+    if fid is None:
+        fid = delineate(clean, spikes, good, r, fs_hz)
     nb = r.size
     if nb < 3:
         return fid

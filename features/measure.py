@@ -257,9 +257,10 @@ def measure_record(record: ECGRecord) -> Measurement:
     if undelineated.any() and (~undelineated).any():
         # complexes cut by the record's edges (or filter transients there): not heartbeats we can measure
         r = r[~undelineated]
+        fid = None  # delineated again without them (the P / T windows depend on the neighbours)
     # QRS shape (-80..+100 ms) for premature / aberrant beats; P and T shapes vary with RR and are no clue
     corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
-    fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr)
+    fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid)
     classes = _classify_beats(r, fid, corr, good, fs)
     to_ms = 1000.0 / fs
     n = cl.clean.shape[1]

@@ -120,8 +120,8 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
     if n > 30:
         hp = sps.sosfiltfilt(_sos("hp", fs_hz), filled, axis=1, padlen=padlen)
         light = sps.sosfiltfilt(_sos("lp150", fs_hz), hp, axis=1, padlen=padlen)
-        lp40_of_hp = sps.sosfiltfilt(_sos("lp40", fs_hz), hp, axis=1, padlen=padlen)
         clean = sps.sosfiltfilt(_sos("band", fs_hz), filled, axis=1, padlen=padlen)
+        lp40_of_hp = clean  # the band-passed copy is the high-passed one without what lies above 40 Hz
     else:
         clean = filled - filled.mean(axis=1, keepdims=True)
         light = clean.copy()
