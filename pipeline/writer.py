@@ -161,7 +161,12 @@ class _Writer:
         s = self.pick(f"The frontal QRS axis is {format_value('qrs_axis_deg', axis)}",
                       f"The QRS axis lies at {format_value('qrs_axis_deg', axis)}")
         if names:
-            s += self.pick(f", in keeping with {names}", f", which corresponds to {names}")
+            holds = [c.test(axis) for i in axis_ids for c in self.kb.entries[i].criteria
+                     if c.feature == "qrs_axis_deg"]
+            if all(h is not False for h in holds):
+                s += self.pick(f", in keeping with {names}", f", which corresponds to {names}")
+            else:  # the measured axis sits outside the statement's range: say so rather than "in keeping"
+                s += f", and the axis is read as {names}"
         return s + "."
 
     def interval_sentence(self) -> str:
