@@ -203,3 +203,10 @@ def test_abbreviations_are_case_sensitive(kb):
     assert [m.entry_id for m in kb.find_mentions("LVH and RBBB")] == ["LVH", "RBBB"]
     assert kb.find_mentions("the lvh word in lower case is not an abbreviation") == []
     assert re.search("left ventricular hypertrophy", kb.expand_abbreviations("LVH present"))
+
+
+def test_common_words_are_not_diagnoses(kb):
+    # words an interpretation uses all the time must not read as claims
+    text = ("The sinus node is the dominant pacemaker; the T wave and the ST segment are described in every lead, "
+            "the QRS axis and the PR interval are measured, and the P wave is upright.")
+    assert kb.find_mentions(text) == []
