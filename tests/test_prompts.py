@@ -261,3 +261,22 @@ def test_prompts_cli_usage_errors(tmp_path, capsys):
     assert main(["prompts", "--source", "ptbxl", "--root", str(tmp_path), "--features", str(tmp_path / "none"),
                  "--out", str(tmp_path / "p")]) == 2
     assert "records.parquet" in capsys.readouterr().err
+
+
+def test_both_features_layouts_give_the_same_contexts(tmp_path, kb):
+    from features import run_features
+    from pipeline.context import iter_contexts, read_features
+
+    root = shared_path("data", "ptbxl")
+    run_features("ptbxl", root, tmp_path / "sharded")
+    records, beats = read_features(tmp_path / "sharded")
+    single = tmp_path / "single"
+    single.mkdir()
+    records.write_parquet(single / "records.parquet")
+    beats.write_parquet(single / "beats.parquet")
+    a = {c.record_id: c for c in iter_contexts(tmp_path / "sharded", "ptbxl", root, kb=kb)}
+    b = {c.record_id: c for c in iter_contexts(single, "ptbxl", root, kb=kb)}
+    assert a.keys() == b.keys() and len(a) == 10
+    for rid in a:
+        assert a[rid].beats.equals(b[rid].beats) and a[rid].record == b[rid].record
+        assert build_prompt(a[rid], "text", kb=kb).user == build_prompt(b[rid], "text", kb=kb).user
