@@ -143,7 +143,17 @@ class _Writer:
             s = self.pick(f"The heart rate is {rate}", f"The ventricular rate measures {rate}")
         else:
             return ""
-        if self.rec.get("p_waves_present") is True and any(i in self.kb.closure(rhythm) for i in ("SR",)):
+        # the rhythm's own criteria (irregular RR, absent P waves, RR spread) beyond the rate already stated
+        ev: list[str] = []
+        for i in rhythm:
+            if i == "SR":
+                continue
+            phrases, supported = self.evidence(i, skip=("hr_bpm",))
+            if supported:
+                ev += [p for p in phrases if p not in ev]
+        if ev:
+            s += f", with {_join(ev[: self.max_criteria + 1])}"
+        elif self.rec.get("p_waves_present") is True and "SR" in self.kb.closure(rhythm):
             s += self.pick(", with a P wave before every QRS complex", ", each QRS complex being preceded by a P wave")
         elif regular is True:
             s += self.pick(" and the RR intervals are regular", ", with regular RR intervals")
@@ -186,13 +196,15 @@ class _Writer:
             s = f"The {_LABELS['qtc_bazett_ms']} is {format_value('qtc_bazett_ms', qtc)}"
         return s + "."
 
-    def evidence(self, entry_id: str) -> tuple[list[str], bool]:
+    def evidence(self, entry_id: str, skip: tuple[str, ...] = ()) -> tuple[list[str], bool]:
         """Phrases with measured values that test the entry's criteria, met criteria first, and whether any
         stated value meets its criterion (only then is it called support)."""
         entry = self.kb.entries[entry_id]
         met: list[str] = []
         unmet: list[str] = []
         for crit in entry.criteria:
+            if crit.feature in skip:
+                continue
             got = self.criterion_phrase(crit, entry.leads_to_look_at)
             if got is None:
                 continue
