@@ -33,7 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.batch import chunks, write_parquet_atomic
-from pipeline.context import GroundingContext
+from pipeline.context import GroundingContext, build_context
 from pipeline.record import LEADS, RecordMeta
 from pipeline.validate import ValidationConfig, ValidationResult, validate_answer
 
@@ -66,6 +66,9 @@ QUESTIONS: tuple[str, ...] = (
 
 MIMIC_FIELDS = ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis")
 SPLITS = ("train", "test")
+_REFERENCE_NAMES = {"rr_interval": "rr_ms", "p_onset": "p_onset_ms", "p_end": "p_end_ms", "qrs_onset": "qrs_onset_ms",
+                    "qrs_end": "qrs_end_ms", "t_end": "t_end_ms", "p_axis": "p_axis_deg", "qrs_axis": "qrs_axis_deg",
+                    "t_axis": "t_axis_deg"}
 
 
 def pick_question(record_id: str, seed: int = 0) -> str:
@@ -88,14 +91,11 @@ def machine_measurements(ctx: GroundingContext, reference: dict | None = None) -
     measured global values under MIMIC's field names (ms, degrees). Our fiducials (p_onset ... t_end) are those
     of one representative beat - the normal beat whose RR is closest to the median - in ms from record start,
     onsets the earliest and offsets the latest over the measured leads (the 12-lead convention)."""
-    if ctx.machine_measurements:
-        return {k: ctx.machine_measurements.get(k) for k in MIMIC_FIELDS}
-    if reference and reference.get("kind") == "mimic_machine":
-        return {"rr_interval": reference.get("rr_ms"), "p_onset": reference.get("p_onset_ms"),
-                "p_end": reference.get("p_end_ms"), "qrs_onset": reference.get("qrs_onset_ms"),
-                "qrs_end": reference.get("qrs_end_ms"), "t_end": reference.get("t_end_ms"),
-                "p_axis": reference.get("p_axis_deg"), "qrs_axis": reference.get("qrs_axis_deg"),
-                "t_axis": reference.get("t_axis_deg")}
+    source = ctx.machine_measurements or (reference if reference and reference.get("kind") == "mimic_machine"
+                                          else None)
+    if source:
+        # MIMIC's own names, or ReferenceMeasurements' (rr_ms, p_onset_ms, ..., qrs_axis_deg)
+        return {k: _num(source.get(k, source.get(_REFERENCE_NAMES[k]))) for k in MIMIC_FIELDS}
     rec = ctx.record
     out = {k: None for k in MIMIC_FIELDS}
     out.update(rr_interval=_num(rec.get("rr_mean_ms")), p_axis=_num(rec.get("p_axis_deg")),
@@ -237,8 +237,8 @@ def _features_path(features: Path, name: str) -> str:
 
 def build_contexts(record_ids: list[str], manifest: pl.DataFrame, records: pl.DataFrame, beats: pl.DataFrame,
                    kb, images_dir: Path | None = None, image_root: Path | None = None) -> dict[str, GroundingContext]:
-    """GroundingContexts of ``record_ids`` from a manifest (ingest's ``MANIFEST_SCHEMA``) and the features
-    tables, normalising report statements through the knowledge base."""
+    """GroundingContexts of ``record_ids`` from a manifest (ingest's ``MANIFEST_SCHEMA``, ``meta_json``) and the
+    features tables, through ``pipeline.context.build_context`` (the same builder the writer and prompts use)."""
     man = {r["record_id"]: r for r in manifest.filter(pl.col("record_id").is_in(record_ids)).iter_rows(named=True)}
     recs = {r["record_id"]: r for r in records.filter(pl.col("record_id").is_in(record_ids)).iter_rows(named=True)}
     beats_by = {k[0]: v for k, v in beats.filter(pl.col("record_id").is_in(record_ids))
@@ -246,12 +246,9 @@ def build_contexts(record_ids: list[str], manifest: pl.DataFrame, records: pl.Da
     out: dict[str, GroundingContext] = {}
     for rid in record_ids:
         m, rec = man.get(rid), recs.get(rid)
-        if m is None or rec is None:
+        if m is None or rec is None or not m.get("meta_json"):
             continue
-        meta = RecordMeta.model_validate_json(m["meta_json"]) if m.get("meta_json") else None
-        statements = meta.statements if meta is not None else []
-        report = m.get("report") or (meta.report if meta else "")
-        norm = kb.normalise(statements, report)
+        meta = RecordMeta.model_validate_json(m["meta_json"])
         image = None
         if images_dir is not None:
             png = images_dir / f"{rid}.png"
@@ -260,12 +257,7 @@ def build_contexts(record_ids: list[str], manifest: pl.DataFrame, records: pl.Da
         b = beats_by.get(rid)
         if b is None:
             b = pl.DataFrame(schema=beats.schema)
-        extra = {"duration_ms": 1000.0 * m["n_samples"] / m["fs_hz"]} if m.get("n_samples") and m.get("fs_hz") \
-            else {}
-        out[rid] = GroundingContext(
-            record_id=rid, source=m.get("source") or rec.get("source") or "", ecg_path=m.get("path") or rid,
-            report=report, statement_ids=list(norm.statement_ids), unmapped_statements=list(norm.unmapped),
-            record=rec, beats=b, image_path=image, extra=extra)
+        out[rid] = build_context(meta, rec, b, kb=kb, image_path=image)
     return out
 
 

@@ -304,7 +304,8 @@ _COMPARATOR = re.compile(
     r"\bthreshold(?: of)?|\bnormal(?: range)?(?: is| of)?|\breference(?: range)?|\bup to|\bbeyond|\bwithin|"
     r"\bunder|\bthan|\bcriteri(?:on|a)(?: of)?|\bsurpass(?:es|ing)?)\s*(?:the\s+)?(?:threshold\s+of\s+)?"
     r"(?:\(|about\s+)?$", re.I)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+# ';' ends a sentence for lead attribution: "ST depression in V5; QTc of 452" does not put the QTc in V5
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])|;")
 _CLAUSE_BREAK = re.compile(r";|\bwhile\b|\bwhereas\b|,\s*but\b|,\s*(?:and|with)\s+(?=[a-z])|,\s+(?=[a-zA-Z])")
 
 
@@ -667,25 +668,27 @@ def _rules(config: ValidationConfig) -> list[_Rule]:
                                          r"prolonged\b|\bQTc? prolongation\b", re.I), qtc_long),
         _Rule("left axis deviation", re.compile(r"\bleft axis deviation\b|\bleftward axis\b|\baxis (?:is )?deviated "
                                                 r"to the left\b", re.I),
-              cmp("qrs_axis_deg", lambda v: v <= -30)),
+              cmp("qrs_axis_deg", lambda v: v <= -30 + config.axis_tol_deg)),
         _Rule("right axis deviation", re.compile(r"\bright axis deviation\b|\brightward axis\b|\baxis (?:is )?"
                                                  r"deviated to the right\b", re.I),
-              cmp("qrs_axis_deg", lambda v: v >= 90)),
+              cmp("qrs_axis_deg", lambda v: v >= 90 - config.axis_tol_deg)),
         _Rule("normal axis", re.compile(r"\bnormal (?:QRS |electrical |frontal )*axis\b|\baxis (?:is |was )?"
                                         r"(?:within normal limits|normal)\b", re.I),
-              cmp("qrs_axis_deg", lambda v: -30 <= v <= 90)),
+              cmp("qrs_axis_deg", lambda v: -30 - config.axis_tol_deg <= v <= 90 + config.axis_tol_deg)),
     ]
 
 
 def check_contradictions(answer: str, record: dict, config: ValidationConfig) -> list[str]:
     """Details of statements that contradict the record's measurements (empty when none)."""
     problems = []
-    for rule in _rules(config):
+    # Tolerances favour the answer: a claim is false only beyond the tolerance, a denial only beyond it too
+    strict = config.model_copy(update={"rate_tol_bpm": 0.0, "axis_tol_deg": 0.0})
+    for rule, strict_rule in zip(_rules(config), _rules(strict)):
         for m in rule.pattern.finditer(answer):
-            truth = rule.holds(record)
+            neg = _negated(answer, m.start())
+            truth = (strict_rule if neg else rule).holds(record)
             if truth is None:
                 continue
-            neg = _negated(answer, m.start())
             if truth == neg:  # claimed but false, or denied but true
                 word = "denies" if neg else "claims"
                 problems.append(f"{word} {rule.name!r} ({m.group(0)!r}) but {_evidence(rule.name, record)}")
@@ -713,21 +716,6 @@ def _evidence(rule: str, rec: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- diagnoses
-def _closure(ids, kb) -> set[str]:
-    """``ids`` plus everything they imply, transitively."""
-    seen: set[str] = set()
-    stack = [i for i in ids]
-    while stack:
-        i = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        entry = kb.entries.get(i)
-        if entry is not None:
-            stack.extend(getattr(entry, "implies", None) or [])
-    return seen
-
-
 # Findings that describe a measurement rather than diagnose (axis, rate, interval, voltage descriptors): an
 # answer may state one the report does not, when the record's measurements meet the knowledge criteria.
 DESCRIPTIVE_IDS: frozenset[str] = frozenset({"NAXIS", "LAD", "RAD", "SR", "SBRAD", "STACH", "LPR", "SPR",
@@ -735,22 +723,10 @@ DESCRIPTIVE_IDS: frozenset[str] = frozenset({"NAXIS", "LAD", "RAD", "SR", "SBRAD
 
 
 def _criterion_holds(crit, rec: dict) -> bool | None:
-    """One knowledge criterion evaluated on the record row; None when it is not a record-level feature."""
-    get = crit.get if isinstance(crit, dict) else lambda k, d=None: getattr(crit, k, d)
-    feature, comparison, threshold = get("feature"), get("comparison"), get("threshold")
-    if get("leads") or feature not in rec or rec.get(feature) is None:
+    """One knowledge criterion judged on the record row; None when it is not a record-level criterion."""
+    if getattr(crit, "scope", None) != "record" or rec.get(crit.feature) is None:
         return None
-    v = rec[feature]
-    try:
-        if comparison == "==":
-            return v == threshold
-        if comparison == "between":
-            return threshold[0] <= v <= threshold[1]
-        if comparison == "outside":
-            return not threshold[0] <= v <= threshold[1]
-        return {"<": v < threshold, "<=": v <= threshold, ">": v > threshold, ">=": v >= threshold}[comparison]
-    except (KeyError, TypeError, IndexError):
-        return None
+    return crit.test(rec[crit.feature])
 
 
 def measurement_supports(entry_id: str, ctx: GroundingContext, kb) -> bool:
@@ -768,6 +744,18 @@ def measurement_supports(entry_id: str, ctx: GroundingContext, kb) -> bool:
     return bool(results) and all(results)
 
 
+_MEASUREMENT_WORDS = re.compile(r"\b(?:interval|duration|QTc?|PR|QRS|axis|rate|amplitudes?|voltages?|waves?|"
+                                r"segments?|complex(?:es)?|progression|morphology)\b", re.I)
+
+
+def _measurement_normal(text: str, mention) -> bool:
+    """'the QTc is within normal limits' describes one measurement; it is not the diagnosis 'normal ECG'."""
+    if mention.entry_id != "NORM" or re.search(r"\b(?:ecg|ekg|electrocardiogram|tracing)\b", mention.text, re.I):
+        return False
+    clause_start = max(text.rfind(ch, 0, mention.start) for ch in ".;,")
+    return bool(_MEASUREMENT_WORDS.search(text[clause_start + 1:mention.start]))
+
+
 @dataclass
 class DiagnosisCheck:
     missing: list[str]
@@ -780,11 +768,12 @@ def check_diagnoses(answer: str, ctx: GroundingContext, kb) -> DiagnosisCheck:
     """Report statements the answer does not mention (``missing``) and diagnoses it makes that the report does
     not support (``extra``), through the knowledge base's synonyms and ``implies`` links."""
     mentions = kb.find_mentions(answer)
-    positive = [m for m in mentions if not m.negated]
-    stated = _closure([m.entry_id for m in positive], kb)
+    positive = [m for m in mentions if not m.negated and not _measurement_normal(answer, m)]
+    stated = kb.closure([m.entry_id for m in positive])
     statements = list(dict.fromkeys(ctx.statement_ids))
     missing = [s for s in statements if s not in stated]
-    allowed = _closure(statements, kb)
+    # the report's statements, what they imply and their related findings ("Q waves" for an MI)
+    allowed = kb.permitted(statements)
     extra: list[str] = []
     n_ok = 0
     for m in positive:
