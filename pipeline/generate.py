@@ -52,11 +52,11 @@ FEEDBACK_TEMPLATE = ("Your previous answer was rejected by the grounding checks 
 @dataclass
 class GenerateSummary:
     n_prompts: int = 0
-    n_ok: int = 0                 # prompts whose final attempt produced an answer
-    n_accepted: int = 0           # ... and the validator accepted it (when a validator ran)
-    n_rejected: int = 0           # final answer still rejected after max_attempts
-    n_failed: int = 0
-    n_skipped_budget: int = 0
+    n_ok: int = 0                 # prompts with at least one answer
+    n_accepted: int = 0           # ... of which the validator accepted one (when a validator ran)
+    n_rejected: int = 0           # ... of which every answer was rejected
+    n_failed: int = 0             # prompts with no answer: the last attempt failed (code + message in the row)
+    n_skipped_budget: int = 0     # prompts whose last (re)generation was not sent for --max-cost
     n_refused_context: int = 0
     n_requests: int = 0           # distinct request keys this run needed
     n_reused: int = 0             # of those, answered from the store (nothing sent, nothing paid)
@@ -80,10 +80,21 @@ class _Item:
 
 
 class _Budget:
-    """Stops before exceeding ``max_cost``: each send reserves its worst case, settled at its real cost."""
+    """Stops before exceeding ``max_cost``: each send reserves its worst case, settled at its real cost.
 
-    def __init__(self, max_cost: float | None):
+    The worst case is priced from the prompt's token estimate times ``prompt_scale``, the largest ratio of
+    billed to estimated prompt tokens seen so far in this run (never below 1): if the provider bills more
+    than our count (another tokenizer, image tiles), later reservations grow to match instead of overspending.
+    """
+
+    def __init__(self, max_cost: float | None, prices: PriceTable, provider: str, model: str, batch: bool):
         self.max_cost, self.spent, self.reserved = max_cost, 0.0, 0.0
+        self.prices, self.provider, self.model, self.batch = prices, provider, model, batch
+        self.prompt_scale = 1.0
+
+    def worst(self, est_prompt_tokens: int, max_tokens: int) -> float | None:
+        return self.prices.worst_case_usd(self.provider, self.model, int(est_prompt_tokens * self.prompt_scale) + 1,
+                                          max_tokens, self.batch)
 
     def try_reserve(self, worst: float | None) -> bool:
         if self.max_cost is None:
@@ -93,10 +104,13 @@ class _Budget:
         self.reserved += worst or 0.0
         return True
 
-    def settle(self, worst: float | None, actual: float | None) -> None:
+    def settle(self, worst: float | None, actual: float | None, est_prompt_tokens: int = 0,
+               billed_prompt_tokens: int = 0) -> None:
         if self.max_cost is not None:
             self.reserved -= worst or 0.0
         self.spent += actual or 0.0
+        if est_prompt_tokens > 0 and billed_prompt_tokens > est_prompt_tokens * self.prompt_scale:
+            self.prompt_scale = billed_prompt_tokens / est_prompt_tokens
 
 
 def _write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
@@ -210,15 +224,16 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
     items = build_items(prompts, backend, contexts, Path(image_root) if image_root else None)
     history: dict[int, list[dict]] = {i: [] for i in range(len(items))}
     rows: list[dict] = []
+    earlier: dict[int, list[dict]] = {}      # superseded (rejected) attempts per prompt
     final: dict[int, dict] = {}
-    budget = _Budget(max_cost)
+    budget = _Budget(max_cost, prices, provider, model, batch)
     gate = RateGate()
     sem = asyncio.Semaphore(max(1, concurrency))
     keys_seen: set[str] = set()
     active = list(range(len(items)))
 
     for attempt in range(1, max_attempts + 1):
-        plans: list[tuple[int, str, list[dict], dict, float | None]] = []
+        plans: list[tuple[int, str, list[dict], dict, tuple[int, int]]] = []
         for i in active:
             it = items[i]
             if it.error is not None:
@@ -237,15 +252,15 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                 mt = room  # re-budget the answer instead of paying for a silently truncated prompt
             params = backend.params(it.variant, mt, temperature, json_schema, seed + attempt - 1)
             key = request_key(provider, model, params, messages)
-            worst = prices.worst_case_usd(provider, model, est, mt, batch)
-            plans.append((i, key, messages, params, worst))
+            plans.append((i, key, messages, params, (est, mt)))
 
         results: dict[int, tuple[str, StoredResponse | None, bool, str | None]] = {}
         if batch:
             reqs: list[BatchRequest] = []
             reserved: dict[int, float | None] = {}
-            for i, key, messages, params, worst in plans:
+            for i, key, messages, params, (est, mt) in plans:
                 if store.get_ok(key) is None and key not in keys_seen:
+                    worst = budget.worst(est, mt)
                     if not budget.try_reserve(worst):
                         results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost")
                         continue
@@ -258,7 +273,7 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
             summary.batch_ids += report.submitted + report.resumed
             summary.n_http_sends += len(reqs)
             sent_keys = {r.key for r in reqs}
-            for i, key, _, _, worst in plans:
+            for i, key, _, _, (est, _mt) in plans:
                 if i in results:
                     continue
                 got = store.get_ok(key)
@@ -269,12 +284,13 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                         error_message=f"no result line (batch {report.unfinished.get(key, 'unknown')}); "
                                       "a re-run resubmits it")
                 if i in reserved:
-                    budget.settle(reserved[i], prices.cost_usd(provider, model, usage_from_body(got.json()), True))
+                    usage = usage_from_body(got.json())
+                    budget.settle(reserved[i], prices.cost_usd(provider, model, usage, True), est, usage.prompt_tokens)
                 results[i] = (key, got, key not in sent_keys, None)
         else:
             inflight: dict[str, asyncio.Future] = {}
 
-            async def one(i: int, key: str, messages: list[dict], params: dict, worst: float | None):
+            async def one(i: int, key: str, messages: list[dict], params: dict, sizes: tuple[int, int]):
                 if key in inflight:  # the same request twice in one run (duplicate prompt rows): send it once
                     stored = await inflight[key]
                     results[i] = (key, stored, True, None) if stored is not None else \
@@ -282,16 +298,17 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                     return
                 fut = inflight[key] = asyncio.get_running_loop().create_future()
                 try:
-                    await _one(i, key, messages, params, worst)
+                    await _one(i, key, messages, params, sizes)
                 finally:
                     fut.set_result(results.get(i, (None, None))[1])
 
-            async def _one(i: int, key: str, messages: list[dict], params: dict, worst: float | None):
+            async def _one(i: int, key: str, messages: list[dict], params: dict, sizes: tuple[int, int]):
                 async with sem:
                     hit = store.get_ok(key)
                     if hit is not None:
                         results[i] = (key, hit, True, None)
                         return
+                    worst = budget.worst(*sizes)
                     if not budget.try_reserve(worst):
                         results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost "
                                                         f"(spent ${budget.spent:.4f})")
@@ -303,8 +320,9 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                                           need_tokens=items[i].est_prompt_tokens + int(params.get("max_tokens") or 0))
                     summary.n_http_sends += comp.http_attempts
                     # every billed attempt counts (a 200 with an empty answer still used tokens)
-                    budget.settle(worst, sum(prices.cost_usd(provider, model, usage_from_body(r.json())) or 0.0
-                                             for r in comp.sent))
+                    usages = [usage_from_body(r.json()) for r in comp.sent]
+                    budget.settle(worst, sum(prices.cost_usd(provider, model, u) or 0.0 for u in usages), sizes[0],
+                                  max([u.prompt_tokens for u in usages], default=0))
                     results[i] = (key, comp.stored, comp.reused, None)
 
             await asyncio.gather(*(one(*p) for p in plans))
@@ -330,6 +348,7 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                      else None)
             if accepted is False and attempt < max_attempts:
                 rows.append(r)
+                earlier.setdefault(i, []).append(r)
                 # Only the answer's content goes back: a reasoner's reasoning_content is never resent.
                 history[i] = history[i] + [
                     {"role": "assistant", "content": r["answer"]},
@@ -343,14 +362,18 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
     rows.extend(final[i] for i in sorted(final))
     frame = pl.DataFrame(rows, schema=ANSWERS_SCHEMA).sort(["record_id", "variant", "attempt"], nulls_last=True)
     answers_path = _write_parquet_atomic(frame, out_dir / "answers.parquet")
-    for r in final.values():
-        st = r["status"]
-        summary.n_ok += st == "ok"
-        summary.n_failed += st == "failed"
-        summary.n_skipped_budget += st == "skipped_budget"
-        summary.n_refused_context += st == "refused_context"
-        summary.n_accepted += r["accepted"] is True
-        summary.n_rejected += r["accepted"] is False
+    for i, last in final.items():
+        tried = earlier.get(i, []) + [last]
+        any_ok = any(r["status"] == "ok" for r in tried)
+        summary.n_ok += any_ok
+        summary.n_accepted += any(r["accepted"] is True for r in tried)
+        summary.n_rejected += any_ok and not any(r["accepted"] is True for r in tried) and \
+            any(r["accepted"] is False for r in tried)
+        # a prompt with an answer counts as answered even if a later regeneration was skipped or failed
+        if not any_ok:
+            summary.n_failed += last["status"] == "failed"
+            summary.n_refused_context += last["status"] == "refused_context"
+        summary.n_skipped_budget += last["status"] == "skipped_budget"
     summary.cost_usd_new = round(budget.spent, 6)
     summary.cost_usd_total = round(float(frame["cost_usd"].fill_null(0).sum()), 6)
     summary.answers_path = str(answers_path)

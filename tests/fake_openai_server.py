@@ -71,7 +71,7 @@ class FakeOpenAI:
     log: list[LogEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: batch processing builds completions under the lock
         self._faults: deque[str] = deque()
         self._marker_faults: dict[str, deque[str]] = {}
         self._marker_answers: dict[str, deque[str]] = {}
@@ -152,7 +152,11 @@ class FakeOpenAI:
                 if marker in text and q:
                     answer = q.popleft()
                     break
-        prompt_tokens = max(1, len(text) // 4)
+        # like the real APIs, an image costs a fixed number of tokens, not its base64 length
+        images = text.count('"image_url"')
+        text_only = json.dumps([m.get("content") if isinstance(m.get("content"), str) else
+                                [p.get("text", "") for p in m.get("content") or []] for m in body.get("messages", [])])
+        prompt_tokens = max(1, len(text_only) // 4) + 765 * images
         completion_tokens = max(1, len(answer) // 4)
         if self.usage_tokens:
             prompt_tokens, completion_tokens = self.usage_tokens

@@ -227,3 +227,12 @@ def test_billed_failed_attempts_count_against_the_budget(fake, tmp_path):
     fake.script("empty")
     summary, df = _run(fake, tmp_path, max_cost=1.0)
     assert summary.cost_usd_new == pytest.approx(0.007) and df["cost_usd"].to_list() == pytest.approx([0.0035])
+
+
+def test_budget_learns_when_the_provider_bills_more_prompt_tokens_than_estimated(fake, tmp_path):
+    # we estimate 1000 prompt tokens, the API bills 3000: after the first answer the worst case triples
+    fake.usage_tokens = (3000, 100)
+    summary, df = _run(fake, tmp_path, prompts=_prompts(6, tokens=1000), max_cost=0.03, max_tokens=100,
+                       concurrency=1)
+    assert (df["status"] == "ok").sum() == 3 and summary.cost_usd_new == pytest.approx(0.0255)
+    assert summary.cost_usd_new <= 0.03 and summary.n_skipped_budget == 3
