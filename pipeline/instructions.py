@@ -32,7 +32,6 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.batch import chunks, write_parquet_atomic
 from pipeline.context import GroundingContext, build_context
 from pipeline.record import LEADS, RecordMeta
 from pipeline.validate import ValidationConfig, ValidationResult, validate_answer
@@ -326,6 +325,10 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     Per (record, variant) the earliest accepted attempt enters the set; every attempt is validated again here
     (the generation loop may have run without a validator, or an older one) and recorded in the provenance.
     """
+    # imported here: pipeline.batch -> features -> features.measure -> pipeline.batch is a cycle when
+    # pipeline.batch is the first of them imported
+    from pipeline.batch import chunks, write_parquet_atomic
+
     if kb is None:
         from pipeline.validate import default_knowledge
 

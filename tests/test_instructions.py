@@ -1,0 +1,173 @@
+"""The GEM instruction set: a real synthetic run (ingest -> features -> answers) through `validate`.
+
+Answers are the offline writer's, plus hand-made bad attempts, so acceptance, rejects, provenance, patient
+split and sharding are all exercised on real Parquet files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.generate import ANSWERS_SCHEMA
+from pipeline.instructions import (QUESTIONS, ShardWriter, assign_split, build_contexts, build_instruction_set,
+                                   check_gem_item, pick_question, read_instruction_set)
+from pipeline.knowledge import load_knowledge
+from pipeline.validate import validate_answer
+from pipeline.writer import write_answer
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run folder with manifest.parquet (3 records per patient), features/ and answers.parquet."""
+    from features import run_features
+    from pipeline.context import read_features
+    from pipeline.ingest import ingest
+    from pipeline.synthetic import write_synthetic_tree
+
+    tmp = tmp_path_factory.mktemp("gem")
+    root = write_synthetic_tree(tmp / "data", N, 77)
+    out = tmp / "run"
+    ingest("synthetic", root, out)
+    run_features("synthetic", root, out / "features")
+    manifest = pl.read_parquet(out / "manifest.parquet").sort("record_id")
+    # several records per patient, so the split has to keep them together
+    manifest = manifest.with_columns(pl.Series("patient_id", [f"pat{i // 3}" for i in range(manifest.height)]))
+    manifest.write_parquet(out / "manifest.parquet")
+    kb = load_knowledge()
+    records, beats = read_features(out / "features")
+    ids = manifest["record_id"].to_list()
+    ctxs = build_contexts(ids, manifest, records, beats, kb)
+    rows, expected, leaked, v7 = [], {}, [], []
+    base = {c: None for c in ANSWERS_SCHEMA}
+    writer_rejected = set()
+    for i, rid in enumerate(sorted(ctxs)):
+        good = write_answer(ctxs[rid], seed=0, kb=kb)
+        if not validate_answer(good, ctxs[rid], kb=kb).accepted:
+            writer_rejected.add(rid)  # the writer's answer itself fails (see test_validate): stays out
+        common = dict(base, record_id=rid, backend="rules", model="rules-v1", status="ok", prompt_tokens=6000,
+                      completion_tokens=250, cost_usd=0.001, request_key=f"key-{rid}")
+        if i % 4 == 0:  # first attempt invents a lead, second is good
+            rows.append(dict(common, attempt=1, answer=good + " Lead V7 shows nothing more."))
+            v7.append(rid)
+            rows.append(dict(common, attempt=2, answer=good))
+            if rid not in writer_rejected:
+                expected[rid] = good
+        elif i % 8 == 1:  # only a leaking answer: the record stays out
+            rows.append(dict(common, attempt=1, answer="As the report says, " + good))
+            leaked.append(rid)
+        elif i % 8 == 3:  # a failed request, then a good answer
+            rows.append(dict(common, attempt=1, answer=None, status="failed", error_code="rate_limited"))
+            rows.append(dict(common, attempt=2, answer=good))
+            if rid not in writer_rejected:
+                expected[rid] = good
+        else:
+            rows.append(dict(common, attempt=1, answer=good))
+            if rid not in writer_rejected:
+                expected[rid] = good
+    pl.DataFrame(rows, schema=ANSWERS_SCHEMA).write_parquet(out / "answers.parquet")
+    assert len(writer_rejected) <= 2
+    return {"out": out, "manifest": manifest, "expected": expected, "ctxs": ctxs, "leaked": leaked, "v7": v7}
+
+
+@pytest.fixture(scope="module")
+def built(run):
+    dest = run["out"] / "instructions"
+    summary = build_instruction_set(answers=run["out"] / "answers.parquet", features=run["out"] / "features",
+                                    manifest=run["out"] / "manifest.parquet", out=dest, shard_size=5,
+                                    test_fraction=0.3, seed=3)
+    return dest, summary
+
+
+def test_items_are_gem_format_and_round_trip(run, built):
+    dest, summary = built
+    items = list(read_instruction_set(dest))
+    assert len(items) == summary["records_accepted"] == len(run["expected"])
+    assert len({it["id"] for it in items}) == len(items)
+    paths = dict(zip(run["manifest"]["record_id"], run["manifest"]["path"]))
+    for it in items:
+        assert check_gem_item(it) == [], it
+        assert it["conversations"][1]["value"] == run["expected"][it["id"]].strip()
+        question = it["conversations"][0]["value"].removeprefix("<image>\n")
+        assert question in QUESTIONS and question == pick_question(it["id"], 3)
+        assert it["ecg"] == paths[it["id"]] and it["image"] == f"images/{it['id']}.png"
+        assert it["report"] == run["ctxs"][it["id"]].report
+        mm = it["machine_measurements"]
+        rec = run["ctxs"][it["id"]].record
+        assert mm["rr_interval"] == pytest.approx(rec["rr_mean_ms"], abs=0.1)
+        assert mm["qrs_onset"] < mm["qrs_end"] < mm["t_end"]
+        assert json.loads(json.dumps(it)) == it
+    # an item that breaks the format is caught
+    broken = dict(items[0], conversations=[{"from": "gpt", "value": "x"}])
+    assert check_gem_item(broken)
+
+
+def test_rejects_provenance_and_summary(run, built):
+    dest, summary = built
+    rejects = pl.read_parquet(dest / "rejects.parquet")
+    reasons = {r for rs in rejects["reasons"].to_list() for r in rs}
+    assert {"lead_not_measured", "leak_hidden_input"} <= reasons
+    left_out = [rid for rid in run["ctxs"] if rid not in run["expected"]]
+    assert left_out and set(left_out) <= set(rejects["record_id"])
+    prov = pl.read_parquet(dest / "provenance.parquet")
+    in_set = prov.filter(pl.col("in_set"))
+    assert in_set.height == len(run["expected"]) and in_set["accepted"].all()
+    assert set(in_set["attempt"].to_list()) == {1, 2}
+    assert in_set["shard"].null_count() == 0 and in_set["request_key"].null_count() == 0
+    disk = json.loads((dest / "summary.json").read_text())
+    assert disk["records"] == len(run["ctxs"]) and disk["records_accepted"] == len(run["expected"])
+    assert disk["acceptance_rate"] == pytest.approx(len(run["expected"]) / len(run["ctxs"]), abs=1e-4)
+    assert disk["rejection_reasons"]["leak_hidden_input"] == len(run["leaked"])
+    assert disk["rejection_reasons"]["lead_not_measured"] == len(run["v7"])
+    assert disk["grounding_precision"] > 0.9 and disk["diagnosis_recall"] > 0.9
+    assert disk["tokens"]["prompt_tokens"] == 6000 * len(pl.read_parquet(run["out"] / "answers.parquet"))
+    assert summary == disk
+
+
+def test_patient_split_and_shards(run, built):
+    dest, summary = built
+    patient = dict(zip(run["manifest"]["record_id"], run["manifest"]["patient_id"]))
+    seen = {s: {patient[it["id"]] for it in read_instruction_set(dest, s)} for s in ("train", "test")}
+    assert seen["train"] and seen["test"] and not seen["train"] & seen["test"]
+    assert summary["patients_in_both"] == 0
+    for f in dest.glob("*-*.json"):
+        assert 1 <= len(json.loads(f.read_text())) <= 5
+    assert sorted(p.name for p in dest.glob("train-*.json"))[0] == "train-00000.json"
+    assert sum(summary["splits"].values()) == summary["records_accepted"]
+
+
+def test_cli_writes_the_same_set(run, built):
+    from pipeline.cli import main
+
+    dest, _ = built
+    again = run["out"] / "instructions-cli"
+    code = main(["validate", "--answers", str(run["out"] / "answers.parquet"), "--features",
+                 str(run["out"] / "features"), "--manifest", str(run["out"] / "manifest.parquet"), "--out", str(again),
+                 "--shard-size", "5", "--test-fraction", "0.3", "--seed", "3"])
+    assert code == 0
+    names = sorted(p.name for p in dest.glob("*-*.json"))
+    assert names == sorted(p.name for p in again.glob("*-*.json"))
+    for n in names:
+        assert (dest / n).read_text() == (again / n).read_text()
+
+
+def test_shard_writer_streams(tmp_path: Path):
+    w = ShardWriter(tmp_path, "train", 5)
+    for i in range(12):
+        w.write({"id": str(i)})
+    paths = w.close()
+    assert [len(json.loads(p.read_text())) for p in paths] == [5, 5, 2]
+    assert [it["id"] for it in read_instruction_set(tmp_path)] == [str(i) for i in range(12)]
+
+
+def test_assign_split_is_deterministic_by_patient():
+    patients = [f"p{i}" for i in range(5000)]
+    splits = [assign_split(p, f"r{i}", 0.1) for i, p in enumerate(patients)]
+    assert 0.08 < splits.count("test") / len(splits) < 0.12
+    # the record id does not matter when the patient is known
+    assert all(assign_split(p, "other", 0.1) == s for p, s in zip(patients[:200], splits))
+    assert assign_split(None, "r1", 0.0) == "train" and assign_split(None, "r1", 1.0) == "test"
