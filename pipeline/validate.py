@@ -290,7 +290,6 @@ _KEYWORDS: list[tuple[str, re.Pattern]] = [
     ("axis", re.compile(r"\baxis\b", re.I)),
     ("rate", re.compile(r"\b(?:heart |ventricular |atrial |sinus )?rate\b|\bHR\b|\bbradycardi|\btachycardi", re.I)),
     ("voltage", re.compile(r"\bvoltage|\bamplitude", re.I)),
-    ("duration", re.compile(r"\brecording\b|\btracing\b|\bstrip\b|\bseconds? of\b", re.I)),
 ]
 # A number without a unit is still a claim right after one of these keywords ("QTc of 452", "axis -30").
 _UNITLESS_KIND = {"qtc": "ms", "qt": "ms", "pr": "ms", "qrs": "ms", "rr": "ms", "rate": "bpm", "axis": "deg",
@@ -438,7 +437,7 @@ def extract_claims(text: str, config: ValidationConfig = ValidationConfig()) -> 
 _REC_COLS = {
     "ms": {"pr": ["pr_ms"], "qrs": ["qrs_ms"], "qt": ["qt_ms"], "qt_dispersion": ["qt_dispersion_ms"],
            "qtc": ["qtc_bazett_ms", "qtc_fridericia_ms", "qtc_framingham_ms", "qtc_hodges_ms"],
-           "rr": ["rr_mean_ms", "rr_sd_ms"], "duration": ["_duration_ms"]},
+           "rr": ["rr_mean_ms", "rr_sd_ms"]},
     "bpm": {"rate": ["hr_bpm"]},
     "mv": {"sokolow": ["sokolow_lyon_mv"], "cornell": ["cornell_mv"], "voltage": ["sokolow_lyon_mv", "cornell_mv"],
            "qrs_amp": ["sokolow_lyon_mv", "cornell_mv"]},
@@ -529,6 +528,8 @@ def _candidates(claim: NumericClaim, meas: _Measurements, measured: list[str]) -
     rec_map = _REC_COLS.get(kind, {})
     rec_cols = rec_map.get(kw) if kw in rec_map else (
         [] if kw in _BEAT_COLS.get(kind, {}) else sorted({c for cs in rec_map.values() for c in cs}))
+    if kind == "ms" and kw is None:
+        rec_cols = [*rec_cols, "_duration_ms"]  # "a 10 s recording"
     for c in rec_cols:
         v = meas.record.get(c)
         if v is not None:
