@@ -91,6 +91,7 @@ class _Budget:
         self.max_cost, self.spent, self.reserved = max_cost, 0.0, 0.0
         self.prices, self.provider, self.model, self.batch = prices, provider, model, batch
         self.prompt_scale = 1.0
+        self._cond: asyncio.Condition | None = None
 
     def worst(self, est_prompt_tokens: int, max_tokens: int) -> float | None:
         return self.prices.worst_case_usd(self.provider, self.model, int(est_prompt_tokens * self.prompt_scale) + 1,
@@ -103,6 +104,26 @@ class _Budget:
             return False
         self.reserved += worst or 0.0
         return True
+
+    async def reserve_when_possible(self, est_prompt_tokens: int, max_tokens: int) -> tuple[bool, float | None]:
+        """Reserve the worst case, waiting for in-flight requests to settle when they hold the room it needs
+        (their real cost is usually far below their reservation); False only when nothing is in flight."""
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            while True:
+                worst = self.worst(est_prompt_tokens, max_tokens)
+                if self.try_reserve(worst):
+                    return True, worst
+                if self.reserved <= 1e-12:
+                    return False, worst
+                await self._cond.wait()
+
+    async def asettle(self, *args, **kwargs) -> None:
+        self.settle(*args, **kwargs)
+        if self._cond is not None:
+            async with self._cond:
+                self._cond.notify_all()
 
     def settle(self, worst: float | None, actual: float | None, est_prompt_tokens: int = 0,
                billed_prompt_tokens: int = 0) -> None:
@@ -308,21 +329,25 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                     if hit is not None:
                         results[i] = (key, hit, True, None)
                         return
-                    worst = budget.worst(*sizes)
-                    if not budget.try_reserve(worst):
+                    ok_to_send, worst = await budget.reserve_when_possible(*sizes)
+                    if not ok_to_send:
                         results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost "
                                                         f"(spent ${budget.spent:.4f})")
                         return
-                    comp = await complete(backend, store, gate, key, messages, params, items[i].record_id,
-                                          attempt, items[i].context, retry,
-                                          {"provider": provider, "model": model, "params": params,
-                                           "messages": canonical_messages(messages)},
-                                          need_tokens=items[i].est_prompt_tokens + int(params.get("max_tokens") or 0))
+                    try:
+                        comp = await complete(backend, store, gate, key, messages, params, items[i].record_id,
+                                              attempt, items[i].context, retry,
+                                              {"provider": provider, "model": model, "params": params,
+                                               "messages": canonical_messages(messages)},
+                                              need_tokens=sizes[0] + sizes[1])
+                    except BaseException:
+                        await budget.asettle(worst, 0.0)  # release the reservation so no waiter hangs
+                        raise
                     summary.n_http_sends += comp.http_attempts
                     # every billed attempt counts (a 200 with an empty answer still used tokens)
                     usages = [usage_from_body(r.json()) for r in comp.sent]
-                    budget.settle(worst, sum(prices.cost_usd(provider, model, u) or 0.0 for u in usages), sizes[0],
-                                  max([u.prompt_tokens for u in usages], default=0))
+                    await budget.asettle(worst, sum(prices.cost_usd(provider, model, u) or 0.0 for u in usages),
+                                         sizes[0], max([u.prompt_tokens for u in usages], default=0))
                     results[i] = (key, comp.stored, comp.reused, None)
 
             await asyncio.gather(*(one(*p) for p in plans))

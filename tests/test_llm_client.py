@@ -236,3 +236,13 @@ def test_budget_learns_when_the_provider_bills_more_prompt_tokens_than_estimated
                        concurrency=1)
     assert (df["status"] == "ok").sum() == 3 and summary.cost_usd_new == pytest.approx(0.0255)
     assert summary.cost_usd_new <= 0.03 and summary.n_skipped_budget == 3
+
+
+def test_budget_use_does_not_depend_on_concurrency(fake, tmp_path):
+    # worst case $0.0125, real $0.0105: at concurrency 8 the first 8 reservations ($0.10) exceed $0.05, yet the
+    # run must still spend up to the budget exactly as the sequential run does (4 answers), never beyond it
+    fake.usage_tokens = (1000, 800)
+    fake.latency_s = 0.05
+    summary, df = _run(fake, tmp_path, prompts=_prompts(10, tokens=1000), max_cost=0.05, max_tokens=1000,
+                       concurrency=8)
+    assert (df["status"] == "ok").sum() == 4 and summary.cost_usd_new == pytest.approx(0.042)
