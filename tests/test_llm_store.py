@@ -151,3 +151,16 @@ def test_rate_gate_waits_for_tokens_to_come_back():
 
     first, second = asyncio.run(go())
     assert first < 0.05 and second >= 0.25
+
+
+def test_error_classification():
+    from pipeline.llm.providers import classify_status
+
+    vllm = '{"object":"error","message":"This model\'s maximum context length is 4096 tokens. However, you requested 9000 tokens","type":"BadRequestError","code":400}'
+    assert classify_status(400, vllm) == ("context_length_exceeded", False)
+    assert classify_status(400, '{"error":{"code":"context_length_exceeded"}}') == ("context_length_exceeded", False)
+    assert classify_status(429, '{"error":{"code":"insufficient_quota"}}') == ("insufficient_quota", False)
+    assert classify_status(429, '{"error":{"code":"rate_limit_exceeded"}}') == ("rate_limited", True)
+    assert classify_status(502, "<html>bad gateway</html>") == ("server_error", True)
+    assert classify_status(401, None) == ("auth_error", False)
+    assert classify_status(400, '{"error":{"message":"bad"}}') == ("bad_request", False)

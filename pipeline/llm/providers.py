@@ -263,7 +263,10 @@ def classify_status(status: int, text: str | None) -> tuple[str, bool]:
         err_code = str(err.get("code") or err.get("type") or "")
     except (json.JSONDecodeError, AttributeError):
         pass
-    if "context_length_exceeded" in err_code or "context_length_exceeded" in (text or ""):
+    low = (text or "").lower()
+    # OpenAI sends the code; DeepSeek and vLLM only say it in the message ("maximum context length is ...")
+    if "context_length_exceeded" in err_code or "context_length_exceeded" in low or \
+            (status == 400 and "maximum context length" in low):
         return "context_length_exceeded", False
     if status == 429:
         if err_code == "insufficient_quota":
