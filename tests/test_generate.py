@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from fake_openai_server import FakeOpenAI
 from pipeline.generate import ANSWERS_SCHEMA, generate_answers
