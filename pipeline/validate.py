@@ -294,7 +294,7 @@ _KEYWORDS: list[tuple[str, re.Pattern]] = [
 # A number without a unit is still a claim right after one of these keywords ("QTc of 452", "axis -30").
 _UNITLESS_KIND = {"qtc": "ms", "qt": "ms", "pr": "ms", "qrs": "ms", "rr": "ms", "rate": "bpm", "axis": "deg",
                   "p_axis": "deg", "t_axis": "deg"}
-_UNITLESS_GAP = re.compile(r"^(?:\s*(?:interval|duration|segment|complex|of|is|was|=|:|at|about|around|"
+_UNITLESS_GAP = re.compile(r"^\s*(?:\s*(?:interval|duration|segment|complex|of|is|was|=|:|at|about|around|"
                            r"approximately|approx\.?|roughly|measures?|measuring|measured|near|close to|"
                            r"~|\(|\)|Bazett|Fridericia|Framingham|Hodges|,)\s*)*$", re.I)
 _COMPARATOR = re.compile(
@@ -415,6 +415,8 @@ def extract_claims(text: str, config: ValidationConfig = ValidationConfig()) -> 
                 hi = _to_float(m.group("hi"))
                 # "80-100 ms" is a range; "-30 to -60" too; a trailing negative "5-−3" is not a thing
                 vals = [vals[0], abs(hi) if vals[0] >= 0 and hi < 0 else hi]
+            if unit is None and kind == "ms" and all(abs(v) < 3.0 for v in vals):
+                factor = 1000.0  # "a PR interval of 0.16": seconds written without the unit
             vals = [v * factor for v in vals]
             clause_leads = [lm for lm in leads_all if c0 <= lm.start < c1 and lm.leads]
             chosen = clause_leads or sent_leads
