@@ -59,7 +59,17 @@ def _rail_fraction(raw: np.ndarray, fs_hz: float) -> float:
     run = max(2, int(round(SATURATION_RUN_MS * fs_hz / 1000.0)))
     hi, lo = np.nanmax(raw), np.nanmin(raw)
     total = 0
+    med, span = float(np.median(raw)), float(hi - lo)
+    # exact plateaus away from both extremes: a noiseless (simulated) or coarsely quantised lead, where
+    # constant runs at an extreme prove nothing about clipping
+    flat = np.concatenate(([False], np.diff(raw) == 0))
+    away = (np.abs(raw - hi) > 1e-6) & (np.abs(raw - lo) > 1e-6)
+    if np.any(np.convolve((flat & away).astype(np.int8), np.ones(run, dtype=np.int8), "valid") >= run):
+        return 0.0
     for level in (hi, lo):
+        # a rail lies far from the baseline; a noiseless record's flat baseline can be its max or min
+        if abs(level - med) < 0.3 * span:
+            continue
         at = np.abs(raw - level) < 1e-6
         if at.sum() < run:
             continue
@@ -67,7 +77,13 @@ def _rail_fraction(raw: np.ndarray, fs_hz: float) -> float:
         d = np.diff(np.concatenate(([0], at.astype(np.int8), [0])))
         starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
         lengths = ends - starts
-        total += int(lengths[lengths >= run].sum())
+        # a clipped wave hits the rail at speed (it would have gone on); a noiseless plateau (an ideal ST
+        # segment) is approached gently: count only runs entered with a steep slope
+        slope = np.abs(np.diff(raw))
+        steep = max(float(np.percentile(slope, 99)) * 0.3, 1e-9)
+        for a, length in zip(starts, lengths):
+            if length >= run and a >= 3 and abs(raw[a] - raw[a - 3]) / 3.0 >= steep:
+                total += int(length)
     return total / raw.size
 
 

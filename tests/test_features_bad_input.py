@@ -86,7 +86,7 @@ def test_nan_runs_gate_or_blank_the_lead():
 
 
 def test_saturated_and_dead_leads_are_gated():
-    sig = base_signal()
+    sig = base_signal(emg_noise_mv=0.01)  # real leads carry some noise; a noiseless plateau is no rail
     ii = LEAD_INDEX["II"]
     sig[ii] = np.clip(sig[ii], -0.15, 0.15)              # clipped at the converter's rails
     sig[LEAD_INDEX["V4"]] = 0.0                          # dead lead
@@ -98,6 +98,12 @@ def test_saturated_and_dead_leads_are_gated():
     assert_gated_leads_empty(m.beats)
     codes = {(w.lead, w.code) for w in m.warnings}
     assert codes == {("II", "saturated_lead"), ("V4", "flat_lead")}
+
+
+def test_noiseless_st_plateau_is_not_saturation():
+    sig = base_signal(st_shift_mv=0.25, st_territory="inferior", low_voltage=True)
+    m = measure_record(as_record(sig))
+    assert m.record_row["leads_gated"] == "" and not m.warnings
 
 
 def test_inverted_limb_leads_flip_the_axis():
