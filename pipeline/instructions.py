@@ -270,6 +270,7 @@ class _Tally:
     attempts_accepted: int = 0
     no_context: int = 0
     no_answer: int = 0
+    no_image: int = 0
     reasons_attempts: Counter = field(default_factory=Counter)   # over every rejected attempt
     reasons_final: Counter = field(default_factory=Counter)      # over records never accepted (last attempt)
     claims: int = 0
@@ -393,15 +394,27 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
                 res = validate_answer(text, ctx, config, kb)
                 t.attempts_validated += 1
                 _tally_result(t, res, ctx)
-                prov = _provenance_row(item_id, row, res, prompt_info.get(rid, {}), ctx)
+                prompt = prompt_info.get((rid, variant)) or prompt_info.get((rid, None)) or {}
+                prov = _provenance_row(item_id, row, res, prompt, ctx)
+                # the rendered PNG when --images is given, else the prompt's image, else the run layout's
+                image = ctx.image_path or (None if images_dir is not None else
+                                           prompt.get("image_path") or f"images/{rid}.png")
+                if res.accepted and accepted_row is None and image is None:
+                    t.no_image += 1
+                    t.attempts_accepted += 1
+                    reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
+                                        "attempt": row.get("attempt"), "backend": row.get("backend"),
+                                        "model": row.get("model"), "answer": text, "reasons": ["no_image"],
+                                        "details": [f"no {rid}.png under {images_dir}"]})
+                    last_reasons = ["no_image"]
+                    prov_rows.append(prov)
+                    break  # every attempt of this record lacks the same image
                 if res.accepted and accepted_row is None:
                     accepted_row = (row, res)
                     t.attempts_accepted += 1
                     t.claims_acc += res.metrics.numeric_claims
                     t.grounded_acc += res.metrics.numeric_grounded
-                    q = pick_question(rid, seed)
-                    image = ctx.image_path or (f"images/{rid}.png" if images_dir is None else None)
-                    item = gem_item(item_id, ctx, text.strip(), q, image, refs.get(rid))
+                    item = gem_item(item_id, ctx, text.strip(), pick_question(rid, seed), image, refs.get(rid))
                     prov.update(in_set=True, split=split, shard=writers[split].write(item))
                     t.split_counts[split] += 1
                     t.patients[split].add(patient_of.get(rid) or f"record:{rid}")
@@ -458,6 +471,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         "shards": shards,
         "no_context": t.no_context,
         "no_answer": t.no_answer,
+        "no_image": t.no_image,
         "validation_config": config.model_dump(exclude={"reference_ms", "reference_bpm", "reference_mv",
                                                         "reference_deg"}),
     }
@@ -478,8 +492,9 @@ def _tally_result(t: _Tally, res: ValidationResult, ctx: GroundingContext) -> No
     t.words.append(m.words)
 
 
-def _prompt_info(prompts: str | Path | None) -> dict[str, dict]:
-    """record_id -> {prompt_hash, template_version} from prompts.parquet (hashing the prompt text when the
+def _prompt_info(prompts: str | Path | None) -> dict[tuple, dict]:
+    """(record_id, variant) and (record_id, None) -> {prompt_hash, template_version, image_path} from
+    prompts.parquet (hashing the prompt text when the
     file carries no hash column)."""
     if not prompts:
         return {}
@@ -490,7 +505,9 @@ def _prompt_info(prompts: str | Path | None) -> dict[str, dict]:
         h = r.get("prompt_hash") or r.get("prompt_sha256")
         if h is None and text_col and r.get(text_col) is not None:
             h = hashlib.sha256(str(r[text_col]).encode()).hexdigest()
-        out.setdefault(r["record_id"], {"prompt_hash": h, "template_version": r.get("template_version")})
+        info = {"prompt_hash": h, "template_version": r.get("template_version"), "image_path": r.get("image_path")}
+        out.setdefault((r["record_id"], r.get("variant")), info)
+        out.setdefault((r["record_id"], None), info)
     return out
 
 

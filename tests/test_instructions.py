@@ -71,7 +71,8 @@ def run(tmp_path_factory):
                 expected[rid] = good
     pl.DataFrame(rows, schema=ANSWERS_SCHEMA).write_parquet(out / "answers.parquet")
     assert len(writer_rejected) <= 2
-    return {"out": out, "manifest": manifest, "expected": expected, "ctxs": ctxs, "leaked": leaked, "v7": v7}
+    return {"out": out, "manifest": manifest, "expected": expected, "ctxs": ctxs, "leaked": leaked, "v7": v7,
+            "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +172,25 @@ def test_assign_split_is_deterministic_by_patient():
     # the record id does not matter when the patient is known
     assert all(assign_split(p, "other", 0.1) == s for p, s in zip(patients[:200], splits))
     assert assign_split(None, "r1", 0.0) == "train" and assign_split(None, "r1", 1.0) == "test"
+
+
+def test_images_folder_keeps_records_without_a_png_out(run, tmp_path):
+    """With --images, only records that have a rendered PNG enter the set; the others go to the rejects."""
+    from pipeline.render import render_record
+    from pipeline.sources import open_source
+
+    src = open_source("synthetic", run["root"])
+    images = run["out"] / "images"
+    images.mkdir(exist_ok=True)
+    drawn = sorted(run["expected"])[:2]
+    for rid in drawn:
+        (images / f"{rid}.png").write_bytes(render_record(src.read(rid), dpi=50))
+    summary = build_instruction_set(answers=run["out"] / "answers.parquet", features=run["out"] / "features",
+                                    manifest=run["out"] / "manifest.parquet", out=tmp_path / "set", images=images,
+                                    shard_size=5, test_fraction=0.3, seed=3)
+    items = list(read_instruction_set(tmp_path / "set"))
+    assert sorted(it["id"] for it in items) == drawn
+    assert all(it["image"] == f"images/{it['id']}.png" and check_gem_item(it) == [] for it in items)
+    assert summary["no_image"] == len(run["expected"]) - 2
+    rejects = pl.read_parquet(tmp_path / "set" / "rejects.parquet")
+    assert rejects.filter(pl.col("reasons").list.contains("no_image")).height == summary["no_image"]
