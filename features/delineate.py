@@ -387,6 +387,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
     ok = np.isfinite(pr)
     p_present = False
     diag = {"n_beats": int(nb), "n_p_found": int(ok.sum()), "atrial_waves": bool(atrial_waves),
+            "p_peak_raw": fid["p_peak"].copy(),
             "rival_median": float(np.median(rivals)) if rivals else None}
     if ok.sum() >= max(1, 0.5 * nb) and not atrial_waves:
         med = float(np.median(pr[ok]))
@@ -440,12 +441,19 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     if not (np.isfinite(tf.qrs_on[0]) and np.isfinite(tf.qrs_off[0])):
         return fid
     d_on, d_off = tf.qrs_on[0] - before, tf.qrs_off[0] - before
-    p_ok = fid.p_present and np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0])
+    p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
-        # the median beat's P must be the beats' own P (its window cannot see the previous T's end)
-        own = fid.p_peak - r
-        own = own[np.isfinite(own)]
-        p_ok = own.size > 0 and abs(float(np.median(own)) - (tf.p_peak[0] - before)) <= ms(fs_hz, 20)
+        # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
+        # beats must show their own P within 20 ms of it, at a steady distance. The median beat then also
+        # recovers P waves too small to pass in single noisy beats; in AF it holds no coherent P at all.
+        raw = (fid.p_diag or {}).get("p_peak_raw", fid.p_peak)
+        own = raw - r
+        near = np.isfinite(own) & (np.abs(own - (tf.p_peak[0] - before)) <= ms(fs_hz, 20))
+        spread_ms = float(np.std(own[near]) * 1000.0 / fs_hz) if near.sum() > 1 else np.inf
+        p_ok = bool(near.sum() >= max(2, 0.5 * nb) and spread_ms <= PRESENT_PR_SD_MAX_MS)
+        if p_ok and not fid.p_present:
+            fid.p_present = True
+            fid.p_diag["from_median_beat"] = True
     t_ok = np.isfinite(tf.t_off[0]) and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_on[0])
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
@@ -460,7 +468,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             fid.t_on[k] = c + tf.t_on[0] - before
             fid.t_peak[k] = c + tf.t_peak[0] - before
             fid.t_off[k] = c + tf.t_off[0] - before
-        if p_ok and np.isfinite(fid.p_peak[k]) and c + tf.p_on[0] - before > 0:
+        if p_ok and abs(rr_k - rr_med) <= 0.15 * rr_med and c + tf.p_on[0] - before > 0:
             fid.p_on[k] = c + tf.p_on[0] - before
             fid.p_peak[k] = c + tf.p_peak[0] - before
             fid.p_off[k] = c + tf.p_off[0] - before
