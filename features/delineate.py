@@ -22,6 +22,7 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
+MIN_RR_MS = 250.0  # two complexes closer than this (240 bpm) are one heartbeat
 TEMPLATE_CORR_MIN = 0.5
 # trapezium reference points: how far past a wave's steepest slope its end is looked for (ms)
 # (chosen on synthetic records with known fiducials: 100 / 40 ms gave the smallest bias there)
@@ -31,6 +32,7 @@ NOISE_FLOOR_FACTOR = 3.0  # a QRS edge ends where the spatial slope falls to 3x 
 EXTEND_MS = 30.0          # ... at most this far beyond the knee
 OFFSET_VELOCITY_FRACTION = 0.1  # (chosen on synthetic RBBB / LBBB records)
 OFFSET_EXTEND_MS = 60.0
+OFFSET_GAP_MS = 16.0  # dips of the spatial slope between QRS lobes (all leads at a peak) are crossed
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
 ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF
@@ -71,7 +73,7 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     scale[scale <= 0] = 1.0
     # squared slope integrated over 60 ms favours sharp QRS over flutter / T waves ...
     env = uniform_filter1d(np.sum(np.minimum((d / scale) ** 2, 4.0), axis=0), ms(fs_hz, 60))
-    peaks, _ = sps.find_peaks(env, distance=ms(fs_hz, 220))
+    peaks, _ = sps.find_peaks(env, distance=ms(fs_hz, MIN_RR_MS))
     if peaks.size == 0:
         return peaks
     h = env[peaks]
@@ -84,7 +86,7 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     # of the complex), which finds wide, slow premature ventricular beats the squared slope under-rates
     env_abs = uniform_filter1d(np.sum(np.minimum(np.abs(d) / scale, 2.0), axis=0), ms(fs_hz, 100))
     ref_abs = float(np.median(env_abs[keep]))
-    cand, _ = sps.find_peaks(env_abs, distance=ms(fs_hz, 220), height=0.4 * ref_abs)
+    cand, _ = sps.find_peaks(env_abs, distance=ms(fs_hz, MIN_RR_MS), height=0.4 * ref_abs)
     if keep.size >= 2 and cand.size:
         rr_med = float(np.median(np.diff(keep)))
         added = True
@@ -113,7 +115,7 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     if out.size > 1:
         res = [out[0]]
         for p in out[1:]:
-            if p - res[-1] < ms(fs_hz, 200):
+            if p - res[-1] < ms(fs_hz, MIN_RR_MS):
                 if env[p] > env[res[-1]]:
                     res[-1] = p
             else:
@@ -261,7 +263,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # ... but a slurred terminal force (RBBB's wide S / R') is slow too: carry the offset on while the
         # spatial slope stays above OFFSET_VELOCITY_FRACTION of the QRS peak (it drops at the J point)
         v_thr = OFFSET_VELOCITY_FRACTION * float(v[wlo:whi + 1].max())
-        off = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, 16)) - wlo
+        off = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, OFFSET_GAP_MS)) - wlo
         q_on, q_off = wlo + on, wlo + off
         # the knees sit where the bulk of the QRS starts / ends; a small initial q or terminal s / r' can
         # lie outside them. Extend each side while the spatial slope stays above the noise floor of the
