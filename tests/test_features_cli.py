@@ -59,3 +59,20 @@ def test_cli_on_small_wfdb_tree(tmp_path):
     again = run_features("wfdb", data, out, chunk_size=2)
     assert again.n_shards_skipped == 2 and again.n_measured == 3 and again.n_failed == 1
     assert {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")} == mtimes
+
+
+def test_cli_on_synthetic_tree_agrees_with_truth(tmp_path):
+    """The embedded generator's tree -> features: intervals close to the generator's truth."""
+    from pipeline.cli import main
+
+    data, out = tmp_path / "syn", tmp_path / "out"
+    assert main(["synth", "--n", "8", "--out", str(data), "--seed", "5"]) == 0
+    assert main(["features", "--source", "synthetic", "--root", str(data), "--out", str(out)]) == 0
+    recs = read_table(out, "records")
+    assert recs.height == 8 and (recs["ref_kind"] == "synthetic_truth").all()
+    assert recs["diff_rr_ms"].abs().max() < 5
+    # median agreement over the tree (single records with a bundle branch block may be further off)
+    assert recs["diff_qrs_ms"].abs().median() <= 12
+    assert recs["diff_qt_ms"].abs().median() <= 15
+    assert recs["diff_qrs_axis_deg"].abs().median() <= 5
+    assert recs["diff_pr_ms"].drop_nulls().abs().median() <= 10
