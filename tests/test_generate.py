@@ -236,3 +236,31 @@ def test_real_validator_feedback_loop_on_real_contexts(tmp_path):
         assert summary.n_accepted == 2 and summary.n_rejected == 0 and len(fake.chat_log()) == 4
     finally:
         fake.stop()
+
+
+def test_two_runs_on_one_store_buy_each_answer_once(tmp_path):
+    """A second run started while the first is sending waits for the first one's answers (claims in the
+    store) instead of buying the same requests again."""
+    fake = FakeOpenAI(latency_s=1.0).start()
+    try:
+        n = 16
+        prompts = _write_prompts(tmp_path, n)
+        out = tmp_path / "out"
+        cmd = _cmd(prompts, out, fake, "--concurrency", "4")
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not fake.chat_log():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        outs = [p.communicate(timeout=120) for p in (first, second)]
+        assert [first.returncode, second.returncode] == [0, 0], outs
+        # the second run joined while answers were still on the wire (4 s of work, it started after 1 request)
+        assert len(fake.chat_log()) == n and set(fake.counts().values()) == {1}
+        summaries = [json.loads(o) for o, _ in outs]
+        assert sum(s["n_http_sends"] for s in summaries) == n and all(s["n_ok"] == n for s in summaries)
+        with ResponseStore(out / "responses") as store:
+            oks = [r.request_key for r in store.responses() if r.ok]
+        assert len(oks) == len(set(oks)) == n
+    finally:
+        fake.stop()

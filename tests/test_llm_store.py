@@ -164,3 +164,22 @@ def test_error_classification():
     assert classify_status(502, "<html>bad gateway</html>") == ("server_error", True)
     assert classify_status(401, None) == ("auth_error", False)
     assert classify_status(400, '{"error":{"message":"bad"}}') == ("bad_request", False)
+
+
+def test_claims_between_two_senders(tmp_path):
+    a, b = ResponseStore(tmp_path), ResponseStore(tmp_path)
+    try:
+        assert a.claim("k", "r", 1, "sync") is None            # a sends
+        assert b.claim("k", "r", 1, "sync") == a.owner         # b must wait for a
+        a.release("k")
+        assert b.claim("k", "r", 1, "sync") is None            # a gave up: b may send
+        assert a.claim("k", "r", 1, "sync") == b.owner
+        b.put(StoredResponse("k", True, 200, "{}", {}, 0.1, "openai", "m"))
+        assert a.claim("k", "r", 1, "sync") is None            # answered: nobody holds it
+        # an intent left by a process that died holds nothing
+        a._db.execute("INSERT INTO intents(request_key, mode, pid, created_at, owner) VALUES "
+                      "('k2','sync',999999999,?, '999999999:dead')", (__import__("time").time(),))
+        assert b.claim("k2", "r", 1, "sync") is None
+    finally:
+        a.close()
+        b.close()

@@ -40,6 +40,7 @@ class RetryPolicy:
     max_http_attempts: int = 6
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    wait_for_other_s: float = 0.25   # poll interval while another run sends the same request
 
     def _wait(self, state: RetryCallState) -> float:
         jitter = wait_random_exponential(multiplier=self.backoff_base_s, max=self.backoff_max_s)(state)
@@ -59,7 +60,22 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
     if hit is not None:
         return Completion(hit, True, 0)
     policy = policy or RetryPolicy()
-    await store.arecord_intent(key, record_id, attempt, "sync", request_doc)
+    while (holder := await store.aclaim(key, record_id, attempt, "sync", request_doc)) is not None:
+        # another live run on this store is sending this very request: wait for its answer, don't buy it twice
+        log.info("request %s is being sent by %s; waiting for its answer", key[:12], holder)
+        await asyncio.sleep(policy.wait_for_other_s)
+        hit = store.get_ok(key)
+        if hit is not None:
+            return Completion(hit, True, 0)
+    try:
+        return await _send_with_retries(backend, store, gate, key, messages, params, context, policy, need_tokens)
+    finally:
+        await store.arelease(key)
+
+
+async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
+                             params: dict[str, Any], context: Any, policy: RetryPolicy,
+                             need_tokens: int) -> Completion:
     sends = 0
     sent: list[StoredResponse] = []
     last: SendResult | None = None

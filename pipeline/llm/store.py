@@ -6,6 +6,8 @@ request that was on the wire. Rows are only ever INSERTed:
 
 - ``intents``    a request is about to be sent (written *before* sending, so a crash between send and store
                  is visible as an intent without a response);
+- ``releases``   a sender is done with a key (answered or given up): with ``intents`` this lets two runs on
+                 one store wait for each other's answer instead of buying it twice;
 - ``responses``  the full raw HTTP body, the headers of interest, timing, status, error code;
 - ``batch_uploads`` batch input files uploaded, written before the batch is created (a kill between the
                  two is then found again on the server instead of being paid twice);
@@ -20,6 +22,8 @@ import asyncio
 import json
 import os
 import sqlite3
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ DB_NAME = "responses.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents(
     id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, record_id TEXT, attempt INTEGER,
-    mode TEXT, pid INTEGER, created_at REAL, request TEXT);
+    mode TEXT, pid INTEGER, created_at REAL, request TEXT, owner TEXT);
 CREATE INDEX IF NOT EXISTS intents_key ON intents(request_key);
 CREATE TABLE IF NOT EXISTS responses(
     id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, ok INTEGER NOT NULL,
@@ -40,6 +44,9 @@ CREATE TABLE IF NOT EXISTS responses(
 CREATE INDEX IF NOT EXISTS responses_key ON responses(request_key, ok);
 CREATE TABLE IF NOT EXISTS batches(
     batch_id TEXT PRIMARY KEY, input_file_id TEXT, request_keys TEXT, created_at REAL, pid INTEGER);
+CREATE TABLE IF NOT EXISTS releases(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, owner TEXT, created_at REAL);
+CREATE INDEX IF NOT EXISTS releases_key ON releases(request_key, owner);
 CREATE TABLE IF NOT EXISTS batch_uploads(
     file_id TEXT PRIMARY KEY, request_keys TEXT, created_at REAL, pid INTEGER);
 CREATE TABLE IF NOT EXISTS batch_events(
@@ -71,6 +78,18 @@ class StoredResponse:
             return None
 
 
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ResponseStore:
     """Append-only SQLite store of LLM responses, keyed by ``pipeline.llm.hashing.request_key``."""
 
@@ -83,6 +102,12 @@ class ResponseStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        try:  # stores created before intents had an owner
+            self._db.execute("ALTER TABLE intents ADD COLUMN owner TEXT")
+        except sqlite3.OperationalError:
+            pass
+        self.owner = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"  # this store handle, as a sender
+        self._tx = threading.Lock()
         # Durable commits wait for fsync (~4 ms here). Async callers hand them to one writer thread so the
         # event loop keeps serving other requests meanwhile; one thread keeps the writes in order.
         # (sqlite3.threadsafety == 3: the connection may be shared across threads.)
@@ -96,6 +121,13 @@ class ResponseStore:
     async def arecord_intent(self, *args, **kwargs) -> None:
         """:meth:`record_intent` without blocking the event loop; returns once durable."""
         await asyncio.get_running_loop().run_in_executor(self._executor(), lambda: self.record_intent(*args, **kwargs))
+
+    async def aclaim(self, *args, **kwargs) -> str | None:
+        """:meth:`claim` without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), lambda: self.claim(*args, **kwargs))
+
+    async def arelease(self, request_key: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor(), self.release, request_key)
 
     async def aput(self, r: StoredResponse) -> int:
         """:meth:`put` without blocking the event loop; returns once durable."""
@@ -118,10 +150,49 @@ class ResponseStore:
                       request: dict[str, Any] | None = None) -> None:
         """Note that ``request_key`` is about to be sent (``mode`` = 'sync' | 'batch')."""
         self._db.execute(
-            "INSERT INTO intents(request_key, record_id, attempt, mode, pid, created_at, request) "
-            "VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO intents(request_key, record_id, attempt, mode, pid, created_at, request, owner) "
+            "VALUES (?,?,?,?,?,?,?,?)",
             (request_key, record_id, attempt, mode, os.getpid(), time.time(),
-             json.dumps(request, sort_keys=True) if request is not None else None))
+             json.dumps(request, sort_keys=True) if request is not None else None, self.owner))
+
+    def claim(self, request_key: str, record_id: str | None, attempt: int | None, mode: str,
+              request: dict[str, Any] | None = None, lease_s: float = 900.0) -> str | None:
+        """Record the intent to send ``request_key`` unless another live sender holds it.
+
+        Atomic across processes (``BEGIN IMMEDIATE``). Returns None when claimed (intent recorded), else the
+        holder: a different store handle whose process is alive, whose intent is younger than ``lease_s`` and
+        which has neither released the key nor stored an ok answer for it.
+        """
+        with self._tx:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                holder = self._holder(request_key, lease_s)
+                if holder is None:
+                    self.record_intent(request_key, record_id, attempt, mode, request)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return holder
+
+    def _holder(self, request_key: str, lease_s: float) -> str | None:
+        if self._db.execute("SELECT 1 FROM responses WHERE request_key=? AND ok=1 LIMIT 1",
+                            (request_key,)).fetchone():
+            return None  # answered: the caller will find it
+        rows = self._db.execute(
+            "SELECT i.owner, i.pid, i.created_at FROM intents i WHERE i.request_key=? AND i.mode='sync' "
+            "AND i.owner IS NOT NULL AND i.owner != ? AND i.created_at > ? AND NOT EXISTS (SELECT 1 FROM releases r "
+            "WHERE r.request_key=i.request_key AND r.owner=i.owner AND r.created_at >= i.created_at)",
+            (request_key, self.owner, time.time() - lease_s)).fetchall()
+        for owner, pid, _ in rows:
+            if _pid_alive(pid):
+                return owner
+        return None
+
+    def release(self, request_key: str) -> None:
+        """This handle is done with ``request_key`` (answered, failed for good, or abandoned)."""
+        self._db.execute("INSERT INTO releases(request_key, owner, created_at) VALUES (?,?,?)",
+                         (request_key, self.owner, time.time()))
 
     def put(self, r: StoredResponse) -> int:
         """Append one response row; returns its id. Durable when this returns (WAL + synchronous=FULL)."""
