@@ -406,6 +406,9 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                    qtc_framingham_ms=qtc_framingham_ms(qt, rrm), qtc_hodges_ms=qtc_hodges_ms(qt, rrm))
     for wave, key in (("p", "p_area"), ("qrs", "qrs_area"), ("t", "t_area")):
         a_i, a_f = _median(lead_stats["I"][key]), _median(lead_stats["aVF"][key])
+        if a_f is None:  # aVF gated: Einthoven gives aVF = II - I/2
+            a_ii = _median(lead_stats["II"][key])
+            a_f = a_ii - a_i / 2.0 if a_ii is not None and a_i is not None else None
         if wave == "p" and not fid.p_present:
             continue
         row[f"{wave}_axis_deg"] = frontal_axis_deg(a_i, a_f) if a_i is not None and a_f is not None else None

@@ -19,7 +19,8 @@ def match_truth(truth: pl.DataFrame, beats: pl.DataFrame) -> pl.DataFrame:
     """Join truth and detected rows per lead on the nearest QRS onset (beat numbering may differ at edges)."""
     det = beats.filter(pl.col("qrs_on_ms").is_not_null()).sort("lead", "qrs_on_ms")
     tru = truth.sort("lead", "qrs_on_ms")
-    return tru.join_asof(det, on="qrs_on_ms", by="lead", strategy="nearest", tolerance=60.0, suffix="_d") \
+    return tru.join_asof(det, on="qrs_on_ms", by="lead", strategy="nearest", tolerance=60.0, suffix="_d",
+                          check_sortedness=False) \
         .filter(pl.col("beat_d").is_not_null())
 
 

@@ -100,6 +100,14 @@ def test_saturated_and_dead_leads_are_gated():
     assert codes == {("II", "saturated_lead"), ("V4", "flat_lead")}
 
 
+def test_axis_survives_a_dead_avf():
+    sig = base_signal(qrs_axis_deg=-30)
+    sig[LEAD_INDEX["aVF"]] = 0.0
+    m = measure_record(as_record(sig))
+    assert m.record_row["leads_gated"] == "aVF:flat"
+    assert abs(m.record_row["qrs_axis_deg"] - (-30.0)) < 5.0
+
+
 def test_noiseless_st_plateau_is_not_saturation():
     sig = base_signal(st_shift_mv=0.25, st_territory="inferior", low_voltage=True)
     m = measure_record(as_record(sig))
