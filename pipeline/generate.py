@@ -486,6 +486,15 @@ def _load_validator() -> Callable | None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """Exit codes: 0 all answered, 1 some prompts failed (explained per row), 2 bad configuration."""
+    try:
+        return _run_cli(args)
+    except (LLMConfigError, FileNotFoundError) as exc:
+        print(f"generate: {exc}")
+        return 2
+
+
+def _run_cli(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     spec = BackendSpec.parse(args.llm, args.base_url)

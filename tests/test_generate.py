@@ -264,3 +264,16 @@ def test_two_runs_on_one_store_buy_each_answer_once(tmp_path):
         assert len(oks) == len(set(oks)) == n
     finally:
         fake.stop()
+
+
+def test_cli_configuration_errors_are_clear(tmp_path):
+    prompts = _write_prompts(tmp_path, 1)
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    py = [str(REPO / ".venv/bin/python"), "-m", "pipeline.generate", "--prompts", str(prompts), "--out", str(tmp_path)]
+    for extra, msg in ((["--llm", "openai:gpt-4o-2024-08-06"], "OPENAI_API_KEY is not set"),
+                       (["--llm", "openai-compatible:qwen"], "needs --base-url"),
+                       (["--llm", "claude:opus"], "bad --llm"),
+                       (["--llm", "deepseek:deepseek-chat", "--batch"], "Batch API")):
+        e = {**env, "DEEPSEEK_API_KEY": "sk-ds"} if "deepseek" in extra[1] else env
+        proc = subprocess.run(py + extra, env=e, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and msg in proc.stdout, (extra, proc.stdout, proc.stderr)
