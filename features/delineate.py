@@ -5,18 +5,23 @@ positions with NaN for "absent / not measurable". Conversions to ms happen in ``
 
 Method, in the spirit of the classic 12-lead programs:
 - beats: peaks of a multi-lead QRS energy (squared slope of each lead normalised by its own scale, summed
-  over leads, integrated over 60 ms), so beat k is the same heartbeat in every lead;
-- waves: on the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)`` about each beat's isoelectric
-  level ``b_i`` (flattest point before the QRS); onsets / offsets are the knees of ``M`` found with the
-  trapezium-area method (Vazquez-Seisdedos et al., IEEE TBME 2011), which needs no amplitude threshold:
-  the knee maximises the area of the trapezium spanned by a steep point of the wave, the candidate point
-  and a far reference point.
+  over good leads, integrated over 60 ms; a search-back with the absolute slope finds wide premature
+  beats), so beat k is the same heartbeat in every lead; complexes < 250 ms apart are one beat;
+- QRS: knees of the spatial path length (cumulative spatial slope; squared slope for the offset) found with
+  the trapezium-area method (Vazquez-Seisdedos et al., IEEE TBME 2011: the knee maximises the area of the
+  trapezium spanned by a steep point, the candidate point and a far reference point); the onset is
+  carried back to the noise floor (earliest onset over leads), the offset through slurred terminal
+  forces (latest offset);
+- P and T: peaks and trapezium knees of the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)``
+  about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position;
+- median beat: QRS, P and (at the typical RR) T fiducials of beats whose QRS matches the median beat are
+  taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``);
+- P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
