@@ -17,7 +17,8 @@ FLAT_PTP_MV = 0.02          # a lead whose 0.5-40 Hz signal never moves 20 uV ca
 SATURATION_RUN_MS = 20.0    # a converter rail held this long is clipping, not an R peak
 SATURATION_FRACTION = 0.02  # ... over at least this share of the record
 NAN_FRACTION_MAX = 0.2      # above this share of non-finite samples a lead is gated
-HF_POWER_FRACTION_MAX = 0.5  # white noise puts ~80% of its power above 40 Hz at 500 Hz; ECG ~<10%
+HF_POWER_FRACTION_MAX = 0.4  # white noise puts ~70% of its power in 65-250 Hz at 500 Hz; ECG a few %
+HF_BAND_HZ = (65.0, 250.0)   # above the ECG and the 50/60 Hz mains (filtered anyway); 100/120 Hz left out
 
 
 @dataclass
@@ -114,6 +115,25 @@ def find_pacing_spikes(x: np.ndarray, fs_hz: float) -> np.ndarray:
     return starts.astype(np.int64)
 
 
+def _hf_fraction(x: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Per lead: share of power in HF_BAND_HZ (mains harmonics at 100 / 120 Hz +-2 Hz left out).
+
+    Broadband noise fills that band; an ECG, its baseline wander and mains hum (removed by the 40 Hz
+    low-pass anyway) barely reach it, so it separates "noise-dominated" from "noisy but usable".
+    """
+    spec = np.abs(np.fft.rfft(x, axis=1)) ** 2
+    f = np.fft.rfftfreq(x.shape[1], 1.0 / fs_hz)
+    band = (f >= HF_BAND_HZ[0]) & (f <= min(HF_BAND_HZ[1], fs_hz / 2))
+    for h in (100.0, 120.0):
+        band &= np.abs(f - h) > 2.0
+    mains = np.zeros_like(band)
+    for h in (50.0, 60.0, 100.0, 120.0):
+        mains |= np.abs(f - h) <= 2.0
+    total = spec[:, (f >= 0.5) & ~mains].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, spec[:, band].sum(axis=1) / total, 0.0)
+
+
 def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
     """Clean every lead and gate the ones that carry no usable ECG (flat, saturated, non-finite, noise).
 
@@ -137,11 +157,9 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
         hp = sps.sosfiltfilt(_sos("hp", fs_hz), filled, axis=1, padlen=padlen)
         light = sps.sosfiltfilt(_sos("lp150", fs_hz), hp, axis=1, padlen=padlen)
         clean = sps.sosfiltfilt(_sos("band", fs_hz), filled, axis=1, padlen=padlen)
-        lp40_of_hp = clean  # the band-passed copy is the high-passed one without what lies above 40 Hz
     else:
         clean = filled - filled.mean(axis=1, keepdims=True)
         light = clean.copy()
-        lp40_of_hp = clean
     gate: list[str | None] = []
     # only leads holding their max or min for a whole run can be clipped: a cheap vectorised pre-check
     run = max(2, int(round(SATURATION_RUN_MS * fs_hz / 1000.0)))
@@ -151,6 +169,7 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
         lo = np.nanmin(np.where(bad, np.inf, raw), axis=1, keepdims=True)
         at_rail = ((np.abs(finite_raw - hi) < 1e-6) | (np.abs(finite_raw - lo) < 1e-6)).sum(axis=1)
     ptp_clean = np.ptp(clean, axis=1)
+    hf_fraction = _hf_fraction(hp if n > 30 else clean, fs_hz)
     ptp_raw = np.ptp(filled, axis=1)
     for i in range(raw.shape[0]):
         if bad[i].mean() > NAN_FRACTION_MAX:
@@ -163,9 +182,7 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
                 _rail_fraction(raw[i][np.isfinite(raw[i])], fs_hz) > SATURATION_FRACTION:
             gate.append("saturated")
             continue
-        total = float(np.sum(hp[i] ** 2))
-        hf = float(np.sum((hp[i] - lp40_of_hp[i]) ** 2))
-        if total > 0 and hf / total > HF_POWER_FRACTION_MAX:
+        if hf_fraction[i] > HF_POWER_FRACTION_MAX:
             gate.append("noise")
             continue
         gate.append(None)
