@@ -428,8 +428,9 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
     prec = [v for v in prec if v is not None]
     row["low_voltage_limb"] = bool(max(limb) < 0.5) if limb else None
     row["low_voltage_precordial"] = bool(max(prec) < 1.0) if prec else None
-    qts = [float(np.median(v)) for v in per_lead_qt.values() if v]
-    row["qt_dispersion_ms"] = (max(qts) - min(qts)) if len(qts) >= 2 else None
+    # QT dispersion needs each lead's own T end; the T end here is one global (multi-lead) value, so
+    # every lead's QT is the same and a "dispersion" would be an invented 0 ms: left null
+    row["qt_dispersion_ms"] = None
     row["n_premature"] = sum(c == "premature" for c in classes)
     row["n_paced"] = sum(c == "paced" for c in classes)
     row["leads_ok"] = sum(g is None for g in gate)
