@@ -458,31 +458,39 @@ def _default_variant(provider: str) -> str:
     return "multimodal" if provider == "openai" else "text"
 
 
-def _load_contexts(run_dir: Path, record_ids: list[str]) -> dict[str, Any] | None:
-    """GroundingContexts from the measurement outputs, when pipeline.context offers a builder."""
-    try:
-        from pipeline import context as ctx_mod
-    except ImportError:
-        return None
-    for name in ("load_contexts", "build_contexts"):
-        fn = getattr(ctx_mod, name, None)
-        if fn is not None:
-            try:
-                got = fn(run_dir, record_ids) if name == "load_contexts" else fn(run_dir)
-            except TypeError:
-                got = fn(run_dir)
-            if isinstance(got, Mapping):
-                return dict(got)
-            return {c.record_id: c for c in got}
-    return None
+def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", base_url: str | None = None,
+                 variant: str | None = None, concurrency: int = 16, max_attempts: int = 3,
+                 max_cost: float | None = None, batch: bool = False, price_table: str | Path | None = None,
+                 max_tokens: int | None = None, temperature: float | None = None, timeout_s: float = 120.0,
+                 context_window: int | None = None, json_schema: dict | None = None,
+                 api_key_secret: str | None = None, seed: int = 0, limit: int | None = None,
+                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True) -> GenerateSummary:
+    """The ``generate`` stage as a plain function: answer the prompts table at ``prompts_path`` (a file or the
+    folder holding it) with backend ``llm``; write ``out/responses/`` and ``out/answers.parquet``.
 
+    Grounding contexts come from the run folder the prompts live in (``pipeline.context.load_contexts``), and
+    rejected answers are regenerated with the validator's feedback (``pipeline.validate.validate_answer``).
+    """
+    from pipeline.context import load_contexts
+    from pipeline.llm.providers import resolve_api_key
+    from pipeline.validate import validate_answer
 
-def _load_validator() -> Callable | None:
-    try:
-        from pipeline.validate import validate_answer
-    except ImportError:
-        return None
-    return validate_answer
+    spec = BackendSpec.parse(llm, base_url)
+    prompts, run_dir = _read_prompts(Path(prompts_path))
+    variant = variant or _default_variant(spec.provider)
+    if "variant" in prompts.columns and variant != "all":
+        prompts = prompts.filter(pl.col("variant") == variant)
+    if limit:
+        prompts = prompts.head(limit)
+    contexts = load_contexts(run_dir, prompts["record_id"].to_list()) if with_context else None
+    api_key = None if spec.provider == "rules" else resolve_api_key(spec.provider, api_key_secret)
+    backend = make_backend(spec, api_key=api_key, timeout_s=timeout_s, context_window=context_window)
+    out = Path(out)
+    return generate_answers(
+        prompts, backend, out / "responses", out, concurrency=concurrency, max_attempts=max_attempts,
+        validator=validate_answer if validate else None, contexts=contexts, max_cost=max_cost, batch=batch,
+        price_table=PriceTable.load(price_table), max_tokens=max_tokens, temperature=temperature,
+        json_schema=json_schema, image_root=run_dir, seed=seed, spec_label=llm, batch_poll_s=batch_poll_s)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -497,26 +505,14 @@ def run_cli(args: argparse.Namespace) -> int:
 def _run_cli(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    spec = BackendSpec.parse(args.llm, args.base_url)
-    prompts, run_dir = _read_prompts(Path(args.prompts))
-    variant = args.variant or _default_variant(spec.provider)
-    if "variant" in prompts.columns and variant != "all":
-        prompts = prompts.filter(pl.col("variant") == variant)
-    if args.limit:
-        prompts = prompts.head(args.limit)
-    contexts = _load_contexts(run_dir, prompts["record_id"].to_list()) if not args.no_context else None
-    validator = None if args.no_validate else _load_validator()
     json_schema = json.loads(Path(args.json_schema).read_text()) if args.json_schema else None
-    from pipeline.llm.providers import resolve_api_key
-    api_key = None if spec.provider == "rules" else resolve_api_key(spec.provider, args.api_key_secret)
-    backend = make_backend(spec, api_key=api_key, timeout_s=args.timeout, context_window=args.context_window)
-    out = Path(args.out)
-    summary = generate_answers(
-        prompts, backend, out / "responses", out, concurrency=args.concurrency, max_attempts=args.max_attempts,
-        validator=validator, contexts=contexts, max_cost=args.max_cost, batch=args.batch,
-        price_table=PriceTable.load(args.price_table), max_tokens=args.max_tokens, temperature=args.temperature,
-        json_schema=json_schema, image_root=run_dir, seed=args.seed, spec_label=args.llm,
-        batch_poll_s=args.batch_poll_s)
+    summary = run_generate(
+        args.prompts, args.out, llm=args.llm, base_url=args.base_url, variant=args.variant,
+        concurrency=args.concurrency, max_attempts=args.max_attempts, max_cost=args.max_cost, batch=args.batch,
+        price_table=args.price_table, max_tokens=args.max_tokens, temperature=args.temperature,
+        timeout_s=args.timeout, context_window=args.context_window, json_schema=json_schema,
+        api_key_secret=args.api_key_secret, seed=args.seed, limit=args.limit, batch_poll_s=args.batch_poll_s,
+        validate=not args.no_validate, with_context=not args.no_context)
     print(json.dumps(asdict(summary), indent=2))
     return 0 if summary.n_failed == 0 else 1
 
