@@ -37,7 +37,8 @@ NOISE_FLOOR_FACTOR = 3.0  # a QRS edge ends where the spatial slope falls to 3x 
 EXTEND_MS = 30.0          # ... at most this far beyond the knee
 OFFSET_VELOCITY_FRACTION = 0.1  # (chosen on synthetic RBBB / LBBB records)
 OFFSET_EXTEND_MS = 60.0
-OFFSET_GAP_MS = 16.0  # dips of the spatial slope between QRS lobes (all leads at a peak) are crossed
+OFFSET_GAP_MS = 16.0  # dips of the spatial slope between QRS lobes (all leads at a peak) are crossed ...
+OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a QRS lobe's (T waves: < 0.25)
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
 ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF
@@ -168,22 +169,39 @@ def gate_by_template(clean: np.ndarray, r: np.ndarray, gate: list[str | None], f
     return gate
 
 
-def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_gap: int) -> int:
+def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_gap: int,
+            rejoin: float = 0.0, with_weak: bool = False):
     """Walk from ``start`` in direction ``step`` while ``v`` stays above ``thr``; dips below it shorter than
-    ``max_gap`` samples are crossed (the spatial slope touches zero wherever all leads peak at once).
-    Returns the last index above ``thr`` (``start`` if none), at most ``max_len`` samples away."""
+    ``max_gap`` samples are crossed (the spatial slope touches zero wherever all leads peak at once), but
+    only when the run after the dip climbs above ``rejoin`` (another QRS lobe is steep; an early T wave
+    rising behind the J point is not, and must not be taken into the QRS).
+    Returns the last index above ``thr`` (``start`` if none), at most ``max_len`` samples away, and with
+    ``with_weak`` also whether the walk stopped inside ``max_len`` (at a weak run or a dip longer than
+    ``max_gap``)."""
     last, gap, i = start, 0, start
+    weak = False
+    pending = False  # inside a run that followed a crossed dip, not yet shown to be a QRS lobe
     for _ in range(max_len):
         i += step
         if i < 0 or i >= v.size:
             break
         if v[i] > thr:
-            last, gap = i, 0
+            if gap > 0:
+                pending = rejoin > 0
+            gap = 0
+            if pending and v[i] >= rejoin:
+                pending = False
+            if not pending:
+                last = i
         else:
+            if pending:
+                weak = True
+                break  # the run after the dip never became a QRS lobe
             gap += 1
             if gap > max_gap:
+                weak = True
                 break
-    return last
+    return (last, weak) if with_weak else last
 
 
 def _knee_after(y: np.ndarray, m: int, r: int) -> int:
@@ -267,8 +285,18 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         off = _knee_after(-path2, ci, path2.size - 1)
         # ... but a slurred terminal force (RBBB's wide S / R') is slow too: carry the offset on while the
         # spatial slope stays above OFFSET_VELOCITY_FRACTION of the QRS peak (it drops at the J point)
-        v_thr = OFFSET_VELOCITY_FRACTION * float(v[wlo:whi + 1].max())
-        off = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, OFFSET_GAP_MS)) - wlo
+        v_peak = float(v[wlo:whi + 1].max())
+        v_thr = OFFSET_VELOCITY_FRACTION * v_peak
+        off = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, OFFSET_GAP_MS),
+                      rejoin=OFFSET_REJOIN_FRACTION * v_peak) - wlo
+        # an early, steep T wave right behind the J point (LBBB at high rates) adds so much squared slope
+        # to the window that the knee itself lands inside the T wave: when the slope dips after the last
+        # QRS lobe for longer than OFFSET_GAP_MS, or what follows the dip never climbs to a lobe's slope,
+        # the QRS ends before that dip
+        bound, weak = _extend(v, c, +1, v_thr, whi - c, ms(fs_hz, OFFSET_GAP_MS),
+                              rejoin=OFFSET_REJOIN_FRACTION * v_peak, with_weak=True)
+        if weak:
+            off = min(off, bound - wlo)
         q_on, q_off = wlo + on, wlo + off
         # the knees sit where the bulk of the QRS starts / ends; a small initial q or terminal s / r' can
         # lie outside them. Extend each side while the spatial slope stays above the noise floor of the
