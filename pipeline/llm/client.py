@@ -68,6 +68,11 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
         if hit is not None:
             return Completion(hit, True, 0)
     try:
+        # The claim also succeeds when the answer was stored between the first look and the claim (another
+        # run finished it meanwhile): look again, or that answer would be bought a second time.
+        hit = store.get_ok(key)
+        if hit is not None:
+            return Completion(hit, True, 0)
         return await _send_with_retries(backend, store, gate, key, messages, params, context, policy, need_tokens)
     finally:
         await store.arelease(key)
