@@ -52,23 +52,28 @@ def measure_chunk(source, ids) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame
     return b, r, errors_frame(errs)
 
 
-def run_features(source: str, root, out_dir, chunk_size: int = 200, **source_options) -> FeaturesSummary:
-    """Measure every record of ``source`` on ``root`` into shard folders under ``out_dir`` (see module doc)."""
+def measure_shard(source, ids, out_dir, index: int) -> bool:
+    """Measure one chunk of ids of an open source into shard ``index`` under ``out_dir``.
+
+    Returns False when the shard was already finished (nothing done). This is what a flow task maps over.
+    """
     out = Path(out_dir)
-    src = open_source(source, root, **source_options)
-    ids = list(src.ids())
-    summary = FeaturesSummary(n_records=len(ids), out_dir=str(out))
-    for n, chunk in enumerate(chunks(ids, chunk_size)):
-        name = f"part-{n:05d}.parquet"
-        paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
-        summary.n_shards += 1
-        if all(p.exists() for p in paths):
-            summary.n_shards_skipped += 1
-            continue
-        b, r, e = measure_chunk(src, chunk)
-        write_parquet_atomic(b, paths[0])
-        write_parquet_atomic(e, paths[1])
-        write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished
+    name = f"part-{index:05d}.parquet"
+    paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
+    if all(p.exists() for p in paths):
+        return False
+    b, r, e = measure_chunk(source, ids)
+    write_parquet_atomic(b, paths[0])
+    write_parquet_atomic(e, paths[1])
+    write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished
+    return True
+
+
+def finish_features(out_dir, n_records: int, n_shards: int, n_shards_skipped: int) -> FeaturesSummary:
+    """Gather the shards' errors into ``out_dir/errors.parquet`` and count what was measured."""
+    out = Path(out_dir)
+    summary = FeaturesSummary(n_records=n_records, out_dir=str(out), n_shards=n_shards,
+                              n_shards_skipped=n_shards_skipped)
     errs = [pl.read_parquet(p) for p in sorted(glob.glob(str(out / "errors" / "part-*.parquet")))]
     errors = pl.concat(errs) if errs else pl.DataFrame(schema=ERRORS_SCHEMA)
     write_parquet_atomic(errors, out / "errors.parquet")
@@ -77,6 +82,15 @@ def run_features(source: str, root, out_dir, chunk_size: int = 200, **source_opt
     summary.n_failed = errors.filter(pl.col("severity") == "error").height
     summary.n_warnings = errors.filter(pl.col("severity") == "warning").height
     return summary
+
+
+def run_features(source: str, root, out_dir, chunk_size: int = 200, **source_options) -> FeaturesSummary:
+    """Measure every record of ``source`` on ``root`` into shard folders under ``out_dir`` (see module doc)."""
+    src = open_source(source, root, **source_options)
+    ids = list(src.ids())
+    id_chunks = list(chunks(ids, chunk_size))
+    skipped = sum(not measure_shard(src, chunk, out_dir, n) for n, chunk in enumerate(id_chunks))
+    return finish_features(out_dir, len(ids), len(id_chunks), skipped)
 
 
 def read_table(out_dir, table: str) -> pl.DataFrame:

@@ -249,32 +249,48 @@ def render(source, root: str | Path | None, out_dir: str | Path, layout: str = "
     if limit is not None:
         all_ids = all_ids[:limit]
 
-    previous: dict[str, dict] = {}
-    if manifest_path.exists():
-        # Rows whose image is gone are dropped: the manifest only lists images that exist.
-        previous = {r["record_id"]: r for r in pl.read_parquet(manifest_path).iter_rows(named=True)
-                    if (out / r["image_path"]).exists()}
+    previous = read_render_manifest(out)
     done: dict[str, dict] = dict(previous)
     errors: list[ErrorRow] = []
     rendered = skipped = 0
     for chunk in chunks(all_ids, chunk_size):
         rows, errs, n_skip = render_ids(src, list(chunk), out, options, previous)
-        for e in errs:
-            done.pop(e.record_id, None)  # a failed record has no valid image row any more
-        for r in rows:
-            done[r["record_id"]] = r
+        merge_render_rows(done, rows, errs)
         errors.extend(errs)
         skipped += n_skip
         rendered += len(rows) - n_skip
         write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA), manifest_path)
-    if not all_ids:
-        write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA), manifest_path)
-    # This run's errors replace earlier errors of the same ids; errors of ids not processed now stay.
-    old_errors = pl.read_parquet(errors_file) if errors_file.exists() else errors_frame([])
-    touched = set(all_ids)
-    merged = pl.concat([old_errors.filter(~pl.col("record_id").is_in(list(touched))), errors_frame(errors)])
-    write_parquet_atomic(merged, errors_file)
+    write_render_tables(out, done, errors, all_ids, errors_file)
     return RenderSummary(rendered, skipped, len(errors), manifest_path, errors_file)
+
+
+def read_render_manifest(out_dir: str | Path) -> dict[str, dict]:
+    """The existing manifest rows by record id; rows whose image is gone are dropped (the manifest only
+    lists images that exist)."""
+    out = Path(out_dir)
+    path = out / "manifest.parquet"
+    if not path.exists():
+        return {}
+    return {r["record_id"]: r for r in pl.read_parquet(path).iter_rows(named=True) if (out / r["image_path"]).exists()}
+
+
+def merge_render_rows(done: dict[str, dict], rows: list[dict], errors: list[ErrorRow]) -> None:
+    for e in errors:
+        done.pop(e.record_id, None)  # a failed record has no valid image row any more
+    for r in rows:
+        done[r["record_id"]] = r
+
+
+def write_render_tables(out_dir: str | Path, done: dict[str, dict], errors: list[ErrorRow], touched_ids,
+                        errors_file: str | Path) -> None:
+    """Write the manifest (every image there is) and the errors table, where this run's errors replace
+    earlier errors of the ids it processed and errors of ids not processed now stay."""
+    errors_file = Path(errors_file)
+    write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA),
+                         Path(out_dir) / "manifest.parquet")
+    old_errors = pl.read_parquet(errors_file) if errors_file.exists() else errors_frame([])
+    merged = pl.concat([old_errors.filter(~pl.col("record_id").is_in(list(touched_ids))), errors_frame(errors)])
+    write_parquet_atomic(merged, errors_file)
 
 
 def _run(args: argparse.Namespace) -> int:
