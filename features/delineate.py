@@ -38,6 +38,8 @@ EXTEND_MS = 30.0          # ... at most this far beyond the knee
 OFFSET_VELOCITY_FRACTION = 0.1  # (chosen on synthetic RBBB / LBBB records)
 OFFSET_EXTEND_MS = 60.0
 OFFSET_GAP_MS = 16.0  # dips of the spatial slope between QRS lobes (all leads at a peak) are crossed ...
+MAX_QRS_MS = 220.0  # QRS lobes followed from the anchor further than this are noise or a T wave
+EDGE_MS = 10.0  # a QRS starting / ending this close to the record's edge is cut by it
 OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a QRS lobe's (T waves: < 0.25)
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
@@ -176,10 +178,10 @@ def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_
     only when the run after the dip climbs above ``rejoin`` (another QRS lobe is steep; an early T wave
     rising behind the J point is not, and must not be taken into the QRS).
     Returns the last index above ``thr`` (``start`` if none), at most ``max_len`` samples away, and with
-    ``with_weak`` also whether the walk stopped inside ``max_len`` (at a weak run or a dip longer than
-    ``max_gap``)."""
+    ``with_weak`` also why the walk stopped inside ``max_len``: "weak_run" (a run after a dip that never
+    reached ``rejoin``), "long_dip" (below ``thr`` for more than ``max_gap``) or "" (it did not)."""
     last, gap, i = start, 0, start
-    weak = False
+    weak = ""
     pending = False  # inside a run that followed a crossed dip, not yet shown to be a QRS lobe
     for _ in range(max_len):
         i += step
@@ -195,11 +197,11 @@ def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_
                 last = i
         else:
             if pending:
-                weak = True
+                weak = "weak_run"
                 break  # the run after the dip never became a QRS lobe
             gap += 1
             if gap > max_gap:
-                weak = True
+                weak = "long_dip"
                 break
     return (last, weak) if with_weak else last
 
@@ -274,6 +276,22 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
             whi = min(whi, (c + next_r) // 2)
         if whi - wlo < ms(fs_hz, 40) or not (wlo < c < whi):
             continue
+        # the anchor (largest spatial slope) can sit in the last lobe of a wide QRS (LBBB: the QRS starts
+        # up to ~170 ms before it) or in its first lobe: follow the QRS lobes from the anchor and widen the
+        # window so it holds them all plus 40 ms of what lies beyond (never past half-way to a neighbour)
+        v_pk = float(v[wlo:whi + 1].max())
+        lim_lo = max(0, c - ms(fs_hz, MAX_QRS_MS), (prev_r + c) // 2 if prev_r is not None else 0)
+        lim_hi = min(n - 1, c + ms(fs_hz, MAX_QRS_MS), (c + next_r) // 2 if next_r is not None else n - 1)
+        lobes_lo, lobes_lo_why = _extend(v, c, -1, OFFSET_VELOCITY_FRACTION * v_pk, c - lim_lo,
+                                         ms(fs_hz, OFFSET_GAP_MS), rejoin=OFFSET_REJOIN_FRACTION * v_pk,
+                                         with_weak=True)
+        lobes_hi = _extend(v, c, +1, OFFSET_VELOCITY_FRACTION * v_pk, lim_hi - c, ms(fs_hz, OFFSET_GAP_MS),
+                           rejoin=OFFSET_REJOIN_FRACTION * v_pk)
+        if lobes_hi - lobes_lo <= ms(fs_hz, MAX_QRS_MS):
+            wlo = max(lim_lo, min(wlo, lobes_lo - ms(fs_hz, 40)))
+            whi = min(lim_hi, max(whi, lobes_hi + ms(fs_hz, 40)))
+        else:  # the walk ran through noise or a T wave: no QRS is this wide, keep the plain window
+            lobes_lo, lobes_lo_why = wlo, ""
         # path length L(t) of the spatial loop: grows fast inside the QRS, slowly outside; its knees are
         # the earliest onset / latest offset over all leads, slurred terminal forces (RBBB) included
         path = np.cumsum(v[wlo:whi + 1])
@@ -302,13 +320,22 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # lie outside them. Extend each side while the spatial slope stays above the noise floor of the
         # flattest 40 ms before the QRS (classic programs: earliest onset over leads). Not at the offset,
         # where the ST slope is no noise floor.
+        # the onset knee can stop in the dip between two lobes of a wide QRS (LBBB's slow first forces) or
+        # be pulled into a P wave whose slope is a fair share of a small QRS's (low voltage): the QRS starts
+        # where the walk over its lobes from the anchor ended (dips are crossed only towards another steep
+        # lobe, so a P wave, which never reaches a lobe's slope, stays outside)
+        q_on = min(q_on, lobes_lo) if lobes_lo > wlo else q_on
+        if lobes_lo_why == "weak_run":
+            q_on = max(q_on, lobes_lo)
         b_lo = max(0, q_on - ms(fs_hz, 160))
         if q_on - b_lo > ms(fs_hz, 40):
             base = uniform_filter1d(v[b_lo:q_on], ms(fs_hz, 40))
             floor = max(float(base.min()) * NOISE_FLOOR_FACTOR, ONSET_VELOCITY_FRACTION * float(v[wlo:whi + 1].max()))
             q_on = _extend(v, q_on, -1, floor, ms(fs_hz, EXTEND_MS), 0)
-        if q_on <= 0 or q_off >= n - 1:
-            continue  # a QRS cut by the record's edge cannot be delineated
+            if lobes_lo_why == "weak_run":  # the extension must not walk back into that P wave either
+                q_on = max(q_on, lobes_lo - ms(fs_hz, 2))
+        if q_on <= ms(fs_hz, EDGE_MS) or q_off >= n - 1 - ms(fs_hz, EDGE_MS):
+            continue  # a QRS cut by the record's edge (or in its filter transient) cannot be delineated
         fid["qrs_on"][k], fid["qrs_off"][k] = q_on, q_off
         # isoelectric level: just before QRS onset (PR segment, 20..4 ms before it), per lead
         a, b = max(0, q_on - ms(fs_hz, 20)), max(1, q_on - ms(fs_hz, 4))

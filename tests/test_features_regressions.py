@@ -2,6 +2,7 @@
 generated interpretations). Parameters are written out so the cases do not move with ``random_params``."""
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
 from features import measure_record
@@ -30,3 +31,67 @@ def test_lbbb_early_steep_t_does_not_lengthen_the_qrs(case):
     assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 15.0, (row["qrs_ms"], synth.truth.qrs_ms)
     assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 20.0, (row["qt_ms"], synth.truth.qt_ms)
     assert abs(row["qrs_axis_deg"] - synth.truth.qrs_axis_deg) <= 5.0
+
+
+# Records with premature ventricular beats: the record's QRS / QT must come from the dominant (normal)
+# beats, and premature beats must be classified as such. (Tree seed 77: syn00035 had a global QRS of
+# 290 ms vs 149 ms; syn00037, low voltage + RBBB, had its onset pulled 114 ms into the P wave.)
+PVC_CASES = {
+    "lbbb_pvc": (1399609802, dict(hr_bpm=117.3, pr_ms=190.6, qrs_ms=149.0, qt_ms=281.1, qrs_axis_deg=-10.6,
+                                  rhythm="sinus_tachycardia", bundle_branch_block="left", pvc_count=1,
+                                  st_territory="inferior", qrs_scale=0.871, rr_variability=0.0332,
+                                  baseline_wander_mv=0.109, mains_hum_mv=0.032, emg_noise_mv=0.012)),
+    "rbbb_low_voltage_pvcs": (3424158077, dict(hr_bpm=49.2, pr_ms=169.1, qrs_ms=134.9, qt_ms=480.3,
+                                               qrs_axis_deg=-23.1, rhythm="sinus_bradycardia",
+                                               bundle_branch_block="right", pvc_count=2, low_voltage=True,
+                                               qrs_scale=1.086, rr_variability=0.0166, baseline_wander_mv=0.2,
+                                               mains_hz=60, emg_noise_mv=0.027)),
+}
+
+
+@pytest.mark.parametrize("case", list(PVC_CASES))
+def test_global_intervals_come_from_normal_beats_when_pvcs_are_present(case):
+    seed, kw = PVC_CASES[case]
+    synth = generate_record(SynthParams(**kw), seed, case)
+    m = measure_record(as_record(synth.signal_mv, case))
+    row, t = m.record_row, synth.truth
+    assert t.n_premature >= 1
+    assert row["n_premature"] == t.n_premature
+    assert abs(row["qrs_ms"] - t.qrs_ms) <= 15.0, (row["qrs_ms"], t.qrs_ms)
+    assert abs(row["qt_ms"] - t.qt_ms) <= 20.0, (row["qt_ms"], t.qt_ms)
+    assert abs(row["pr_ms"] - t.pr_ms) <= 15.0, (row["pr_ms"], t.pr_ms)
+    lead_ii = m.beats.filter(pl.col("lead") == "II")
+    normal = lead_ii.filter(pl.col("beat_class") == "normal")["qrs_ms"].drop_nulls()
+    assert normal.len() >= t.n_beats - t.n_premature - 2
+    assert (normal - t.qrs_ms).abs().max() <= 15.0, normal.to_list()
+    # premature beats keep their own on/offsets (not the median beat's)
+    pvc_on = lead_ii.filter(pl.col("beat_class") == "premature")["qrs_on_ms"].to_numpy()
+    true_on = synth.beats.filter((pl.col("lead") == "II") & (pl.col("beat_class") == "premature"))["qrs_on_ms"]
+    assert len(pvc_on) == t.n_premature
+    assert all(min(abs(o - tr) for tr in true_on) <= 15.0 for o in pvc_on), (pvc_on, true_on.to_list())
+
+
+# LBBB with marked axis deviation: the anchor (largest spatial slope) lies in the last QRS lobe, up to
+# ~170 ms after the onset; the onset window (160 ms before it) and the knee in the dip between the lobes
+# cut the first lobe off (QRS 118-134 ms vs ~165 ms, and the net-area axis off by > 100 degrees).
+LBBB_AXIS = {
+    "lbbb_lad_66bpm": (875942264, dict(hr_bpm=65.8, pr_ms=227.2, qrs_ms=169.1, qt_ms=427.5, qrs_axis_deg=-74.4,
+                                       rhythm="sinus_rhythm", bundle_branch_block="left", qrs_scale=0.935,
+                                       rr_variability=0.0298, baseline_wander_mv=0.237)),
+    "lbbb_lad_113bpm": (2396206149, dict(hr_bpm=113.3, pr_ms=145.7, qrs_ms=163.9, qt_ms=344.1,
+                                         qrs_axis_deg=-71.4, rhythm="sinus_tachycardia",
+                                         bundle_branch_block="left", qrs_scale=0.998, rr_variability=0.0061,
+                                         baseline_wander_mv=0.29, emg_noise_mv=0.03)),
+}
+
+
+@pytest.mark.parametrize("case", list(LBBB_AXIS))
+def test_lbbb_with_axis_deviation_keeps_its_whole_qrs(case):
+    seed, kw = LBBB_AXIS[case]
+    synth = generate_record(SynthParams(**kw), seed, case)
+    row = measure_record(as_record(synth.signal_mv, case)).record_row
+    t = synth.truth
+    assert abs(row["qrs_ms"] - t.qrs_ms) <= 15.0, (row["qrs_ms"], t.qrs_ms)
+    assert abs(row["qt_ms"] - t.qt_ms) <= 20.0, (row["qt_ms"], t.qt_ms)
+    d_axis = (row["qrs_axis_deg"] - t.qrs_axis_deg + 180.0) % 360.0 - 180.0
+    assert abs(d_axis) <= 8.0, (row["qrs_axis_deg"], t.qrs_axis_deg)
