@@ -67,22 +67,11 @@ def lead_value(beats: pl.DataFrame, lead: str, column: str):
         normal = rows.filter(pl.col("beat_class").is_null() | (pl.col("beat_class") == "normal"))
         if normal.height and normal[column].drop_nulls().len():
             rows = normal
-    values = rows[column].drop_nulls().to_list()
-    if rows.schema[column] == pl.String:
-        values = [v for v in values if v]
-        if not values:
-            return None
-        counts: dict[str, int] = {}
-        for v in values:
-            counts[v] = counts.get(v, 0) + 1
-        return max(counts, key=lambda k: (counts[k], k))
-    values = [float(v) for v in values if v == v]  # drop NaN
-    if not values:
-        return None
-    return sorted(values)[len(values) // 2]
+    return _representative(rows[column].drop_nulls().to_list(), rows.schema[column] == pl.String)
 
 
 def _representative(values: list, is_string: bool):
+    """The most frequent string (ties: the greatest), or the (upper) median of the numbers, NaN dropped."""
     if is_string:
         values = [v for v in values if v]
         if not values:

@@ -40,6 +40,13 @@ def _measurement_columns() -> set[str]:
     return set(BEATS_SCHEMA) | set(RECORDS_SCHEMA)
 
 
+def _check_leads(leads: list[str]) -> list[str]:
+    bad = [lead for lead in leads if lead not in LEADS]
+    if bad:
+        raise ValueError(f"unknown leads {bad}")
+    return leads
+
+
 class Criterion(BaseModel):
     """One measurable criterion. ``feature`` is a RECORDS_SCHEMA / BEATS_SCHEMA column (None: judged by eye).
 
@@ -59,10 +66,7 @@ class Criterion(BaseModel):
     @field_validator("leads")
     @classmethod
     def _known_leads(cls, v: list[str]) -> list[str]:
-        bad = [lead for lead in v if lead not in LEADS]
-        if bad:
-            raise ValueError(f"unknown leads {bad}")
-        return v
+        return _check_leads(v)
 
     @field_validator("feature")
     @classmethod
@@ -175,10 +179,7 @@ class KnowledgeEntry(BaseModel):
     @field_validator("leads_to_look_at")
     @classmethod
     def _known_leads(cls, v: list[str]) -> list[str]:
-        bad = [lead for lead in v if lead not in LEADS]
-        if bad:
-            raise ValueError(f"unknown leads {bad}")
-        return v
+        return _check_leads(v)
 
     @field_validator("mechanism")
     @classmethod
