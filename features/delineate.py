@@ -38,6 +38,8 @@ EXTEND_MS = 30.0          # ... at most this far beyond the knee
 OFFSET_VELOCITY_FRACTION = 0.1  # (chosen on synthetic RBBB / LBBB records)
 OFFSET_EXTEND_MS = 60.0
 OFFSET_GAP_MS = 16.0  # dips of the spatial slope between QRS lobes (all leads at a peak) are crossed ...
+BRIEF_LOBE_MS = 40.0  # ... or when it is brief (a terminal r' / s lobe; a T wave's slope lasts longer)
+BRIEF_REJOIN_FRACTION = 0.15
 MAX_QRS_MS = 220.0  # QRS lobes followed from the anchor further than this are noise or a T wave
 EDGE_MS = 10.0  # a QRS starting / ending this close to the record's edge is cut by it
 OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a QRS lobe's (T waves: < 0.25)
@@ -172,37 +174,49 @@ def gate_by_template(clean: np.ndarray, r: np.ndarray, gate: list[str | None], f
 
 
 def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_gap: int,
-            rejoin: float = 0.0, with_weak: bool = False):
+            rejoin: float = 0.0, with_weak: bool = False, brief: int = 0, brief_rejoin: float = 0.0):
     """Walk from ``start`` in direction ``step`` while ``v`` stays above ``thr``; dips below it shorter than
     ``max_gap`` samples are crossed (the spatial slope touches zero wherever all leads peak at once), but
-    only when the run after the dip climbs above ``rejoin`` (another QRS lobe is steep; an early T wave
-    rising behind the J point is not, and must not be taken into the QRS).
+    when ``rejoin`` > 0 only towards another QRS lobe: a run after the dip that climbs above ``rejoin``
+    (steep), or that climbs above ``brief_rejoin`` and is over within ``brief`` samples (a short terminal
+    r' / s). An early T wave rising behind the J point is neither steep nor brief; a P wave is not steep.
     Returns the last index above ``thr`` (``start`` if none), at most ``max_len`` samples away, and with
-    ``with_weak`` also why the walk stopped inside ``max_len``: "weak_run" (a run after a dip that never
-    reached ``rejoin``), "long_dip" (below ``thr`` for more than ``max_gap``) or "" (it did not)."""
+    ``with_weak`` also why the walk stopped inside ``max_len``: "weak_run" (a run after a dip that was no
+    lobe), "long_dip" (below ``thr`` for more than ``max_gap``), "undecided" (``max_len`` ran out inside a
+    run after a dip) or "" (it did not)."""
     last, gap, i = start, 0, start
     weak = ""
     pending = False  # inside a run that followed a crossed dip, not yet shown to be a QRS lobe
+    run_start = run_last = start
+    run_max = 0.0
     for _ in range(max_len):
         i += step
         if i < 0 or i >= v.size:
             break
         if v[i] > thr:
-            if gap > 0:
-                pending = rejoin > 0
+            if gap > 0 and rejoin > 0:
+                pending, run_start, run_max = True, i, 0.0
             gap = 0
-            if pending and v[i] >= rejoin:
-                pending = False
+            if pending:
+                run_max, run_last = max(run_max, float(v[i])), i
+                if run_max >= rejoin:
+                    pending = False
             if not pending:
                 last = i
         else:
             if pending:
+                if brief and run_max >= brief_rejoin and abs(run_last - run_start) < brief:
+                    pending, last, gap = False, run_last, 1
+                    continue
                 weak = "weak_run"
-                break  # the run after the dip never became a QRS lobe
+                break  # the run after the dip was no QRS lobe
             gap += 1
             if gap > max_gap:
                 weak = "long_dip"
                 break
+    else:
+        if pending:
+            weak = "undecided"  # ``max_len`` ran out inside a run after a dip
     return (last, weak) if with_weak else last
 
 
@@ -286,7 +300,8 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
                                          ms(fs_hz, OFFSET_GAP_MS), rejoin=OFFSET_REJOIN_FRACTION * v_pk,
                                          with_weak=True)
         lobes_hi = _extend(v, c, +1, OFFSET_VELOCITY_FRACTION * v_pk, lim_hi - c, ms(fs_hz, OFFSET_GAP_MS),
-                           rejoin=OFFSET_REJOIN_FRACTION * v_pk)
+                           rejoin=OFFSET_REJOIN_FRACTION * v_pk, brief=ms(fs_hz, BRIEF_LOBE_MS),
+                           brief_rejoin=BRIEF_REJOIN_FRACTION * v_pk)
         if lobes_hi - lobes_lo <= ms(fs_hz, MAX_QRS_MS):
             wlo = max(lim_lo, min(wlo, lobes_lo - ms(fs_hz, 40)))
             whi = min(lim_hi, max(whi, lobes_hi + ms(fs_hz, 40)))
@@ -305,16 +320,21 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # spatial slope stays above OFFSET_VELOCITY_FRACTION of the QRS peak (it drops at the J point)
         v_peak = float(v[wlo:whi + 1].max())
         v_thr = OFFSET_VELOCITY_FRACTION * v_peak
-        off = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, OFFSET_GAP_MS),
-                      rejoin=OFFSET_REJOIN_FRACTION * v_peak) - wlo
+        off, off_why = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, OFFSET_GAP_MS),
+                               rejoin=OFFSET_REJOIN_FRACTION * v_peak, brief=ms(fs_hz, BRIEF_LOBE_MS),
+                               brief_rejoin=BRIEF_REJOIN_FRACTION * v_peak, with_weak=True)
+        off -= wlo
         # an early, steep T wave right behind the J point (LBBB at high rates) adds so much squared slope
         # to the window that the knee itself lands inside the T wave: when the slope dips after the last
         # QRS lobe for longer than OFFSET_GAP_MS, or what follows the dip never climbs to a lobe's slope,
         # the QRS ends before that dip
         bound, weak = _extend(v, c, +1, v_thr, whi - c, ms(fs_hz, OFFSET_GAP_MS),
-                              rejoin=OFFSET_REJOIN_FRACTION * v_peak, with_weak=True)
+                              rejoin=OFFSET_REJOIN_FRACTION * v_peak, with_weak=True,
+                              brief=ms(fs_hz, BRIEF_LOBE_MS), brief_rejoin=BRIEF_REJOIN_FRACTION * v_peak)
         if weak:
             off = min(off, bound - wlo)
+            if off_why == "undecided":  # a knee far before a terminal r': the extension ran out on it
+                off = bound - wlo
         q_on, q_off = wlo + on, wlo + off
         # the knees sit where the bulk of the QRS starts / ends; a small initial q or terminal s / r' can
         # lie outside them. Extend each side while the spatial slope stays above the noise floor of the
@@ -334,6 +354,10 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
             q_on = _extend(v, q_on, -1, floor, ms(fs_hz, EXTEND_MS), 0)
             if lobes_lo_why == "weak_run":  # the extension must not walk back into that P wave either
                 q_on = max(q_on, lobes_lo - ms(fs_hz, 2))
+        if lobes_lo_why == "long_dip":
+            # slow initial forces below 10% of the peak slope last a few tens of ms; an onset further
+            # before the first lobe is a knee pulled by noise / the P wave
+            q_on = max(q_on, lobes_lo - ms(fs_hz, EXTEND_MS))
         if q_on <= ms(fs_hz, EDGE_MS) or q_off >= n - 1 - ms(fs_hz, EDGE_MS):
             continue  # a QRS cut by the record's edge (or in its filter transient) cannot be delineated
         fid["qrs_on"][k], fid["qrs_off"][k] = q_on, q_off

@@ -95,3 +95,24 @@ def test_lbbb_with_axis_deviation_keeps_its_whole_qrs(case):
     assert abs(row["qt_ms"] - t.qt_ms) <= 20.0, (row["qt_ms"], t.qt_ms)
     d_axis = (row["qrs_axis_deg"] - t.qrs_axis_deg + 180.0) % 360.0 - 180.0
     assert abs(d_axis) <= 8.0, (row["qrs_axis_deg"], t.qrs_axis_deg)
+
+
+# RBBB whose terminal R' follows a dip of the spatial slope: a brief lobe, not a T wave, so the offset goes
+# through it (the T-wave guard above must not cut it off). Tree seed 5, records 23 and 167.
+RBBB_LATE_R = {
+    "rbbb_76bpm": (2568767730, dict(hr_bpm=75.9, pr_ms=295.2, qrs_ms=134.2, qt_ms=384.2, qrs_axis_deg=43.3,
+                                    rhythm="sinus_rhythm", bundle_branch_block="right", st_shift_mv=0.172,
+                                    st_territory="inferior", qrs_scale=1.153, rr_variability=0.0295)),
+    "rbbb_94bpm": (2991274213, dict(hr_bpm=94.2, pr_ms=172.0, qrs_ms=158.7, qt_ms=344.8, qrs_axis_deg=23.3,
+                                    rhythm="sinus_rhythm", bundle_branch_block="right", qrs_scale=1.073,
+                                    rr_variability=0.0183, mains_hum_mv=0.016, emg_noise_mv=0.023)),
+}
+
+
+@pytest.mark.parametrize("case", list(RBBB_LATE_R))
+def test_rbbb_terminal_r_prime_stays_inside_the_qrs(case):
+    seed, kw = RBBB_LATE_R[case]
+    synth = generate_record(SynthParams(**kw), seed, case)
+    row = measure_record(as_record(synth.signal_mv, case)).record_row
+    assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 15.0, (row["qrs_ms"], synth.truth.qrs_ms)
+    assert abs(row["qrs_axis_deg"] - synth.truth.qrs_axis_deg) <= 8.0
