@@ -65,6 +65,10 @@ class GlobalFiducials:
     paced: np.ndarray    # bool per beat: a pacing spike just before / at QRS onset
     p_present: bool      # record-level: consistent P waves before most QRS
     p_diag: dict = None  # why P waves were (not) accepted: counts, PR spread, rival atrial waves
+    # per lead (n_leads): that lead's own T end minus the global one on the median beat, in samples (NaN:
+    # not refined: gated, flat T, no median beat); applies to the beats in ``t_from_template``
+    lead_t_off_delta: np.ndarray = None
+    t_from_template: np.ndarray = None  # bool per beat: its T fiducials are the median beat's
 
 
 def ms(fs_hz: float, value_ms: float) -> int:
@@ -541,6 +545,10 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             fid.p_present = True
             fid.p_diag["from_median_beat"] = True
     t_ok = np.isfinite(tf.t_off[0]) and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_on[0])
+    fid.t_from_template = np.zeros(nb, dtype=bool)
+    if t_ok:
+        fid.lead_t_off_delta = lead_t_ends(tmpl, good, tf.iso[:, 0], int(tf.t_on[0]), int(tf.t_peak[0]),
+                                           int(tf.t_off[0]), fs_hz) - tf.t_off[0]
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
@@ -554,8 +562,44 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             fid.t_on[k] = c + tf.t_on[0] - before
             fid.t_peak[k] = c + tf.t_peak[0] - before
             fid.t_off[k] = c + tf.t_off[0] - before
+            fid.t_from_template[k] = True
         if p_ok and abs(rr_k - rr_med) <= 0.15 * rr_med and c + tf.p_on[0] - before > 0:
             fid.p_on[k] = c + tf.p_on[0] - before
             fid.p_peak[k] = c + tf.p_peak[0] - before
             fid.p_off[k] = c + tf.p_off[0] - before
     return fid
+
+
+LEAD_T_SEARCH_MS = 40.0  # a lead's own T end is looked for this close to the global (multi-lead) one
+
+
+def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, t_peak: int, t_off: int,
+                fs_hz: float, flat_mv: float = 0.05) -> np.ndarray:
+    """Each lead's own T end (sample index into ``beat``) near the global one; NaN where not measurable.
+
+    ``beat``: (n_leads, samples) median beat (0.5-40 Hz); ``iso``: per-lead isoelectric level (mV);
+    ``t_on`` / ``t_peak`` / ``t_off``: the global T fiducials in that beat. The same trapezium knee as the
+    global T end, on the lead's own T deflection |x - iso| (signed by its T peak), after that lead's
+    steepest T descent, bounded to +-LEAD_T_SEARCH_MS of the global end. Leads whose T is smaller than
+    ``flat_mv`` (mV) or gated get NaN: their T end is not visible, and QT dispersion must not use them.
+    """
+    n_leads, n = beat.shape
+    out = np.full(n_leads, np.nan)
+    w = ms(fs_hz, LEAD_T_SEARCH_MS)
+    lo, hi = max(t_on, t_off - w), min(n - 1, t_off + w)
+    if not (0 <= t_on < t_off < n) or hi - lo < 4:
+        return out
+    for i in np.flatnonzero(good):
+        if not np.isfinite(iso[i]):
+            continue
+        y = beat[i, t_on:min(n, t_off + ms(fs_hz, T_KNEE_REF_MS) + 1)] - iso[i]
+        pk = int(np.argmax(np.abs(y[:t_off - t_on + 1])))
+        if abs(y[pk]) < flat_mv:
+            continue
+        a = y * np.sign(y[pk])  # the T deflection made positive, so its end is a falling curve's knee
+        da = np.gradient(a)
+        sm = pk + int(np.argmin(da[pk:hi - t_on + 1]))
+        ref = min(a.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS))
+        end = t_on + _knee_after(a, sm, ref)
+        out[i] = float(min(max(end, lo), hi))
+    return out

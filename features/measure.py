@@ -24,6 +24,8 @@ T_FLAT_MV = 0.05     # same for T
 LOBE_MIN_MV = 0.04   # a QRS deflection smaller than this is not named a wave (no invented q / s)
 BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 PREMATURE_RR_RATIO = 0.85
+PER_LEAD_T_END = True  # per-lead T ends (median beat) in the beats table and for QT dispersion
+QTD_MIN_LEADS = 6      # QT dispersion needs the T end visible in at least this many good leads
 GATE_CODES = {"flat": "flat_lead", "saturated": "saturated_lead", "non_finite": "non_finite",
               "noise": "noisy_lead"}
 
@@ -328,9 +330,12 @@ def measure_record(record: ECGRecord) -> Measurement:
             tseg = x[:, ta:tb + 1] - lev[:, None]
             forms, amps = _wave_forms(tseg, T_FLAT_MV)
             t_pk = ta + np.argmax(np.abs(tseg), axis=1)
-            # one T end for all leads (the global, multi-lead one): per-lead ends were tried and gained
-            # nothing on LUDB (SD 31.3 -> 31.0 ms) while failing on synthetic tachycardia
+            # each lead's own T end where the median beat shows it (beats at the typical RR, which took
+            # the median beat's T); elsewhere the global, multi-lead one
             t_end = np.full(len(li), float(tb))
+            if PER_LEAD_T_END and fid.lead_t_off_delta is not None and fid.t_from_template[k]:
+                delta = fid.lead_t_off_delta[li]
+                t_end = np.where(np.isfinite(delta), tb + delta, t_end)
             qt = (t_end - q_on) * to_ms
             num["t_on_ms"][li, k] = ta * to_ms
             num["t_off_ms"][li, k] = t_end * to_ms
@@ -428,9 +433,13 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
     prec = [v for v in prec if v is not None]
     row["low_voltage_limb"] = bool(max(limb) < 0.5) if limb else None
     row["low_voltage_precordial"] = bool(max(prec) < 1.0) if prec else None
-    # QT dispersion needs each lead's own T end; the T end here is one global (multi-lead) value, so
-    # every lead's QT is the same and a "dispersion" would be an invented 0 ms: left null
-    row["qt_dispersion_ms"] = None
+    # QT dispersion: max - min of the leads' own QT on the median beat, over good leads whose T end is
+    # visible (not flat); null with fewer than QTD_MIN_LEADS such leads (a dispersion of 2 leads says
+    # nothing). Each lead's T end is searched within +-40 ms of the global one, so this saturates at 80 ms.
+    delta = fid.lead_t_off_delta
+    if delta is not None and np.isfinite(delta).sum() >= QTD_MIN_LEADS and row["qt_ms"] is not None:
+        d = delta[np.isfinite(delta)]
+        row["qt_dispersion_ms"] = float(d.max() - d.min()) * to_ms
     row["n_premature"] = sum(c == "premature" for c in classes)
     row["n_paced"] = sum(c == "paced" for c in classes)
     row["leads_ok"] = sum(g is None for g in gate)
