@@ -116,3 +116,45 @@ def test_rbbb_terminal_r_prime_stays_inside_the_qrs(case):
     row = measure_record(as_record(synth.signal_mv, case)).record_row
     assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 15.0, (row["qrs_ms"], synth.truth.qrs_ms)
     assert abs(row["qrs_axis_deg"] - synth.truth.qrs_axis_deg) <= 8.0
+
+
+def test_per_lead_t_end_and_qt_dispersion():
+    """One lead's T wave is made to end early (its descending half compressed to 30%): that lead's own T
+    end moves with it, the other leads' stay at the global end, the record's QT (global) does not move,
+    and the QT dispersion is the difference."""
+    import numpy as np
+
+    from pipeline.record import LEADS
+
+    synth = generate_record(SynthParams(hr_bpm=70, qt_ms=400, t_inversion=None), seed=11, record_id="qtd")
+    sig = synth.signal_mv.astype(np.float64).copy()
+    li = LEADS.index("V3")
+    tv3 = synth.beats.filter(pl.col("lead") == "V3").drop_nulls(["t_peak_ms", "t_off_ms"])
+    shift = []
+    for pk_ms, off_ms in zip(tv3["t_peak_ms"], tv3["t_off_ms"]):
+        a, b = int(pk_ms / 2), int(off_ms / 2)  # 500 Hz: 2 ms per sample
+        new_b = a + int(round(0.3 * (b - a)))
+        sig[li, a:new_b] = np.interp(np.linspace(a, b, new_b - a), np.arange(a, b + 1), sig[li, a:b + 1])
+        sig[li, new_b:b + 1] = 0.0
+        shift.append((b - new_b) * 2.0)
+    m = measure_record(as_record(sig.astype(np.float32), "qtd"))
+    row = m.record_row
+    assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 15.0  # the global QT is the latest end over leads
+    normal = m.beats.filter(pl.col("beat_class") == "normal")
+    qt_lead = normal.group_by("lead").agg(pl.col("qt_ms").median()).to_dict(as_series=False)
+    qt = dict(zip(qt_lead["lead"], qt_lead["qt_ms"]))
+    expected_short = float(np.median(shift))
+    assert expected_short >= 40.0
+    # V3 ends early by ~shift (the search is bounded to 40 ms before the global end)
+    assert qt["V3"] <= row["qt_ms"] - min(expected_short, 40.0) + 10.0, (qt["V3"], row["qt_ms"])
+    others = [v for k, v in qt.items() if k != "V3" and v is not None]
+    assert all(abs(v - row["qt_ms"]) <= 20.0 for v in others), qt
+    assert row["qt_dispersion_ms"] is not None
+    assert row["qt_dispersion_ms"] >= min(expected_short, 40.0) - 10.0
+    assert row["qt_dispersion_ms"] <= 80.0
+
+
+def test_qt_dispersion_small_on_an_undisturbed_record():
+    synth = generate_record(SynthParams(hr_bpm=70, qt_ms=400), seed=11, record_id="qtd0")
+    row = measure_record(as_record(synth.signal_mv, "qtd0")).record_row
+    assert row["qt_dispersion_ms"] is not None and 0.0 <= row["qt_dispersion_ms"] <= 40.0
