@@ -15,7 +15,7 @@ def test_grounding_flow_runs_the_chain_in_chunks_and_resumes(prefect_harness, tm
     state = grounding_flow(out=str(out), n=12, seed=3, chunk_size=5, return_state=True)
     assert state.is_completed()
     summary = state.result()
-    assert summary["records"] == 12 and summary["acceptance_rate"] >= 0.9
+    assert summary["records"] == 12 and summary["acceptance_rate"] >= 0.9, summary
     assert summary["patients_in_both"] == 0
     items = [json.loads(p.read_text()) for p in sorted((out / "instructions").glob("*-0*.json"))]
     assert sum(len(i) for i in items) == summary["records_accepted"]
