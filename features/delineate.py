@@ -44,6 +44,7 @@ MAX_QRS_MS = 220.0  # QRS lobes followed from the anchor further than this are n
 EDGE_MS = 10.0  # a QRS starting / ending this close to the record's edge is cut by it
 OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a QRS lobe's (T waves: < 0.25)
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
+P_WINDOW_MS = 420.0  # P waves are looked for this far before the QRS onset (first-degree AV block: PR up to ~400 ms)
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
 ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF
 
@@ -430,7 +431,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         if not np.isfinite(q_on):
             continue
         q_on = int(q_on)
-        p_lo = q_on - ms(fs_hz, 300)
+        p_lo = q_on - ms(fs_hz, P_WINDOW_MS)
         if k > 0:
             prev_t = fid["t_off"][k - 1]
             p_lo = max(p_lo, int(prev_t) if np.isfinite(prev_t) else int(r[k - 1]) + ms(fs_hz, 250))
@@ -518,7 +519,10 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         return fid
     n = clean.shape[1]
     rr_med = float(np.median(np.diff(r)))
-    before = min(ms(fs_hz, 400), int(0.9 * rr_med))
+    # the median beat must hold the P wave: up to P_WINDOW_MS before the QRS onset, which itself lies up
+    # to ~150 ms before the anchor in a wide QRS (LBBB); never reaching back into the previous beat
+    on_lead = np.nanmedian(r - fid.qrs_on) if np.isfinite(fid.qrs_on).any() else ms(fs_hz, 40)
+    before = min(ms(fs_hz, P_WINDOW_MS) + int(on_lead) + ms(fs_hz, 20), int(0.9 * rr_med))
     after = min(int(1.2 * rr_med), ms(fs_hz, 900))
     full = (r - before >= 0) & (r + after < n)
     use = full if full.sum() >= 3 else np.ones(nb, dtype=bool)

@@ -158,3 +158,15 @@ def test_qt_dispersion_small_on_an_undisturbed_record():
     synth = generate_record(SynthParams(hr_bpm=70, qt_ms=400), seed=11, record_id="qtd0")
     row = measure_record(as_record(synth.signal_mv, "qtd0")).record_row
     assert row["qt_dispersion_ms"] is not None and 0.0 <= row["qt_dispersion_ms"] <= 40.0
+
+
+# First-degree AV block with LBBB: the median beat's window (400 ms before the anchor, which lies late in
+# a wide QRS) cut the P wave's start, so PR came out ~30 ms short. Default tree (seed 0), record 15.
+def test_long_pr_with_lbbb_keeps_the_whole_p_wave():
+    kw = dict(hr_bpm=81.7, pr_ms=281.0, qrs_ms=156.1, qt_ms=391.3, qrs_axis_deg=31.1, rhythm="sinus_rhythm",
+              bundle_branch_block="left", st_territory="lateral", qrs_scale=1.151, rr_variability=0.0282,
+              baseline_wander_mv=0.271, mains_hz=60)
+    synth = generate_record(SynthParams(**kw), 533521220, "long_pr_lbbb")
+    row = measure_record(as_record(synth.signal_mv, "long_pr_lbbb")).record_row
+    assert row["p_waves_present"] is True
+    assert abs(row["pr_ms"] - synth.truth.pr_ms) <= 12.0, (row["pr_ms"], synth.truth.pr_ms)
