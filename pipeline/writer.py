@@ -305,8 +305,10 @@ class _Writer:
                 continue
             sentences.append(self.diagnosis_sentence(i))
             named.update(self.kb.closure([i]))
-        if self.closing and len(self.ids) > 1:
-            top = [self.kb.entries[i].name for i in self.ids][:4]
+        # Summary statements (normal / abnormal ECG) already have their own "Overall this is ..." sentence;
+        # listing them again reads as "the ECG shows normal ECG".
+        top = [self.kb.entries[i].name for i in self.ids if self.kb.entries[i].category != "other"][:4]
+        if self.closing and len(self.ids) > 1 and top:
             sentences.append(self.pick(f"Taken together, the tracing is consistent with {_join(top)}.",
                                        f"In summary, the ECG shows {_join(top)}."))
         return " ".join(s for s in sentences if s)
