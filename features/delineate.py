@@ -316,7 +316,10 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # the earliest onset / latest offset over all leads, slurred terminal forces (RBBB) included
         path = np.cumsum(v[wlo:whi + 1])
         ci = c - wlo
-        on = _knee_before(path, ci, 0)
+        # after an isoelectric stretch before the first lobe, the onset knee is looked for near that lobe
+        # (a P wave close before the QRS, e.g. at high rates, would otherwise pull the knee into it)
+        on_ref = max(0, lobes_lo - ms(fs_hz, 40) - wlo) if lobes_lo_why == "long_dip" else 0
+        on = _knee_before(path, ci, on_ref)
         # the offset on the path of squared slope: the ST-T slope, small against the QRS's, counts
         # quadratically less, so an early, steep T wave (LBBB, short ST) does not drag the offset into it
         path2 = np.cumsum(v[wlo:whi + 1] ** 2)

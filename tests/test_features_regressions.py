@@ -170,3 +170,15 @@ def test_long_pr_with_lbbb_keeps_the_whole_p_wave():
     row = measure_record(as_record(synth.signal_mv, "long_pr_lbbb")).record_row
     assert row["p_waves_present"] is True
     assert abs(row["pr_ms"] - synth.truth.pr_ms) <= 12.0, (row["pr_ms"], synth.truth.pr_ms)
+
+
+# Sinus tachycardia with a short PR segment and noise: the QRS onset knee was pulled into the end of the
+# P wave (QRS 35 ms too long). Tree seed 5, record 155.
+def test_short_pr_segment_does_not_pull_the_qrs_onset_into_the_p_wave():
+    kw = dict(hr_bpm=110.9, pr_ms=131.0, qrs_ms=79.1, qt_ms=323.0, qrs_axis_deg=41.3, rhythm="sinus_tachycardia",
+              st_territory="lateral", qrs_scale=0.84, rr_variability=0.0063, baseline_wander_mv=0.279,
+              mains_hum_mv=0.022, emg_noise_mv=0.027)
+    synth = generate_record(SynthParams(**kw), 2860967416, "tachy_short_pr")
+    row = measure_record(as_record(synth.signal_mv, "tachy_short_pr")).record_row
+    assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 15.0, (row["qrs_ms"], synth.truth.qrs_ms)
+    assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 15.0, (row["qt_ms"], synth.truth.qt_ms)
