@@ -4,7 +4,9 @@
 
 Prints records/s on one core (process time; POLARS_MAX_THREADS=1 and BLAS/OMP threads 1), ms per record
 (median and p95), the peak Python heap while measuring (tracemalloc, one record at a time) and the
-process's max RSS (resource.getrusage), plus how many records raised (RecordError) or gated leads.
+process's max RSS (resource.getrusage), plus how many records raised (RecordError) or gated leads, and the
+record-level accuracy against the generator's truth: mean / SD / max |error| of QRS, PR, QT (ms) and the
+QRS axis (degrees), with the number of records off by more than 15 ms (20 degrees), by QRS type.
 """
 from __future__ import annotations
 
@@ -58,8 +60,10 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     measure_record(as_record(generate_record(SynthParams(), 0).signal_mv))  # warm-up
     times, failed, gated, beats = [], 0, 0, 0
+    errors: list[dict] = []
     for i in range(args.n):
-        rec = as_record(generate_record(varied_params(rng), seed=args.seed + i).signal_mv, f"s{i}")
+        synth = generate_record(varied_params(rng), seed=args.seed + i)
+        rec = as_record(synth.signal_mv, f"s{i}")
         t0 = time.process_time()
         try:
             m = measure_record(rec)
@@ -67,7 +71,10 @@ def main() -> int:
             beats += m.record_row["n_beats"]
         except RecordError:
             failed += 1
+            m = None
         times.append(time.process_time() - t0)
+        if m is not None:
+            errors.append(record_errors(m.record_row, synth))
     # memory on a second, shorter pass: tracemalloc slows every allocation, so it is kept out of the timing
     tracemalloc.start()
     for i in range(min(args.n, 100)):
@@ -84,7 +91,39 @@ def main() -> int:
           f"ms/record mean {t.mean():.1f}, median {np.median(t):.1f}, p95 {np.percentile(t, 95):.1f}")
     print(f"memory: peak traced Python heap {peak / 2**20:.1f} MiB over 100 records (tracemalloc), "
           f"max RSS {rss_mb:.0f} MiB for the whole run")
+    print_accuracy(errors)
     return 0
+
+
+def record_errors(row: dict, synth) -> dict:
+    """Record-level measured - true (ms; axis in degrees wrapped to [-180, 180)); None where either is."""
+    t = synth.truth
+
+    def diff(ours, theirs):
+        return None if ours is None or theirs is None else float(ours - theirs)
+
+    d_axis = diff(row["qrs_axis_deg"], t.qrs_axis_deg)
+    return {"kind": synth.params.bundle_branch_block, "pvc": t.n_premature > 0,
+            "qrs": diff(row["qrs_ms"], t.qrs_ms), "pr": diff(row["pr_ms"], t.pr_ms),
+            "qt": diff(row["qt_ms"], t.qt_ms),
+            "axis": None if d_axis is None else (d_axis + 180.0) % 360.0 - 180.0}
+
+
+def print_accuracy(errors: list[dict]) -> None:
+    """Accuracy table against the synthetic truth, overall and by QRS type (none / RBBB / LBBB / PVCs)."""
+    groups = {"all": errors, "narrow QRS": [e for e in errors if e["kind"] == "none"],
+              "RBBB": [e for e in errors if e["kind"] == "right"], "LBBB": [e for e in errors if e["kind"] == "left"],
+              "with PVCs": [e for e in errors if e["pvc"]]}
+    print("accuracy vs synthetic truth (measured - true): mean / SD / max|err|, n off by > 15 ms (axis > 20 deg)")
+    for name, rows in groups.items():
+        parts = []
+        for key, lim in (("qrs", 15.0), ("pr", 15.0), ("qt", 15.0), ("axis", 20.0)):
+            a = np.array([r[key] for r in rows if r[key] is not None])
+            if a.size == 0:
+                parts.append(f"{key} -")
+                continue
+            parts.append(f"{key} {a.mean():+.1f}/{a.std():.1f}/{np.abs(a).max():.0f} ({int((np.abs(a) > lim).sum())})")
+        print(f"  {name} (n={len(rows)}): " + ", ".join(parts))
 
 
 if __name__ == "__main__":
