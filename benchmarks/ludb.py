@@ -152,8 +152,42 @@ def main() -> int:
     print("|---|---:|---:|---:|---|---|---|---|---:|")
     for name, ev, ms_r in results:
         print(summary_row(name, ev, ms_r))
+    qt_dispersion_report(ludb, work / "ours" / "records")
     print(f"\noutputs in {work}")
     return 0
+
+
+def qt_dispersion_report(ludb: Path, records_dir: Path) -> None:
+    """Our record-level QT dispersion vs the experts': max - min over leads (>= 6 with an annotated QT) of
+    each lead's median annotated QT (QRS onset -> T end, both per lead, as the scorer pairs them)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ludb_eval", EVAL)
+    le = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(le)
+    data = ludb / "data" if (ludb / "data").is_dir() else ludb
+    recs = le.available_records(str(data))
+    ref = le.load_reference(str(data), recs)
+    rows = pl.read_parquet(sorted(records_dir.glob("*.parquet")))
+    ours = dict(zip(rows["record_id"].to_list(), rows["qt_dispersion_ms"].to_list()))
+    pairs = []
+    for rec in recs:
+        qts = []
+        for lead in le.LEADS:
+            q = np.array([b["QT"] for b in le.reference_beats(ref[(rec, lead)]["waves"])], dtype=float)
+            q = q[np.isfinite(q)]
+            if q.size:
+                qts.append(float(np.median(q)))
+        mine = ours.get(str(rec))
+        if len(qts) >= 6 and mine is not None:
+            pairs.append((max(qts) - min(qts), mine))
+    if len(pairs) < 3:
+        print("\nQT dispersion: fewer than 3 records with both values")
+        return
+    a, b = np.asarray(pairs).T
+    print(f"\nQT dispersion vs LUDB experts ({len(pairs)} records): expert median {np.median(a):.0f} ms, ours "
+          f"{np.median(b):.0f} ms; ours - expert {np.mean(b - a):+.1f} +- {np.std(b - a, ddof=1):.1f} ms; "
+          f"Pearson r {np.corrcoef(a, b)[0, 1]:.2f}")
 
 
 if __name__ == "__main__":
