@@ -11,12 +11,17 @@ Method, in the spirit of the classic 12-lead programs:
   the trapezium-area method (Vazquez-Seisdedos et al., IEEE TBME 2011: the knee maximises the area of the
   trapezium spanned by a steep point, the candidate point and a far reference point); the onset is
   carried back to the noise floor (earliest onset over leads), the offset through slurred terminal
-  forces (latest offset);
+  forces (latest offset). Both are bounded by the QRS lobes followed from the anchor: runs of spatial slope
+  above 10% of its peak, across dips of up to 24 ms only towards a steep (>= 30%) or brief (<= 40 ms)
+  lobe, so an early T wave (LBBB at high rates) or a large P wave (low voltage) stays outside, and the
+  window widens for a wide QRS whose anchor lies in its last lobe (LBBB with axis deviation);
 - P and T: peaks and trapezium knees of the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)``
   about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position;
 - median beat: QRS, P and (at the typical RR) T fiducials of beats whose QRS matches the median beat are
   taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``);
-- P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...).
+- P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
+- per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
+  (``lead_t_ends``), for the beats table and the QT dispersion.
 """
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 Units: times in ms from record start, amplitudes in mV against each beat's isoelectric PR level (the mean
 of the 20..4 ms before QRS onset in that lead), axes in degrees (-180, 180]. Null = absent / not measurable.
 A gated lead keeps its rows (so beat k exists in every lead) but every measurement in them is null.
+P and QRS on/offsets are global (multi-lead, the same in every lead); T ends are each lead's own where the
+median beat shows that lead's T (beats at the typical RR), else global. The record row's PR / QRS / QT are
+the global values of the normal beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends.
 """
 from __future__ import annotations
 
