@@ -171,12 +171,13 @@ class LudbSource:
 
     def _table(self) -> dict[str, dict[str, str | None]]:
         if self._rows is None:
+            # Built whole, then published: flow chunk tasks (threads) share one source object.
             csv = self.root / "ludb.csv"
-            self._rows = {}
+            rows: dict[str, dict[str, str | None]] = {}
             if csv.is_file():
-                df = pl.read_csv(csv, infer_schema=False)
-                for row in df.iter_rows(named=True):
-                    self._rows[str(row.get("ID") or "").strip()] = row
+                for row in pl.read_csv(csv, infer_schema=False).iter_rows(named=True):
+                    rows[str(row.get("ID") or "").strip()] = row
+            self._rows = rows
         return self._rows
 
     def statements(self, record_id: str) -> list[Statement]:

@@ -11,6 +11,7 @@ the generator writes exactly one layout; anything else is refused with a ``Recor
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -49,22 +50,27 @@ class SyntheticSource:
         self._rows: dict[str, dict] = {r["record_id"]: r for r in self._db.iter_rows(named=True)}
         self._truth_records: dict[str, dict] | None = None
         self._truth_beats: dict[str, pl.DataFrame] | None = None
+        self._truth_lock = threading.Lock()
 
     def ids(self) -> list[str]:
         """Record ids in the csv's order (ecg_id order)."""
         return list(self._rows)
 
     def _load_truth(self) -> None:
-        if self._truth_records is not None:
-            return
-        rec_path, beats_path = self.root / "truth" / "records.parquet", self.root / "truth" / "beats.parquet"
-        if rec_path.is_file() and beats_path.is_file():
-            recs = pl.read_parquet(rec_path)
-            self._truth_records = {r["record_id"]: r for r in recs.iter_rows(named=True)}
-            beats = pl.read_parquet(beats_path)
-            self._truth_beats = {k[0]: v for k, v in beats.partition_by("record_id", as_dict=True).items()}
-        else:  # a tree without truth still reads; the records just carry no reference
-            self._truth_records, self._truth_beats = {}, {}
+        # One source object is shared by the chunk tasks of a flow run (threads): load under a lock and
+        # publish both tables together, or a reader could see the records table with no beats table yet.
+        with self._truth_lock:
+            if self._truth_records is not None:
+                return
+            rec_path, beats_path = self.root / "truth" / "records.parquet", self.root / "truth" / "beats.parquet"
+            records: dict[str, dict] = {}
+            beats_by_id: dict[str, pl.DataFrame] = {}
+            if rec_path.is_file() and beats_path.is_file():  # a tree without truth reads with no reference
+                records = {r["record_id"]: r for r in pl.read_parquet(rec_path).iter_rows(named=True)}
+                beats = pl.read_parquet(beats_path)
+                beats_by_id = {k[0]: v for k, v in beats.partition_by("record_id", as_dict=True).items()}
+            self._truth_beats = beats_by_id
+            self._truth_records = records
 
     def read(self, record_id: str) -> ECGRecord:
         """The canonical record with the generator's truth as reference; ``RecordError`` when unreadable."""
