@@ -32,6 +32,8 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
+from features.signal import SPIKE_BLANK_MS
+
 MIN_RR_MS = 250.0  # two complexes closer than this (240 bpm) are one heartbeat
 TEMPLATE_CORR_MIN = 0.5
 # trapezium reference points: how far past a wave's steepest slope its end is looked for (ms)
@@ -264,6 +266,24 @@ def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
     return lo + int(idx[np.argmax(seg[idx])])
 
 
+PACED_SPIKE_SEARCH_MS = 60.0  # a stimulus this far before the QRS onset (or inside it) paces that QRS
+
+
+def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -> float | None:
+    """Earliest QRS onset (samples) a pacing stimulus allows: the end of its blanked stretch
+    (SPIKE_BLANK_MS after the last stimulus between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor);
+    None when no stimulus lies there."""
+    if spikes is None or len(spikes) == 0:
+        return None
+    sp = np.asarray(spikes)
+    lo = q_on - ms(fs_hz, PACED_SPIKE_SEARCH_MS)
+    cand = sp[(sp >= lo) & (sp < anchor)]
+    if cand.size == 0:
+        return None
+    s_on = float(cand.max() + ms(fs_hz, SPIKE_BLANK_MS))
+    return s_on if s_on < anchor else None
+
+
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
               fs_hz: float, rr_default: float | None = None) -> GlobalFiducials:
     """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method."""
@@ -379,6 +399,11 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         iso[gi, k] = x[:, a:b].mean(axis=1)
         sp_lo, sp_hi = max(0, q_on - ms(fs_hz, 60)), min(n, q_on + ms(fs_hz, 20))
         paced[k] = bool(spike_mask[sp_lo:sp_hi].any())
+        # a paced QRS starts with the depolarisation the stimulus triggers, after it: the filters smear the
+        # blanked stimulus (a linear bridge) into a slope that pulls the onset knee before the spike
+        s_on = _paced_onset(sp, q_on, c, fs_hz)
+        if s_on is not None:
+            fid["qrs_on"][k] = max(q_on, s_on)
 
     # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
@@ -543,6 +568,17 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     if not (np.isfinite(tf.qrs_on[0]) and np.isfinite(tf.qrs_off[0])):
         return fid
     d_on, d_off = tf.qrs_on[0] - before, tf.qrs_off[0] - before
+    # the median beat was delineated without the stimuli: when most of its beats are paced, its onset
+    # follows their typical stimulus (beats whose own stimulus was too small to detect are paced alike)
+    sp = np.asarray(spikes if spikes is not None else [], dtype=np.int64)
+    if sp.size:
+        rel = []
+        for c in r[use]:
+            s_on = _paced_onset(sp, float(c) + d_on, float(c), fs_hz)
+            if s_on is not None:
+                rel.append(s_on - float(c))
+        if len(rel) >= max(2, 0.5 * int(use.sum())):
+            d_on = max(d_on, float(np.median(rel)))
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most

@@ -45,3 +45,19 @@ def test_ludb_atrial_fibrillation_has_no_p_waves(ludb):
     assert m.record_row["p_waves_present"] is False
     assert m.record_row["rhythm_regular"] is False
     assert m.beats["p_on_ms"].is_null().all()
+
+
+@pytest.mark.parametrize("record_id", ["45", "90"])  # ventricular pacing (ludb.csv)
+def test_ludb_paced_qrs_onset_follows_the_stimulus(ludb, record_id):
+    # the blanked stimulus, smeared by the filters, used to pull the onset 20-35 ms before the experts'
+    rec = ludb.read(record_id)
+    m = measure_record(rec)
+    ours = m.beats.filter(pl.col("lead") == "II")
+    assert (ours["beat_class"] == "paced").sum() >= 3
+    err = []
+    for w in (w for w in rec.meta.reference.waves if w.lead == "II" and w.wave == "QRS" and w.on_ms):
+        near = ours.filter((pl.col("r_peak_ms") - w.peak_ms).abs() < 80)
+        if near.height == 1:
+            err.append(near["qrs_on_ms"][0] - w.on_ms)
+    assert len(err) >= 5
+    assert abs(float(np.median(err))) <= 15, err
