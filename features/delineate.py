@@ -77,6 +77,10 @@ class GlobalFiducials:
     # not refined: gated, flat T, no median beat); applies to the beats in ``t_from_template``
     lead_t_off_delta: np.ndarray = None
     t_from_template: np.ndarray = None  # bool per beat: its T fiducials are the median beat's
+    # per lead: that lead's own P end minus the global one on the median beat (samples, NaN: not refined);
+    # applies to the beats in ``p_from_template``
+    lead_p_off_delta: np.ndarray = None
+    p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
 
 
 def ms(fs_hz: float, value_ms: float) -> int:
@@ -597,6 +601,10 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     if t_ok:
         fid.lead_t_off_delta = lead_t_ends(tmpl, good, tf.iso[:, 0], int(tf.t_on[0]), int(tf.t_peak[0]),
                                            int(tf.t_off[0]), fs_hz) - tf.t_off[0]
+    fid.p_from_template = np.zeros(nb, dtype=bool)
+    if p_ok:
+        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_peak[0]), int(tf.p_off[0]),
+                                           fs_hz) - tf.p_off[0]
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
@@ -615,6 +623,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             fid.p_on[k] = c + tf.p_on[0] - before
             fid.p_peak[k] = c + tf.p_peak[0] - before
             fid.p_off[k] = c + tf.p_off[0] - before
+            fid.p_from_template[k] = True
     return fid
 
 
@@ -649,5 +658,50 @@ def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, 
         sm = pk + int(np.argmin(da[pk:hi - t_on + 1]))
         ref = min(a.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS))
         end = t_on + _knee_after(a, sm, ref)
+        out[i] = float(min(max(end, lo), hi))
+    return out
+
+
+LEAD_P_SEARCH_MS = 20.0  # a lead's own P end is looked for this close to the global (multi-lead) one
+
+
+def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_peak: int, p_off: int, fs_hz: float,
+                flat_mv: float = 0.03) -> np.ndarray:
+    """Each lead's own P end (sample index into ``beat``) near the global one; NaN where not measurable.
+
+    The global P end is the knee of the spatial magnitude, i.e. where the last lead's P ends; a lead
+    whose P ends earlier is measured late by it. Same trapezium knee as the global end, on the lead's
+    terminal P deflection |x - iso| (its last phase beyond ``flat_mv`` before the global end), after
+    its steepest descent, at most LEAD_P_SEARCH_MS before the global end and never after it.
+    ``beat``: (n_leads, samples) median beat (mV); ``iso``: per-lead isoelectric level (mV). Leads whose
+    terminal P is smaller than ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (no visible
+    P end: they keep the global one).
+    """
+    n_leads, n = beat.shape
+    out = np.full(n_leads, np.nan)
+    w = ms(fs_hz, LEAD_P_SEARCH_MS)
+    # the spatial magnitude's end is where the last lead's P ends: no lead's own P ends after it
+    lo, hi = max(p_peak, p_off - w), p_off
+    if not (0 <= p_peak < p_off < n) or hi - lo < 4:
+        return out
+    for i in np.flatnonzero(good):
+        if not np.isfinite(iso[i]):
+            continue
+        y = beat[i, p_peak:min(n, p_off + ms(fs_hz, P_KNEE_REF_MS) + w + 1)] - iso[i]
+        # the terminal phase: the last deflection beyond ``flat_mv`` before the global end (a biphasic P,
+        # V1-V2, ends with its second phase, which may be the smaller one)
+        big = np.flatnonzero(np.abs(y[:p_off - p_peak + 1]) >= flat_mv)
+        if big.size == 0:
+            continue
+        last = int(big[-1])
+        a = y * np.sign(y[last])  # the terminal P deflection made positive: its end is a falling curve's knee
+        r0 = last
+        while r0 > 0 and a[r0 - 1] > 0:
+            r0 -= 1
+        pk = r0 + int(np.argmax(a[r0:last + 1]))
+        da = np.gradient(a)
+        sm = pk + int(np.argmin(da[pk:hi - p_peak + 1]))
+        ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
+        end = p_peak + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
     return out

@@ -27,6 +27,7 @@ T_FLAT_MV = 0.05     # same for T
 LOBE_MIN_MV = 0.04   # a QRS deflection smaller than this is not named a wave (no invented q / s)
 BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 PREMATURE_RR_RATIO = 0.85
+PER_LEAD_P_END = True  # per-lead P ends (median beat) in the beats table
 PER_LEAD_T_END = True  # per-lead T ends (median beat) in the beats table and for QT dispersion
 QTD_MIN_LEADS = 6      # QT dispersion needs the T end visible in at least this many good leads
 GATE_CODES = {"flat": "flat_lead", "saturated": "saturated_lead", "non_finite": "non_finite",
@@ -317,10 +318,16 @@ def measure_record(record: ECGRecord) -> Measurement:
             pa, pb = int(fid.p_on[k]), int(fid.p_off[k])
             pseg = x[:, pa:pb + 1] - lev[:, None]
             forms, amps = _wave_forms(pseg, P_FLAT_MV)
+            # each lead's own P end where the median beat shows it (beats that took the median beat's P);
+            # elsewhere the global, multi-lead one (the latest over leads)
+            p_end = np.full(len(li), float(pb))
+            if PER_LEAD_P_END and fid.lead_p_off_delta is not None and fid.p_from_template[k]:
+                delta = fid.lead_p_off_delta[li]
+                p_end = np.where(np.isfinite(delta), pb + delta, p_end)
             num["p_on_ms"][li, k] = pa * to_ms
-            num["p_off_ms"][li, k] = pb * to_ms
+            num["p_off_ms"][li, k] = p_end * to_ms
             num["p_peak_ms"][li, k] = (pa + np.argmax(np.abs(pseg), axis=1)) * to_ms
-            num["p_ms"][li, k] = (pb - pa) * to_ms
+            num["p_ms"][li, k] = (p_end - pa) * to_ms
             num["pr_ms"][li, k] = (q_on - fid.p_on[k]) * to_ms
             num["p_amp_mv"][li, k] = amps
             num["_p_area"][li, k] = pseg.sum(axis=1) * to_ms
