@@ -21,7 +21,10 @@ Method, in the spirit of the classic 12-lead programs:
   taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``);
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
-  (``lead_t_ends``), for the beats table and the QT dispersion.
+  (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
+  before the global one and never after it (``lead_p_ends``);
+- paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
+  smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
 """
 from __future__ import annotations
 
