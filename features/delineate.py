@@ -22,7 +22,8 @@ Method, in the spirit of the classic 12-lead programs:
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
   (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
-  before the global one and never after it (``lead_p_ends``);
+  before the global one and never after it (``lead_p_ends``), and per-lead P onsets within +-20 ms of the
+  global one (``lead_p_onsets``: a lead perpendicular to the first atrial forces shows its P later);
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
   smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
 """
@@ -83,6 +84,9 @@ class GlobalFiducials:
     # per lead: that lead's own P end minus the global one on the median beat (samples, NaN: not refined);
     # applies to the beats in ``p_from_template``
     lead_p_off_delta: np.ndarray = None
+    # per lead: that lead's own P onset minus the global one on the median beat (samples, NaN: not refined);
+    # applies to the beats in ``p_from_template``
+    lead_p_on_delta: np.ndarray = None
     p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
 
 
@@ -608,6 +612,8 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     if p_ok:
         fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_peak[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
+        fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
+                                            fs_hz) - tf.p_on[0]
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
@@ -707,4 +713,51 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_peak: int
         ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
         end = p_peak + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
+    return out
+
+
+LEAD_P_ON_SEARCH_MS = 20.0  # a lead's own P onset is looked for within +-this of the global (multi-lead) one
+# the lead's knee looks this far back from its steepest rise: a lead's P often starts with a slow initial
+# slope that a 40 ms reference (P_KNEE_REF_MS, tuned for the sharper spatial magnitude) cuts into
+LEAD_P_ON_KNEE_REF_MS = 60.0
+LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
+
+
+def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_off: int, fs_hz: float,
+                  flat_mv: float = 0.03) -> np.ndarray:
+    """Each lead's own P onset (sample index into ``beat``) near the global one; NaN where not measurable.
+
+    The global onset is the knee of the spatial magnitude, where the bulk of the atrial forces rises; a
+    lead nearly perpendicular to the first atrial forces shows its P later, one with a slow initial slope
+    earlier. Trapezium knee (reference LEAD_P_ON_KNEE_REF_MS back) on the lead's initial P deflection
+    |x - level| (its first phase beyond ``flat_mv`` after the global onset; level: the lead just before
+    the global onset, as the PR level can differ by the atrial repolarisation), before its steepest rise,
+    within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median beat (mV);
+    ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller than
+    ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (they keep the global onset).
+    """
+    n_leads, n = beat.shape
+    out = np.full(n_leads, np.nan)
+    w = ms(fs_hz, LEAD_P_ON_SEARCH_MS)
+    lo, hi = max(0, p_on - w), min(p_off, p_on + w)
+    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
+    r0 = max(0, p_on - w - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS))
+    if not (0 <= b0 and p_on < p_peak < p_off < n) or hi - lo < 4:
+        return out
+    for i in np.flatnonzero(good):
+        y = beat[i, r0:p_off + 1] - float(beat[i, b0:p_on + 1].mean())
+        o = p_on - r0
+        big = np.flatnonzero(np.abs(y[o:]) >= flat_mv)
+        if big.size == 0:
+            continue
+        first = o + int(big[0])
+        a = y * np.sign(y[first])  # the initial P deflection made positive: its onset is a rising curve's knee
+        e = first
+        while e + 1 < a.size and a[e + 1] > 0:
+            e += 1
+        pk = first + int(np.argmax(a[first:e + 1]))
+        da = np.gradient(a)
+        su = o + int(np.argmax(da[o:pk + 1])) if pk > o else pk
+        on = r0 + _knee_before(a, su, max(0, su - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS)))
+        out[i] = float(min(max(on, lo), hi))
     return out
