@@ -296,8 +296,13 @@ def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -
 
 
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
-              fs_hz: float, rr_default: float | None = None) -> GlobalFiducials:
-    """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method."""
+              fs_hz: float, rr_default: float | None = None, typical_p: float | None = None) -> GlobalFiducials:
+    """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method.
+
+    ``rr_default``: the RR (samples) to assume when ``r`` holds one beat (a median beat);
+    ``typical_p``: where P peaks are looked for (samples from the P peak to the QRS onset; default: the
+    median of the beats' own largest atrial deflections).
+    """
     n_leads, n = clean.shape
     nb = r.size
     nan = np.full(nb, np.nan)
@@ -494,7 +499,8 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         rival = float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
         p_curves[k] = (p_lo, mp, rival)
         p_pick[k] = q_on - (p_lo + pk)
-    typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
+    if typical_p is None or not np.isfinite(typical_p):
+        typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
     rivals = [v[2] for v in p_curves.values()]
     atrial_waves = bool(rivals) and float(np.median(rivals)) > ATRIAL_RIVAL_MAX
     for k, (p_lo, mp, rival) in p_curves.items():
@@ -575,7 +581,13 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         use = use & match
     w = beat_windows(clean, r[use], before, after)          # (leads, beats, samples)
     tmpl = np.median(w, axis=1)
-    tf = delineate(tmpl, np.empty(0, dtype=np.int64), good, np.array([before]), fs_hz, rr_default=rr_med)
+    # the median beat's P window reaches back past the previous T end (it sees no neighbour), where the
+    # largest deflection can be that T wave: its P is looked for where the beats' own P waves lie
+    raw_p = (fid.p_diag or {}).get("p_peak_raw", fid.p_peak)
+    p_dist = fid.qrs_on[use] - raw_p[use]
+    typical_p = float(np.median(p_dist[np.isfinite(p_dist)])) if np.isfinite(p_dist).any() else None
+    tf = delineate(tmpl, np.empty(0, dtype=np.int64), good, np.array([before]), fs_hz, rr_default=rr_med,
+                   typical_p=typical_p)
     if not (np.isfinite(tf.qrs_on[0]) and np.isfinite(tf.qrs_off[0])):
         return fid
     d_on, d_off = tf.qrs_on[0] - before, tf.qrs_off[0] - before
