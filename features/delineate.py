@@ -16,7 +16,9 @@ Method, in the spirit of the classic 12-lead programs:
   lobe, so an early T wave (LBBB at high rates) or a large P wave (low voltage) stays outside, and the
   window widens for a wide QRS whose anchor lies in its last lobe (LBBB with axis deviation);
 - P and T: peaks and trapezium knees of the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)``
-  about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position;
+  about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position; a P end
+  knee where M still holds a quarter of the P's peak ends only the first hump of a bifid P, so the end
+  moves on to the knee of the next descent (the terminal, left-atrial forces);
 - median beat: QRS, P and (at the typical RR) T fiducials of beats whose QRS matches the median beat are
   taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``);
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
@@ -57,6 +59,7 @@ OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a 
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
 P_WINDOW_MS = 420.0  # P waves are looked for this far before the QRS onset (first-degree AV block: PR up to ~400 ms)
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
+P_BIFID_FRACTION = 0.25  # the spatial magnitude at a P end is near its PR level, not a quarter of the P's peak
 ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF
 
 
@@ -519,6 +522,14 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         p_start = _knee_before(mp, su, max(0, su - ms(fs_hz, P_KNEE_REF_MS)))
         p_end = _knee_after(mp, sd, min(mp.size - 1, sd + ms(fs_hz, P_KNEE_REF_MS)))
         base = float(min(mp[p_start], mp[p_end]))
+        # a knee where the magnitude still holds P_BIFID_FRACTION of its peak ended only the first component
+        # of a bifid / biphasic P: the P ends at the knee of the next descent (its terminal forces)
+        e_hi = n_p - 1
+        if mp[p_end] > P_BIFID_FRACTION * mp[pk] and p_end + 2 < e_hi:
+            dm_hi = min(e_hi, p_end + ms(fs_hz, P_KNEE_REF_MS))
+            sd2 = p_end + int(np.argmin(dm[p_end:dm_hi + 1]))
+            if dm[sd2] < 0:
+                p_end = min(e_hi, _knee_after(mp, sd2, min(e_hi, sd2 + ms(fs_hz, P_KNEE_REF_MS))))
         if mp[pk] - base > 0.04:
             fid["p_peak"][k] = p_lo + pk
             fid["p_on"][k] = p_lo + p_start
