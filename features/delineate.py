@@ -24,7 +24,8 @@ Method, in the spirit of the classic 12-lead programs:
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
   (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
-  before the global one and never after it (``lead_p_ends``), and per-lead P onsets within +-20 ms of the
+  before the global one and never after it, a biphasic P's where its terminal phase stops falling, as
+  LUDB's experts mark V1-V2 (``lead_p_ends``), and per-lead P onsets within +-20 ms of the
   global one (``lead_p_onsets``: a lead perpendicular to the first atrial forces shows its P later);
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
   smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
@@ -633,7 +634,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                                            int(tf.t_off[0]), fs_hz) - tf.t_off[0]
     fid.p_from_template = np.zeros(nb, dtype=bool)
     if p_ok:
-        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_peak[0]), int(tf.p_off[0]),
+        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
         fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
                                             fs_hz) - tf.p_on[0]
@@ -695,46 +696,44 @@ def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, 
 
 
 LEAD_P_SEARCH_MS = 20.0  # a lead's own P end is looked for this close to the global (multi-lead) one
+# a lead's P this small still shows where it ends on the median beat (whose noise is ~1/sqrt(n) of a beat's);
+# LUDB's experts end the small P of V1-V2 where its main deflection ends, not at the global end
+LEAD_P_VISIBLE_MV = 0.01
 
 
-def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_peak: int, p_off: int, fs_hz: float,
-                flat_mv: float = 0.03) -> np.ndarray:
+def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, p_off: int, fs_hz: float,
+                flat_mv: float = LEAD_P_VISIBLE_MV) -> np.ndarray:
     """Each lead's own P end (sample index into ``beat``) near the global one; NaN where not measurable.
 
     The global P end is the knee of the spatial magnitude, i.e. where the last lead's P ends; a lead
-    whose P ends earlier is measured late by it. Same trapezium knee as the global end, on the lead's
-    terminal P deflection |x - iso| (its last phase beyond ``flat_mv`` before the global end), after
-    its steepest descent, at most LEAD_P_SEARCH_MS before the global end and never after it.
-    ``beat``: (n_leads, samples) median beat (mV); ``iso``: per-lead isoelectric level (mV). Leads whose
-    terminal P is smaller than ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (no visible
-    P end: they keep the global one).
+    whose P ends earlier is measured late by it. Same trapezium knee as the global end, on the lead's P
+    signed by its main (largest) deflection, after that deflection's steepest descent: a monophasic P
+    ends where it returns to the PR level, a biphasic one (V1-V2) where its terminal phase stops falling
+    (the experts' mark; its slow return merges with the atrial repolarisation); at most LEAD_P_SEARCH_MS
+    before the global end and never after it. ``beat``: (n_leads, samples) median beat (mV); ``iso``:
+    per-lead isoelectric level (mV); ``p_on`` / ``p_off``: the global P onset and end in ``beat``. Leads
+    whose P is smaller than ``flat_mv`` (mV) or gated get NaN (no visible P end: they keep the global one).
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
     w = ms(fs_hz, LEAD_P_SEARCH_MS)
     # the spatial magnitude's end is where the last lead's P ends: no lead's own P ends after it
-    lo, hi = max(p_peak, p_off - w), p_off
-    if not (0 <= p_peak < p_off < n) or hi - lo < 4:
+    lo, hi = max(p_on, p_off - w), p_off
+    if not (0 <= p_on < p_off < n) or hi - lo < 4:
         return out
+    m = p_off - p_on
     for i in np.flatnonzero(good):
         if not np.isfinite(iso[i]):
             continue
-        y = beat[i, p_peak:min(n, p_off + ms(fs_hz, P_KNEE_REF_MS) + w + 1)] - iso[i]
-        # the terminal phase: the last deflection beyond ``flat_mv`` before the global end (a biphasic P,
-        # V1-V2, ends with its second phase, which may be the smaller one)
-        big = np.flatnonzero(np.abs(y[:p_off - p_peak + 1]) >= flat_mv)
-        if big.size == 0:
+        y = beat[i, p_on:min(n, p_off + ms(fs_hz, P_KNEE_REF_MS) + 1)] - iso[i]
+        pk = int(np.argmax(np.abs(y[:m + 1])))
+        if abs(y[pk]) < flat_mv:
             continue
-        last = int(big[-1])
-        a = y * np.sign(y[last])  # the terminal P deflection made positive: its end is a falling curve's knee
-        r0 = last
-        while r0 > 0 and a[r0 - 1] > 0:
-            r0 -= 1
-        pk = r0 + int(np.argmax(a[r0:last + 1]))
+        a = y * np.sign(y[pk])  # the main P deflection made positive: its end is a falling curve's knee
         da = np.gradient(a)
-        sm = pk + int(np.argmin(da[pk:hi - p_peak + 1]))
+        sm = pk + int(np.argmin(da[pk:min(m, pk + ms(fs_hz, 80)) + 1]))  # 80 ms: as the global P end
         ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
-        end = p_peak + _knee_after(a, sm, ref)
+        end = p_on + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
     return out
 

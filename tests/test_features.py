@@ -183,8 +183,9 @@ def test_per_lead_p_onsets_follow_each_leads_own_p_wave():
 
 def test_per_lead_p_ends_follow_each_leads_own_p_wave():
     # noise-free default record: the P ends ~30 ms before the global end in III and ~18 ms before it in V3
-    # (those leads are near-perpendicular to the last atrial forces); V2's biphasic P ends with its
-    # (smaller) negative phase, at the global end
+    # (those leads are near-perpendicular to the last atrial forces); V2's biphasic P ends, as LUDB's
+    # experts end V1-V2's, where its (smaller) negative phase stops falling, before the truth (the end of
+    # the dipole), where that phase has slowly returned to the PR level
     synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
     m = measure_record(as_record(synth.signal_mv, "p_ends"))
     truth = np.sort(synth.beats.filter(pl.col("lead") == "II")["p_off_ms"].drop_nulls().to_numpy())
@@ -197,4 +198,4 @@ def test_per_lead_p_ends_follow_each_leads_own_p_wave():
     e_ii = np.median(err("II"))
     assert abs(e_ii) <= 8.0
     assert np.median(err("III")) <= e_ii - 10.0 and np.median(err("V3")) <= e_ii - 10.0
-    assert np.abs(err("V2")).max() <= 8.0
+    assert np.median(err("V2")) <= e_ii - 10.0 and err("V2").min() >= -30.0
