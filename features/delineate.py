@@ -86,10 +86,10 @@ class GlobalFiducials:
     lead_t_off_delta: np.ndarray = None
     t_from_template: np.ndarray = None  # bool per beat: its T fiducials are the median beat's
     # per lead: that lead's own P end minus the global one on the median beat (samples, NaN: not refined);
-    # applies to the beats in ``p_from_template``
+    # applies to every beat with a P (all are the same sinus P)
     lead_p_off_delta: np.ndarray = None
     # per lead: that lead's own P onset minus the global one on the median beat (samples, NaN: not refined);
-    # applies to the beats in ``p_from_template``
+    # applies to every beat with a P
     lead_p_on_delta: np.ndarray = None
     p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
 

@@ -202,3 +202,19 @@ def test_bifid_p_ends_with_its_terminal_forces(monkeypatch):
     latest = m.beats.filter(pl.col("p_off_ms").is_not_null()).group_by("beat").agg(pl.col("p_off_ms").max())
     err = [x - truth[np.argmin(np.abs(truth - x))] for x in latest["p_off_ms"]]
     assert len(err) >= 5 and max(abs(e) for e in err) <= 10.0, err
+
+
+def test_per_lead_p_fiducials_also_in_beats_at_an_atypical_rr():
+    # sinus arrhythmia: beats whose RR is > 15% off the typical one keep their own (global) P fiducials, but
+    # the per-lead P shape of the median beat applies to them too (it used to be dropped there)
+    import numpy as np
+
+    synth = generate_record(SynthParams(emg_noise_mv=0.0, rr_variability=0.1, duration_s=20.0), seed=4)
+    m = measure_record(as_record(synth.signal_mv, "sinus_arrhythmia"))
+    rr = m.beats.filter(pl.col("lead") == "II")["rr_ms"].to_numpy()
+    atypical = np.flatnonzero(np.abs(rr - np.nanmedian(rr)) > 0.15 * np.nanmedian(rr))
+    assert atypical.size >= 1
+    spread = m.beats.filter(pl.col("p_off_ms").is_not_null()).group_by("beat").agg(
+        (pl.col("p_off_ms").max() - pl.col("p_off_ms").min()).alias("s"))
+    s = dict(zip(spread["beat"], spread["s"]))
+    assert all(s.get(int(k), 0.0) >= 10.0 for k in atypical), (atypical, s)
