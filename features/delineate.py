@@ -16,13 +16,17 @@ Method, in the spirit of the classic 12-lead programs:
   lobe, so an early T wave (LBBB at high rates) or a large P wave (low voltage) stays outside, and the
   window widens for a wide QRS whose anchor lies in its last lobe (LBBB with axis deviation);
 - P and T: peaks and trapezium knees of the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)``
-  about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position;
+  about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position; a P end
+  knee where M still holds a quarter of the P's peak ends only the first hump of a bifid P, so the end
+  moves on to the knee of the next descent (the terminal, left-atrial forces);
 - median beat: QRS, P and (at the typical RR) T fiducials of beats whose QRS matches the median beat are
   taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``);
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
   (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
-  before the global one and never after it (``lead_p_ends``);
+  before the global one and never after it, a biphasic P's where its terminal phase stops falling, as
+  LUDB's experts mark V1-V2 (``lead_p_ends``), and per-lead P onsets within +-20 ms of the
+  global one (``lead_p_onsets``: a lead perpendicular to the first atrial forces shows its P later);
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
   smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
 """
@@ -56,6 +60,7 @@ OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a 
 ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
 P_WINDOW_MS = 420.0  # P waves are looked for this far before the QRS onset (first-degree AV block: PR up to ~400 ms)
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
+P_BIFID_FRACTION = 0.25  # the spatial magnitude at a P end is near its PR level, not a quarter of the P's peak
 ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF
 
 
@@ -81,8 +86,11 @@ class GlobalFiducials:
     lead_t_off_delta: np.ndarray = None
     t_from_template: np.ndarray = None  # bool per beat: its T fiducials are the median beat's
     # per lead: that lead's own P end minus the global one on the median beat (samples, NaN: not refined);
-    # applies to the beats in ``p_from_template``
+    # applies to every beat with a P (all are the same sinus P)
     lead_p_off_delta: np.ndarray = None
+    # per lead: that lead's own P onset minus the global one on the median beat (samples, NaN: not refined);
+    # applies to every beat with a P
+    lead_p_on_delta: np.ndarray = None
     p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
 
 
@@ -292,8 +300,13 @@ def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -
 
 
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
-              fs_hz: float, rr_default: float | None = None) -> GlobalFiducials:
-    """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method."""
+              fs_hz: float, rr_default: float | None = None, typical_p: float | None = None) -> GlobalFiducials:
+    """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method.
+
+    ``rr_default``: the RR (samples) to assume when ``r`` holds one beat (a median beat);
+    ``typical_p``: where P peaks are looked for (samples from the P peak to the QRS onset; default: the
+    median of the beats' own largest atrial deflections).
+    """
     n_leads, n = clean.shape
     nb = r.size
     nan = np.full(nb, np.nan)
@@ -490,7 +503,8 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         rival = float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
         p_curves[k] = (p_lo, mp, rival)
         p_pick[k] = q_on - (p_lo + pk)
-    typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
+    if typical_p is None or not np.isfinite(typical_p):
+        typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
     rivals = [v[2] for v in p_curves.values()]
     atrial_waves = bool(rivals) and float(np.median(rivals)) > ATRIAL_RIVAL_MAX
     for k, (p_lo, mp, rival) in p_curves.items():
@@ -509,6 +523,14 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         p_start = _knee_before(mp, su, max(0, su - ms(fs_hz, P_KNEE_REF_MS)))
         p_end = _knee_after(mp, sd, min(mp.size - 1, sd + ms(fs_hz, P_KNEE_REF_MS)))
         base = float(min(mp[p_start], mp[p_end]))
+        # a knee where the magnitude still holds P_BIFID_FRACTION of its peak ended only the first component
+        # of a bifid / biphasic P: the P ends at the knee of the next descent (its terminal forces)
+        e_hi = n_p - 1
+        if mp[p_end] > P_BIFID_FRACTION * mp[pk] and p_end + 2 < e_hi:
+            dm_hi = min(e_hi, p_end + ms(fs_hz, P_KNEE_REF_MS))
+            sd2 = p_end + int(np.argmin(dm[p_end:dm_hi + 1]))
+            if dm[sd2] < 0:
+                p_end = min(e_hi, _knee_after(mp, sd2, min(e_hi, sd2 + ms(fs_hz, P_KNEE_REF_MS))))
         if mp[pk] - base > 0.04:
             fid["p_peak"][k] = p_lo + pk
             fid["p_on"][k] = p_lo + p_start
@@ -571,7 +593,13 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         use = use & match
     w = beat_windows(clean, r[use], before, after)          # (leads, beats, samples)
     tmpl = np.median(w, axis=1)
-    tf = delineate(tmpl, np.empty(0, dtype=np.int64), good, np.array([before]), fs_hz, rr_default=rr_med)
+    # the median beat's P window reaches back past the previous T end (it sees no neighbour), where the
+    # largest deflection can be that T wave: its P is looked for where the beats' own P waves lie
+    raw_p = (fid.p_diag or {}).get("p_peak_raw", fid.p_peak)
+    p_dist = fid.qrs_on[use] - raw_p[use]
+    typical_p = float(np.median(p_dist[np.isfinite(p_dist)])) if np.isfinite(p_dist).any() else None
+    tf = delineate(tmpl, np.empty(0, dtype=np.int64), good, np.array([before]), fs_hz, rr_default=rr_med,
+                   typical_p=typical_p)
     if not (np.isfinite(tf.qrs_on[0]) and np.isfinite(tf.qrs_off[0])):
         return fid
     d_on, d_off = tf.qrs_on[0] - before, tf.qrs_off[0] - before
@@ -606,8 +634,10 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                                            int(tf.t_off[0]), fs_hz) - tf.t_off[0]
     fid.p_from_template = np.zeros(nb, dtype=bool)
     if p_ok:
-        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_peak[0]), int(tf.p_off[0]),
+        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
+        fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
+                                            fs_hz) - tf.p_on[0]
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
@@ -666,45 +696,90 @@ def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, 
 
 
 LEAD_P_SEARCH_MS = 20.0  # a lead's own P end is looked for this close to the global (multi-lead) one
+# a lead's P this small still shows where it ends on the median beat (whose noise is ~1/sqrt(n) of a beat's);
+# LUDB's experts end the small P of V1-V2 where its main deflection ends, not at the global end
+LEAD_P_VISIBLE_MV = 0.01
 
 
-def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_peak: int, p_off: int, fs_hz: float,
-                flat_mv: float = 0.03) -> np.ndarray:
+def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, p_off: int, fs_hz: float,
+                flat_mv: float = LEAD_P_VISIBLE_MV) -> np.ndarray:
     """Each lead's own P end (sample index into ``beat``) near the global one; NaN where not measurable.
 
     The global P end is the knee of the spatial magnitude, i.e. where the last lead's P ends; a lead
-    whose P ends earlier is measured late by it. Same trapezium knee as the global end, on the lead's
-    terminal P deflection |x - iso| (its last phase beyond ``flat_mv`` before the global end), after
-    its steepest descent, at most LEAD_P_SEARCH_MS before the global end and never after it.
-    ``beat``: (n_leads, samples) median beat (mV); ``iso``: per-lead isoelectric level (mV). Leads whose
-    terminal P is smaller than ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (no visible
-    P end: they keep the global one).
+    whose P ends earlier is measured late by it. Same trapezium knee as the global end, on the lead's P
+    signed by its main (largest) deflection, after that deflection's steepest descent: a monophasic P
+    ends where it returns to the PR level, a biphasic one (V1-V2) where its terminal phase stops falling
+    (the experts' mark; its slow return merges with the atrial repolarisation); at most LEAD_P_SEARCH_MS
+    before the global end and never after it. ``beat``: (n_leads, samples) median beat (mV); ``iso``:
+    per-lead isoelectric level (mV); ``p_on`` / ``p_off``: the global P onset and end in ``beat``. Leads
+    whose P is smaller than ``flat_mv`` (mV) or gated get NaN (no visible P end: they keep the global one).
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
     w = ms(fs_hz, LEAD_P_SEARCH_MS)
     # the spatial magnitude's end is where the last lead's P ends: no lead's own P ends after it
-    lo, hi = max(p_peak, p_off - w), p_off
-    if not (0 <= p_peak < p_off < n) or hi - lo < 4:
+    lo, hi = max(p_on, p_off - w), p_off
+    if not (0 <= p_on < p_off < n) or hi - lo < 4:
         return out
+    m = p_off - p_on
     for i in np.flatnonzero(good):
         if not np.isfinite(iso[i]):
             continue
-        y = beat[i, p_peak:min(n, p_off + ms(fs_hz, P_KNEE_REF_MS) + w + 1)] - iso[i]
-        # the terminal phase: the last deflection beyond ``flat_mv`` before the global end (a biphasic P,
-        # V1-V2, ends with its second phase, which may be the smaller one)
-        big = np.flatnonzero(np.abs(y[:p_off - p_peak + 1]) >= flat_mv)
+        y = beat[i, p_on:min(n, p_off + ms(fs_hz, P_KNEE_REF_MS) + 1)] - iso[i]
+        pk = int(np.argmax(np.abs(y[:m + 1])))
+        if abs(y[pk]) < flat_mv:
+            continue
+        a = y * np.sign(y[pk])  # the main P deflection made positive: its end is a falling curve's knee
+        da = np.gradient(a)
+        sm = pk + int(np.argmin(da[pk:min(m, pk + ms(fs_hz, 80)) + 1]))  # 80 ms: as the global P end
+        ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
+        end = p_on + _knee_after(a, sm, ref)
+        out[i] = float(min(max(end, lo), hi))
+    return out
+
+
+LEAD_P_ON_SEARCH_MS = 20.0  # a lead's own P onset is looked for within +-this of the global (multi-lead) one
+# the lead's knee looks this far back from its steepest rise: a lead's P often starts with a slow initial
+# slope that a 40 ms reference (P_KNEE_REF_MS, tuned for the sharper spatial magnitude) cuts into
+LEAD_P_ON_KNEE_REF_MS = 60.0
+LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
+
+
+def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_off: int, fs_hz: float,
+                  flat_mv: float = 0.03) -> np.ndarray:
+    """Each lead's own P onset (sample index into ``beat``) near the global one; NaN where not measurable.
+
+    The global onset is the knee of the spatial magnitude, where the bulk of the atrial forces rises; a
+    lead nearly perpendicular to the first atrial forces shows its P later, one with a slow initial slope
+    earlier. Trapezium knee (reference LEAD_P_ON_KNEE_REF_MS back) on the lead's initial P deflection
+    |x - level| (its first phase beyond ``flat_mv`` after the global onset; level: the lead just before
+    the global onset, as the PR level can differ by the atrial repolarisation), before its steepest rise,
+    within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median beat (mV);
+    ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller than
+    ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (they keep the global onset).
+    """
+    n_leads, n = beat.shape
+    out = np.full(n_leads, np.nan)
+    w = ms(fs_hz, LEAD_P_ON_SEARCH_MS)
+    lo, hi = max(0, p_on - w), min(p_off, p_on + w)
+    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
+    r0 = max(0, p_on - w - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS))
+    if not (0 <= b0 and p_on < p_peak < p_off < n) or hi - lo < 4:
+        return out
+    for i in np.flatnonzero(good):
+        y = beat[i, r0:p_off + 1] - float(beat[i, b0:p_on + 1].mean())
+        o = p_on - r0
+        big = np.flatnonzero(np.abs(y[o:]) >= flat_mv)
         if big.size == 0:
             continue
-        last = int(big[-1])
-        a = y * np.sign(y[last])  # the terminal P deflection made positive: its end is a falling curve's knee
-        r0 = last
-        while r0 > 0 and a[r0 - 1] > 0:
-            r0 -= 1
-        pk = r0 + int(np.argmax(a[r0:last + 1]))
+        first = o + int(big[0])
+        a = y * np.sign(y[first])  # the initial P deflection made positive: its onset is a rising curve's knee
+        e = first
+        while e + 1 < a.size and a[e + 1] > 0:
+            e += 1
+        pk = first + int(np.argmax(a[first:e + 1]))
         da = np.gradient(a)
-        sm = pk + int(np.argmin(da[pk:hi - p_peak + 1]))
-        ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
-        end = p_peak + _knee_after(a, sm, ref)
-        out[i] = float(min(max(end, lo), hi))
+        su = o + int(np.argmax(da[o:pk + 1])) if pk > o else pk
+        on = r0 + _knee_before(a, su, max(0, su - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS)))
+        out[i] = float(min(max(on, lo), hi))
     return out

@@ -3,9 +3,10 @@
 Units: times in ms from record start, amplitudes in mV against each beat's isoelectric PR level (the mean
 of the 20..4 ms before QRS onset in that lead), axes in degrees (-180, 180]. Null = absent / not measurable.
 A gated lead keeps its rows (so beat k exists in every lead) but every measurement in them is null.
-P and QRS on/offsets are global (multi-lead, the same in every lead); T ends are each lead's own where the
-median beat shows that lead's T (beats at the typical RR), else global. The record row's PR / QRS / QT are
-the global values of the normal beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends.
+QRS on/offsets are global (multi-lead, the same in every lead); P on/offsets are each lead's own where the
+median beat shows that lead's P (every beat with a P), T ends where it shows that lead's T (beats that took
+the median beat's T), else global; a lead's PR runs from its own P onset. The record row's PR / QRS / QT are the global values of the normal
+beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ LOBE_MIN_MV = 0.04   # a QRS deflection smaller than this is not named a wave (n
 BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 PREMATURE_RR_RATIO = 0.85
 PER_LEAD_P_END = True  # per-lead P ends (median beat) in the beats table
+PER_LEAD_P_ON = True   # per-lead P onsets (median beat) in the beats table
 PER_LEAD_T_END = True  # per-lead T ends (median beat) in the beats table and for QT dispersion
 QTD_MIN_LEADS = 6      # QT dispersion needs the T end visible in at least this many good leads
 GATE_CODES = {"flat": "flat_lead", "saturated": "saturated_lead", "non_finite": "non_finite",
@@ -318,17 +320,23 @@ def measure_record(record: ECGRecord) -> Measurement:
             pa, pb = int(fid.p_on[k]), int(fid.p_off[k])
             pseg = x[:, pa:pb + 1] - lev[:, None]
             forms, amps = _wave_forms(pseg, P_FLAT_MV)
-            # each lead's own P end where the median beat shows it (beats that took the median beat's P);
-            # elsewhere the global, multi-lead one (the latest over leads)
+            # each lead's own P onset / end: the global (multi-lead) one shifted by that lead's offset on the
+            # median beat, in every beat with a P (P presence kept only P waves at the typical PR: the same
+            # sinus P, whose per-lead shape the median beat shows also when an RR apart from the typical one
+            # kept the beat from taking the median beat's P); the global one where the lead's P is not seen
             p_end = np.full(len(li), float(pb))
-            if PER_LEAD_P_END and fid.lead_p_off_delta is not None and fid.p_from_template[k]:
+            if PER_LEAD_P_END and fid.lead_p_off_delta is not None:
                 delta = fid.lead_p_off_delta[li]
                 p_end = np.where(np.isfinite(delta), pb + delta, p_end)
-            num["p_on_ms"][li, k] = pa * to_ms
+            p_start = np.full(len(li), float(fid.p_on[k]))
+            if PER_LEAD_P_ON and fid.lead_p_on_delta is not None:
+                delta = fid.lead_p_on_delta[li]
+                p_start = np.where(np.isfinite(delta), fid.p_on[k] + delta, p_start)
+            num["p_on_ms"][li, k] = p_start * to_ms
             num["p_off_ms"][li, k] = p_end * to_ms
             num["p_peak_ms"][li, k] = (pa + np.argmax(np.abs(pseg), axis=1)) * to_ms
-            num["p_ms"][li, k] = (p_end - pa) * to_ms
-            num["pr_ms"][li, k] = (q_on - fid.p_on[k]) * to_ms
+            num["p_ms"][li, k] = (p_end - p_start) * to_ms
+            num["pr_ms"][li, k] = (q_on - p_start) * to_ms
             num["p_amp_mv"][li, k] = amps
             num["_p_area"][li, k] = pseg.sum(axis=1) * to_ms
             txt["p_form"][li, k] = forms

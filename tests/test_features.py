@@ -43,7 +43,8 @@ def test_synthetic_fiducials_within_10ms(case):
     assert m.beats.columns == list(BEATS_SCHEMA) and m.beats.dtypes == list(BEATS_SCHEMA.values())
     j = match_truth(synth.beats, m.beats)
     assert j["beat"].n_unique() >= synth.truth.n_beats - 1
-    # on/offsets are global (all leads; P ends per lead: below), so every lead must be within 10 ms of the truth
+    # on/offsets are global (all leads; P onsets and ends per lead: below), so every lead must be within 10 ms of
+    # the truth
     for col in ["p_on_ms", "p_off_ms", "qrs_on_ms", "qrs_off_ms", "t_off_ms", "p_peak_ms", "r_peak_ms"]:
         col_d = "qrs_on_ms" if col == "qrs_on_ms" else col + "_d"
         if col == "qrs_on_ms":
@@ -60,6 +61,13 @@ def test_synthetic_fiducials_within_10ms(case):
             assert signed.max() <= 10.0 and signed.min() >= -30.0, (case, col, signed.min(), signed.max())
             latest = has_truth.group_by("beat").agg((pl.col(col_d) - pl.col(col)).max().alias("e"))["e"]
             assert latest.abs().max() <= 10.0, (case, col, latest.to_list())
+        elif col == "p_on_ms":
+            # P onsets are per lead: a lead perpendicular to the first atrial forces starts later than the global
+            # truth, and the earliest lead starts where the truth does
+            signed = has_truth[col_d] - has_truth[col]
+            assert signed.min() >= -10.0 and signed.max() <= 30.0, (case, col, signed.min(), signed.max())
+            earliest = has_truth.group_by("beat").agg((pl.col(col_d) - pl.col(col)).min().alias("e"))["e"]
+            assert earliest.abs().max() <= 10.0, (case, col, earliest.to_list())
         else:
             assert err.max() <= 10.0, (case, col, err.max())
     row = m.record_row
@@ -151,10 +159,33 @@ def test_featuredb_rows_time_ordered_and_no_gated_leads():
     assert row["st_form"] in {"elevated", "depressed", "isoelectric"}
 
 
+def test_per_lead_p_onsets_follow_each_leads_own_p_wave():
+    # noise-free default record: aVL is near-perpendicular to the first (right-atrial) forces, its P rises
+    # above 0.01 mV only ~12 ms after the global onset (II: ~4 ms)
+    synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
+    m = measure_record(as_record(synth.signal_mv, "p_onsets"))
+    truth = np.sort(synth.beats.filter(pl.col("lead") == "II")["p_on_ms"].drop_nulls().to_numpy())
+
+    def err(lead):
+        v = m.beats.filter(pl.col("lead") == lead)["p_on_ms"].drop_nulls().to_numpy()
+        assert v.size >= 5
+        return np.array([x - truth[np.argmin(np.abs(truth - x))] for x in v])
+
+    e_ii = np.median(err("II"))
+    assert abs(e_ii) <= 8.0
+    assert np.median(err("aVL")) >= e_ii + 10.0
+    # the record's PR stays the global one (earliest lead), each lead's PR is its own
+    ii = m.beats.filter((pl.col("lead") == "II") & pl.col("pr_ms").is_not_null())
+    avl = m.beats.filter((pl.col("lead") == "aVL") & pl.col("pr_ms").is_not_null())
+    assert np.median(avl["pr_ms"].to_numpy()) <= np.median(ii["pr_ms"].to_numpy()) - 10.0
+    assert abs(m.record_row["pr_ms"] - synth.truth.pr_ms) <= 10.0
+
+
 def test_per_lead_p_ends_follow_each_leads_own_p_wave():
     # noise-free default record: the P ends ~30 ms before the global end in III and ~18 ms before it in V3
-    # (those leads are near-perpendicular to the last atrial forces); V2's biphasic P ends with its
-    # (smaller) negative phase, at the global end
+    # (those leads are near-perpendicular to the last atrial forces); V2's biphasic P ends, as LUDB's
+    # experts end V1-V2's, where its (smaller) negative phase stops falling, before the truth (the end of
+    # the dipole), where that phase has slowly returned to the PR level
     synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
     m = measure_record(as_record(synth.signal_mv, "p_ends"))
     truth = np.sort(synth.beats.filter(pl.col("lead") == "II")["p_off_ms"].drop_nulls().to_numpy())
@@ -167,4 +198,4 @@ def test_per_lead_p_ends_follow_each_leads_own_p_wave():
     e_ii = np.median(err("II"))
     assert abs(e_ii) <= 8.0
     assert np.median(err("III")) <= e_ii - 10.0 and np.median(err("V3")) <= e_ii - 10.0
-    assert np.abs(err("V2")).max() <= 8.0
+    assert np.median(err("V2")) <= e_ii - 10.0 and err("V2").min() >= -30.0

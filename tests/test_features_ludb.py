@@ -61,3 +61,19 @@ def test_ludb_paced_qrs_onset_follows_the_stimulus(ludb, record_id):
             err.append(near["qrs_on_ms"][0] - w.on_ms)
     assert len(err) >= 5
     assert abs(float(np.median(err))) <= 15, err
+
+
+@pytest.mark.parametrize("record_id", ["70", "190"])
+def test_ludb_median_beat_takes_the_beats_own_p_wave(ludb, record_id):
+    # the median beat's P window reaches back past the previous T end; its largest deflection there used to
+    # be that T wave, so no beat took the median beat's P (and its per-lead P onsets / ends)
+    rec = ludb.read(record_id)
+    m = measure_record(rec)
+    p = m.beats.filter(pl.col("p_on_ms").is_not_null() & (pl.col("lead_quality") == "ok"))
+    spread = p.group_by("beat").agg((pl.col("p_on_ms").max() - pl.col("p_on_ms").min()).alias("s"))["s"]
+    assert (spread > 0).sum() >= 0.4 * m.record_row["n_beats"]
+    ours = p.filter(pl.col("lead") == "II")
+    ps = [w for w in rec.meta.reference.waves if w.lead == "II" and w.wave == "P" and w.on_ms]
+    assert len(ps) >= 5
+    p_err = [min(abs(t - w.on_ms) for t in ours["p_on_ms"]) for w in ps]
+    assert np.median(p_err) <= 25

@@ -182,3 +182,39 @@ def test_short_pr_segment_does_not_pull_the_qrs_onset_into_the_p_wave():
     row = measure_record(as_record(synth.signal_mv, "tachy_short_pr")).record_row
     assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 15.0, (row["qrs_ms"], synth.truth.qrs_ms)
     assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 15.0, (row["qt_ms"], synth.truth.qt_ms)
+
+
+def test_bifid_p_ends_with_its_terminal_forces(monkeypatch):
+    # a bifid P (left-atrial forces late and smaller than the right-atrial ones, overlapping them): the
+    # spatial magnitude's first knee lies in the trough between the two humps, still at ~30% of the P's
+    # peak, and used to end the P there, ~48 ms before the truth
+    import numpy as np
+
+    import pipeline.synthetic as synthetic
+    comp = synthetic.Component
+    monkeypatch.setattr(synthetic, "P_SINUS", (
+        comp((0.25, 0.85, 0.45), 0.22, 0.00, 0.30, 0.62, 1.0, 1.5),   # right atrium
+        comp((0.85, 0.45, -0.45), 0.10, 0.40, 0.78, 1.00, 1.5, 1.0),  # left atrium: late, smaller
+    ))
+    synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
+    m = measure_record(as_record(synth.signal_mv, "bifid_p"))
+    truth = np.sort(synth.beats.filter(pl.col("lead") == "II")["p_off_ms"].drop_nulls().to_numpy())
+    latest = m.beats.filter(pl.col("p_off_ms").is_not_null()).group_by("beat").agg(pl.col("p_off_ms").max())
+    err = [x - truth[np.argmin(np.abs(truth - x))] for x in latest["p_off_ms"]]
+    assert len(err) >= 5 and max(abs(e) for e in err) <= 10.0, err
+
+
+def test_per_lead_p_fiducials_also_in_beats_at_an_atypical_rr():
+    # sinus arrhythmia: beats whose RR is > 15% off the typical one keep their own (global) P fiducials, but
+    # the per-lead P shape of the median beat applies to them too (it used to be dropped there)
+    import numpy as np
+
+    synth = generate_record(SynthParams(emg_noise_mv=0.0, rr_variability=0.1, duration_s=20.0), seed=4)
+    m = measure_record(as_record(synth.signal_mv, "sinus_arrhythmia"))
+    rr = m.beats.filter(pl.col("lead") == "II")["rr_ms"].to_numpy()
+    atypical = np.flatnonzero(np.abs(rr - np.nanmedian(rr)) > 0.15 * np.nanmedian(rr))
+    assert atypical.size >= 1
+    spread = m.beats.filter(pl.col("p_off_ms").is_not_null()).group_by("beat").agg(
+        (pl.col("p_off_ms").max() - pl.col("p_off_ms").min()).alias("s"))
+    s = dict(zip(spread["beat"], spread["s"]))
+    assert all(s.get(int(k), 0.0) >= 10.0 for k in atypical), (atypical, s)
