@@ -4,9 +4,10 @@ Units: times in ms from record start, amplitudes in mV against each beat's isoel
 of the 20..4 ms before QRS onset in that lead), axes in degrees (-180, 180]. Null = absent / not measurable.
 A gated lead keeps its rows (so beat k exists in every lead) but every measurement in them is null.
 QRS on/offsets are global (multi-lead, the same in every lead); P on/offsets are each lead's own where the
-median beat shows that lead's P (every beat with a P), T ends where it shows that lead's T (beats that took
-the median beat's T), else global; a lead's PR runs from its own P onset. The record row's PR / QRS / QT are the global values of the normal
-beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends.
+median beat shows that lead's P (every beat with a P); T ends are each lead's own (from the median beat for
+beats at the typical RR, else from the beat itself), global where a lead's T is flat; a lead's PR runs from
+its own P onset. The record row's PR / QRS / QT are the global values of the normal beats;
+``qt_dispersion_ms`` is max - min of the leads' own T ends (median beat).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from features.delineate import GlobalFiducials, delineate, delineate_with_template, detect_beats, \
-    gate_by_template, ms, template_correlation
+from features.delineate import GlobalFiducials, beat_lead_t_ends, delineate, delineate_with_template, \
+    detect_beats, gate_by_template, ms, template_correlation
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from features.signal import clean_leads
 from pipeline.batch import ErrorRow
@@ -269,6 +270,8 @@ def measure_record(record: ECGRecord) -> Measurement:
     # QRS shape (-80..+100 ms) for premature / aberrant beats; P and T shapes vary with RR and are no clue
     corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid)
+    if PER_LEAD_T_END:
+        fid.beat_lead_t_off_delta = beat_lead_t_ends(cl.clean, good, fid, fs)
     classes = _classify_beats(r, fid, corr, good, fs)
     to_ms = 1000.0 / fs
     n = cl.clean.shape[1]
@@ -348,11 +351,16 @@ def measure_record(record: ECGRecord) -> Measurement:
             tseg = x[:, ta:tb + 1] - lev[:, None]
             forms, amps = _wave_forms(tseg, T_FLAT_MV)
             t_pk = ta + np.argmax(np.abs(tseg), axis=1)
-            # each lead's own T end where the median beat shows it (beats at the typical RR, which took
-            # the median beat's T); elsewhere the global, multi-lead one
+            # each lead's own T end: from the median beat for the beats at the typical RR, which took the
+            # median beat's T, else from the beat itself; the global, multi-lead one where the lead's T
+            # shows no end (flat, gated)
             t_end = np.full(len(li), float(tb))
+            delta = None
             if PER_LEAD_T_END and fid.lead_t_off_delta is not None and fid.t_from_template[k]:
                 delta = fid.lead_t_off_delta[li]
+            elif PER_LEAD_T_END and fid.beat_lead_t_off_delta is not None:
+                delta = fid.beat_lead_t_off_delta[li, k]
+            if delta is not None:
                 t_end = np.where(np.isfinite(delta), tb + delta, t_end)
             qt = (t_end - q_on) * to_ms
             num["t_on_ms"][li, k] = ta * to_ms

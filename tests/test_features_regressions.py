@@ -218,3 +218,33 @@ def test_per_lead_p_fiducials_also_in_beats_at_an_atypical_rr():
         (pl.col("p_off_ms").max() - pl.col("p_off_ms").min()).alias("s"))
     s = dict(zip(spread["beat"], spread["s"]))
     assert all(s.get(int(k), 0.0) >= 10.0 for k in atypical), (atypical, s)
+
+
+def test_per_lead_t_end_on_beats_off_the_typical_rr():
+    """In atrial fibrillation most beats are off the typical RR and keep their own T fiducials (not the
+    median beat's): one lead's T made to end early must still end early in those beats (its own T end on
+    the beat itself), while the other leads stay near the global end."""
+    import numpy as np
+
+    from pipeline.record import LEADS
+
+    synth = generate_record(SynthParams(hr_bpm=75, qt_ms=380, rhythm="atrial_fibrillation", af_rr_cv=0.2,
+                                        f_wave_mv=0.02, t_inversion=None), seed=5, record_id="qtd_af")
+    sig = synth.signal_mv.astype(np.float64).copy()
+    li = LEADS.index("V3")
+    tv3 = synth.beats.filter(pl.col("lead") == "V3").drop_nulls(["t_peak_ms", "t_off_ms"])
+    for pk_ms, off_ms in zip(tv3["t_peak_ms"], tv3["t_off_ms"]):
+        a, b = int(pk_ms / 2), int(off_ms / 2)  # 500 Hz: 2 ms per sample
+        new_b = a + int(round(0.3 * (b - a)))
+        sig[li, a:new_b] = np.interp(np.linspace(a, b, new_b - a), np.arange(a, b + 1), sig[li, a:b + 1])
+        sig[li, new_b:b + 1] = 0.0
+    m = measure_record(as_record(sig.astype(np.float32), "qtd_af"))
+    b = m.beats.drop_nulls("t_off_ms")
+    # per beat: V3's T end against the median over the other leads
+    v3 = b.filter(pl.col("lead") == "V3").select("beat", pl.col("t_off_ms").alias("v3"))
+    rest = b.filter(pl.col("lead") != "V3").group_by("beat").agg(pl.col("t_off_ms").median().alias("rest"))
+    d = v3.join(rest, on="beat").with_columns((pl.col("v3") - pl.col("rest")).alias("d"))["d"].to_numpy()
+    assert d.size >= 6
+    # every beat (not only those at the typical RR) shows V3's early end: the search reaches 40 ms before
+    # the global end
+    assert np.mean(d <= -20.0) >= 0.8, d
