@@ -24,7 +24,9 @@ Method, in the spirit of the classic 12-lead programs:
   (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
   before the global one and never after it (``lead_p_ends``);
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
-  smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
+  smear the blanked stretch into a slope that would pull the onset ahead of the stimulus), nor than the
+  end of the filtered stimulus artefact after it where the spatial slope visibly dies away (large unipolar
+  stimuli).
 """
 from __future__ import annotations
 
@@ -291,6 +293,28 @@ def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -
     return s_on if s_on < anchor else None
 
 
+PACED_ARTEFACT_MS = 30.0    # the filters' smear of a large (unipolar) stimulus lasts up to ~this long after it
+PACED_ARTEFACT_DECAY = 0.5  # ... and is an artefact when the spatial slope falls below half its peak after it
+
+
+def _after_artefact(v: np.ndarray, s_on: float, anchor: float, fs_hz: float) -> float:
+    """A paced QRS onset (samples) past the filtered stimulus artefact behind ``s_on``.
+
+    The 0.5-40 Hz filters turn a large stimulus into a slope lobe that outlasts its blanked stretch; the
+    evoked QRS starts as it dies away. When the spatial slope ``v`` peaks within PACED_ARTEFACT_MS / 2 of
+    ``s_on`` and then falls below PACED_ARTEFACT_DECAY of that peak within PACED_ARTEFACT_MS (before the
+    anchor), the onset is where it first does; else ``s_on`` (the slope only rises: the QRS itself).
+    """
+    a = int(math.ceil(s_on))
+    hi = min(int(anchor), a + ms(fs_hz, PACED_ARTEFACT_MS), v.size - 1)
+    pk_hi = min(hi, a + ms(fs_hz, PACED_ARTEFACT_MS / 2))
+    if a < 0 or pk_hi <= a:
+        return s_on
+    pk = a + int(np.argmax(v[a:pk_hi + 1]))
+    below = np.flatnonzero(v[pk:hi + 1] < PACED_ARTEFACT_DECAY * v[pk])
+    return float(pk + below[0]) if below.size else s_on
+
+
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
               fs_hz: float, rr_default: float | None = None) -> GlobalFiducials:
     """Global (multi-lead) fiducials for every beat in ``r``; see the module docstring for the method."""
@@ -410,7 +434,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # blanked stimulus (a linear bridge) into a slope that pulls the onset knee before the spike
         s_on = _paced_onset(sp, q_on, c, fs_hz)
         if s_on is not None:
-            fid["qrs_on"][k] = max(q_on, s_on)
+            fid["qrs_on"][k] = max(q_on, _after_artefact(v, s_on, c, fs_hz))
 
     # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
@@ -585,7 +609,9 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             if s_on is not None:
                 rel.append(s_on - float(c))
         if len(rel) >= max(2, 0.5 * int(use.sum())):
-            d_on = max(d_on, float(np.median(rel)))
+            # past the typical stimulus's filtered artefact on the median beat (as ``delineate`` per beat)
+            vt = uniform_filter1d(np.sqrt(np.sum(np.gradient(tmpl[good], axis=1) ** 2, axis=0)), ms(fs_hz, 8))
+            d_on = max(d_on, _after_artefact(vt, before + float(np.median(rel)), before, fs_hz) - before)
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most

@@ -182,3 +182,16 @@ def test_short_pr_segment_does_not_pull_the_qrs_onset_into_the_p_wave():
     row = measure_record(as_record(synth.signal_mv, "tachy_short_pr")).record_row
     assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 15.0, (row["qrs_ms"], synth.truth.qrs_ms)
     assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 15.0, (row["qt_ms"], synth.truth.qt_ms)
+
+
+def test_paced_onset_skips_the_filtered_stimulus_artefact():
+    import numpy as np
+
+    from features.delineate import _after_artefact
+    fs = 500.0  # 2 ms per sample; the stimulus's blanked stretch ends at sample 10
+    t = np.arange(200)
+    qrs = np.clip((t - 22) / 20.0, 0, 1)  # the evoked QRS's spatial slope rises from sample 22 (24 ms later)
+    artefact = 0.6 * np.exp(-0.5 * ((t - 13) / 3.0) ** 2)  # the filters' smear of the stimulus
+    on = _after_artefact(qrs + artefact, 10.0, 150.0, fs)
+    assert 15 <= on <= 22  # past the artefact (below half its peak slope), before the QRS proper
+    assert _after_artefact(qrs + 0.01 * t, 10.0, 150.0, fs) == 10.0  # no artefact: the slope only rises
