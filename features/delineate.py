@@ -22,7 +22,9 @@ Method, in the spirit of the classic 12-lead programs:
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
   (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
-  before the global one and never after it (``lead_p_ends``);
+  before the global one and never after it (``lead_p_ends``); per-lead QRS ends where a lead's QRS has
+  visibly ended >= 20 ms before the global end (only a small straight drift after it), or is still
+  sloping at it (up to 20 ms later) (``lead_qrs_ends``); the QRS onset stays global;
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
   smear the blanked stretch into a slope that would pull the onset ahead of the stimulus), nor than the
   end of the filtered stimulus artefact after it where the spatial slope visibly dies away (large unipolar
@@ -86,6 +88,10 @@ class GlobalFiducials:
     # applies to the beats in ``p_from_template``
     lead_p_off_delta: np.ndarray = None
     p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
+    # per lead: that lead's own QRS end minus the global one on the median beat (samples, NaN: not refined);
+    # applies to the beats in ``qrs_from_template``
+    lead_qrs_off_delta: np.ndarray = None
+    qrs_from_template: np.ndarray = None  # bool per beat: its QRS fiducials are the median beat's
 
 
 def ms(fs_hz: float, value_ms: float) -> int:
@@ -634,12 +640,16 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     if p_ok:
         fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_peak[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
+    fid.qrs_from_template = np.zeros(nb, dtype=bool)
+    fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
+                                           fs_hz) - round(before + d_off)
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
         if c + d_on <= 0 or c + d_off >= n - 1:
             continue
         fid.qrs_on[k], fid.qrs_off[k] = c + d_on, c + d_off
+        fid.qrs_from_template[k] = True
         # the T wave follows the preceding RR: carry the median beat's T only to beats at the typical RR
         rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
         if t_ok and abs(rr_k - rr_med) <= 0.1 * rr_med and np.isfinite(fid.t_off[k]) \
@@ -733,4 +743,62 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_peak: int
         ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
         end = p_peak + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
+    return out
+
+
+LEAD_QRS_STEEP = 0.3        # a lead's terminal QRS deflection: its last slope >= 30% of its own QRS peak slope
+LEAD_QRS_KNEE_REF_MS = 30.0  # ... whose end (trapezium knee) is looked for this far past its steepest point
+LEAD_QRS_EARLY_MS = 20.0    # a lead's own QRS end is used only this far (or more) before the global end ...
+LEAD_QRS_SETTLED = 0.15     # ... when the lead then moves less than 15% of its QRS amplitude up to the global end
+LEAD_QRS_WAVE_MV = 0.04     # ... in a straight drift: a terminal s / r' this size (measure.LOBE_MIN_MV) is QRS
+LEAD_QRS_MOVING = 0.1       # a lead still sloping at >= 10% of its own QRS peak slope at the global end ...
+LEAD_QRS_LATE_MS = 20.0     # ... ends where it stops doing so, at most this far after it
+
+
+def lead_qrs_ends(beat: np.ndarray, good: np.ndarray, q_on: int, q_off: int, fs_hz: float) -> np.ndarray:
+    """Each lead's own QRS end (sample index into ``beat``) where it clearly differs from the global one; NaN
+    elsewhere (the lead keeps the global end).
+
+    The global QRS end is where the spatial slope's knee (carried through slurred terminal forces) puts the
+    end of the last lead's QRS. A lead whose QRS is over well before it, e.g. the precordial leads of a QRS
+    whose last forces point only to the limb leads (right ventricular hypertrophy, flutter waves on the
+    terminal QRS), is measured late by it: its own end is the trapezium knee of its cumulative squared
+    slope (as the global end) after its last steep point (slope >= LEAD_QRS_STEEP of its own QRS peak),
+    within LEAD_QRS_KNEE_REF_MS; kept when at least LEAD_QRS_EARLY_MS before the global end and the lead
+    then only drifts up to it: by less than LEAD_QRS_SETTLED of its QRS amplitude, and never more than
+    LEAD_QRS_WAVE_MV off a straight line (a slurred S or a terminal s / r' of that size is QRS: such a lead
+    keeps the global end). Conversely a lead still sloping at the global end (>= LEAD_QRS_MOVING of its own
+    QRS peak slope: a small lead's slow terminal wave, which the spatial slope of large leads hides) ends
+    where its falling slope drops below that, at most LEAD_QRS_LATE_MS later.
+    ``beat``: (n_leads, samples) median beat (mV); ``q_on`` / ``q_off``: the global QRS fiducials in it.
+    """
+    n_leads, n = beat.shape
+    out = np.full(n_leads, np.nan)
+    if not (0 <= q_on < q_off < n - 1):
+        return out
+    for i in np.flatnonzero(good):
+        y = beat[i]
+        s = uniform_filter1d(np.abs(np.gradient(y)), ms(fs_hz, 8))
+        s_pk = float(s[q_on:q_off + 1].max())
+        if s_pk <= 0:
+            continue
+        if s[q_off] >= LEAD_QRS_MOVING * s_pk:
+            end = q_off
+            # ... while that slope keeps falling: a rising one is the ST-T wave (LBBB at high rates)
+            while end < min(n - 1, q_off + ms(fs_hz, LEAD_QRS_LATE_MS)) and s[end + 1] >= LEAD_QRS_MOVING * s_pk \
+                    and s[end + 1] <= s[end]:
+                end += 1
+            out[i] = float(end)
+            continue
+        m = q_on + int(np.flatnonzero(s[q_on:q_off + 1] >= LEAD_QRS_STEEP * s_pk)[-1])
+        path2 = np.cumsum(s ** 2)
+        end = _knee_after(-path2, m, min(n - 1, m + ms(fs_hz, LEAD_QRS_KNEE_REF_MS)))
+        if q_off - end < ms(fs_hz, LEAD_QRS_EARLY_MS):
+            continue
+        # what follows must be a small drift (ST slope, a flutter wave: near a straight line), not a wave
+        tail = y[end:q_off + 1]
+        drift = float(np.max(np.abs(tail - tail[0])))
+        wave = float(np.max(np.abs(tail - np.linspace(tail[0], tail[-1], tail.size))))
+        if drift < LEAD_QRS_SETTLED * float(np.ptp(y[q_on:q_off + 1])) and wave < LEAD_QRS_WAVE_MV:
+            out[i] = float(end)
     return out
