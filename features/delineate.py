@@ -25,10 +25,10 @@ Method, in the spirit of the classic 12-lead programs:
   before the global one and never after it (``lead_p_ends``); per-lead QRS ends where a lead's QRS has
   visibly ended >= 20 ms before the global end (only a small straight drift after it), or is still
   sloping at it (up to 20 ms later) (``lead_qrs_ends``); the QRS onset stays global;
-- paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
-  smear the blanked stretch into a slope that would pull the onset ahead of the stimulus), nor than the
-  end of the filtered stimulus artefact after it where the spatial slope visibly dies away (large unipolar
-  stimuli).
+- paced beats: the QRS onset is no earlier than 16 ms after the stimulus (its blanked stretch, which the
+  filters smear into a slope that would pull the onset ahead of the stimulus, and the capture latency),
+  nor than the end of the filtered stimulus artefact after it where the spatial slope visibly dies away
+  (large unipolar stimuli).
 """
 from __future__ import annotations
 
@@ -282,12 +282,14 @@ def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
 
 
 PACED_SPIKE_SEARCH_MS = 60.0  # a stimulus this far before the QRS onset (or inside it) paces that QRS
+# the evoked QRS is not seen before this long after the stimulus: its blanked stretch (SPIKE_BLANK_MS), the
+# filters' smear of it and the capture latency (LUDB's experts mark paced onsets 16-27 ms after the spike)
+PACED_LATENCY_MS = 2 * SPIKE_BLANK_MS
 
 
 def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -> float | None:
-    """Earliest QRS onset (samples) a pacing stimulus allows: the end of its blanked stretch
-    (SPIKE_BLANK_MS after the last stimulus between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor);
-    None when no stimulus lies there."""
+    """Earliest QRS onset (samples) a pacing stimulus allows: PACED_LATENCY_MS after the last stimulus
+    between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor; None when no stimulus lies there."""
     if spikes is None or len(spikes) == 0:
         return None
     sp = np.asarray(spikes)
@@ -295,7 +297,7 @@ def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -
     cand = sp[(sp >= lo) & (sp < anchor)]
     if cand.size == 0:
         return None
-    s_on = float(cand.max() + ms(fs_hz, SPIKE_BLANK_MS))
+    s_on = float(cand.max() + ms(fs_hz, PACED_LATENCY_MS))
     return s_on if s_on < anchor else None
 
 
