@@ -57,7 +57,8 @@ BRIEF_REJOIN_FRACTION = 0.15
 MAX_QRS_MS = 220.0  # QRS lobes followed from the anchor further than this are noise or a T wave
 EDGE_MS = 10.0  # a QRS starting / ending this close to the record's edge is cut by it
 OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a QRS lobe's (T waves: < 0.25)
-ONSET_VELOCITY_FRACTION = 0.04  # ... and never below 4% of the QRS's peak spatial slope (noise-free records; LUDB's experts mark onsets at ~2-4%)
+# ... and never below 4% of the QRS's peak spatial slope (noise-free records; LUDB's experts mark onsets at ~2-4%)
+ONSET_VELOCITY_FRACTION = 0.04
 P_WINDOW_MS = 420.0  # P waves are looked for this far before the QRS onset (first-degree AV block: PR up to ~400 ms)
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
 ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ windows: flutter / AF

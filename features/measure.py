@@ -5,8 +5,9 @@ of the 20..4 ms before QRS onset in that lead), axes in degrees (-180, 180]. Nul
 A gated lead keeps its rows (so beat k exists in every lead) but every measurement in them is null.
 P and QRS onsets are global (multi-lead, the same in every lead); T ends are each lead's own where the
 median beat shows that lead's T (beats at the typical RR), else global; P and QRS ends likewise where the
-median beat shows that lead's own end clearly apart from the global one (beats that took the median beat's). The record row's PR / QRS / QT are
-the global values of the normal beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends.
+median beat shows that lead's own end clearly apart from the global one (beats that took its fiducials).
+The record row's PR / QRS / QT are the global values of the normal beats; ``qt_dispersion_ms`` is max - min
+of the leads' own T ends.
 """
 from __future__ import annotations
 
