@@ -28,9 +28,13 @@ Method, in the spirit of the classic 12-lead programs:
   after it (``beat_lead_t_ends``); per-lead P ends likewise, up to 20 ms before the global one and never
   after it, a biphasic P's where its terminal phase stops falling, as LUDB's experts mark V1-V2
   (``lead_p_ends``), and per-lead P onsets within +-20 ms of the global one (``lead_p_onsets``: a lead
-  perpendicular to the first atrial forces shows its P later);
-- paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
-  smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
+  perpendicular to the first atrial forces shows its P later); per-lead QRS ends where a lead's QRS has
+  visibly ended >= 20 ms before the global end (only a small straight drift after it), or is still
+  sloping at it (up to 20 ms later) (``lead_qrs_ends``); the QRS onset stays global;
+- paced beats: the QRS onset is no earlier than 16 ms after the stimulus (its blanked stretch, which the
+  filters smear into a slope that would pull the onset ahead of the stimulus, and the capture latency),
+  nor than the end of the filtered stimulus artefact after it where the spatial slope visibly dies away
+  (large unipolar stimuli).
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ from scipy.ndimage import uniform_filter1d
 from features.signal import SPIKE_BLANK_MS
 
 MIN_RR_MS = 250.0  # two complexes closer than this (240 bpm) are one heartbeat
-TEMPLATE_CORR_MIN = 0.5
+TEMPLATE_CORR_MIN = 0.5  # a lead whose beats do not resemble their own median beat is noise
 # trapezium reference points: how far past a wave's steepest slope its end is looked for (ms)
 # (chosen on synthetic records with known fiducials: 100 / 40 ms gave the smallest bias there)
 T_KNEE_REF_MS = 100.0
@@ -59,7 +63,8 @@ BRIEF_REJOIN_FRACTION = 0.15
 MAX_QRS_MS = 220.0  # QRS lobes followed from the anchor further than this are noise or a T wave
 EDGE_MS = 10.0  # a QRS starting / ending this close to the record's edge is cut by it
 OFFSET_REJOIN_FRACTION = 0.3  # ... when the slope behind them climbs back to a QRS lobe's (T waves: < 0.25)
-ONSET_VELOCITY_FRACTION = 0.05  # ... and never below 5% of the QRS's peak spatial slope (noise-free records)   # a lead whose beats do not resemble their own median beat is noise
+# ... and never below 4% of the QRS's peak spatial slope (noise-free records; LUDB's experts mark onsets at ~2-4%)
+ONSET_VELOCITY_FRACTION = 0.04
 P_WINDOW_MS = 420.0  # P waves are looked for this far before the QRS onset (first-degree AV block: PR up to ~400 ms)
 PRESENT_PR_SD_MAX_MS = 12.0  # P peak to QRS onset varies a few ms in sinus rhythm; AF / flutter waves more
 P_BIFID_FRACTION = 0.25  # the spatial magnitude at a P end is near its PR level, not a quarter of the P's peak
@@ -97,6 +102,10 @@ class GlobalFiducials:
     # applies to every beat with a P
     lead_p_on_delta: np.ndarray = None
     p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
+    # per lead: that lead's own QRS end minus the global one on the median beat (samples, NaN: not refined);
+    # applies to the beats in ``qrs_from_template``
+    lead_qrs_off_delta: np.ndarray = None
+    qrs_from_template: np.ndarray = None  # bool per beat: its QRS fiducials are the median beat's
 
 
 def ms(fs_hz: float, value_ms: float) -> int:
@@ -287,12 +296,14 @@ def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
 
 
 PACED_SPIKE_SEARCH_MS = 60.0  # a stimulus this far before the QRS onset (or inside it) paces that QRS
+# the evoked QRS is not seen before this long after the stimulus: its blanked stretch (SPIKE_BLANK_MS), the
+# filters' smear of it and the capture latency (LUDB's experts mark paced onsets 16-27 ms after the spike)
+PACED_LATENCY_MS = 2 * SPIKE_BLANK_MS
 
 
 def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -> float | None:
-    """Earliest QRS onset (samples) a pacing stimulus allows: the end of its blanked stretch
-    (SPIKE_BLANK_MS after the last stimulus between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor);
-    None when no stimulus lies there."""
+    """Earliest QRS onset (samples) a pacing stimulus allows: PACED_LATENCY_MS after the last stimulus
+    between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor; None when no stimulus lies there."""
     if spikes is None or len(spikes) == 0:
         return None
     sp = np.asarray(spikes)
@@ -300,8 +311,30 @@ def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -
     cand = sp[(sp >= lo) & (sp < anchor)]
     if cand.size == 0:
         return None
-    s_on = float(cand.max() + ms(fs_hz, SPIKE_BLANK_MS))
+    s_on = float(cand.max() + ms(fs_hz, PACED_LATENCY_MS))
     return s_on if s_on < anchor else None
+
+
+PACED_ARTEFACT_MS = 30.0    # the filters' smear of a large (unipolar) stimulus lasts up to ~this long after it
+PACED_ARTEFACT_DECAY = 0.5  # ... and is an artefact when the spatial slope falls below half its peak after it
+
+
+def _after_artefact(v: np.ndarray, s_on: float, anchor: float, fs_hz: float) -> float:
+    """A paced QRS onset (samples) past the filtered stimulus artefact behind ``s_on``.
+
+    The 0.5-40 Hz filters turn a large stimulus into a slope lobe that outlasts its blanked stretch; the
+    evoked QRS starts as it dies away. When the spatial slope ``v`` peaks within PACED_ARTEFACT_MS / 2 of
+    ``s_on`` and then falls below PACED_ARTEFACT_DECAY of that peak within PACED_ARTEFACT_MS (before the
+    anchor), the onset is where it first does; else ``s_on`` (the slope only rises: the QRS itself).
+    """
+    a = int(math.ceil(s_on))
+    hi = min(int(anchor), a + ms(fs_hz, PACED_ARTEFACT_MS), v.size - 1)
+    pk_hi = min(hi, a + ms(fs_hz, PACED_ARTEFACT_MS / 2))
+    if a < 0 or pk_hi <= a:
+        return s_on
+    pk = a + int(np.argmax(v[a:pk_hi + 1]))
+    below = np.flatnonzero(v[pk:hi + 1] < PACED_ARTEFACT_DECAY * v[pk])
+    return float(pk + below[0]) if below.size else s_on
 
 
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
@@ -428,7 +461,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # blanked stimulus (a linear bridge) into a slope that pulls the onset knee before the spike
         s_on = _paced_onset(sp, q_on, c, fs_hz)
         if s_on is not None:
-            fid["qrs_on"][k] = max(q_on, s_on)
+            fid["qrs_on"][k] = max(q_on, _after_artefact(v, s_on, c, fs_hz))
 
     # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
@@ -618,7 +651,9 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             if s_on is not None:
                 rel.append(s_on - float(c))
         if len(rel) >= max(2, 0.5 * int(use.sum())):
-            d_on = max(d_on, float(np.median(rel)))
+            # past the typical stimulus's filtered artefact on the median beat (as ``delineate`` per beat)
+            vt = uniform_filter1d(np.sqrt(np.sum(np.gradient(tmpl[good], axis=1) ** 2, axis=0)), ms(fs_hz, 8))
+            d_on = max(d_on, _after_artefact(vt, before + float(np.median(rel)), before, fs_hz) - before)
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
@@ -643,12 +678,16 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                                            fs_hz) - tf.p_off[0]
         fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
                                             fs_hz) - tf.p_on[0]
+    fid.qrs_from_template = np.zeros(nb, dtype=bool)
+    fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
+                                           fs_hz) - round(before + d_off)
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
         if c + d_on <= 0 or c + d_off >= n - 1:
             continue
         fid.qrs_on[k], fid.qrs_off[k] = c + d_on, c + d_off
+        fid.qrs_from_template[k] = True
         # the T wave follows the preceding RR: carry the median beat's T only to beats at the typical RR
         rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
         if t_ok and abs(rr_k - rr_med) <= 0.1 * rr_med and np.isfinite(fid.t_off[k]) \
@@ -813,4 +852,62 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
         su = o + int(np.argmax(da[o:pk + 1])) if pk > o else pk
         on = r0 + _knee_before(a, su, max(0, su - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS)))
         out[i] = float(min(max(on, lo), hi))
+    return out
+
+
+LEAD_QRS_STEEP = 0.3        # a lead's terminal QRS deflection: its last slope >= 30% of its own QRS peak slope
+LEAD_QRS_KNEE_REF_MS = 30.0  # ... whose end (trapezium knee) is looked for this far past its steepest point
+LEAD_QRS_EARLY_MS = 20.0    # a lead's own QRS end is used only this far (or more) before the global end ...
+LEAD_QRS_SETTLED = 0.15     # ... when the lead then moves less than 15% of its QRS amplitude up to the global end
+LEAD_QRS_WAVE_MV = 0.04     # ... in a straight drift: a terminal s / r' this size (measure.LOBE_MIN_MV) is QRS
+LEAD_QRS_MOVING = 0.1       # a lead still sloping at >= 10% of its own QRS peak slope at the global end ...
+LEAD_QRS_LATE_MS = 20.0     # ... ends where it stops doing so, at most this far after it
+
+
+def lead_qrs_ends(beat: np.ndarray, good: np.ndarray, q_on: int, q_off: int, fs_hz: float) -> np.ndarray:
+    """Each lead's own QRS end (sample index into ``beat``) where it clearly differs from the global one; NaN
+    elsewhere (the lead keeps the global end).
+
+    The global QRS end is where the spatial slope's knee (carried through slurred terminal forces) puts the
+    end of the last lead's QRS. A lead whose QRS is over well before it, e.g. the precordial leads of a QRS
+    whose last forces point only to the limb leads (right ventricular hypertrophy, flutter waves on the
+    terminal QRS), is measured late by it: its own end is the trapezium knee of its cumulative squared
+    slope (as the global end) after its last steep point (slope >= LEAD_QRS_STEEP of its own QRS peak),
+    within LEAD_QRS_KNEE_REF_MS; kept when at least LEAD_QRS_EARLY_MS before the global end and the lead
+    then only drifts up to it: by less than LEAD_QRS_SETTLED of its QRS amplitude, and never more than
+    LEAD_QRS_WAVE_MV off a straight line (a slurred S or a terminal s / r' of that size is QRS: such a lead
+    keeps the global end). Conversely a lead still sloping at the global end (>= LEAD_QRS_MOVING of its own
+    QRS peak slope: a small lead's slow terminal wave, which the spatial slope of large leads hides) ends
+    where its falling slope drops below that, at most LEAD_QRS_LATE_MS later.
+    ``beat``: (n_leads, samples) median beat (mV); ``q_on`` / ``q_off``: the global QRS fiducials in it.
+    """
+    n_leads, n = beat.shape
+    out = np.full(n_leads, np.nan)
+    if not (0 <= q_on < q_off < n - 1):
+        return out
+    for i in np.flatnonzero(good):
+        y = beat[i]
+        s = uniform_filter1d(np.abs(np.gradient(y)), ms(fs_hz, 8))
+        s_pk = float(s[q_on:q_off + 1].max())
+        if s_pk <= 0:
+            continue
+        if s[q_off] >= LEAD_QRS_MOVING * s_pk:
+            end = q_off
+            # ... while that slope keeps falling: a rising one is the ST-T wave (LBBB at high rates)
+            while end < min(n - 1, q_off + ms(fs_hz, LEAD_QRS_LATE_MS)) and s[end + 1] >= LEAD_QRS_MOVING * s_pk \
+                    and s[end + 1] <= s[end]:
+                end += 1
+            out[i] = float(end)
+            continue
+        m = q_on + int(np.flatnonzero(s[q_on:q_off + 1] >= LEAD_QRS_STEEP * s_pk)[-1])
+        path2 = np.cumsum(s ** 2)
+        end = _knee_after(-path2, m, min(n - 1, m + ms(fs_hz, LEAD_QRS_KNEE_REF_MS)))
+        if q_off - end < ms(fs_hz, LEAD_QRS_EARLY_MS):
+            continue
+        # what follows must be a small drift (ST slope, a flutter wave: near a straight line), not a wave
+        tail = y[end:q_off + 1]
+        drift = float(np.max(np.abs(tail - tail[0])))
+        wave = float(np.max(np.abs(tail - np.linspace(tail[0], tail[-1], tail.size))))
+        if drift < LEAD_QRS_SETTLED * float(np.ptp(y[q_on:q_off + 1])) and wave < LEAD_QRS_WAVE_MV:
+            out[i] = float(end)
     return out

@@ -3,11 +3,12 @@
 Units: times in ms from record start, amplitudes in mV against each beat's isoelectric PR level (the mean
 of the 20..4 ms before QRS onset in that lead), axes in degrees (-180, 180]. Null = absent / not measurable.
 A gated lead keeps its rows (so beat k exists in every lead) but every measurement in them is null.
-QRS on/offsets are global (multi-lead, the same in every lead); P on/offsets are each lead's own where the
-median beat shows that lead's P (every beat with a P); T ends are each lead's own (from the median beat for
-beats at the typical RR, else from the beat itself), global where a lead's T is flat; a lead's PR runs from
-its own P onset. The record row's PR / QRS / QT are the global values of the normal beats;
-``qt_dispersion_ms`` is max - min of the leads' own T ends (median beat).
+QRS onsets are global (multi-lead, the same in every lead); P on/offsets are each lead's own where the
+median beat shows that lead's P (every beat with a P); QRS ends likewise where the median beat shows that
+lead's own end clearly apart from the global one (beats that took its fiducials); T ends are each lead's own
+(from the median beat for beats at the typical RR, else from the beat itself), global where a lead's T is
+flat; a lead's PR runs from its own P onset. The record row's PR / QRS / QT are the global values of the
+normal beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends (median beat).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 PREMATURE_RR_RATIO = 0.85
 PER_LEAD_P_END = True  # per-lead P ends (median beat) in the beats table
 PER_LEAD_P_ON = True   # per-lead P onsets (median beat) in the beats table
+PER_LEAD_QRS_END = True  # per-lead QRS ends (median beat, where clearly apart from the global) in the beats table
 PER_LEAD_T_END = True  # per-lead T ends (median beat) in the beats table and for QT dispersion
 QTD_MIN_LEADS = 6      # QT dispersion needs the T end visible in at least this many good leads
 GATE_CODES = {"flat": "flat_lead", "saturated": "saturated_lead", "non_finite": "non_finite",
@@ -301,9 +303,15 @@ def measure_record(record: ECGRecord) -> Measurement:
         x = x_all[li]
         lev = x[:, max(0, a - ms(fs, 20)):max(1, a - ms(fs, 4))].mean(axis=1)
         seg = x[:, a:b + 1] - lev[:, None]
+        # each lead's own QRS end where the median beat shows it clearly apart from the global one (beats
+        # that took the median beat's QRS); the window of the lead's QRS waves and its J point stay global
+        q_end = np.full(len(li), float(q_off))
+        if PER_LEAD_QRS_END and fid.lead_qrs_off_delta is not None and fid.qrs_from_template[k]:
+            delta = fid.lead_qrs_off_delta[li]
+            q_end = np.where(np.isfinite(delta), q_off + delta, q_end)
         num["qrs_on_ms"][li, k] = q_on * to_ms
-        num["qrs_off_ms"][li, k] = q_off * to_ms
-        num["qrs_ms"][li, k] = (q_off - q_on) * to_ms
+        num["qrs_off_ms"][li, k] = q_end * to_ms
+        num["qrs_ms"][li, k] = (q_end - q_on) * to_ms
         # the lead's main deflection (largest |amplitude|), as the generator's and LUDB's peak marks
         num["r_peak_ms"][li, k] = (a + np.argmax(np.abs(seg), axis=1)) * to_ms
         num["st_j_mv"][li, k] = x[:, b] - lev

@@ -248,3 +248,36 @@ def test_per_lead_t_end_on_beats_off_the_typical_rr():
     # every beat (not only those at the typical RR) shows V3's early end: the search reaches 40 ms before
     # the global end
     assert np.mean(d <= -20.0) >= 0.8, d
+
+
+def test_paced_onset_skips_the_filtered_stimulus_artefact():
+    import numpy as np
+
+    from features.delineate import _after_artefact
+    fs = 500.0  # 2 ms per sample; the stimulus's blanked stretch ends at sample 10
+    t = np.arange(200)
+    qrs = np.clip((t - 22) / 20.0, 0, 1)  # the evoked QRS's spatial slope rises from sample 22 (24 ms later)
+    artefact = 0.6 * np.exp(-0.5 * ((t - 13) / 3.0) ** 2)  # the filters' smear of the stimulus
+    on = _after_artefact(qrs + artefact, 10.0, 150.0, fs)
+    assert 15 <= on <= 22  # past the artefact (below half its peak slope), before the QRS proper
+    assert _after_artefact(qrs + 0.01 * t, 10.0, 150.0, fs) == 10.0  # no artefact: the slope only rises
+
+
+def test_per_lead_qrs_end_where_a_lead_has_visibly_ended():
+    import numpy as np
+
+    from features.delineate import lead_qrs_ends
+    fs = 500.0  # 2 ms per sample; global QRS 100..160 (onset / end)
+    t = np.arange(400, dtype=float)
+
+    def wave(centre, width, amp):
+        return amp * np.exp(-0.5 * ((t - centre) / width) ** 2)
+
+    ended = wave(120, 5, 1.0) + 0.0005 * np.clip(t - 130, 0, None)  # over by ~135, then a slow ST drift
+    small_s = wave(120, 5, 1.0) - wave(148, 6, 0.06)  # a terminal s of 0.06 mV (a wave: QRS to its end)
+    late = wave(150, 7, 0.3)  # a small lead's terminal wave still running at the global end
+    beat = np.vstack([ended, small_s, late])
+    out = lead_qrs_ends(beat, np.ones(3, bool), 100, 160, fs)
+    assert 125 <= out[0] <= 140  # its own end, >= 20 ms before the global one
+    assert np.isnan(out[1])      # keeps the global end
+    assert 160 < out[2] <= 170   # a little after the global end, at most LEAD_QRS_LATE_MS
