@@ -567,6 +567,13 @@ def _candidates(claim: NumericClaim, meas: _Measurements, measured: list[str]) -
 
 def ground_claim(claim: NumericClaim, meas: _Measurements, measured: list[str], config: ValidationConfig) -> None:
     """Set ``claim.grounded`` / ``claim.reference`` / ``claim.matched`` by matching it to the measurements."""
+    refs = {"ms": config.reference_ms, "bpm": config.reference_bpm, "mv": config.reference_mv,
+            "deg": config.reference_deg}[claim.kind]
+    is_ref = all(any(abs(x - r) < 1e-6 for r in refs) for x in claim.values)
+    if claim.reference and is_ref:
+        # a standard cut-off after a comparator ("the PR stays below 200 ms") is a reference even when some
+        # lead's value happens to lie near it: it states no measurement
+        return
     cands = _candidates(claim, meas, measured)
     if claim.kind == "mv" and claim.keyword == "st" and claim.direction:
         # "ST elevation of 0.2 mV" must match a positive ST level, "depression" a negative one
@@ -588,9 +595,6 @@ def ground_claim(claim: NumericClaim, meas: _Measurements, measured: list[str], 
             claim.grounded = True
             claim.matched = ", ".join(e for e in ends if e) if all(ends) else f"{inside[0]} within range"
     if not claim.grounded:
-        refs = {"ms": config.reference_ms, "bpm": config.reference_bpm, "mv": config.reference_mv,
-                "deg": config.reference_deg}[claim.kind]
-        is_ref = all(any(abs(x - r) < 1e-6 for r in refs) for x in vals)
         # a quoted cut-off ("exceeding 120 ms") or a normal range ("normal 120-200 ms") is not a claim
         claim.reference = is_ref and (claim.reference or len(vals) == 2)
     else:

@@ -169,6 +169,12 @@ def test_units_ranges_and_beats(plain, kb):
     # quoted cut-offs are references, not claims
     res = validate_answer(hand_answer(plain) + " The QRS stays below 120 ms and the PR below 200 ms.", plain, cfg)
     assert res.accepted and res.metrics.numeric_claims == 6
+    # ... also when a lead's value lies near the cut-off (here: made one), which would otherwise ground it
+    qrs = round(r["qrs_ms"])
+    near = ValidationConfig(check_diagnoses=False, reference_ms=[qrs])
+    res = validate_answer(f"The QRS stays below {qrs} ms.", plain, near)
+    assert res.accepted and res.metrics.numeric_claims == 0, res.details
+    assert validate_answer(f"The QRS measures {qrs} ms.", plain, near).metrics.numeric_claims == 1
 
 
 def test_lead_parsing():
