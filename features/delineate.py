@@ -30,9 +30,9 @@ Method, in the spirit of the classic 12-lead programs:
   (``lead_p_ends``), and per-lead P onsets within +-20 ms of the global one (``lead_p_onsets``: a lead
   perpendicular to the first atrial forces shows its P later); per-lead QRS ends where a lead's QRS has
   visibly ended >= 20 ms before the global end (only a small straight drift after it), or is still
-  sloping at it (up to 20 ms later) (``lead_qrs_ends``); on beats that keep their own QRS, by the same
-  rule on the beat itself and only before the global end (``beat_lead_qrs_ends``); the QRS onset stays
-  global;
+  sloping at it in its terminal wave (steep up to 16 ms before it; up to 20 ms later) (``lead_qrs_ends``);
+  on beats that keep their own QRS, by the same rule on the beat itself and only before the global end
+  (``beat_lead_qrs_ends``); the QRS onset stays global;
 - paced beats: the QRS onset is no earlier than 16 ms after the stimulus (its blanked stretch, which the
   filters smear into a slope that would pull the onset ahead of the stimulus, and the capture latency),
   nor than the end of the filtered stimulus artefact after it where the spatial slope visibly dies away
@@ -863,7 +863,10 @@ LEAD_QRS_EARLY_MS = 20.0    # a lead's own QRS end is used only this far (or mor
 LEAD_QRS_SETTLED = 0.15     # ... when the lead then moves less than 15% of its QRS amplitude up to the global end
 LEAD_QRS_WAVE_MV = 0.04     # ... in a straight drift: a terminal s / r' this size (measure.LOBE_MIN_MV) is QRS
 LEAD_QRS_MOVING = 0.1       # a lead still sloping at >= 10% of its own QRS peak slope at the global end ...
-LEAD_QRS_LATE_MS = 20.0     # ... ends where it stops doing so, at most this far after it
+LEAD_QRS_LATE_MS = 20.0     # ... ends where it stops doing so, at most this far after it ...
+# ... when its own last steep point lies this close to the global end (its terminal wave is among the last
+# forces); one whose steep part ended earlier is drifting into the ST-T segment there (LUDB: records 35, 65)
+LEAD_QRS_TERMINAL_MS = 16.0
 
 
 def lead_qrs_ends(beat: np.ndarray, good: np.ndarray, q_on: int, q_off: int, fs_hz: float,
@@ -880,10 +883,11 @@ def lead_qrs_ends(beat: np.ndarray, good: np.ndarray, q_on: int, q_off: int, fs_
     then only drifts up to it: by less than LEAD_QRS_SETTLED of its QRS amplitude, and never more than
     LEAD_QRS_WAVE_MV off a straight line (a slurred S or a terminal s / r' of that size is QRS: such a lead
     keeps the global end). Conversely a lead still sloping at the global end (>= LEAD_QRS_MOVING of its own
-    QRS peak slope: a small lead's slow terminal wave, which the spatial slope of large leads hides) ends
-    where its falling slope drops below that, at most ``late_ms`` (ms) later (0: such a lead keeps the
-    global end). ``beat``: (n_leads, samples) median beat or a single beat's leads (mV); ``q_on`` /
-    ``q_off``: the global QRS fiducials in it.
+    QRS peak slope: a small lead's slow terminal wave, which the spatial slope of large leads hides) whose
+    last steep point lies within LEAD_QRS_TERMINAL_MS of it ends where its falling slope drops below that,
+    at most ``late_ms`` (ms) later (0: such a lead keeps the global end); a lead sloping there whose steep
+    part ended earlier is drifting into its ST-T segment and may end early as above. ``beat``: (n_leads,
+    samples) median beat or a single beat's leads (mV); ``q_on`` / ``q_off``: the global QRS fiducials in it.
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
@@ -895,7 +899,8 @@ def lead_qrs_ends(beat: np.ndarray, good: np.ndarray, q_on: int, q_off: int, fs_
         s_pk = float(s[q_on:q_off + 1].max())
         if s_pk <= 0:
             continue
-        if s[q_off] >= LEAD_QRS_MOVING * s_pk:
+        m = q_on + int(np.flatnonzero(s[q_on:q_off + 1] >= LEAD_QRS_STEEP * s_pk)[-1])
+        if s[q_off] >= LEAD_QRS_MOVING * s_pk and q_off - m <= ms(fs_hz, LEAD_QRS_TERMINAL_MS):
             if late_ms <= 0:
                 continue
             end = q_off
@@ -905,7 +910,6 @@ def lead_qrs_ends(beat: np.ndarray, good: np.ndarray, q_on: int, q_off: int, fs_
                 end += 1
             out[i] = float(end)
             continue
-        m = q_on + int(np.flatnonzero(s[q_on:q_off + 1] >= LEAD_QRS_STEEP * s_pk)[-1])
         path2 = np.cumsum(s ** 2)
         end = _knee_after(-path2, m, min(n - 1, m + ms(fs_hz, LEAD_QRS_KNEE_REF_MS)))
         if q_off - end < ms(fs_hz, LEAD_QRS_EARLY_MS):

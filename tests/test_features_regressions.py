@@ -276,11 +276,15 @@ def test_per_lead_qrs_end_where_a_lead_has_visibly_ended():
     ended = wave(120, 5, 1.0) + 0.0005 * np.clip(t - 130, 0, None)  # over by ~135, then a slow ST drift
     small_s = wave(120, 5, 1.0) - wave(148, 6, 0.06)  # a terminal s of 0.06 mV (a wave: QRS to its end)
     late = wave(150, 7, 0.3)  # a small lead's terminal wave still running at the global end
-    beat = np.vstack([ended, small_s, late])
-    out = lead_qrs_ends(beat, np.ones(3, bool), 100, 160, fs)
+    # over by ~135 too, its ST-T segment starting to rise just before the global end: sloping there, but
+    # not in its QRS (its steep part ended ~30 ms before), so it ends early, not late
+    rising = wave(120, 5, 1.0) + 0.02 * np.clip(t - 158, 0, None)
+    beat = np.vstack([ended, small_s, late, rising])
+    out = lead_qrs_ends(beat, np.ones(4, bool), 100, 160, fs)
     assert 125 <= out[0] <= 140  # its own end, >= 20 ms before the global one
     assert np.isnan(out[1])      # keeps the global end
     assert 160 < out[2] <= 170   # a little after the global end, at most LEAD_QRS_LATE_MS
+    assert 125 <= out[3] <= 140
 
 
 def test_per_lead_qrs_ends_on_beats_that_keep_their_own_qrs():
