@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from features.delineate import GlobalFiducials, beat_lead_t_ends, delineate, delineate_with_template, \
-    detect_beats, gate_by_template, ms, template_correlation
+from features.delineate import GlobalFiducials, beat_lead_qrs_ends, beat_lead_t_ends, delineate, \
+    delineate_with_template, detect_beats, gate_by_template, ms, template_correlation
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from features.signal import clean_leads
 from pipeline.batch import ErrorRow
@@ -32,7 +32,7 @@ BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 PREMATURE_RR_RATIO = 0.85
 PER_LEAD_P_END = True  # per-lead P ends (median beat) in the beats table
 PER_LEAD_P_ON = True   # per-lead P onsets (median beat) in the beats table
-PER_LEAD_QRS_END = True  # per-lead QRS ends (median beat, where clearly apart from the global) in the beats table
+PER_LEAD_QRS_END = True  # per-lead QRS ends (median beat, or the beat itself if it keeps its own QRS) in beats
 PER_LEAD_T_END = True  # per-lead T ends (median beat) in the beats table and for QT dispersion
 QTD_MIN_LEADS = 6      # QT dispersion needs the T end visible in at least this many good leads
 GATE_CODES = {"flat": "flat_lead", "saturated": "saturated_lead", "non_finite": "non_finite",
@@ -274,6 +274,7 @@ def measure_record(record: ECGRecord) -> Measurement:
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid)
     if PER_LEAD_T_END:
         fid.beat_lead_t_off_delta = beat_lead_t_ends(cl.clean, good, fid, fs)
+    beat_qrs_delta = beat_lead_qrs_ends(cl.clean, good, fid, fs) if PER_LEAD_QRS_END else None
     classes = _classify_beats(r, fid, corr, good, fs)
     to_ms = 1000.0 / fs
     n = cl.clean.shape[1]
@@ -308,6 +309,9 @@ def measure_record(record: ECGRecord) -> Measurement:
         q_end = np.full(len(li), float(q_off))
         if PER_LEAD_QRS_END and fid.lead_qrs_off_delta is not None and fid.qrs_from_template[k]:
             delta = fid.lead_qrs_off_delta[li]
+            q_end = np.where(np.isfinite(delta), q_off + delta, q_end)
+        elif beat_qrs_delta is not None:  # a beat that kept its own QRS: the leads' own ends on the beat itself
+            delta = beat_qrs_delta[li, k]
             q_end = np.where(np.isfinite(delta), q_off + delta, q_end)
         num["qrs_on_ms"][li, k] = q_on * to_ms
         num["qrs_off_ms"][li, k] = q_end * to_ms

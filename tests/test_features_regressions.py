@@ -276,8 +276,35 @@ def test_per_lead_qrs_end_where_a_lead_has_visibly_ended():
     ended = wave(120, 5, 1.0) + 0.0005 * np.clip(t - 130, 0, None)  # over by ~135, then a slow ST drift
     small_s = wave(120, 5, 1.0) - wave(148, 6, 0.06)  # a terminal s of 0.06 mV (a wave: QRS to its end)
     late = wave(150, 7, 0.3)  # a small lead's terminal wave still running at the global end
-    beat = np.vstack([ended, small_s, late])
-    out = lead_qrs_ends(beat, np.ones(3, bool), 100, 160, fs)
+    # over by ~135 too, its ST-T segment starting to rise just before the global end: sloping there, but
+    # not in its QRS (its steep part ended ~30 ms before), so it ends early, not late
+    rising = wave(120, 5, 1.0) + 0.02 * np.clip(t - 158, 0, None)
+    beat = np.vstack([ended, small_s, late, rising])
+    out = lead_qrs_ends(beat, np.ones(4, bool), 100, 160, fs)
     assert 125 <= out[0] <= 140  # its own end, >= 20 ms before the global one
     assert np.isnan(out[1])      # keeps the global end
     assert 160 < out[2] <= 170   # a little after the global end, at most LEAD_QRS_LATE_MS
+    assert 125 <= out[3] <= 140
+
+
+def test_per_lead_qrs_ends_on_beats_that_keep_their_own_qrs():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from features.delineate import beat_lead_qrs_ends
+    fs = 500.0  # 2 ms per sample; two beats, global QRS 100..160 and 600..660
+    t = np.arange(1000, dtype=float)
+
+    def wave(centre, width, amp):
+        return amp * np.exp(-0.5 * ((t - centre) / width) ** 2)
+
+    ended = wave(120, 5, 1.0) + wave(620, 5, 1.0)  # over by ~135 / ~635, flat after it
+    late = wave(150, 7, 0.3) + wave(650, 7, 0.3)   # a small lead's terminal wave still running at the global end
+    clean = np.vstack([ended, late])
+    fid = SimpleNamespace(r=np.array([120, 620]), qrs_on=np.array([100.0, 600.0]), qrs_off=np.array([160.0, 660.0]),
+                          qrs_from_template=np.array([True, False]))
+    out = beat_lead_qrs_ends(clean, np.ones(2, bool), fid, fs)
+    assert np.isnan(out[:, 0]).all()  # a beat that took the median beat's QRS: refined there, not here
+    assert -35 <= out[0, 1] <= -20    # its own end, >= 20 ms before the global one
+    assert np.isnan(out[1, 1])        # never after the global end on a single beat
