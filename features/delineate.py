@@ -27,6 +27,8 @@ Method, in the spirit of the classic 12-lead programs:
   before the global one and never after it, a biphasic P's where its terminal phase stops falling, as
   LUDB's experts mark V1-V2 (``lead_p_ends``), and per-lead P onsets within +-20 ms of the
   global one (``lead_p_onsets``: a lead perpendicular to the first atrial forces shows its P later);
+  a biphasic P whose negative phase, no deeper than twice the positive one, comes first (aVL: -/+) starts,
+  one whose negative phase comes last (V1, III: +/-) ends at that phase's trough, as LUDB's experts mark;
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
   smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
 """
@@ -637,7 +639,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
         fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
-                                            fs_hz) - tf.p_on[0]
+                                            fs_hz, iso=tf.iso[:, 0]) - tf.p_on[0]
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
@@ -699,6 +701,39 @@ LEAD_P_SEARCH_MS = 20.0  # a lead's own P end is looked for this close to the gl
 # a lead's P this small still shows where it ends on the median beat (whose noise is ~1/sqrt(n) of a beat's);
 # LUDB's experts end the small P of V1-V2 where its main deflection ends, not at the global end
 LEAD_P_VISIBLE_MV = 0.01
+# a biphasic P whose negative phase comes first (aVL: the first, right-atrial forces point away from it) or
+# last (V1, III: the last, left-atrial forces) is marked by LUDB's experts from / to the trough of that
+# negative phase, as long as it is no deeper than this many times the positive phase's height (a deeper
+# negative phase is the P itself: a negative P with a small positive notch, marked over its whole extent)
+P_NEG_PHASE_MAX_RATIO = 2.0
+
+
+def _negative_phase_trough(seg: np.ndarray, pre: float, iso: float, first: bool,
+                           visible_mv: float = LEAD_P_VISIBLE_MV) -> int | None:
+    """Index into ``seg`` of the trough of a biphasic P's leading (``first``) or trailing negative phase.
+
+    ``seg``: one lead's P (mV, from its onset to its end); ``pre`` / ``iso``: that lead's level before the P
+    and in the PR segment (mV). Both phases must clear both levels by ``visible_mv`` (a P sitting on a
+    sloping baseline is no biphasic P), with no opposite phase before the leading one / the positive one;
+    the negative phase at most P_NEG_PHASE_MAX_RATIO times as deep as the positive one is tall. None
+    where the P is not such a biphasic one.
+    """
+    hi_lev, lo_lev = max(pre, iso), min(pre, iso)
+    if first:
+        t = int(np.argmin(seg))
+        if seg[:t + 1].max() - hi_lev >= visible_mv:
+            return None
+        pos = float(seg[t:].max()) - hi_lev
+    else:
+        pk = int(np.argmax(seg))
+        if pk > 0 and lo_lev - seg[:pk].min() >= visible_mv:
+            return None
+        pos = float(seg[pk]) - hi_lev
+        t = pk + int(np.argmin(seg[pk:]))
+    neg = lo_lev - float(seg[t])
+    if pos < visible_mv or neg < visible_mv or neg > P_NEG_PHASE_MAX_RATIO * pos:
+        return None
+    return t
 
 
 def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, p_off: int, fs_hz: float,
@@ -713,6 +748,9 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
     before the global end and never after it. ``beat``: (n_leads, samples) median beat (mV); ``iso``:
     per-lead isoelectric level (mV); ``p_on`` / ``p_off``: the global P onset and end in ``beat``. Leads
     whose P is smaller than ``flat_mv`` (mV) or gated get NaN (no visible P end: they keep the global one).
+    A +/- biphasic P (V1, III) whose negative phase is no deeper than P_NEG_PHASE_MAX_RATIO times its
+    positive one ends at that phase's trough, also beyond the window, as LUDB's experts mark it
+    (``_negative_phase_trough``).
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
@@ -722,6 +760,7 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
     if not (0 <= p_on < p_off < n) or hi - lo < 4:
         return out
     m = p_off - p_on
+    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
     for i in np.flatnonzero(good):
         if not np.isfinite(iso[i]):
             continue
@@ -735,6 +774,12 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
         ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
         end = p_on + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
+        # a +/- biphasic P (V1) ends at the trough of its terminal negative phase, wherever that lies
+        if b0 >= 0:
+            t = _negative_phase_trough(beat[i, p_on:p_off + 1], float(beat[i, b0:p_on + 1].mean()),
+                                       float(iso[i]), first=False)
+            if t is not None:
+                out[i] = float(min(out[i], p_on + t))
     return out
 
 
@@ -746,7 +791,7 @@ LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this st
 
 
 def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_off: int, fs_hz: float,
-                  flat_mv: float = 0.03) -> np.ndarray:
+                  flat_mv: float = 0.03, iso: np.ndarray | None = None) -> np.ndarray:
     """Each lead's own P onset (sample index into ``beat``) near the global one; NaN where not measurable.
 
     The global onset is the knee of the spatial magnitude, where the bulk of the atrial forces rises; a
@@ -757,6 +802,9 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median beat (mV);
     ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller than
     ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (they keep the global onset).
+    ``iso``: per-lead PR level (mV); when given, a -/+ biphasic P (aVL) starts at the trough of its leading
+    negative phase, also beyond the +-LEAD_P_ON_SEARCH_MS window, as LUDB's experts mark it
+    (``_negative_phase_trough``).
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
@@ -782,4 +830,15 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
         su = o + int(np.argmax(da[o:pk + 1])) if pk > o else pk
         on = r0 + _knee_before(a, su, max(0, su - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS)))
         out[i] = float(min(max(on, lo), hi))
+    if iso is None:
+        return out
+    # a -/+ biphasic P (aVL) starts at the trough of its leading negative phase, wherever that lies
+    for i in np.flatnonzero(good):
+        if not np.isfinite(iso[i]):
+            continue
+        o = int(out[i]) if np.isfinite(out[i]) else p_on
+        t = _negative_phase_trough(beat[i, o:p_off + 1], float(beat[i, b0:p_on + 1].mean()), float(iso[i]),
+                                   first=True)
+        if t is not None:
+            out[i] = float(o + t)
     return out

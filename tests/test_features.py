@@ -199,3 +199,18 @@ def test_per_lead_p_ends_follow_each_leads_own_p_wave():
     assert abs(e_ii) <= 8.0
     assert np.median(err("III")) <= e_ii - 10.0 and np.median(err("V3")) <= e_ii - 10.0
     assert np.median(err("V2")) <= e_ii - 10.0 and err("V2").min() >= -30.0
+
+
+def test_negative_phase_trough_of_biphasic_p():
+    from features.delineate import _negative_phase_trough
+    t = np.arange(60, dtype=float)
+    bump = lambda c, a: a * np.exp(-0.5 * ((t - c) / 5.0) ** 2)  # noqa: E731
+    # +/- P: the trailing trough when the negative phase is at most twice the positive one
+    assert _negative_phase_trough(bump(20, 0.05) + bump(40, -0.06), 0.0, 0.0, first=False) == 40
+    assert _negative_phase_trough(bump(20, 0.02) + bump(40, -0.06), 0.0, 0.0, first=False) is None
+    # -/+ P: the leading trough; a +/- P has none
+    assert _negative_phase_trough(bump(20, -0.04) + bump(40, 0.06), 0.0, 0.0, first=True) == 20
+    assert _negative_phase_trough(bump(20, 0.05) + bump(40, -0.06), 0.0, 0.0, first=True) is None
+    # a monophasic P on a baseline that steps down by 0.02 mV across it is no biphasic P
+    step = np.where(t > 30, -0.02, 0.0)
+    assert _negative_phase_trough(bump(20, 0.05) + step, 0.0, -0.02, first=False) is None

@@ -77,3 +77,17 @@ def test_ludb_median_beat_takes_the_beats_own_p_wave(ludb, record_id):
     assert len(ps) >= 5
     p_err = [min(abs(t - w.on_ms) for t in ours["p_on_ms"]) for w in ps]
     assert np.median(p_err) <= 25
+
+
+@pytest.mark.parametrize("record_id,lead,col", [("2", "aVL", "on"), ("15", "aVL", "on"), ("80", "aVL", "on"),
+                                                ("2", "V1", "off"), ("100", "V1", "off")])
+def test_ludb_biphasic_p_is_marked_from_or_to_its_negative_trough(ludb, record_id, lead, col):
+    # aVL's -/+ P starts, V1's +/- P ends at the trough of its negative phase for LUDB's experts; the lead's
+    # knee near the global onset / end had it 35-45 ms early / late
+    rec = ludb.read(record_id)
+    ours = measure_record(rec).beats.filter(pl.col("lead") == lead)[f"p_{col}_ms"].drop_nulls().to_numpy()
+    ref = [getattr(w, f"{col}_ms") for w in rec.meta.reference.waves if w.lead == lead and w.wave == "P"]
+    ref = [v for v in ref if v is not None]
+    assert len(ref) >= 5 and ours.size >= 5
+    err = [ours[np.argmin(np.abs(ours - v))] - v for v in ref]
+    assert abs(float(np.median(err))) <= 15, err
