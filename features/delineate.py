@@ -26,7 +26,8 @@ Method, in the spirit of the classic 12-lead programs:
   (``lead_t_ends``), for the beats table and the QT dispersion; per-lead P ends likewise, up to 20 ms
   before the global one and never after it, a biphasic P's where its terminal phase stops falling, as
   LUDB's experts mark V1-V2 (``lead_p_ends``), and per-lead P onsets within +-20 ms of the
-  global one (``lead_p_onsets``: a lead perpendicular to the first atrial forces shows its P later);
+  global one (``lead_p_onsets``: a lead perpendicular to the first atrial forces shows its P later; the
+  lead's P is its first phase reaching half its amplitude, so a small P, from 0.01 mV, has its own onset);
   a biphasic P whose negative phase, no deeper than twice the positive one, comes first (aVL: -/+) starts,
   one whose negative phase comes last (V1, III: +/-) ends at that phase's trough, as LUDB's experts mark;
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
@@ -788,20 +789,26 @@ LEAD_P_ON_SEARCH_MS = 20.0  # a lead's own P onset is looked for within +-this o
 # slope that a 40 ms reference (P_KNEE_REF_MS, tuned for the sharper spatial magnitude) cuts into
 LEAD_P_ON_KNEE_REF_MS = 60.0
 LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
+# a lead's initial P deflection is its first phase reaching this fraction of the lead's P amplitude (at most
+# flat_mv): a small P (< 0.03 mV, V1-V2, aVL, III) still has an onset of its own, which LUDB's experts mark
+# up to ~40 ms away from the multi-lead one, and ripples of a tenth of the P before it are no P
+LEAD_P_ON_PHASE_FRACTION = 0.5
 
 
 def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_off: int, fs_hz: float,
-                  flat_mv: float = 0.03, iso: np.ndarray | None = None) -> np.ndarray:
+                  flat_mv: float = 0.03, iso: np.ndarray | None = None,
+                  visible_mv: float = LEAD_P_VISIBLE_MV) -> np.ndarray:
     """Each lead's own P onset (sample index into ``beat``) near the global one; NaN where not measurable.
 
     The global onset is the knee of the spatial magnitude, where the bulk of the atrial forces rises; a
     lead nearly perpendicular to the first atrial forces shows its P later, one with a slow initial slope
     earlier. Trapezium knee (reference LEAD_P_ON_KNEE_REF_MS back) on the lead's initial P deflection
-    |x - level| (its first phase beyond ``flat_mv`` after the global onset; level: the lead just before
-    the global onset, as the PR level can differ by the atrial repolarisation), before its steepest rise,
-    within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median beat (mV);
-    ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller than
-    ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (they keep the global onset).
+    |x - level| (its first phase after the global onset reaching LEAD_P_ON_PHASE_FRACTION of the lead's
+    P amplitude, or ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) where that is less; level: the lead
+    just before the global onset, as the PR level can differ by the atrial repolarisation), before its
+    steepest rise, within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median
+    beat (mV); ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller
+    than ``visible_mv`` (mV) or gated get NaN (they keep the global onset).
     ``iso``: per-lead PR level (mV); when given, a -/+ biphasic P (aVL) starts at the trough of its leading
     negative phase, also beyond the +-LEAD_P_ON_SEARCH_MS window, as LUDB's experts mark it
     (``_negative_phase_trough``).
@@ -817,9 +824,10 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     for i in np.flatnonzero(good):
         y = beat[i, r0:p_off + 1] - float(beat[i, b0:p_on + 1].mean())
         o = p_on - r0
-        big = np.flatnonzero(np.abs(y[o:]) >= flat_mv)
-        if big.size == 0:
+        amp = float(np.abs(y[o:]).max())
+        if amp < visible_mv:
             continue
+        big = np.flatnonzero(np.abs(y[o:]) >= min(flat_mv, LEAD_P_ON_PHASE_FRACTION * amp))
         first = o + int(big[0])
         a = y * np.sign(y[first])  # the initial P deflection made positive: its onset is a rising curve's knee
         e = first

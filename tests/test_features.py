@@ -214,3 +214,18 @@ def test_negative_phase_trough_of_biphasic_p():
     # a monophasic P on a baseline that steps down by 0.02 mV across it is no biphasic P
     step = np.where(t > 30, -0.02, 0.0)
     assert _negative_phase_trough(bump(20, 0.05) + step, 0.0, -0.02, first=False) is None
+
+
+def test_small_p_has_its_own_onset():
+    from features.delineate import lead_p_onsets
+    t = np.arange(400)
+
+    def p(start, dur, amp):  # a P wave from ``start`` over ``dur`` samples (500 Hz)
+        s = t - start
+        return np.where((s >= 0) & (s < dur), amp * np.sin(np.pi * np.clip(s, 0, dur) / dur) ** 1.5, 0.0)
+
+    # global onset at sample 100; a 0.02 mV P (below the 0.03 mV flat-P threshold) 20 ms later keeps its own
+    # onset, a 0.005 mV one (not visible) the global one (NaN)
+    beat = np.vstack([p(100, 50, 0.15), p(110, 40, 0.02), p(100, 50, 0.005)])
+    on = lead_p_onsets(beat, np.ones(3, bool), 100, 125, 150, 500.0)
+    assert abs(on[0] - 100) <= 2 and abs(on[1] - 110) <= 2 and np.isnan(on[2])
