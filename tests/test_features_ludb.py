@@ -91,3 +91,12 @@ def test_ludb_biphasic_p_is_marked_from_or_to_its_negative_trough(ludb, record_i
     assert len(ref) >= 5 and ours.size >= 5
     err = [ours[np.argmin(np.abs(ours - v))] - v for v in ref]
     assert abs(float(np.median(err))) <= 15, err
+
+
+@pytest.mark.parametrize("record_id", ["85", "15"])
+def test_ludb_beats_with_an_odd_qrs_take_the_median_beats_p(ludb, record_id):
+    # sinus rhythm at a steady rate, but some beats' QRS correlates < 0.9 with the median beat's: they used to
+    # keep their own, noisier P (PR up to 12 ms off); the same sinus P is now the median beat's in all
+    m = measure_record(ludb.read(record_id))
+    pr = m.beats.filter((pl.col("lead") == "II") & pl.col("pr_ms").is_not_null())["pr_ms"]
+    assert pr.len() == m.record_row["n_beats"] and pr.max() - pr.min() <= 2.0, pr.to_list()
