@@ -31,6 +31,7 @@ Method, in the spirit of the classic 12-lead programs:
   lead's P is its first phase reaching half its amplitude, so a small P, from 0.01 mV, has its own onset);
   a biphasic P whose negative phase, no deeper than twice the positive one, comes first (aVL: -/+) starts,
   one whose negative phase comes last (V1, III: +/-) ends at that phase's trough, as LUDB's experts mark;
+  all per-lead P fiducials on the median beat smoothed below 35 Hz (the sample-wise median's ragged steps);
 - paced beats: the QRS onset is no earlier than the end of the blanked stimulus before it (the filters
   smear the blanked stretch into a slope that would pull the onset ahead of the stimulus).
 """
@@ -565,6 +566,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
 
 
 TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well take the median beat's fiducials
+P_LEAD_LOWPASS_HZ = 35.0  # a P wave holds little above this (Hz): the per-lead P fiducials' smoothing
 
 
 def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
@@ -640,9 +642,15 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                                            int(tf.t_off[0]), fs_hz) - tf.t_off[0]
     fid.p_from_template = np.zeros(nb, dtype=bool)
     if p_ok:
-        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
+        # each lead's P is measured on the median beat smoothed below P_LEAD_LOWPASS_HZ: the sample-wise median
+        # switches between beats, and its ragged steps pull the slopes and knees of a small P
+        ptm = tmpl
+        if fs_hz > 2.5 * P_LEAD_LOWPASS_HZ:
+            b, a = sps.butter(2, P_LEAD_LOWPASS_HZ / (fs_hz / 2.0))
+            ptm = sps.filtfilt(b, a, tmpl, axis=1)
+        fid.lead_p_off_delta = lead_p_ends(ptm, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
-        fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
+        fid.lead_p_on_delta = lead_p_onsets(ptm, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
                                             fs_hz, iso=tf.iso[:, 0]) - tf.p_on[0]
     rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
