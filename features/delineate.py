@@ -815,8 +815,8 @@ LEAD_P_ON_SEARCH_MS = 20.0  # a lead's own P onset is looked for within +-this o
 LEAD_P_ON_KNEE_REF_MS = 60.0
 LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
 # a lead's initial P deflection is its first phase reaching this fraction of the lead's P amplitude (at most
-# flat_mv): a small P (< 0.03 mV, V1-V2, aVL, III) still has an onset of its own, which LUDB's experts mark
-# up to ~40 ms away from the multi-lead one, and ripples of a tenth of the P before it are no P
+# flat_mv): a small P (< 0.03 mV, V1-V2, aVL, III) still has an onset of its own (LUDB's experts mark it up to
+# ~40 ms away from the multi-lead one), and ripples well below its size before it are not taken for it
 LEAD_P_ON_PHASE_FRACTION = 0.5
 
 
