@@ -20,7 +20,8 @@ Method, in the spirit of the classic 12-lead programs:
   knee where M still holds a quarter of the P's peak ends only the first hump of a bifid P, so the end
   moves on to the knee of the next descent (the terminal, left-atrial forces);
 - median beat: QRS, P and (at the typical RR) T fiducials of beats whose QRS matches the median beat are
-  taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``);
+  taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``); the P
+  also by beats with an odd QRS whose own P lies at the typical PR and RR (placed by their QRS onset);
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
   (``lead_t_ends``), for the beats table and the QT dispersion; on the beat itself for beats that keep
@@ -28,11 +29,15 @@ Method, in the spirit of the classic 12-lead programs:
   after it (``beat_lead_t_ends``); per-lead P ends likewise, up to 20 ms before the global one and never
   after it, a biphasic P's where its terminal phase stops falling, as LUDB's experts mark V1-V2
   (``lead_p_ends``), and per-lead P onsets within +-20 ms of the global one (``lead_p_onsets``: a lead
-  perpendicular to the first atrial forces shows its P later); per-lead QRS ends where a lead's QRS has
-  visibly ended >= 20 ms before the global end (only a small straight drift after it), or is still
-  sloping at it in its terminal wave (steep up to 16 ms before it; up to 20 ms later) (``lead_qrs_ends``);
-  on beats that keep their own QRS, by the same rule on the beat itself and only before the global end
-  (``beat_lead_qrs_ends``); the QRS onset stays global;
+  perpendicular to the first atrial forces shows its P later; the lead's P is its first phase reaching
+  half its amplitude, so a small P, from 0.01 mV, has its own onset); a biphasic P whose negative phase,
+  no deeper than twice the positive one, comes first (aVL: -/+) starts, one whose negative phase comes
+  last (V1, III: +/-) ends at that phase's trough, as LUDB's experts mark; all per-lead P fiducials on the
+  median beat smoothed below 35 Hz (the sample-wise median's ragged steps); per-lead QRS ends where a
+  lead's QRS has visibly ended >= 20 ms before the global end (only a small straight drift after it), or
+  is still sloping at it in its terminal wave (steep up to 16 ms before it; up to 20 ms later)
+  (``lead_qrs_ends``); on beats that keep their own QRS, by the same rule on the beat itself and only
+  before the global end (``beat_lead_qrs_ends``); the QRS onset stays global;
 - paced beats: the QRS onset is no earlier than 16 ms after the stimulus (its blanked stretch, which the
   filters smear into a slope that would pull the onset ahead of the stimulus, and the capture latency),
   nor than the end of the filtered stimulus artefact after it where the spatial slope visibly dies away
@@ -601,6 +606,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
 
 
 TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well take the median beat's fiducials
+P_LEAD_LOWPASS_HZ = 35.0  # a P wave holds little above this (Hz): the per-lead P fiducials' smoothing
 
 
 def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
@@ -610,7 +616,9 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     Like the classic 12-lead programs, on- and offsets are measured on the median (representative) beat,
     whose noise is ~1/sqrt(n_beats) of a single beat's, and carried to every beat whose QRS matches it
     (median correlation over good leads >= 0.9), aligned on the beat's anchor. Premature / aberrant beats
-    keep their own fiducials. P waves are carried only where the beat has its own P near the typical PR.
+    keep their own QRS and T fiducials. P waves are carried only where the beat has its own P near the
+    typical PR, at an RR within 15% of the typical one; to a beat whose QRS does not match, placed by its
+    QRS onset (the same sinus P, at the same PR).
     ``qrs_corr``: (n_leads, n_beats) correlation of each beat's QRS with the lead's median QRS;
     ``fid``: the per-beat delineation of these same beats when already done (it is updated in place).
     """
@@ -676,10 +684,16 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                                            int(tf.t_off[0]), fs_hz) - tf.t_off[0]
     fid.p_from_template = np.zeros(nb, dtype=bool)
     if p_ok:
-        fid.lead_p_off_delta = lead_p_ends(tmpl, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
+        # each lead's P is measured on the median beat smoothed below P_LEAD_LOWPASS_HZ: the sample-wise median
+        # switches between beats, and its ragged steps pull the slopes and knees of a small P
+        ptm = tmpl
+        if fs_hz > 2.5 * P_LEAD_LOWPASS_HZ:
+            b, a = sps.butter(2, P_LEAD_LOWPASS_HZ / (fs_hz / 2.0))
+            ptm = sps.filtfilt(b, a, tmpl, axis=1)
+        fid.lead_p_off_delta = lead_p_ends(ptm, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
-        fid.lead_p_on_delta = lead_p_onsets(tmpl, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
-                                            fs_hz) - tf.p_on[0]
+        fid.lead_p_on_delta = lead_p_onsets(ptm, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
+                                            fs_hz, iso=tf.iso[:, 0]) - tf.p_on[0]
     fid.qrs_from_template = np.zeros(nb, dtype=bool)
     fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
                                            fs_hz) - round(before + d_off)
@@ -703,6 +717,20 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             fid.p_peak[k] = c + tf.p_peak[0] - before
             fid.p_off[k] = c + tf.p_off[0] - before
             fid.p_from_template[k] = True
+    # a beat whose QRS does not match the median beat's (aberrant conduction, noise in some leads) but that has
+    # its own P at the typical PR and RR holds the same sinus P: it takes the median beat's P too, placed by
+    # its own QRS onset (the PR is what stays the same; the anchor can sit elsewhere in an odd QRS)
+    for k in np.flatnonzero(~match) if p_ok else ():
+        rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
+        if not (np.isfinite(fid.p_peak[k]) and np.isfinite(fid.qrs_on[k])) or abs(rr_k - rr_med) > 0.15 * rr_med:
+            continue
+        shift = fid.qrs_on[k] - tf.qrs_on[0]
+        if shift + tf.p_on[0] <= 0:
+            continue
+        fid.p_on[k] = shift + tf.p_on[0]
+        fid.p_peak[k] = shift + tf.p_peak[0]
+        fid.p_off[k] = shift + tf.p_off[0]
+        fid.p_from_template[k] = True
     return fid
 
 
@@ -771,6 +799,39 @@ LEAD_P_SEARCH_MS = 20.0  # a lead's own P end is looked for this close to the gl
 # a lead's P this small still shows where it ends on the median beat (whose noise is ~1/sqrt(n) of a beat's);
 # LUDB's experts end the small P of V1-V2 where its main deflection ends, not at the global end
 LEAD_P_VISIBLE_MV = 0.01
+# a biphasic P whose negative phase comes first (aVL: the first, right-atrial forces point away from it) or
+# last (V1, III: the last, left-atrial forces) is marked by LUDB's experts from / to the trough of that
+# negative phase, as long as it is no deeper than this many times the positive phase's height (a deeper
+# negative phase is the P itself: a negative P with a small positive notch, marked over its whole extent)
+P_NEG_PHASE_MAX_RATIO = 2.0
+
+
+def _negative_phase_trough(seg: np.ndarray, pre: float, iso: float, first: bool,
+                           visible_mv: float = LEAD_P_VISIBLE_MV) -> int | None:
+    """Index into ``seg`` of the trough of a biphasic P's leading (``first``) or trailing negative phase.
+
+    ``seg``: one lead's P (mV, from its onset to its end); ``pre`` / ``iso``: that lead's level before the P
+    and in the PR segment (mV). Both phases must clear both levels by ``visible_mv`` (a P sitting on a
+    sloping baseline is no biphasic P), with no opposite phase before the leading one / the positive one;
+    the negative phase at most P_NEG_PHASE_MAX_RATIO times as deep as the positive one is tall. None
+    where the P is not such a biphasic one.
+    """
+    hi_lev, lo_lev = max(pre, iso), min(pre, iso)
+    if first:
+        t = int(np.argmin(seg))
+        if seg[:t + 1].max() - hi_lev >= visible_mv:
+            return None
+        pos = float(seg[t:].max()) - hi_lev
+    else:
+        pk = int(np.argmax(seg))
+        if pk > 0 and lo_lev - seg[:pk].min() >= visible_mv:
+            return None
+        pos = float(seg[pk]) - hi_lev
+        t = pk + int(np.argmin(seg[pk:]))
+    neg = lo_lev - float(seg[t])
+    if pos < visible_mv or neg < visible_mv or neg > P_NEG_PHASE_MAX_RATIO * pos:
+        return None
+    return t
 
 
 def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, p_off: int, fs_hz: float,
@@ -785,6 +846,9 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
     before the global end and never after it. ``beat``: (n_leads, samples) median beat (mV); ``iso``:
     per-lead isoelectric level (mV); ``p_on`` / ``p_off``: the global P onset and end in ``beat``. Leads
     whose P is smaller than ``flat_mv`` (mV) or gated get NaN (no visible P end: they keep the global one).
+    A +/- biphasic P (V1, III) whose negative phase is no deeper than P_NEG_PHASE_MAX_RATIO times its
+    positive one ends at that phase's trough, also beyond the window, as LUDB's experts mark it
+    (``_negative_phase_trough``).
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
@@ -794,6 +858,7 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
     if not (0 <= p_on < p_off < n) or hi - lo < 4:
         return out
     m = p_off - p_on
+    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
     for i in np.flatnonzero(good):
         if not np.isfinite(iso[i]):
             continue
@@ -807,6 +872,12 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
         ref = min(a.size - 1, sm + ms(fs_hz, P_KNEE_REF_MS))
         end = p_on + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
+        # a +/- biphasic P (V1) ends at the trough of its terminal negative phase, wherever that lies
+        if b0 >= 0:
+            t = _negative_phase_trough(beat[i, p_on:p_off + 1], float(beat[i, b0:p_on + 1].mean()),
+                                       float(iso[i]), first=False)
+            if t is not None:
+                out[i] = float(min(out[i], p_on + t))
     return out
 
 
@@ -815,20 +886,29 @@ LEAD_P_ON_SEARCH_MS = 20.0  # a lead's own P onset is looked for within +-this o
 # slope that a 40 ms reference (P_KNEE_REF_MS, tuned for the sharper spatial magnitude) cuts into
 LEAD_P_ON_KNEE_REF_MS = 60.0
 LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
+# a lead's initial P deflection is its first phase reaching this fraction of the lead's P amplitude (at most
+# flat_mv): a small P (< 0.03 mV, V1-V2, aVL, III) still has an onset of its own (LUDB's experts mark it up to
+# ~40 ms away from the multi-lead one), and ripples well below its size before it are not taken for it
+LEAD_P_ON_PHASE_FRACTION = 0.5
 
 
 def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_off: int, fs_hz: float,
-                  flat_mv: float = 0.03) -> np.ndarray:
+                  flat_mv: float = 0.03, iso: np.ndarray | None = None,
+                  visible_mv: float = LEAD_P_VISIBLE_MV) -> np.ndarray:
     """Each lead's own P onset (sample index into ``beat``) near the global one; NaN where not measurable.
 
     The global onset is the knee of the spatial magnitude, where the bulk of the atrial forces rises; a
     lead nearly perpendicular to the first atrial forces shows its P later, one with a slow initial slope
     earlier. Trapezium knee (reference LEAD_P_ON_KNEE_REF_MS back) on the lead's initial P deflection
-    |x - level| (its first phase beyond ``flat_mv`` after the global onset; level: the lead just before
-    the global onset, as the PR level can differ by the atrial repolarisation), before its steepest rise,
-    within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median beat (mV);
-    ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller than
-    ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) or gated get NaN (they keep the global onset).
+    |x - level| (its first phase after the global onset reaching LEAD_P_ON_PHASE_FRACTION of the lead's
+    P amplitude, or ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) where that is less; level: the lead
+    just before the global onset, as the PR level can differ by the atrial repolarisation), before its
+    steepest rise, within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median
+    beat (mV); ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller
+    than ``visible_mv`` (mV) or gated get NaN (they keep the global onset).
+    ``iso``: per-lead PR level (mV); when given, a -/+ biphasic P (aVL) starts at the trough of its leading
+    negative phase, also beyond the +-LEAD_P_ON_SEARCH_MS window, as LUDB's experts mark it
+    (``_negative_phase_trough``).
     """
     n_leads, n = beat.shape
     out = np.full(n_leads, np.nan)
@@ -841,9 +921,10 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     for i in np.flatnonzero(good):
         y = beat[i, r0:p_off + 1] - float(beat[i, b0:p_on + 1].mean())
         o = p_on - r0
-        big = np.flatnonzero(np.abs(y[o:]) >= flat_mv)
-        if big.size == 0:
+        amp = float(np.abs(y[o:]).max())
+        if amp < visible_mv:
             continue
+        big = np.flatnonzero(np.abs(y[o:]) >= min(flat_mv, LEAD_P_ON_PHASE_FRACTION * amp))
         first = o + int(big[0])
         a = y * np.sign(y[first])  # the initial P deflection made positive: its onset is a rising curve's knee
         e = first
@@ -854,6 +935,17 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
         su = o + int(np.argmax(da[o:pk + 1])) if pk > o else pk
         on = r0 + _knee_before(a, su, max(0, su - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS)))
         out[i] = float(min(max(on, lo), hi))
+    if iso is None:
+        return out
+    # a -/+ biphasic P (aVL) starts at the trough of its leading negative phase, wherever that lies
+    for i in np.flatnonzero(good):
+        if not np.isfinite(iso[i]):
+            continue
+        o = int(out[i]) if np.isfinite(out[i]) else p_on
+        t = _negative_phase_trough(beat[i, o:p_off + 1], float(beat[i, b0:p_on + 1].mean()), float(iso[i]),
+                                   first=True)
+        if t is not None:
+            out[i] = float(o + t)
     return out
 
 

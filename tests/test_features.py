@@ -199,3 +199,33 @@ def test_per_lead_p_ends_follow_each_leads_own_p_wave():
     assert abs(e_ii) <= 8.0
     assert np.median(err("III")) <= e_ii - 10.0 and np.median(err("V3")) <= e_ii - 10.0
     assert np.median(err("V2")) <= e_ii - 10.0 and err("V2").min() >= -30.0
+
+
+def test_negative_phase_trough_of_biphasic_p():
+    from features.delineate import _negative_phase_trough
+    t = np.arange(60, dtype=float)
+    bump = lambda c, a: a * np.exp(-0.5 * ((t - c) / 5.0) ** 2)  # noqa: E731
+    # +/- P: the trailing trough when the negative phase is at most twice the positive one
+    assert _negative_phase_trough(bump(20, 0.05) + bump(40, -0.06), 0.0, 0.0, first=False) == 40
+    assert _negative_phase_trough(bump(20, 0.02) + bump(40, -0.06), 0.0, 0.0, first=False) is None
+    # -/+ P: the leading trough; a +/- P has none
+    assert _negative_phase_trough(bump(20, -0.04) + bump(40, 0.06), 0.0, 0.0, first=True) == 20
+    assert _negative_phase_trough(bump(20, 0.05) + bump(40, -0.06), 0.0, 0.0, first=True) is None
+    # a monophasic P on a baseline that steps down by 0.02 mV across it is no biphasic P
+    step = np.where(t > 30, -0.02, 0.0)
+    assert _negative_phase_trough(bump(20, 0.05) + step, 0.0, -0.02, first=False) is None
+
+
+def test_small_p_has_its_own_onset():
+    from features.delineate import lead_p_onsets
+    t = np.arange(400)
+
+    def p(start, dur, amp):  # a P wave from ``start`` over ``dur`` samples (500 Hz)
+        s = t - start
+        return np.where((s >= 0) & (s < dur), amp * np.sin(np.pi * np.clip(s, 0, dur) / dur) ** 1.5, 0.0)
+
+    # global onset at sample 100; a 0.02 mV P (below the 0.03 mV flat-P threshold) 20 ms later keeps its own
+    # onset, a 0.005 mV one (not visible) the global one (NaN)
+    beat = np.vstack([p(100, 50, 0.15), p(110, 40, 0.02), p(100, 50, 0.005)])
+    on = lead_p_onsets(beat, np.ones(3, bool), 100, 125, 150, 500.0)
+    assert abs(on[0] - 100) <= 2 and abs(on[1] - 110) <= 2 and np.isnan(on[2])

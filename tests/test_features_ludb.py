@@ -122,3 +122,26 @@ def test_ludb_per_lead_qrs_ends_on_beats_unlike_the_median_beat(ludb):
                 err_latest.append(near["latest"][0] - w.off_ms)
     assert len(err_own) >= 40
     assert abs(float(np.median(err_own))) <= 8 and float(np.median(err_latest)) >= 12, (err_own, err_latest)
+
+
+@pytest.mark.parametrize("record_id,lead,col", [("2", "aVL", "on"), ("15", "aVL", "on"), ("80", "aVL", "on"),
+                                                ("2", "V1", "off"), ("100", "V1", "off")])
+def test_ludb_biphasic_p_is_marked_from_or_to_its_negative_trough(ludb, record_id, lead, col):
+    # aVL's -/+ P starts, V1's +/- P ends at the trough of its negative phase for LUDB's experts; the lead's
+    # knee near the global onset / end had it 35-45 ms early / late
+    rec = ludb.read(record_id)
+    ours = measure_record(rec).beats.filter(pl.col("lead") == lead)[f"p_{col}_ms"].drop_nulls().to_numpy()
+    ref = [getattr(w, f"{col}_ms") for w in rec.meta.reference.waves if w.lead == lead and w.wave == "P"]
+    ref = [v for v in ref if v is not None]
+    assert len(ref) >= 5 and ours.size >= 5
+    err = [ours[np.argmin(np.abs(ours - v))] - v for v in ref]
+    assert abs(float(np.median(err))) <= 15, err
+
+
+@pytest.mark.parametrize("record_id", ["85", "15"])
+def test_ludb_beats_with_an_odd_qrs_take_the_median_beats_p(ludb, record_id):
+    # sinus rhythm at a steady rate, but some beats' QRS correlates < 0.9 with the median beat's: they used to
+    # keep their own, noisier P (PR up to 12 ms off); the same sinus P is now the median beat's in all
+    m = measure_record(ludb.read(record_id))
+    pr = m.beats.filter((pl.col("lead") == "II") & pl.col("pr_ms").is_not_null())["pr_ms"]
+    assert pr.len() == m.record_row["n_beats"] and pr.max() - pr.min() <= 2.0, pr.to_list()
