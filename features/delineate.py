@@ -21,7 +21,8 @@ Method, in the spirit of the classic 12-lead programs:
   moves on to the knee of the next descent (the terminal, left-atrial forces);
 - median beat: QRS, P and (at the typical RR) T fiducials of beats whose QRS matches the median beat are
   taken from the median beat, whose noise is ~1/sqrt(n) of one beat's (``delineate_with_template``); the P
-  also by beats with an odd QRS whose own P lies at the typical PR and RR (placed by their QRS onset);
+  also by beats after a longer RR and beats with an odd QRS whose own P lies at the typical PR (a sinus P;
+  those with an odd QRS placed by their QRS onset), not by premature beats (an atrial ectopic P);
 - P presence: P waves at a steady distance before most QRS (sd <= 12 ms), else none (AF, flutter, ...);
 - per-lead T ends: on the median beat, each lead's own T end within +-40 ms of the global one
   (``lead_t_ends``), for the beats table and the QT dispersion; on the beat itself for beats that keep
@@ -616,9 +617,10 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     Like the classic 12-lead programs, on- and offsets are measured on the median (representative) beat,
     whose noise is ~1/sqrt(n_beats) of a single beat's, and carried to every beat whose QRS matches it
     (median correlation over good leads >= 0.9), aligned on the beat's anchor. Premature / aberrant beats
-    keep their own QRS and T fiducials. P waves are carried only where the beat has its own P near the
-    typical PR, at an RR within 15% of the typical one; to a beat whose QRS does not match, placed by its
-    QRS onset (the same sinus P, at the same PR).
+    keep their own QRS and T fiducials. P waves are carried to matching beats at an RR within 15% of the
+    typical one, and to beats that have their own P near the typical PR and are not premature (a longer RR:
+    sinus arrhythmia, the pause after a premature beat); to a beat whose QRS does not match, placed by its
+    QRS onset (the same sinus P, at the same PR). A premature beat keeps its own P (atrial ectopic).
     ``qrs_corr``: (n_leads, n_beats) correlation of each beat's QRS with the lead's median QRS;
     ``fid``: the per-beat delineation of these same beats when already done (it is updated in place).
     """
@@ -712,17 +714,22 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             fid.t_peak[k] = c + tf.t_peak[0] - before
             fid.t_off[k] = c + tf.t_off[0] - before
             fid.t_from_template[k] = True
-        if p_ok and abs(rr_k - rr_med) <= 0.15 * rr_med and c + tf.p_on[0] - before > 0:
+        # the P too, at the typical RR, or after a longer one when the beat shows its own P at the typical PR:
+        # a sinus P after a longer diastole (sinus arrhythmia, the pause after a premature beat) is the same
+        # P; only a premature beat's P can be another (atrial ectopic) one, and it keeps its own
+        if p_ok and (abs(rr_k - rr_med) <= 0.15 * rr_med or (rr_k > rr_med and np.isfinite(fid.p_peak[k]))) \
+                and c + tf.p_on[0] - before > 0:
             fid.p_on[k] = c + tf.p_on[0] - before
             fid.p_peak[k] = c + tf.p_peak[0] - before
             fid.p_off[k] = c + tf.p_off[0] - before
             fid.p_from_template[k] = True
     # a beat whose QRS does not match the median beat's (aberrant conduction, noise in some leads) but that has
-    # its own P at the typical PR and RR holds the same sinus P: it takes the median beat's P too, placed by
-    # its own QRS onset (the PR is what stays the same; the anchor can sit elsewhere in an odd QRS)
+    # its own P at the typical PR, not premature (RR at least the typical one less 15%), holds the same sinus P:
+    # it takes the median beat's P too, placed by its own QRS onset (the PR is what stays the same; the anchor
+    # can sit elsewhere in an odd QRS)
     for k in np.flatnonzero(~match) if p_ok else ():
         rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
-        if not (np.isfinite(fid.p_peak[k]) and np.isfinite(fid.qrs_on[k])) or abs(rr_k - rr_med) > 0.15 * rr_med:
+        if not (np.isfinite(fid.p_peak[k]) and np.isfinite(fid.qrs_on[k])) or rr_k < 0.85 * rr_med:
             continue
         shift = fid.qrs_on[k] - tf.qrs_on[0]
         if shift + tf.p_on[0] <= 0:

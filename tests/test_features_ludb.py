@@ -145,3 +145,12 @@ def test_ludb_beats_with_an_odd_qrs_take_the_median_beats_p(ludb, record_id):
     m = measure_record(ludb.read(record_id))
     pr = m.beats.filter((pl.col("lead") == "II") & pl.col("pr_ms").is_not_null())["pr_ms"]
     assert pr.len() == m.record_row["n_beats"] and pr.max() - pr.min() <= 2.0, pr.to_list()
+
+
+def test_ludb_beats_after_a_longer_rr_take_the_median_beats_p(ludb):
+    # LUDB 190: sinus arrhythmia, RR 936 ms slowing to ~700 ms; the first beats' RR lies > 15% above the typical
+    # one, and they kept their own, noisier P (lead II PR 106-152 ms); a sinus P after a longer diastole is the
+    # same P: the median beat's in all
+    m = measure_record(ludb.read("190"))
+    pr = m.beats.filter((pl.col("lead") == "II") & pl.col("pr_ms").is_not_null())["pr_ms"]
+    assert pr.len() == m.record_row["n_beats"] and pr.max() - pr.min() <= 2.0, pr.to_list()
