@@ -19,6 +19,8 @@ BEATS_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String,
     "lead": pl.String,            # I, II, III, aVR, aVL, aVF, V1..V6
     "beat": pl.Int32,             # 0-based, same heartbeat across leads
+    # each lead's own P onset / end, QRS end and T end where its wave visibly starts / ends apart from the
+    # record's global (multi-lead) fiducial, else the global one; the QRS onset is always global
     **{c: pl.Float64 for c in FIDUCIAL_COLUMNS},
     "rr_ms": pl.Float64,          # from the previous beat's R to this one's (null for the first)
     "pr_ms": pl.Float64,          # P onset -> QRS onset
@@ -34,8 +36,8 @@ BEATS_SCHEMA: dict[str, pl.DataType] = {
     "r_prime_amp_mv": pl.Float64,
     "s_amp_mv": pl.Float64,       # negative or null (no S wave)
     "t_amp_mv": pl.Float64,
-    "st_j_mv": pl.Float64,        # ST level at the J point (QRS offset)
-    "st_j60_mv": pl.Float64,      # ST level 60 ms after J
+    "st_j_mv": pl.Float64,        # ST level at the global J point (the record's QRS end, as 12-lead programs)
+    "st_j60_mv": pl.Float64,      # ST level 60 ms after that J point
     "q_ms": pl.Float64,
     "r_ms": pl.Float64,
     "s_ms": pl.Float64,
