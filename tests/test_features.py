@@ -159,17 +159,28 @@ def test_featuredb_rows_time_ordered_and_no_gated_leads():
     assert row["st_form"] in {"elevated", "depressed", "isoelectric"}
 
 
-def test_per_lead_p_onsets_follow_each_leads_own_p_wave():
+@pytest.fixture(scope="module")
+def noise_free():
+    """The default synthetic record without noise (seed 3) and its measurement, shared by the per-lead tests."""
+    synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
+    return synth, measure_record(as_record(synth.signal_mv, "noise_free"))
+
+
+def lead_errors(synth, m, col: str, lead: str) -> np.ndarray:
+    """Each beat's ``col`` in ``lead`` minus the nearest true (global, lead II) value of the generator (ms)."""
+    truth = np.sort(synth.beats.filter(pl.col("lead") == "II")[col].drop_nulls().to_numpy())
+    v = m.beats.filter(pl.col("lead") == lead)[col].drop_nulls().to_numpy()
+    assert v.size >= 5
+    return np.array([x - truth[np.argmin(np.abs(truth - x))] for x in v])
+
+
+def test_per_lead_p_onsets_follow_each_leads_own_p_wave(noise_free):
     # noise-free default record: aVL is near-perpendicular to the first (right-atrial) forces, its P rises
     # above 0.01 mV only ~12 ms after the global onset (II: ~4 ms)
-    synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
-    m = measure_record(as_record(synth.signal_mv, "p_onsets"))
-    truth = np.sort(synth.beats.filter(pl.col("lead") == "II")["p_on_ms"].drop_nulls().to_numpy())
+    synth, m = noise_free
 
     def err(lead):
-        v = m.beats.filter(pl.col("lead") == lead)["p_on_ms"].drop_nulls().to_numpy()
-        assert v.size >= 5
-        return np.array([x - truth[np.argmin(np.abs(truth - x))] for x in v])
+        return lead_errors(synth, m, "p_on_ms", lead)
 
     e_ii = np.median(err("II"))
     assert abs(e_ii) <= 8.0
@@ -181,19 +192,15 @@ def test_per_lead_p_onsets_follow_each_leads_own_p_wave():
     assert abs(m.record_row["pr_ms"] - synth.truth.pr_ms) <= 10.0
 
 
-def test_per_lead_p_ends_follow_each_leads_own_p_wave():
+def test_per_lead_p_ends_follow_each_leads_own_p_wave(noise_free):
     # noise-free default record: the P ends ~30 ms before the global end in III and ~18 ms before it in V3
     # (those leads are near-perpendicular to the last atrial forces); V2's biphasic P ends, as LUDB's
     # experts end V1-V2's, where its (smaller) negative phase stops falling, before the truth (the end of
     # the dipole), where that phase has slowly returned to the PR level
-    synth = generate_record(SynthParams(emg_noise_mv=0.0), seed=3)
-    m = measure_record(as_record(synth.signal_mv, "p_ends"))
-    truth = np.sort(synth.beats.filter(pl.col("lead") == "II")["p_off_ms"].drop_nulls().to_numpy())
+    synth, m = noise_free
 
     def err(lead):
-        v = m.beats.filter(pl.col("lead") == lead)["p_off_ms"].drop_nulls().to_numpy()
-        assert v.size >= 5
-        return np.array([x - truth[np.argmin(np.abs(truth - x))] for x in v])
+        return lead_errors(synth, m, "p_off_ms", lead)
 
     e_ii = np.median(err("II"))
     assert abs(e_ii) <= 8.0
