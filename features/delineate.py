@@ -183,6 +183,12 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     return out
 
 
+def spatial_slope(x: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Spatial slope of the leads ``x`` (n_leads, n_samples; mV): |dx/dt| over leads per sample (mV/sample),
+    smoothed over 8 ms. Its lobes are the QRS; its knees the QRS on- and offset."""
+    return uniform_filter1d(np.sqrt(np.sum(np.gradient(x, axis=1) ** 2, axis=0)), ms(fs_hz, 8))
+
+
 def beat_windows(x: np.ndarray, r: np.ndarray, before: int, after: int) -> np.ndarray:
     """(n_leads, n_beats, before+after) windows around each beat, edge-padded (for templates only)."""
     n = x.shape[1]
@@ -362,8 +368,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
     gi = np.flatnonzero(good)
     if nb == 0 or x.shape[0] == 0:
         return GlobalFiducials(r=r.astype(float), iso=iso, paced=np.zeros(nb, bool), p_present=False, **fid)
-    d = np.gradient(x, axis=1)
-    v = uniform_filter1d(np.sqrt(np.sum(d ** 2, axis=0)), ms(fs_hz, 8))
+    v = spatial_slope(x, fs_hz)
     spike_mask = np.zeros(n, dtype=bool)
     sp = np.asarray(spikes if spikes is not None else [], dtype=np.int64)
     spike_mask[sp[(sp >= 0) & (sp < n)]] = True
@@ -664,8 +669,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                 rel.append(s_on - float(c))
         if len(rel) >= max(2, 0.5 * int(use.sum())):
             # past the typical stimulus's filtered artefact on the median beat (as ``delineate`` per beat)
-            vt = uniform_filter1d(np.sqrt(np.sum(np.gradient(tmpl[good], axis=1) ** 2, axis=0)), ms(fs_hz, 8))
-            d_on = max(d_on, _after_artefact(vt, before + float(np.median(rel)), before, fs_hz) - before)
+            d_on = max(d_on, _after_artefact(spatial_slope(tmpl[good], fs_hz), before + float(np.median(rel)), before, fs_hz) - before)
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
@@ -699,7 +703,8 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     fid.qrs_from_template = np.zeros(nb, dtype=bool)
     fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
                                            fs_hz) - round(before + d_off)
-    rr_prev = np.concatenate(([np.nan], np.diff(r).astype(float)))
+    # each beat's preceding RR (samples; the first beat: the next one's)
+    rr_prev = np.concatenate(([float(r[1] - r[0]) if nb > 1 else rr_med], np.diff(r).astype(float)))
     for k in np.flatnonzero(match):
         c = float(r[k])
         if c + d_on <= 0 or c + d_off >= n - 1:
@@ -707,7 +712,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         fid.qrs_on[k], fid.qrs_off[k] = c + d_on, c + d_off
         fid.qrs_from_template[k] = True
         # the T wave follows the preceding RR: carry the median beat's T only to beats at the typical RR
-        rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
+        rr_k = rr_prev[k]
         if t_ok and abs(rr_k - rr_med) <= 0.1 * rr_med and np.isfinite(fid.t_off[k]) \
                 and c + tf.t_off[0] - before < n - 2:
             fid.t_on[k] = c + tf.t_on[0] - before
@@ -728,8 +733,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     # it takes the median beat's P too, placed by its own QRS onset (the PR is what stays the same; the anchor
     # can sit elsewhere in an odd QRS)
     for k in np.flatnonzero(~match) if p_ok else ():
-        rr_k = rr_prev[k] if np.isfinite(rr_prev[k]) else (float(r[1] - r[0]) if nb > 1 else rr_med)
-        if not (np.isfinite(fid.p_peak[k]) and np.isfinite(fid.qrs_on[k])) or rr_k < 0.85 * rr_med:
+        if not (np.isfinite(fid.p_peak[k]) and np.isfinite(fid.qrs_on[k])) or rr_prev[k] < 0.85 * rr_med:
             continue
         shift = fid.qrs_on[k] - tf.qrs_on[0]
         if shift + tf.p_on[0] <= 0:

@@ -233,6 +233,13 @@ def _classify_beats(r: np.ndarray, fid: GlobalFiducials, corr: np.ndarray, good:
     return out
 
 
+def _own(global_pos: float, delta: np.ndarray | None, n_leads: int) -> np.ndarray:
+    """Each of ``n_leads`` leads' own fiducial (samples): ``global_pos`` shifted by the lead's ``delta`` where
+    it has one (NaN: the lead shows no own on/offset and keeps the global one; None: no lead has one)."""
+    base = np.full(n_leads, float(global_pos))
+    return base if delta is None else np.where(np.isfinite(delta), base + delta, base)
+
+
 def _median(values) -> float | None:
     a = np.asarray([v for v in values if v is not None], dtype=float)
     a = a[np.isfinite(a)]
@@ -306,13 +313,12 @@ def measure_record(record: ECGRecord) -> Measurement:
         seg = x[:, a:b + 1] - lev[:, None]
         # each lead's own QRS end where the median beat shows it clearly apart from the global one (beats
         # that took the median beat's QRS); the window of the lead's QRS waves and its J point stay global
-        q_end = np.full(len(li), float(q_off))
+        delta = None
         if PER_LEAD_QRS_END and fid.lead_qrs_off_delta is not None and fid.qrs_from_template[k]:
             delta = fid.lead_qrs_off_delta[li]
-            q_end = np.where(np.isfinite(delta), q_off + delta, q_end)
         elif beat_qrs_delta is not None:  # a beat that kept its own QRS: the leads' own ends on the beat itself
             delta = beat_qrs_delta[li, k]
-            q_end = np.where(np.isfinite(delta), q_off + delta, q_end)
+        q_end = _own(q_off, delta, len(li))
         num["qrs_on_ms"][li, k] = q_on * to_ms
         num["qrs_off_ms"][li, k] = q_end * to_ms
         num["qrs_ms"][li, k] = (q_end - q_on) * to_ms
@@ -339,14 +345,10 @@ def measure_record(record: ECGRecord) -> Measurement:
             # median beat, in every beat with a P (P presence kept only P waves at the typical PR: the same
             # sinus P, whose per-lead shape the median beat shows also when an RR apart from the typical one
             # kept the beat from taking the median beat's P); the global one where the lead's P is not seen
-            p_end = np.full(len(li), float(pb))
-            if PER_LEAD_P_END and fid.lead_p_off_delta is not None:
-                delta = fid.lead_p_off_delta[li]
-                p_end = np.where(np.isfinite(delta), pb + delta, p_end)
-            p_start = np.full(len(li), float(fid.p_on[k]))
-            if PER_LEAD_P_ON and fid.lead_p_on_delta is not None:
-                delta = fid.lead_p_on_delta[li]
-                p_start = np.where(np.isfinite(delta), fid.p_on[k] + delta, p_start)
+            off_delta = fid.lead_p_off_delta if PER_LEAD_P_END else None
+            on_delta = fid.lead_p_on_delta if PER_LEAD_P_ON else None
+            p_end = _own(pb, None if off_delta is None else off_delta[li], len(li))
+            p_start = _own(fid.p_on[k], None if on_delta is None else on_delta[li], len(li))
             num["p_on_ms"][li, k] = p_start * to_ms
             num["p_off_ms"][li, k] = p_end * to_ms
             num["p_peak_ms"][li, k] = (pa + np.argmax(np.abs(pseg), axis=1)) * to_ms
@@ -366,14 +368,12 @@ def measure_record(record: ECGRecord) -> Measurement:
             # each lead's own T end: from the median beat for the beats at the typical RR, which took the
             # median beat's T, else from the beat itself; the global, multi-lead one where the lead's T
             # shows no end (flat, gated)
-            t_end = np.full(len(li), float(tb))
             delta = None
             if PER_LEAD_T_END and fid.lead_t_off_delta is not None and fid.t_from_template[k]:
                 delta = fid.lead_t_off_delta[li]
             elif PER_LEAD_T_END and fid.beat_lead_t_off_delta is not None:
                 delta = fid.beat_lead_t_off_delta[li, k]
-            if delta is not None:
-                t_end = np.where(np.isfinite(delta), tb + delta, t_end)
+            t_end = _own(tb, delta, len(li))
             qt = (t_end - q_on) * to_ms
             num["t_on_ms"][li, k] = ta * to_ms
             num["t_off_ms"][li, k] = t_end * to_ms
