@@ -165,7 +165,9 @@ def main() -> int:
         print(summary_row(name, ev, ms_r))
     # the delineator's rules were developed while looking at these records (nothing was fitted on them, but
     # choices were checked here): if a rule only suited some records, the two halves would disagree
-    ids = ludb_record_ids(ludb)
+    from pipeline.sources import open_source
+
+    ids = sorted(int(i) for i in open_source("ludb", ludb).ids())
     print("\n## ecg-grounding features on the two halves of LUDB (a rule that suits only some records shows here)\n")
     print(SUMMARY_HEADER.format(first="records"))
     for name, part in (("even ids", [i for i in ids if i % 2 == 0]), ("odd ids", [i for i in ids if i % 2 == 1])):
@@ -174,12 +176,6 @@ def main() -> int:
     qt_dispersion_report(ludb, work / "ours" / "records")
     print(f"\noutputs in {work}")
     return 0
-
-
-def ludb_record_ids(ludb: Path) -> list[int]:
-    """Numeric record ids of the LUDB folder (``data/N.hea`` or ``N.hea``)."""
-    data = ludb / "data" if (ludb / "data").is_dir() else ludb
-    return sorted(int(h.stem) for h in data.glob("*.hea") if h.stem.isdigit())
 
 
 def qt_dispersion_report(ludb: Path, records_dir: Path) -> None:
