@@ -29,16 +29,18 @@ Method, in the spirit of the classic 12-lead programs:
   their own T (off the typical RR, unlike the median beat), up to 40 ms before the global end and never
   after it (``beat_lead_t_ends``); per-lead P ends likewise, up to 20 ms before the global one and never
   after it, a biphasic P's where its terminal phase stops falling, as LUDB's experts mark V1-V2
-  (``lead_p_ends``), and per-lead P onsets within +-20 ms of the global one (``lead_p_onsets``: a lead
-  perpendicular to the first atrial forces shows its P later; the lead's P is its first phase reaching
-  half its amplitude, so a small P, from 0.01 mV, has its own onset); a biphasic P whose negative phase,
-  no deeper than twice the positive one, comes first (aVL: -/+) starts, one whose negative phase comes
-  last (V1, III: +/-) ends at that phase's trough, as LUDB's experts mark; all per-lead P fiducials on the
-  median beat smoothed below 35 Hz (the sample-wise median's ragged steps); per-lead QRS ends where a
-  lead's QRS has visibly ended >= 20 ms before the global end (only a small straight drift after it), or
-  is still sloping at it in its terminal wave (steep up to 16 ms before it; up to 20 ms later)
-  (``lead_qrs_ends``); on beats that keep their own QRS, by the same rule on the beat itself and only
-  before the global end (``beat_lead_qrs_ends``); the QRS onset stays global;
+  (``lead_p_ends``), and per-lead P onsets: a rule within +-20 ms of the global one (``lead_p_onsets``: a
+  lead perpendicular to the first atrial forces shows its P later; the lead's P is its first phase reaching
+  half its amplitude, so a small P, from 0.01 mV, has its own onset), then a learned linear correction of it
+  by how late the lead's P reaches a quarter and half of its amplitude (``POnsetFit``, fitted on LUDB's
+  expert onsets by ``features.fit_p_onset``: the eye starts a slowly rising P later); a biphasic P whose
+  negative phase, no deeper than twice the positive one, comes first (aVL: -/+) starts, one whose negative
+  phase comes last (V1, III: +/-) ends at that phase's trough, as LUDB's experts mark; all per-lead P
+  fiducials on the median beat smoothed below 35 Hz (the sample-wise median's ragged steps); per-lead QRS
+  ends where a lead's QRS has visibly ended >= 20 ms before the global end (only a small straight drift
+  after it), or is still sloping at it in its terminal wave (steep up to 16 ms before it; up to 20 ms later)
+  (``lead_qrs_ends``); on beats that keep their own QRS, by the same rule on the beat itself and only before
+  the global end (``beat_lead_qrs_ends``); the QRS onset stays global;
 - paced beats: the QRS onset is no earlier than 16 ms after the stimulus (its blanked stretch, which the
   filters smear into a slope that would pull the onset ahead of the stimulus, and the capture latency),
   nor than the end of the filtered stimulus artefact after it where the spatial slope visibly dies away
@@ -46,8 +48,12 @@ Method, in the spirit of the classic 12-lead programs:
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import signal as sps
@@ -109,6 +115,9 @@ class GlobalFiducials:
     # per lead: that lead's own P onset minus the global one on the median beat (samples, NaN: not refined);
     # applies to every beat with a P
     lead_p_on_delta: np.ndarray = None
+    # (n_leads, 3): the P-onset fit's inputs per lead, in ms from the global onset (P_ONSET_FIT_FEATURES;
+    # NaN rows: gated leads); kept so that features/fit_p_onset.py learns from exactly what is applied
+    lead_p_on_features: np.ndarray = None
     p_from_template: np.ndarray = None  # bool per beat: its P fiducials are the median beat's
     # per lead: that lead's own QRS end minus the global one on the median beat (samples, NaN: not refined);
     # applies to the beats in ``qrs_from_template``
@@ -698,8 +707,13 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             ptm = sps.filtfilt(b, a, tmpl, axis=1)
         fid.lead_p_off_delta = lead_p_ends(ptm, good, tf.iso[:, 0], int(tf.p_on[0]), int(tf.p_off[0]),
                                            fs_hz) - tf.p_off[0]
-        fid.lead_p_on_delta = lead_p_onsets(ptm, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]),
-                                            fs_hz, iso=tf.iso[:, 0]) - tf.p_on[0]
+        rule = lead_p_onsets(ptm, good, int(tf.p_on[0]), int(tf.p_peak[0]), int(tf.p_off[0]), fs_hz,
+                             iso=tf.iso[:, 0]) - tf.p_on[0]
+        rise = lead_p_rise_ms(ptm, good, int(tf.p_on[0]), int(tf.p_off[0]), fs_hz)
+        # a lead too small for the rule (NaN) is at the global onset as far as the rule goes
+        fid.lead_p_on_features = np.column_stack([np.where(np.isfinite(rule), rule * 1000.0 / fs_hz, 0.0), rise])
+        fit = p_onset_fit()
+        fid.lead_p_on_delta = rule if fit is None else fit.onset_ms(fid.lead_p_on_features) * fs_hz / 1000.0
     fid.qrs_from_template = np.zeros(nb, dtype=bool)
     fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
                                            fs_hz) - round(before + d_off)
@@ -959,6 +973,79 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
             out[i] = float(o + t)
     return out
 
+
+
+# The rule above puts a lead's P onset where the lead starts to move; LUDB's experts start a P later in a
+# lead whose P rises late (a small or slowly rising P: V4-V6, aVL, a late-peaking III) and earlier where
+# it rises at once. How much later is learned: a lead's onset is a linear function of the rule's onset and
+# the times its P reaches a quarter and half of its own amplitude, all in ms from the global onset on the
+# (35 Hz smoothed) median beat. features/fit_p_onset.py fits it by least squares on LUDB's expert onsets
+# into p_onset_fit.json: "all" (the 35 records; shipped), "even" / "odd" (trained on those LUDB ids only;
+# benchmarks/ludb.py scores each half with the other half's fit, so its figures are cross-validated).
+P_ONSET_FIT_FEATURES = ("rule_ms", "rise25_ms", "rise50_ms")
+P_RISE_FRACTIONS = (0.25, 0.5)
+P_RISE_LOOKBACK_MS = 40.0    # a lead's rise is looked for from this far before the global onset
+LEAD_P_ON_FIT_MAX_MS = 40.0  # the learned onset stays within +-this of the global one
+P_ONSET_FIT_PATH = Path(__file__).with_name("p_onset_fit.json")
+P_ONSET_FIT_ENV = "ECG_GROUNDING_P_ONSET_FIT"  # which fit: all (default), even, odd, or none (the rule alone)
+
+
+def lead_p_rise_ms(beat: np.ndarray, good: np.ndarray, p_on: int, p_off: int, fs_hz: float) -> np.ndarray:
+    """(n_leads, len(P_RISE_FRACTIONS)): ms from the global P onset ``p_on`` to where each lead's P first
+    reaches each fraction of its own amplitude; NaN rows for leads not ``good``.
+
+    ``beat``: (n_leads, samples) median beat (mV); level: the mean over the 10 ms before ``p_on``;
+    amplitude: the largest |x - level| from ``p_on`` to ``p_off``; searched from P_RISE_LOOKBACK_MS before
+    ``p_on`` (a lead whose P starts early); 0 when the level itself is not steady enough to tell.
+    """
+    n_leads, n = beat.shape
+    out = np.full((n_leads, len(P_RISE_FRACTIONS)), np.nan)
+    lo = p_on - ms(fs_hz, P_RISE_LOOKBACK_MS)
+    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
+    if lo < 0 or not (p_on < p_off < n):
+        return out
+    for i in np.flatnonzero(good):
+        y = np.abs(beat[i, lo:p_off + 1] - float(beat[i, b0:p_on + 1].mean()))
+        amp = float(y[p_on - lo:].max())
+        for j, f in enumerate(P_RISE_FRACTIONS):
+            idx = np.flatnonzero(y >= f * amp) if amp > 0 else np.empty(0, dtype=np.int64)
+            out[i, j] = (int(idx[0]) + lo - p_on) * 1000.0 / fs_hz if idx.size else 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class POnsetFit:
+    """Lead P onset (ms from the global one) = ``intercept_ms`` + ``coef`` . features (P_ONSET_FIT_FEATURES)."""
+
+    coef: tuple[float, ...]
+    intercept_ms: float
+
+    def onset_ms(self, features_ms: np.ndarray) -> np.ndarray:
+        """Per lead (rows of ``features_ms``, ms); NaN rows stay NaN; clipped to +-LEAD_P_ON_FIT_MAX_MS."""
+        x = np.asarray(features_ms, dtype=float) @ np.asarray(self.coef) + self.intercept_ms
+        return np.clip(x, -LEAD_P_ON_FIT_MAX_MS, LEAD_P_ON_FIT_MAX_MS)
+
+
+@lru_cache(maxsize=None)
+def _p_onset_fits(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def p_onset_fit(name: str | None = None) -> POnsetFit | None:
+    """The P-onset fit ``name`` (default: $ECG_GROUNDING_P_ONSET_FIT, else "all") from p_onset_fit.json;
+    None for "none" (the rule's onsets unchanged)."""
+    name = name or os.environ.get(P_ONSET_FIT_ENV) or "all"
+    if name == "none":
+        return None
+    doc = _p_onset_fits(str(P_ONSET_FIT_PATH))
+    if tuple(doc["features"]) != P_ONSET_FIT_FEATURES:
+        raise ValueError(f"{P_ONSET_FIT_PATH.name} was fitted on {doc['features']}, the code computes "
+                         f"{list(P_ONSET_FIT_FEATURES)}: run python -m features.fit_p_onset")
+    if name not in doc["fits"]:
+        raise ValueError(f"unknown P-onset fit {name!r} (${P_ONSET_FIT_ENV}): choose one of "
+                         f"{', '.join(sorted(doc['fits']))} or none")
+    fit = doc["fits"][name]
+    return POnsetFit(coef=tuple(float(c) for c in fit["coef"]), intercept_ms=float(fit["intercept_ms"]))
 
 LEAD_QRS_STEEP = 0.3        # a lead's terminal QRS deflection: its last slope >= 30% of its own QRS peak slope
 LEAD_QRS_KNEE_REF_MS = 30.0  # ... whose end (trapezium knee) is looked for this far past its steepest point

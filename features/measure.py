@@ -21,7 +21,7 @@ import polars as pl
 from features.delineate import GlobalFiducials, beat_lead_qrs_ends, beat_lead_t_ends, delineate, \
     delineate_with_template, detect_beats, gate_by_template, ms, template_correlation
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
-from features.signal import clean_leads
+from features.signal import CleanLeads, clean_leads
 from pipeline.batch import ErrorRow
 from pipeline.record import LEADS, ECGRecord, RecordError
 
@@ -246,12 +246,22 @@ def _median(values) -> float | None:
     return float(np.median(a)) if a.size else None
 
 
-def measure_record(record: ECGRecord) -> Measurement:
-    """Measure every beat in every lead of ``record``; raise ``RecordError`` only when no beat is found.
+@dataclass
+class Delineation:
+    """What ``delineate_record`` finds in a record (sample indices at ``fs_hz``; see features.delineate)."""
 
-    Gated leads (flat, saturated, non-finite, noise) keep their rows with null measurements and
-    ``lead_quality = 'gated:<reason>'``; each gets a warning row.
-    """
+    clean: CleanLeads
+    gate: list[str | None]   # per lead: None (good) or the reason it is gated
+    good: np.ndarray         # bool per lead
+    r: np.ndarray            # beat anchors
+    fid: GlobalFiducials
+    qrs_corr: np.ndarray     # (n_leads, n_beats) each beat's QRS vs the lead's median QRS
+    fs_hz: float
+
+
+def delineate_record(record: ECGRecord) -> Delineation:
+    """Clean, gate, find the beats once for all leads and delineate them (global fiducials, median beat);
+    raise ``RecordError`` when no lead is usable or no beat is found."""
     fs = float(record.meta.fs_hz)
     rid = record.record_id
     cl = clean_leads(record.signal_mv, fs)
@@ -279,6 +289,18 @@ def measure_record(record: ECGRecord) -> Measurement:
     # QRS shape (-80..+100 ms) for premature / aberrant beats; P and T shapes vary with RR and are no clue
     corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid)
+    return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)
+
+
+def measure_record(record: ECGRecord) -> Measurement:
+    """Measure every beat in every lead of ``record``; raise ``RecordError`` only when no beat is found.
+
+    Gated leads (flat, saturated, non-finite, noise) keep their rows with null measurements and
+    ``lead_quality = 'gated:<reason>'``; each gets a warning row.
+    """
+    d = delineate_record(record)
+    fs, rid = d.fs_hz, record.record_id
+    cl, gate, good, r, fid, corr = d.clean, d.gate, d.good, d.r, d.fid, d.qrs_corr
     if PER_LEAD_T_END:
         fid.beat_lead_t_off_delta = beat_lead_t_ends(cl.clean, good, fid, fs)
     beat_qrs_delta = beat_lead_qrs_ends(cl.clean, good, fid, fs) if PER_LEAD_QRS_END else None

@@ -12,6 +12,7 @@ from features import featuredb_rows, frontal_axis_deg, measure_record, qtc_bazet
 from features.featuredb import FEATUREDB_SCHEMA
 from features.measure import as_record
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
+from pipeline.record import LEADS
 from pipeline.synthetic import SynthParams, generate_record
 
 
@@ -236,3 +237,66 @@ def test_small_p_has_its_own_onset():
     beat = np.vstack([p(100, 50, 0.15), p(110, 40, 0.02), p(100, 50, 0.005)])
     on = lead_p_onsets(beat, np.ones(3, bool), 100, 125, 150, 500.0)
     assert abs(on[0] - 100) <= 2 and abs(on[1] - 110) <= 2 and np.isnan(on[2])
+
+
+def test_lead_p_rise_times_on_a_half_sine_p():
+    from features.delineate import lead_p_rise_ms
+    fs = 500.0
+    beat = np.zeros((3, 300))
+    t_ms = np.arange(100) * 2.0  # a 200 ms half-sine P starting 10 ms (5 samples) after the global onset
+    p = np.sin(np.pi * t_ms / 200.0)
+    beat[0, 105:205] = 0.1 * p
+    beat[1, 105:205] = -0.05 * p  # a negative P rises alike
+    good = np.array([True, True, False])
+    rise = lead_p_rise_ms(beat, good, 100, 220, fs)
+    # sin reaches 1/4 at 16.1 ms and 1/2 at 33.3 ms of a 200 ms half-sine; +10 ms, to the next 2 ms sample
+    for i in (0, 1):
+        assert 26.0 <= rise[i, 0] <= 28.0 and 43.0 <= rise[i, 1] <= 45.0
+    assert np.isnan(rise[2]).all()
+
+
+def test_p_onset_fit_is_chosen_by_name_or_environment(monkeypatch, tmp_path):
+    import json
+
+    from features import delineate as D
+    doc = json.loads(D.P_ONSET_FIT_PATH.read_text())
+    assert D.p_onset_fit("none") is None
+    for name in ("all", "even", "odd"):
+        fit = D.p_onset_fit(name)
+        assert list(fit.coef) == doc["fits"][name]["coef"] and fit.intercept_ms == doc["fits"][name]["intercept_ms"]
+    monkeypatch.setenv(D.P_ONSET_FIT_ENV, "even")
+    assert D.p_onset_fit() == D.p_onset_fit("even")
+    monkeypatch.setenv(D.P_ONSET_FIT_ENV, "twelve")
+    with pytest.raises(ValueError, match="unknown P-onset fit 'twelve'.*ECG_GROUNDING_P_ONSET_FIT"):
+        D.p_onset_fit()
+    # a fit made for other inputs than the code computes is refused, not silently misapplied
+    stale = tmp_path / "fit.json"
+    stale.write_text(json.dumps({**doc, "features": ["rule_ms", "rise50_ms"]}))
+    monkeypatch.setattr(D, "P_ONSET_FIT_PATH", stale)
+    with pytest.raises(ValueError, match="fit_p_onset"):
+        D.p_onset_fit("all")
+    # clipped to +-LEAD_P_ON_FIT_MAX_MS; a gated lead (NaN inputs) stays NaN
+    fit = D.POnsetFit(coef=(1.0, 0.0, 1.0), intercept_ms=0.0)
+    out = fit.onset_ms(np.array([[10.0, 0.0, 50.0], [-5.0, 0.0, 2.0], [np.nan] * 3]))
+    assert out[0] == D.LEAD_P_ON_FIT_MAX_MS and out[1] == -3.0 and np.isnan(out[2])
+
+
+def test_learned_p_onsets_are_what_the_beats_table_carries(noise_free, monkeypatch):
+    # each lead's P onset = global onset + the fit's onset from that lead's median-beat inputs; with the fit
+    # switched off ("none") it is the rule's (aVL: its own knee; II: near the global onset)
+    from features import delineate as D
+    from features.measure import delineate_record
+    synth, m = noise_free
+    rec = as_record(synth.signal_mv, "noise_free")
+    d = delineate_record(rec)
+    k = int(np.flatnonzero(d.fid.p_from_template)[2])
+    to_ms = 1000.0 / d.fs_hz
+    want = d.fid.p_on[k] * to_ms + D.p_onset_fit("all").onset_ms(d.fid.lead_p_on_features)
+    got = m.beats.filter(pl.col("beat") == k)
+    for i, lead in enumerate(LEADS):
+        assert got.filter(pl.col("lead") == lead)["p_on_ms"][0] == pytest.approx(want[i], abs=1e-6)
+    monkeypatch.setenv(D.P_ONSET_FIT_ENV, "none")
+    rule = measure_record(rec).beats.filter(pl.col("beat") == k)
+    rule_ms = d.fid.p_on[k] * to_ms + d.fid.lead_p_on_features[:, 0]
+    for i, lead in enumerate(LEADS):
+        assert rule.filter(pl.col("lead") == lead)["p_on_ms"][0] == pytest.approx(rule_ms[i], abs=1e-6)

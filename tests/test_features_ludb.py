@@ -154,3 +154,23 @@ def test_ludb_beats_after_a_longer_rr_take_the_median_beats_p(ludb):
     m = measure_record(ludb.read("190"))
     pr = m.beats.filter((pl.col("lead") == "II") & pl.col("pr_ms").is_not_null())["pr_ms"]
     assert pr.len() == m.record_row["n_beats"] and pr.max() - pr.min() <= 2.0, pr.to_list()
+
+
+def test_p_onset_fit_is_reproduced_from_ludb(tmp_path):
+    # features/p_onset_fit.json is what `python -m features.fit_p_onset` makes from LUDB with this code: a
+    # change to the delineator that moves the model's inputs shows here until the fit is remade
+    import json
+
+    from features.delineate import P_ONSET_FIT_PATH
+    from features.fit_p_onset import main
+    out = tmp_path / "fit.json"
+    assert main(["--root", str(shared_path("data", "ludb")), "--out", str(out)]) == 0
+    new, shipped = json.loads(out.read_text()), json.loads(P_ONSET_FIT_PATH.read_text())
+    assert new["features"] == shipped["features"] and set(new["fits"]) == {"all", "even", "odd"}
+    for name, fit in shipped["fits"].items():
+        assert new["fits"][name]["records"] == fit["records"]
+        assert np.allclose(new["fits"][name]["coef"], fit["coef"], atol=2e-3)
+        assert abs(new["fits"][name]["intercept_ms"] - fit["intercept_ms"]) <= 0.05
+    # the two folds agree on the direction: a later rule onset and a later half-amplitude rise, a later onset
+    for fit in shipped["fits"].values():
+        assert 0.3 <= fit["coef"][0] <= 1.0 and 0.0 < fit["coef"][2] <= 0.5
