@@ -713,7 +713,8 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         # a lead too small for the rule (NaN) is at the global onset as far as the rule goes
         fid.lead_p_on_features = np.column_stack([np.where(np.isfinite(rule), rule * 1000.0 / fs_hz, 0.0), rise])
         fit = p_onset_fit()
-        fid.lead_p_on_delta = rule if fit is None else fit.onset_ms(fid.lead_p_on_features) * fs_hz / 1000.0
+        # on the sample grid, like every other fiducial (a fraction of a sample is no precision a P onset has)
+        fid.lead_p_on_delta = rule if fit is None else np.round(fit.onset_ms(fid.lead_p_on_features) * fs_hz / 1000.0)
     fid.qrs_from_template = np.zeros(nb, dtype=bool)
     fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
                                            fs_hz) - round(before + d_off)
