@@ -60,6 +60,7 @@ from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
 from features.signal import SPIKE_BLANK_MS
+from pipeline.record import ConfigError
 
 MIN_RR_MS = 250.0  # two complexes closer than this (240 bpm) are one heartbeat
 TEMPLATE_CORR_MIN = 0.5  # a lead whose beats do not resemble their own median beat is noise
@@ -625,7 +626,8 @@ P_LEAD_LOWPASS_HZ = 35.0  # a P wave holds little above this (Hz): the per-lead 
 
 
 def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
-                            fs_hz: float, qrs_corr: np.ndarray, fid: GlobalFiducials | None = None) -> GlobalFiducials:
+                            fs_hz: float, qrs_corr: np.ndarray, fid: GlobalFiducials | None = None,
+                            p_onset_fit_name: str | None = None) -> GlobalFiducials:
     """Per-beat delineation, then QRS and P fiducials of typical beats taken from the median beat.
 
     Like the classic 12-lead programs, on- and offsets are measured on the median (representative) beat,
@@ -636,7 +638,8 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     sinus arrhythmia, the pause after a premature beat); to a beat whose QRS does not match, placed by its
     QRS onset (the same sinus P, at the same PR). A premature beat keeps its own P (atrial ectopic).
     ``qrs_corr``: (n_leads, n_beats) correlation of each beat's QRS with the lead's median QRS;
-    ``fid``: the per-beat delineation of these same beats when already done (it is updated in place).
+    ``fid``: the per-beat delineation of these same beats when already done (it is updated in place);
+    ``p_onset_fit_name``: the per-lead P-onset fit to apply (``p_onset_fit``; None: the environment's / "all").
     """
     if fid is None:
         fid = delineate(clean, spikes, good, r, fs_hz)
@@ -712,7 +715,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         rise = lead_p_rise_ms(ptm, good, int(tf.p_on[0]), int(tf.p_off[0]), fs_hz)
         # a lead too small for the rule (NaN) is at the global onset as far as the rule goes
         fid.lead_p_on_features = np.column_stack([np.where(np.isfinite(rule), rule * 1000.0 / fs_hz, 0.0), rise])
-        fit = p_onset_fit()
+        fit = p_onset_fit(p_onset_fit_name)
         # on the sample grid, like every other fiducial (a fraction of a sample is no precision a P onset has)
         fid.lead_p_on_delta = rule if fit is None else np.round(fit.onset_ms(fid.lead_p_on_features) * fs_hz / 1000.0)
     fid.qrs_from_template = np.zeros(nb, dtype=bool)
@@ -1040,10 +1043,10 @@ def p_onset_fit(name: str | None = None) -> POnsetFit | None:
         return None
     doc = _p_onset_fits(str(P_ONSET_FIT_PATH))
     if tuple(doc["features"]) != P_ONSET_FIT_FEATURES:
-        raise ValueError(f"{P_ONSET_FIT_PATH.name} was fitted on {doc['features']}, the code computes "
+        raise ConfigError(f"{P_ONSET_FIT_PATH.name} was fitted on {doc['features']}, the code computes "
                          f"{list(P_ONSET_FIT_FEATURES)}: run python -m features.fit_p_onset")
     if name not in doc["fits"]:
-        raise ValueError(f"unknown P-onset fit {name!r} (${P_ONSET_FIT_ENV}): choose one of "
+        raise ConfigError(f"unknown P-onset fit {name!r} (${P_ONSET_FIT_ENV}): choose one of "
                          f"{', '.join(sorted(doc['fits']))} or none")
     fit = doc["fits"][name]
     return POnsetFit(coef=tuple(float(c) for c in fit["coef"]), intercept_ms=float(fit["intercept_ms"]))

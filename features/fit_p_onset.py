@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from features.delineate import P_ONSET_FIT_FEATURES, P_ONSET_FIT_PATH, POnsetFit
+from features.measure import delineate_record
+from pipeline.record import LEADS, RecordError
+from pipeline.sources import open_source
 
 MATCH_MS = 60.0     # an expert P and a beat's global P are the same P when their peaks are this close
 MAX_WEIGHT_BEATS = 12
@@ -28,11 +32,6 @@ MAX_WEIGHT_BEATS = 12
 
 def record_lead_targets(source: str, root: Path) -> list[dict]:
     """Per record and good lead with paired expert P onsets: id, lead, inputs (ms), target (ms), n."""
-    from features.delineate import P_ONSET_FIT_ENV
-    from features.measure import delineate_record
-    from pipeline.record import LEADS, RecordError
-    from pipeline.sources import open_source
-
     src = open_source(source, root)
     rows = []
     for rid in src.ids():
@@ -40,18 +39,11 @@ def record_lead_targets(source: str, root: Path) -> list[dict]:
         ref = rec.meta.reference
         if ref is None or not ref.waves:
             continue
-        before = os.environ.get(P_ONSET_FIT_ENV)
-        os.environ[P_ONSET_FIT_ENV] = "none"  # the inputs do not depend on a fit: need none to exist
-        try:
-            d = delineate_record(rec)
+        try:  # the inputs do not depend on a fit: none is applied (none need exist yet)
+            d = delineate_record(rec, p_onset_fit_name="none")
         except RecordError as exc:
             print(f"  {rid}: skipped ({exc})", file=sys.stderr)
             continue
-        finally:
-            if before is None:
-                os.environ.pop(P_ONSET_FIT_ENV)
-            else:
-                os.environ[P_ONSET_FIT_ENV] = before
         fid, to_ms = d.fid, 1000.0 / d.fs_hz
         if fid.lead_p_on_features is None:
             continue  # no median-beat P (AF, flutter, too few beats): nothing the model would change
@@ -89,15 +81,11 @@ def weighted_rms(rows: list[dict], coef: list[float] | None, intercept: float = 
     x = np.array([r["x"] for r in rows])
     y = np.array([r["target_ms"] for r in rows])
     w = np.minimum([r["n"] for r in rows], MAX_WEIGHT_BEATS) ** 0.5
-    from features.delineate import POnsetFit
-
     pred = x[:, 0] if coef is None else POnsetFit(tuple(coef), intercept).onset_ms(x)
     return float(np.sqrt(np.sum(w ** 2 * (y - pred) ** 2) / np.sum(w ** 2)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from features.delineate import P_ONSET_FIT_FEATURES, P_ONSET_FIT_PATH
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", default="ludb")
     ap.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ludb"))

@@ -259,9 +259,10 @@ class Delineation:
     fs_hz: float
 
 
-def delineate_record(record: ECGRecord) -> Delineation:
+def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None) -> Delineation:
     """Clean, gate, find the beats once for all leads and delineate them (global fiducials, median beat);
-    raise ``RecordError`` when no lead is usable or no beat is found."""
+    raise ``RecordError`` when no lead is usable or no beat is found. ``p_onset_fit_name``: which per-lead
+    P-onset fit (``features.delineate.p_onset_fit``; None: $ECG_GROUNDING_P_ONSET_FIT or "all")."""
     fs = float(record.meta.fs_hz)
     rid = record.record_id
     cl = clean_leads(record.signal_mv, fs)
@@ -288,7 +289,7 @@ def delineate_record(record: ECGRecord) -> Delineation:
         fid = None  # delineated again without them (the P / T windows depend on the neighbours)
     # QRS shape (-80..+100 ms) for premature / aberrant beats; P and T shapes vary with RR and are no clue
     corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
-    fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid)
+    fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid, p_onset_fit_name)
     return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)
 
 

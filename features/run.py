@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from features.delineate import p_onset_fit
 from features.measure import measure_record
 from features.schema import BEATS_SCHEMA, ERRORS_SCHEMA, RECORDS_SCHEMA
 from pipeline.batch import chunks, error_row, errors_frame, write_parquet_atomic
@@ -36,7 +37,11 @@ class FeaturesSummary:
 
 
 def measure_chunk(source, ids) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Measure ``ids`` of an open source; a failing record becomes an error row, never an exception."""
+    """Measure ``ids`` of an open source; a failing record becomes an error row, never an exception.
+
+    A bad setting (``ConfigError``: the P-onset fit chosen in the environment) is the run's, not a record's:
+    it raises before any record is measured."""
+    p_onset_fit()
     beats, recs, errs = [], [], []
     for rid in ids:
         try:

@@ -45,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from pipeline.record import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"ecg-grounding {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

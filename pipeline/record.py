@@ -35,6 +35,11 @@ def canonical_lead_name(name: str) -> str | None:
     return None
 
 
+class ConfigError(ValueError):
+    """A bad setting of the whole run (an option, an environment variable), not any record's fault: the
+    command stops before it measures or pays for anything (the CLI exits 2)."""
+
+
 class RecordError(Exception):
     """A record that cannot be turned into a canonical record. ``code`` is a stable reason code."""
 

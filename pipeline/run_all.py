@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.record import ConfigError
 from pipeline.sources import SOURCE_NAMES
 
 
@@ -54,6 +55,7 @@ def _timed(timings: list[StageTiming], stage: str, fn, describe) -> object:
 
 def run_pipeline(cfg: RunConfig) -> dict:
     """Run every stage; return the validation summary plus the paths of every output."""
+    from features.delineate import p_onset_fit
     from features.run import run_features
     from pipeline.generate import run_generate
     from pipeline.ingest import ingest
@@ -61,13 +63,14 @@ def run_pipeline(cfg: RunConfig) -> dict:
     from pipeline.prompts import run_prompts
     from pipeline.render import render
 
+    p_onset_fit()  # a bad measurement setting stops the run before any stage (ConfigError)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: list[StageTiming] = []
     root = cfg.root
     if root is None:
         if cfg.source != "synthetic":
-            raise ValueError(f"--root is required for source {cfg.source!r}")
+            raise ConfigError(f"--root is required for source {cfg.source!r}")
         from pipeline.synthetic import write_synthetic_tree
 
         root = out / "synthetic"

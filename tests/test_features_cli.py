@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,21 @@ def test_cli_on_synthetic_tree_agrees_with_truth(tmp_path):
     assert recs["diff_qt_ms"].abs().median() <= 15
     assert recs["diff_qrs_axis_deg"].abs().median() <= 5
     assert recs["diff_pr_ms"].drop_nulls().abs().median() <= 10
+
+
+def test_a_bad_setting_stops_the_run_before_any_record(tmp_path):
+    # a P-onset fit that does not exist is the run's error (exit 2, one clear line), not 4 record errors
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    write_tree(data)
+    env = {**os.environ, "ECG_GROUNDING_P_ONSET_FIT": "twelve"}
+    for cmd in (["features", "--source", "wfdb", "--root", str(data), "--out", str(out)],
+                ["run", "--source", "wfdb", "--root", str(data), "--out", str(out)]):
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *cmd], capture_output=True, text=True,
+                              cwd=REPO, env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert "unknown P-onset fit 'twelve'" in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--source", "ptbxl", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "--root is required for source 'ptbxl'" in proc.stderr

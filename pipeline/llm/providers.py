@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from pipeline.llm.store import StoredResponse
+from pipeline.record import ConfigError
 
 PROVIDERS = ("rules", "openai", "deepseek", "openai-compatible")
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "deepseek": "https://api.deepseek.com"}
@@ -30,7 +31,7 @@ SDK_KWARGS = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "re
 OLLAMA_DEFAULT_NUM_CTX = 2048  # what Ollama serves when neither the Modelfile nor the request sets num_ctx
 
 
-class LLMConfigError(ValueError):
+class LLMConfigError(ConfigError):
     """A bad ``--llm`` spec, a missing key, an unusable option combination."""
 
 
