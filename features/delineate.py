@@ -934,7 +934,8 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     just before the global onset, as the PR level can differ by the atrial repolarisation), before its
     steepest rise, within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median
     beat (mV); ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller
-    than ``visible_mv`` (mV) or gated get NaN (they keep the global onset).
+    than ``visible_mv`` (mV) or gated get NaN (for the rule, they keep the global onset; ``POnsetFit``
+    then places every good lead's onset, these included).
     ``iso``: per-lead PR level (mV); when given, a -/+ biphasic P (aVL) starts at the trough of its leading
     negative phase, also beyond the +-LEAD_P_ON_SEARCH_MS window, as LUDB's experts mark it
     (``_negative_phase_trough``).
@@ -978,14 +979,13 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     return out
 
 
-
 # The rule above puts a lead's P onset where the lead starts to move; LUDB's experts start a P later in a
-# lead whose P rises late (a small or slowly rising P: V4-V6, aVL, a late-peaking III) and earlier where
-# it rises at once. How much later is learned: a lead's onset is a linear function of the rule's onset and
-# the times its P reaches a quarter and half of its own amplitude, all in ms from the global onset on the
-# (35 Hz smoothed) median beat. features/fit_p_onset.py fits it by least squares on LUDB's expert onsets
-# into p_onset_fit.json: "all" (the 35 records; shipped), "even" / "odd" (trained on those LUDB ids only;
-# benchmarks/ludb.py scores each half with the other half's fit, so its figures are cross-validated).
+# lead whose P rises late (a small or slowly rising P) and earlier where it rises at once. How much is
+# learned: a lead's onset is a linear function of the rule's onset and the times its P reaches a quarter and
+# half of its own amplitude, all in ms from the global onset on the (35 Hz smoothed) median beat.
+# features/fit_p_onset.py fits it by least squares on LUDB's expert onsets into p_onset_fit.json: "all" (all
+# records; shipped), "even" / "odd" (trained on those LUDB ids only; benchmarks/ludb.py scores each half
+# with the other half's fit, so its figures are cross-validated).
 P_ONSET_FIT_FEATURES = ("rule_ms", "rise25_ms", "rise50_ms")
 P_RISE_FRACTIONS = (0.25, 0.5)
 P_RISE_LOOKBACK_MS = 40.0    # a lead's rise is looked for from this far before the global onset
@@ -1000,7 +1000,7 @@ def lead_p_rise_ms(beat: np.ndarray, good: np.ndarray, p_on: int, p_off: int, fs
 
     ``beat``: (n_leads, samples) median beat (mV); level: the mean over the 10 ms before ``p_on``;
     amplitude: the largest |x - level| from ``p_on`` to ``p_off``; searched from P_RISE_LOOKBACK_MS before
-    ``p_on`` (a lead whose P starts early); 0 when the level itself is not steady enough to tell.
+    ``p_on`` (a lead whose P starts early); 0 for a lead without any deflection (amplitude 0).
     """
     n_leads, n = beat.shape
     out = np.full((n_leads, len(P_RISE_FRACTIONS)), np.nan)
@@ -1050,6 +1050,7 @@ def p_onset_fit(name: str | None = None) -> POnsetFit | None:
                          f"{', '.join(sorted(doc['fits']))} or none")
     fit = doc["fits"][name]
     return POnsetFit(coef=tuple(float(c) for c in fit["coef"]), intercept_ms=float(fit["intercept_ms"]))
+
 
 LEAD_QRS_STEEP = 0.3        # a lead's terminal QRS deflection: its last slope >= 30% of its own QRS peak slope
 LEAD_QRS_KNEE_REF_MS = 30.0  # ... whose end (trapezium knee) is looked for this far past its steepest point
