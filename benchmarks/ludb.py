@@ -8,9 +8,10 @@ per 12-lead record (POLARS_MAX_THREADS=1, OMP/BLAS threads 1).
     .venv/bin/python benchmarks/ludb.py [--ludb ../shared/data/ludb] [--skip-neurokit] [--keep DIR]
 
 LUDB's 35 records here are also the data the per-lead P-onset model (features/p_onset_fit.json) was
-fitted on, so our figures are 2-fold cross-validated: the CLI runs once with the fit from the even LUDB ids
-and once with the fit from the odd ones, and each record is scored from the run whose fit did not see it.
-The shipped fit (all 35) is scored too, marked in-sample. Nothing else in features/ was fitted on LUDB.
+fitted on, so our figures are 5-fold cross-validated: the CLI runs once per fold with the fit made without
+that fold's records (features.fit_p_onset.cv_folds), and each record is scored from the run whose fit did
+not see it. The shipped fit (all records) is scored too, marked in-sample. Nothing else in features/ was
+fitted on LUDB.
 """
 from __future__ import annotations
 
@@ -77,20 +78,20 @@ def run_cli(ludb: Path, out: Path, p_onset_fit: str = "all") -> tuple[Path, floa
     return out / "beats", wall
 
 
-def record_number(record_id: pl.Expr) -> pl.Expr:
-    return record_id.cast(pl.Utf8).str.extract(r"(\d+)$").cast(pl.Int64)
-
-
 def run_cross_validated(ludb: Path, work: Path) -> Path:
-    """Each LUDB record measured with the P-onset fit from the other half of the ids: merged beats dir."""
-    even, _ = run_cli(ludb, work / "fit_even", "even")
-    odd, _ = run_cli(ludb, work / "fit_odd", "odd")
-    num = record_number(pl.col("record_id"))
-    merged = pl.concat([pl.read_parquet(sorted(even.glob("*.parquet"))).filter(num % 2 == 1),
-                        pl.read_parquet(sorted(odd.glob("*.parquet"))).filter(num % 2 == 0)])
+    """Each LUDB record measured with the P-onset fit made without its fold: the merged beats dir."""
+    from features.fit_p_onset import CV_FOLDS, cv_folds
+    from pipeline.sources import open_source
+
+    fold = cv_folds(list(open_source("ludb", ludb).ids()))
+    parts = []
+    for k in range(CV_FOLDS):
+        beats, _ = run_cli(ludb, work / f"fit_fold{k}", f"fold{k}")
+        mine = [rid for rid, f in fold.items() if f == k]
+        parts.append(pl.read_parquet(sorted(beats.glob("*.parquet"))).filter(pl.col("record_id").is_in(mine)))
     out = work / "ours_cv" / "beats"
     out.mkdir(parents=True, exist_ok=True)
-    merged.write_parquet(out / "beats.parquet")
+    pl.concat(parts).write_parquet(out / "beats.parquet")
     return out
 
 
@@ -184,8 +185,8 @@ def main() -> int:
     beats, wall, ms_rec = run_ours(ludb, work / "ours")
     print(f"ours: CLI wall {wall:.1f} s for the whole run; measure_record {ms_rec:.1f} ms/record (1 core)")
     cv_beats = run_cross_validated(ludb, work)
-    results.append(("ecg-grounding features (2-fold CV)", score(cv_beats, ludb, "ecg-grounding features, "
-                    "P-onset fit from the other half of LUDB (2-fold cross-validated)"), ms_rec))
+    results.append(("ecg-grounding features (5-fold CV)", score(cv_beats, ludb, "ecg-grounding features, "
+                    "P-onset fit made without the record's fold (5-fold cross-validated)"), ms_rec))
     results.append(("ecg-grounding features (shipped fit, in-sample)",
                     score(beats, ludb, "ecg-grounding features, shipped P-onset fit (in-sample)", quiet=True), ms_rec))
     if not args.skip_neurokit:
@@ -197,12 +198,11 @@ def main() -> int:
     for name, ev, ms_r in results:
         print(summary_row(name, ev, ms_r))
     # the delineator's rules were developed while looking at these records (only the P-onset model was
-    # fitted on them, and the halves are scored with the other half's fit): if a rule only suited some
-    # records, the two halves would disagree
+    # fitted on them, and it is cross-validated): if a rule only suited some records, the halves would disagree
     from pipeline.sources import open_source
 
     ids = sorted(int(i) for i in open_source("ludb", ludb).ids())
-    print("\n## ecg-grounding features (2-fold CV) on the two halves of LUDB (a rule that suits only some records "
+    print("\n## ecg-grounding features (5-fold CV) on the two halves of LUDB (a rule that suits only some records "
           "shows here)\n")
     print(SUMMARY_HEADER.format(first="records"))
     for name, part in (("even ids", [i for i in ids if i % 2 == 0]), ("odd ids", [i for i in ids if i % 2 == 1])):

@@ -984,14 +984,14 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
 # learned: a lead's onset is a linear function of the rule's onset and the times its P reaches a quarter and
 # half of its own amplitude, all in ms from the global onset on the (35 Hz smoothed) median beat.
 # features/fit_p_onset.py fits it by least squares on LUDB's expert onsets into p_onset_fit.json: "all" (all
-# records; shipped), "even" / "odd" (trained on those LUDB ids only; benchmarks/ludb.py scores each half
-# with the other half's fit, so its figures are cross-validated).
+# records; shipped) and "fold0" ... "fold4" (each without one fifth of the records; benchmarks/ludb.py
+# measures every record with the fit that did not see it, so its figures are 5-fold cross-validated).
 P_ONSET_FIT_FEATURES = ("rule_ms", "rise25_ms", "rise50_ms")
 P_RISE_FRACTIONS = (0.25, 0.5)
 P_RISE_LOOKBACK_MS = 40.0    # a lead's rise is looked for from this far before the global onset
 LEAD_P_ON_FIT_MAX_MS = 40.0  # the learned onset stays within +-this of the global one
 P_ONSET_FIT_PATH = Path(__file__).with_name("p_onset_fit.json")
-P_ONSET_FIT_ENV = "ECG_GROUNDING_P_ONSET_FIT"  # which fit: all (default), even, odd, or none (the rule alone)
+P_ONSET_FIT_ENV = "ECG_GROUNDING_P_ONSET_FIT"  # which fit: all (default), fold0-fold4, or none (the rule alone)
 
 
 def lead_p_rise_ms(beat: np.ndarray, good: np.ndarray, p_on: int, p_off: int, fs_hz: float) -> np.ndarray:

@@ -261,11 +261,11 @@ def test_p_onset_fit_is_chosen_by_name_or_environment(monkeypatch, tmp_path):
     from features import delineate as D
     doc = json.loads(D.P_ONSET_FIT_PATH.read_text())
     assert D.p_onset_fit("none") is None
-    for name in ("all", "even", "odd"):
+    for name in ("all", "fold0", "fold4"):
         fit = D.p_onset_fit(name)
         assert list(fit.coef) == doc["fits"][name]["coef"] and fit.intercept_ms == doc["fits"][name]["intercept_ms"]
-    monkeypatch.setenv(D.P_ONSET_FIT_ENV, "even")
-    assert D.p_onset_fit() == D.p_onset_fit("even")
+    monkeypatch.setenv(D.P_ONSET_FIT_ENV, "fold2")
+    assert D.p_onset_fit() == D.p_onset_fit("fold2") != D.p_onset_fit("all")
     monkeypatch.setenv(D.P_ONSET_FIT_ENV, "twelve")
     with pytest.raises(ValueError, match="unknown P-onset fit 'twelve'.*ECG_GROUNDING_P_ONSET_FIT"):
         D.p_onset_fit()

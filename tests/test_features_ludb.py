@@ -166,11 +166,17 @@ def test_p_onset_fit_is_reproduced_from_ludb(tmp_path):
     out = tmp_path / "fit.json"
     assert main(["--root", str(shared_path("data", "ludb")), "--out", str(out)]) == 0
     new, shipped = json.loads(out.read_text()), json.loads(P_ONSET_FIT_PATH.read_text())
-    assert new["features"] == shipped["features"] and set(new["fits"]) == {"all", "even", "odd"}
+    assert new["features"] == shipped["features"] and set(new["fits"]) == {"all"} | {f"fold{k}" for k in range(5)}
     for name, fit in shipped["fits"].items():
         assert new["fits"][name]["records"] == fit["records"]
         assert np.allclose(new["fits"][name]["coef"], fit["coef"], atol=2e-3)
         assert abs(new["fits"][name]["intercept_ms"] - fit["intercept_ms"]) <= 0.05
-    # the two folds agree on the direction: a later rule onset and a later half-amplitude rise, a later onset
+    # every fold's fit agrees on the direction: a later rule onset and a later half-amplitude rise, a later
+    # onset; each leaves its own fold out, and together they leave every record out once
+    held_out = []
+    for name, fit in shipped["fits"].items():
+        if name != "all":
+            held_out += sorted(set(shipped["fits"]["all"]["records"]) - set(fit["records"]))
+    assert sorted(held_out) == sorted(shipped["fits"]["all"]["records"])
     for fit in shipped["fits"].values():
         assert 0.3 <= fit["coef"][0] <= 1.0 and 0.0 < fit["coef"][2] <= 0.5
