@@ -78,12 +78,12 @@ def run_cli(ludb: Path, out: Path, p_onset_fit: str = "all") -> tuple[Path, floa
     return out / "beats", wall
 
 
-def run_cross_validated(ludb: Path, work: Path) -> Path:
-    """Each LUDB record measured with the P-onset fit made without its fold: the merged beats dir."""
+def run_cross_validated(ludb: Path, ids: list[str], work: Path) -> Path:
+    """Each LUDB record (``ids``: the source's, in its order) measured with the P-onset fit made without its
+    fold: the merged beats dir."""
     from features.fit_p_onset import CV_FOLDS, cv_folds
-    from pipeline.sources import open_source
 
-    fold = cv_folds(list(open_source("ludb", ludb).ids()))
+    fold = cv_folds(ids)
     parts = []
     for k in range(CV_FOLDS):
         beats, _ = run_cli(ludb, work / f"fit_fold{k}", f"fold{k}")
@@ -184,7 +184,10 @@ def main() -> int:
     results = []
     beats, wall, ms_rec = run_ours(ludb, work / "ours")
     print(f"ours: CLI wall {wall:.1f} s for the whole run; measure_record {ms_rec:.1f} ms/record (1 core)")
-    cv_beats = run_cross_validated(ludb, work)
+    from pipeline.sources import open_source
+
+    ids = list(open_source("ludb", ludb).ids())
+    cv_beats = run_cross_validated(ludb, ids, work)
     results.append(("ecg-grounding features (5-fold CV)", score(cv_beats, ludb, "ecg-grounding features, "
                     "P-onset fit made without the record's fold (5-fold cross-validated)"), ms_rec))
     results.append(("ecg-grounding features (shipped fit, in-sample)",
@@ -199,13 +202,12 @@ def main() -> int:
         print(summary_row(name, ev, ms_r))
     # the delineator's rules were developed while looking at these records (only the P-onset model was
     # fitted on them, and it is cross-validated): if a rule only suited some records, the halves would disagree
-    from pipeline.sources import open_source
-
-    ids = sorted(int(i) for i in open_source("ludb", ludb).ids())
+    numbers = sorted(int(i) for i in ids)
     print("\n## ecg-grounding features (5-fold CV) on the two halves of LUDB (a rule that suits only some records "
           "shows here)\n")
     print(SUMMARY_HEADER.format(first="records"))
-    for name, part in (("even ids", [i for i in ids if i % 2 == 0]), ("odd ids", [i for i in ids if i % 2 == 1])):
+    halves = (("even ids", [i for i in numbers if i % 2 == 0]), ("odd ids", [i for i in numbers if i % 2 == 1]))
+    for name, part in halves:
         if part:
             print(summary_row(f"{name} ({len(part)})", score(cv_beats, ludb, name, part, quiet=True), ms_rec))
     qt_dispersion_report(ludb, work / "ours" / "records")

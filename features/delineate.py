@@ -681,7 +681,8 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
                 rel.append(s_on - float(c))
         if len(rel) >= max(2, 0.5 * int(use.sum())):
             # past the typical stimulus's filtered artefact on the median beat (as ``delineate`` per beat)
-            d_on = max(d_on, _after_artefact(spatial_slope(tmpl[good], fs_hz), before + float(np.median(rel)), before, fs_hz) - before)
+            v_tmpl = spatial_slope(tmpl[good], fs_hz)
+            d_on = max(d_on, _after_artefact(v_tmpl, before + float(np.median(rel)), before, fs_hz) - before)
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
@@ -833,6 +834,14 @@ LEAD_P_VISIBLE_MV = 0.01
 # negative phase, as long as it is no deeper than this many times the positive phase's height (a deeper
 # negative phase is the P itself: a negative P with a small positive notch, marked over its whole extent)
 P_NEG_PHASE_MAX_RATIO = 2.0
+LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
+
+
+def _pre_p_levels(beat: np.ndarray, p_on: int, fs_hz: float) -> np.ndarray | None:
+    """Each lead's level just before the global P onset (mV; the PR level can differ from it by the atrial
+    repolarisation): the mean over LEAD_P_ON_BASE_MS up to ``p_on``; None when ``beat`` starts later."""
+    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
+    return beat[:, b0:p_on + 1].mean(axis=1) if b0 >= 0 else None
 
 
 def _negative_phase_trough(seg: np.ndarray, pre: float, iso: float, first: bool,
@@ -887,7 +896,7 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
     if not (0 <= p_on < p_off < n) or hi - lo < 4:
         return out
     m = p_off - p_on
-    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
+    pre = _pre_p_levels(beat, p_on, fs_hz)
     for i in np.flatnonzero(good):
         if not np.isfinite(iso[i]):
             continue
@@ -902,9 +911,8 @@ def lead_p_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, p_on: int, 
         end = p_on + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
         # a +/- biphasic P (V1) ends at the trough of its terminal negative phase, wherever that lies
-        if b0 >= 0:
-            t = _negative_phase_trough(beat[i, p_on:p_off + 1], float(beat[i, b0:p_on + 1].mean()),
-                                       float(iso[i]), first=False)
+        if pre is not None:
+            t = _negative_phase_trough(beat[i, p_on:p_off + 1], float(pre[i]), float(iso[i]), first=False)
             if t is not None:
                 out[i] = float(min(out[i], p_on + t))
     return out
@@ -914,7 +922,6 @@ LEAD_P_ON_SEARCH_MS = 20.0  # a lead's own P onset is looked for within +-this o
 # the lead's knee looks this far back from its steepest rise: a lead's P often starts with a slow initial
 # slope that a 40 ms reference (P_KNEE_REF_MS, tuned for the sharper spatial magnitude) cuts into
 LEAD_P_ON_KNEE_REF_MS = 60.0
-LEAD_P_ON_BASE_MS = 10.0    # the lead's level before its P: the mean of this stretch before the global onset
 # a lead's initial P deflection is its first phase reaching this fraction of the lead's P amplitude (at most
 # flat_mv): a small P (< 0.03 mV, V1-V2, aVL, III) still has an onset of its own (LUDB's experts mark it up to
 # ~40 ms away from the multi-lead one), and ripples well below its size before it are not taken for it
@@ -944,12 +951,12 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     out = np.full(n_leads, np.nan)
     w = ms(fs_hz, LEAD_P_ON_SEARCH_MS)
     lo, hi = max(0, p_on - w), min(p_off, p_on + w)
-    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
+    pre = _pre_p_levels(beat, p_on, fs_hz)
     r0 = max(0, p_on - w - ms(fs_hz, LEAD_P_ON_KNEE_REF_MS))
-    if not (0 <= b0 and p_on < p_peak < p_off < n) or hi - lo < 4:
+    if pre is None or not (p_on < p_peak < p_off < n) or hi - lo < 4:
         return out
     for i in np.flatnonzero(good):
-        y = beat[i, r0:p_off + 1] - float(beat[i, b0:p_on + 1].mean())
+        y = beat[i, r0:p_off + 1] - float(pre[i])
         o = p_on - r0
         amp = float(np.abs(y[o:]).max())
         if amp < visible_mv:
@@ -972,8 +979,7 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
         if not np.isfinite(iso[i]):
             continue
         o = int(out[i]) if np.isfinite(out[i]) else p_on
-        t = _negative_phase_trough(beat[i, o:p_off + 1], float(beat[i, b0:p_on + 1].mean()), float(iso[i]),
-                                   first=True)
+        t = _negative_phase_trough(beat[i, o:p_off + 1], float(pre[i]), float(iso[i]), first=True)
         if t is not None:
             out[i] = float(o + t)
     return out
@@ -998,18 +1004,18 @@ def lead_p_rise_ms(beat: np.ndarray, good: np.ndarray, p_on: int, p_off: int, fs
     """(n_leads, len(P_RISE_FRACTIONS)): ms from the global P onset ``p_on`` to where each lead's P first
     reaches each fraction of its own amplitude; NaN rows for leads not ``good``.
 
-    ``beat``: (n_leads, samples) median beat (mV); level: the mean over the 10 ms before ``p_on``;
+    ``beat``: (n_leads, samples) median beat (mV); level: the lead's just before ``p_on`` (``_pre_p_levels``);
     amplitude: the largest |x - level| from ``p_on`` to ``p_off``; searched from P_RISE_LOOKBACK_MS before
     ``p_on`` (a lead whose P starts early); 0 for a lead without any deflection (amplitude 0).
     """
     n_leads, n = beat.shape
     out = np.full((n_leads, len(P_RISE_FRACTIONS)), np.nan)
     lo = p_on - ms(fs_hz, P_RISE_LOOKBACK_MS)
-    b0 = p_on - ms(fs_hz, LEAD_P_ON_BASE_MS)
-    if lo < 0 or not (p_on < p_off < n):
+    pre = _pre_p_levels(beat, p_on, fs_hz)
+    if lo < 0 or pre is None or not (p_on < p_off < n):
         return out
     for i in np.flatnonzero(good):
-        y = np.abs(beat[i, lo:p_off + 1] - float(beat[i, b0:p_on + 1].mean()))
+        y = np.abs(beat[i, lo:p_off + 1] - float(pre[i]))
         amp = float(y[p_on - lo:].max())
         for j, f in enumerate(P_RISE_FRACTIONS):
             idx = np.flatnonzero(y >= f * amp) if amp > 0 else np.empty(0, dtype=np.int64)

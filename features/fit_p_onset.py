@@ -75,11 +75,16 @@ def record_lead_targets(source: str, root: Path) -> tuple[list[dict], list[str]]
     return rows, ids
 
 
-def fit(rows: list[dict]) -> tuple[list[float], float]:
-    """Weighted least squares: (coefficients, intercept_ms)."""
+def _arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs (ms), targets (ms) and weights (sqrt(min(n, MAX_WEIGHT_BEATS))) of ``rows``."""
     x = np.array([r["x"] for r in rows])
     y = np.array([r["target_ms"] for r in rows])
-    w = np.sqrt(np.minimum([r["n"] for r in rows], MAX_WEIGHT_BEATS))
+    return x, y, np.sqrt(np.minimum([r["n"] for r in rows], MAX_WEIGHT_BEATS))
+
+
+def fit(rows: list[dict]) -> tuple[list[float], float]:
+    """Weighted least squares: (coefficients, intercept_ms)."""
+    x, y, w = _arrays(rows)
     a = np.column_stack([x, np.ones(len(rows))]) * w[:, None]
     beta = np.linalg.lstsq(a, y * w, rcond=None)[0]
     return [round(float(b), 4) for b in beta[:-1]], round(float(beta[-1]), 3)
@@ -87,9 +92,7 @@ def fit(rows: list[dict]) -> tuple[list[float], float]:
 
 def weighted_rms(rows: list[dict], coef: list[float] | None, intercept: float = 0.0) -> float:
     """RMS (ms, same weights as the fit) of target - prediction; ``coef`` None: the rule's onset alone."""
-    x = np.array([r["x"] for r in rows])
-    y = np.array([r["target_ms"] for r in rows])
-    w = np.minimum([r["n"] for r in rows], MAX_WEIGHT_BEATS) ** 0.5
+    x, y, w = _arrays(rows)
     pred = x[:, 0] if coef is None else POnsetFit(tuple(coef), intercept).onset_ms(x)
     return float(np.sqrt(np.sum(w ** 2 * (y - pred) ** 2) / np.sum(w ** 2)))
 
@@ -104,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         raise SystemExit(f"no record with expert P onsets under {args.root}")
     fold = cv_folds(ids)
-    held = {"all": [], **{f"fold{k}": [r for r in rows if fold[r["record"]] == k] for k in range(CV_FOLDS)}}
     fits = {}
-    for name, held_out in held.items():
-        part = [r for r in rows if fold[r["record"]] != int(name[4:])] if held_out else rows
+    for name, k in {"all": None, **{f"fold{k}": k for k in range(CV_FOLDS)}}.items():
+        part = [r for r in rows if fold[r["record"]] != k]  # "all": every row (no record is in fold None)
+        held_out = [r for r in rows if fold[r["record"]] == k]
         coef, b = fit(part)
         fits[name] = {"coef": coef, "intercept_ms": b, "records": sorted({r["record"] for r in part}, key=ids.index),
                       "record_leads": len(part)}
