@@ -9,6 +9,18 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+# Values that depend on the record's amplitudes (absolute, or relative between leads): millivolts, voltage
+# criteria and flags, and the frontal axes (computed from the net QRS / P / T areas of the limb leads).
+# Polarity words (t_form, p_form) and QRS patterns (rS, qR) survive a positive per-lead gain and stay citable.
+AMPLITUDE_DERIVED_COLUMNS: frozenset[str] = frozenset({
+    "p_axis_deg", "qrs_axis_deg", "t_axis_deg", "low_voltage_limb", "low_voltage_precordial",
+})
+
+
+def amplitude_derived(column: str) -> bool:
+    """Whether ``column``'s value depends on the record's amplitude calibration."""
+    return column.endswith("_mv") or column in AMPLITUDE_DERIVED_COLUMNS
+
 
 @dataclass
 class GroundingContext:
@@ -23,12 +35,36 @@ class GroundingContext:
     image_path: str | None = None      # relative PNG path, when rendered
     machine_measurements: dict | None = None  # MIMIC-style machine measurements when the source has them
     extra: dict = field(default_factory=dict)
+    amplitudes_calibrated: bool = True       # RecordMeta.calibration: False -> no amplitude value is citable
+    calibration_flags: list[str] = field(default_factory=list)
+
+    def citable(self, column: str, lead: str | None = None) -> bool:
+        """Whether the value of ``column`` (record-level when ``lead`` is None, else that lead's) may be stated
+        by a writer or an answer. The one place every consumer (prompts, writer, validator) asks.
+
+        Not citable: amplitude-derived values (``amplitude_derived``) of a record whose amplitudes are not
+        calibrated (LUDB's per-lead normalisation, a bad gain, limb leads that break Einthoven), and values of a
+        gated lead."""
+        return self.uncitable_reason(column, lead) is None
+
+    def uncitable_reason(self, column: str, lead: str | None = None) -> str | None:
+        """Why ``column`` (in ``lead``) is not citable, as a reason code; None when it is citable."""
+        if lead is not None and lead in self.gated_leads:
+            return "gated_lead"
+        if not self.amplitudes_calibrated and amplitude_derived(column):
+            return self.calibration_flags[0] if self.calibration_flags else "amplitude_uncalibrated"
+        return None
 
     @property
     def gated_leads(self) -> set[str]:
-        """Leads the quality gate rejected: nothing may be cited from them."""
-        q = self.beats.select("lead", "lead_quality").unique()
-        return {r["lead"] for r in q.iter_rows(named=True) if (r["lead_quality"] or "").startswith("gated")}
+        """Leads the quality gate rejected: nothing may be cited from them (computed once per beats frame)."""
+        cache = self.__dict__.get("_gated_cache")
+        if cache is None or cache[0] is not self.beats:
+            q = self.beats.select("lead", "lead_quality").unique()
+            gated = {r["lead"] for r in q.iter_rows(named=True) if (r["lead_quality"] or "").startswith("gated")}
+            cache = (self.beats, frozenset(gated))
+            self.__dict__["_gated_cache"] = cache
+        return set(cache[1])
 
     @property
     def measured_leads(self) -> list[str]:
@@ -171,6 +207,8 @@ def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_pa
         machine_measurements=machine_measurements,
         extra={"duration_ms": 1000.0 * meta.n_samples / meta.fs_hz, "report_dropped": list(norm.dropped),
                "age_years": meta.demographics.age_years, "sex": meta.demographics.sex},
+        amplitudes_calibrated=meta.calibration.amplitudes_calibrated,
+        calibration_flags=list(meta.calibration.flags),
     )
 
 

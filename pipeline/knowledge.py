@@ -536,6 +536,8 @@ def _load(folder: str) -> KnowledgeBase:
         if "references" in data:
             references.update(ReferencesFile.model_validate(data).references)
             continue
+        if "cutoffs" in data:  # the cut-off table (pipeline.cutoffs), not entries
+            continue
         for e in KnowledgeFile.model_validate(data).entries:
             if e.id in entries:
                 raise ValueError(f"{f.name}: duplicate knowledge id {e.id!r}")

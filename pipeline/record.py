@@ -76,6 +76,12 @@ REASON_CODES: dict[str, str] = {
     "render_failed": "the image could not be drawn",
     "prompt_failed": "the prompt could not be assembled within budget",
     "internal_error": "an unexpected error (a bug): the message holds the exception",
+    # calibration warnings (the record is kept; its amplitude-derived values are not citable)
+    "amplitude_normalised": "every lead was scaled to the same peak-to-peak: millivolts carry no meaning",
+    "limb_leads_inconsistent": "the limb leads break Einthoven's / Goldberger's laws beyond noise",
+    "limb_lead_reversal": "the limb leads look reversed (negative P and QRS in I with a positive aVR)",
+    "bad_gain": "a channel's gain is zero, negative or missing in the header",
+    "bad_sampling_rate": "the header's sampling rate is missing, zero, negative or unparsable",
 }
 
 
@@ -176,6 +182,16 @@ class Provenance(BaseModel):
     warnings: list[str] = Field(default_factory=list)  # reason codes of non-fatal problems
 
 
+class Calibration(BaseModel):
+    """Whether this record's amplitudes mean millivolts. ``flags`` are ``REASON_CODES`` keys (calibration
+    warnings); when ``amplitudes_calibrated`` is False every amplitude-derived value (mV, voltage criteria,
+    axes) is kept in the tables but is not citable (``GroundingContext.citable``)."""
+
+    amplitudes_calibrated: bool = True
+    flags: list[str] = Field(default_factory=list)
+    details: list[str] = Field(default_factory=list)  # one human-readable line per flag
+
+
 class RecordMeta(BaseModel):
     """Everything about a record except its samples: one row of the ingestion manifest."""
 
@@ -192,6 +208,7 @@ class RecordMeta(BaseModel):
     reference: ReferenceMeasurements | None = None
     provenance: Provenance
     recorded_at: str | None = None  # ISO time when the source knows it
+    calibration: Calibration = Field(default_factory=Calibration)
 
     @field_validator("record_id")
     @classmethod

@@ -13,7 +13,8 @@ import numpy as np
 import polars as pl
 
 from pipeline.record import (
-    LEADS, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave, Statement,
+    LEADS, Calibration, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave,
+    Statement,
     check_record_id, resolve_under,
 )
 from pipeline.sources.wfdb_common import parse_header_demographics, read_wfdb_window
@@ -249,6 +250,10 @@ class LudbSource:
             statements=statements,
             reference=reference,
             provenance=win.provenance,
+            # LUDB's per-channel gains scale every lead to the same peak-to-peak (1 mV): its timing is expert
+            # annotated, its millivolts (and so voltage criteria and axes) mean nothing
+            calibration=Calibration(amplitudes_calibrated=False, flags=["amplitude_normalised"],
+                                    details=["LUDB scales every lead to the same peak-to-peak amplitude"]),
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)
 
