@@ -1,33 +1,72 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when it is absent and
-# re-install only when pyproject.toml changed since the last install.
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when it is absent and install
+# exact versions from the lock files in requirements/ (re-installing only when a lock or pyproject.toml changed).
+#   make demo   core dependencies only (requirements/core.lock): what the pipeline imports
+#   make test   core + the test tools (requirements/test.lock) + headless Chromium for the card test
+#   make bench  core + the benchmarks' comparators (requirements/bench.lock: neurokit2, ecg-plot, cairosvg)
+#   make lock   re-resolve every lock file from pyproject.toml (after changing a dependency or a pin)
+# Python 3.11-3.13: `make test PY=python3.12` (a fresh .venv: `make clean` first when switching).
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
 OUT     ?= outputs/demo
 N       ?= 50
+LOCKS   := requirements
+UV_VERSION := 0.13.9
+# pip's own resolver never runs: every package and version comes from the lock (--no-deps), and `pip check`
+# proves the lock complete, so an upstream release (openai 3.x, polars 2.x) cannot drift into a run.
+PIP_LOCKED := $(BIN)/pip install -q --no-deps
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install lock chromium clean
 
 $(BIN)/python:
-	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11 ($(PY)) on PATH"; exit 1; }
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11-3.13 ($(PY)) on PATH"; exit 1; }
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip setuptools wheel
+	$(BIN)/pip install -q -U pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
-	@touch $(STAMP)
+$(VENV)/.core: $(LOCKS)/core.lock pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r $(LOCKS)/core.lock
+	$(PIP_LOCKED) -e .
+	$(BIN)/pip check
+	@touch $@
 
-install: $(STAMP)
+$(VENV)/.test: $(LOCKS)/test.lock $(VENV)/.core
+	$(PIP_LOCKED) -r $(LOCKS)/test.lock
+	$(BIN)/pip check
+	@touch $@
 
-demo: $(STAMP)
+$(VENV)/.bench: $(LOCKS)/bench.lock $(VENV)/.core
+	$(PIP_LOCKED) -r $(LOCKS)/bench.lock
+	$(BIN)/pip check
+	@touch $@
+
+install: $(VENV)/.test
+
+# The dataset card's test renders card.html in Debian's headless Chromium.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing Debian's chromium (the card test renders card.html headless)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(VENV)/.core
 	$(BIN)/ecg-grounding run --source synthetic --n $(N) --out $(OUT)
 
-test: $(STAMP)
+test: $(VENV)/.test chromium
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(VENV)/.bench
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Regenerate the locks: core first, then test constrained to core's versions (the suite tests what demo runs);
+# bench alone, since neurokit2 0.2.13 needs pandas<3 (it downgrades pandas in a bench venv; wfdb runs on both).
+# uv resolves for every Python 3.11-3.13 and platform at once (--universal); it lives in its own venv.
+lock:
+	@test -x .venv-lock/bin/uv || { $(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q uv==$(UV_VERSION); }
+	.venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 \
+	  --custom-compile-command "make lock" -o $(LOCKS)/core.lock
+	.venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 --extra test \
+	  -c $(LOCKS)/core.lock --custom-compile-command "make lock" -o $(LOCKS)/test.lock
+	.venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 --extra bench \
+	  --custom-compile-command "make lock" -o $(LOCKS)/bench.lock
 
 clean:
 	rm -rf $(VENV) outputs/demo
