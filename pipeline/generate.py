@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline import progress
 from pipeline.llm.batch_api import BatchRequest, run_batches
 from pipeline.llm.client import RetryPolicy, complete
 from pipeline.llm.hashing import canonical_messages, request_key
@@ -276,6 +277,7 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
             plans.append((i, key, messages, params, (est, mt)))
 
         results: dict[int, tuple[str, StoredResponse | None, bool, str | None]] = {}
+        progress.add_total(len(plans))
         if batch:
             reqs: list[BatchRequest] = []
             reserved: dict[int, float | None] = {}
@@ -308,6 +310,7 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                     usage = usage_from_body(got.json())
                     budget.settle(reserved[i], prices.cost_usd(provider, model, usage, True), est, usage.prompt_tokens)
                 results[i] = (key, got, key not in sent_keys, None)
+            progress.tick(len(plans))
         else:
             inflight: dict[str, asyncio.Future] = {}
 
@@ -316,12 +319,14 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                     stored = await inflight[key]
                     results[i] = (key, stored, True, None) if stored is not None else \
                         (key, None, False, "worst case would exceed --max-cost")
+                    progress.tick()
                     return
                 fut = inflight[key] = asyncio.get_running_loop().create_future()
                 try:
                     await _one(i, key, messages, params, sizes)
                 finally:
                     fut.set_result(results.get(i, (None, None))[1])
+                    progress.tick()
 
             async def _one(i: int, key: str, messages: list[dict], params: dict, sizes: tuple[int, int]):
                 async with sem:
@@ -424,8 +429,9 @@ def generate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseSto
     """
     async def run() -> GenerateSummary:
         try:
-            return await agenerate_answers(prompts, backend, store, out_dir, concurrency, max_attempts, validator,
-                                           contexts, max_cost, batch, **options)
+            with progress.track("generate", 0, unit="requests"):  # each attempt round adds its requests
+                return await agenerate_answers(prompts, backend, store, out_dir, concurrency, max_attempts,
+                                               validator, contexts, max_cost, batch, **options)
         finally:
             await backend.aclose()
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from features.schema import ERRORS_SCHEMA
+from pipeline import progress
 from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.record import REASON_CODES, ECGRecord, RecordError
 from pipeline.sources import SOURCE_NAMES, Source, open_source
@@ -161,6 +162,8 @@ def ingest_records(source: Source, ids: Sequence[str]) -> tuple[list[dict], list
         except Exception as exc:  # one record's failure must never stop the batch
             errors.append(error_row(rid, STAGE, exc))
             continue
+        finally:
+            progress.tick()
         rows.append(row)
         errors += warning_rows(record)
     return rows, errors
@@ -196,6 +199,7 @@ def ingest_shard(
     if man_path.is_file() and err_path.is_file():
         man = pq.read_metadata(man_path).num_rows
         errs = pl.read_parquet(err_path, columns=["severity"])
+        progress.tick(len(ids))
         return ShardResult(index=index, manifest_path=str(man_path), errors_path=str(err_path), n_ok=man,
                            n_failed=int((errs["severity"] == "error").sum()), reused=True)
     src = source or _open_cached(source_name, str(root), json.dumps(options or {}, sort_keys=True), cache_token)
@@ -260,8 +264,9 @@ def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: 
     started = time.perf_counter()
     source = open_source(source_name, root, **options)
     ids = list(source.ids())
-    shards = [ingest_shard(source_name, root, chunk, out_dir, i, options, source=source)
-              for i, chunk in enumerate(chunks(ids, chunk_size))]
+    with progress.track(STAGE, len(ids)):
+        shards = [ingest_shard(source_name, root, chunk, out_dir, i, options, source=source)
+                  for i, chunk in enumerate(chunks(ids, chunk_size))]
     return merge_shards(source_name, root, out_dir, shards, len(ids), started)
 
 

@@ -356,7 +356,11 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     prov_rows: list[dict] = []
     reject_rows: list[dict] = []
     t = _Tally()
-    for chunk in chunks(ans_ids, chunk_size):
+    from pipeline import progress
+
+    keys = [c for c in ("record_id", "variant") if c in answers_lf.collect_schema().names()]
+    n_items = answers_lf.select(keys).unique().collect().height
+    for chunk in progress.iterate("validate", chunks(ans_ids, chunk_size), total=n_items, weight=lambda _: 0):
         chunk = list(chunk)
         ans = answers_lf.filter(pl.col("record_id").is_in(chunk)).collect()
         recs = records_lf.filter(pl.col("record_id").is_in(chunk)).collect()
@@ -373,6 +377,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         multi = set(variants_per_record.filter(pl.col("n") > 1)["record_id"].to_list())
         for (rid, variant), rows in ans.sort(["record_id", "variant", "attempt"], nulls_last=True) \
                 .group_by(["record_id", "variant"], maintain_order=True):
+            progress.tick()
             t.records += 1
             ctx = ctxs.get(rid)
             item_id = f"{rid}-{variant}" if rid in multi and variant else rid

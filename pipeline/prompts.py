@@ -493,7 +493,12 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     rows: list[dict] = []
     errors = []
     summary = PromptsSummary()
-    contexts = iter_contexts(features_dir, source, root, manifest=manifest, kb=kb, **source_options)
+    from pipeline import progress
+
+    n_measured = progress.parquet_rows(Path(features_dir) / "records.parquet", Path(features_dir) / "records")
+    contexts = progress.iterate("prompts", iter_contexts(features_dir, source, root, manifest=manifest, kb=kb,
+                                                         **source_options),
+                                total=n_measured if limit is None or n_measured is None else min(limit, n_measured))
     while True:
         try:
             ctx = next(contexts)

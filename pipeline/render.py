@@ -23,6 +23,7 @@ import polars as pl
 # Import ``features`` before ``pipeline.batch``: batch -> features.schema runs features/__init__, which
 # imports features.measure -> pipeline.batch, a cycle that only resolves when ``features`` comes first.
 import features  # noqa: F401,I001
+from pipeline import progress
 from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.record import ECGRecord, LEAD_INDEX, RecordError, check_record_id
 from pipeline.render_augment import Augment, apply_pixels, choose_colours, image_seed
@@ -199,6 +200,7 @@ def render_ids(src, ids: list[str], out_dir: str | Path, options: RenderOptions,
     skipped = 0
     source_name = getattr(src, "name", "")
     for rid in ids:
+        progress.tick()
         try:
             row = options.manifest_row(rid, source_name)
             target = out / row["image_path"]
@@ -253,13 +255,14 @@ def render(source, root: str | Path | None, out_dir: str | Path, layout: str = "
     done: dict[str, dict] = dict(previous)
     errors: list[ErrorRow] = []
     rendered = skipped = 0
-    for chunk in chunks(all_ids, chunk_size):
-        rows, errs, n_skip = render_ids(src, list(chunk), out, options, previous)
-        merge_render_rows(done, rows, errs)
-        errors.extend(errs)
-        skipped += n_skip
-        rendered += len(rows) - n_skip
-        write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA), manifest_path)
+    with progress.track(STAGE, len(all_ids)):
+        for chunk in chunks(all_ids, chunk_size):
+            rows, errs, n_skip = render_ids(src, list(chunk), out, options, previous)
+            merge_render_rows(done, rows, errs)
+            errors.extend(errs)
+            skipped += n_skip
+            rendered += len(rows) - n_skip
+            write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA), manifest_path)
     write_render_tables(out, done, errors, all_ids, errors_file)
     return RenderSummary(rendered, skipped, len(errors), manifest_path, errors_file)
 
