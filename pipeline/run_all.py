@@ -8,7 +8,6 @@ and never re-buys a stored LLM response.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,18 +42,69 @@ class StageTiming:
     stage: str
     seconds: float
     detail: str
+    result: object = None   # the stage's summary (its counts go into run.json)
 
 
 def _timed(timings: list[StageTiming], stage: str, fn, describe) -> object:
     started = time.perf_counter()
     result = fn()
-    timings.append(StageTiming(stage, time.perf_counter() - started, describe(result)))
+    timings.append(StageTiming(stage, time.perf_counter() - started, describe(result), result))
     print(f"[{stage:>9}] {timings[-1].detail} ({timings[-1].seconds:.1f} s)", flush=True)
     return result
 
 
 def run_pipeline(cfg: RunConfig) -> dict:
-    """Run every stage; return the validation summary plus the paths of every output."""
+    """Run every stage; return the validation summary plus the paths of every output. ``run.json`` records
+    the run (pipeline/runinfo.py), also when a stage raises."""
+    from pipeline import runinfo
+
+    started_at, t0, timings = runinfo.utc_now(), time.perf_counter(), []
+    try:
+        report = _run_pipeline(cfg, timings)
+    except BaseException as exc:
+        try:
+            runinfo.write_run_info(cfg.out, runinfo.build_run_info(
+                cfg, started_at, runinfo.utc_now(), time.perf_counter() - t0, _stage_counts(timings),
+                exit_code=2 if isinstance(exc, ConfigError) else None, error=f"{type(exc).__name__}: {exc}"))
+        except OSError:  # an unwritable --out: the original error is the one to show
+            pass
+        raise
+    failed = runinfo.failed_record_ids(cfg.out)
+    report["records_failed"] = len(set().union(*failed.values())) if failed else 0
+    report["exit_code"] = 1 if report["records_failed"] else 0
+    stages = _stage_counts(timings)
+    for stage, ids in failed.items():
+        stages.setdefault(stage, {})["failed_ids"] = ids[:100]  # enough to find them; the tables hold all
+    runinfo.write_run_info(cfg.out, runinfo.build_run_info(
+        cfg, started_at, runinfo.utc_now(), time.perf_counter() - t0, stages, paths=report["paths"],
+        summary=report["summary"], exit_code=report["exit_code"], root=Path(report["paths"]["data_root"]),
+        records_failed=report["records_failed"]))
+    return report
+
+
+def _stage_counts(timings: list[StageTiming]) -> dict[str, dict]:
+    """stage -> its summary's counts and seconds (validate: the headline counts; its summary is separate)."""
+    out = {}
+    for t in timings:
+        r = t.result
+        if t.stage == "validate" and isinstance(r, dict):
+            r = {k: r.get(k) for k in ("records", "records_accepted", "acceptance_rate", "attempts",
+                                        "attempts_accepted", "splits", "patients", "cost_usd")}
+        elif not isinstance(r, (dict, type(None))) and not hasattr(r, "model_dump") and \
+                not hasattr(r, "__dataclass_fields__"):
+            r = None  # e.g. synth returns its folder
+        out[t.stage] = {**(_as_dict(r) if r is not None else {}), "seconds": round(t.seconds, 3), "detail": t.detail}
+    return out
+
+
+def _as_dict(r) -> dict:
+    from pipeline.runinfo import _plain
+
+    d = _plain(r)
+    return d if isinstance(d, dict) else {}
+
+
+def _run_pipeline(cfg: RunConfig, timings: list[StageTiming]) -> dict:
     from features.delineate import p_onset_fit
     from features.run import run_features
     from pipeline.generate import run_generate
@@ -66,7 +116,6 @@ def run_pipeline(cfg: RunConfig) -> dict:
     p_onset_fit()  # a bad measurement setting stops the run before any stage (ConfigError)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: list[StageTiming] = []
     root = cfg.root
     if root is None:
         if cfg.source != "synthetic":
@@ -85,13 +134,13 @@ def run_pipeline(cfg: RunConfig) -> dict:
     feats = _timed(timings, "features",
                    lambda: run_features(cfg.source, root, out / "features", chunk_size=cfg.chunk_size, **opts),
                    lambda s: f"{s.n_measured} records measured, {s.n_failed} failed, {s.n_warnings} lead warnings")
-    _timed(timings, "render",
-           lambda: render(cfg.source, root, out / "images", layout=cfg.layout, dpi=cfg.dpi,
+    rend = _timed(timings, "render",
+                  lambda: render(cfg.source, root, out / "images", layout=cfg.layout, dpi=cfg.dpi,
                           chunk_size=cfg.chunk_size, errors_path=out / "errors" / "render.parquet"),
            lambda s: f"{s.rendered} images drawn, {s.skipped} already there ({cfg.layout}, {cfg.dpi} dpi), "
                      f"{s.failed} failed")
-    _timed(timings, "prompts",
-           lambda: run_prompts(cfg.source, root, out / "features", out / "prompts", images_dir=out / "images",
+    prm = _timed(timings, "prompts",
+                 lambda: run_prompts(cfg.source, root, out / "features", out / "prompts", images_dir=out / "images",
                                budget=cfg.budget, manifest=out / "manifest.parquet"),
            lambda s: f"{s.n_prompts} prompts, mean {s.tokens_mean:.0f} / max {s.tokens_max} tokens, "
                      f"{s.n_failed} failed")
@@ -119,9 +168,9 @@ def run_pipeline(cfg: RunConfig) -> dict:
         "instructions": str(out / "instructions"),
     }
     report = {"summary": summary, "paths": paths, "ingest_failed": ing.n_failed, "features_failed": feats.n_failed,
+              "render_failed": rend.failed, "prompts_failed": prm.n_failed,
               "generate": {"ok": gen.n_ok, "failed": gen.n_failed, "cost_usd_new": gen.cost_usd_new},
               "timings_s": {t.stage: round(t.seconds, 2) for t in timings}}
-    (out / "run.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
@@ -163,4 +212,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Outputs under {Path(cfg.out).resolve()}:")
     for name, path in report["paths"].items():
         print(f"  {name:<13} {path}")
-    return 0
+    print(f"  {'run record':<13} {Path(cfg.out) / 'run.json'}")
+    if report["records_failed"]:
+        print(f"\n{report['records_failed']} record(s) failed in some stage: see the errors tables above.")
+    return report["exit_code"]
