@@ -15,6 +15,8 @@ Output (``out`` folder, normally ``RUN/instructions``):
 - ``rejects.parquet``: every rejected attempt with its answer, reason codes and details.
 - ``summary.json``: acceptance rate, rejection reasons, grounding precision, diagnosis recall / precision,
   lead coverage, tokens and cost.
+- ``README.md`` (Hugging Face dataset card) and ``card.html`` (plots, per-diagnosis acceptance, examples):
+  ``pipeline/card.py``.
 
 Train / test split is by patient (deterministic SHA-256 of the patient id, ``test_fraction``), so no patient
 is in both; records whose source knows no patient are split by record id.
@@ -483,6 +485,9 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     tmp = out / f".summary.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out / "summary.json")
+    from pipeline.card import write_card  # README.md (Hugging Face dataset card) + card.html
+
+    write_card(out, man_all, features, image_root or (images_dir.parent if images_dir else None), kb)
     return summary
 
 

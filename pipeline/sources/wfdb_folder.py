@@ -77,7 +77,9 @@ class WfdbFolderSource:
     def _index(self) -> dict[str, str]:
         """record_id -> relative path without extension, in sorted path order."""
         if self._paths is None:
-            rels = sorted(p.relative_to(self.root).as_posix()[: -len(".hea")] for p in self.root.rglob("*.hea"))
+            # `ecg-grounding export` writes canonical copies under ROOT/ecg-grounding-canonical/: not new records
+            rels = sorted(p.relative_to(self.root).as_posix()[: -len(".hea")] for p in self.root.rglob("*.hea")
+                          if p.relative_to(self.root).parts[0] != "ecg-grounding-canonical")
             paths: dict[str, str] = {}
             for rel in rels:
                 rid = safe_record_id(rel)
