@@ -56,17 +56,18 @@ test: $(VENV)/.test chromium
 bench: $(VENV)/.bench
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-# Regenerate the locks: core first, then test constrained to core's versions (the suite tests what demo runs);
-# bench alone, since neurokit2 0.2.13 needs pandas<3 (it downgrades pandas in a bench venv; wfdb runs on both).
-# uv resolves for every Python 3.11-3.13 and platform at once (--universal); it lives in its own venv.
+# Regenerate the locks. One joint resolution of core + every extra the locks cover (all.lock) comes first; each lock
+# is then resolved under it, so every package has the same version in all of them (neurokit2 0.2.13 needs
+# pandas<3: core gets pandas 2.x too, and a venv that has had `make bench` still passes `pip check` after a
+# core re-install). uv resolves for every Python 3.11-3.13 and platform at once (--universal), from its own venv.
+UV_COMPILE = .venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 \
+	--custom-compile-command "make lock"
 lock:
 	@test -x .venv-lock/bin/uv || { $(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q uv==$(UV_VERSION); }
-	.venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 \
-	  --custom-compile-command "make lock" -o $(LOCKS)/core.lock
-	.venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 --extra test \
-	  -c $(LOCKS)/core.lock --custom-compile-command "make lock" -o $(LOCKS)/test.lock
-	.venv-lock/bin/uv pip compile -q pyproject.toml --universal --python-version 3.11 --extra bench \
-	  --custom-compile-command "make lock" -o $(LOCKS)/bench.lock
+	$(UV_COMPILE) --extra test --extra bench -o $(LOCKS)/all.lock
+	$(UV_COMPILE) -c $(LOCKS)/all.lock -o $(LOCKS)/core.lock
+	$(UV_COMPILE) -c $(LOCKS)/all.lock --extra test -o $(LOCKS)/test.lock
+	$(UV_COMPILE) -c $(LOCKS)/all.lock --extra bench -o $(LOCKS)/bench.lock
 
 clean:
 	rm -rf $(VENV) outputs/demo
