@@ -62,12 +62,15 @@ def run_pipeline(cfg: RunConfig) -> dict:
     try:
         report = _run_pipeline(cfg, timings)
     except BaseException as exc:
-        try:
-            runinfo.write_run_info(cfg.out, runinfo.build_run_info(
-                cfg, started_at, runinfo.utc_now(), time.perf_counter() - t0, _stage_counts(timings),
-                exit_code=2 if isinstance(exc, ConfigError) else None, error=f"{type(exc).__name__}: {exc}"))
-        except OSError:  # an unwritable --out: the original error is the one to show
-            pass
+        # a bad setting stops the command before anything is written (no run folder); a stage that raised
+        # mid-run leaves a run.json saying so beside what it wrote
+        if not isinstance(exc, ConfigError) and Path(cfg.out).is_dir():
+            try:
+                runinfo.write_run_info(cfg.out, runinfo.build_run_info(
+                    cfg, started_at, runinfo.utc_now(), time.perf_counter() - t0, _stage_counts(timings),
+                    error=f"{type(exc).__name__}: {exc}"))
+            except OSError:  # an unwritable --out: the original error is the one to show
+                pass
         raise
     failed = runinfo.failed_record_ids(cfg.out)
     report["records_failed"] = len(set().union(*failed.values())) if failed else 0
