@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,13 +28,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from features.schema import ERRORS_SCHEMA
-from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
+from pipeline.batch import DEFAULT_CHUNK_SIZE, ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.record import REASON_CODES, ECGRecord, RecordError
-from pipeline.sources import SOURCE_NAMES, Source, open_source
+from pipeline.sources import Source, open_source
 
 STAGE = "ingest"
-DEFAULT_CHUNK_SIZE = 256
 SHARD_DIR = ".ingest_shards"
+# Warnings whose "code:detail" detail is not a lead or channel name (it goes into the message instead).
+_DETAIL_WARNINGS = frozenset({"implausible_reference"})
 
 _STATEMENT = pl.Struct({"text": pl.String, "code": pl.String, "system": pl.String, "likelihood": pl.Float64})
 
@@ -143,6 +143,9 @@ def warning_rows(record: ECGRecord) -> list[ErrorRow]:
     for w in record.meta.provenance.warnings:
         code, _, lead = w.partition(":")
         what = REASON_CODES.get(code, code)
+        if code in _DETAIL_WARNINGS:  # 'implausible_reference:qrs_ms=-400': the part after ':' is no lead
+            rows.append(ErrorRow(record.record_id, STAGE, "warning", code, None, f"{lead}: {what}"))
+            continue
         rows.append(ErrorRow(record.record_id, STAGE, "warning", code, lead or None, f"{lead}: {what}" if lead else what))
     return rows
 
@@ -278,56 +281,34 @@ def format_summary(s: IngestSummary) -> str:
     return "\n".join(lines)
 
 
-def _parse_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--option wants KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def register(subparsers) -> None:
     """Add ``ecg-grounding ingest``."""
+    from pipeline.cli import add_source_args
+    from pipeline.preflight import positive_int
+
     p = subparsers.add_parser(
         "ingest",
         help="read a source's records into the canonical record: manifest + errors tables",
         description="Read every record of a source into OUT/manifest.parquet (metadata, no signals) and "
-                    "OUT/errors/ingest.parquet (one row per failed record or warning), in chunks.",
-        epilog="Exit status: 0 every record ingested (warnings allowed); 1 some records failed (see "
-               "OUT/errors/ingest.parquet); 2 usage error (bad arguments, unknown source, unreadable root).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+                    "OUT/errors/ingest.parquet (one row per failed record or warning), in chunks; finished "
+                    "chunks are kept, so a killed run resumes.\n\n"
+                    "example: ecg-grounding ingest --source ptbxl --root ../shared/data/ptbxl --out outputs/ptbxl",
     )
-    p.add_argument("--source", required=True, choices=SOURCE_NAMES, help="source layout")
-    p.add_argument("--root", required=True, help="data root (for synthetic: a tree written by `ecg-grounding synth`)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="records per chunk (default %(default)s)")
-    p.add_argument("--window-s", type=float, default=None, help="seconds kept per record (default 10)")
-    p.add_argument("--window-start-s", type=float, default=None, help="where the window starts, s (default 0)")
-    p.add_argument("--option", action="append", default=[], type=_parse_option, metavar="KEY=VALUE",
-                   help="extra source option (JSON value), repeatable")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_source_args(p)
+    p.add_argument("--out", required=True, help="run folder: manifest.parquet and errors/ingest.parquet go here")
+    p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
+                   help="records per chunk (default %(default)s)")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    if args.chunk_size < 1:
-        print("ingest: --chunk-size must be >= 1", file=sys.stderr)
-        return 2
-    options: dict[str, object] = dict(args.option)
-    if args.window_s is not None:
-        options["window_s"] = args.window_s
-    if args.window_start_s is not None:
-        options["window_start_s"] = args.window_start_s
-    root = args.root
-    if not Path(root).is_dir():
-        print(f"ingest: root {root} is not a folder", file=sys.stderr)
-        return 2
-    try:
-        summary = ingest(args.source, root, args.out, chunk_size=args.chunk_size, **options)
-    except (RecordError, OSError, ValueError, TypeError) as exc:  # the source itself cannot be opened / bad options
-        print(f"ingest: cannot open source {args.source} at {root}: {exc}", file=sys.stderr)
-        return 2
-    print(summary.model_dump_json(indent=2) if args.json else format_summary(summary))
-    return 0 if summary.n_failed == 0 else 1
+    from pipeline.batch import collect_failures
+    from pipeline.cli import finish, source_options_from
+    from pipeline.preflight import check_out, open_checked
+
+    options = source_options_from(args)
+    check_out(args.out)
+    open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
+    summary = ingest(args.source, args.root, args.out, chunk_size=args.chunk_size, **options)
+    failures = collect_failures([summary.errors_path])
+    return finish(args, summary.model_dump(), format_summary(summary), failures)

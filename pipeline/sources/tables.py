@@ -1,0 +1,182 @@
+"""A source's index table (PTB-XL ``ptbxl_database.csv``, MIMIC ``record_list.csv`` / ``machine_measurements.csv``,
+``ludb.csv``, ``synthetic_database.csv``) read so that one bad row never costs the batch, and nothing is
+silently wrong.
+
+- A table unusable as a whole (missing file, header not decodable, a required column missing) raises
+  ``TableError``: the command stops with one line naming the file and the problem (exit 2).
+- A bad row (more or fewer fields than the header, bytes that are not UTF-8, an id that is not an id) costs only
+  that record: ``row(record_id)`` raises ``RecordError('bad_metadata')`` naming the line.
+- An id on several rows costs every copy: ``ids()`` lists the id once per row and ``row(id)`` raises
+  ``RecordError('duplicate_id')`` naming the lines (the last row no longer wins silently).
+
+Rows are kept in one polars frame plus an id -> row-number index (MIMIC's tables have ~800k rows; a dict
+per row would cost gigabytes). The row problems are found by one pass of Python's ``csv`` reader over the
+text, which sees field counts and record boundaries exactly as RFC 4180 defines them (polars pads short rows
+with nulls, so it cannot tell an empty field from a missing one).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.record import RecordError, TableError
+
+_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors='surrogateescape'
+csv.field_size_limit(1 << 30)  # a report may be long; the default 128 kB limit would raise mid-table
+
+
+def placeholder_id(table: str, line: int) -> str:
+    """The id of a row that has none (empty or unreadable id cell): the file and line. It holds ':', which no
+    record id may hold, so it can never collide with a real record."""
+    return f"{table}:{line}"
+
+
+@dataclass
+class SourceTable:
+    """One index table: rows by record id, with every row's problem kept for that record's ``read``."""
+
+    path: Path
+    id_column: str
+    frame: pl.DataFrame                                   # every row as strings (null: empty cell)
+    order: list[str] = field(default_factory=list)        # record ids in table order, one per row (copies too)
+    index: dict[str, list[int]] = field(default_factory=dict)   # id -> frame row numbers
+    lines: dict[int, int] = field(default_factory=dict)   # frame row number -> first line of the row in the file
+    problems: dict[int, str] = field(default_factory=dict)  # frame row number -> what is wrong with that row
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def ids(self) -> list[str]:
+        """Every row's record id in table order; an id on k rows is listed k times (each copy fails)."""
+        return list(self.order)
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self.index
+
+    def row(self, record_id: str, required: bool = True) -> dict[str, str | None] | None:
+        """The row of ``record_id`` as a dict of strings, or ``RecordError`` ('duplicate_id', 'bad_metadata');
+        None (or ``RecordError('bad_metadata')`` when ``required``) when the table has no row for it."""
+        rows = self.index.get(record_id)
+        if not rows:
+            if required:
+                raise RecordError("bad_metadata", f"no row in {self.name}", record_id)
+            return None
+        if len(rows) > 1:
+            where = ", ".join(str(self.lines.get(i, "?")) for i in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            raise RecordError("duplicate_id", f"{self.id_column} {record_id} is on {len(rows)} rows of {self.name} "
+                              f"(lines {where}): no copy is used", record_id)
+        i = rows[0]
+        if i in self.problems:
+            raise RecordError("bad_metadata", f"{self.name} line {self.lines.get(i, '?')}: {self.problems[i]}",
+                              record_id)
+        return self.frame.row(i, named=True)
+
+
+def _decode(raw: bytes, path: Path) -> tuple[str, bool]:
+    """(text, clean): UTF-8 text of the file (a BOM dropped); bytes that are not UTF-8 survive as surrogates
+    so that only their rows fail."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="surrogateescape"), False
+
+
+def _bad_bytes(fields: Sequence[str]) -> str | None:
+    for f in fields:
+        m = _SURROGATE.search(f)
+        if m:
+            byte = ord(m.group()) - 0xDC00
+            return f"holds byte 0x{byte:02x}, which is not UTF-8 (field {f[:40]!r})"
+    return None
+
+
+def read_source_table(path: str | Path, id_column: str, required: Sequence[str] = (),
+                      normalise_id: Callable[[str], str | None] | None = None) -> SourceTable:
+    """Read ``path`` (CSV with a header) into a ``SourceTable`` keyed by ``id_column``.
+
+    ``required`` columns (the id column always) must be in the header, or the table is unusable as a whole
+    (``TableError``). ``normalise_id`` turns a cell into the record id (PTB-XL: '6000.0' -> '06000'); it
+    returns None for a cell that is no id, and that row fails with ``bad_metadata``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TableError("missing_input", f"{path} is missing", path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TableError("unusable_table", f"{path} cannot be read: {exc.strerror or exc}", path) from exc
+    text, clean = _decode(raw, path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise TableError("unusable_table", f"{path} is empty (no header line)", path) from None
+    except csv.Error as exc:
+        raise TableError("unusable_table", f"{path}: header line unreadable: {exc}", path) from exc
+    header = [h.strip() for h in header]
+    if not clean and _bad_bytes(header):
+        raise TableError("unusable_table", f"{path}: the header line {_bad_bytes(header)}", path)
+    missing = [c for c in dict.fromkeys([id_column, *required]) if c not in header]
+    if missing:
+        shown = ", ".join(header[:12]) + (" ..." if len(header) > 12 else "")
+        raise TableError("unusable_table", f"{path} has no {', '.join(missing)} column "
+                         f"(its columns: {shown or 'none'})", path)
+    dupes = sorted({c for c in header if header.count(c) > 1 and c})
+    if dupes:
+        raise TableError("unusable_table", f"{path} names column(s) {', '.join(dupes)} twice", path)
+    width, id_at = len(header), header.index(id_column)
+
+    table = SourceTable(path=path, id_column=id_column, frame=pl.DataFrame())
+    rows_py: list[list[str]] = []  # filled only when the polars frame cannot be trusted (see below)
+    start_line = reader.line_num + 1
+    i = -1
+    try:
+        for fields in reader:
+            i += 1
+            line = start_line
+            start_line = reader.line_num + 1
+            table.lines[i] = line
+            if not fields or all(not f.strip() for f in fields):
+                continue  # a blank line is no record
+            problem = None
+            if len(fields) != width:
+                problem = f"has {len(fields)} fields, the header {width}"
+            elif not clean:
+                problem = _bad_bytes(fields)
+            cell = fields[id_at].strip() if id_at < len(fields) else ""
+            rid = (normalise_id(cell) if normalise_id else cell) if cell and not _SURROGATE.search(cell) else None
+            if rid is None:
+                rid = placeholder_id(path.name, line)
+                problem = problem or (f"{id_column} {cell!r} is not an id" if cell else f"{id_column} is empty")
+            if problem:
+                table.problems[i] = problem
+            table.order.append(rid)
+            table.index.setdefault(rid, []).append(i)
+    except csv.Error as exc:  # e.g. a NUL byte: rows past here cannot be delimited
+        raise TableError("unusable_table", f"{path} line {start_line}: {exc}", path) from exc
+    n_rows = i + 1
+
+    frame = None
+    try:
+        frame = pl.read_csv(io.BytesIO(text.encode("utf-8", errors="surrogateescape")), infer_schema=False,
+                            truncate_ragged_lines=True, encoding="utf8-lossy", has_header=True,
+                            new_columns=header, raise_if_empty=False)
+    except pl.exceptions.PolarsError:
+        frame = None
+    if frame is None or frame.height != n_rows or frame.width != width:
+        # polars delimited the rows differently (odd quoting): build the frame from the csv module's rows
+        for fields in csv.reader(io.StringIO(text, newline="")):
+            rows_py.append((list(fields) + [""] * width)[:width])
+        rows_py = rows_py[1:]
+        frame = pl.DataFrame([[None if not v else v for v in r] for r in rows_py], schema=header, orient="row")
+    table.frame = frame
+    return table
