@@ -71,12 +71,14 @@ class Failures:
     """The records a stage (or a whole run) dropped, by reason code, and the errors tables that explain them."""
 
     n_failed: int = 0                                   # distinct records with at least one error row
+    n_rows: int = 0                                     # error rows (a duplicated id fails once per copy)
     by_code: list[tuple[str, int]] = field(default_factory=list)  # (code, distinct records), most frequent first
     stages: dict[str, list[str]] = field(default_factory=dict)    # code -> stages that reported it, in chain order
     tables: list[str] = field(default_factory=list)               # errors tables holding error rows
 
     def to_dict(self) -> dict:
-        return {"n_failed": self.n_failed, "by_code": dict(self.by_code), "stages": self.stages,
+        return {"n_failed": self.n_failed, "n_error_rows": self.n_rows, "by_code": dict(self.by_code),
+                "stages": self.stages,
                 "errors_tables": self.tables}
 
     def format(self, top: int = TOP_CODES) -> str:
@@ -84,7 +86,8 @@ class Failures:
         if not self.n_failed:
             return "0 records failed"
         noun = "record" if self.n_failed == 1 else "records"
-        lines = [f"{self.n_failed} {noun} failed, by reason code:"]
+        rows = f" ({self.n_rows} error rows)" if self.n_rows > self.n_failed else ""
+        lines = [f"{self.n_failed} {noun} failed{rows}, by reason code:"]
         width = max(len(c) for c, _ in self.by_code[:top])
         for code, n in self.by_code[:top]:
             stages = ", ".join(self.stages.get(code, []))
@@ -131,6 +134,8 @@ def collect_failures(tables: Iterable[str | Path | tuple[str, pl.DataFrame]]) ->
     rank = {s: i for i, s in enumerate(STAGE_ORDER)}
     stages = {code: sorted(st, key=lambda s: (rank.get(s, len(rank)), s))
               for code, st in zip(per_code["code"].to_list(), per_code["stages"].to_list())}
-    return Failures(n_failed=rows["_who"].n_unique(),
+    n_who = rows["_who"].n_unique()
+    # error rows are told apart from records only within one table (across stages one record has many rows)
+    return Failures(n_failed=n_who, n_rows=rows.height if len(labels) == 1 else n_who,
                     by_code=list(zip(per_code["code"].to_list(), per_code["n"].to_list())),
                     stages=stages, tables=labels)

@@ -112,12 +112,30 @@ def read_features_table(features_dir: str | Path, table: str) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- run identity
-def source_stamp(source) -> dict:
-    """What identifies the records an open source yields: its name, resolved root and window."""
-    return {"source": getattr(source, "name", None),
-            "root": str(Path(getattr(source, "root", ".")).resolve()),
-            "window_s": getattr(source, "window_s", None),
-            "window_start_s": getattr(source, "window_start_s", None)}
+def source_stamp(source, folder: str | Path | None = None) -> dict:
+    """What identifies the records an open source yields: its name, resolved root and window; with ``folder``
+    (where the stamp lives) also the root relative to it, so a run folder moved with its data inside it
+    (``run``'s synthetic tree) still matches."""
+    root = Path(getattr(source, "root", ".")).resolve()
+    stamp = {"source": getattr(source, "name", None), "root": str(root),
+             "window_s": getattr(source, "window_s", None),
+             "window_start_s": getattr(source, "window_start_s", None)}
+    if folder is not None:
+        stamp["root_relative"] = os.path.relpath(root, Path(folder).resolve())
+    return stamp
+
+
+def _same_root(have: dict, root: str | Path, folder: str | Path) -> bool:
+    root = Path(root).resolve()
+    if have.get("root") == str(root):
+        return True
+    rel = have.get("root_relative")
+    return rel is not None and (Path(folder).resolve() / rel).resolve() == root
+
+
+def _same_source(have: dict, want: dict, folder: str | Path) -> bool:
+    return all(have.get(k) == want.get(k) for k in ("source", "window_s", "window_start_s")) and \
+        _same_root(have, want["root"], folder)
 
 
 def check_stamp(out_dir: str | Path, source) -> bool:
@@ -128,11 +146,11 @@ def check_stamp(out_dir: str | Path, source) -> bool:
     ``features --out F`` on another root used to keep F's old shards under the new run's name.
     """
     out = Path(out_dir)
-    want = source_stamp(source)
+    want = source_stamp(source, out)
     have = read_stamp(out)
     if have is None:
         return False
-    if have != want:
+    if not _same_source(have, want, out):
         raise TableError("run_mismatch", f"{out} holds results of {_describe(have)}; this run reads "
                          f"{_describe(want)}: use another output folder, or delete {out}", out / STAMP_FILE)
     return True
@@ -146,7 +164,21 @@ def stamp_folder(out_dir: str | Path, source) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / STAMP_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(source_stamp(source), indent=2) + "\n")
+    tmp.write_text(json.dumps(source_stamp(source, out), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def copy_stamp(src_folder: str | Path, dst_folder: str | Path) -> None:
+    """Carry the stamp of ``src_folder`` (features) to ``dst_folder`` (prompts made from them); a stamp of other
+    data already there is replaced (the folder's tables are rewritten whole)."""
+    stamp = read_stamp(src_folder)
+    path = Path(dst_folder) / STAMP_FILE
+    if stamp is None:
+        path.unlink(missing_ok=True)
+        return
+    stamp = {k: v for k, v in stamp.items() if k != "root_relative"}  # relative to the features folder only
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(stamp, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -180,8 +212,8 @@ def check_same_run(features_dir: str | Path, record_ids: Sequence[str], *, manif
         sources = sorted(set(manifest["source"].drop_nulls().to_list())) if "source" in manifest.columns else []
         roots = sorted(set(manifest["source_root"].drop_nulls().to_list())) if "source_root" in manifest.columns \
             else []
-        if stamp is not None and sources and roots and (stamp.get("source") not in sources
-                                                          or stamp.get("root") not in roots):
+        if stamp is not None and sources and roots and (stamp.get("source") not in sources or not any(
+                _same_root(stamp, r, features_dir) for r in roots)):
             raise TableError("run_mismatch", f"{where} were measured from {_describe(stamp)}, but the manifest "
                              f"{manifest_path} lists records of source {', '.join(sources)} at "
                              f"{', '.join(roots)}: they come from different runs", features_dir)
@@ -195,7 +227,7 @@ def check_same_run(features_dir: str | Path, record_ids: Sequence[str], *, manif
         return missing
     if source is not None and stamp is not None and root is not None:
         want = str(Path(root).resolve())
-        if stamp.get("source") != source or stamp.get("root") != want:
+        if stamp.get("source") != source or not _same_root(stamp, root, features_dir):
             raise TableError("run_mismatch", f"{where} were measured from {_describe(stamp)}, not from source "
                              f"{source} at {want}", features_dir)
     return set()
@@ -231,6 +263,13 @@ def check_context_inputs(run_dir: Path, prompts_path: Path, features=None, manif
                          f"{'; '.join(missing)}{where}", man if not man.is_file() else feats)
     check_features(feats)
     check_parquet(man, "manifest", ("record_id", "meta_json"))
+    prompts_dir = prompts_path if prompts_path.is_dir() else prompts_path.parent
+    made_from, measured_from = read_stamp(prompts_dir), read_stamp(feats)
+    if made_from is not None and measured_from is not None and any(
+            made_from.get(k) != measured_from.get(k) for k in ("source", "root", "window_s", "window_start_s")):
+        raise TableError("run_mismatch", f"the prompts {prompts_path} describe records of {_describe(made_from)}, "
+                         f"the features {feats} were measured from {_describe(measured_from)}: the prompts come "
+                         "from another run", prompts_dir / STAMP_FILE)
     return {"features": feats, "manifest": man, "images": imgs if imgs.is_dir() else None}
 
 

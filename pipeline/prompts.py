@@ -484,7 +484,8 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     """
     from pipeline.batch import ErrorRow, error_row, errors_frame, write_parquet_atomic
     from pipeline.context import iter_contexts
-    from pipeline.inputs import check_features, check_same_run, read_features_table, read_parquet_checked
+    from pipeline.inputs import (check_features, check_same_run, copy_stamp, read_features_table,
+                                 read_parquet_checked)
 
     if source is None and manifest is None:
         raise ValueError("record metadata needs --source/--root or --manifest")
@@ -501,9 +502,10 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     no_metadata = check_same_run(features_dir, measured, manifest=manifest, manifest_path=manifest_path,
                                  source=source, root=root)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir = out.parent if out.name == "prompts" else out
     images = _image_index(Path(images_dir) if images_dir else None)
+    out.mkdir(parents=True, exist_ok=True)
+    copy_stamp(features_dir, out)  # the prompts carry the identity of the records they describe
+    run_dir = out.parent if out.name == "prompts" else out
     rows: list[dict] = []
     errors = [ErrorRow(rid, "prompts", "error", "bad_metadata", None, f"measured in {features_dir} but not in "
                        f"the manifest {manifest_path}") for rid in sorted(no_metadata)]

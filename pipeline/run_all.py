@@ -194,14 +194,10 @@ def _run_cli(args: argparse.Namespace) -> int:
                     source_options=source_options_from(args))
     started = time.perf_counter()
     report = run_pipeline(cfg)
-    from pipeline.batch import Failures
     from pipeline.instructions import format_summary
 
     lines = ["", format_summary(report["summary"]),
              f"\nDone in {time.perf_counter() - started:.1f} s. Outputs under {Path(cfg.out).resolve()}:"]
     lines += [f"  {name:<13} {path}" for name, path in report["paths"].items()]
-    f = report["failures"]
-    failures = Failures(n_failed=f["n_failed"], by_code=list(f["by_code"].items()), stages=f["stages"],
-                        tables=f["errors_tables"])
     payload = {k: v for k, v in report.items() if k != "failures"}
-    return finish(args, payload, "\n".join(lines), failures)
+    return finish(args, payload, "\n".join(lines), run_failures(cfg.out))

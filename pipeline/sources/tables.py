@@ -95,7 +95,8 @@ def _bad_bytes(fields: Sequence[str]) -> str | None:
         m = _SURROGATE.search(f)
         if m:
             byte = ord(m.group()) - 0xDC00
-            return f"holds byte 0x{byte:02x}, which is not UTF-8 (field {f[:40]!r})"
+            shown = f[:40].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return f"holds byte 0x{byte:02x}, which is not UTF-8 (field '{shown}')"
     return None
 
 
@@ -134,6 +135,7 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
     if dupes:
         raise TableError("unusable_table", f"{path} names column(s) {', '.join(dupes)} twice", path)
     width, id_at = len(header), header.index(id_column)
+    has_nul = "\x00" in text
 
     table = SourceTable(path=path, id_column=id_column, frame=pl.DataFrame())
     rows_py: list[list[str]] = []  # filled only when the polars frame cannot be trusted (see below)
@@ -152,6 +154,8 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
                 problem = f"has {len(fields)} fields, the header {width}"
             elif not clean:
                 problem = _bad_bytes(fields)
+            if problem is None and has_nul and any("\x00" in f for f in fields):
+                problem = "holds a NUL byte (binary data in a text table)"
             cell = fields[id_at].strip() if id_at < len(fields) else ""
             rid = (normalise_id(cell) if normalise_id else cell) if cell and not _SURROGATE.search(cell) else None
             if rid is None:
