@@ -16,8 +16,8 @@ def register(subparsers) -> None:
                     "and forms, record-level rate, intervals, QTc and axes. Writes OUT/beats/, OUT/records/ and "
                     "OUT/errors/ shards (one per chunk; finished chunks are skipped, so a killed run resumes) "
                     "and OUT/errors.parquet.\n\n"
-                    "example: ecg-grounding features --source ptbxl --root ../shared/data/ptbxl "
-                    "--out outputs/ptbxl/features")
+                    "example:\n  ecg-grounding features --source ptbxl --root ../shared/data/ptbxl \\\n"
+                    "      --out outputs/ptbxl/features")
     add_source_args(p)
     p.add_argument("--out", required=True, help="features folder (beats/, records/, errors/ shards)")
     p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,

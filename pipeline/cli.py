@@ -105,12 +105,30 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                        help="less output: no progress and no summary text, only failures and errors")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Paragraphs wrapped to the terminal; indented lines (examples) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        paragraphs = []
+        for para in text.split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith("  ") for line in lines):
+                head = [ln for ln in lines if not ln.startswith("  ")]
+                body = [indent + ln for ln in lines if ln.startswith("  ")]
+                paragraphs.append("\n".join([indent + h for h in head] + body))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                                subsequent_indent=indent))
+        return "\n\n".join(paragraphs)
+
+
 def _polish(p: argparse.ArgumentParser) -> None:
     """Plain-text help, a description and the exit-status epilog on a subcommand."""
     p.description = plain(p.description) or plain(getattr(p, "_help_line", None)) or p.prog
     p.epilog = plain(p.epilog) or EPILOG
-    if p.formatter_class is argparse.HelpFormatter:
-        p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = HelpFormatter
     for action in p._actions:
         action.help = plain(action.help) if isinstance(action.help, str) else action.help
 
@@ -119,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="ecg-grounding",
         description="Regenerate GEM's ECG-Grounding data: ingest, measure, render, prompt, generate, validate.",
-        epilog=EPILOG,
+        epilog=EPILOG, formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ecg-grounding {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (INFO log messages)")
@@ -168,10 +186,13 @@ def _args_verbosity(args: argparse.Namespace) -> int:
     return 1 if v else -1 if q else 0
 
 
+_JSON_STDOUT = False  # set by main for --json: stdout then carries the JSON document only
+
+
 def say(text: str) -> None:
-    """Plain-text output for people: printed unless -q."""
+    """Plain-text output for people: printed unless -q (on stderr under --json, so stdout stays JSON)."""
     if verbosity() >= 0:
-        print(text, flush=True)
+        print(text, file=sys.stderr if _JSON_STDOUT else sys.stdout, flush=True)
 
 
 def finish(args: argparse.Namespace, payload: dict, text: str, failures=None) -> int:
@@ -184,8 +205,8 @@ def finish(args: argparse.Namespace, payload: dict, text: str, failures=None) ->
         payload = {**payload, "failures": failures.to_dict()}
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, default=str), flush=True)
-    else:
-        say(text)
+    elif verbosity() >= 0:
+        print(text, flush=True)
     if failures is not None and failures.n_failed:
         print(f"{args.command}: {failures.format()}", file=sys.stderr, flush=True)
         return EXIT_FAILED
@@ -205,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     args.verbose, args.quiet = verbosity() > 0, verbosity() < 0
     args.json = getattr(args, "json", False)
+    global _JSON_STDOUT
+    _JSON_STDOUT = bool(args.json)
     from pipeline.record import ConfigError
 
     try:

@@ -584,8 +584,8 @@ def register(subparsers) -> None:
                     "Writes OUT/responses/ (the store), OUT/answers.parquet (one row per attempt) and "
                     "OUT/generate_summary.json. Each record's measurements and metadata come from the run folder "
                     "the prompts live in, or from --features, --manifest and --images.\n\n"
-                    "example: ecg-grounding generate --prompts outputs/ptbxl/prompts --out outputs/ptbxl/generate "
-                    "--llm openai-compatible:qwen2.5-7b-instruct --base-url http://127.0.0.1:8000/v1",
+                    "example:\n  ecg-grounding generate --prompts outputs/ptbxl/prompts --out outputs/ptbxl/generate \\\n"
+                    "      --llm openai-compatible:qwen2.5-7b-instruct --base-url http://127.0.0.1:8000/v1",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompts", required=True, help="prompts.parquet or the folder holding it")
     p.add_argument("--out", required=True, help="output folder: responses/, answers.parquet")

@@ -292,7 +292,7 @@ def register(subparsers) -> None:
         description="Read every record of a source into OUT/manifest.parquet (metadata, no signals) and "
                     "OUT/errors/ingest.parquet (one row per failed record or warning), in chunks; finished "
                     "chunks are kept, so a killed run resumes.\n\n"
-                    "example: ecg-grounding ingest --source ptbxl --root ../shared/data/ptbxl --out outputs/ptbxl",
+                    "example:\n  ecg-grounding ingest --source ptbxl --root ../shared/data/ptbxl --out outputs/ptbxl",
     )
     add_source_args(p)
     p.add_argument("--out", required=True, help="run folder: manifest.parquet and errors/ingest.parquet go here")

@@ -588,8 +588,9 @@ def register(subparsers) -> None:
                     "values, a per-lead table and a beat-by-beat table), counted exactly within the token budget. "
                     "Writes OUT/prompts.parquet and OUT/errors.parquet. A multimodal prompt is only written "
                     "with its image (missing_image otherwise).\n\n"
-                    "example: ecg-grounding prompts --features outputs/ptbxl/features --manifest "
-                    "outputs/ptbxl/manifest.parquet --images outputs/ptbxl/images --out outputs/ptbxl/prompts")
+                    "example:\n  ecg-grounding prompts --features outputs/ptbxl/features \\\n"
+                    "      --manifest outputs/ptbxl/manifest.parquet --images outputs/ptbxl/images \\\n"
+                    "      --out outputs/ptbxl/prompts")
     p.add_argument("--source", default=None, choices=SOURCE_NAMES,
                    help="source of the record metadata (report, statements) when there is no --manifest")
     p.add_argument("--root", default=None, help="the source's data root (with --source)")

@@ -329,8 +329,8 @@ def register(subparsers) -> None:
         description="Draw paper-style 12-lead ECG images (25 mm/s, 10 mm/mV, grid, calibration pulses) of every "
                     "record of a source into OUT/<record>.png, with OUT/manifest.parquet and an errors table. "
                     "Images already there are skipped unless they were drawn differently.\n\n"
-                    "example: ecg-grounding render --source ptbxl --root ../shared/data/ptbxl "
-                    "--out outputs/ptbxl/images --layout 12x1+II")
+                    "example:\n  ecg-grounding render --source ptbxl --root ../shared/data/ptbxl \\\n"
+                    "      --out outputs/ptbxl/images --layout 12x1+II")
     add_source_args(p)
     p.add_argument("--out", required=True, help="output folder (images + manifest.parquet + errors.parquet)")
     p.add_argument("--layout", default="3x4+II", choices=LAYOUTS)

@@ -161,8 +161,8 @@ def register(subparsers) -> None:
                     "stored LLM response. Every option is checked before the first stage.\n\n"
                     "examples:\n"
                     "  ecg-grounding run --source synthetic --n 50 --out outputs/demo\n"
-                    "  ecg-grounding run --source ptbxl --root /data/ptb-xl --out outputs/ptbxl "
-                    "--llm openai:gpt-4o-2024-08-06 --max-cost 20")
+                    "  ecg-grounding run --source ptbxl --root /data/ptb-xl --out outputs/ptbxl \\\n"
+                    "      --llm openai:gpt-4o-2024-08-06 --max-cost 20")
     add_source_args(p, required=False, default="synthetic")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run folder (default outputs/demo)")
     p.add_argument("--n", type=positive_int, default=DEFAULT_N,

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         description="Write N synthetic 12-lead ECGs (500 Hz, 10 s) as a PTB-XL-like tree: "
                     "synthetic_database.csv, records500/<id>.hea/.dat, truth/{beats,records}.parquet. "
                     "The same --n and --seed write the same bytes.\n\n"
-                    "example: ecg-grounding synth --n 500 --out outputs/synth --seed 0")
+                    "example:\n  ecg-grounding synth --n 500 --out outputs/synth --seed 0")
     p.add_argument("--n", type=positive_int, default=DEFAULT_N, help="number of records (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("outputs/synthetic"), help="output folder (default %(default)s)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed; the same seed writes the same bytes")

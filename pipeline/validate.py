@@ -931,10 +931,10 @@ def register(subparsers) -> None:
                     "with unit and lead, leads, contradictions, diagnosis coverage and precision) and write the "
                     "accepted ones as GEM's JSON: {train,test}-NNNNN.json shards split by patient, "
                     "provenance.parquet, rejects.parquet and summary.json, all directly in OUT.\n\n"
-                    "example: ecg-grounding validate --answers outputs/ptbxl/generate/answers.parquet --features "
-                    "outputs/ptbxl/features --manifest outputs/ptbxl/manifest.parquet --images "
-                    "outputs/ptbxl/images --prompts outputs/ptbxl/prompts/prompts.parquet --out "
-                    "outputs/ptbxl/instructions")
+                    "example:\n  ecg-grounding validate --answers outputs/ptbxl/generate/answers.parquet \\\n"
+                    "      --features outputs/ptbxl/features --manifest outputs/ptbxl/manifest.parquet \\\n"
+                    "      --images outputs/ptbxl/images --prompts outputs/ptbxl/prompts/prompts.parquet \\\n"
+                    "      --out outputs/ptbxl/instructions")
     p.add_argument("--answers", required=True, help="answers.parquet written by `generate`")
     p.add_argument("--features", required=True, help="features folder (records / beats tables or shard folders)")
     p.add_argument("--manifest", required=True, help="manifest.parquet written by `ingest`")
