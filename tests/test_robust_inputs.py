@@ -27,7 +27,7 @@ def test_a_clean_table_reads_every_row_by_id(tmp_path):
     t = _table(tmp_path, (HEADER + '1,"sinus, normal",a\n2,"two\nlines",b\n3,,c\n').encode())
     assert t.ids() == ["00001", "00002", "00003"] and not t.problems
     assert t.row("00002") == {"ecg_id": "2", "report": "two\nlines", "filename_hr": "b"}
-    assert t.lines == {0: 2, 1: 3, 2: 5}  # a quoted newline makes row 2 span lines 3-4
+    assert list(t.lines) == [2, 3, 5]  # a quoted newline makes row 2 span lines 3-4
     with pytest.raises(RecordError) as err:
         t.row("00009")
     assert err.value.code == "bad_metadata"

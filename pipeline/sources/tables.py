@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ class SourceTable:
     id_column: str
     frame: pl.DataFrame                                   # every row as strings (null: empty cell)
     order: list[str] = field(default_factory=list)        # record ids in table order, one per row (copies too)
-    index: dict[str, list[int]] = field(default_factory=dict)   # id -> frame row numbers
-    lines: dict[int, int] = field(default_factory=dict)   # frame row number -> first line of the row in the file
+    index: dict[str, int | list[int]] = field(default_factory=dict)  # id -> frame row number(s)
+    lines: array = field(default_factory=lambda: array("l"))  # frame row number -> its first line in the file
     problems: dict[int, str] = field(default_factory=dict)  # frame row number -> what is wrong with that row
 
     @property
@@ -64,19 +65,21 @@ class SourceTable:
         """The row of ``record_id`` as a dict of strings, or ``RecordError`` ('duplicate_id', 'bad_metadata');
         None (or ``RecordError('bad_metadata')`` when ``required``) when the table has no row for it."""
         rows = self.index.get(record_id)
-        if not rows:
+        if rows is None:
             if required:
                 raise RecordError("bad_metadata", f"no row in {self.name}", record_id)
             return None
-        if len(rows) > 1:
-            where = ", ".join(str(self.lines.get(i, "?")) for i in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        if isinstance(rows, list):
+            where = ", ".join(str(self._line(i)) for i in rows[:5]) + (" ..." if len(rows) > 5 else "")
             raise RecordError("duplicate_id", f"{self.id_column} {record_id} is on {len(rows)} rows of {self.name} "
                               f"(lines {where}): no copy is used", record_id)
-        i = rows[0]
+        i = rows
         if i in self.problems:
-            raise RecordError("bad_metadata", f"{self.name} line {self.lines.get(i, '?')}: {self.problems[i]}",
-                              record_id)
+            raise RecordError("bad_metadata", f"{self.name} line {self._line(i)}: {self.problems[i]}", record_id)
         return self.frame.row(i, named=True)
+
+    def _line(self, i: int) -> int | str:
+        return self.lines[i] if i < len(self.lines) else "?"
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, bool]:
@@ -116,6 +119,8 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
     except OSError as exc:
         raise TableError("unusable_table", f"{path} cannot be read: {exc.strerror or exc}", path) from exc
     text, clean = _decode(raw, path)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -138,7 +143,11 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
     has_nul = "\x00" in text
 
     table = SourceTable(path=path, id_column=id_column, frame=pl.DataFrame())
-    rows_py: list[list[str]] = []  # filled only when the polars frame cannot be trusted (see below)
+    # one pass of the csv module; the loop is the cost of reading a table row by row (~2x polars alone,
+    # benchmarks/tables.py), so it does per row only what every row needs
+    lines, order, index, problems = table.lines, table.order, table.index, table.problems
+    check_fields = (not clean) or has_nul
+    norm = normalise_id or str.strip
     start_line = reader.line_num + 1
     i = -1
     try:
@@ -146,34 +155,40 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
             i += 1
             line = start_line
             start_line = reader.line_num + 1
-            table.lines[i] = line
-            if not fields or all(not f.strip() for f in fields):
-                continue  # a blank line is no record
+            lines.append(line)
+            n = len(fields)
             problem = None
-            if len(fields) != width:
-                problem = f"has {len(fields)} fields, the header {width}"
-            elif not clean:
-                problem = _bad_bytes(fields)
-            if problem is None and has_nul and any("\x00" in f for f in fields):
-                problem = "holds a NUL byte (binary data in a text table)"
-            cell = fields[id_at].strip() if id_at < len(fields) else ""
-            rid = (normalise_id(cell) if normalise_id else cell) if cell and not _SURROGATE.search(cell) else None
+            if n != width:
+                if n == 0 or (n == 1 and not fields[0].strip()):
+                    continue  # a blank line is no record
+                problem = f"has {n} fields, the header {width}"
+            elif check_fields:
+                problem = _bad_bytes(fields) if not clean else None
+                if problem is None and has_nul and any("\x00" in f for f in fields):
+                    problem = "holds a NUL byte (binary data in a text table)"
+            cell = fields[id_at].strip() if id_at < n else ""
+            rid = norm(cell) if cell and (clean or not _SURROGATE.search(cell)) else None
             if rid is None:
                 rid = placeholder_id(path.name, line)
                 problem = problem or (f"{id_column} {cell!r} is not an id" if cell else f"{id_column} is empty")
             if problem:
-                table.problems[i] = problem
-            table.order.append(rid)
-            table.index.setdefault(rid, []).append(i)
-    except csv.Error as exc:  # e.g. a NUL byte: rows past here cannot be delimited
+                problems[i] = problem
+            order.append(rid)
+            rows = index.get(rid)
+            if rows is None:
+                index[rid] = i  # an int per id; a list only for an id on several rows
+            elif isinstance(rows, int):
+                index[rid] = [rows, i]
+            else:
+                rows.append(i)
+    except csv.Error as exc:  # rows past here cannot be delimited
         raise TableError("unusable_table", f"{path} line {start_line}: {exc}", path) from exc
     n_rows = i + 1
 
     frame = None
     try:
-        frame = pl.read_csv(io.BytesIO(text.encode("utf-8", errors="surrogateescape")), infer_schema=False,
-                            truncate_ragged_lines=True, encoding="utf8-lossy", has_header=True,
-                            new_columns=header, raise_if_empty=False)
+        frame = pl.read_csv(io.BytesIO(raw), infer_schema=False, truncate_ragged_lines=True,
+                            encoding="utf8-lossy", has_header=True, new_columns=header, raise_if_empty=False)
     except pl.exceptions.PolarsError:
         frame = None
     if frame is None or frame.height != n_rows or frame.width != width:
