@@ -196,7 +196,9 @@ def ingest_shard(
     shard_dir = Path(out_dir) / SHARD_DIR
     stem = _shard_name(index, ids)
     man_path, err_path = shard_dir / f"{stem}.manifest.parquet", shard_dir / f"{stem}.errors.parquet"
-    if man_path.is_file() and err_path.is_file():
+    from pipeline.inputs import parquet_readable
+
+    if man_path.is_file() and err_path.is_file() and parquet_readable(man_path) and parquet_readable(err_path):
         man = pq.read_metadata(man_path).num_rows
         errs = pl.read_parquet(err_path, columns=["severity"])
         return ShardResult(index=index, manifest_path=str(man_path), errors_path=str(err_path), n_ok=man,
@@ -253,7 +255,8 @@ def list_ids(source_name: str, root: str | Path, **options) -> list[str]:
     return list(open_source(source_name, root, **options).ids())
 
 
-def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE, **options) -> IngestSummary:
+def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE,
+           source: Source | None = None, **options) -> IngestSummary:
     """Ingest every record of ``source_name`` at ``root`` into ``out_dir`` (see the module docstring).
 
     ``options`` go to the source (e.g. ``window_s=10.0``, ``window_start_s=0.0``; ``n_records`` for synthetic).
@@ -261,7 +264,7 @@ def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: 
     (e.g. its index CSV is missing); bad records never raise.
     """
     started = time.perf_counter()
-    source = open_source(source_name, root, **options)
+    source = source or open_source(source_name, root, **options)  # an open source: its tables parsed once
     ids = list(source.ids())
     shards = [ingest_shard(source_name, root, chunk, out_dir, i, options, source=source)
               for i, chunk in enumerate(chunks(ids, chunk_size))]
@@ -308,7 +311,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     options = source_options_from(args)
     check_out(args.out)
-    open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
-    summary = ingest(args.source, args.root, args.out, chunk_size=args.chunk_size, **options)
+    src, _ = open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
+    summary = ingest(args.source, args.root, args.out, chunk_size=args.chunk_size, source=src, **options)
     failures = collect_failures([summary.errors_path])
     return finish(args, summary.model_dump(), format_summary(summary), failures)

@@ -273,7 +273,14 @@ def read_render_manifest(out_dir: str | Path) -> dict[str, dict]:
     path = out / "manifest.parquet"
     if not path.exists():
         return {}
-    return {r["record_id"]: r for r in pl.read_parquet(path).iter_rows(named=True) if (out / r["image_path"]).exists()}
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # damaged since it was written: rebuilt from the images (which are checked again)
+        import logging
+
+        logging.getLogger(__name__).warning("%s is unreadable (%s): rebuilding it", path, type(exc).__name__)
+        return {}
+    return {r["record_id"]: r for r in frame.iter_rows(named=True) if (out / r["image_path"]).exists()}
 
 
 def merge_render_rows(done: dict[str, dict], rows: list[dict], errors: list[ErrorRow]) -> None:
@@ -290,7 +297,11 @@ def write_render_tables(out_dir: str | Path, done: dict[str, dict], errors: list
     errors_file = Path(errors_file)
     write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA),
                          Path(out_dir) / "manifest.parquet")
-    old_errors = pl.read_parquet(errors_file) if errors_file.exists() else errors_frame([])
+    from pipeline.inputs import parquet_readable
+
+    # an earlier errors table damaged since: its rows are lost, this run's errors are written whole
+    old_errors = pl.read_parquet(errors_file) if errors_file.exists() and parquet_readable(errors_file) \
+        else errors_frame([])
     merged = pl.concat([old_errors.filter(~pl.col("record_id").is_in(list(touched_ids))), errors_frame(errors)])
     write_parquet_atomic(merged, errors_file)
 
@@ -306,8 +317,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--augment {args.augment!r}: {exc}") from exc
     check_out(args.out)
-    open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
-    summary = render(args.source, args.root, args.out, layout=args.layout, dpi=args.dpi, fmt=args.format,
+    src, _ = open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
+    summary = render(src, args.root, args.out, layout=args.layout, dpi=args.dpi, fmt=args.format,
                      naming=args.naming, augment=augment, seed=args.seed, chunk_size=args.chunk_size,
                      overwrite=args.overwrite, header=not args.no_header, highpass_hz=args.highpass,
                      limit=args.limit, errors_path=args.errors, source_options=options)

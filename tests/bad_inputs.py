@@ -79,6 +79,7 @@ class Case:
     ok: list[str] = field(default_factory=list)
     n_ok: int | None = None
     stderr: list[str] = field(default_factory=list)
+    stdout_json: dict = field(default_factory=dict)  # keys that --json's document must hold with these values
     pending: str | None = None
     subprocess: bool = False          # through the console script (the hidden-check mirrors), not a worker
     batch: str | None = None          # the file's batch name when the case shares a tree

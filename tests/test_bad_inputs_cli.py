@@ -161,6 +161,9 @@ def test_bad_input_case(case: Case, corpus) -> None:
         assert rid not in _primary(out, records_only=True), f"{rid} failed but is in the output"
     if case.n_ok is not None:
         assert len(_primary(out)) == case.n_ok, sorted(_primary(out))
+    if case.stdout_json:
+        doc = json.loads(r.stdout)
+        assert {k: doc.get(k) for k in case.stdout_json} == case.stdout_json, doc
     if case.answers:
         ans = pl.read_parquet(out / "answers.parquet")
         got = dict(ans.select("record_id", "error_code").iter_rows())
