@@ -179,11 +179,10 @@ def set_verbosity(level: int) -> int:
     return level
 
 
-def _args_verbosity(args: argparse.Namespace) -> int:
+def _args_verbosity(args: argparse.Namespace) -> int | None:
+    """1 for -v, -1 for -q, 0 for neither, None for both (a usage error)."""
     v, q = getattr(args, "verbose", 0) or 0, getattr(args, "quiet", 0) or 0
-    if v and q:
-        raise SystemExit(f"ecg-grounding: -v and -q contradict each other (see ecg-grounding --help)")
-    return 1 if v else -1 if q else 0
+    return None if v and q else 1 if v else -1 if q else 0
 
 
 _JSON_STDOUT = False  # set by main for --json: stdout then carries the JSON document only
@@ -219,11 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    try:
-        set_verbosity(_args_verbosity(args))
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
+    level = _args_verbosity(args)
+    if level is None:
+        print(f"ecg-grounding {args.command}: -v and -q contradict each other (see ecg-grounding --help)",
+              file=sys.stderr)
         return EXIT_USAGE
+    set_verbosity(level)
     args.verbose, args.quiet = verbosity() > 0, verbosity() < 0
     args.json = getattr(args, "json", False)
     global _JSON_STDOUT

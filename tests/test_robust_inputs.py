@@ -66,6 +66,21 @@ def test_a_bom_and_blank_lines_are_not_problems(tmp_path):
     assert t.ids() == ["00001", "00002"] and not t.problems and t.row("00002")["report"] == "b"
 
 
+def test_rows_polars_would_split_otherwise_are_read_as_the_csv_rules_say(tmp_path):
+    # a bare quote inside a field, and old Mac line ends (CR only): the frame is built from the csv module's rows
+    t = _table(tmp_path, (HEADER + '1,ab"c,x\n2,y,z\n').encode())
+    assert t.row("00001")["report"] == 'ab"c' and t.row("00002")["filename_hr"] == "z"
+    t = _table(tmp_path, (HEADER.rstrip("\n") + "\r1,a,x\r2,b,y\r").encode())
+    assert t.ids() == ["00001", "00002"] and t.row("00002")["report"] == "b"
+
+
+def test_an_unclosed_quote_is_a_table_error_not_lost_rows(tmp_path):
+    body = HEADER + '1,"never closed,x\n' + "".join(f"{i},r,f\n" for i in range(2, 40))
+    with pytest.raises(TableError) as err:
+        _table(tmp_path, body.encode())
+    assert "never closed" in str(err.value) and "line 2" in str(err.value)
+
+
 @pytest.mark.parametrize("body, words", [
     (b"", "is empty"),
     (b"id,report,filename_hr\n1,a,b\n", "has no ecg_id column"),

@@ -29,7 +29,10 @@ import polars as pl
 from pipeline.record import RecordError, TableError
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors='surrogateescape'
-csv.field_size_limit(1 << 30)  # a report may be long; the default 128 kB limit would raise mid-table
+csv.field_size_limit(1 << 30)
+# A ragged record spanning more lines than this is an unclosed quote, not a multi-line report (PTB-XL and LUDB
+# reports span at most a few lines).
+_MAX_RECORD_LINES = 20  # a report may be long; the default 128 kB limit would raise mid-table
 
 
 def placeholder_id(table: str, line: int) -> str:
@@ -161,6 +164,10 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
             if n != width:
                 if n == 0 or (n == 1 and not fields[0].strip()):
                     continue  # a blank line is no record
+                if start_line - line > _MAX_RECORD_LINES:  # a quote opened and never closed swallowed the rows
+                    raise TableError("unusable_table", f"{path} line {line}: a quoted field runs over "
+                                     f"{start_line - line} lines (a quote that is never closed): the rows after "
+                                     "it cannot be told apart", path)
                 problem = f"has {n} fields, the header {width}"
             elif check_fields:
                 problem = _bad_bytes(fields) if not clean else None
@@ -193,9 +200,8 @@ def read_source_table(path: str | Path, id_column: str, required: Sequence[str] 
         frame = None
     if frame is None or frame.height != n_rows or frame.width != width:
         # polars delimited the rows differently (odd quoting): build the frame from the csv module's rows
-        for fields in csv.reader(io.StringIO(text, newline="")):
-            rows_py.append((list(fields) + [""] * width)[:width])
-        rows_py = rows_py[1:]
-        frame = pl.DataFrame([[None if not v else v for v in r] for r in rows_py], schema=header, orient="row")
+        rows_py = [(list(f) + [""] * width)[:width] for f in csv.reader(io.StringIO(text, newline=""))][1:]
+        frame = pl.DataFrame([[v or None for v in r] for r in rows_py], schema={c: pl.String for c in header},
+                             orient="row")
     table.frame = frame
     return table
