@@ -252,8 +252,11 @@ def check_context_inputs(run_dir: Path, prompts_path: Path, features=None, manif
         missing.append(f"no manifest at {man} (give --manifest, ingest's manifest.parquet)")
     if not ((feats / "records.parquet").is_file() or (feats / "records").is_dir()):
         missing.append(f"no features folder at {feats} (give --features, the output of `ecg-grounding features`)")
+    explicit = any(x is not None for x in (features, manifest, images))
+    if images is not None and not imgs.is_dir():
+        missing.append(f"no images folder at {imgs}")
     if missing:
-        if not required:
+        if not required and not explicit:  # nothing asked for, nothing needed
             return None
         why = "the rules writer writes from" if llm == "rules" else \
             "the validator checks each answer against (or pass --no-validate)"

@@ -502,6 +502,10 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     no_metadata = check_same_run(features_dir, measured, manifest=manifest, manifest_path=manifest_path,
                                  source=source, root=root)
     out = Path(out_dir)
+    if images_dir is not None and not Path(images_dir).is_dir():
+        from pipeline.record import TableError
+
+        raise TableError("missing_input", f"images folder {images_dir} is missing (render's --out)", images_dir)
     images = _image_index(Path(images_dir) if images_dir else None)
     out.mkdir(parents=True, exist_ok=True)
     copy_stamp(features_dir, out)  # the prompts carry the identity of the records they describe
