@@ -31,8 +31,9 @@ def _subparsers() -> dict:
 SUBCOMMANDS = sorted(_subparsers())
 
 
-def test_the_chain_has_its_eight_subcommands():
-    assert set(SUBCOMMANDS) == {"synth", "ingest", "features", "render", "prompts", "generate", "validate", "run"}
+def test_the_chain_has_its_subcommands():
+    # at least the chain's eight; later ones (export, train, interpret) get the same checks below
+    assert set(SUBCOMMANDS) >= {"synth", "ingest", "features", "render", "prompts", "generate", "validate", "run"}
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
@@ -73,7 +74,7 @@ def test_flags_mean_the_same_everywhere():
             assert actions["n"].default == DEFAULT_N, name
         assert "json" in actions and "verbose" in actions and "quiet" in actions, name
     reads_a_source = [n for n, p in subs.items() if any(a.dest == "window_s" for a in p._actions)]
-    assert set(reads_a_source) == {"ingest", "features", "render", "run"}
+    assert set(reads_a_source) >= {"ingest", "features", "render", "run"}
 
 
 def test_version():
