@@ -65,13 +65,17 @@ def measure_shard(source, ids, out_dir, index: int) -> bool:
 
     Returns False when the shard was already finished (nothing done). This is what a flow task maps over.
     """
+    from pipeline.inputs import check_stamp, parquet_readable, stamp_folder
+
     out = Path(out_dir)
+    check_stamp(out, source)  # never skip shards that were measured from other data (run_mismatch)
     name = f"part-{index:05d}.parquet"
     paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
-    if all(p.exists() for p in paths):
+    if all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths):
         progress.tick(len(ids))
-        return False
+        return False  # a shard damaged since (truncated copy, full disk) is measured again
     b, r, e = measure_chunk(source, ids)
+    stamp_folder(out, source)
     write_parquet_atomic(b, paths[0])
     write_parquet_atomic(e, paths[1])
     write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished

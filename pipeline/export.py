@@ -273,13 +273,14 @@ def register(subparsers) -> None:
     p.add_argument("--image-root", type=Path, default=None,
                    help="root the trainer joins 'image' to (default: the run folder)")
     p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which split (default all)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    from pipeline.cli import EXIT_FAILED, finish
+
     summary = export_instructions(args.run, args.out, args.format, args.ecg_root, args.image_root, args.split)
-    print(json.dumps(asdict(summary), indent=2) if args.json else format_summary(summary))
+    code = finish(args, asdict(summary), format_summary(summary))  # --json, -q: the one CLI convention
     for f in summary.failed:
         print(f"export: {f}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return EXIT_FAILED if summary.failed else code
