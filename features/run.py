@@ -102,6 +102,9 @@ def run_features(source: str, root, out_dir, chunk_size: int = 200, **source_opt
     src = open_source(source, root, **source_options)
     ids = list(src.ids())
     id_chunks = list(chunks(ids, chunk_size))
+    from pipeline.inputs import check_stamp
+
+    check_stamp(out_dir, src)  # another run's folder: one line before any bar or record (run_mismatch)
     with progress.track(STAGE, len(ids)):
         skipped = sum(not measure_shard(src, chunk, out_dir, n) for n, chunk in enumerate(id_chunks))
     return finish_features(out_dir, len(ids), len(id_chunks), skipped)

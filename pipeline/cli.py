@@ -181,9 +181,10 @@ def set_verbosity(level: int) -> int:
 
 
 def _args_verbosity(args: argparse.Namespace) -> int | None:
-    """1 for -v, -1 for -q, 0 for neither, None for both (a usage error)."""
+    """1 for -v, -1 for -q, None for both (a usage error); neither: the environment's setting (a scheduler or a
+    parent process may have set ``ECG_GROUNDING_VERBOSITY``), else 0."""
     v, q = getattr(args, "verbose", 0) or 0, getattr(args, "quiet", 0) or 0
-    return None if v and q else 1 if v else -1 if q else 0
+    return None if v and q else 1 if v else -1 if q else verbosity()
 
 
 _JSON_STDOUT = False  # set by main for --json: stdout then carries the JSON document only

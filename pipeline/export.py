@@ -261,9 +261,11 @@ def register(subparsers) -> None:
         "export", help="write a run's accepted items as one GEM (or LLaVA) JSON file for a trainer",
         description="Write every accepted item of RUN/instructions as one JSON list, with 'image' and 'ecg' "
                     "rewritten against the roots the trainer uses. Records whose source file is not 12 leads / "
-                    "500 Hz / the answer's 10-s window get that canonical window written as WFDB.",
-        epilog="Exit status: 0 every accepted item exported; 1 some items could not be (named on stderr); "
-               "2 bad usage. Example: ecg-grounding export --run outputs/demo --out outputs/demo/gem.json")
+                    "500 Hz / the answer's 10-s window get that canonical window written as WFDB. An item that "
+                    "cannot be exported is named on stderr and makes the exit status 1.\n\n"
+                    "examples:\n"
+                    "  ecg-grounding export --run outputs/demo --out outputs/demo/gem.json\n"
+                    "  ecg-grounding export --run outputs/demo --out outputs/demo/llava.json --format llava")
     p.add_argument("--run", required=True, type=Path, help="run folder (holds instructions/ and manifest.parquet)")
     p.add_argument("--out", required=True, type=Path, help="the JSON file to write")
     p.add_argument("--format", default="gem", choices=FORMATS,

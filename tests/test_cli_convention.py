@@ -88,8 +88,12 @@ def test_quiet_and_verbose_set_the_environment_before_the_stage(tmp_path, capsys
     assert os.environ[VERBOSITY_ENV] == "-1" and capsys.readouterr().out == ""
     assert main(["synth", "--n", "1", "--out", str(tmp_path / "b"), "-v"]) == 0  # after the subcommand too
     assert os.environ[VERBOSITY_ENV] == "1" and "wrote 1 records" in capsys.readouterr().out
+    monkeypatch.delenv(VERBOSITY_ENV)
     assert main(["synth", "--n", "1", "--out", str(tmp_path / "c")]) == 0
     assert os.environ[VERBOSITY_ENV] == "0"
+    monkeypatch.setenv(VERBOSITY_ENV, "-1")  # set by a scheduler: no flag keeps it
+    assert main(["synth", "--n", "1", "--out", str(tmp_path / "d")]) == 0
+    assert os.environ[VERBOSITY_ENV] == "-1" and capsys.readouterr().out == ""
 
 
 def test_quiet_run_prints_no_stage_lines_and_json_is_machine_readable(tmp_path):
