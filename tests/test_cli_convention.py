@@ -90,7 +90,7 @@ def test_quiet_and_verbose_set_the_environment_before_the_stage(tmp_path, capsys
     assert os.environ[VERBOSITY_ENV] == "1" and "wrote 1 records" in capsys.readouterr().out
     monkeypatch.delenv(VERBOSITY_ENV)
     assert main(["synth", "--n", "1", "--out", str(tmp_path / "c")]) == 0
-    assert os.environ[VERBOSITY_ENV] == "0"
+    assert os.environ[VERBOSITY_ENV] == "0" and "wrote 1 records" in capsys.readouterr().out
     monkeypatch.setenv(VERBOSITY_ENV, "-1")  # set by a scheduler: no flag keeps it
     assert main(["synth", "--n", "1", "--out", str(tmp_path / "d")]) == 0
     assert os.environ[VERBOSITY_ENV] == "-1" and capsys.readouterr().out == ""
