@@ -59,6 +59,11 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
                r"|\bR(?= in (?:lead|[aAV]))", 0, ("ms", "mv")),
     ("s_wave", r"\bS[- ]?waves?" + _MEASURE + r"|\bS (?:amplitude|depth|duration)\b|\bdeep S\b|\bS(?= in (?:lead|[aAV]))",
      0, ("ms", "mv")),
+    ("r_wave", r"\bR(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
+    ("s_wave", r"\bS(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
+    ("q_wave", r"\bQ(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
+    ("t_wave", r"\bT(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
+    ("p_wave", r"\bP(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
     ("sokolow", r"\bSokolow(?:[- ]Lyon)?\b(?:[- ](?:index|voltage|sum|criterion|criteria))?|\bS\s?\(?V1\)?\s?\+\s?R\s?"
                 r"\(?V[56]\)?", _I, ("mv",)),
     ("cornell", r"\bCornell\b(?:[- ](?:index|voltage|product|sum|criterion|criteria))?|\bR\s?\(?aVL\)?\s?\+\s?S\s?\(?V3\)?",
@@ -96,6 +101,8 @@ _WAVE_NEG = re.compile(r"\binver(?:ted|sion|sions)\b|\bnegative\b|\bdeep(?:ly)?\
 _WAVE_POS = re.compile(r"\bupright\b|\bpositive\b|\btall\b|\bpeaked\b|\bheight\b|\babove (?:the )?baseline", re.I)
 _NEGATED_WORD = re.compile(r"\b(?:no|not|without|absence of|absent|lack of|free of|neither|nor|never)\s+(?:\w+\s+){0,2}$",
                            re.I)
+_HEDGE = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\baround|\broughly|\bnearly|\balmost|~|\u2248|\bcirca|"
+                    r"\bca\.|\bsome)\s*$", re.I)
 _COMPARATOR = re.compile(
     r"(?P<cmp>>=|<=|>|<|\u2265|\u2264|\babove|\bbelow|\bexceed(?:s|ing|ed)?|\bin excess of|\bgreater than|\bless than|"
     r"\bmore than|\bover|\bunder|\bat least|\bat most|\bno more than|\bnot exceeding|\bup to|\bbeyond|\bshorter than|"
@@ -328,6 +335,7 @@ def extract_claims(text: str, config=None) -> list[NumericClaim]:
                 prev_leads = leads
             made.append((claim, id(group) if group is not None else 0))
         _pair_value_lists(made, s_groups)
+        _pair_quantity_lists(text, [c for c, _ in made], s_quants, numbers)
         claims.extend(c for c, _ in made)
         claims.extend(_count_claims(text, s0, s1, numbers))
         claims.extend(_ordinal_claims(text, s0, s1, sentence))
@@ -377,6 +385,20 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
         quant, dim = q, UNITLESS_DIM[q.name]
         if dim == "ms" and abs(num.value) < 3.0 and (other is None or abs(other.value) < 3.0):
             factor = 1000.0  # "a PR interval of 0.16": seconds written without the unit
+    if quant is not None and quant.name == "voltage" and dim == "mv":
+        # "P wave duration 110 ms and amplitude 0.2 mV": the amplitude is the P wave's
+        wave = next((q for q in reversed([q for q in quants if q.end <= quant.start]) if q.name in (
+            "p_wave", "q_wave", "r_wave", "s_wave", "t_wave", "r_prime", "qrs") and quant.start - q.end <= 60), None)
+        if wave is not None and not any(wave.end <= n.start < quant.start for n in numbers if n.unit and
+                                        unit_kind(n.unit)[0] == "mv"):
+            quant = wave
+    if quant is not None and quant.name in ("r_wave", "s_wave") and dim == "mv" and \
+            re.search(r"\b(?:sum|plus|total|combined|added)\b|\+", text[max(s0, quant.start - 40):num.start], re.I):
+        sent_text = text[s0:s1]
+        if re.search(r"\bV1\b", sent_text) and re.search(r"\bV[56]\b", sent_text):
+            quant = _Quant(quant.start, quant.end, "sokolow", ("mv",))
+        elif re.search(r"\baVL\b", sent_text) and re.search(r"\bV3\b", sent_text):
+            quant = _Quant(quant.start, quant.end, "cornell", ("mv",))
     if quant is None and dim == "bpm":
         quant = _Quant(num.start, num.start, "rate", ("bpm",))  # "52 bpm" alone is a heart rate
     values = [num.value * factor]
@@ -402,6 +424,8 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
                          explicit_sign=num.explicit_sign)
     claim.extra["unit_factor"] = factor
     claim.extra["attach_from"] = attach_from
+    if _HEDGE.search(text[max(s0, num.start - 16):num.start]):
+        claim.extra["hedged"] = True
     if keyword == "qtc" and quant is not None:
         claim.formula = _formula_for(text, quant, num, s1)
     if keyword in ("st", "st_j", "st_j60", "t_wave", "p_wave", "q_wave", "r_wave", "s_wave", "r_prime", "voltage",
@@ -464,6 +488,42 @@ def _pair_value_lists(made: list[tuple[NumericClaim, int]], groups: list[LeadGro
             continue
         for c, lead in zip(cs, g.leads):
             c.leads = (lead,)
+
+
+_QLIST_GAP = re.compile(r"^\s*(?:,\s*(?:and\s+)?|and|/|&|,)\s*$", re.I)
+_NLIST_GAP = re.compile(r"^\s*(?:,\s*(?:and\s+)?|and|/|,)\s*$", re.I)
+
+
+def _pair_quantity_lists(text: str, claims: list[NumericClaim], quants: list[_Quant], numbers) -> None:
+    """"PR, QRS and QT intervals of 160, 90 and 400 ms", "PR/QRS/QT/QTc 160/90/400/430 ms": k values in a list
+    take the k quantities listed before them, in order."""
+    i = 0
+    while i < len(claims):
+        j = i
+        while j + 1 < len(claims) and claims[j + 1].kind == claims[i].kind and len(claims[j].values) == 1 and \
+                _NLIST_GAP.match(text[claims[j].end if claims[j].end else claims[j].start:claims[j + 1].start]):
+            j += 1
+        run = claims[i:j + 1]
+        if len(run) >= 2:
+            before = [q for q in quants if q.end <= run[0].start]
+            chain: list[_Quant] = []
+            for q in reversed(before):
+                if not chain:
+                    if len(text[q.end:run[0].start]) > 40:
+                        break
+                    chain.append(q)
+                elif _QLIST_GAP.match(text[q.end:chain[-1].start]):
+                    chain.append(q)
+                else:
+                    break
+            chain.reverse()
+            if len(chain) == len(run) and len({q.name for q in chain}) == len(chain) and \
+                    all(run[0].kind in q.dims for q in chain):
+                for c, q in zip(run, chain):
+                    c.keyword = q.name
+                    if q.name == "qtc":
+                        c.formula = "bazett"
+        i = j + 1
 
 
 def _count_claims(text: str, s0: int, s1: int, numbers: list[NumberToken]) -> list[NumericClaim]:

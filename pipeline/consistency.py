@@ -90,7 +90,8 @@ _RECORD_RULES: list[tuple[str, re.Pattern]] = [
     ("p_present", _rx(r"\bP[- ]?waves? " + _BE + r" " + _not() + r"(?:clearly |consistently |easily )?(?:present|visible|seen|"
                       r"identifiable|discernible|evident)\b|\b(?:absent|absence of|no (?:\w+ )?|without (?:\w+ )?|"
                       r"lack of|loss of) ?P[- ]?waves?\b(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))|\bP[- ]?waves? " + _BE + r" (?P<absent>absent|missing|lacking)\b"
-                      r"|\b(?:visible|discernible|identifiable|distinct|clear|consistent|normal|sinus) P[- ]?waves?\b")),
+                      r"|\b(?:visible|discernible|identifiable|distinct|clear|consistent|normal|sinus) P[- ]?waves?\b"
+                      r"(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))")),
 ]
 # interval qualifiers: prefix ("prolonged QTc") and postfix ("the QTc of 474 ms is prolonged") forms
 _IV_KEY = r"(?P<k>P-?R|PQ|QRS|QTc\s?[BFH]?|QT-?c|corrected QT|QT)"
@@ -135,27 +136,27 @@ _LEAD_RULES: list[tuple[str, re.Pattern]] = [
     ("t_inverted", _rx(r"\bT[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
                        r"(?:\w+ )?(?:negative|inverted)\b|"r"\b(?:deep(?:ly)? |symmetric(?:al(?:ly)?)? |new |diffuse |widespread )?(?:inverted|negative) T"
                        r"(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:\w+ ){0,2}?inversions?\b|\binversion of (?:the )?T[- ]?waves?\b"
-                       r"|\bTWI\b|\bT[- ]?waves? (?:\w+ ){0,3}?" + _BE + r" " + _not() + r"(?:\w+ )?(?:inverted|negative)\b"
+                       r"|\bTWI\b|\bT[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() + r"(?:\w+ )?(?:inverted|negative)\b"
                        r"|\bT inversions?\b")),
     ("t_upright", _rx(r"\bT[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                      r"(?:\w+ )?(?:positive|upright)\b|"r"\b(?:upright|positive) T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:\w+ ){0,3}?" + _BE + r" " + _not() +
+                      r"(?:\w+ )?(?:positive|upright)\b|"r"\b(?:upright|positive) T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
                       r"(?:\w+ )?(?:upright|positive)\b")),
     ("t_flat", _rx(r"\bT[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"flat\b|"r"\b(?:flat|flattened|low(?:[- ]amplitude)?|isoelectric) T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:\w+ ){0,3}?"
                    + _BE + r" " + _not() + r"(?:\w+ )?(?:flat|flattened|low|isoelectric)\b|\bT[- ]?wave flattening\b|"
                    r"\bflattening of (?:the )?T[- ]?waves?\b")),
-    ("t_biphasic", _rx(r"\bT[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"biphasic\b|"r"\bbiphasic T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:\w+ ){0,3}?" + _BE + r" " + _not() + r"biphasic\b")),
+    ("t_biphasic", _rx(r"\bT[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"biphasic\b|"r"\bbiphasic T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() + r"biphasic\b")),
     ("p_inverted", _rx(r"\bP[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                       r"(?:\w+ )?(?:negative|inverted)\b|"r"\b(?:inverted|negative|retrograde) P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:\w+ ){0,3}?" + _BE + r" "
+                       r"(?:\w+ )?(?:negative|inverted)\b|"r"\b(?:inverted|negative|retrograde) P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" "
                        + _not() + r"(?:\w+ )?(?:inverted|negative)\b|\bP[- ]?wave inversions?\b")),
     ("p_upright", _rx(r"\bP[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                      r"(?:\w+ )?(?:positive|upright)\b|"r"\b(?:upright|positive) P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:\w+ ){0,3}?" + _BE + r" " + _not() +
+                      r"(?:\w+ )?(?:positive|upright)\b|"r"\b(?:upright|positive) P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
                       r"(?:\w+ )?(?:upright|positive)\b")),
-    ("p_biphasic", _rx(r"\bP[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"biphasic\b|"r"\bbiphasic P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:\w+ ){0,3}?" + _BE + r" " + _not() + r"biphasic\b")),
+    ("p_biphasic", _rx(r"\bP[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"biphasic\b|"r"\bbiphasic P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() + r"biphasic\b")),
     ("st_elevation", _rx(r"\b(?:ST|S-T)(?:[- ]segments?)?[- ](?:\w+[- ])?elevations?\b|\belevat(?:ed|ion of) (?:the )?"
-                         r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:\w+ ){0,2}?" + _BE + r" " + _not() +
+                         r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
                          r"(?:\w+ )?elevated\b|\bJ[- ]point elevations?\b|\bST[- ]?(?:segment )?(?:is |are )?raised\b")),
     ("st_depression", _rx(r"\b(?:ST|S-T)(?:[- ]segments?)?[- ](?:\w+[- ])?depressions?\b|\bdepress(?:ed|ion of) (?:the )?"
-                          r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:\w+ ){0,2}?" + _BE + r" " + _not() +
+                          r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
                           r"(?:\w+ )?depressed\b|\bJ[- ]point depressions?\b")),
     ("st_isoelectric", _rx(r"\bisoelectric (?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:\w+ ){0,2}?"
                            + _BE + r" " + _not() + r"(?:\w+ )?(?:isoelectric|at baseline|on the baseline)\b")),
@@ -317,8 +318,12 @@ def _formula_in(s: str) -> str | None:
 
 def _claim_leads(text: str, a: int, b: int, s0: int, s1: int, groups: list[LeadGroup],
                  region_spans: list[tuple[int, int]]) -> tuple[tuple[str, ...], bool]:
-    """Leads of a per-lead claim: a group right after it ("T inversion in II", "ST depression of 0.1 mV in V5"),
-    else one right before it ("in V1-V3 the T waves are inverted", "lead III shows a Q wave")."""
+    """Leads of a per-lead claim: a group inside it ("T waves in V1-V3 are inverted"), right after it ("T
+    inversion in II", "ST depression of 0.1 mV in V5"), else right before it ("in V1-V3 the T waves are
+    inverted", "lead III shows a Q wave")."""
+    inside = [g for g in groups if a <= g.start < b]
+    if inside:
+        return tuple(dict.fromkeys(x for g in inside for x in g.leads)), not all(g.explicit for g in inside)
     for g in groups:
         if g.start < b or g.start >= s1:
             continue

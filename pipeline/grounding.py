@@ -436,12 +436,15 @@ def ground_claim(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingConte
     best: tuple[float, Candidate] | None = None
     same_side_hit: Candidate | None = None
     crossing: tuple[Candidate, str] | None = None
+    hedge = 0.0
+    if claim.extra.get("hedged") and claim.kind == "bpm" and float(vals[0]).is_integer() and vals[0] % 5 == 0:
+        hedge = config.rate_hedge_bpm  # "about 80 bpm": a rate rounded to 5 or 10 on purpose
     for cand in cands:
         x = claim_value(claim, cand.column, vals[0])
         d = _diff(claim.kind, x, cand.value)
         if best is None or d < best[0]:
             best = (d, cand)
-        if d <= tolerance(claim.kind, cand.value, config) + 1e-9:
+        if d <= max(tolerance(claim.kind, cand.value, config), hedge) + 1e-9:
             cut = crosses(claim, cand, x, ctx, kb)
             if cut is None:
                 same_side_hit = same_side_hit or cand
