@@ -64,7 +64,10 @@ _LEAK_PATTERNS = [
     r"\bthe (?:measurements?|values|numbers|features|data|statements?|notes?) (?:show|shows|indicate|indicates|"
     r"state|states|say|says|list|lists|report|reports|confirm|confirms|suggest|suggests|mention|mentions|document|"
     r"documents|specify|specifies|note|notes)\b",
-    r"\bthe (?:data|input)\b",
+    r"\bthe (?:data|input)\b", r"\bthe notes\b",
+    r"\b(?:clinical|patient|medical|case|referral|discharge)\s+(?:notes?|history|information|data|summary|records?|"
+    r"charts?|details|context|file|documentation|vignette)\b",
+    r"\bpre-?(?:computed|calculated|measured|extracted|derived|supplied|provided)\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 

@@ -30,9 +30,10 @@ _I = re.I
 # (name, pattern, flags, dimensions it can take). Order matters only for equal spans: more specific first.
 _MEASURE = r"(?:[- ](?:heights?|amplitudes?|depths?|durations?|deflections?|voltages?|widths?|polarity|levels?))?\b"
 _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
-    ("qtc", r"\bQTc\s?[BFH]?(?:Fra|Fram|Hod|Baz|Fri)?\b|\bQT-?c\b|\bQTC\b|\b(?:heart[- ]rate[- ]|rate[- ])?corrected "
-            r"QT\b(?:[- ]interval)?|\bQT[- ]corrected\b|\bQT (?:interval )?corrected for (?:the )?(?:heart )?rate\b",
-     0, ("ms",)),
+    ("qtc", r"\bQTc\s?[BFH]?(?:Fra|Fram|Hod|Baz|Fri)?\b|\bQT-?c\b|\bQTC\b|\b(?i:(?:heart[- ]rate[- ]|rate[- ])?corrected) "
+            r"QT\b(?:[- ]interval)?|\bQT[- ](?i:corrected)\b|\bQT (?:interval )?(?i:corrected for (?:the )?(?:heart )?rate)\b"
+            r"|\b(?i:Bazett|Fridericia|Framingham|Hodges|Sagie)(?:['’]s)?(?:[- ](?i:formula|correction|corrected|method|QTc?)"
+            r"(?:[- ]QTc?)?)?\b", 0, ("ms",)),
     ("qt_dispersion", r"\bQT[- ]dispersion\b|\bdispersion of (?:the )?QT\b", 0, ("ms",)),
     ("qt", r"\bQ-?T\b(?![- ]?c\b)(?:[- ]interval)?|\bQT\b", 0, ("ms",)),
     ("pr_segment", r"\bP-?R[- ]segment\b|\bPQ[- ]segment\b", 0, ("ms",)),
@@ -250,16 +251,16 @@ _ORD_NEG = re.compile(r"\b(?:is|was|are|were)\s+not\b|\bisn't\b|\bwasn't\b|\bnon
 def _formula_for(text: str, q: _Quant, num: NumberToken, s1: int) -> str:
     """The QTc formula named with this number: in the QTc keyword itself, right after the number, or between
     the keyword and the number; Bazett when none is named (the usual default)."""
+    after = text[num.end:min(s1, num.end + 40)]
+    m_after = re.match(r"^\s*(?:\(|,|by|using|with|according to|per)?\s*(?:the\s+)?(?P<w>[A-Za-z']+)", after)
+    if m_after:  # "394 ms by Bazett and 412 ms by Fridericia": the name right after a number is its own
+        for name, rx in _FORMULAS:
+            if rx.match(m_after.group("w")):
+                return name
     kw = text[q.start:q.end]
     for name, rx in _FORMULAS:
         if rx.search(kw):
             return name
-    after = text[num.end:min(s1, num.end + 40)]
-    m_after = re.match(r"^\s*(?:\(|,|by|using|with|according to|per)?\s*(?:the\s+)?(?P<w>[A-Za-z']+)", after)
-    if m_after:
-        for name, rx in _FORMULAS:
-            if rx.match(m_after.group("w")):
-                return name
     between = text[q.end:num.start]
     for name, rx in _FORMULAS:
         if rx.search(between):

@@ -108,15 +108,18 @@ _IV_ALL = re.compile(r"\b(?:normal|unremarkable) (?:conduction )?intervals\b|\bi
 _MID_STOP = re.compile(r"\b(?:PR|PQ|QRS|QTc?|QT|axis|rate|P[- ]?waves?|T[- ]?waves?|ST|R[- ]?waves?|S[- ]?waves?|"
                        r"Q[- ]?waves?|while|whereas|but|although|and (?:the|a|an|there)|with (?:a|an|the))\b|\(normal",
                        re.I)
+_RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|multifocal|"
+                               r"focal|paroxysmal|complex|wide|narrow|orthodromic|antidromic|sinus|AV|polymorphic|"
+                               r"monomorphic|pacemaker-mediated|escape)[- ]$", re.I)
 _AXIS_RULES: list[tuple[str, re.Pattern]] = [
     ("axis_normal", _rx(r"\bnormal (?:QRS |electrical |frontal(?: plane)? |cardiac |heart )*axis\b|\baxis " + _BE
                         + r" " + _not() + r"(?:\w+ ){0,3}?(?:within (?:the )?normal (?:limits|range)|normal)\b")),
-    ("axis_left", _rx(r"\bleft(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE + r"? ?"
+    ("axis_left", _rx(r"(?i:\bleft(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE + r"? ?"
                       + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?left(?:ward)?\b|\bleftward "
-                      r"(?:axis )?(?:deviation|shift)\b|\bLAD\b", 0)),
-    ("axis_right", _rx(r"\bright(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE
+                      r"(?:axis )?(?:deviation|shift)\b)|\bLAD\b", 0)),
+    ("axis_right", _rx(r"(?i:\bright(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE
                        + r"? ?" + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?right(?:ward)?\b|\brightward "
-                       r"(?:axis )?(?:deviation|shift)\b|\bRAD\b", 0)),
+                       r"(?:axis )?(?:deviation|shift)\b)|\bRAD\b", 0)),
     ("axis_extreme", _rx(r"\bextreme (?:right |left )?(?:QRS )?axis(?: deviation)?\b|\bnorth-?west(?:ern)? (?:QRS )?axis\b|"
                          r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b")),
     ("axis_vertical", _rx(r"\bvertical (?:electrical |QRS |frontal )?axis\b|\bvertical heart position\b|\baxis " + _BE
@@ -198,6 +201,8 @@ def extract_statements(text: str) -> list[QualClaim]:
         for m in rx.finditer(text):
             a, b = m.start(), m.end()
             neg = _negated(text, a, m)
+            if neg and concept in ("tachycardia", "bradycardia") and _RHYTHM_QUALIFIER.search(text[max(0, a - 30):a]):
+                continue  # "no ventricular tachycardia" denies a rhythm, not a fast rate
             if concept == "p_present" and (m.groupdict().get("absent") or re.match(
                     r"(?:absent|absence of|no |without |lack of|loss of)", m.group(0), re.I)):
                 neg = True  # "no P waves", "P waves are absent": the phrase itself denies them
