@@ -522,8 +522,7 @@ def _pair_quantity_lists(text: str, claims: list[NumericClaim], quants: list[_Qu
                     all(run[0].kind in q.dims for q in chain):
                 for c, q in zip(run, chain):
                     c.keyword = q.name
-                    if q.name == "qtc":
-                        c.formula = "bazett"
+                    c.formula = "bazett" if q.name == "qtc" else None
         i = j + 1
 
 
