@@ -68,6 +68,7 @@ _LEAK_PATTERNS = [
     r"\b(?:clinical|patient|medical|case|referral|discharge)\s+(?:notes?|history|information|data|summary|records?|"
     r"charts?|details|context|file|documentation|vignette)\b",
     r"\bpre-?(?:computed|calculated|measured|extracted|derived|supplied|provided)\b",
+    r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |past )?history of\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 
@@ -109,6 +110,8 @@ _INJECTION_PATTERNS = [
     r"grounded|checked)\b",
     r"\b(?:the )?(?:validator|grader|evaluator|grounding check(?:s|er)?|LLM|language model|chatbot|ChatGPT|GPT-?\d)\b",
     r"\b(?:begin|end) (?:of )?(?:the )?(?:system|user|assistant|hidden|secret) (?:message|prompt|instructions?)\b",
+    r"\b(?:as instructed|per (?:your|the|my) instructions|(?:the|these|your|my) instructions)\b", r"</?s>",
+    r"\[(?:SYSTEM|USER|ASSISTANT|INST|SYS)\]", r"\bnote to (?:the )?(?:model|AI|assistant|grader|reviewer)\b",
     # links, addresses, code
     r"https?://", r"\bwww\.[\w-]+", r"\b[\w-]+\.(?:com|org|net|gov|edu)\b(?:/\S*)?",
     r"\b[\w.+-]+@[\w-]+\.[\w.]+\b", r"```", r"\bdef \w+\s*\(", r"^\s*import \w+|\bfrom \w+ import \w+",

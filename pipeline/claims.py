@@ -300,7 +300,12 @@ def extract_claims(text: str, config=None) -> list[NumericClaim]:
     mentions = find_leads(text)
     groups = lead_groups(text, mentions)
     quants = find_quantities(text)
-    numbers = find_numbers(text)
+    # a number inside a quantity's own name ("J+60", "60 ms after the J point") states nothing
+    numbers = [n for n in find_numbers(text) if not any(q.start <= n.start and n.end <= q.end for q in quants)]
+    for k, n in enumerate(numbers):  # range partners are indices into this list
+        if n.range_with is not None:
+            n.range_with = None
+    _relink_ranges(text, numbers)
     sents = sentences(text) or [(0, len(text))]
     claims: list[NumericClaim] = []
     for s0, s1 in sents:
@@ -316,7 +321,7 @@ def extract_claims(text: str, config=None) -> list[NumericClaim]:
         for k in range(len(s_nums) - 1, -1, -1):
             i, num = s_nums[k]
             nxt = s_nums[k + 1] if k + 1 < len(s_nums) else None
-            joined = nxt is not None and num.inherited_unit and (num.range_with is None or num.range_first)
+            joined = nxt is not None and ((num.inherited_unit and num.range_with is None) or num.range_first)
             run_last[k] = run_last[k + 1] if joined else k
         for k, (i, num) in enumerate(s_nums):
             last = run_last[k]
@@ -489,6 +494,23 @@ def _pair_value_lists(made: list[tuple[NumericClaim, int]], groups: list[LeadGro
             continue
         for c, lead in zip(cs, g.leads):
             c.leads = (lead,)
+
+
+def _relink_ranges(text: str, numbers: list[NumberToken]) -> None:
+    """Mark the ends of ranges ("0.1-0.2 mV", "between 60 and 80 bpm") among ``numbers`` (after filtering)."""
+    for i in range(len(numbers) - 1):
+        a, b = numbers[i], numbers[i + 1]
+        if a.range_with is not None or b.range_with is not None:
+            continue
+        gap = text[a.end:b.start]
+        before = text[max(0, a.start - 12):a.start].lower()
+        joined = re.match(r"^\s*(?:-|\u2013|\u2014|to|through)\s*$", gap, re.I) and (a.unit is None or a.inherited_unit
+                                                                                     or a.unit == b.unit)
+        between = re.search(r"\b(?:between|from)\s*$", before) and re.match(r"^\s*(?:and|to|-|\u2013)\s*$", gap, re.I)
+        if (joined and (a.inherited_unit or a.unit == b.unit)) or (between and a.unit and b.unit and
+                                                                  a.unit.lower() == b.unit.lower()) or \
+                (between and a.inherited_unit):
+            a.range_with, a.range_first, b.range_with = i + 1, True, i
 
 
 _QLIST_GAP = re.compile(r"^\s*(?:,\s*(?:and\s+)?|and|/|&|,)\s*$", re.I)
