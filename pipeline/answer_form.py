@@ -32,11 +32,11 @@ _SOURCE_ADJ = (r"(?:provided|given|supplied|supplementary|accompanying|attached|
 _LEAK_PATTERNS = [
     r"\breports?\b", r"\breported\b",
     rf"\b{_SOURCE_ADJ}\s+(?:\w+\s+)?{_NOUNS}\b",
-    rf"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
-    rf"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
-    rf"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
-    rf"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
-    rf"supplied|shared|sent|listed))\b",
+    r"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
+    r"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
+    r"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
+    r"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
+    r"supplied|shared|sent|listed))\b",
     r"\bas (?:stated|listed|given|mentioned|documented|noted|recorded|reported|indicated|specified|described|provided|"
     r"shown|annotated|labell?ed|summari[sz]ed|read|interpreted|coded) (?:in|by|on|above|below|earlier|previously|"
     r"elsewhere|before)\b",

@@ -22,8 +22,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from pipeline.answer_text import (LeadGroup, NumberToken, count_words, find_leads, find_numbers, lead_groups,
-                                  ordinals, sentences, unit_kind)
+from pipeline.answer_text import (LeadGroup, NumberToken, find_leads, find_numbers, lead_groups,
+                                  sentences, unit_kind)
 
 # --------------------------------------------------------------------------------------- quantity lexicon
 _I = re.I
@@ -228,26 +228,6 @@ _TIME_PREP = re.compile(r"(?:\bat|\baround|\bnear|\bby|\bt\s*=|\bat t\s*=|\bat a
 _BEAT_WORDS = re.compile(r"\bbeats?\b|\bcomplex(?:es)?\b|\bPVCs?\b|\bPACs?\b|\bVPBs?\b|\bextrasystol|\bpremature\b|"
                          r"\bectopic\b|\bQRS\b|\bpause\b|\bspikes?\b|\bheartbeats?\b|\bcontractions?\b|\bR[- ]?waves?\b|"
                          r"\boccurs?\b|\bappears?\b|\bseen\b|\bmark\b", re.I)
-_COUNT_NOUN = re.compile(
-    r"^\s*(?:(?:isolated|single|early|premature|ectopic|additional|further|separate|unifocal|multifocal|uniform|"
-    r"ventricular|atrial|supraventricular|junctional|wide|broad|narrow|normal|sinus|conducted|paced|QRS|consecutive|"
-    r"non-?conducted|individual|distinct|discrete|total|visible|captured|complete|recorded|detected|aberrant|"
-    r"similar|identical|separate)[- ]?\s*){0,3}"
-    r"(?P<noun>beats?|complex(?:es)?|contractions?|extrasystoles?|PVCs?|PACs?|VPBs?|APCs?|VPCs?|VEs|SVEs|SVPBs?|"
-    r"ectopics?|heartbeats?|cycles|QRS complex(?:es)?|depolari[sz]ations?)\b", re.I)
-_COUNT_AFTER_PREMATURE = re.compile(r"^\s*(?:that\s+(?:are|were)\s+|which\s+(?:are|were)\s+)?(?:arriving|coming|"
-                                    r"occurring|appearing|falling)?\s*(?:early|prematurely|premature|ectopic)\b", re.I)
-_COUNT_AFTER_PACED = re.compile(r"^\s*(?:that\s+(?:are|were)\s+|which\s+(?:are|were)\s+)?(?:showing|with)?\s*"
-                                r"(?:pacing|paced|pacemaker)", re.I)
-_ORDINAL_NOUN = re.compile(r"^\s*(?:and\s+(?:the\s+)?\w+\s+)?(?:(?:QRS|normal|sinus|premature|ectopic|paced)\s+)?"
-                           r"(?:beats?|complex(?:es)?|QRS complex(?:es)?|cycles?|heartbeats?)\b", re.I)
-_BEAT_NUMBER = re.compile(r"\b(?:beats?|complex(?:es)?)\s+(?:number\s+|no\.?\s*|#\s*)?(?P<n>\d{1,2})\b(?!\s*(?:ms|s\b|"
-                          r"mv|mm|bpm|%|per))", re.I)
-_ORD_PREMATURE = re.compile(r"\bpremature\b|\bearly\b|\bectopic\b|\bPVC\b|\bPAC\b|\bVPB\b|\bAPC\b|\bextrasystole\b|"
-                            r"\bVPC\b", re.I)
-_ORD_NEG = re.compile(r"\b(?:is|was|are|were)\s+not\b|\bisn't\b|\bwasn't\b|\bnone\b|\bneither\b|\bnor\b", re.I)
-
-
 def _formula_for(text: str, q: _Quant, num: NumberToken, s1: int) -> str:
     """The QTc formula named with this number: in the QTc keyword itself, right after the number, or between
     the keyword and the number; Bazett when none is named (the usual default)."""
@@ -296,6 +276,8 @@ def _direction(text: str, a: int, num_start: int, after_end: int, keyword: str |
 
 def extract_claims(text: str, config=None) -> list[NumericClaim]:
     """Every checkable number of ``text`` (see the module docstring), with quantity, leads and polarity."""
+    from pipeline.beat_claims import count_claims, ordinal_claims
+
     mm_per_mv = getattr(config, "mm_per_mv", 10.0)
     mentions = find_leads(text)
     groups = lead_groups(text, mentions)
@@ -343,8 +325,8 @@ def extract_claims(text: str, config=None) -> list[NumericClaim]:
         _pair_value_lists(made, s_groups)
         _pair_quantity_lists(text, [c for c, _ in made], s_quants, numbers)
         claims.extend(c for c, _ in made)
-        claims.extend(_count_claims(text, s0, s1, numbers))
-        claims.extend(_ordinal_claims(text, s0, s1, sentence))
+        claims.extend(count_claims(text, s0, s1, numbers))
+        claims.extend(ordinal_claims(text, s0, s1, sentence))
     claims.sort(key=lambda c: c.start)
     return claims
 
@@ -546,85 +528,3 @@ def _pair_quantity_lists(text: str, claims: list[NumericClaim], quants: list[_Qu
                     c.keyword = q.name
                     c.formula = "bazett" if q.name == "qtc" else None
         i = j + 1
-
-
-def _count_claims(text: str, s0: int, s1: int, numbers: list[NumberToken]) -> list[NumericClaim]:
-    """'2 PVCs', 'two premature beats', '1 beat arriving early', '14 QRS complexes', 'a single PVC'."""
-    out: list[NumericClaim] = []
-    cands: list[tuple[int, int, float]] = [(n.start, n.end, n.value) for n in numbers
-                                           if s0 <= n.start < s1 and n.unit is None and float(n.value).is_integer()
-                                           and 0 <= n.value <= 60 and not n.explicit_sign]
-    cands += [(a + s0, b + s0, float(v)) for a, b, v in count_words(text[s0:s1])]
-    seen: set[int] = set()
-    for a, b, v in sorted(cands):
-        if a in seen:
-            continue
-        seen.add(a)
-        after = text[b:min(s1, b + 80)]
-        m = _COUNT_NOUN.match(after)
-        if m is None:
-            continue
-        phrase = text[a:b + m.end()]
-        rest = text[b + m.end():min(s1, b + m.end() + 40)]
-        before = text[max(s0, a - 30):a]
-        if re.search(r"\b(?:of|in|every|each|per|than|about|after|before|within|next|last|first|over)\s*$", before, re.I) \
-                and not re.search(r"\bof the\s*$", before, re.I):
-            continue  # "every 2 beats", "one in three beats": a pattern, not a count
-        if re.match(r"\s*(?:of|in)\s+(?:the\s+)?(?:\d+|\w+)\s+(?:beats|complexes)", rest, re.I):
-            subject = "premature" if _ORD_PREMATURE.search(rest) or _PREMATURE_CTX.search(phrase) else None
-            if subject is None:
-                continue
-        noun_phrase = m.group(0)
-        if _PREMATURE_CTX.search(noun_phrase) or _COUNT_AFTER_PREMATURE.match(rest):
-            subject = "premature"
-        elif _PACED_CTX.search(noun_phrase) or _COUNT_AFTER_PACED.match(rest):
-            subject = "paced"
-        elif re.search(r"\b(?:normal|sinus|conducted)\b", noun_phrase, re.I):
-            subject = "normal"
-        else:
-            subject = "all"
-        c = NumericClaim(text=phrase.strip(), start=a, end=b + m.end(), kind="count", values=(float(v),),
-                         keyword="beats", leads=(), subject=subject, sentence=(s0, s1))
-        out.append(c)
-    return out
-
-
-def _ordinal_claims(text: str, s0: int, s1: int, sentence: str) -> list[NumericClaim]:
-    """'the 4th beat is premature', 'the third and seventh complexes are PVCs', 'beat 5 is paced'."""
-    out: list[NumericClaim] = []
-    hits: list[tuple[int, int, list[int]]] = []
-    ords = ordinals(sentence)
-    for k, (a, b, v) in enumerate(ords):
-        m = _ORDINAL_NOUN.match(sentence[b:])
-        if m is None:
-            # "the third and seventh beats": the first ordinal of a pair takes the noun of the second
-            nxt = ords[k + 1] if k + 1 < len(ords) else None
-            if nxt is None or not re.match(r"^\s*(?:,|and|or)\s*(?:the\s+)?$", sentence[b:nxt[0]], re.I) or \
-                    _ORDINAL_NOUN.match(sentence[nxt[1]:]) is None:
-                continue
-            hits.append((a, nxt[1] + _ORDINAL_NOUN.match(sentence[nxt[1]:]).end(), [v]))
-            continue
-        if v == 2 and re.match(r"^\s*degree", sentence[b:], re.I):
-            continue
-        hits.append((a, b + m.end(), [v]))
-    for m in _BEAT_NUMBER.finditer(sentence):
-        hits.append((m.start(), m.end(), [int(m.group("n"))]))
-    for a, b, vs in hits:
-        rest = sentence[b:]
-        clause_end = re.search(r"[,;]\s+(?:and\s+)?(?:the|a|an|with|while|which)\b|$", rest)
-        pred = rest[:clause_end.start()] if clause_end else rest
-        pre = sentence[max(0, a - 40):a]
-        subject = None
-        if _ORD_PREMATURE.search(pred) or _ORD_PREMATURE.search(sentence[a:b]) or re.search(
-                r"\b(?:PVC|PAC|premature|ectopic)\s+(?:is|was|occurs|appears|falls)\s+(?:as\s+)?(?:the\s+)?$", pre, re.I):
-            subject = "premature"
-        elif _PACED_CTX.search(pred) or _PACED_CTX.search(sentence[a:b]):
-            subject = "paced"
-        elif re.search(r"\b(?:normal|sinus|conducted)\b", pred, re.I):
-            subject = "normal"
-        negated = bool(_ORD_NEG.search(pred[:40]))
-        for v in vs:
-            out.append(NumericClaim(text=sentence[a:b].strip(), start=s0 + a, end=s0 + b, kind="ordinal",
-                                    values=(float(v),), keyword="ordinal", leads=(), subject=subject,
-                                    negated=negated, sentence=(s0, s1)))
-    return out
