@@ -115,6 +115,12 @@ _REFERENCE_CTX = re.compile(
     r"defined as|definition|by definition|range|considered|cutoff|standard|typical(?:ly)?|usual(?:ly)?|should be|"
     r"expected|diagnostic (?:for|of)|indicates?|required|requires|needed|consistent with a|"
     r"generally|in adults)\b[^.;]{0,40}$", re.I)
+_NORM_QUOTE = re.compile(
+    r"\(\s*(?:normal|reference|ref\.?|ULN|upper limit|lower limit|range|cut-?off|threshold|N)\b[^()]*$|"
+    r"\b(?:upper|lower) limits? (?:of normal|of the normal range)?\s*(?:is|of|being|=|:)?\s*(?:about\s+)?$|"
+    r"(?<!within )(?<!within the )\b(?:cut-?offs?|thresholds?|criteri(?:on|a)|reference (?:values?|ranges?|limits?)|"
+    r"normal (?:ranges?|values?|limits?)|limits? of normal)(?: values?)?\s*(?:is|are|of|being|=|:)?\s*(?:about\s+)?$|"
+    r"\bdefined as\s*$", re.I)
 _CMP_DIR = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "\u2265": ">=", "\u2264": "<="}
 
 
@@ -429,10 +435,10 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
     if cm is not None:
         claim.comparator = comparator_direction(cm.group("cmp"))
         claim.reference_ctx = bool(_REFERENCE_CTX.search(text[max(s0, num.start - 60):num.start]))
-    elif other is not None or re.search(r"\b(?:normal(?:ly)?|reference|range|upper limit|lower limit|cut-?off|"
-                                        r"threshold|criteri(?:on|a)|defined as)\b[^.;]{0,25}$", lead_in, re.I):
-        claim.reference_ctx = bool(re.search(r"\b(?:normal(?:ly)?|reference|range|upper limit|lower limit|cut-?off|"
-                                             r"threshold|criteri(?:on|a)|defined as)\b", lead_in, re.I))
+    else:
+        # a norm quoted as such: "(normal 120-200 ms)", "upper limit of normal 440 ms", "a cut-off of 0.1 mV";
+        # not "a normal QRS duration of 120 ms", which states this ECG's value
+        claim.reference_ctx = bool(_NORM_QUOTE.search(lead_in))
     return claim
 
 

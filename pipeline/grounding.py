@@ -420,8 +420,8 @@ def ground_claim(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingConte
         return ground_ordinal(claim, idx) if claim.kind == "ordinal" else ground_time(claim, idx, config)
     refs = (reference_values or {}).get(claim.kind, [])
     is_ref_value = all(any(abs(x - r) < 1e-6 for r in refs) for x in claim.values)
-    if claim.reference_ctx and (claim.comparator is not None or len(claim.values) == 2 or is_ref_value):
-        claim.reference = True  # a quoted norm or cut-off ("normal < 120 ms", "normal 120-200 ms")
+    if claim.reference_ctx:
+        claim.reference = True  # a quoted norm or cut-off ("normal < 120 ms", "upper limit of normal 440 ms")
         return
     cands, dropped = candidates(claim, idx, ctx)
     if not cands and dropped:

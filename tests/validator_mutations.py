@@ -317,6 +317,14 @@ def wrong_cases(ctx: GroundingContext, base: str, kb, vocab, rng: random.Random)
         v = axis + rng.choice([-1, 1]) * 25
         if -30 < v < 90 and -30 < axis < 90:
             add("value_shift", "ungrounded_number", f"The QRS axis is {v:.0f} degrees.")
+    # --- a value moved onto a cut-off of the table, in words that sound like a norm
+    for col, cut, template in (("pr_ms", 200, "The PR interval is normal at {v} ms."),
+                               ("pr_ms", 120, "A normal PR interval of {v} ms is seen."),
+                               ("qrs_ms", 120, "The QRS duration, normally below this, is {v} ms."),
+                               ("hr_bpm", 100, "The heart rate is within the normal range at {v} bpm.")):
+        v = _num(rec.get(col))
+        if v is not None and abs(v - cut) > (15 if col != "hr_bpm" else 6):
+            add("value_at_cutoff", "ungrounded_number", template.format(v=cut))
     # --- leads that do not exist
     add("bad_lead", "lead_not_measured", rng.choice(["Lead V7 shows an upright T wave.",
                                                      "The T wave in V4R is inverted.", "V8 is unremarkable."]))
