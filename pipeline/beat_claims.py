@@ -175,6 +175,9 @@ def ground_time(claim: NumericClaim, idx, config) -> None:
     for b, (on, off) in enumerate(idx.beat_span):
         if not (math.isfinite(on) and math.isfinite(off)):
             continue
+        p_on = idx.beat_p_on[b] if b < len(idx.beat_p_on) else None
+        if p_on is not None and on - p_on < 400:
+            on = p_on  # "a premature atrial beat at 4.1 s" may be read at its P wave
         cls_ok = claim.beat_class is None or idx.beat_class[b] == claim.beat_class
         d = 0.0 if on <= t <= off else min(abs(t - on), abs(t - off))
         if cls_ok and (best is None or d < best[0]):

@@ -138,8 +138,9 @@ def _interval_claims(text: str, s0: int, s1: int) -> list[QualClaim]:
         for m in rx.finditer(sent):
             a, b = s0 + m.start(), s0 + m.end()
             q = _qual_word(m.group("q"))
-            if q is None:
-                continue
+            if q is None or re.search(r"\bborderline\b|\bupper[- ]normal\b|\bhigh[- ]normal\b",
+                                      text[max(s0, a - 20):b], re.I):
+                continue  # "borderline prolonged QTc": neither side of the cut-off is claimed
             out.append(QualClaim(f"{_iv_key(m.group('k'))}_{q}", a, b, m.group(0), _negated(text, a, m),
                                  formula=_formula_in(m.group(0))))
             spans.append((a, b))
@@ -147,7 +148,8 @@ def _interval_claims(text: str, s0: int, s1: int) -> list[QualClaim]:
         a, b = s0 + m.start(), s0 + m.end()
         if any(x <= a < y for x, y in spans):
             continue
-        if _MID_STOP.search(m.group("mid")):
+        if _MID_STOP.search(m.group("mid")) or re.search(r"\bborderline\b|\bupper[- ]normal\b|\bhigh[- ]normal\b",
+                                                       m.group(0), re.I):
             continue
         q = _qual_word(m.group("q"))
         if q is None:

@@ -101,6 +101,7 @@ class MeasurementIndex:
     text_all: dict[str, dict[str, list[str]]] = field(default_factory=dict)   # lead -> column -> every beat's
     beat_class: list[str] = field(default_factory=list)                 # per beat (0-based), time order
     beat_span: list[tuple[float, float]] = field(default_factory=list)  # per beat: QRS onset, QRS end (ms)
+    beat_p_on: list[float | None] = field(default_factory=list)         # per beat: its P onset (ms), if any
     beat_global: dict[str, list[float | None]] = field(default_factory=dict)  # per beat: median over leads
     q_frac: dict[str, float] = field(default_factory=dict)              # lead -> share of normal beats with a q
 
@@ -127,7 +128,7 @@ class MeasurementIndex:
         cols = beats.columns
         data = beats.select([c for c in cols if c in set(_NUMERIC_BEAT_COLS) | {
             "lead", "beat", "beat_class", "t_form", "p_form", "qrs_morphology", "qrs_on_ms", "qrs_off_ms", "r_peak_ms",
-            "p_off_ms"}]).to_dict(as_series=False)
+            "p_off_ms", "p_on_ms"}]).to_dict(as_series=False)
         n = beats.height
         # derived per-row values
         r_amp, s_amp, q_amp = (data.get(c, [None] * n) for c in ("r_amp_mv", "s_amp_mv", "q_amp_mv"))
@@ -143,6 +144,7 @@ class MeasurementIndex:
             rows_by_lead.setdefault(lead, []).append(i)
         classes_by_beat: dict[int, str] = {}
         span_by_beat: dict[int, list[tuple[float, float]]] = {}
+        p_on_by_beat: dict[int, list[float]] = {}
         for i in range(n):
             b = data["beat"][i]
             if b is None:
@@ -153,6 +155,9 @@ class MeasurementIndex:
             a, z = data.get("qrs_on_ms", [None] * n)[i], data.get("qrs_off_ms", [None] * n)[i]
             if a is not None and z is not None:
                 span_by_beat.setdefault(b, []).append((a, z))
+            p_on = data.get("p_on_ms", [None] * n)[i] if "p_on_ms" in data else None
+            if p_on is not None and a is not None and p_on < a:
+                p_on_by_beat.setdefault(b, []).append(p_on)
         table = lead_value_table(beats)  # the writer's representative values (upper median of normal beats)
         for lead in LEADS:
             if lead not in rows_by_lead or lead in gated:
@@ -186,6 +191,8 @@ class MeasurementIndex:
             spans = span_by_beat.get(b, [])
             idx.beat_span.append((min(s for s, _ in spans), max(e for _, e in spans)) if spans else
                                  (float("nan"), float("nan")))
+            ps = p_on_by_beat.get(b)
+            idx.beat_p_on.append(min(ps) if ps else None)
         # per beat, the median over measured leads of the interval columns (a premature beat's QRS duration)
         for c in ("qrs_ms", "pr_ms", "qt_ms", "rr_ms"):
             if c not in data:
@@ -281,6 +288,15 @@ def candidates(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingContext
                 dropped = True
                 continue
             out.append(Candidate(c, None, _frame(c, v), LABELS.get(c, c)))
+        if kw == "sokolow" and ctx.citable("sokolow_lyon_mv"):
+            # the index is S(V1) + the larger of R(V5), R(V6); a reader may add either R
+            s1 = idx.rep.get("V1", {}).get("s_amp_mv")
+            index = _finite(idx.record.get("sokolow_lyon_mv"))
+            for lead in ("V5", "V6"):
+                r = idx.rep.get(lead, {}).get("r_amp_mv")
+                # only the smaller sum is another reading; the larger one is the index itself
+                if s1 is not None and r is not None and index is not None and abs(s1) + abs(r) < index - 0.02:
+                    out.append(Candidate("sokolow_lyon_mv", None, abs(s1) + abs(r), f"S(V1) + R({lead})"))
         if kw in ("qrs", "pr", "qt") and claim.kind == "ms" and claim.beat_class in idx.cls_values:
             gcol = {"qrs": "qrs_ms", "pr": "pr_ms", "qt": "qt_ms"}[kw]
             for b, k in enumerate(idx.beat_class):
