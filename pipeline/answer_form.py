@@ -21,10 +21,12 @@ _HEADING_LINE = re.compile(r"^\s*[A-Z][A-Za-z /-]{1,40}:\s*$", re.M)
 
 _NOUNS = (r"(?:measurements?|data|features?|values|information|statements?|diagnos[ie]s|text|context|findings|numbers|"
           r"tables?|notes?|documentation|annotations?|labels?|interpretations?|reads?|readings?|summary|summaries|"
-          r"reports?|records?|files?|charts?|descriptions?|inputs?|parameters|metrics|results|impressions?|conclusions?|"
+          r"reports?|records?|files?|charts?|descriptions?|inputs?|parameters|metrics|results|impressions?|"
+          r"conclusions?|"
           r"analysis|analyses|outputs?|printouts?|statement list|write-?ups?)")
 _SOURCE_ADJ = (r"(?:provided|given|supplied|supplementary|accompanying|attached|enclosed|available|listed|included|"
-               r"pre-?computed|computed|calculated|extracted|derived|stated|documented|recorded|prior|previous|existing|"
+               r"pre-?computed|computed|calculated|extracted|derived|stated|documented|recorded|prior|previous|"
+               r"existing|"
                r"original|official|referring|reference|automated|automatic|computeri[sz]ed|computer(?:-generated)?|"
                r"machine(?:-generated|-derived|-read)?|algorithm(?:ic)?|software|cardiologist'?s?|"
                r"physician'?s?|doctor'?s?|clinician'?s?|expert'?s?|annotator'?s?|reader'?s?|technician'?s?|"
@@ -59,7 +61,8 @@ _LEAK_PATTERNS = [
     r"physician|clinician|doctor|annotator|expert|reader|technician)(?:'s|’s|s'| (?:noted|reported|stated|documented|"
     r"wrote|read|interpreted|described|mentioned|labell?ed|annotated|coded|diagnosed|concluded|confirmed))",
     r"\b(?:un)?confirmed by\b", r"\blabell?ed (?:as|with)\b", r"\bannotat(?:ed|ions?|ors?)\b", r"\bthe labels?\b",
-    r"\bthe (?:text|description|summary|narrative|write-?up|impression|notes?) (?:provided|given|above|below|states?|says|"
+    r"\bthe (?:text|description|summary|narrative|write-?up|impression|notes?) (?:provided|given|above|below|states?|"
+    r"says|"
     r"mentions?|indicates?|notes?|lists?|reads?)\b",
     r"\bthe (?:measurements?|values|numbers|features|data|statements?|notes?) (?:show|shows|indicate|indicates|"
     r"state|states|say|says|list|lists|report|reports|confirm|confirms|suggest|suggests|mention|mentions|document|"
@@ -68,7 +71,8 @@ _LEAK_PATTERNS = [
     r"\b(?:clinical|patient|medical|case|referral|discharge)\s+(?:notes?|history|information|data|summary|records?|"
     r"charts?|details|context|file|documentation|vignette)\b",
     r"\bpre-?(?:computed|calculated|measured|extracted|derived|supplied|provided)\b",
-    r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |past )?history of\b",
+    r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |"
+                                                                                        r"past )?history of\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 

@@ -30,9 +30,12 @@ _I = re.I
 # (name, pattern, flags, dimensions it can take). Order matters only for equal spans: more specific first.
 _MEASURE = r"(?:[- ](?:heights?|amplitudes?|depths?|durations?|deflections?|voltages?|widths?|polarity|levels?))?\b"
 _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
-    ("qtc", r"\bQTc\s?[BFH]?(?:Fra|Fram|Hod|Baz|Fri)?\b|\bQT-?c\b|\bQTC\b|\b(?i:(?:heart[- ]rate[- ]|rate[- ])?corrected) "
-            r"QT\b(?:[- ]interval)?|\bQT[- ](?i:corrected)\b|\bQT (?:interval )?(?i:corrected for (?:the )?(?:heart )?rate)\b"
-            r"|\b(?i:Bazett|Fridericia|Framingham|Hodges|Sagie)(?:['’]s)?(?:[- ](?i:formula|correction|corrected|method|QTc?)"
+    ("qtc", r"\bQTc\s?[BFH]?(?:Fra|Fram|Hod|Baz|Fri)?\b|\bQT-?c\b|\bQTC\b|\b(?i:(?:heart[- ]rate[- ]|"
+            r"rate[- ])?corrected) "
+            r"QT\b(?:[- ]interval)?|\bQT[- ](?i:corrected)\b|"
+            r"\bQT (?:interval )?(?i:corrected for (?:the )?(?:heart )?rate)\b"
+            r"|\b(?i:Bazett|Fridericia|Framingham|Hodges|Sagie)(?:['’]s)?(?:[- ](?i:formula|correction|corrected|"
+            r"method|QTc?)"
             r"(?:[- ]QTc?)?)?\b", 0, ("ms",)),
     ("qt_dispersion", r"\bQT[- ]dispersion\b|\bdispersion of (?:the )?QT\b", 0, ("ms",)),
     ("qt", r"\bQ-?T\b(?![- ]?c\b)(?:[- ]interval)?|\bQT\b", 0, ("ms",)),
@@ -58,7 +61,8 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("q_wave", r"\bQ[- ]?waves?" + _MEASURE + r"|\bQ (?:duration|amplitude|depth|width)\b", 0, ("ms", "mv")),
     ("r_wave", r"\bR[- ]?waves?" + _MEASURE + r"|\bR (?:amplitude|height|peak|duration)\b|\btall R\b"
                r"|\bR(?= in (?:lead|[aAV]))", 0, ("ms", "mv")),
-    ("s_wave", r"\bS[- ]?waves?" + _MEASURE + r"|\bS (?:amplitude|depth|duration)\b|\bdeep S\b|\bS(?= in (?:lead|[aAV]))",
+    ("s_wave", r"\bS[- ]?waves?" + _MEASURE + r"|\bS (?:amplitude|depth|duration)\b|\bdeep S\b|\bS(?= in (?:lead|"
+                                              r"[aAV]))",
      0, ("ms", "mv")),
     ("r_wave", r"\bR(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
     ("s_wave", r"\bS(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
@@ -67,7 +71,8 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("p_wave", r"\bP(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
     ("sokolow", r"\bSokolow(?:[- ]Lyon)?\b(?:[- ](?:index|voltage|sum|criterion|criteria))?|\bS\s?\(?V1\)?\s?\+\s?R\s?"
                 r"\(?V[56]\)?", _I, ("mv",)),
-    ("cornell", r"\bCornell\b(?:[- ](?:index|voltage|product|sum|criterion|criteria))?|\bR\s?\(?aVL\)?\s?\+\s?S\s?\(?V3\)?",
+    ("cornell", r"\bCornell\b(?:[- ](?:index|voltage|product|sum|criterion|criteria))?|"
+                r"\bR\s?\(?aVL\)?\s?\+\s?S\s?\(?V3\)?",
      _I, ("mv",)),
     ("p_axis", r"\bP[- ](?:wave[- ])?axis\b", 0, ("deg",)),
     ("t_axis", r"\bT[- ](?:wave[- ])?axis\b", 0, ("deg",)),
@@ -100,7 +105,8 @@ _ST_POS = re.compile(r"\belevat(?:ion|ions|ed|es)\b|\babove (?:the )?(?:baseline
 _WAVE_NEG = re.compile(r"\binver(?:ted|sion|sions)\b|\bnegative\b|\bdeep(?:ly)?\b|\bdepth\b|\bbelow (?:the )?baseline",
                        re.I)
 _WAVE_POS = re.compile(r"\bupright\b|\bpositive\b|\btall\b|\bpeaked\b|\bheight\b|\babove (?:the )?baseline", re.I)
-_NEGATED_WORD = re.compile(r"\b(?:no|not|without|absence of|absent|lack of|free of|neither|nor|never)\s+(?:\w+\s+){0,2}$",
+_NEGATED_WORD = re.compile(r"\b(?:no|not|without|absence of|absent|lack of|free of|neither|nor|"
+                           r"never)\s+(?:\w+\s+){0,2}$",
                            re.I)
 _HEDGE = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\baround|\broughly|\bnearly|\balmost|~|\u2248|\bcirca|"
                     r"\bca\.|\bsome)\s*$", re.I)
@@ -108,10 +114,12 @@ _COMPARATOR = re.compile(
     r"(?P<cmp>>=|<=|>|<|\u2265|\u2264|\babove|\bbelow|\bexceed(?:s|ing|ed)?|\bin excess of|\bgreater than|\bless than|"
     r"\bmore than|\bover|\bunder|\bat least|\bat most|\bno more than|\bnot exceeding|\bup to|\bbeyond|\bshorter than|"
     r"\blonger than|\bhigher than|\blower than|\bsurpass(?:es|ing)?|\bwell (?:above|below|over|under)|\bbeneath|"
-    r"\bunder(?:neath)?)\s*(?:the\s+)?(?:(?:normal\s+|upper\s+|lower\s+)?(?:limit|threshold|cut-?off|value)\s+(?:of\s+)?)?"
+    r"\bunder(?:neath)?)\s*(?:the\s+)?(?:(?:normal\s+|upper\s+|lower\s+)?(?:limit|threshold|cut-?off|"
+    r"value)\s+(?:of\s+)?)?"
     r"(?:\(|about\s+|approximately\s+)?$", re.I)
 _REFERENCE_CTX = re.compile(
-    r"\b(?:normal(?:ly)?|reference|upper limit|lower limit|limit of|limits? of normal|cut-?off|threshold|criteri(?:on|a)|"
+    r"\b(?:normal(?:ly)?|reference|upper limit|lower limit|limit of|limits? of normal|cut-?off|threshold|criteri(?:on|"
+    r"a)|"
     r"defined as|definition|by definition|range|considered|cutoff|standard|typical(?:ly)?|usual(?:ly)?|should be|"
     r"expected|diagnostic (?:for|of)|indicates?|required|requires|needed|consistent with a|"
     r"generally|in adults)\b[^.;]{0,40}$", re.I)
@@ -232,7 +240,8 @@ _ATTACH_AFTER = re.compile(r"^\s*(?:\)|,)?\s*(?:(?:in|at|on|over|across|for|from
 _TIME_PREP = re.compile(r"(?:\bat|\baround|\bnear|\bby|\bt\s*=|\bat t\s*=|\bat about|\bat approximately|\bat roughly|"
                         r"\bat ~|\bat around)\s*~?\s*$", re.I)
 _BEAT_WORDS = re.compile(r"\bbeats?\b|\bcomplex(?:es)?\b|\bPVCs?\b|\bPACs?\b|\bVPBs?\b|\bextrasystol|\bpremature\b|"
-                         r"\bectopic\b|\bQRS\b|\bpause\b|\bspikes?\b|\bheartbeats?\b|\bcontractions?\b|\bR[- ]?waves?\b|"
+                         r"\bectopic\b|\bQRS\b|\bpause\b|\bspikes?\b|\bheartbeats?\b|\bcontractions?\b|"
+                         r"\bR[- ]?waves?\b|"
                          r"\boccurs?\b|\bappears?\b|\bseen\b|\bmark\b", re.I)
 def _formula_for(text: str, q: _Quant, num: NumberToken, s1: int) -> str:
     """The QTc formula named with this number: in the QTc keyword itself, right after the number, or between

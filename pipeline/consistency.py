@@ -34,13 +34,16 @@ from pipeline.words import BE as _BE, Problem, QualClaim, negated as _negated, n
 
 # ---------------------------------------------------------------------------------------- record-level
 _RECORD_RULES: list[tuple[str, re.Pattern]] = [
-    ("tachycardia", _rx(r"\btachycardi(?:a|c)\b|\btachyarrhythmias?\b|\b(?:rapid|fast|accelerated) (?:heart |ventricular )?"
+    ("tachycardia", _rx(r"\btachycardi(?:a|c)\b|\btachyarrhythmias?\b|\b(?:rapid|fast|accelerated) (?:heart |"
+                        r"ventricular )?"
                         r"(?:rate|response)\b|\bRVR\b|\b(?:heart |ventricular )?rate " + _BE + r" " + _not() +
                         r"(?:fast|rapid|elevated|increased|high)\b")),
-    ("bradycardia", _rx(r"\bbradycardi(?:a|c)\b|\bslow (?:heart |ventricular )?(?:rate|response)\b|\b(?:heart |ventricular )?"
+    ("bradycardia", _rx(r"\bbradycardi(?:a|c)\b|\bslow (?:heart |ventricular )?(?:rate|response)\b|\b(?:heart |"
+                        r"ventricular )?"
                         r"rate " + _BE + r" " + _not() + r"(?:slow|low|reduced|decreased)\b")),
     ("rate_normal", _rx(r"\bnormal (?:heart |ventricular |sinus )?rate\b|\b(?:heart |ventricular )?rate " + _BE + r" " + _not()
-                        + r"(?:within (?:the )?normal (?:range|limits)|normal)\b|\bnormal sinus rhythm\b|\bnormocardi\w*")),
+                        + r"(?:within (?:the )?normal (?:range|limits)|normal)\b|\bnormal sinus rhythm\b|"
+                          r"\bnormocardi\w*")),
     ("irregular", _rx(r"\birregularly irregular\b|\birregular(?:ly)?(?:\s+\w+){0,2}?\s+(?:rhythm|R-?R|RR|ventricular "
                       r"(?:rhythm|response)|cadence|intervals?|rate)\b|\b(?:rhythm|R-?R(?: intervals?)?|RR intervals?|"
                       r"ventricular (?:rhythm|response)|cadence) " + _BE + r" " + _not() + r"(?:\w+ ){0,2}?irregular\b|"
@@ -49,13 +52,16 @@ _RECORD_RULES: list[tuple[str, re.Pattern]] = [
                     r"(?:rhythm|response)|cadence|intervals?|rate and rhythm|narrow[- ]complex)\b|\b(?:rhythm|R-?R(?: "
                     r"intervals?)?|RR intervals?|ventricular (?:rhythm|response)|cadence) " + _BE + r" " + _not() +
                     r"(?:\w+ ){0,2}?(?<!ir)regular\b|\bR-?R intervals? (?:are )?(?:constant|uniform|equal|even)\b")),
-    ("p_each", _rx(r"\bP[- ]?waves? (?:\w+ ){0,3}?(?:precedes?|preceding|before|ahead of|in front of) (?:each|every|all|"
+    ("p_each", _rx(r"\bP[- ]?waves? (?:\w+ ){0,3}?(?:precedes?|preceding|before|ahead of|in front of) (?:each|every|"
+                   r"all|"
                    r"the|each of the) ?(?:\w+ )?(?:QRS|ventricular|beat)|\b(?:each|every|all) (?:\w+ )?(?:QRS|beat)"
                    r"(?: complex(?:es)?)?,? " r"(?:" + _BE + r" )?" + _not() + r"(?:\w+ ){0,2}?(?:preceded|led) by "
                    r"(?:an? |its own )?(?:\w+ )?P\b|\b1:1 (?:AV |atrioventricular )?(?:conduction|relationship)\b")),
-    ("p_present", _rx(r"\bP[- ]?waves? " + _BE + r" " + _not() + r"(?:clearly |consistently |easily )?(?:present|visible|seen|"
+    ("p_present", _rx(r"\bP[- ]?waves? " + _BE + r" " + _not() + r"(?:clearly |consistently |easily )?(?:present|"
+                                                                 r"visible|seen|"
                       r"identifiable|discernible|evident)\b|\b(?:absent|absence of|no (?:\w+ )?|without (?:\w+ )?|"
-                      r"lack of|loss of) ?P[- ]?waves?\b(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))|\bP[- ]?waves? " + _BE + r" (?P<absent>absent|missing|lacking)\b"
+                      r"lack of|loss of) ?P[- ]?waves?\b(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))|"
+                      r"\bP[- ]?waves? " + _BE + r" (?P<absent>absent|missing|lacking)\b"
                       r"|\b(?:visible|discernible|identifiable|distinct|clear|consistent|normal|sinus) P[- ]?waves?\b"
                       r"(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))")),
 ]
@@ -67,14 +73,16 @@ _IV_PREFIX = re.compile(r"\b(?:markedly |mildly |slightly |significantly |modera
                         r"(?P<q>prolonged|lengthened|long|increased|wide|widened|broad|narrow|short|shortened|normal)"
                         r"\s+" + _IV_KEY + r"(?![\w'’])", re.I)
 _IV_POSTFIX = re.compile(r"\b" + _IV_KEY + r"(?![\w'’])(?P<mid>[^.;]{0,70}?)\b" + _not() + _IV_QUAL + r"\b", re.I)
-_IV_NOUN = re.compile(r"\b" + _IV_KEY + r"[- ](?:interval |duration )?(?P<q>prolongation|widening|shortening|lengthening)\b",
+_IV_NOUN = re.compile(r"\b" + _IV_KEY + r"[- ](?:interval |duration )?(?P<q>prolongation|widening|shortening|"
+                                        r"lengthening)\b",
                       re.I)
 _IV_ALL = re.compile(r"\b(?:normal|unremarkable) (?:conduction )?intervals\b|\bintervals " + _BE + r" " + _not() +
                      r"(?:all )?(?:normal|within (?:the )?normal (?:limits|range)|unremarkable)\b", re.I)
 _MID_STOP = re.compile(r"\b(?:PR|PQ|QRS|QTc?|QT|axis|rate|P[- ]?waves?|T[- ]?waves?|ST|R[- ]?waves?|S[- ]?waves?|"
                        r"Q[- ]?waves?|while|whereas|but|although|and (?:the|a|an|there)|with (?:a|an|the))\b|\(normal",
                        re.I)
-_RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|multifocal|"
+_RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|"
+                               r"multifocal|"
                                r"focal|paroxysmal|complex|wide|narrow|orthodromic|antidromic|sinus|AV|polymorphic|"
                                r"monomorphic|pacemaker-mediated|escape)[- ]$", re.I)
 _AXIS_RULES: list[tuple[str, re.Pattern]] = [
@@ -84,9 +92,11 @@ _AXIS_RULES: list[tuple[str, re.Pattern]] = [
                       + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?left(?:ward)?\b|\bleftward "
                       r"(?:axis )?(?:deviation|shift)\b)|\bLAD\b", 0)),
     ("axis_right", _rx(r"(?i:\bright(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE
-                       + r"? ?" + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?right(?:ward)?\b|\brightward "
+                       + r"? ?" + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?right(?:ward)?\b|"
+                                           r"\brightward "
                        r"(?:axis )?(?:deviation|shift)\b)|\bRAD\b", 0)),
-    ("axis_extreme", _rx(r"\bextreme (?:right |left )?(?:QRS )?axis(?: deviation)?\b|\bnorth-?west(?:ern)? (?:QRS )?axis\b|"
+    ("axis_extreme", _rx(r"\bextreme (?:right |left )?(?:QRS )?axis(?: deviation)?\b|"
+                         r"\bnorth-?west(?:ern)? (?:QRS )?axis\b|"
                          r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b")),
     ("axis_vertical", _rx(r"\bvertical (?:electrical |QRS |frontal )?axis\b|\bvertical heart position\b|\baxis " + _BE
                           + r" " + _not() + r"vertical\b")),

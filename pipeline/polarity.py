@@ -20,54 +20,59 @@ from pipeline.record import LEADS
 from pipeline.words import BE as _BE, QualClaim, negated, not_ as _not, rx as _rx
 
 # ------------------------------------------------------------------------------------------- per lead
-_T = r"T(?:[- ]?waves?)?"
-_P = r"P(?:[- ]?waves?)?"
-_ST = r"(?:ST|S-T)(?:[- ]segments?)?"
+
+
+def _wave_rule(wave: str, words: str, adjectives: str, extra: str = "") -> re.Pattern:
+    """T / P polarity in its three forms: "T wave polarity negative", "inverted T waves", "the T waves in V1-V3
+    are inverted" (``words`` after the verb, ``adjectives`` before the wave), plus ``extra`` alternatives."""
+    w = rf"\b{wave}[- ]?waves?"
+    return _rx(rf"{w} (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not()
+               + rf"(?:\w+ )?(?:{words})\b"
+               + rf"|\b(?:{adjectives}) {wave}(?:[- ]?waves?)?\b"
+               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+ )?(?:{words})\b" + extra)
+
+
 _LEAD_RULES: list[tuple[str, re.Pattern]] = [
-    ("t_inverted", _rx(r"\bT[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                       r"(?:\w+ )?(?:negative|inverted)\b|"r"\b(?:deep(?:ly)? |symmetric(?:al(?:ly)?)? |new |diffuse |widespread )?(?:inverted|negative) T"
-                       r"(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:\w+ ){0,2}?inversions?\b|\binversion of (?:the )?T[- ]?waves?\b"
-                       r"|\bTWI\b|\bT[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() + r"(?:\w+ )?(?:inverted|negative)\b"
-                       r"|\bT inversions?\b")),
-    ("t_upright", _rx(r"\bT[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                      r"(?:\w+ )?(?:positive|upright)\b|"r"\b(?:upright|positive) T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
-                      r"(?:\w+ )?(?:upright|positive)\b")),
-    ("t_flat", _rx(r"\bT[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"flat\b|"r"\b(?:flat|flattened|low(?:[- ]amplitude)?|isoelectric) T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:\w+ ){0,3}?"
-                   + _BE + r" " + _not() + r"(?:\w+ )?(?:flat|flattened|low|isoelectric)\b|\bT[- ]?wave flattening\b|"
-                   r"\bflattening of (?:the )?T[- ]?waves?\b")),
-    ("t_biphasic", _rx(r"\bT[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"biphasic\b|"r"\bbiphasic T(?:[- ]?waves?)?\b|\bT[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() + r"biphasic\b")),
-    ("p_inverted", _rx(r"\bP[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                       r"(?:\w+ )?(?:negative|inverted)\b|"r"\b(?:inverted|negative|retrograde) P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" "
-                       + _not() + r"(?:\w+ )?(?:inverted|negative)\b|\bP[- ]?wave inversions?\b")),
-    ("p_upright", _rx(r"\bP[- ]?waves? (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not() +
-                      r"(?:\w+ )?(?:positive|upright)\b|"r"\b(?:upright|positive) P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
-                      r"(?:\w+ )?(?:upright|positive)\b")),
-    ("p_biphasic", _rx(r"\bP[- ]?waves? (?:polarity|deflections?) (?:is |was |are )?" + _not() + r"biphasic\b|"r"\bbiphasic P(?:[- ]?waves?)?\b|\bP[- ]?waves? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() + r"biphasic\b")),
+    ("t_inverted", _wave_rule("T", "inverted|negative", r"(?:deep(?:ly)? |symmetric(?:al(?:ly)?)? |new |diffuse |"
+                              r"widespread )?(?:inverted|negative)",
+                              r"|\bT[- ]?waves? (?:\w+ ){0,2}?inversions?\b|\binversion of (?:the )?T[- ]?waves?\b"
+                              r"|\bTWI\b|\bT inversions?\b")),
+    ("t_upright", _wave_rule("T", "upright|positive", "upright|positive")),
+    ("t_flat", _wave_rule("T", "flat|flattened|low|isoelectric", r"flat|flattened|low(?:[- ]amplitude)?|isoelectric",
+                          r"|\bT[- ]?wave flattening\b|\bflattening of (?:the )?T[- ]?waves?\b")),
+    ("t_biphasic", _wave_rule("T", "biphasic", "biphasic")),
+    ("p_inverted", _wave_rule("P", "inverted|negative", "inverted|negative|retrograde", r"|\bP[- ]?wave inversions?\b")),
+    ("p_upright", _wave_rule("P", "upright|positive", "upright|positive")),
+    ("p_biphasic", _wave_rule("P", "biphasic", "biphasic")),
     ("st_elevation", _rx(r"\b(?:ST|S-T)(?:[- ]segments?)?[- ](?:\w+[- ])?elevations?\b|\belevat(?:ed|ion of) (?:the )?"
-                         r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
-                         r"(?:\w+ )?elevated\b|\bJ[- ]point elevations?\b|\bST[- ]?(?:segment )?(?:is |are )?raised\b")),
+                         r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:[\w,/-]+ ){0,4}?" + _BE
+                         + r" " + _not() + r"(?:\w+ )?elevated\b|\bJ[- ]point elevations?\b"
+                         r"|\bST[- ]?(?:segment )?(?:is |are )?raised\b")),
     ("st_depression", _rx(r"\b(?:ST|S-T)(?:[- ]segments?)?[- ](?:\w+[- ])?depressions?\b|\bdepress(?:ed|ion of) (?:the )?"
-                          r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:[\w,/-]+ ){0,4}?" + _BE + r" " + _not() +
-                          r"(?:\w+ )?depressed\b|\bJ[- ]point depressions?\b")),
+                          r"(?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:[\w,/-]+ ){0,4}?" + _BE
+                          + r" " + _not() + r"(?:\w+ )?depressed\b|\bJ[- ]point depressions?\b")),
     ("st_isoelectric", _rx(r"\bisoelectric (?:ST|S-T)(?:[- ]segments?)?\b|\b(?:ST|S-T)(?:[- ]segments?)? (?:\w+ ){0,2}?"
                            + _BE + r" " + _not() + r"(?:\w+ )?(?:isoelectric|at baseline|on the baseline)\b")),
-    ("q_present", _rx(r"\b(?:pathological |pathologic |significant |deep |broad |wide |prominent |abnormal |small |septal )?"
-                      r"Q[- ]?waves?\b(?! (?:duration|depth|amplitude))")),
+    ("q_present", _rx(r"\b(?:pathological |pathologic |significant |deep |broad |wide |prominent |abnormal |small |"
+                      r"septal )?Q[- ]?waves?\b(?! (?:duration|depth|amplitude))")),
 ]
-_MORPH = re.compile(r"(?<![\w'’])(?P<m>(?:[qQ]?[rR][sS](?:[rR]['’′])?|[qQ][rR](?:[sS](?:[rR]['’′])?)?|QS|Qr|qrS|rsR['’′]|"
-                    r"rSR['’′]|RSR['’′]|rsr['’′]|rSr['’′]|RsR['’′]|rR['’′]|qR|Rs|rS|RS))(?![\w'’])"
+_MORPH = re.compile(r"(?<![\w'’])(?P<m>(?:[qQ]?[rR][sS](?:[rR]['’′])?|[qQ][rR](?:[sS](?:[rR]['’′])?)?|QS|Qr|qrS|"
+                    r"rsR['’′]|rSR['’′]|RSR['’′]|rsr['’′]|rSr['’′]|RsR['’′]|rR['’′]|qR|Rs|rS|RS))(?![\w'’])"
                     r"(?P<noun> (?:pattern|complex(?:es)?|morpholog(?:y|ies)|configuration|shape|waves?))?")
 _MORPH_ALLOWED_BARE = {"qR", "Rs", "rS", "QS", "Qr", "qRs", "rsR'", "rSR'", "RSR'", "rsr'", "rSr'", "RsR'", "rR'", "qrS",
                        "QR", "RS", "Rsr'", "RSr'", "qRS"}
-_LEAD_ATTACH = re.compile(r"^(?:\s*(?:of|measuring|reaching|up to|at|by|about|approximately|around)?\s*[-+\u2212]?\d+(?:\.\d+)?"
-                          r"\s*(?:mV|mm|millivolts?|ms)\b)?[\s,]*(?:(?:is|are|was|were)\s+(?:seen|present|noted|visible)\s+)?"
-                          r"(?:(?:in|across|over|throughout|at|within|involving|affecting|of)\s+)?(?:the\s+)?(?:leads?\s+)?\(?\s*$",
-                          re.I)
+_LEAD_ATTACH = re.compile(r"^(?:\s*(?:of|measuring|reaching|up to|at|by|about|approximately|around)?\s*[-+\u2212]?"
+                          r"\d+(?:\.\d+)?\s*(?:mV|mm|millivolts?|ms)\b)?[\s,]*"
+                          r"(?:(?:is|are|was|were)\s+(?:seen|present|noted|visible)\s+)?"
+                          r"(?:(?:in|across|over|throughout|at|within|involving|affecting|of)\s+)?(?:the\s+)?"
+                          r"(?:leads?\s+)?\(?\s*$", re.I)
 _LEAD_BEFORE = re.compile(r"(?:\b(?:in|across|over|throughout|at|within)\s+(?:the\s+)?(?:leads?\s+)?|\bleads?\s+)?$", re.I)
 _LEAD_SUBJECT_GAP = re.compile(r"^[\s,:]*(?:(?:shows?|showing|shown|has|have|had|with|demonstrates?|displays?|reveals?|"
-                               r"exhibits?|there (?:is|are)|the|a|an|of|its|their|leads?|lead's|leads')\s+)*(?:\w+\s+)?$",
+                               r"exhibits?|there (?:is|are)|the|a|an|of|its|their|leads?|lead's|leads')\s+)*(?:\w+\s+"
+                               r")?$",
                                re.I)
-_GLOBAL_WORDS = re.compile(r"\b(?:diffuse(?:ly)?|widespread|global(?:ly)?|generali[sz]ed|all leads|every lead|throughout)\b",
+_GLOBAL_WORDS = re.compile(r"\b(?:diffuse(?:ly)?|widespread|global(?:ly)?|generali[sz]ed|all leads|every lead|througho"
+                           r"ut)\b",
                            re.I)
 
 
