@@ -71,6 +71,9 @@ _LEAK_PATTERNS = [
     r"\b(?:clinical|patient|medical|case|referral|discharge)\s+(?:notes?|history|information|data|summary|records?|"
     r"charts?|details|context|file|documentation|vignette)\b",
     r"\bpre-?(?:computed|calculated|measured|extracted|derived|supplied|provided)\b",
+    r"\b(?:I|we) (?:have |had )?(?:received|got|obtained|was handed|were handed|was told|were told)\b",
+    r"\bavailable to (?:me|us)\b", r"\b(?:system|computer|machine|device|software|algorithm)[- ]generated\b",
+    r"\bthe (?:algorithm|software|machine|device|computer|program)(?:'s)?\b",
     r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |"
                                                                                         r"past )?history of\b",
 ]
@@ -110,6 +113,11 @@ _INJECTION_PATTERNS = [
     r"\banswer (?:only )?(?:with|yes|no)\b",
     r"\b(?:accept|approve|mark|grade|rate|score|classify|pass)\s+(?:this|the)\s+(?:answer|response|output|"
     r"interpretation|sample|example)\b",
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|previous|prior|earlier|"
+    r"preceding)\b", r"\b(?:do not|don't|never)\s+(?:validate|check|verify|grade|flag|reject|penali[sz]e)\b",
+    r"\b(?:respond|reply|answer|say|print|output)\s+(?:only\s+)?[\"'“]?[A-Z]{3,}\b",
+    r"\bthis (?:answer|response|interpretation|output) (?:should|must|will|shall) be (?:accepted|approved|marked|"
+    r"passed|graded|validated)\b", r"[A-Za-z0-9+/]{40,}={0,2}",
     r"\bthis (?:answer|response|interpretation|output) (?:is|has been|was) (?:correct|valid|verified|approved|accepted|"
     r"grounded|checked)\b",
     r"\b(?:the )?(?:validator|grader|evaluator|grounding check(?:s|er)?|LLM|language model|chatbot|ChatGPT|GPT-?\d)\b",
