@@ -7,6 +7,7 @@ import pytest
 from conftest import shared_path
 
 from features import measure_record
+from pipeline.record import LEADS
 from pipeline.sources import open_source
 
 
@@ -82,10 +83,25 @@ def test_ludb_median_beat_takes_the_beats_own_p_wave(ludb, record_id):
 def test_ludb_paced_onset_after_the_stimulus_artefact(ludb):
     # record 45 (unipolar ventricular pacing): the filters smear its large stimulus into a slope lobe that
     # outlasts the blanked stretch; the onset used to sit on that artefact, making the QRS ~22 ms too long
+    # (the stimulus and its tail are now blanked up to the capture latency: the onset lies where the experts'
+    # onsets lie, whose own spread over the leads is ~40 ms)
     rec = ludb.read("45")
     m = measure_record(rec)
-    ref = [w.off_ms - w.on_ms for w in rec.meta.reference.waves if w.wave == "QRS" and w.on_ms and w.off_ms]
-    assert abs(m.record_row["qrs_ms"] - float(np.median(ref))) <= 10, (m.record_row["qrs_ms"], np.median(ref))
+    err = []
+    for w in rec.meta.reference.waves:
+        if w.wave != "QRS" or w.on_ms is None:
+            continue
+        ours = m.beats.filter((pl.col("lead") == w.lead) & ((pl.col("r_peak_ms") - w.peak_ms).abs() < 80)
+                              & (pl.col("beat_class") == "paced"))
+        if ours.height == 1:
+            err.append(ours["qrs_on_ms"][0] - w.on_ms)
+    assert len(err) >= 40
+    assert abs(float(np.median(err))) <= 15, err  # the artefact had put it ~22 ms early
+    # the record's QRS (median over leads of each lead's) within the cited-value tolerance of the experts' (their
+    # median over leads of each lead's median QRS)
+    per_lead = [np.median([w.off_ms - w.on_ms for w in rec.meta.reference.waves
+                           if w.lead == lead and w.wave == "QRS" and w.on_ms and w.off_ms]) for lead in LEADS]
+    assert abs(m.record_row["qrs_ms"] - float(np.median(per_lead))) <= 20, (m.record_row["qrs_ms"], per_lead)
 
 
 def test_ludb_per_lead_qrs_ends_in_atrial_flutter_with_rvh(ludb):
@@ -100,7 +116,7 @@ def test_ludb_per_lead_qrs_ends_in_atrial_flutter_with_rvh(ludb):
             near = ours.filter((pl.col("qrs_on_ms") - w.on_ms).abs() < 60)
             if near.height == 1:
                 err_own.append(near["qrs_off_ms"][0] - w.off_ms)
-                err_global.append(near["qrs_on_ms"][0] + m.record_row["qrs_ms"] - w.off_ms)
+                err_global.append(near["qrs_on_ms"][0] + m.record_row["qrs_global_ms"] - w.off_ms)
     assert len(err_own) >= 20
     assert abs(float(np.median(err_own))) <= 10 < float(np.median(err_global)), (err_own, err_global)
 
