@@ -17,6 +17,9 @@ AMPLITUDE_DERIVED_COLUMNS: frozenset[str] = frozenset({
 })
 
 
+LIMB_LEADS: frozenset[str] = frozenset({"I", "II", "III", "aVR", "aVL", "aVF"})
+
+
 def amplitude_derived(column: str) -> bool:
     """Whether ``column``'s value depends on the record's amplitude calibration."""
     return column.endswith("_mv") or column in AMPLITUDE_DERIVED_COLUMNS
@@ -52,13 +55,16 @@ class GroundingContext:
         """Why ``column`` (in ``lead``) is not citable, as a reason code; None when it is citable.
 
         Codes: ``gated_lead``; a calibration flag (``RecordMeta.calibration.flags``, e.g.
-        ``amplitude_normalised``) or ``amplitude_uncalibrated``; ``low_confidence``."""
+        ``amplitude_normalised``) or ``amplitude_uncalibrated``; ``limb_lead_reversal`` (every value of a limb
+        lead of a record whose arm electrodes look swapped: the lead is another one); ``low_confidence``."""
         from features.schema import CONFIDENCE_MIN
 
         if lead is not None and lead in self.gated_leads:
             return "gated_lead"
         if not self.amplitudes_calibrated and amplitude_derived(column):
             return self.calibration_flags[0] if self.calibration_flags else "amplitude_uncalibrated"
+        if lead in LIMB_LEADS and "limb_lead_reversal" in self.calibration_flags:
+            return "limb_lead_reversal"  # what the file calls lead I (II, aVR, ...) is another lead
         conf = self.confidence(column, lead)
         if conf is not None and conf < CONFIDENCE_MIN:
             return "low_confidence"
