@@ -328,6 +328,23 @@ def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
     return lo + int(idx[np.argmax(seg[idx])])
 
 
+def _prominent_max(y: np.ndarray, lo: int, hi: int) -> int | None:
+    """Index of the most prominent local maximum of ``y`` strictly inside [lo, hi): the wave that stands out
+    most from the troughs around it, not merely the highest point. A T wave rising out of a depressed ST
+    segment (LVH strain) can be lower than a ripple on that ST's decline, which the highest-maximum rule took
+    for the T peak (QT 100 ms short)."""
+    lo, hi = max(lo, 1), min(hi, y.size - 1)
+    if hi - lo < 2:
+        return None
+    seg = y[lo - 1:hi + 1]
+    peaks, props = sps.find_peaks(seg, prominence=0.0)
+    keep = (peaks >= 1) & (peaks <= seg.size - 2)
+    if not keep.any():
+        return None
+    peaks, prom = peaks[keep], props["prominences"][keep]
+    return lo - 1 + int(peaks[np.argmax(prom)])
+
+
 PACED_SPIKE_SEARCH_MS = 60.0  # a stimulus this far before the QRS onset (or inside it) paces that QRS
 # the evoked QRS is not seen before this long after the stimulus: its blanked stretch (SPIKE_BLANK_AFTER_MS),
 # the capture latency (LUDB's experts mark paced onsets 16-27 ms after the spike)
@@ -415,6 +432,63 @@ def _bifid_p_start(mp: np.ndarray, dm: np.ndarray, p_start: int, pk: int, fs_hz:
         return p_start
     su = lo + int(np.argmax(dm[lo:h + 1]))
     return max(0, _knee_before(mp, su, max(0, su - ms(fs_hz, P_KNEE_REF_MS))))
+
+
+# A T wave peaks inside the QT, ~100 ms before its end: corrected for the rate (Bazett), within ~450 ms of the QRS
+# onset even with a long QT (QTc 500-550); a U wave peaks ~100 ms after the T end, beyond that
+T_PEAK_C_MAX_MS = 450.0
+T_HUMP_MIN = 0.25  # the earlier hump (the T) is at least this share of the later one (the U) above the baseline
+T_U_DIP = 0.5      # ... and the magnitude between them falls by at least this share of the earlier hump's height
+
+
+def _t_before_u(mt: np.ndarray, pk: int, lo: int, off_from_on: int, rr: float, fs_hz: float) -> int:
+    """The T peak when the largest repolarisation hump ``pk`` (index into ``mt``, the spatial magnitude from
+    the QRS offset, which lies ``off_from_on`` samples after its onset) is a U wave: a later hump than the T
+    can be (Bazett-corrected peak time beyond T_PEAK_C_MAX_MS at the RR ``rr``, samples) after an earlier
+    hump of at least T_HUMP_MIN of it that the magnitude falls from by T_U_DIP towards the baseline; else
+    ``pk``. A low, flat T followed by a larger U (LVH with repolarisation changes, hypokalaemia) put the T end
+    at the U's: QT +150-190 ms."""
+    if rr <= 0:
+        return pk
+    corr = math.sqrt(rr / fs_hz)  # sqrt(RR in s)
+    if (pk + off_from_on) / corr * 1000.0 / fs_hz <= T_PEAK_C_MAX_MS:
+        return pk
+    late = lo + int((T_PEAK_C_MAX_MS / 1000.0 * fs_hz) * corr) - off_from_on  # the last place a T may peak
+    h = _interior_max(mt, lo, min(pk - ms(fs_hz, 40), late + 1))
+    if h is None:
+        return pk
+    base = float(mt[lo:].min())
+    dip = float(mt[h:pk + 1].min())
+    top_h, top_pk = float(mt[h]) - base, float(mt[pk]) - base
+    if top_pk <= 0 or top_h < T_HUMP_MIN * top_pk or float(mt[h]) - dip < T_U_DIP * top_h:
+        return pk
+    return h
+
+
+T_NEXT_WAVE_RISE = 0.2   # a rise this share of the T's height after a notch is the next wave (U, P), not the T
+T_NOTCH_DEPTH = 0.6      # ... from a notch the T has fallen to at most this share of its height ...
+T_NEXT_WAVE_MS = 80.0    # ... rising within this long
+
+
+def _next_wave_notch(mt: np.ndarray, pk: int, hi: int, fs_hz: float) -> int:
+    """Where another wave begins after the T peak ``pk`` of the spatial magnitude ``mt``: the first local minimum
+    up to ``hi`` that the T has fallen into (to T_NOTCH_DEPTH of its height above ``mt``'s lowest level) and
+    from which the magnitude rises again by T_NEXT_WAVE_RISE of that height within T_NEXT_WAVE_MS (a U wave,
+    fused with the T or not; the next P); ``mt.size - 1`` when none does."""
+    base = float(mt.min())
+    top = float(mt[pk]) - base
+    if hi <= pk + 2 or top <= 0:
+        return mt.size - 1
+    seg = mt[pk:min(mt.size, hi + 1)]
+    is_min = np.flatnonzero((seg[1:-1] <= seg[:-2]) & (seg[1:-1] < seg[2:])) + 1
+    w = ms(fs_hz, T_NEXT_WAVE_MS)
+    for j in is_min:
+        low = float(seg[j])
+        if low - base > T_NOTCH_DEPTH * top:
+            continue
+        if float(mt[pk + j:min(mt.size, pk + j + w + 1)].max()) - low >= T_NEXT_WAVE_RISE * top:
+            return pk + int(j)
+    return mt.size - 1
 
 
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
@@ -544,7 +618,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
 
     # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
-    t_win = np.full((nb, 2), -1, dtype=np.int64)
+    t_win = np.full((nb, 3), -1, dtype=np.int64)  # per beat: the T window's start (QRS offset), end, RR
     t_pick = np.full(nb, np.nan)
     curves: dict[int, np.ndarray] = {}
     for k in range(nb):
@@ -562,29 +636,35 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
             continue
         mt = M(q_off, t_hi + 1, iso[gi, k])
         curves[k] = mt
-        t_win[k] = (q_off, t_hi)
-        pk = _interior_max(mt, t_lo - q_off, mt.size)
+        t_win[k] = (q_off, t_hi, rr_k)
+        pk = _prominent_max(mt, t_lo - q_off, mt.size)
         if pk is not None:
+            pk = _t_before_u(mt, pk, t_lo - q_off, q_off - q_on, rr_k, fs_hz)
             t_pick[k] = q_off + pk - q_on
     typical_t = np.nanmedian(t_pick) if np.isfinite(t_pick).any() else np.nan
     for k, mt in curves.items():
         q_on = int(fid["qrs_on"][k])
-        q_off = t_win[k, 0]
+        q_off, rr_k = t_win[k, 0], t_win[k, 2]
         lo = ms(fs_hz, 40)
         if np.isfinite(typical_t):
             centre = int(q_on + typical_t - q_off)
             lo2, hi2 = max(lo, centre - ms(fs_hz, 80)), min(mt.size, centre + ms(fs_hz, 80))
-            pk = _interior_max(mt, lo2, hi2) if hi2 - lo2 > 2 else None
+            pk = _prominent_max(mt, lo2, hi2) if hi2 - lo2 > 2 else None
             if pk is None:
-                pk = _interior_max(mt, lo, mt.size)
+                pk = _prominent_max(mt, lo, mt.size)
         else:
-            pk = _interior_max(mt, lo, mt.size)
+            pk = _prominent_max(mt, lo, mt.size)
         if pk is None:
             continue
+        pk = _t_before_u(mt, pk, lo, q_off - q_on, rr_k, fs_hz)
         dm = np.gradient(mt)
         s_hi = min(mt.size - 1, pk + ms(fs_hz, 200))
+        # the T ends before the next wave rises (a U wave, fused or not; the next P): its descent and its knee
+        # are looked for up to the notch where the magnitude turns up into it
+        notch = _next_wave_notch(mt, pk, s_hi, fs_hz)
+        s_hi = min(s_hi, notch)
         sm = pk + int(np.argmin(dm[pk:s_hi + 1])) if s_hi > pk else pk
-        t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS)))
+        t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS), max(sm + 1, notch)))
         if q_off + t_end >= n - 2:
             continue  # the T wave runs past the end of the record
         su = int(np.argmax(dm[:pk + 1])) if pk > 0 else 0

@@ -9,8 +9,8 @@ What each class reproduces (LUDB's experts' diagnoses; the error of the record-l
 - ``avb1_p_on_t`` / ``avb1_pac``: first-degree AV block, the P riding on the preceding T, with atrial
   extrasystoles (PR +168 ms);
 - ``brady_lae``: sinus bradycardia with left atrial enlargement: a wide, bifid P (PR +128 ms);
-- ``lvh_low_t``, ``lvh_tu_fusion``, ``lvh_notched_t``: LVH with non-specific repolarisation changes: a low,
-  flat or notched T, a U wave fused with it (QT +180 ms);
+- ``lvh_low_t``, ``lvh_tu_fusion``, ``lvh_flat_t_u``, ``lvh_notched_t``: LVH with non-specific repolarisation
+  changes: a low, flat or notched T, a U wave fused with it or larger than it (QT +180 ms);
 - ``irbbb_lvh``: incomplete RBBB with LVH and strain (QT -104 ms, QRS -34 ms);
 - ``lafb`` / ``lpfb``: left anterior (posterior) fascicular block (QRS -30 ms);
 - ``biv_paced`` / ``rv_paced``: biventricular (right-ventricular) pacing (QRS +38 ms).
@@ -99,6 +99,14 @@ def lvh_tu_fusion(rng: np.random.Generator) -> SynthParams:
                 u_offset_ms=float(rng.uniform(-70.0, 10.0)))
 
 
+def lvh_flat_t_u(rng: np.random.Generator) -> SynthParams:
+    """LVH with a flat T and a U wave larger than it after a short pause (the QT still ends with the T)."""
+    hr = float(rng.uniform(50.0, 72.0))
+    return _lvh(rng, hr_bpm=hr, rhythm=_rhythm(hr), qt_ms=_qt_ms(rng, hr, 400.0, 450.0),
+                t_scale=float(rng.uniform(0.08, 0.2)), u_wave_mv=float(rng.uniform(0.08, 0.15)),
+                u_offset_ms=float(rng.uniform(0.0, 40.0)))
+
+
 def lvh_notched_t(rng: np.random.Generator) -> SynthParams:
     """LVH with a notched (bifid) T and lateral T inversion with ST depression (strain)."""
     return _lvh(rng, t_notch=True, t_scale=float(rng.uniform(0.4, 1.0)),
@@ -155,7 +163,7 @@ def rv_paced(rng: np.random.Generator) -> SynthParams:
 
 FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
     "avb1_p_on_t": avb1_p_on_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
-    "lvh_tu_fusion": lvh_tu_fusion, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
+    "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
     "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced,
 }
 

@@ -83,3 +83,13 @@ def test_atrial_premature_beats_are_premature_and_keep_their_own_p(measured):
             if mine.height and p_on is not None and mine["p_on_ms"][0] is not None:
                 # an ectopic P, earlier than the sinus P would be: not the median beat's
                 assert abs(mine["p_on_ms"][0] - p_on) <= 30, (seed, mine["p_on_ms"][0], p_on)
+
+
+@pytest.mark.parametrize("name", ["lvh_flat_t_u", "lvh_low_t"])
+def test_flat_t_ends_before_the_u_wave_and_after_the_st_segment(measured, name):
+    # a flat T followed by a larger U: the U was taken for the T (QT +145 to +194 ms); a T rising out of a
+    # depressed ST: a ripple on the ST's decline was taken for its peak and the T's end for a notch (QT -109)
+    for seed in SEEDS:
+        syn, m = measured[(name, seed)]
+        assert abs(m.record_row["qt_ms"] - syn.truth.qt_ms) <= TOLERANCE_MS["qt"], \
+            (seed, m.record_row["qt_ms"], syn.truth.qt_ms)
