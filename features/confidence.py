@@ -20,7 +20,8 @@ The checks, for each interval:
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (paced or not), a Bazett QTc of 300-560 ms; the
   disagreement is how far outside;
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
-  each other's noise) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
+  each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
+  whose P waves are not found hides them, most often in the T, whose end then is the P's) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
   P is a guess); QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
 
 Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
@@ -42,6 +43,9 @@ P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude 
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
+P_AFTER_T_MS = 40.0     # a P starting this soon after the previous T's end may hide its first part in it
+HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
+HIDDEN_P_DOUBT = 1.25   # ... which costs the QT this many tolerances (a confidence of 0.25)
 NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that lead
 AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
 # twice the standard error of a median of n values of spread IQR: 2 x 1.2533 x (IQR / 1.349) / sqrt(n)
@@ -244,12 +248,23 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     if qt is not None and rr_ms:
         ic["qt"].checks["plausible"] = _outside(qt / np.sqrt(rr_ms / 1000.0), *QTC_PLAUSIBLE_MS)
 
-    # P on T: the P starts before the previous beat's T has ended (median beat, at the typical RR)
+    # P on T: the P starts before the previous beat's T has ended, or so soon after that its first part may
+    # hide in the T's tail (median beat, at the typical RR)
     if have_tmpl and rr_ms and np.isfinite(tf.p_on[0]) and np.isfinite(tf.t_off[0]):
-        overlap = (tf.t_off[0] - fid.template_before) * to_ms - rr_ms - (tf.p_on[0] - fid.template_before) * to_ms
-        if overlap > 0:
-            ic["pr"].checks["p_on_t"] = float(overlap)
-            ic["qt"].checks["p_on_t"] = float(overlap)
+        gap = (tf.p_on[0] - fid.template_before) * to_ms + rr_ms - (tf.t_off[0] - fid.template_before) * to_ms
+        if gap < P_AFTER_T_MS:
+            # the P's rise hides in the T's fall: its onset is a guess (synthetic, P inside the T: 22-26 ms
+            # late, hiding the overlap itself); the T's end is uncertain by the overlap
+            ic["pr"].checks["p_on_t"] = TOLERANCE_MS["pr"] * (1.0 + (P_AFTER_T_MS - gap) / P_AFTER_T_MS)
+            if gap < 0:
+                ic["qt"].checks["p_on_t"] = float(-gap)
+    # a regular rhythm whose P waves are not found, without flutter / fibrillation waves or pacing, hides them:
+    # most often in the preceding T (a long PR at a fast rate), whose measured end then takes the P's
+    diag = fid.p_diag or {}
+    r_iv = np.diff(fid.r)
+    regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv))
+    if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
+        ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
     if rival is not None and values.get("pr_ms") is not None:
         # as a disagreement: the tolerance at ATRIAL_RIVAL_DOUBT, nothing at half of it

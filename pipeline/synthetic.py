@@ -280,8 +280,10 @@ def _layout_qrs_onsets(params: SynthParams, rng: np.random.Generator) -> tuple[n
     dur_ms = params.duration_s * 1000.0
     n = int(math.ceil(dur_ms / rr_ms)) + 4
     if params.is_sinus:
-        # never so short that a P wave would start before the previous T has ended
-        rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), params.qt_ms + params.pr_ms + 10.0)
+        # never so short that a P wave would start before the previous T has ended (with ``p_on_t``: before
+        # the previous QRS and its ST segment have)
+        floor = (params.qrs_ms + 80.0 if params.p_on_t else params.repolarisation_end_ms + 10.0) + params.pr_ms
+        rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), floor)
     else:
         rr = _af_rr(rng, rr_ms, n, params.af_rr_cv, params.qt_ms + 80.0)
     first = -rr_ms + rng.uniform(0.0, rr_ms)

@@ -6,8 +6,8 @@ physiological range, so a fix is tested on many records of the kind, never tuned
     >>> rec = failure_record("avb1_pac", seed=3)      # a SynthRecord: signal, per-beat truth, labels
 
 What each class reproduces (LUDB's experts' diagnoses; the error of the record-level interval it gave):
-- ``avb1_p_on_t`` / ``avb1_pac``: first-degree AV block, the P riding on the preceding T, with atrial
-  extrasystoles (PR +168 ms);
+- ``avb1_p_on_t`` / ``avb1_p_in_t`` / ``avb1_pac``: first-degree AV block, the P right after or inside the
+  preceding T, with atrial extrasystoles (PR +168 ms);
 - ``brady_lae``: sinus bradycardia with left atrial enlargement: a wide, bifid P (PR +128 ms);
 - ``lvh_low_t``, ``lvh_tu_fusion``, ``lvh_flat_t_u``, ``lvh_notched_t``: LVH with non-specific repolarisation
   changes: a low, flat or notched T, a U wave fused with it or larger than it (QT +180 ms);
@@ -52,6 +52,18 @@ def avb1_p_on_t(rng: np.random.Generator) -> SynthParams:
     return SynthParams(hr_bpm=hr, pr_ms=pr, qrs_ms=qrs, qt_ms=qt, qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
                        rhythm=_rhythm(hr), p_on_t=True, p_ms=float(rng.uniform(90.0, 120.0)),
                        qrs_scale=float(rng.uniform(0.8, 1.3)), **_noise(rng))
+
+
+def avb1_p_in_t(rng: np.random.Generator) -> SynthParams:
+    """First-degree AV block at a fast rate: the P starts 40-130 ms before the preceding T ends (P inside T)."""
+    hr = float(rng.uniform(80.0, 100.0))
+    rr = 60000.0 / hr
+    qrs = float(rng.uniform(80.0, 100.0))
+    qt = min(_qt_ms(rng, hr, 380.0, 420.0), rr - 300.0)
+    pr = float(np.clip(rr - qt + rng.uniform(40.0, 130.0), 240.0, min(400.0, rr - qrs - 90.0)))
+    return SynthParams(hr_bpm=hr, pr_ms=pr, qrs_ms=qrs, qt_ms=qt, qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
+                       rhythm=_rhythm(hr), p_on_t=True, p_ms=100.0, qrs_scale=float(rng.uniform(0.8, 1.3)),
+                       **_noise(rng))
 
 
 def avb1_pac(rng: np.random.Generator) -> SynthParams:
@@ -162,7 +174,7 @@ def rv_paced(rng: np.random.Generator) -> SynthParams:
 
 
 FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
-    "avb1_p_on_t": avb1_p_on_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
+    "avb1_p_on_t": avb1_p_on_t, "avb1_p_in_t": avb1_p_in_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
     "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
     "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced,
 }
