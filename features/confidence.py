@@ -17,6 +17,8 @@ The checks, for each interval:
 - ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
   slope for the QRS (10% of its peak) and of the spatial magnitude for the P onset (20% of the P), the
   tangent method for the T end (where the steepest descent's tangent meets the baseline);
+- ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
+  over leads), which it cannot: no lead's wave ends after the last lead's;
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (paced or not), a Bazett QTc of 300-560 ms; the
   disagreement is how far outside;
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
@@ -238,6 +240,14 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         p2 = _p_on_threshold_ms(fid, good, fs_hz)
         if p2 is not None:
             ic["pr"].checks["method"] = abs(p2)
+
+    # global: no lead's wave ends after the last lead's, nor starts before the first's: a typical lead's
+    # interval longer than the global one (earliest onset to latest offset) was measured past where the
+    # multi-lead wave ends (synthetic RBBB at 134 bpm: the leads' T ends in the next P, QT +47 ms)
+    for k in ic:
+        g = values.get(f"{k}_global_ms")
+        if g is not None and values.get(f"{k}_ms") is not None:
+            ic[k].checks["global"] = max(0.0, float(values[f"{k}_ms"]) - float(g))
 
     # plausible: physiology
     for k in ("pr", "qrs"):

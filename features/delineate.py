@@ -368,14 +368,16 @@ PACED_TRAIN_MS = 80.0  # ventricular stimuli this close together pace one beat (
 
 def paced_stimuli(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -> np.ndarray | None:
     """The stimuli that pace one beat (samples, ascending): the last stimulus between PACED_SPIKE_SEARCH_MS
-    before ``q_on`` and the anchor, and those before it that are each within PACED_TRAIN_MS of the next
+    before ``q_on`` and PACED_LATENCY_MS after the anchor, and those before it that are each within PACED_TRAIN_MS of the next
     (biventricular pacing: the LV and the RV stimulus, the QRS starting after the first capture; an atrial
     stimulus lies an AV delay, >= 100 ms, before them); None when no stimulus lies there."""
     if spikes is None or len(spikes) == 0:
         return None
     sp = np.sort(np.asarray(spikes))
     lo = q_on - ms(fs_hz, PACED_SPIKE_SEARCH_MS)
-    cand = sp[(sp >= lo) & (sp < anchor)]
+    # up to the capture latency after the anchor: the anchor of a paced beat can be its stimulus's own blanked
+    # stretch (the largest slope left there), the stimulus right at it
+    cand = sp[(sp >= lo) & (sp <= anchor + ms(fs_hz, PACED_LATENCY_MS))]
     if cand.size == 0:
         return None
     i = int(np.searchsorted(sp, cand.max()))

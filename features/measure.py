@@ -420,7 +420,8 @@ def measure_record(record: ECGRecord) -> Measurement:
     values = {f"{k}_ms": _median(v) for k, v in lead_iv.items()}
     if not fid.p_present:
         values["pr_ms"] = None
-    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, values, corr, fs)
+    glob = _global_intervals(fid, classes, fs)
+    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs)
     for c, per_lead in conf.lead.items():
         num[c] = np.repeat(per_lead[:, None], nb, axis=1)
     per_lead_qt = {}
@@ -454,6 +455,21 @@ def measure_record(record: ECGRecord) -> Measurement:
     return Measurement(beats=beats, record_row=record_row, warnings=warnings, confidences=conf)
 
 
+def _global_intervals(fid: GlobalFiducials, classes: list[str], fs: float) -> dict:
+    """pr_global_ms, qrs_global_ms, qt_global_ms: the median over the normal beats (all beats without any) of
+    the global (multi-lead) intervals, ms; None where not measured."""
+    normal = np.array([c == "normal" for c in classes])
+    use = normal if normal.any() else np.ones(len(classes), dtype=bool)
+
+    def med(a: np.ndarray) -> float | None:
+        a = a[use]
+        a = a[np.isfinite(a)]
+        return float(np.median(a)) * 1000.0 / fs if a.size else None
+
+    return {"pr_global_ms": med(fid.qrs_on - fid.p_on), "qrs_global_ms": med(fid.qrs_off - fid.qrs_on),
+            "qt_global_ms": med(fid.t_off - fid.qrs_on)}
+
+
 def _dominant_beats(classes: list[str], fid: GlobalFiducials) -> np.ndarray:
     """The beats the record's values come from: the normal ones and the paced ones that took the median beat's
     QRS (a paced rhythm's dominant beats); every beat when there are none."""
@@ -478,8 +494,6 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                 conf: Confidences) -> dict:
     to_ms = 1000.0 / fs
     row = {c: None for c in RECORDS_SCHEMA}
-    normal = np.array([c == "normal" for c in classes])
-    use = normal if normal.any() else np.ones(len(classes), dtype=bool)
     rr = rr_ms[np.isfinite(rr_ms)]
     row.update(record_id=record.record_id, source=record.meta.source, n_beats=len(classes))
     if rr.size:
@@ -488,16 +502,8 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                    hr_bpm=60000.0 / rr_mean,
                    rhythm_regular=bool(rr.size >= 2 and float(rr.std()) / rr_mean < 0.1))
     row["p_waves_present"] = bool(fid.p_present)
-
-    def med(a: np.ndarray) -> float | None:
-        a = a[use]
-        a = a[np.isfinite(a)]
-        return float(np.median(a)) * to_ms if a.size else None
-
     # global intervals (earliest onset to latest offset over leads, as the 12-lead programs): kept beside
-    row["pr_global_ms"] = med(fid.qrs_on - fid.p_on)
-    row["qrs_global_ms"] = med(fid.qrs_off - fid.qrs_on)
-    row["qt_global_ms"] = med(fid.t_off - fid.qrs_on)
+    row.update(_global_intervals(fid, classes, fs))
     # the record's intervals: the median over leads of each lead's own (what one reads in a typical lead)
     row.update(values)
     for k, ic in conf.intervals.items():
