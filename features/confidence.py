@@ -23,7 +23,9 @@ The checks, for each interval:
   disagreement is how far outside;
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
   each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
-  whose P waves are not found hides them, most often in the T, whose end then is the P's) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
+  whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
+  (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
+  beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
   P is a guess); QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
 
 Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
@@ -45,7 +47,8 @@ P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude 
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
-P_AFTER_T_MS = 40.0     # a P starting this soon after the previous T's end may hide its first part in it
+SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
+P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
 HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
 HIDDEN_P_DOUBT = 1.25   # ... which costs the QT this many tolerances (a confidence of 0.25)
 NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that lead
@@ -260,7 +263,7 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
 
     # P on T: the P starts before the previous beat's T has ended, or so soon after that its first part may
     # hide in the T's tail (median beat, at the typical RR)
-    if have_tmpl and rr_ms and np.isfinite(tf.p_on[0]) and np.isfinite(tf.t_off[0]):
+    if have_tmpl and rr_ms and fid.p_present and np.isfinite(tf.p_on[0]) and np.isfinite(tf.t_off[0]):
         gap = (tf.p_on[0] - fid.template_before) * to_ms + rr_ms - (tf.t_off[0] - fid.template_before) * to_ms
         if gap < P_AFTER_T_MS:
             # the P's rise hides in the T's fall: its onset is a guess (synthetic, P inside the T: 22-26 ms
@@ -268,6 +271,13 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
             ic["pr"].checks["p_on_t"] = TOLERANCE_MS["pr"] * (1.0 + (P_AFTER_T_MS - gap) / P_AFTER_T_MS)
             if gap < 0:
                 ic["qt"].checks["p_on_t"] = float(-gap)
+    # squeezed: the next complex follows the T's measured end too closely for the diastole a heartbeat needs
+    # (the T window was cut by it: a T wave detected as a beat, an R-on-T complex): the T's true end is unknown
+    nxt = np.concatenate((fid.qrs_on[1:], [np.nan]))
+    gap = (nxt - fid.t_off)[dom] * to_ms
+    gap = gap[np.isfinite(gap)]
+    if gap.size >= MIN_BEATS and float(np.median(gap)) < SQUEEZED_GAP_MS:
+        ic["qt"].checks["squeezed"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     # a regular rhythm whose P waves are not found, without flutter / fibrillation waves or pacing, hides them:
     # most often in the preceding T (a long PR at a fast rate), whose measured end then takes the P's
     diag = fid.p_diag or {}
