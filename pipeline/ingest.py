@@ -68,6 +68,8 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "fs_hz": pl.Int32,
     "n_samples": pl.Int32,
     "warnings": pl.List(pl.String),    # "code:lead" strings, code from REASON_CODES
+    "amplitudes_calibrated": pl.Boolean,  # RecordMeta.calibration: False -> no amplitude value is citable
+    "calibration_flags": pl.List(pl.String),  # its reason codes (amplitude_normalised, bad_gain, ...)
     "meta_json": pl.String,
 }
 
@@ -134,12 +136,15 @@ def manifest_row(record: ECGRecord, source_root: str | Path) -> dict:
         "fs_hz": m.fs_hz,
         "n_samples": m.n_samples,
         "warnings": list(pv.warnings),
+        "amplitudes_calibrated": m.calibration.amplitudes_calibrated,
+        "calibration_flags": list(m.calibration.flags),
         "meta_json": m.model_dump_json(),
     }
 
 
 def warning_rows(record: ECGRecord) -> list[ErrorRow]:
-    """One 'warning' error row per non-fatal problem in the record's provenance ('flat_lead:V3' ...)."""
+    """One 'warning' error row per non-fatal problem in the record's provenance ('flat_lead:V3' ...) and per
+    calibration flag (``RecordMeta.calibration``: amplitude_normalised, bad_gain, ...)."""
     rows = []
     for w in record.meta.provenance.warnings:
         code, _, lead = w.partition(":")
@@ -148,6 +153,11 @@ def warning_rows(record: ECGRecord) -> list[ErrorRow]:
             rows.append(ErrorRow(record.record_id, STAGE, "warning", code, None, f"{lead}: {what}"))
             continue
         rows.append(ErrorRow(record.record_id, STAGE, "warning", code, lead or None, f"{lead}: {what}" if lead else what))
+    # calibration findings (pipeline.sources.calibration): one warning per flag, its detail as the reason
+    cal = record.meta.calibration
+    for i, code in enumerate(cal.flags):
+        detail = cal.details[i] if i < len(cal.details) else REASON_CODES.get(code, code)
+        rows.append(ErrorRow(record.record_id, STAGE, "warning", code, None, detail))
     return rows
 
 

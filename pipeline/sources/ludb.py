@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.record import (
-    LEADS, Calibration, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave,
+    LEADS, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave,
     Statement,
     check_record_id, resolve_under,
 )
 from pipeline.sources.tables import SourceTable, read_source_table
+from pipeline.sources.calibration import with_flag
 from pipeline.sources.wfdb_common import parse_header_demographics, read_wfdb_window
 
 _PEAK_WAVE = {"p": "P", "N": "QRS", "t": "T"}
@@ -268,9 +269,10 @@ class LudbSource:
             reference=reference,
             provenance=win.provenance,
             # LUDB's per-channel gains scale every lead to the same peak-to-peak (1 mV): its timing is expert
-            # annotated, its millivolts (and so voltage criteria and axes) mean nothing
-            calibration=Calibration(amplitudes_calibrated=False, flags=["amplitude_normalised"],
-                                    details=["LUDB scales every lead to the same peak-to-peak amplitude"]),
+            # annotated, its millivolts (and so voltage criteria and axes) mean nothing. The generic checks find
+            # it too (and the limb leads breaking Einthoven); the source says so whatever the window shows
+            calibration=with_flag(win.calibration, "amplitude_normalised",
+                                  "LUDB scales every lead to the same peak-to-peak amplitude"),
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)
 

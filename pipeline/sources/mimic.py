@@ -190,6 +190,7 @@ class MimicSource:
             statements=[Statement(text=line, system="mimic") for line in kept],
             reference=reference,
             provenance=win.provenance,
+            calibration=win.calibration,
             recorded_at=ecg_time.replace(" ", "T") if ecg_time else None,
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)

@@ -144,6 +144,7 @@ class PtbxlSource:
             report=(row.get("report") or "").strip(),
             statements=statements,
             provenance=win.provenance,
+            calibration=win.calibration,
             recorded_at=recorded.replace(" ", "T") if recorded else None,
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)

@@ -24,6 +24,7 @@ from pipeline.record import (
     ReferenceWave, Statement, TableError, canonical_lead_name, check_record_id, resolve_under, sha256_files,
 )
 from pipeline.sources.tables import read_source_table
+from pipeline.sources.calibration import check_header, check_signal
 from pipeline.synthetic import SCP_NAMES
 
 _WAVES = (("P", "p_on_ms", "p_peak_ms", "p_off_ms"),
@@ -82,7 +83,10 @@ class SyntheticSource:
             rel = str(row["filename_hr"])
             stem = resolve_under(self.root, rel)
             hea, dat = stem.with_suffix(".hea"), stem.with_suffix(".dat")
+            findings = check_header(hea, record_id)  # before the reader trusts its sampling rate and gains
             signal, fs_hz, names, units, n = _read_format16(hea, dat, record_id)
+            findings.extend(check_signal(signal, list(LEADS), {ld: float(np.ptp(signal[i])) for i, ld in
+                                                              enumerate(LEADS)}))
             meta = RecordMeta(
                 record_id=record_id, source=self.name, fs_hz=500, n_samples=n,
                 patient_id=str(row["patient_id"]) if row.get("patient_id") is not None else None,
@@ -94,6 +98,7 @@ class SyntheticSource:
                     path=rel, files=[f"{rel}.hea", f"{rel}.dat"], sha256=sha256_files([hea, dat]),
                     original_fs_hz=fs_hz, original_lead_names=names, original_units=units,
                     original_n_samples=n),
+                calibration=findings.calibration(),
             )
         except RecordError as exc:
             exc.record_id = exc.record_id or record_id

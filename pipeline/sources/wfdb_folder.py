@@ -127,5 +127,6 @@ class WfdbFolderSource:
             report="; ".join(s.text for s in statements),
             statements=statements,
             provenance=win.provenance,
+            calibration=win.calibration,
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)
