@@ -146,7 +146,9 @@ def _write_record(dest: Path, name: str, spec: dict, ptbxl_root: Path) -> None:
     ({lead, start, stop, value}: digital samples), ``scale`` ({leads, factor, offset}: clipped to int16),
     ``crop`` (samples kept), ``units`` ({lead: unit}), ``units_all`` (mV, uV or V) with ``gain`` (adu per
     unit; the digits are rescaled so the millivolts stay the same), ``extra_channel`` ({name, unit}), ``fs``,
-    ``fmt``, ``rename`` ({old: new} lead names), ``same_ptp`` (every lead scaled to one peak-to-peak)."""
+    ``fmt``, ``rename`` ({old: new} lead names), ``same_ptp`` (every lead scaled to one peak-to-peak),
+    ``arm_reversal`` (left and right arm electrodes swapped: I inverted, II <-> III, aVR <-> aVL), ``swap`` ([a, b]:
+    two channels' samples exchanged, so the limb leads break Einthoven's law)."""
     d = _source(ptbxl_root, spec.get("from", "06000")).d_signal.astype(np.int64)
     names = list(spec.get("names", PTBXL_NAMES))
     if "set" in spec:
@@ -156,6 +158,14 @@ def _write_record(dest: Path, name: str, spec: dict, ptbxl_root: Path) -> None:
         s = spec["scale"]
         cols = [names.index(x) for x in s["leads"]]
         d[:, cols] = np.clip(d[:, cols] * s.get("factor", 1) + s.get("offset", 0), -32767, 32767)
+    if spec.get("arm_reversal"):
+        i, ii, iii, avr, avl = (names.index(x) for x in ("I", "II", "III", "aVR", "aVL"))
+        d[:, i] = -d[:, i]
+        d[:, [ii, iii]] = d[:, [iii, ii]]
+        d[:, [avr, avl]] = d[:, [avl, avr]]
+    if "swap" in spec:
+        a, b = (names.index(x) for x in spec["swap"])
+        d[:, [a, b]] = d[:, [b, a]]
     if spec.get("same_ptp"):
         ptp = np.ptp(d, axis=0).clip(1)
         d = (d - d.mean(axis=0)) * (1000.0 / ptp)
