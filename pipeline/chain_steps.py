@@ -259,7 +259,10 @@ def render_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
 # ----------------------------------------------------------------------------------------------- prompts
 def _prompts_dir(cfg, job: ChunkJob) -> Path:
-    key = digest_of(cfg.budget, job.ids)
+    from pipeline.prompts import knowledge_version, template_version
+
+    # new templates or knowledge make new prompts: a finished part of older ones is not reused
+    key = digest_of(cfg.budget, template_version(), knowledge_version(), job.ids)
     return Path(cfg.out) / "prompts" / ".parts" / f"part-{job.index:05d}-{key}"
 
 
@@ -303,8 +306,19 @@ def prompts_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- generate
+@functools.lru_cache(maxsize=1)
+def _writer_version() -> str:
+    """The rules writer's source: its answers change with it, so finished parts of an older writer are not
+    reused (an LLM's answers are keyed by their request in the response store instead)."""
+    from pipeline import writer
+
+    return hashlib.sha1(Path(writer.__file__).read_bytes()).hexdigest()[:12]
+
+
 def _generate_dir(cfg, job: ChunkJob) -> Path:
-    key = digest_of(cfg.llm, cfg.base_url, cfg.variant, cfg.max_attempts, cfg.seed, cfg.budget, job.ids)
+    prompts = _prompts_dir(cfg, job)  # its name digests the prompts' settings, templates and knowledge
+    key = digest_of(cfg.llm, cfg.base_url, cfg.variant, cfg.max_attempts, cfg.seed, prompts.name,
+                    _writer_version() if cfg.llm == "rules" else None, job.ids)
     return Path(cfg.out) / "generate" / ".parts" / f"part-{job.index:05d}-{key}"
 
 
@@ -369,21 +383,31 @@ def generate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- validate
+def _validate_dir(cfg, job: ChunkJob) -> Path:
+    return Path(cfg.out) / "instructions" / ".parts" / f"part-{job.index:05d}"
+
+
 def validate_done(cfg, job: ChunkJob) -> bool:
-    return False  # one pass over the run's answers, always redone (it is cheap and its inputs may change)
+    """Never: validation is the truth gate and cheap, so every run checks every answer again with the
+    validator it has (an older part may have been judged by older rules)."""
+    return False
 
 
 def validate_chunk(cfg, job: ChunkJob) -> dict:
-    from pipeline.instructions import build_instruction_set
+    from pipeline.instructions import validate_part
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    s = build_instruction_set(out / "generate" / "answers.parquet", out / "features", out / "manifest.parquet",
-                              out / "instructions", images=out / "images", prompts=out / "prompts" / "prompts.parquet",
-                              test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out)
-    return _done(job, True, t0, summary=s)
+    validate_part(out / "generate" / "answers.parquet", out / "features", out / "manifest.parquet", list(job.ids),
+                  _validate_dir(cfg, job), images=out / "images", prompts=out / "prompts" / "prompts.parquet",
+                  test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out,
+                  **cfg.stage_options.get("validate", {}))
+    return _done(job, True, t0)
 
 
 def validate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
-    s = results[0]["summary"]
+    from pipeline.instructions import finish_instruction_set
+
+    s = finish_instruction_set(Path(cfg.out) / "instructions", [_validate_dir(cfg, j) for j in jobs],
+                               test_fraction=cfg.test_fraction)
     return {**s, "ok": s["records_accepted"], "failed": 0, "failed_by_code": {}}

@@ -95,7 +95,6 @@ class Stage:
     when: Callable = lambda cfg: True
     parallel: Callable = lambda cfg: True  # False: chunks one after another, each sees the earlier results
     seconds_per_record: float = 2.0   # generous per-record time for the chunk task timeout
-    whole_run: bool = False           # one chunk over the whole run instead of one per chunk of ids
 
 
 def _steps():
@@ -142,7 +141,7 @@ CHAIN: tuple[Stage, ...] = (
                              f"${s['cost_usd_new']:.4f} spent now"),
     Stage("validate", reads=("generate/answers.parquet", "features/", "manifest.parquet", "images/", "prompts/"),
           writes=("instructions/",), errors=None, chunk=_lazy("validate_chunk"), finish=_lazy("validate_finish"),
-          done=_lazy("validate_done"), after=("generate",), params=("test_fraction", "seed"), whole_run=True,
+          done=_lazy("validate_done"), after=("generate",), params=("test_fraction", "seed"),
           describe=lambda s: f"{s['records_accepted']}/{s['records']} records accepted into the instruction set"),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in CHAIN}
@@ -406,8 +405,6 @@ def plan(stage: Stage, cfg: RunConfig, ids: Callable[[], list[str]]) -> list:
     if stage.name == "synth":
         return [ChunkJob(i, (f"{a}:{min(cfg.n, a + cfg.chunk_size)}",))
                 for i, a in enumerate(range(0, cfg.n, cfg.chunk_size))]
-    if stage.whole_run:
-        return [ChunkJob(0, tuple(ids()))]
     return [ChunkJob(i, tuple(c)) for i, c in enumerate(chunks(ids(), cfg.chunk_size))]
 
 
