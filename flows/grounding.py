@@ -161,18 +161,65 @@ def _api_url() -> str | None:
         return str(client.api_url)
 
 
-def make_task_runner(task_runner: str = "dask", workers: int | None = None, dask_address: str | None = None,
-                     memory_limit: str | None = "auto"):
-    """A Dask task runner (an existing cluster at ``dask_address`` / ``DASK_SCHEDULER_ADDRESS``, else a local
-    cluster of ``workers`` single-threaded processes) or Prefect's thread pool.
+class LocalDask:
+    """A local Dask cluster of ``workers`` single-threaded processes, started in a background thread (so its
+    start and the workers' imports overlap the flow's pre-flight), which the Dask task runner then uses.
 
-    Local workers get this run's API URL (else each would start a temporary server of its own and record its
-    task runs there); the workers of an existing cluster need ``PREFECT_API_URL`` set where they run."""
-    workers = workers or os.cpu_count() or 1
+    One thread per worker process: the stages are CPU-bound Python, where threads would share one GIL. The
+    workers get this run's API URL (else each would start a temporary Prefect server of its own and record
+    its task runs there), exit with this flow-run process (``flows.guard``) and keep nothing between runs."""
+
+    def __init__(self, workers: int, api_url: str | None, memory_limit: str | None = "auto"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        tune_local_dask()
+        self.workers = workers
+        env = {GUARD_ENV: "1", **({"PREFECT_API_URL": api_url} if api_url else {})}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-start")
+        self._cluster = self._pool.submit(self._start, workers, env, memory_limit)
+
+    @staticmethod
+    def _start(workers: int, env: dict, memory_limit):
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               memory_limit=memory_limit, env=env)
+        with Client(cluster) as client:  # import the stages' modules now, while pre-flight runs
+            client.run(_warm_worker)
+        return cluster
+
+    def runner(self):
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(cluster=self._cluster.result())
+
+    def close(self) -> None:
+        try:
+            self._cluster.result().close()
+        except Exception:  # noqa: BLE001 - it never started: nothing to close
+            pass
+        self._pool.shutdown(wait=False)
+
+
+def _warm_worker() -> None:
+    import prefect.task_engine  # noqa: F401
+
+    import features.measure  # noqa: F401
+    import pipeline.chain_steps  # noqa: F401
+    import pipeline.instructions  # noqa: F401
+    import pipeline.prompts  # noqa: F401
+    import pipeline.render  # noqa: F401
+    import pipeline.synthetic  # noqa: F401
+
+
+def make_task_runner(task_runner: str = "dask", workers: int | None = None, dask_address: str | None = None,
+                     local: LocalDask | None = None):
+    """Prefect's thread pool, or a Dask task runner: on an existing cluster at ``dask_address`` (or
+    ``DASK_SCHEDULER_ADDRESS``; its workers need ``PREFECT_API_URL`` set where they run), else on ``local``."""
     if task_runner == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner(max_workers=workers)
+        return ThreadPoolTaskRunner(max_workers=workers or os.cpu_count() or 1)
     if task_runner != "dask":
         raise ConfigError(f"task runner {task_runner!r}: choose one of {', '.join(TASK_RUNNERS)}")
     from prefect_dask import DaskTaskRunner
@@ -180,11 +227,18 @@ def make_task_runner(task_runner: str = "dask", workers: int | None = None, dask
     address = dask_address or os.environ.get(DASK_ADDRESS_ENV)
     if address:
         return DaskTaskRunner(address=address)
-    # One thread per worker process: the stages are CPU-bound Python; the GIL would serialise threads.
-    # Local workers exit with this flow-run process (flows.guard) and keep no state between runs.
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-        "n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
-        "memory_limit": memory_limit, "env": {GUARD_ENV: "1", "PREFECT_API_URL": _api_url()}})
+    return (local or LocalDask(workers or os.cpu_count() or 1, _api_url())).runner()
+
+
+def tune_local_dask() -> None:
+    """Two Dask defaults that cost our chunks CPU (measured: features 1.6-2x the CPU seconds of the same chunk
+    in one plain process): the statistical profiler samples every worker thread's stack every 10 ms, and
+    ``MALLOC_TRIM_THRESHOLD_`` (set for every worker) switches off glibc's dynamic mmap threshold, so every
+    large numpy array is mmapped, page-faulted and unmapped again. Off for the workers this process starts."""
+    import dask
+
+    dask.config.set({"distributed.worker.profile.enabled": False,
+                     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
 
 def _result_storage(out: Path):
@@ -295,21 +349,29 @@ def grounding_flow(out: str, source: str = "synthetic", root: str | None = None,
                     budget=budget, llm=llm, base_url=base_url, variant=variant, concurrency=concurrency,
                     max_attempts=max_attempts, max_cost=max_cost, timeout_s=timeout_s, api_key_secret=api_key_secret,
                     chunk_size=chunk_size, test_fraction=test_fraction, source_options=dict(source_options or {}))
+    local = None
+    if task_runner == "dask" and not (dask_address or os.environ.get(DASK_ADDRESS_ENV)):
+        local = LocalDask(workers or os.cpu_count() or 1, _api_url())  # starts while pre-flight runs
     try:
-        if on_failure_rate not in ON_FAILURE_RATE:
-            raise ConfigError(f"on_failure_rate {on_failure_rate!r}: choose one of {', '.join(ON_FAILURE_RATE)}")
-        if not 0.0 <= max_failure_rate <= 1.0:
-            raise ConfigError("max_failure_rate must be within [0, 1]")
-        preflight(cfg)
-        runner = make_task_runner(task_runner, workers, dask_address)
-    except ConfigError as exc:
-        logger.error("pre-flight: %s", exc)
-        return Failed(message=f"pre-flight: {exc}")
-    storage = _result_storage(cfg.out)
-    logger.info("run folder %s, %s task runner (%s)", cfg.out.resolve(), task_runner,
-                dask_address or os.environ.get(DASK_ADDRESS_ENV) or f"{workers or os.cpu_count()} workers")
-    with runner:
-        report = run_chain(cfg, PrefectExecutor(runner, storage, task_timeout_s), log=logger.info)
+        try:
+            if on_failure_rate not in ON_FAILURE_RATE:
+                raise ConfigError(f"on_failure_rate {on_failure_rate!r}: choose one of "
+                                  f"{', '.join(ON_FAILURE_RATE)}")
+            if not 0.0 <= max_failure_rate <= 1.0:
+                raise ConfigError("max_failure_rate must be within [0, 1]")
+            preflight(cfg)
+            runner = make_task_runner(task_runner, workers, dask_address, local)
+        except ConfigError as exc:
+            logger.error("pre-flight: %s", exc)
+            return Failed(message=f"pre-flight: {exc}")
+        storage = _result_storage(cfg.out)
+        logger.info("run folder %s, %s task runner (%s)", cfg.out.resolve(), task_runner,
+                    dask_address or os.environ.get(DASK_ADDRESS_ENV) or f"{workers or os.cpu_count()} workers")
+        with runner:
+            report = run_chain(cfg, PrefectExecutor(runner, storage, task_timeout_s), log=logger.info)
+    finally:
+        if local is not None:
+            local.close()
     publish_artifacts(report, cfg.out, max_failure_rate)
     f = report["failures"]
     summary = {**report["summary"], "records_listed": report["records"], "records_failed": f["records_failed"],
@@ -323,6 +385,28 @@ def grounding_flow(out: str, source: str = "synthetic", root: str | None = None,
             return Failed(message=msg, data=summary)
         return Completed(message=msg, name="CompletedWithWarnings", data=summary)
     return summary
+
+
+@flow(name="ecg-grounding-llm", log_prints=False)
+def llm_flow(root: str, out: str, llm: str, source: str = "ptbxl", max_cost: float | None = None,
+             api_key_secret: str | None = None, base_url: str | None = None, variant: str | None = None,
+             concurrency: int = 16, max_attempts: int = 3, timeout_s: float = 120.0, seed: int | None = 0,
+             chunk_size: int = 200, layout: str = "3x4+II", dpi: int = 200, budget: int = 6000,
+             test_fraction: float = 0.1, source_options: dict | None = None, task_runner: str = "dask",
+             workers: int | None = None, dask_address: str | None = None, task_timeout_s: float | None = None,
+             max_failure_rate: float = 0.05, on_failure_rate: str = "fail"):
+    """The chain on a real source with an LLM (the paid deployments): like ``grounding_flow``, but the data
+    ``root`` and the ``llm`` have no defaults, so a run is refused until they are given (a paid run never
+    falls back to a guessed, relative data folder)."""
+    if not root or not str(root).strip():
+        get_run_logger().error("pre-flight: root is required: the data root of source %r", source)
+        return Failed(message=f"pre-flight: root is required: the data root of source {source!r}")
+    return grounding_flow.fn(
+        out=out, source=source, root=root, seed=seed, chunk_size=chunk_size, layout=layout, dpi=dpi, budget=budget,
+        llm=llm, base_url=base_url, variant=variant, concurrency=concurrency, max_attempts=max_attempts,
+        max_cost=max_cost, timeout_s=timeout_s, api_key_secret=api_key_secret, test_fraction=test_fraction,
+        source_options=source_options, task_runner=task_runner, workers=workers, dask_address=dask_address,
+        task_timeout_s=task_timeout_s, max_failure_rate=max_failure_rate, on_failure_rate=on_failure_rate)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

@@ -57,9 +57,17 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _done(job: ChunkJob, computed: bool, started: float, **extra) -> dict:
-    return {"index": job.index, "n": len(job.ids), "computed": computed, "pid": os.getpid(),
-            "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": peak_rss_mb(), **extra}
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _done(cfg, job: ChunkJob, computed: bool, started: tuple[float, float], **extra) -> dict:
+    """A chunk's result. ``run_id`` says which run of the chain computed it: a result Prefect serves from its
+    cache was computed by an earlier run, and must not make this run redo the chunks downstream of it."""
+    return {"index": job.index, "n": len(job.ids), "computed": computed, "run_id": cfg.run_id, "pid": os.getpid(),
+            "seconds": round(time.perf_counter() - started[0], 3),
+            "cpu_s": round(time.process_time() - started[1], 3),  # this process's, all its threads
+            "peak_rss_mb": peak_rss_mb(), **extra}
 
 
 def _errors_by_code(frames: list[pl.DataFrame]) -> tuple[dict[str, int], int]:
@@ -126,13 +134,13 @@ def synth_done(cfg, job: ChunkJob) -> bool:
 def synth_chunk(cfg, job: ChunkJob) -> dict:
     from pipeline.synthetic import write_synthetic_part
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     if synth_done(cfg, job) and not job.force:
-        return _done(job, False, t0)
+        return _done(cfg, job, False, t0)
     start, stop = (int(x) for x in job.ids[0].split(":"))  # synthesis chunks are index ranges "start:stop"
     synth_part(cfg, job).unlink(missing_ok=True)
     write_synthetic_part(cfg.data_root, cfg.n, cfg.seed, job.index, start, stop)
-    return _done(job, True, t0)
+    return _done(cfg, job, True, t0)
 
 
 def synth_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
@@ -160,13 +168,13 @@ def ingest_done(cfg, job: ChunkJob) -> bool:
 def ingest_chunk(cfg, job: ChunkJob) -> dict:
     from pipeline.ingest import ingest_shard
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     if job.force:
         for p in _ingest_paths(cfg, job):
             p.unlink(missing_ok=True)
     r = ingest_shard(cfg.source, cfg.data_root, list(job.ids), cfg.out, job.index, cfg.source_options,
                      source=open_run_source(cfg))
-    return _done(job, not r.reused, t0, shard=r.model_dump())
+    return _done(cfg, job, not r.reused, t0, shard=r.model_dump())
 
 
 def ingest_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
@@ -191,12 +199,12 @@ def features_done(cfg, job: ChunkJob) -> bool:
 def features_chunk(cfg, job: ChunkJob) -> dict:
     from features.run import measure_shard
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     if job.force:
         for p in reversed(_features_paths(cfg, job)):  # records first: it marks the shard finished
             p.unlink(missing_ok=True)
     computed = measure_shard(open_run_source(cfg), list(job.ids), Path(cfg.out) / "features", job.index)
-    return _done(job, computed, t0)
+    return _done(cfg, job, computed, t0)
 
 
 def features_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
@@ -231,16 +239,16 @@ def render_chunk(cfg, job: ChunkJob) -> dict:
     from pipeline.batch import errors_frame
     from pipeline.render import MANIFEST_SCHEMA, render_ids
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     part = _render_part(cfg, job)
     if render_done(cfg, job) and not job.force:
-        return _done(job, False, t0)
+        return _done(cfg, job, False, t0)
     images = Path(cfg.out) / "images"
     # images already drawn with the same options are kept (a killed chunk resumes image by image)
     rows, errors, skipped = render_ids(open_run_source(cfg), list(job.ids), images, _render_options(cfg))
     write_parquet_atomic(errors_frame(errors), part.with_suffix(".errors.parquet"))
     write_parquet_atomic(pl.DataFrame(rows, schema=MANIFEST_SCHEMA), part)  # last: marks the chunk done
-    return _done(job, True, t0, drawn=len(rows) - skipped, kept=skipped)
+    return _done(cfg, job, True, t0, drawn=len(rows) - skipped, kept=skipped)
 
 
 def render_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
@@ -274,9 +282,9 @@ def prompts_done(cfg, job: ChunkJob) -> bool:
 def prompts_chunk(cfg, job: ChunkJob) -> dict:
     from pipeline.prompts import run_prompts
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     if prompts_done(cfg, job) and not job.force:
-        return _done(job, False, t0)
+        return _done(cfg, job, False, t0)
     out = Path(cfg.out)
     d = _prompts_dir(cfg, job)
     shutil.rmtree(d, ignore_errors=True)
@@ -285,7 +293,7 @@ def prompts_chunk(cfg, job: ChunkJob) -> dict:
     s = run_prompts(None, None, out / "features", tmp, images_dir=out / "images", budget=cfg.budget,
                     manifest=out / "manifest.parquet", record_ids=list(job.ids), run_dir=out)
     os.replace(tmp, d)
-    return _done(job, True, t0, prompts=s.n_prompts, tokens_max=s.tokens_max,
+    return _done(cfg, job, True, t0, prompts=s.n_prompts, tokens_max=s.tokens_max,
                  tokens_sum=round(s.tokens_mean * s.n_prompts))
 
 
@@ -336,22 +344,23 @@ def generate_parallel(cfg) -> bool:
 def generate_chunk(cfg, job: ChunkJob) -> dict:
     from pipeline.generate import run_generate
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     d = _generate_dir(cfg, job)
     if generate_done(cfg, job) and not job.force:
-        return _done(job, False, t0, **json.loads((d / "generate_summary.json").read_text()) | {"cost_usd_new": 0.0})
+        return _done(cfg, job, False, t0, **json.loads((d / "generate_summary.json").read_text()) | {"cost_usd_new": 0.0})
     (d / "generate_summary.json").unlink(missing_ok=True)
     out = Path(cfg.out)
     max_cost = cfg.max_cost
     if max_cost is not None:  # the cap is the run's: what the earlier chunks of this run spent is gone
-        max_cost = max(0.0, max_cost - sum(p.get("cost_usd_new", 0.0) for p in job.prior))
+        max_cost = max(0.0, max_cost - sum(p.get("cost_usd_new", 0.0) for p in job.prior
+                                           if p.get("run_id") == cfg.run_id))
     prompts = _prompts_dir(cfg, job) / "prompts.parquet"
     s = run_generate(prompts, d, llm=cfg.llm, base_url=cfg.base_url, variant=cfg.variant,
                      concurrency=cfg.concurrency, max_attempts=cfg.max_attempts, max_cost=max_cost,
                      seed=cfg.seed, timeout_s=cfg.timeout_s, api_key_secret=cfg.api_key_secret,
                      run_dir=out, store_dir=out / "generate" / "responses")
     summary = json.loads((d / "generate_summary.json").read_text())
-    return _done(job, True, t0, **summary) | {"cost_usd_new": s.cost_usd_new}
+    return _done(cfg, job, True, t0, **summary) | {"cost_usd_new": s.cost_usd_new}
 
 
 _SUMMED = ("n_prompts", "n_ok", "n_accepted", "n_rejected", "n_failed", "n_skipped_budget", "n_refused_context",
@@ -364,6 +373,9 @@ def generate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
     out = Path(cfg.out) / "generate"
     answers = out / "answers.parquet"
+    # a chunk finished by an earlier run (served from Prefect's cache) sent and spent nothing now
+    results = [r if r.get("run_id") == cfg.run_id else
+               {**r, "cost_usd_new": 0.0, "n_http_sends": 0, "n_reused": r.get("n_requests", 0)} for r in results]
     stream_concat([_generate_dir(cfg, j) / "answers.parquet" for j in jobs], ANSWERS_SCHEMA, answers)
     merged = {k: round(sum(r.get(k, 0) or 0 for r in results), 6) for k in _SUMMED}
     merged.update(answers_path=str(answers), chunks=len(results))
@@ -396,13 +408,13 @@ def validate_done(cfg, job: ChunkJob) -> bool:
 def validate_chunk(cfg, job: ChunkJob) -> dict:
     from pipeline.instructions import validate_part
 
-    t0 = time.perf_counter()
+    t0 = _clock()
     out = Path(cfg.out)
     validate_part(out / "generate" / "answers.parquet", out / "features", out / "manifest.parquet", list(job.ids),
                   _validate_dir(cfg, job), images=out / "images", prompts=out / "prompts" / "prompts.parquet",
                   test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out,
                   **cfg.stage_options.get("validate", {}))
-    return _done(job, True, t0)
+    return _done(cfg, job, True, t0)
 
 
 def validate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:

@@ -367,7 +367,10 @@ def _report(cfg: RunConfig, summaries: dict, timings: dict, chunk_results: dict,
         "features_failed": summaries.get("features", {}).get("failed", 0),
         "generate": {"ok": gen.get("ok", 0), "failed": gen.get("failed", 0), "cost_usd_new": gen.get("cost_usd_new", 0.0)},
         "timings_s": timings,
-        "chunks": {name: {"chunks": len(rs), "computed": sum(r["computed"] for r in rs)}
+        "chunks": {name: {"chunks": len(rs), "computed": sum(r["computed"] and r.get("run_id") == cfg.run_id
+                                                             for r in rs),
+                          "seconds_in_chunks": round(sum(r.get("seconds", 0.0) for r in rs), 2),
+                          "cpu_s_in_chunks": round(sum(r.get("cpu_s", 0.0) for r in rs), 2)}
                    for name, rs in chunk_results.items()},
         "peak_rss_mb_by_process": workers,
         "resumed_after_crash": previous if previous and previous.get("status") == "running" else None,
@@ -442,7 +445,7 @@ def run_chain(cfg: RunConfig, executor: Executor | None = None, log: Callable[[s
         results = executor.map(stage, cfg, jobs)
         summary = executor.finish(stage, cfg, results, jobs)
         timings[stage.name] = round(time.perf_counter() - started, 2)
-        redone[stage.name] = {r["index"] for r in results if r["computed"]}
+        redone[stage.name] = {r["index"] for r in results if r["computed"] and r.get("run_id") == cfg.run_id}
         chunk_results[stage.name] = results
         summaries[stage.name] = summary
         log(f"[{stage.name:>9}] {stage.describe(summary)} ({timings[stage.name]:.1f} s)")
