@@ -298,17 +298,24 @@ def publish_artifacts(report: dict, out: Path, threshold: float) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ the flow
-def _mark_crashed() -> None:
-    """The serve / worker process that started this flow run is gone: say so in the API (else it stays
+def _mark_crashed(run_id: str) -> None:
+    """The serve / worker process that started flow run ``run_id`` is gone: say so in the API (else it stays
     RUNNING forever)."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
-    run_id = os.environ.get("PREFECT__FLOW_RUN_ID")
-    if run_id:
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(run_id, Crashed(message="the process that started this flow run was "
-                                                               "killed; its workers were stopped"), force=True)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Crashed(message="the process that started this flow run was killed; "
+                                                          "its workers were stopped"), force=True)
+
+
+def _started_by_a_runner() -> bool:
+    """A deployment's flow run executes in a child process of ``serve`` or of a worker (``python -m
+    prefect.engine``, or a spawned process for ``serve``d in-memory flows); a flow called from a script or
+    ``python -m flows.grounding`` has no deployment and is left alone when its terminal goes away."""
+    from prefect.runtime import deployment
+
+    return bool(os.environ.get("PREFECT__FLOW_RUN_ID") or deployment.id)
 
 
 def resolve_out(out: str, when: datetime | None = None) -> str:
@@ -341,8 +348,11 @@ def grounding_flow(out: str, source: str = "synthetic", root: str | None = None,
     with the LLM's API key. Returns the instruction set's quality summary (``run.json`` has the full report).
     """
     logger = get_run_logger()
-    if os.environ.get("PREFECT__FLOW_RUN_ID"):  # started by serve / a worker: die with it, never orphaned
-        exit_with_parent(on_orphan=_mark_crashed)
+    if _started_by_a_runner():  # serve / a worker started this process: die with it, never orphaned
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.id  # read here: the watch thread has no run context
+        exit_with_parent(on_orphan=lambda: _mark_crashed(run_id))
     when = _scheduled()
     cfg = RunConfig(source=source, root=Path(root) if root else None, out=Path(resolve_out(out, when)), n=n,
                     seed=int(when.strftime("%Y%m%d")) if seed is None else seed, layout=layout, dpi=dpi,
