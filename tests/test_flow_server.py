@@ -191,3 +191,31 @@ def test_sigkill_of_serve_leaves_no_writer_marks_the_run_crashed_and_a_rerun_res
             serve.kill()
         for p in _tree(serve.pid):
             p.kill()
+
+
+def test_a_killed_dask_worker_is_replaced_and_the_run_completes(prefect_server, tmp_path):
+    out = tmp_path / "run"
+    env = _env(prefect_server, tmp_path)
+    log = open(tmp_path / "flow.log", "w")
+    flow = subprocess.Popen([sys.executable, "-m", "flows.grounding", "--out", str(out), "--n", "40", "--seed", "2",
+                             "--chunk-size", "5", "--workers", "2"], env=env, cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while not list((out / "features" / "records").glob("part-*.parquet")):
+            assert time.time() < deadline and flow.poll() is None, (tmp_path / "flow.log").read_text()[-3000:]
+            time.sleep(0.2)
+        workers = [p for p in _tree(flow.pid) if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, workers
+        workers[0].send_signal(signal.SIGKILL)  # mid-stage: its chunk is lost with it
+        assert flow.wait(600) == 0, (tmp_path / "flow.log").read_text()[-3000:]
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+        log.close()
+    import json
+
+    report = json.loads((out / "run.json").read_text())
+    assert report["records"] == 40 and report["records_accepted"] >= 36
+    assert len(report["peak_rss_mb_by_process"]) >= 2
+    assert len(list((out / "features" / "records").glob("part-*.parquet"))) == 8
