@@ -44,6 +44,7 @@ from flows.guard import ENV as GUARD_ENV
 from flows.guard import exit_with_parent, guard_worker
 from pipeline.chain_steps import ChunkJob, digest_of
 from pipeline.record import ConfigError
+from pipeline.sources import SOURCE_NAMES
 from pipeline.run_all import (
     STAGES, RunConfig, acceptance_by_diagnosis, preflight, run_chain, stage_params,
 )
@@ -173,6 +174,8 @@ class LocalDask:
         from concurrent.futures import ThreadPoolExecutor
 
         tune_local_dask()
+        # the scheduler's and nannies' INFO lines (connections, worker start / stop) would drown the stage lines
+        logging.getLogger("distributed").setLevel(logging.WARNING)
         self.workers = workers
         env = {GUARD_ENV: "1", **({"PREFECT_API_URL": api_url} if api_url else {})}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-start")
@@ -425,16 +428,22 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="Exit status: 0 completed, 1 the flow failed (or crossed "
                                        "--max-failure-rate with --on-failure-rate fail), 2 bad usage.")
     p.add_argument("--out", required=True, help="run folder ({date} = today, YYYY-MM-DD)")
-    p.add_argument("--source", default="synthetic")
+    p.add_argument("--source", default="synthetic", choices=SOURCE_NAMES)
     p.add_argument("--root", default=None, help="data root (synthetic: generated when omitted)")
     p.add_argument("--n", type=int, default=50, help="synthetic records (default 50)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=200, help="records per task (default 200)")
+    p.add_argument("--layout", default="3x4+II", help="image layout: 3x4+II, 12x1, 12x1+II, 6x2")
+    p.add_argument("--dpi", type=int, default=200)
+    p.add_argument("--budget", type=int, default=6000, help="prompt token budget (hard cap)")
     p.add_argument("--llm", default="rules")
     p.add_argument("--base-url", default=None)
     p.add_argument("--variant", default=None, choices=["multimodal", "text", "json"])
     p.add_argument("--concurrency", type=int, default=16, help="LLM requests in flight")
+    p.add_argument("--max-attempts", type=int, default=3)
     p.add_argument("--max-cost", type=float, default=None)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
+    p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--api-key-secret", default=None, help="Prefect Secret block holding the LLM API key")
     p.add_argument("--task-runner", default="dask", choices=TASK_RUNNERS)
     p.add_argument("--workers", type=int, default=None, help="local Dask worker processes (default: CPU count)")
@@ -444,8 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--on-failure-rate", default="fail", choices=ON_FAILURE_RATE)
     a = p.parse_args(argv)
     state = grounding_flow(out=a.out, source=a.source, root=a.root, n=a.n, seed=a.seed, chunk_size=a.chunk_size,
-                           llm=a.llm, base_url=a.base_url, variant=a.variant, concurrency=a.concurrency,
-                           max_cost=a.max_cost, api_key_secret=a.api_key_secret, task_runner=a.task_runner,
+                           layout=a.layout, dpi=a.dpi, budget=a.budget, llm=a.llm, base_url=a.base_url,
+                           variant=a.variant, concurrency=a.concurrency, max_attempts=a.max_attempts,
+                           max_cost=a.max_cost, timeout_s=a.timeout, test_fraction=a.test_fraction,
+                           api_key_secret=a.api_key_secret, task_runner=a.task_runner,
                            workers=a.workers, dask_address=a.dask_address, max_failure_rate=a.max_failure_rate,
                            on_failure_rate=a.on_failure_rate, return_state=True)
     if state.is_failed():

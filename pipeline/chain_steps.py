@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 # features before pipeline.batch: batch -> features.schema runs features/__init__, which imports
 # features.measure -> pipeline.batch (a cycle that only resolves when features comes first)
@@ -84,23 +83,13 @@ def _errors_by_code(frames: list[pl.DataFrame]) -> tuple[dict[str, int], int]:
 def stream_concat(paths: list[str | Path], schema: dict[str, pl.DataType], dest: Path) -> int:
     """Concatenate Parquet files into ``dest`` one file at a time (memory bounded by one part), atomically.
     Returns the number of rows."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    target = pl.DataFrame(schema=schema).to_arrow().schema
-    rows = 0
-    writer = pq.ParquetWriter(tmp, target)
-    try:
-        for p in paths:
-            df = pl.read_parquet(p)
-            df = df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
-                            for c, t in schema.items()])
-            if df.height:
-                writer.write_table(df.to_arrow().cast(target))
-                rows += df.height
-    finally:
-        writer.close()
-    os.replace(tmp, dest)
-    return rows
+    from pipeline.batch import ParquetStream
+
+    out = ParquetStream(dest, schema)
+    for p in paths:
+        out.write(pl.read_parquet(p))
+    out.close()
+    return out.rows
 
 
 # --------------------------------------------------------------------------------------------- sources

@@ -502,7 +502,7 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
     part at a time), provenance with each item's shard, rejects, and the summary (``summary.json``)."""
     import shutil
 
-    from pipeline.batch import write_parquet_atomic
+    from pipeline.batch import ParquetStream
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -510,9 +510,9 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
         old.unlink()  # a re-run replaces the set; stale shards of a bigger earlier run must not survive
     writers = {s: ShardWriter(out, s, shard_size) for s in SPLITS}
     t = _Tally()
-    prov_frames: list[pl.DataFrame] = []
-    reject_frames: list[pl.DataFrame] = []
-    for part in map(Path, parts):
+    prov_out = ParquetStream(out / "provenance.parquet", PROVENANCE_SCHEMA)
+    rejects_out = ParquetStream(out / "rejects.parquet", REJECTS_SCHEMA)
+    for part in map(Path, parts):  # one part in memory at a time
         shard_of: dict[str, str] = {}
         with open(part / "items.jsonl", encoding="utf-8") as fh:
             for line in fh:
@@ -523,15 +523,12 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
             prov = prov.with_columns(pl.when(pl.col("in_set")).then(
                 pl.col("id").replace_strict(shard_of, default=None, return_dtype=pl.String))
                 .otherwise(pl.col("shard")).alias("shard"))
-        prov_frames.append(prov)
-        reject_frames.append(pl.read_parquet(part / "rejects.parquet"))
+        prov_out.write(prov)
+        rejects_out.write(pl.read_parquet(part / "rejects.parquet"))
         t.merge(_Tally.from_json(json.loads((part / "tally.json").read_text())))
     shards = [p.name for s in SPLITS for p in writers[s].close()]
-
-    write_parquet_atomic(pl.concat(prov_frames) if prov_frames else pl.DataFrame(schema=PROVENANCE_SCHEMA),
-                         out / "provenance.parquet")
-    write_parquet_atomic(pl.concat(reject_frames) if reject_frames else pl.DataFrame(schema=REJECTS_SCHEMA),
-                         out / "rejects.parquet")
+    prov_out.close()
+    rejects_out.close()
     summary = {
         "records": t.records,
         "records_accepted": t.records_accepted,

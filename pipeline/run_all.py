@@ -320,18 +320,21 @@ def acceptance_by_diagnosis(cfg: RunConfig):
     if not man.is_file():
         return pl.DataFrame(schema={"diagnosis": pl.String, "records": pl.UInt32, "accepted": pl.UInt32,
                                     "acceptance_rate": pl.Float64})
-    accepted = set()
+    # lazy: a scan of two columns, the accepted ids joined, never the whole manifest in memory
     if prov.is_file():
-        p = pl.read_parquet(prov, columns=["record_id", "in_set"])
-        accepted = set(p.filter(pl.col("in_set"))["record_id"].to_list())
-    m = pl.read_parquet(man, columns=["record_id", "statements"]).explode("statements").with_columns(
-        pl.coalesce(pl.col("statements").struct.field("code"), pl.col("statements").struct.field("text"),
-                    pl.lit("(no statement)")).alias("diagnosis"))
-    return (m.unique(["record_id", "diagnosis"])
-            .with_columns(pl.col("record_id").is_in(list(accepted)).alias("ok"))
-            .group_by("diagnosis").agg(pl.len().alias("records"), pl.col("ok").sum().alias("accepted"))
+        accepted = (pl.scan_parquet(prov).filter(pl.col("in_set")).select("record_id").unique()
+                    .with_columns(pl.lit(True).alias("ok")))
+    else:
+        accepted = pl.LazyFrame(schema={"record_id": pl.String, "ok": pl.Boolean})
+    return (pl.scan_parquet(man).select("record_id", "statements").explode("statements")
+            .select("record_id", pl.coalesce(pl.col("statements").struct.field("code"),
+                                             pl.col("statements").struct.field("text"),
+                                             pl.lit("(no statement)")).alias("diagnosis"))
+            .unique(["record_id", "diagnosis"])
+            .join(accepted, on="record_id", how="left")
+            .group_by("diagnosis").agg(pl.len().alias("records"), pl.col("ok").fill_null(False).sum().alias("accepted"))
             .with_columns((pl.col("accepted") / pl.col("records")).round(4).alias("acceptance_rate"))
-            .sort(["records", "diagnosis"], descending=[True, False]))
+            .sort(["records", "diagnosis"], descending=[True, False]).collect())
 
 
 def _report(cfg: RunConfig, summaries: dict, timings: dict, chunk_results: dict, previous: dict | None) -> dict:
