@@ -233,8 +233,13 @@ def render_chunk(cfg, job: ChunkJob) -> dict:
     if render_done(cfg, job) and not job.force:
         return _done(cfg, job, False, t0)
     images = Path(cfg.out) / "images"
-    # images already drawn with the same options are kept (a killed chunk resumes image by image)
-    rows, errors, skipped = render_ids(open_run_source(cfg), list(job.ids), images, _render_options(cfg))
+    # images already drawn with the same options are kept (a killed chunk resumes image by image); the last
+    # merged manifest says how the ones there were drawn, so an image of another layout or dpi is redrawn
+    previous = {}
+    if (images / "manifest.parquet").is_file():
+        previous = {r["record_id"]: r for r in pl.scan_parquet(images / "manifest.parquet")
+                    .filter(pl.col("record_id").is_in(list(job.ids))).collect().iter_rows(named=True)}
+    rows, errors, skipped = render_ids(open_run_source(cfg), list(job.ids), images, _render_options(cfg), previous)
     write_parquet_atomic(errors_frame(errors), part.with_suffix(".errors.parquet"))
     write_parquet_atomic(pl.DataFrame(rows, schema=MANIFEST_SCHEMA), part)  # last: marks the chunk done
     return _done(cfg, job, True, t0, drawn=len(rows) - skipped, kept=skipped)
