@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2000, help="synthetic records (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=200)
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="flow configurations (default 1 2)")
+    p.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                   help="flow configurations (default 1 2; none: only --big)")
     p.add_argument("--no-cli", action="store_true", help="skip the single-process CLI run")
     p.add_argument("--big", type=int, default=0, help="then one flow run of this many records (e.g. 20000)")
     p.add_argument("--big-workers", type=int, default=2)
