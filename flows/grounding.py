@@ -174,6 +174,8 @@ class LocalDask:
         from concurrent.futures import ThreadPoolExecutor
 
         tune_local_dask()
+        import distributed  # noqa: F401  (first: importing it configures its loggers)
+
         # the scheduler's and nannies' INFO lines (connections, worker start / stop) would drown the stage lines
         logging.getLogger("distributed").setLevel(logging.WARNING)
         self.workers = workers
@@ -195,6 +197,9 @@ class LocalDask:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(cluster=self._cluster.result())
+
+    def address(self) -> str:
+        return self._cluster.result().scheduler_address
 
     def close(self) -> None:
         try:
@@ -423,6 +428,28 @@ def llm_flow(root: str, out: str, llm: str, source: str = "ptbxl", max_cost: flo
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+def _prestart(workers: int):
+    """``python -m flows.grounding`` without ``PREFECT_API_URL``: start Prefect's temporary API server and the
+    local Dask workers (with their imports) at the same time, instead of the one after the other (each takes
+    seconds). The workers learn the server's URL from the settings every task carries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    server = SubprocessASGIServer()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefect-server") as pool:
+        started = pool.submit(server.start, get_current_settings().server.ephemeral.startup_timeout_seconds)
+        local = LocalDask(workers, api_url=None)
+        try:
+            started.result()
+            local.address()
+        except BaseException:
+            local.close()
+            raise
+    return server, local
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m flows.grounding", description=__doc__.split("\n\n")[0],
                                 epilog="Exit status: 0 completed, 1 the flow failed (or crossed "
@@ -452,13 +479,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-failure-rate", type=float, default=0.05)
     p.add_argument("--on-failure-rate", default="fail", choices=ON_FAILURE_RATE)
     a = p.parse_args(argv)
-    state = grounding_flow(out=a.out, source=a.source, root=a.root, n=a.n, seed=a.seed, chunk_size=a.chunk_size,
-                           layout=a.layout, dpi=a.dpi, budget=a.budget, llm=a.llm, base_url=a.base_url,
-                           variant=a.variant, concurrency=a.concurrency, max_attempts=a.max_attempts,
-                           max_cost=a.max_cost, timeout_s=a.timeout, test_fraction=a.test_fraction,
-                           api_key_secret=a.api_key_secret, task_runner=a.task_runner,
-                           workers=a.workers, dask_address=a.dask_address, max_failure_rate=a.max_failure_rate,
-                           on_failure_rate=a.on_failure_rate, return_state=True)
+    from contextlib import nullcontext
+
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    server = local = None
+    if a.task_runner == "dask" and not (a.dask_address or os.environ.get(DASK_ADDRESS_ENV)) \
+            and not get_current_settings().api.url:
+        try:
+            server, local = _prestart(a.workers or os.cpu_count() or 1)
+        except Exception as exc:  # noqa: BLE001 - the flow starts them itself then, one after the other
+            print(f"(could not start the server and workers ahead: {exc})", file=sys.stderr)
+            server = local = None
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}) if server else nullcontext():
+            state = _run_flow(a, local.address() if local else a.dask_address)
+    finally:
+        if local is not None:
+            local.close()
+        if server is not None:
+            server.stop()
+    return _exit(state)
+
+
+def _run_flow(a: argparse.Namespace, dask_address: str | None):
+    return grounding_flow(out=a.out, source=a.source, root=a.root, n=a.n, seed=a.seed, chunk_size=a.chunk_size,
+                          layout=a.layout, dpi=a.dpi, budget=a.budget, llm=a.llm, base_url=a.base_url,
+                          variant=a.variant, concurrency=a.concurrency, max_attempts=a.max_attempts,
+                          max_cost=a.max_cost, timeout_s=a.timeout, test_fraction=a.test_fraction,
+                          api_key_secret=a.api_key_secret, task_runner=a.task_runner,
+                          workers=a.workers, dask_address=dask_address, max_failure_rate=a.max_failure_rate,
+                          on_failure_rate=a.on_failure_rate, return_state=True)
+
+
+def _exit(state) -> int:
     if state.is_failed():
         print(f"flow failed: {state.message}", file=sys.stderr)
         return 2 if (state.message or "").startswith("pre-flight") else 1

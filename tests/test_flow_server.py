@@ -219,3 +219,30 @@ def test_a_killed_dask_worker_is_replaced_and_the_run_completes(prefect_server, 
     assert report["records"] == 40 and report["records_accepted"] >= 36
     assert len(report["peak_rss_mb_by_process"]) >= 2
     assert len(list((out / "features" / "records").glob("part-*.parquet"))) == 8
+
+
+def test_the_flow_cli_without_a_server_starts_one_server_and_leaves_nothing_running(tmp_path):
+    """What a user types first: no PREFECT_API_URL. The temporary server and the Dask workers start together,
+    the workers record their task runs on that one server (no second temporary server), all exit after."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), PREFECT_LOGGING_LEVEL="INFO", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "flows.grounding", "--out", str(out), "--n", "12", "--chunk-size",
+                             "4", "--workers", "2"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    children: set[int] = set()
+    while proc.poll() is None:
+        children.update(p.pid for p in _tree(proc.pid))
+        time.sleep(0.5)
+    log = proc.stdout.read()
+    assert proc.returncode == 0, log[-3000:]
+    assert log.count("Starting temporary server") == 1, log[-3000:]
+    import json
+
+    report = json.loads((out / "run.json").read_text())
+    assert report["records_accepted"] >= 11 and len(report["peak_rss_mb_by_process"]) == 2
+    assert '"records_listed": 12' in log
+    time.sleep(2)
+    assert not [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
