@@ -453,7 +453,7 @@ class PromptsSummary:
     errors_path: str = ""
 
 
-def _image_index(images_dir: Path | None) -> dict[str, Path]:
+def _image_index(images_dir: Path | None, record_ids: list[str] | None = None) -> dict[str, Path]:
     """record id -> image file, from the render manifest when present, else ``<id>.png`` / ``<id>-0.png``."""
     from pipeline.inputs import read_parquet_checked
 
@@ -462,8 +462,9 @@ def _image_index(images_dir: Path | None) -> dict[str, Path]:
     out: dict[str, Path] = {}
     manifest = images_dir / "manifest.parquet"
     if manifest.is_file():
-        frame = read_parquet_checked(manifest, "images manifest", ("record_id", "image_path"))
-        for rid, rel in frame.select("record_id", "image_path").iter_rows():
+        frame = read_parquet_checked(manifest, "images manifest", ("record_id", "image_path"),
+                                     select=("record_id", "image_path"), record_ids=record_ids)
+        for rid, rel in frame.iter_rows():
             out[rid] = images_dir / rel
         return out
     for p in images_dir.glob("*.png"):
@@ -474,13 +475,15 @@ def _image_index(images_dir: Path | None) -> dict[str, Path]:
 
 def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None, variants=VARIANTS,
                 budget: int = DEFAULT_BUDGET, manifest=None, model: str | None = None, limit: int | None = None,
-                kb: KnowledgeBase | None = None, **source_options) -> PromptsSummary:
+                kb: KnowledgeBase | None = None, record_ids: list[str] | None = None, run_dir=None,
+                **source_options) -> PromptsSummary:
     """Build prompts for every measured record of ``features_dir``; write ``out_dir/prompts.parquet``
     (``PROMPTS_SCHEMA``, one row per record and variant) and ``out_dir/errors.parquet``.
 
     Record metadata comes from the ingest ``manifest`` when given, else from ``open_source(source, root)``.
     ``image_path`` is stored relative to the run folder (``out_dir``'s parent when ``out_dir`` is named
-    'prompts', else ``out_dir``), which is where the generate stage resolves it.
+    'prompts', else ``out_dir``, or ``run_dir`` when given), which is where the generate stage resolves it.
+    ``record_ids``: only these records (one chunk of the chain, written to its own ``out_dir``).
     """
     from pipeline.batch import ErrorRow, error_row, errors_frame, write_parquet_atomic
     from pipeline.context import iter_contexts
@@ -493,10 +496,10 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     kb = kb or load_knowledge()
     # inputs first: a damaged or foreign table is one line and exit 2, not a polars traceback mid-way
     check_features(features_dir)
-    measured = read_features_table(features_dir, "records").select("record_id")["record_id"].to_list()
+    measured = read_features_table(features_dir, "records", record_ids).select("record_id")["record_id"].to_list()
     if manifest is not None and not isinstance(manifest, pl.DataFrame):
         manifest_path = manifest
-        manifest = read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"))
+        manifest = read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"), record_ids=record_ids)
     else:
         manifest_path = "(given frame)"
     no_metadata = check_same_run(features_dir, measured, manifest=manifest, manifest_path=manifest_path,
@@ -506,10 +509,10 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
         from pipeline.record import TableError
 
         raise TableError("missing_input", f"images folder {images_dir} is missing (render's --out)", images_dir)
-    images = _image_index(Path(images_dir) if images_dir else None)
+    images = _image_index(Path(images_dir) if images_dir else None, record_ids)
     out.mkdir(parents=True, exist_ok=True)
     copy_stamp(features_dir, out)  # the prompts carry the identity of the records they describe
-    run_dir = out.parent if out.name == "prompts" else out
+    run_dir = Path(run_dir) if run_dir is not None else out.parent if out.name == "prompts" else out
     rows: list[dict] = []
     errors = [ErrorRow(rid, "prompts", "error", "bad_metadata", None, f"measured in {features_dir} but not in "
                        f"the manifest {manifest_path}") for rid in sorted(no_metadata)]
@@ -518,7 +521,7 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
 
     n_measured = len(measured)
     contexts = progress.iterate("prompts", iter_contexts(features_dir, source, root, manifest=manifest, kb=kb,
-                                                         **source_options),
+                                                         record_ids=record_ids, **source_options),
                                 total=n_measured if limit is None else min(limit, n_measured))
     while True:
         try:
