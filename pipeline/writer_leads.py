@@ -1,0 +1,329 @@
+"""The territory walk of the offline writer: P, QRS form, Q waves, R and S sizes, ST level and T polarity, lead by
+lead, for the inferior (II, III, aVF), lateral (I, aVL, V5, V6) and septal-anterior (V1-V4) leads and aVR.
+
+Every value comes from ``pipeline.derived.lead_value`` of a measured lead and only where ``ctx.citable`` allows it;
+on a record whose millivolts are not citable (LUDB) the walk describes forms and polarities and places the ST
+segment against the lead's own QRS size instead (a ratio, which a per-lead gain does not change).
+
+Words are neutral on purpose: 'ST 0.12 mV below the baseline', 'T inverted', not 'ST depression' or 'T wave
+inversion', which name diagnoses the record may not carry. ``pipeline.writer`` checks every sentence against the
+knowledge base anyway.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline import derived
+
+TERRITORIES: dict[str, tuple[str, ...]] = {
+    "inferior": ("II", "III", "aVF"),
+    "lateral": ("I", "aVL", "V5", "V6"),
+    "anterior": ("V1", "V2", "V3", "V4"),
+    "avr": ("aVR",),
+}
+TERRITORY_WORDS: dict[str, tuple[str, ...]] = {
+    "inferior": ("the inferior leads", "the inferior wall leads", "the leads facing the inferior wall"),
+    "lateral": ("the lateral leads", "the high and low lateral leads", "the leads facing the lateral wall"),
+    "anterior": ("the septal and anterior leads", "the right and mid precordial leads", "the anteroseptal leads"),
+    "avr": ("aVR",),
+}
+T_WORDS = {"positive": "upright", "negative": "inverted", "flat": "flat", "biphasic": "biphasic"}
+P_WORDS = {"positive": "upright", "negative": "negative", "flat": "flat", "biphasic": "biphasic"}
+# The ST level is placed against the lead's own QRS size where millivolts are not citable: a level within this
+# share of the QRS peak-to-peak reads as 'at the baseline', beyond twice it as above / below (a word, not a
+# clinical threshold: the criteria never use it).
+_ST_SHARE = 0.05
+
+
+@dataclass
+class LeadFacts:
+    """What may be said about one measured lead (None: absent, unknown or not citable)."""
+
+    lead: str
+    form: str | None = None
+    polarity: str | None = None
+    q: bool = False
+    q_mv: float | None = None
+    q_ms: float | None = None
+    r_mv: float | None = None
+    s_mv: float | None = None
+    s_ms: float | None = None
+    st_mv: float | None = None          # J point
+    st_place: str | None = None         # baseline | above | below (ratio to the QRS, for uncalibrated records)
+    t_form: str | None = None
+    t_mv: float | None = None
+    p_form: str | None = None
+    p_mv: float | None = None
+    p_ms: float | None = None
+
+
+def lead_facts(ctx, lead: str) -> LeadFacts:
+    def val(col):
+        return derived.lead_value(ctx, lead, col) if ctx.citable(col, lead) else None
+
+    f = LeadFacts(lead)
+    f.form = val("qrs_morphology")
+    f.polarity = val("qrs_polarity")
+    f.q = bool(val("q_wave_present"))
+    if f.q:
+        f.q_mv, f.q_ms = val("q_amp_mv"), val("q_ms")
+    if val("s_wave_present"):
+        f.s_mv, f.s_ms = val("s_amp_mv"), val("s_ms")
+    f.r_mv = val("r_amp_mv")
+    f.st_mv = val("st_j_mv")
+    if f.st_mv is None:
+        # no citable millivolts: place the J point against the lead's own QRS size (both scale with the gain)
+        st, r = derived.lead_value(ctx, lead, "st_j_mv"), derived.lead_value(ctx, lead, "r_amp_mv")
+        lo = min(derived.lead_value(ctx, lead, "s_amp_mv") or 0.0, derived.lead_value(ctx, lead, "q_amp_mv") or 0.0)
+        span = (r or 0.0) - lo
+        if st is not None and span > 0 and lead not in ctx.gated_leads:
+            share = st / span
+            f.st_place = "baseline" if abs(share) <= _ST_SHARE else "above" if share >= 2 * _ST_SHARE else \
+                "below" if share <= -2 * _ST_SHARE else None
+    f.t_form = val("t_form")
+    if f.t_form in ("absent",):
+        f.t_form = None
+    f.t_mv = val("t_amp_mv")
+    f.p_form = val("p_form")
+    if f.p_form == "absent":
+        f.p_form = None
+    if f.p_form:
+        f.p_mv, f.p_ms = val("p_amp_mv"), val("p_ms")
+    return f
+
+
+def join(items: list[str], word: str = "and") -> str:
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]
+
+
+def lead_name(lead: str) -> str:
+    """'lead II' for a limb lead written as a roman numeral (alone it could be a numeral), else the lead."""
+    return f"lead {lead}" if lead in ("I", "II", "III") else lead
+
+
+def lead_list(leads: list[str]) -> str:
+    """'II, III and aVF'; a lone limb lead gets 'lead' before it so a reader (and the validator) sees a lead."""
+    if len(leads) == 1:
+        return lead_name(leads[0])
+    if all(lead in ("I", "II", "III") for lead in leads):
+        return "leads " + join(list(leads))
+    return join(list(leads))
+
+
+def qrs_article(label: str) -> str:
+    """'an' before a QRS label read by its letters (an rS, an R, an RsR'), 'a' before q / Q (a qR, a QS)."""
+    return "an" if label[:1] in "rRsS" else "a"
+
+
+def word_article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+class TerritoryWriter:
+    """One or two sentences about one territory at a detail level: 1 gives the QRS forms, the ST level and the T
+    polarity; 2 adds Q waves, the P wave and the largest values; 3 adds R and S sizes and every lead's ST level."""
+
+    def __init__(self, w, name: str, level: int):
+        self.w, self.name, self.level = w, name, level
+        self.facts = [w.facts[lead] for lead in TERRITORIES[name] if lead in w.facts]
+
+    def sentences(self) -> list[str]:
+        if not self.facts:
+            return []
+        if self.name == "avr":
+            return self.avr()
+        w = self.w
+        where = w.pick(*TERRITORY_WORDS[self.name])
+        forms = self.forms_text()
+        extra = [self.q_text(), self.p_text()] if self.level >= 2 else []
+        extra = [x for x in extra if x]
+        repol = [x for x in (self.st_text(), self.t_text()) if x]
+        if not forms and not repol:
+            return []
+        first = w.rng.randrange(3)
+        if forms:
+            text = (f"In {where}, the QRS is {forms}", f"{cap(where)} show {forms}",
+                    f"{cap(where)} have {forms}")[first]
+        else:
+            text = f"In {where}"
+        if extra:
+            text += ", with " + join(extra)
+        if repol:
+            text += ("; " if forms else ", ") + join(repol, w.pick("and", "and", "while"))
+        out = [text + "."]
+        if self.level >= 3:
+            rs = self.rs_text()
+            if rs:
+                out.append(cap(rs) + w.pick(".", " in this group of leads.", " here."))
+        return out
+
+    def avr(self) -> list[str]:
+        w, f = self.w, self.facts[0]
+        bits = []
+        if f.form:
+            bits.append(f"{qrs_article(f.form)} {f.form} complex")
+        if f.st_mv is not None and self.level >= 2:
+            bits.append(f"the ST segment at {w.cite('st_j_mv', f.st_mv, 'aVR')}")
+        elif f.st_place and self.level >= 2:
+            bits.append({"baseline": "the ST segment at the baseline", "above": "the ST segment above the baseline",
+                         "below": "the ST segment below the baseline"}[f.st_place])
+        if f.t_form:
+            word = T_WORDS.get(f.t_form, f.t_form)
+            bits.append(f"{word_article(word)} {word} T wave")
+        if not bits:
+            return []
+        return [w.pick(f"Lead aVR shows {join(bits)}.", f"In aVR there is {join(bits)}.",
+                       f"aVR has {join(bits)}.")]
+
+    # --- parts ---------------------------------------------------------------------------------------------
+    def forms_text(self) -> str:
+        """'an Rs complex in lead II, qR in lead III and R in aVF' style, one grammar per territory."""
+        groups: dict[str, list[str]] = {}
+        for f in self.facts:
+            if f.form:
+                groups.setdefault(f.form, []).append(f.lead)
+        if not groups:
+            return ""
+        style = self.w.rng.randrange(2)
+        parts = []
+        for i, (form, leads) in enumerate(groups.items()):
+            if style == 0 or i > 0:
+                parts.append(f"{form} in {lead_list(leads)}")
+            else:
+                noun = "complex" if len(leads) == 1 else "complexes"
+                art = f"{qrs_article(form)} " if len(leads) == 1 else ""
+                parts.append(f"{art}{form} {noun} in {lead_list(leads)}")
+        return join(parts)
+
+    def q_text(self) -> str:
+        w = self.w
+        with_q = [f for f in self.facts if f.q and f.form != "QS"]
+        if not with_q:
+            return ""
+        best = max(with_q, key=lambda f: (f.q_ms or 0.0, -(f.q_mv or 0.0)))
+        leads = [f.lead for f in with_q]
+        # 'Q wave' with a capital: the letter names the wave (and the validator's keyword is case-sensitive)
+        size = "small Q wave" if all((f.q_ms or 0) < 40 for f in with_q) else "Q wave"
+        noun = f"{word_article(size)} {size}" if len(leads) == 1 else size + "s"
+        if best.q_ms is not None:
+            where = "" if len(leads) == 1 else f" in {lead_name(best.lead)}"
+            return f"{noun} in {lead_list(leads)} ({w.cite('q_ms', best.q_ms, best.lead)}{where})"
+        return f"{noun} in {lead_list(leads)}"
+
+    def rs_text(self) -> str:
+        w = self.w
+        rs = [f for f in self.facts if f.r_mv is not None]
+        ss = [f for f in self.facts if f.s_mv is not None]
+        parts = []
+        if rs:
+            top = max(rs, key=lambda f: f.r_mv)
+            parts.append(w.pick(f"R reaches {w.cite('r_amp_mv', top.r_mv, top.lead)} in {lead_name(top.lead)}",
+                                f"the tallest R wave is {w.cite('r_amp_mv', top.r_mv, top.lead)} in "
+                                f"{lead_name(top.lead)}"))
+        if ss:
+            deep = min(ss, key=lambda f: f.s_mv)
+            if abs(deep.s_mv) >= 0.3 or not parts:
+                parts.append(f"the deepest S wave is {w.cite('s_amp_mv', deep.s_mv, deep.lead)} in "
+                             f"{lead_name(deep.lead)}")
+        return join(parts)
+
+    def _values(self, fs: list[LeadFacts]) -> str:
+        return join([f"{self.w.cite('st_j_mv', f.st_mv, f.lead)} in {lead_name(f.lead)}" for f in fs])
+
+    def st_text(self) -> str:
+        """A clause with a verb: 'the ST segment lies below the baseline in V5 and V6 (down to -0.25 mV in V5),
+        elsewhere near it'. Level 3 gives every lead's value, lower levels the extreme one."""
+        w = self.w
+        with_mv = [f for f in self.facts if f.st_mv is not None]
+        if with_mv:
+            lo, hi = w.st_bounds
+            below = [f for f in with_mv if f.st_mv <= lo]
+            above = [f for f in with_mv if f.st_mv >= hi]
+            near = [f for f in with_mv if lo < f.st_mv < hi]
+            parts = []
+            for group, low in ((below, True), (above, False)):
+                if not group:
+                    continue
+                if self.level >= 3 or len(group) == 1:
+                    vals = f" ({self._values(group)})"
+                else:
+                    ext = min(group, key=lambda f: f.st_mv) if low else max(group, key=lambda f: f.st_mv)
+                    vals = f" ({'down' if low else 'up'} to {w.cite('st_j_mv', ext.st_mv, ext.lead)} in " \
+                           f"{lead_name(ext.lead)})"
+                where = f" in {lead_list([f.lead for f in group])}" if len(group) < len(with_mv) or \
+                    self.level < 3 and len(group) > 1 else ""
+                if low:
+                    parts.append(w.pick(f"the ST segment lies below the baseline{where}{vals}",
+                                        f"the J point sits low{where}{vals}"))
+                else:
+                    parts.append(w.pick(f"the ST segment is raised{where}{vals}",
+                                        f"the J point sits high{where}{vals}"))
+            if near:
+                if self.level >= 3 or (len(near) == 1 and not parts):
+                    vals = f" ({self._values(near)})"
+                elif self.level == 2 and not parts:
+                    far = max(near, key=lambda f: abs(f.st_mv))
+                    vals = f" (largest {w.cite('st_j_mv', far.st_mv, far.lead)} in {lead_name(far.lead)})"
+                else:
+                    vals = ""
+                if parts:
+                    parts.append(f"elsewhere the ST segment stays near the baseline{vals}")
+                else:
+                    parts.append(w.pick(f"the ST segment stays near the baseline{vals}",
+                                        f"the ST segment is close to the baseline{vals}"))
+            return ", ".join(parts)
+        placed: dict[str, list[str]] = {}
+        for f in self.facts:
+            if f.st_place:
+                placed.setdefault(f.st_place, []).append(f.lead)
+        words = {"baseline": "at the baseline", "above": "above the baseline", "below": "below the baseline"}
+        parts = [f"{words[k]} in {lead_list(v)}" for k, v in placed.items()]
+        if not parts:
+            return ""
+        return w.pick("the ST segment, judged against each lead's QRS size, ",
+                      "the ST segment, relative to the QRS size, ") + "lies " + join(parts)
+
+    def t_text(self) -> str:
+        w = self.w
+        groups: dict[str, list[LeadFacts]] = {}
+        for f in self.facts:
+            if f.t_form:
+                groups.setdefault(f.t_form, []).append(f)
+        if not groups:
+            return ""
+        parts = []
+        for form, fs in groups.items():
+            leads = [f.lead for f in fs]
+            amp = ""
+            if self.level >= 2:
+                with_amp = [f for f in fs if f.t_mv is not None]
+                if with_amp and (form != "positive" or len(groups) == 1):
+                    big = max(with_amp, key=lambda f: abs(f.t_mv))
+                    amp = f" ({w.cite('t_amp_mv', big.t_mv, big.lead)}" + \
+                        (f" in {lead_name(big.lead)})" if len(leads) > 1 else ")")
+            parts.append(f"{T_WORDS.get(form, form)} in {lead_list(leads)}{amp}")
+        total = sum(len(fs) for fs in groups.values())
+        verb = "is" if total == 1 else "are"
+        return w.pick(f"the T waves {verb} ", f"T waves {verb} ").replace("waves is", "wave is") + join(parts)
+
+    def p_text(self) -> str:
+        w = self.w
+        key = {"inferior": "II", "anterior": "V1", "lateral": "I"}.get(self.name)
+        f = next((x for x in self.facts if x.lead == key and x.p_form), None)
+        if f is None:
+            return ""
+        detail = []
+        if f.p_mv is not None:
+            detail.append(w.cite("p_amp_mv", f.p_mv, f.lead))
+        if f.p_ms is not None and self.level >= 3:
+            detail.append(w.cite("p_ms", f.p_ms, f.lead))
+        d = f" ({join(detail)})" if detail else ""
+        word = P_WORDS[f.p_form]
+        return f"{word_article(word)} {word} P wave in {lead_name(f.lead)}{d}"
+
+
+def cap(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,468 @@
+"""The offline writer's sections other than the territory walk: rhythm and rate, ectopic beats, axis, intervals and
+the report statements with the criteria they meet.
+
+Each function takes the writer state ``w`` (``pipeline.writer._Writer``) and emits sentences through ``w.emit``,
+which refuses a sentence that names a diagnosis outside the report's closure or cites a value that fails the
+criterion of a diagnosis it names. Statement sentences only ever draw their evidence from met criteria
+(``pipeline.criteria``), so a refused sentence is a bug guard, not the normal path.
+"""
+from __future__ import annotations
+
+from pipeline import derived
+from pipeline.criteria import CriterionResult, evaluate
+from pipeline.cutoffs import cutoff, cutoffs
+from pipeline.writer_leads import join, lead_list, lead_name, qrs_article
+
+# Rhythm statements that name the underlying rhythm (ectopy and AV conduction get their own sentences).
+PRIMARY_RHYTHMS = ("SR", "SBRAD", "STACH", "SARRH", "AFIB", "AFLT", "PSVT", "SVTAC", "SVARR", "PACE", "WAP")
+ECTOPY = ("PAC", "PVC", "PRC(S)", "BIGU", "TRIGU")
+INTERVAL_STATEMENTS = ("1AVB", "LPR", "SPR", "LNGQT", "SQT", "IVCD", "BBB", "WPW")
+
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+                 "twenty")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+             "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+             "eighteenth", "nineteenth", "twentieth")
+
+
+def ordinal(n: int) -> str:
+    return _ORDINALS[n - 1] if 1 <= n <= len(_ORDINALS) else f"number {n}"
+
+
+def seconds_in_words(ms: float) -> str:
+    """A time in the tracing to the nearest half second, in words: 'about two and a half seconds in'."""
+    half = round(ms / 500.0)
+    whole, frac = divmod(half, 2)
+    if whole == 0:
+        return "within the first half second" if frac == 0 else "about half a second in"
+    word = _NUMBER_WORDS[whole] if whole < len(_NUMBER_WORDS) else str(whole)
+    unit = "second" if whole == 1 and not frac else "seconds"
+    return f"about {word}{' and a half' if frac else ''} {unit} in"
+
+
+def cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _is_plural(name: str) -> bool:
+    words = name.lower().split()
+    return (words[-1].endswith("s") and words[-1] not in ("sinus", "axis")) or words[0] in ("changes", "criteria") \
+        or (len(words) > 1 and words[1] == "criteria")
+
+
+def name_of(w, sid: str) -> str:
+    return w.kb.entries[sid].name
+
+
+# --- rhythm and rate ----------------------------------------------------------------------------------------
+
+def rhythm(w) -> None:
+    rec = w.rec
+    ids = [i for i in w.statements if i in PRIMARY_RHYTHMS]
+    implied = set().union(*(w.kb.closure([i]) - {i} for i in ids)) if ids else set()
+    ids = [i for i in ids if i not in implied]
+    names = join([name_of(w, i) for i in ids])
+    hr = w.value("hr_bpm")
+    conflicted = any(evaluate(w.ctx, i, w.kb).conflicts for i in ids)
+    regular = rec.get("rhythm_regular")
+    n_early = w.value("n_premature") or 0
+    rr_bits = []
+    if regular is not None and w.value("rr_mean_ms") is not None:
+        if regular and not n_early:
+            rr_bits.append(w.pick(f"regular RR intervals averaging {w.cite('rr_mean_ms', w.value('rr_mean_ms'))}",
+                                  f"a regular rhythm, RR intervals averaging {w.cite('rr_mean_ms', w.value('rr_mean_ms'))}"))
+        elif not regular and not n_early and w.value("rr_sd_ms") is not None:
+            rr_bits.append(f"RR intervals that vary, with an RR standard deviation of "
+                           f"{w.cite('rr_sd_ms', w.value('rr_sd_ms'))}")
+        elif n_early:
+            basic = derived.record_value(w.ctx, "basic_rr_ms")
+            if basic is not None:
+                rr_bits.append(w.pick(f"a basic RR interval of {w.cite('rr_ms', basic)} interrupted by early beats",
+                                      f"an underlying RR interval of {w.cite('rr_ms', basic)} apart from the early "
+                                      f"beat{'s' if n_early > 1 else ''}"))
+    p_present = rec.get("p_waves_present")
+    p_bit = ""
+    if p_present is True:
+        p_bit = w.pick("a P wave before every QRS complex", "each QRS preceded by a P wave",
+                       "a P wave ahead of each QRS")
+    elif p_present is False:
+        p_bit = w.pick("no consistent P wave ahead of the QRS complexes", "no organised P waves before the QRS")
+    tail = join([*rr_bits, p_bit])
+    if names and not conflicted:
+        rate = w.cite("hr_bpm", hr) if hr is not None else ""
+        head = w.pick(f"The rhythm is {names}" + (f" at {rate}" if rate else ""),
+                      f"This 12-lead ECG shows {names} as the rhythm" + (f", with a heart rate of {rate}" if rate else ""),
+                      f"The underlying rhythm is {names}" + (f", rate {rate}" if rate else ""))
+        if w.emit(head + (f", with {tail}" if tail else "") + "."):
+            return
+        names_only = True
+    else:
+        names_only = bool(names)
+    if names_only:  # the measurements argue against a number: the rhythm named alone, the numbers apart
+        w.emit(w.pick(f"The rhythm is read as {names}.", f"The rhythm is interpreted as {names}."))
+    rate = w.cite("hr_bpm", hr) if hr is not None else ""
+    word = "regular" if regular and not n_early else "irregular" if regular is False and not n_early else ""
+    if rate:
+        lead_in = w.pick(f"The heart rate is {rate}", f"The ventricular rate measures {rate}")
+        if not names:
+            lead_in = w.pick(f"The rhythm{' is ' + word + ',' if word else ' has'} a heart rate of {rate}",
+                             f"The ventricular rhythm runs at {rate}" + (f" and is {word}" if word else ""))
+        w.emit(lead_in + (f", with {tail}" if tail else "") + ".")
+    elif tail:
+        w.emit(cap(w.pick("the rhythm shows ", "the rhythm has ")) + tail + ".")
+
+
+# --- ectopic beats ------------------------------------------------------------------------------------------
+
+def _singular(w, sid: str) -> str:
+    """The statement's name for one beat ('premature atrial complex') when the knowledge base knows that form."""
+    name = name_of(w, sid)
+    for cut_ in ("es", "s"):
+        one = name[:-len(cut_)] if name.endswith(cut_) else name
+        if w.kb.entry_for_phrase(one) == sid:
+            return one
+    return name
+
+
+def _first_beat(w, e) -> str:
+    """The first early beat of a group: ordinal and time, then (by detail) RR before and after, QRS, P wave."""
+    head = f"the {ordinal(e.ordinal)} beat ({seconds_in_words(e.time_ms or 0.0)})"
+    if w.ectopy_detail == 0:
+        return head + (f", after an RR of {w.cite('rr_ms', e.coupling_ms)}" if e.coupling_ms is not None else "")
+    bits = []
+    if e.coupling_ms is not None and e.next_rr_ms is not None:
+        bits.append(w.pick(f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)} and is followed by an RR of "
+                           f"{w.cite('rr_ms', e.next_rr_ms)}",
+                           f"is coupled at an RR of {w.cite('rr_ms', e.coupling_ms)} with an RR of "
+                           f"{w.cite('rr_ms', e.next_rr_ms)} after it"))
+        if e.compensatory:
+            bits[-1] += ", a fully compensatory pause"
+    elif e.coupling_ms is not None:
+        bits.append(f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}")
+    tail = []
+    if e.qrs_ms is not None and w.ectopy_detail >= 2:
+        tail.append(f"a QRS of {w.cite('qrs_ms', e.qrs_ms)}")
+    tail.append("a P wave before it" if e.p_before else "no P wave before it")
+    return head + (" " + bits[0] if bits else "") + ", with " + join(tail)
+
+
+def _other_beat(w, e, with_rr: bool) -> str:
+    bits = [seconds_in_words(e.time_ms or 0.0)]
+    if with_rr and e.coupling_ms is not None:
+        bits.append(f"after an RR of {w.cite('rr_ms', e.coupling_ms)}")
+    return f"the {ordinal(e.ordinal)} ({', '.join(bits)})"
+
+
+def ectopy(w) -> None:
+    beats = derived.ectopic_beats(w.ctx)
+    wanted = [i for i in w.statements if i in ECTOPY]
+    if not beats:
+        if not wanted and (w.value("n_premature") or 0) == 0 and w.rng.random() < 0.6 and w.ectopy_detail >= 1:
+            w.section = "ectopy_none"
+            w.emit(w.pick("No early beats are seen.", "There are no early beats in the strip.",
+                          "Every beat arrives on time."))
+            w.section = "ectopy"
+        return
+    dominant = derived.record_value(w.ctx, "dominant_qrs_ms")
+    narrow = dominant is not None and dominant < cutoff("qrs_wide_ms")
+    kinds = {"supraventricular": ("narrow early beat" if narrow else "early beat shaped like the conducted beats"),
+             "ventricular": "wide early beat unlike the conducted beats",
+             "unclassified": "early beat of uncertain origin"}
+    statement_for = {"supraventricular": "PAC", "ventricular": "PVC"}
+    for origin in ("supraventricular", "ventricular", "unclassified"):
+        own = [e for e in beats if e.origin == origin]
+        if not own:
+            continue
+        n = len(own)
+        kind = kinds[origin] if n == 1 else kinds[origin].replace("beat", "beats", 1)
+        head = w.pick(f"{cap(_count(n))} {kind} {'interrupts' if n == 1 else 'interrupt'} the rhythm",
+                      f"There {'is' if n == 1 else 'are'} {_count(n)} {kind}")
+        sid = statement_for.get(origin)
+        if sid in wanted and evaluate(w.ctx, sid, w.kb).core_met:
+            head += f", {'a ' + _singular(w, sid) if n == 1 else name_of(w, sid)}"
+        shown = 3 if w.ectopy_detail >= 2 else 1
+        parts = [_first_beat(w, own[0])]
+        rest = own[1:shown]
+        if rest:
+            others = join([_other_beat(w, e, w.ectopy_detail >= 1) for e in rest])
+            more = n - 1 - len(rest)
+            parts.append(others + (f" and {_count(more)} more" if more > 0 else "") +
+                         (" come" if len(rest) + max(more, 0) > 1 else " comes") + " early as well")
+        elif n > 1:
+            parts.append(f"{_count(n - 1)} more follow{'s' if n == 2 else ''}")
+        text = head + ": " + "; ".join(parts) + "."
+        w.emit(text)
+    for sid in wanted:
+        if sid in ("BIGU", "TRIGU") and evaluate(w.ctx, sid, w.kb).core_met:
+            every = "every other beat" if sid == "BIGU" else "every third beat"
+            w.emit(w.pick(f"The early beats fall on {every} for several cycles, a {name_of(w, sid)}.",
+                          f"The early beats recur as {every}, giving a {name_of(w, sid)}."))
+        elif sid == "PRC(S)" and evaluate(w.ctx, sid, w.kb).core_met:
+            w.emit(w.pick(f"These early beats are {name_of(w, sid)}.", f"The early beats amount to {name_of(w, sid)}."))
+
+
+def _count(n: int) -> str:
+    return _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else str(n)
+
+
+# --- axis -----------------------------------------------------------------------------------------------------
+
+def _expected_polarity(lead: str, axis: float) -> str:
+    """The net QRS polarity a frontal axis implies for a limb lead (positive within 90 degrees of its angle)."""
+    angle = {"I": 0.0, "II": 60.0, "III": 120.0, "aVF": 90.0, "aVL": -30.0, "aVR": -150.0}[lead]
+    diff = abs((axis - angle + 180.0) % 360.0 - 180.0)
+    return "positive" if diff < 90.0 else "negative"
+
+
+def _quadrant(pols: dict) -> str:
+    """The hexaxial quadrant from the net QRS polarity of I and aVF (signs only, so a per-lead gain keeps it)."""
+    i, f = pols.get("I"), pols.get("aVF")
+    if i not in ("positive", "negative") or f not in ("positive", "negative"):
+        return ""
+    return {("positive", "positive"): "lower left", ("positive", "negative"): "upper left",
+            ("negative", "positive"): "lower right", ("negative", "negative"): "upper right"}[(i, f)]
+
+
+def axis(w) -> None:
+    ids = [i for i in w.statements if w.kb.entries[i].category == "axis"]
+    ax = w.value("qrs_axis_deg")
+    pols = {lead: w.facts[lead].polarity for lead in ("I", "II", "aVF", "aVL", "III") if lead in w.facts}
+    deciding = []
+    for lead in ("I", "aVF", "II"):
+        p = pols.get(lead)
+        if p in ("positive", "negative") and (ax is None or _expected_polarity(lead, ax) == p):
+            deciding.append((lead, p))
+    if ax is not None and -30 <= ax < 0 and len(deciding) < 3 and pols.get("II") == "positive":
+        pass  # lead II keeps a borderline-left axis out of left deviation; already in the list when measured
+    polar = bits_text = ""
+    if deciding:
+        pos = [lead for lead, p in deciding if p == "positive"]
+        neg = [lead for lead, p in deciding if p == "negative"]
+        bits = []
+        if pos:
+            bits.append(f"mainly positive in {lead_list(pos)}")
+        if neg:
+            bits.append(f"mainly negative in {lead_list(neg)}")
+        bits_text = join(bits)
+        polar = w.pick("with the QRS ", "with the net QRS ") + bits_text
+    supported = [i for i in ids if evaluate(w.ctx, i, w.kb).core_met]
+    other = [i for i in ids if i not in supported]
+    names = join([name_of(w, i) for i in supported])
+    if ax is not None:
+        head = w.pick(f"The frontal QRS axis is {w.cite('qrs_axis_deg', ax)}",
+                      f"The QRS axis lies at {w.cite('qrs_axis_deg', ax)}",
+                      f"The electrical axis measures {w.cite('qrs_axis_deg', ax)}")
+        text = head + (f", {polar}" if polar else "") + (f", in keeping with {names}" if names else "") + "."
+    elif polar:
+        quadrant = _quadrant(pols)
+        text = w.pick("For the axis, the QRS is ", "Judging the axis, the QRS is ") + bits_text + (
+            f", which fits {names}" if names else f", which puts the frontal axis in the {quadrant} quadrant"
+            if quadrant else "") + "."
+    elif names:
+        text = f"The frontal axis shows {names}."
+    else:
+        text = ""
+    if text:
+        w.emit(text)
+    for i in other:
+        w.emit(w.pick(f"The axis is read as {name_of(w, i)}.", f"The axis is interpreted as {name_of(w, i)}."))
+
+
+# --- intervals ------------------------------------------------------------------------------------------------
+
+def intervals(w) -> None:
+    sex = w.sex
+    pr, qrs, qt, qtc = (w.value(c) for c in ("pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms"))
+    stmt = [i for i in w.statements if i in INTERVAL_STATEMENTS and evaluate(w.ctx, i, w.kb).core_met]
+    parts = []
+    named = {i: name_of(w, i) for i in stmt}
+    if pr is not None and w.rec.get("p_waves_present") is not False:
+        long_, short = cutoffs()["pr_prolonged_ms"].abnormal(pr), cutoffs()["pr_short_ms"].abnormal(pr)
+        text = f"a PR interval of {w.cite('pr_ms', pr)}"
+        dx = next((named.pop(i) for i in ("1AVB", "LPR", "SPR", "WPW") if i in named), None)
+        if dx:
+            text += f" ({dx})"
+        elif long_ or short:
+            text += ", longer than normal" if long_ else ", shorter than normal"
+        parts.append(("pr", text))
+    elif w.rec.get("p_waves_present") is False:
+        parts.append(("pr", "no measurable PR interval"))
+    if qrs is not None:
+        word = "wide " if qrs >= cutoff("qrs_wide_ms") else "narrow " if qrs < cutoff("qrs_normal_max_ms") else ""
+        text = w.pick(f"a {word}QRS of {w.cite('qrs_ms', qrs)}", f"a {word}QRS duration of {w.cite('qrs_ms', qrs)}")
+        dx = next((named.pop(i) for i in ("IVCD", "BBB") if i in named), None)
+        parts.append(("qrs", text + (f" ({dx})" if dx else "")))
+    if qt is not None:
+        parts.append(("qt", f"a QT of {w.cite('qt_ms', qt)}"))
+    if qtc is not None:
+        q = cutoffs()
+        text = w.pick(f"a QTc (Bazett) of {w.cite('qtc_bazett_ms', qtc)}", f"a QTc of {w.cite('qtc_bazett_ms', qtc)}")
+        dx = next((named.pop(i) for i in ("LNGQT", "SQT") if i in named), None)
+        if dx:
+            text += f" ({dx})"
+        elif q["qtc_prolonged_ms"].abnormal(qtc, sex):
+            who = {"male": " for a man", "female": " for a woman"}.get(sex or "", "")
+            text += f", above the upper limit of normal{who}"
+        elif q["qtc_short_ms"].abnormal(qtc):
+            text += ", shorter than normal"
+        parts.append(("qtc", text))
+    if not parts:
+        return
+    if w.rng.random() < 0.5:
+        w.emit(cap(w.pick("the intervals show ", "measured intervals are ", "the tracing has ")) +
+               join([p for _, p in parts]) + ".")
+    else:
+        first = [p for k, p in parts if k in ("pr", "qrs")]
+        second = [p for k, p in parts if k in ("qt", "qtc")]
+        if first:
+            w.emit(cap(w.pick("conduction shows ", "the tracing has ", "there is ")) + join(first) + ".")
+        if second:
+            w.emit(cap(w.pick("ventricular repolarisation gives ", "for repolarisation there is ",
+                              "repolarisation shows ")) + join(second) + ".")
+    for sid in named:  # interval statements not attached to their interval above
+        statement(w, sid)
+
+
+# --- report statements ----------------------------------------------------------------------------------------
+
+def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
+    """A phrase stating the met values of one criterion, with their leads; '' when nothing can be said."""
+    c = r.criterion
+    col = c.feature
+    met = r.met_readings
+    if not met:
+        return ""
+    if met[0].lead is None:
+        v = met[0].value
+        if col in ("pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "hr_bpm", "qrs_axis_deg", "sokolow_lyon_mv",
+                   "cornell_mv", "rr_sd_ms", "rr_mean_ms"):
+            label = {"pr_ms": "a PR interval of", "qrs_ms": "a QRS duration of", "qt_ms": "a QT of",
+                     "qtc_bazett_ms": "a QTc of", "hr_bpm": "a rate of", "qrs_axis_deg": "an axis of",
+                     "sokolow_lyon_mv": "a Sokolow-Lyon voltage of", "cornell_mv": "a Cornell voltage of",
+                     "rr_sd_ms": "an RR standard deviation of", "rr_mean_ms": "a mean RR of"}[col]
+            return f"{label} {w.cite(col, v)}"
+        words = {
+            ("rhythm_regular", True): "regular RR intervals", ("rhythm_regular", False): "irregular RR intervals",
+            ("p_waves_present", True): "a P wave before every QRS",
+            ("p_waves_present", False): "no organised P waves",
+            ("low_voltage_limb", True): "small QRS complexes in every limb lead",
+            ("low_voltage_precordial", True): "small QRS complexes in every chest lead",
+        }
+        if (col, v) in words:
+            return words[(col, v)]
+        if col == "n_paced":
+            return f"{_count(int(v))} paced beat{'s' if v != 1 else ''}"
+        if col in ("n_premature", "n_supraventricular_premature", "n_ventricular_premature"):
+            return f"{_count(int(v))} early beat{'s' if v != 1 else ''}"
+        if col == "n_long_pauses":
+            return f"{_count(int(v))} long pause{'s' if v != 1 else ''} in the rhythm"
+        if col == "ectopic_pattern":
+            return {"bigeminy": "early beats on every other beat", "trigeminy": "early beats on every third beat"
+                    }.get(v, "")
+        if col == "rr_range_ms":
+            return "sinus cycle lengths that change from beat to beat"
+        if col == "pr_sd_ms":
+            return "a PR interval that changes from beat to beat"
+        if col == "p_morphology_count":
+            return f"{_count(int(v))} different P-wave shapes in lead II"
+        if col == "ptf_v1_depth_mv":
+            return f"a negative P wave in V1, {w.cite('p_amp_mv', v, 'V1').lstrip('-')} deep"
+        if col == "ptf_v1_ms":
+            return f"a negative P wave in V1 lasting {w.cite('p_ms', v, 'V1')}"
+        return ""
+    leads = met[:max_leads]
+    names = lead_list([r_.lead for r_ in leads])
+    if col in ("q_wave_present", "r_prime_present", "s_wave_present", "qrs_polarity", "qrs_morphology",
+               "p_form", "t_form", "r_peak_time_ms"):
+        if col == "q_wave_present":
+            return f"a q wave in {names}" if met[0].value else f"no q wave in {names}"
+        if col == "r_prime_present":
+            forms = {x.lead: w.facts[x.lead].form for x in leads if x.lead in w.facts}
+            return join([f"{qrs_article(fm)} {fm} pattern in {lead_name(lead)}" for lead, fm in forms.items() if fm]) or \
+                f"a terminal R' in {names}"
+        if col == "s_wave_present":
+            return f"an S wave in {names}"
+        if col == "qrs_polarity":
+            groups: dict[str, list[str]] = {}
+            for x in leads:
+                groups.setdefault(x.value, []).append(x.lead)
+            return join([f"a QRS {'mainly ' if p != 'equiphasic' else ''}{p} in {lead_list(ls)}"
+                         for p, ls in groups.items()])
+        if col == "qrs_morphology":
+            return f"QS complexes in {names}"
+        if col == "p_form":
+            return f"{join(sorted({x.value for x in leads}))} P waves in {names}".replace("positive", "upright")
+        if col == "t_form":
+            words = {"negative": "inverted", "flat": "flat", "biphasic": "biphasic", "positive": "upright"}
+            groups = {}
+            for x in leads:
+                groups.setdefault(words.get(x.value, x.value), []).append(x.lead)
+            return "T waves " + join([f"{k} in {lead_list(v)}" for k, v in groups.items()])
+        if col == "r_peak_time_ms":
+            return f"a late R-peak time in {names}"
+    label = {"st_j_mv": "an ST level of", "st_j60_mv": "a mid-ST level of", "t_amp_mv": "a T wave of",
+             "q_ms": "Q waves lasting", "q_amp_mv": "Q waves", "r_amp_mv": "an R wave of", "s_amp_mv": "an S wave",
+             "s_ms": "a broad S wave of", "p_amp_mv": "a P wave of", "p_ms": "a P wave duration of"}.get(col)
+    if label is None:
+        return ""
+    vals = join([f"{w.cite(col, x.value, x.lead)} in {lead_name(x.lead)}" for x in leads])
+    if col in ("q_amp_mv", "s_amp_mv"):
+        return f"{label} {vals} deep" if len(leads) == 1 else f"{label} as deep as {vals}"
+    return f"{label} {vals}"
+
+
+def statement(w, sid: str) -> None:
+    """One report statement with the evidence its met criteria give; named without evidence when none is met."""
+    v = evaluate(w.ctx, sid, w.kb)
+    entry = w.kb.entries[sid]
+    name = entry.name
+    be = "are" if _is_plural(name) else "is"
+    ev = []
+    met = v.met()  # met criteria only: evidence consistent with the statement, even when another fails
+    ptf = {r.criterion.feature: r for r in met if r.criterion.feature in ("ptf_v1_depth_mv", "ptf_v1_ms")}
+    for r in met:
+        if r.criterion.feature == "ptf_v1_ms" and "ptf_v1_depth_mv" in ptf:
+            continue  # said with the depth, in one phrase
+        p = evidence_phrase(w, r)
+        if r.criterion.feature == "ptf_v1_depth_mv" and "ptf_v1_ms" in ptf:
+            p += f" and {w.cite('p_ms', ptf['ptf_v1_ms'].readings[0].value, 'V1')} long"
+        if p and p not in ev:
+            ev.append(p)
+        if len(ev) >= w.max_evidence:
+            break
+    if entry.category == "other":
+        if sid == "NORM" and v.conflicts:
+            w.emit(w.pick("Overall, the tracing is read as a normal ECG.", "The overall reading is a normal ECG."))
+        else:
+            w.emit(w.pick(f"Overall, this is {_a(name)} {name}.", f"The overall impression is {_a(name)} {name}."))
+        return
+    if ev and v.conflicts:  # consistent evidence, but not all of what the statement needs: no 'supported by'
+        text = w.pick(f"For {name}, the tracing shows {join(ev)}.", f"{cap(name)} {be} read here, with {join(ev)}.")
+        if not w.emit(text):
+            w.emit(f"{cap(name)} {be} also part of the reading.")
+        return
+    if ev:
+        text = w.pick(f"{cap(name)} {be} supported by {join(ev)}.",
+                      f"{cap(join(ev))} point{'s' if len(ev) == 1 else ''} to {name}.",
+                      f"The findings fit {name}, with {join(ev)}.",
+                      f"There {be} {name}, shown by {join(ev)}.")
+        if not w.emit(text):
+            w.emit(f"{cap(name)} {be} present.")
+        return
+    look = [lead for lead in entry.leads_to_look_at if lead in w.facts][:3]
+    uncitable = [r for r in v.results if r.status == "uncitable" and r.criterion.role != "supportive"]
+    if uncitable and not v.conflicts and look and all(r.status in ("uncitable", "by_eye", "unknown")
+                                                       for r in v.results):
+        w.emit(w.pick(f"{cap(name)} {be} part of the reading, although the amplitudes in {lead_list(look)} are not "
+                      f"reliably measurable on this tracing.",
+                      f"The reading includes {name}; the voltages in {lead_list(look)} are not reliably measurable "
+                      f"on this tracing."))
+        return
+    # nothing measurable meets a criterion: named, with no claim about where it shows
+    w.emit(w.pick(f"{cap(name)} {be} also part of the reading.", f"The reading also includes {name}.",
+                  f"{cap(name)} {be} noted as well."))
+
+
+def _a(name: str) -> str:
+    return "an" if name[:1].lower() in "aeiou" else "a"
