@@ -38,7 +38,8 @@ _CLAIM_COLUMNS = {
     "mv": {"st": ["st_j_mv", "st_j60_mv"], "t_wave": ["t_amp_mv"], "p_wave": ["p_amp_mv", "ptf_v1_depth_mv"],
            "q_wave": ["q_amp_mv"],
            "r_wave": ["r_amp_mv"], "r_prime": ["r_prime_amp_mv"], "s_wave": ["s_amp_mv"],
-           "sokolow": ["sokolow_lyon_mv"], "cornell": ["cornell_mv"]},
+           "sokolow": ["sokolow_lyon_mv"], "cornell": ["cornell_mv"], "voltage": ["sokolow_lyon_mv", "cornell_mv"],
+           "qrs_amp": ["sokolow_lyon_mv", "cornell_mv"]},
 }
 _DEPTH_COLUMNS = {"q_amp_mv", "s_amp_mv"}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")

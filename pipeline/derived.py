@@ -282,13 +282,23 @@ def record_value(ctx, column: str):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+# A wave's own columns count for a lead only when the lead's usual QRS pattern has that wave: one beat with a q
+# (a PVC, a noisy beat) must not give a lead a Q wave.
+_WAVE_OF = {"q_ms": "q_wave_present", "q_amp_mv": "q_wave_present", "s_ms": "s_wave_present",
+            "s_amp_mv": "s_wave_present", "r_prime_amp_mv": "r_prime_present"}
+
+
 def lead_value(ctx, lead: str, column: str):
     """A lead's representative value: the beats column (``GroundingContext.lead_value``) or a derived lead
-    value; None for a gated lead or an unknown value."""
+    value; None for a gated lead or an unknown value, and for a Q, S or R' column when the lead's usual QRS
+    pattern has no such wave."""
     if column in DERIVED_LEAD_COLUMNS:
         if lead in ctx.gated_leads:
             return None
         return compute(ctx).lead_values.get(lead, {}).get(column)
+    wave = _WAVE_OF.get(column)
+    if wave is not None and compute(ctx).lead_values.get(lead, {}).get(wave) is False:
+        return None
     return ctx.lead_value(lead, column)
 
 

@@ -14,7 +14,12 @@ Output (``out`` folder, normally ``RUN/instructions``):
   template version, request key, tokens, cost, attempt, validation metrics and reasons, split, shard).
 - ``rejects.parquet``: every rejected attempt with its answer, reason codes and details.
 - ``summary.json``: acceptance rate, rejection reasons, grounding precision, diagnosis recall / precision,
-  lead coverage, tokens and cost.
+  lead coverage, tokens and cost, and the report conflicts (``conflicts``): per statement, how often the citable
+  measurements fail its criteria (``pipeline.criteria``), and how many records the ``conflicts`` policy dropped.
+
+Conflicts: the report is trusted, so a record whose statement its measurements contradict is still written
+(``conflicts="keep"``, the default; its provenance rows list each conflict: statement, criterion, measured
+value) unless ``conflicts="drop"``, which keeps such records out of the set (reason ``report_conflict``).
 
 Train / test split is by patient (deterministic SHA-256 of the patient id, ``test_fraction``), so no patient
 is in both; records whose source knows no patient are split by record id.
@@ -285,7 +290,24 @@ class _Tally:
     cost_usd: float = 0.0
     by_backend: Counter = field(default_factory=Counter)
     split_counts: Counter = field(default_factory=Counter)
+    conflict_seen: set = field(default_factory=set)
+    statement_records: Counter = field(default_factory=Counter)     # records carrying each statement
+    statement_conflicts: Counter = field(default_factory=Counter)   # ... whose measurements contradict it
+    records_with_conflicts: int = 0
+    conflict_dropped: int = 0
     patients: dict = field(default_factory=lambda: {"train": set(), "test": set()})
+
+
+CONFLICT_POLICIES = ("keep", "drop")
+
+
+def _conflict_summary(t: _Tally, policy: str) -> dict:
+    """Report conflicts: per statement, records carrying it, records whose measurements contradict it, the rate."""
+    by = {sid: {"records": n, "conflicts": t.statement_conflicts[sid],
+                "rate": round(t.statement_conflicts[sid] / n, 4)}
+          for sid, n in sorted(t.statement_records.items(), key=lambda kv: (-t.statement_conflicts[kv[0]], kv[0]))}
+    return {"policy": policy, "records_checked": len(t.conflict_seen), "records_with_conflicts": t.records_with_conflicts,
+            "dropped": t.conflict_dropped, "by_statement": by}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -306,6 +328,12 @@ def format_summary(s: dict) -> str:
     ]
     if s["rejection_reasons"]:
         lines.append("rejection reasons (attempts): " + ", ".join(f"{k}={v}" for k, v in s["rejection_reasons"].items()))
+    c = s.get("conflicts")
+    if c and c.get("records_checked"):
+        worst = [f"{sid} {v['conflicts']}/{v['records']}" for sid, v in c["by_statement"].items() if v["conflicts"]]
+        lines.append(f"report conflicts: {c['records_with_conflicts']} of {c['records_checked']} records "
+                     f"(policy {c['policy']}, {c['dropped']} dropped)" +
+                     (f"; by statement: {', '.join(worst[:8])}" if worst else ""))
     if s["no_context"] or s["no_answer"]:
         lines.append(f"records without context: {s['no_context']}  without an answer: {s['no_answer']}")
     return "\n".join(lines)
@@ -319,7 +347,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
                           images: str | Path | None = None, prompts: str | Path | None = None,
                           test_fraction: float = 0.1, shard_size: int = 5000, seed: int = 0,
                           config: ValidationConfig = ValidationConfig(), chunk_size: int = 500, kb=None,
-                          image_root: str | Path | None = None) -> dict:
+                          image_root: str | Path | None = None, conflicts: str = "keep") -> dict:
     """Validate every answer of ``answers`` (generate's answers.parquet) and write the instruction set,
     provenance, rejects and ``summary.json`` under ``out``. Returns the summary (also written as JSON).
 
@@ -329,6 +357,10 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     # imported here: pipeline.batch -> features -> features.measure -> pipeline.batch is a cycle when
     # pipeline.batch is the first of them imported
     from pipeline.batch import chunks, write_parquet_atomic
+    from pipeline.criteria import record_conflicts, statement_ids
+
+    if conflicts not in CONFLICT_POLICIES:
+        raise ValueError(f"conflicts must be one of {CONFLICT_POLICIES}, got {conflicts!r}")
 
     if kb is None:
         from pipeline.validate import default_knowledge
@@ -380,6 +412,14 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
             accepted_row: tuple[dict, ValidationResult] | None = None
             last_reasons: list[str] = []
             any_answer = False
+            found = [c.as_dict() for c in record_conflicts(ctx, kb)] if ctx is not None else []
+            if ctx is not None and rid not in t.conflict_seen:
+                t.conflict_seen.add(rid)
+                conflicted = {c["statement"] for c in found}
+                for sid in statement_ids(ctx, kb):
+                    t.statement_records[sid] += 1
+                    t.statement_conflicts[sid] += sid in conflicted
+                t.records_with_conflicts += bool(found)
             for row in rows.iter_rows(named=True):
                 t.attempts += 1
                 t.cost_usd += row.get("cost_usd") or 0.0
@@ -396,6 +436,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
                 _tally_result(t, res, ctx)
                 prompt = prompt_info.get((rid, variant)) or prompt_info.get((rid, None)) or {}
                 prov = _provenance_row(item_id, row, res, prompt, ctx)
+                prov["conflicts"] = found
                 # the rendered PNG when --images is given, else the prompt's image, else the run layout's
                 image = ctx.image_path or (None if images_dir is not None else
                                            prompt.get("image_path") or f"images/{rid}.png")
@@ -409,6 +450,17 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
                     last_reasons = ["no_image"]
                     prov_rows.append(prov)
                     break  # every attempt of this record lacks the same image
+                if res.accepted and accepted_row is None and found and conflicts == "drop":
+                    t.attempts_accepted += 1
+                    t.conflict_dropped += 1
+                    reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
+                                        "attempt": row.get("attempt"), "backend": row.get("backend"),
+                                        "model": row.get("model"), "answer": text, "reasons": ["report_conflict"],
+                                        "details": [f"{c['statement']}: {c['criterion']} ({c['measured']})"
+                                                    for c in found]})
+                    last_reasons = ["report_conflict"]
+                    prov_rows.append(prov)
+                    break  # the record stays out whatever the later attempts say: its report conflicts
                 if res.accepted and accepted_row is None:
                     accepted_row = (row, res)
                     t.attempts_accepted += 1
@@ -472,6 +524,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         "no_context": t.no_context,
         "no_answer": t.no_answer,
         "no_image": t.no_image,
+        "conflicts": _conflict_summary(t, conflicts),
         "validation_config": config.model_dump(exclude={"reference_ms", "reference_bpm", "reference_mv",
                                                         "reference_deg"}),
     }
@@ -521,6 +574,7 @@ PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
     "diagnosis_recall": pl.Float64, "diagnosis_precision": pl.Float64, "leads_named": pl.Int32,
     "leads_covered": pl.Int32, "words": pl.Int32, "statement_ids": pl.List(pl.String),
     "in_set": pl.Boolean, "split": pl.String, "shard": pl.String,
+    "conflicts": pl.List(pl.Struct({"statement": pl.String, "criterion": pl.String, "measured": pl.String})),
 }
 REJECTS_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String, "record_id": pl.String, "variant": pl.String, "attempt": pl.Int32, "backend": pl.String,
@@ -543,5 +597,5 @@ def _provenance_row(item_id: str, row: dict, res: ValidationResult, prompt: dict
         "grounding_precision": m.grounding_precision, "diagnosis_recall": m.diagnosis_recall,
         "diagnosis_precision": m.diagnosis_precision, "leads_named": m.leads_named,
         "leads_covered": m.leads_covered, "words": m.words, "statement_ids": list(ctx.statement_ids),
-        "in_set": False, "split": None, "shard": None,
+        "in_set": False, "split": None, "shard": None, "conflicts": [],
     }

@@ -35,6 +35,7 @@ class RunConfig:
     max_cost: float | None = None
     chunk_size: int = 200
     test_fraction: float = 0.1
+    conflicts: str = "keep"           # records whose measurements contradict the report: keep (flagged) | drop
     source_options: dict = field(default_factory=dict)
 
 
@@ -105,7 +106,8 @@ def run_pipeline(cfg: RunConfig) -> dict:
                      lambda: build_instruction_set(out / "generate" / "answers.parquet", out / "features",
                                                    out / "manifest.parquet", out / "instructions",
                                                    images=out / "images", prompts=out / "prompts" / "prompts.parquet",
-                                                   test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out),
+                                                   test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out,
+                                                   conflicts=cfg.conflicts),
                      lambda s: f"{s['records_accepted']}/{s['records']} records accepted into the instruction set")
     paths = {
         "data_root": str(root),
@@ -146,6 +148,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-cost", type=float, default=None, help="stop before spending more than this (USD)")
     p.add_argument("--chunk-size", type=int, default=200)
     p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--conflicts", choices=("keep", "drop"), default="keep",
+                   help="records whose measurements contradict a report statement: keep (flagged) or drop")
     p.set_defaults(func=_run_cli)
 
 
@@ -153,7 +157,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     cfg = RunConfig(source=args.source, root=args.root, out=args.out, n=args.n, seed=args.seed,
                     layout=args.layout, dpi=args.dpi, budget=args.budget, llm=args.llm, base_url=args.base_url,
                     variant=args.variant, concurrency=args.concurrency, max_attempts=args.max_attempts,
-                    max_cost=args.max_cost, chunk_size=args.chunk_size, test_fraction=args.test_fraction)
+                    max_cost=args.max_cost, chunk_size=args.chunk_size, test_fraction=args.test_fraction,
+                    conflicts=args.conflicts)
     started = time.perf_counter()
     report = run_pipeline(cfg)
     from pipeline.instructions import format_summary

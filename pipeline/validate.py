@@ -934,6 +934,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the question phrasing draw")
     p.add_argument("--max-words", type=int, default=300)
     p.add_argument("--chunk-size", type=int, default=500, help="records validated per chunk")
+    p.add_argument("--conflicts", choices=("keep", "drop"), default="keep",
+                   help="records whose measurements contradict a report statement: keep them, flagged in the "
+                        "provenance (default), or drop them from the set")
     p.set_defaults(func=_run_cli)
 
 
@@ -943,6 +946,7 @@ def _run_cli(args) -> int:
     summary = build_instruction_set(
         answers=args.answers, features=args.features, manifest=args.manifest, images=args.images,
         prompts=args.prompts, out=args.out, test_fraction=args.test_fraction, shard_size=args.shard_size,
-        seed=args.seed, config=ValidationConfig(max_words=args.max_words), chunk_size=args.chunk_size)
+        seed=args.seed, config=ValidationConfig(max_words=args.max_words), chunk_size=args.chunk_size,
+        conflicts=args.conflicts)
     print(format_summary(summary))
     return 0

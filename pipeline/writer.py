@@ -28,6 +28,7 @@ amplitudes of Q and S waves are written as positive depths.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from pipeline import derived
@@ -35,6 +36,8 @@ from pipeline.context import GroundingContext
 from pipeline.cutoffs import cutoff
 from pipeline.knowledge import KnowledgeBase, load_knowledge
 from pipeline.writer_leads import TERRITORIES, TerritoryWriter, lead_facts
+
+_TOKEN = re.compile("\x00(\\d+)\x00")  # a value placeholder of ``_Writer.cite``
 
 # bumped whenever answers change, so stored answers of an older writer are not reused as if new
 WRITER_VERSION = "rules-2.0"
@@ -111,6 +114,7 @@ class _Writer:
         self.sentences: list[tuple[str, list[Citation]]] = []
         self.sections: list[str] = []   # the section of each sentence (what _trim may drop first)
         self.section = ""
+        self.said_relative_st = False  # the walk explains once that the ST is placed against the QRS size
         self.named: set[str] = set()
         self._pending: list[Citation] = []
 
@@ -125,14 +129,19 @@ class _Writer:
         return derived.record_value(self.ctx, column)
 
     def cite(self, column: str, value, lead: str | None = None) -> str:
-        """Format ``value`` for the text and remember it as a citation of the sentence being built."""
-        self._pending.append(Citation(column, lead, float(value)))
-        return format_value(column, value)
+        """A placeholder for ``value`` that ``emit`` turns into its formatted text; only the placeholders that
+        reach the chosen sentence become its citations (``pick`` builds every alternative, uses one)."""
+        self._pending.append(Citation(column, lead, float(value)))  # never cleared: tokens index it for good
+        return f"\x00{len(self._pending) - 1}\x00"
 
     def emit(self, text: str) -> bool:
         """Add a sentence unless it names a diagnosis outside the report's closure or cites, next to a diagnosis
         it names, a value that fails that diagnosis's criterion. Returns whether it was added."""
-        cites, self._pending = self._pending, []
+        pending = self._pending
+        used = [int(i) for i in _TOKEN.findall(text)]
+        cites = [pending[i] for i in used]
+        text = _TOKEN.sub(lambda m: format_value(pending[int(m.group(1))].column, pending[int(m.group(1))].value),
+                          text)
         text = " ".join(text.split())
         if not text:
             return False
@@ -183,13 +192,23 @@ class _Writer:
                                 wt.statement(self, sid)
             elif section == "statements":
                 for sid in self.statements:
+                    if self.kb.entries[sid].category == "other":
+                        continue  # the whole-ECG summary statements come last
                     if sid not in done and not self._is_named(sid):
                         wt.statement(self, sid)
                         done.add(sid)
-            elif section == "close" and self.closing:
-                self.close()
+            elif section == "close":
+                self.section = "statements"
+                for sid in self.statements:  # the summary statements just before the closing sentence
+                    if self.kb.entries[sid].category == "other" and not self._is_named(sid):
+                        wt.statement(self, sid)
+                self.section = "close"
+                if self.closing:
+                    self.close()
         self.section = "statements"
-        for sid in self.statements:  # every statement named, whatever the plan did
+        rest = [s for s in self.statements if not self._is_named(s)]
+        # every statement named, whatever the plan did; the summary statements (normal / abnormal ECG) last
+        for sid in sorted(rest, key=lambda s: self.kb.entries[s].category == "other"):
             if not self._is_named(sid):
                 wt.statement(self, sid)
 

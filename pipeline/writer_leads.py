@@ -122,6 +122,18 @@ def word_article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
+def grouped(groups: dict[str, list[str]], n_leads: int, compact: bool) -> str:
+    """'upright in II and aVF and flat in lead III', or compactly 'upright except in lead III (flat)' when one
+    word covers most leads, 'upright throughout' when it covers all ``n_leads``."""
+    items = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    if compact and len(items[0][1]) == n_leads and n_leads >= 2:
+        return f"{items[0][0]} throughout"
+    if compact and n_leads >= 3 and len(items[0][1]) >= n_leads - 1 and len(items) == 2:
+        word, leads = items[1]
+        return f"{items[0][0]} except in {lead_list(leads)} ({word})"
+    return join([f"{word} in {lead_list(leads)}" for word, leads in groups.items()])
+
+
 class TerritoryWriter:
     """One or two sentences about one territory at a detail level: 1 gives the QRS forms, the ST level and the T
     polarity; 2 adds Q waves, the P wave and the largest values; 3 adds R and S sizes and every lead's ST level."""
@@ -129,6 +141,7 @@ class TerritoryWriter:
     def __init__(self, w, name: str, level: int):
         self.w, self.name, self.level = w, name, level
         self.facts = [w.facts[lead] for lead in TERRITORIES[name] if lead in w.facts]
+        self._style = w.rng.randrange(2)
 
     def sentences(self) -> list[str]:
         if not self.facts:
@@ -145,8 +158,10 @@ class TerritoryWriter:
             return []
         first = w.rng.randrange(3)
         if forms:
-            text = (f"In {where}, the QRS is {forms}", f"{cap(where)} show {forms}",
-                    f"{cap(where)} have {forms}")[first]
+            if first == 0 or self._style == 0:
+                text = f"In {where}, the QRS is {self.forms_text(plain=True)}"
+            else:
+                text = (f"{cap(where)} show {forms}", f"{cap(where)} have {forms}")[first - 1]
         else:
             text = f"In {where}"
         if extra:
@@ -170,24 +185,24 @@ class TerritoryWriter:
         elif f.st_place and self.level >= 2:
             bits.append({"baseline": "the ST segment at the baseline", "above": "the ST segment above the baseline",
                          "below": "the ST segment below the baseline"}[f.st_place])
-        if f.t_form:
-            word = T_WORDS.get(f.t_form, f.t_form)
-            bits.append(f"{word_article(word)} {word} T wave")
+        if f.t_form:  # 'the T wave inverted', not 'an inverted T wave' (which names a T-wave inversion)
+            bits.append(f"the T wave {T_WORDS.get(f.t_form, f.t_form)}")
         if not bits:
             return []
+        # never start a sentence with 'aVR': a lower-case start hides the sentence boundary from a reader's parser
         return [w.pick(f"Lead aVR shows {join(bits)}.", f"In aVR there is {join(bits)}.",
-                       f"aVR has {join(bits)}.")]
+                       f"Lead aVR has {join(bits)}.")]
 
     # --- parts ---------------------------------------------------------------------------------------------
-    def forms_text(self) -> str:
-        """'an Rs complex in lead II, qR in lead III and R in aVF' style, one grammar per territory."""
+    def forms_text(self, plain: bool = False) -> str:
+        """'an Rs complex in lead II, qR in lead III and R in aVF' (or plainly 'Rs in lead II, ...')."""
         groups: dict[str, list[str]] = {}
         for f in self.facts:
             if f.form:
                 groups.setdefault(f.form, []).append(f.lead)
         if not groups:
             return ""
-        style = self.w.rng.randrange(2)
+        style = 0 if plain else self._style
         parts = []
         for i, (form, leads) in enumerate(groups.items()):
             if style == 0 or i > 0:
@@ -247,7 +262,9 @@ class TerritoryWriter:
             for group, low in ((below, True), (above, False)):
                 if not group:
                     continue
-                if self.level >= 3 or len(group) == 1:
+                if len(group) == 1 and len(with_mv) > 1:
+                    vals = f" ({w.cite('st_j_mv', group[0].st_mv, group[0].lead)})"
+                elif self.level >= 3 or len(group) == 1:
                     vals = f" ({self._values(group)})"
                 else:
                     ext = min(group, key=lambda f: f.st_mv) if low else max(group, key=lambda f: f.st_mv)
@@ -279,12 +296,15 @@ class TerritoryWriter:
         for f in self.facts:
             if f.st_place:
                 placed.setdefault(f.st_place, []).append(f.lead)
-        words = {"baseline": "at the baseline", "above": "above the baseline", "below": "below the baseline"}
-        parts = [f"{words[k]} in {lead_list(v)}" for k, v in placed.items()]
-        if not parts:
+        if not placed:
             return ""
+        words = {"baseline": "at the baseline", "above": "above the baseline", "below": "below the baseline"}
+        body = grouped({words[k]: v for k, v in placed.items()}, len(self.facts), self.level <= 2)
+        if w.said_relative_st:
+            return "the ST segment lies " + body
+        w.said_relative_st = True
         return w.pick("the ST segment, judged against each lead's QRS size, ",
-                      "the ST segment, relative to the QRS size, ") + "lies " + join(parts)
+                      "the ST segment, relative to the QRS size, ") + "lies " + body
 
     def t_text(self) -> str:
         w = self.w
@@ -294,20 +314,23 @@ class TerritoryWriter:
                 groups.setdefault(f.t_form, []).append(f)
         if not groups:
             return ""
-        parts = []
+        words: dict[str, list[str]] = {}
         for form, fs in groups.items():
-            leads = [f.lead for f in fs]
-            amp = ""
+            word = T_WORDS.get(form, form)
             if self.level >= 2:
                 with_amp = [f for f in fs if f.t_mv is not None]
                 if with_amp and (form != "positive" or len(groups) == 1):
                     big = max(with_amp, key=lambda f: abs(f.t_mv))
-                    amp = f" ({w.cite('t_amp_mv', big.t_mv, big.lead)}" + \
-                        (f" in {lead_name(big.lead)})" if len(leads) > 1 else ")")
-            parts.append(f"{T_WORDS.get(form, form)} in {lead_list(leads)}{amp}")
+                    word += f" ({w.cite('t_amp_mv', big.t_mv, big.lead)}" + \
+                        (f" in {lead_name(big.lead)})" if len(fs) > 1 else ")")
+            words[word] = [f.lead for f in fs]
         total = sum(len(fs) for fs in groups.values())
+        body = grouped(words, total, self.level <= 2 and not any("(" in k for k in list(words)[1:]))
         verb = "is" if total == 1 else "are"
-        return w.pick(f"the T waves {verb} ", f"T waves {verb} ").replace("waves is", "wave is") + join(parts)
+        lead_in = w.pick(f"the T waves {verb} ", f"T waves {verb} ", f"the T wave polarity is ")
+        if lead_in.startswith("the T wave polarity"):
+            body = body.replace("upright", "positive").replace("inverted", "negative")
+        return lead_in.replace("waves is", "wave is") + body
 
     def p_text(self) -> str:
         w = self.w

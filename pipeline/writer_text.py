@@ -91,9 +91,15 @@ def rhythm(w) -> None:
     tail = join([*rr_bits, p_bit])
     if names and not conflicted:
         rate = w.cite("hr_bpm", hr) if hr is not None else ""
-        head = w.pick(f"The rhythm is {names}" + (f" at {rate}" if rate else ""),
-                      f"This 12-lead ECG shows {names} as the rhythm" + (f", with a heart rate of {rate}" if rate else ""),
-                      f"The underlying rhythm is {names}" + (f", rate {rate}" if rate else ""))
+        if "rhythm" in names:  # 'sinus rhythm', 'paced rhythm': not 'the rhythm is sinus rhythm'
+            head = w.pick(f"The tracing shows {names}" + (f" at {rate}" if rate else ""),
+                          f"This 12-lead ECG shows {names}" + (f" with a heart rate of {rate}" if rate else ""),
+                          f"There is {names}" + (f", rate {rate}" if rate else ""))
+        else:
+            head = w.pick(f"The rhythm is {names}" + (f" at {rate}" if rate else ""),
+                          f"This 12-lead ECG shows {names} as the rhythm" +
+                          (f", with a heart rate of {rate}" if rate else ""),
+                          f"The underlying rhythm is {names}" + (f", rate {rate}" if rate else ""))
         if w.emit(head + (f", with {tail}" if tail else "") + "."):
             return
         names_only = True
@@ -141,17 +147,18 @@ def _first_beat(w, e) -> str:
     elif e.coupling_ms is not None:
         bits.append(f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}")
     tail = []
-    if e.qrs_ms is not None and w.ectopy_detail >= 2:
+    if e.qrs_ms is not None and w.ectopy_detail >= 1:
         tail.append(f"a QRS of {w.cite('qrs_ms', e.qrs_ms)}")
     tail.append("a P wave before it" if e.p_before else "no P wave before it")
     return head + (" " + bits[0] if bits else "") + ", with " + join(tail)
 
 
-def _other_beat(w, e, with_rr: bool) -> str:
-    bits = [seconds_in_words(e.time_ms or 0.0)]
-    if with_rr and e.coupling_ms is not None:
+def _other_beat(w, e, detail: int) -> str:
+    """A further early beat: ordinal, then its time (detail 1) and the RR before it (detail 2)."""
+    bits = [seconds_in_words(e.time_ms or 0.0)] if detail >= 1 else []
+    if detail >= 2 and e.coupling_ms is not None:
         bits.append(f"after an RR of {w.cite('rr_ms', e.coupling_ms)}")
-    return f"the {ordinal(e.ordinal)} ({', '.join(bits)})"
+    return f"the {ordinal(e.ordinal)} beat" + (f" ({', '.join(bits)})" if bits else "")
 
 
 def ectopy(w) -> None:
@@ -181,16 +188,13 @@ def ectopy(w) -> None:
         sid = statement_for.get(origin)
         if sid in wanted and evaluate(w.ctx, sid, w.kb).core_met:
             head += f", {'a ' + _singular(w, sid) if n == 1 else name_of(w, sid)}"
-        shown = 3 if w.ectopy_detail >= 2 else 1
         parts = [_first_beat(w, own[0])]
-        rest = own[1:shown]
+        rest = own[1:4]
         if rest:
-            others = join([_other_beat(w, e, w.ectopy_detail >= 1) for e in rest])
             more = n - 1 - len(rest)
-            parts.append(others + (f" and {_count(more)} more" if more > 0 else "") +
+            parts.append(join([_other_beat(w, e, w.ectopy_detail) for e in rest]) +
+                         (f" and {_count(more)} more" if more > 0 else "") +
                          (" come" if len(rest) + max(more, 0) > 1 else " comes") + " early as well")
-        elif n > 1:
-            parts.append(f"{_count(n - 1)} more follow{'s' if n == 2 else ''}")
         text = head + ": " + "; ".join(parts) + "."
         w.emit(text)
     for sid in wanted:
@@ -367,7 +371,7 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
         if col == "p_morphology_count":
             return f"{_count(int(v))} different P-wave shapes in lead II"
         if col == "ptf_v1_depth_mv":
-            return f"a negative P wave in V1, {w.cite('p_amp_mv', v, 'V1').lstrip('-')} deep"
+            return f"a negative P wave of {w.cite('p_amp_mv', v, 'V1')} in V1"
         if col == "ptf_v1_ms":
             return f"a negative P wave in V1 lasting {w.cite('p_ms', v, 'V1')}"
         return ""
@@ -378,8 +382,12 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
         if col == "q_wave_present":
             return f"a q wave in {names}" if met[0].value else f"no q wave in {names}"
         if col == "r_prime_present":
-            forms = {x.lead: w.facts[x.lead].form for x in leads if x.lead in w.facts}
-            return join([f"{qrs_article(fm)} {fm} pattern in {lead_name(lead)}" for lead, fm in forms.items() if fm]) or \
+            by_form: dict[str, list[str]] = {}
+            for x in leads:
+                fm = w.facts[x.lead].form if x.lead in w.facts else None
+                if fm:
+                    by_form.setdefault(fm, []).append(x.lead)
+            return join([f"{qrs_article(fm)} {fm} pattern in {lead_list(ls)}" for fm, ls in by_form.items()]) or \
                 f"a terminal R' in {names}"
         if col == "s_wave_present":
             return f"an S wave in {names}"
@@ -426,7 +434,7 @@ def statement(w, sid: str) -> None:
             continue  # said with the depth, in one phrase
         p = evidence_phrase(w, r)
         if r.criterion.feature == "ptf_v1_depth_mv" and "ptf_v1_ms" in ptf:
-            p += f" and {w.cite('p_ms', ptf['ptf_v1_ms'].readings[0].value, 'V1')} long"
+            p += f", lasting {w.cite('p_ms', ptf['ptf_v1_ms'].readings[0].value, 'V1')}"
         if p and p not in ev:
             ev.append(p)
         if len(ev) >= w.max_evidence:
@@ -437,14 +445,17 @@ def statement(w, sid: str) -> None:
         else:
             w.emit(w.pick(f"Overall, this is {_a(name)} {name}.", f"The overall impression is {_a(name)} {name}."))
         return
-    if ev and v.conflicts:  # consistent evidence, but not all of what the statement needs: no 'supported by'
-        text = w.pick(f"For {name}, the tracing shows {join(ev)}.", f"{cap(name)} {be} read here, with {join(ev)}.")
+    if ev and not (v.core_met and not v.conflicts):
+        # consistent evidence, but not all a statement needs (a criterion fails or cannot be judged): no 'supported'
+        text = w.pick(f"For {name}, the tracing shows {join(ev)}.", f"{cap(name)} {be} read here, with {join(ev)}.",
+                      f"In line with {name}, there {'is' if not ev[0].startswith(('T waves', 'Q waves')) else 'are'} "
+                      f"{join(ev)}.")
         if not w.emit(text):
             w.emit(f"{cap(name)} {be} also part of the reading.")
         return
     if ev:
         text = w.pick(f"{cap(name)} {be} supported by {join(ev)}.",
-                      f"{cap(join(ev))} point{'s' if len(ev) == 1 else ''} to {name}.",
+                      f"{cap(join(ev))} point{'s' if len(ev) == 1 and not _plural_phrase(ev[0]) else ''} to {name}.",
                       f"The findings fit {name}, with {join(ev)}.",
                       f"There {be} {name}, shown by {join(ev)}.")
         if not w.emit(text):
@@ -462,6 +473,14 @@ def statement(w, sid: str) -> None:
     # nothing measurable meets a criterion: named, with no claim about where it shows
     w.emit(w.pick(f"{cap(name)} {be} also part of the reading.", f"The reading also includes {name}.",
                   f"{cap(name)} {be} noted as well."))
+
+
+def _plural_phrase(phrase: str) -> bool:
+    """Whether an evidence phrase's head noun is plural ('T waves inverted in V2', 'two early beats')."""
+    first = phrase.split(" ", 2)
+    return phrase.startswith(("T waves", "Q waves", "QS complexes", "small QRS")) or \
+        (len(first) > 1 and first[0] in _NUMBER_WORDS[2:] and first[1] not in ("different",) and
+         first[-1].split()[0].endswith("s"))
 
 
 def _a(name: str) -> str:

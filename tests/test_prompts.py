@@ -105,9 +105,10 @@ def test_ptbxl_prompts_fit_the_budget_and_carry_criteria(ptbxl_contexts, kb):
                 assert f"\n{lead}|" in p.user
     ctx = next(c for c in ptbxl_contexts if c.record_id == "06001")
     p = build_prompt(ctx, "text", kb=kb)
-    # NST_'s ST criterion is shown with this record's measured J-point levels next to the threshold
-    line = next(ln for ln in p.user.splitlines() if "st_j_mv in [-0.1, -0.03] mV" in ln)
-    v1 = ctx.lead_value("I", "st_j_mv")
+    # NST_'s ST criterion is shown with this record's measured ST levels next to the threshold (from the cut-off
+    # table), and marked ST depression counts as met (issue 13: it used to read 'not met' for -0.25 mV)
+    line = next(ln for ln in p.user.splitlines() if "st_j60_mv <= -0.05 mV" in ln)
+    v1 = ctx.lead_value("I", "st_j60_mv")
     assert f"I {v1:.2f}" in line and "measured:" in line
 
 
