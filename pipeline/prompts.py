@@ -350,13 +350,20 @@ def diagnosis_blocks(ctx: GroundingContext, kb: KnowledgeBase) -> list[dict]:
             continue
         verdict = evaluate(ctx, sid, kb)
         crits = []
+        voltage = 0
         for r in verdict.results:
             c = r.criterion
+            if r.status == "uncitable" and not ctx.amplitudes_calibrated:
+                voltage += 1  # no voltage criterion on a record whose millivolts mean nothing (issue 13)
+                continue
             role = {"any_of": " (one alternative is enough)", "supportive": " (supportive only)"}.get(c.role, "")
             rule = c.threshold_text(sex)
             measured_text = _measured_text(r)
             crits.append(c.text + role + (f" [{rule}]" if rule else "") +
                          (f"; measured: {measured_text}" if measured_text else ""))
+        if voltage:
+            crits.append(f"{voltage} amplitude criteri{'on' if voltage == 1 else 'a'}: cannot be judged on this "
+                         f"recording (amplitudes not calibrated)")
         look = [lead for lead in entry.leads_to_look_at if lead in measured] or entry.leads_to_look_at
         blocks.append({"id": entry.id, "name": entry.name, "category": entry.category,
                        "mechanism": entry.mechanism, "leads": ", ".join(look) if look else "all leads",
