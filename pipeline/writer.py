@@ -134,6 +134,11 @@ class _Writer:
         self._pending.append(Citation(column, lead, float(value)))  # never cleared: tokens index it for good
         return f"\x00{len(self._pending) - 1}\x00"
 
+    def render(self, text: str) -> str:
+        """``text`` with its value placeholders formatted (no sentence is added)."""
+        return _TOKEN.sub(lambda m: format_value(self._pending[int(m.group(1))].column,
+                                                 self._pending[int(m.group(1))].value), text)
+
     def emit(self, text: str) -> bool:
         """Add a sentence unless it names a diagnosis outside the report's closure or cites, next to a diagnosis
         it names, a value that fails that diagnosis's criterion. Returns whether it was added."""
@@ -191,12 +196,11 @@ class _Writer:
                             if sid in _TERRITORY_STATEMENTS.get(name, ()) and not self._is_named(sid):
                                 wt.statement(self, sid)
             elif section == "statements":
-                for sid in self.statements:
-                    if self.kb.entries[sid].category == "other":
-                        continue  # the whole-ECG summary statements come last
-                    if sid not in done and not self._is_named(sid):
-                        wt.statement(self, sid)
-                        done.add(sid)
+                # the whole-ECG summary statements come last
+                todo = [sid for sid in self.statements if self.kb.entries[sid].category != "other"
+                        and sid not in done and not self._is_named(sid)]
+                wt.statements(self, todo)
+                done.update(todo)
             elif section == "close":
                 self.section = "statements"
                 for sid in self.statements:  # the summary statements just before the closing sentence

@@ -149,6 +149,10 @@ class TerritoryWriter:
         if self.name == "avr":
             return self.avr()
         w = self.w
+        if self.level >= 2 and w.rng.random() < 0.35:
+            out = self.per_lead()
+            if out:
+                return out
         where = w.pick(*TERRITORY_WORDS[self.name])
         forms = self.forms_text()
         extra = [self.q_text(), self.p_text()] if self.level >= 2 else []
@@ -159,7 +163,8 @@ class TerritoryWriter:
         first = w.rng.randrange(3)
         if forms:
             if first == 0 or self._style == 0:
-                text = f"In {where}, the QRS is {self.forms_text(plain=True)}"
+                text = f"In {where}, " + w.pick("the QRS is ", "the QRS reads ", "the complexes are ",
+                                                 "QRS complexes are ") + self.forms_text(plain=True)
             else:
                 text = (f"{cap(where)} show {forms}", f"{cap(where)} have {forms}")[first - 1]
         else:
@@ -174,6 +179,37 @@ class TerritoryWriter:
             if rs:
                 out.append(cap(rs) + w.pick(".", " in this group of leads.", " here."))
         return out
+
+    def per_lead(self) -> list[str]:
+        """The territory lead by lead: 'In the inferior leads, lead II shows an Rs complex with the ST segment at
+        -0.08 mV and the T wave upright, lead III ...'. Each lead's values stay in its own clause."""
+        w = self.w
+        clauses = []
+        for i, f in enumerate(self.facts):
+            bits = []
+            if f.st_mv is not None:
+                bits.append(f"the ST segment at {w.cite('st_j_mv', f.st_mv, f.lead)}")
+            elif f.st_place:
+                bits.append({"baseline": "the ST segment at the baseline", "above": "the ST segment above the "
+                             "baseline", "below": "the ST segment below the baseline"}[f.st_place])
+            if f.t_form:
+                t = f"the T wave {T_WORDS.get(f.t_form, f.t_form)}"
+                if f.t_mv is not None and f.t_form != "positive":
+                    t += f" ({w.cite('t_amp_mv', f.t_mv, f.lead)})"
+                bits.append(t)
+            if f.q and f.q_ms is not None and f.form != "QS":
+                bits.insert(0, f"a Q wave of {w.cite('q_ms', f.q_ms, f.lead)}")
+            if not f.form:
+                continue
+            verb = w.pick("shows", "has") if i == 0 else ""
+            head = f"{lead_name(f.lead)} {verb + ' ' if verb else ''}{qrs_article(f.form)} {f.form}"
+            clauses.append(head + (" with " + join(bits) if bits else ""))
+        if len(clauses) < 2:
+            return []
+        where = w.pick(*TERRITORY_WORDS[self.name])
+        # semicolons between the leads: each lead's values stay with its name (a reader's and a parser's)
+        body = "; ".join(clauses[:-1]) + "; and " + clauses[-1]
+        return [w.pick(f"In {where}, {body}.", f"Lead by lead in {where}: {body}.", f"Across {where}, {body}.")]
 
     def avr(self) -> list[str]:
         w, f = self.w, self.facts[0]
@@ -287,10 +323,15 @@ class TerritoryWriter:
                 else:
                     vals = ""
                 if parts:
-                    parts.append(f"elsewhere the ST segment stays near the baseline{vals}")
+                    parts.append(w.pick(f"elsewhere the ST segment stays near the baseline{vals}",
+                                        f"in the other leads the ST segment is close to the baseline{vals}",
+                                        f"the remaining leads keep the ST segment near the baseline{vals}"))
                 else:
                     parts.append(w.pick(f"the ST segment stays near the baseline{vals}",
-                                        f"the ST segment is close to the baseline{vals}"))
+                                        f"the ST segment is close to the baseline{vals}",
+                                        f"the ST segment lies on the baseline{vals}",
+                                        f"the ST segment shows no real deviation{vals}",
+                                        f"ST levels sit near the isoelectric line{vals}"))
             return ", ".join(parts)
         placed: dict[str, list[str]] = {}
         for f in self.facts:
@@ -327,9 +368,13 @@ class TerritoryWriter:
         total = sum(len(fs) for fs in groups.values())
         body = grouped(words, total, self.level <= 2 and not any("(" in k for k in list(words)[1:]))
         verb = "is" if total == 1 else "are"
-        lead_in = w.pick(f"the T waves {verb} ", f"T waves {verb} ", f"the T wave polarity is ")
-        if lead_in.startswith("the T wave polarity"):
+        lead_in = w.pick(f"the T waves {verb} ", f"T waves {verb} ", "the T wave polarity is ",
+                         "the T waves stand ", "T-wave polarity is ")
+        if "polarity" in lead_in:
             body = body.replace("upright", "positive").replace("inverted", "negative")
+        elif lead_in.endswith("stand "):
+            if not body.startswith("upright"):
+                lead_in = f"the T waves {verb} "
         return lead_in.replace("waves is", "wave is") + body
 
     def p_text(self) -> str:

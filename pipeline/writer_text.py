@@ -8,6 +8,8 @@ criterion of a diagnosis it names. Statement sentences only ever draw their evid
 """
 from __future__ import annotations
 
+import re
+
 from pipeline import derived
 from pipeline.criteria import CriterionResult, evaluate
 from pipeline.cutoffs import cutoff, cutoffs
@@ -97,8 +99,7 @@ def rhythm(w) -> None:
                           f"There is {names}" + (f", rate {rate}" if rate else ""))
         else:
             head = w.pick(f"The rhythm is {names}" + (f" at {rate}" if rate else ""),
-                          f"This 12-lead ECG shows {names} as the rhythm" +
-                          (f", with a heart rate of {rate}" if rate else ""),
+                          f"This 12-lead ECG shows {names} as the rhythm" + (f" at {rate}" if rate else ""),
                           f"The underlying rhythm is {names}" + (f", rate {rate}" if rate else ""))
         if w.emit(head + (f", with {tail}" if tail else "") + "."):
             return
@@ -112,6 +113,7 @@ def rhythm(w) -> None:
     if rate:
         lead_in = w.pick(f"The heart rate is {rate}", f"The ventricular rate measures {rate}")
         if not names:
+            word = "" if rr_bits else word  # the RR clause already says regular / irregular
             lead_in = w.pick(f"The rhythm{' is ' + word + ',' if word else ' has'} a heart rate of {rate}",
                              f"The ventricular rhythm runs at {rate}" + (f" and is {word}" if word else ""))
         w.emit(lead_in + (f", with {tail}" if tail else "") + ".")
@@ -245,9 +247,9 @@ def axis(w) -> None:
         neg = [lead for lead, p in deciding if p == "negative"]
         bits = []
         if pos:
-            bits.append(f"mainly positive in {lead_list(pos)}")
+            bits.append(f"{w.pick('mainly', 'predominantly', 'largely')} positive in {lead_list(pos)}")
         if neg:
-            bits.append(f"mainly negative in {lead_list(neg)}")
+            bits.append(f"{w.pick('mainly', 'predominantly', 'largely')} negative in {lead_list(neg)}")
         bits_text = join(bits)
         polar = w.pick("with the QRS ", "with the net QRS ") + bits_text
     supported = [i for i in ids if evaluate(w.ctx, i, w.kb).core_met]
@@ -313,17 +315,31 @@ def intervals(w) -> None:
         parts.append(("qtc", text))
     if not parts:
         return
-    if w.rng.random() < 0.5:
-        w.emit(cap(w.pick("the intervals show ", "measured intervals are ", "the tracing has ")) +
-               join([p for _, p in parts]) + ".")
-    else:
+    style = w.rng.randrange(4)
+    if style == 0:
+        w.emit(cap(w.pick("the intervals show ", "measured intervals are ", "the tracing has ",
+                          "interval measurements give ")) + join([p for _, p in parts]) + ".")
+    elif style == 1:
         first = [p for k, p in parts if k in ("pr", "qrs")]
         second = [p for k, p in parts if k in ("qt", "qtc")]
         if first:
-            w.emit(cap(w.pick("conduction shows ", "the tracing has ", "there is ")) + join(first) + ".")
+            w.emit(cap(w.pick("conduction shows ", "the tracing has ", "there is ", "AV and ventricular conduction "
+                              "give ")) + join(first) + ".")
         if second:
             w.emit(cap(w.pick("ventricular repolarisation gives ", "for repolarisation there is ",
-                              "repolarisation shows ")) + join(second) + ".")
+                              "repolarisation shows ", "the repolarisation interval is ")) + join(second) + ".")
+    else:
+        # the same values, the intervals as subjects: 'The PR interval measures 160 ms, the QRS ...'
+        verbs = {"pr": ("measures", "is"), "qrs": ("measures", "is"), "qt": ("measures", "is"),
+                 "qtc": ("comes to", "is")}
+        clauses = []
+        for k, p in parts:
+            m = re.match(r"an? (.*?) (?:of|duration of) (\x00\d+\x00)(.*)", p)
+            if m is None:
+                clauses.append(p)
+                continue
+            clauses.append(f"the {m.group(1).strip()} {w.pick(*verbs[k])} {m.group(2)}{m.group(3)}")
+        w.emit(cap(join(clauses)) + ".")
     for sid in named:  # interval statements not attached to their interval above
         statement(w, sid)
 
@@ -420,14 +436,11 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
     return f"{label} {vals}"
 
 
-def statement(w, sid: str) -> None:
-    """One report statement with the evidence its met criteria give; named without evidence when none is met."""
+def _evidence(w, sid: str) -> list[str]:
+    """Evidence phrases of ``sid`` from its met criteria only (consistent with it, even when another fails)."""
     v = evaluate(w.ctx, sid, w.kb)
-    entry = w.kb.entries[sid]
-    name = entry.name
-    be = "are" if _is_plural(name) else "is"
-    ev = []
-    met = v.met()  # met criteria only: evidence consistent with the statement, even when another fails
+    ev: list[str] = []
+    met = v.met()
     ptf = {r.criterion.feature: r for r in met if r.criterion.feature in ("ptf_v1_depth_mv", "ptf_v1_ms")}
     for r in met:
         if r.criterion.feature == "ptf_v1_ms" and "ptf_v1_depth_mv" in ptf:
@@ -439,6 +452,46 @@ def statement(w, sid: str) -> None:
             ev.append(p)
         if len(ev) >= w.max_evidence:
             break
+    return ev
+
+
+def statements(w, sids: list[str]) -> None:
+    """The report statements in order; statements that the very same evidence fully supports share a sentence
+    ('T waves inverted in V2 and V3 point to ischemia in anterior leads and ischemia in anteroseptal leads')."""
+    groups: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for sid in sids:
+        v = evaluate(w.ctx, sid, w.kb)
+        key = None
+        if v.core_met and not v.conflicts and w.kb.entries[sid].category != "other":
+            ev = _evidence(w, sid)
+            key = w.render(" | ".join(ev)) if ev else None
+        if key is not None and key in seen:
+            groups[seen[key]].append(sid)
+            continue
+        if key is not None:
+            seen[key] = len(groups)
+        groups.append([sid])
+    for group in groups:
+        if len(group) == 1:
+            statement(w, group[0])
+            continue
+        ev = _evidence(w, group[0])
+        names = join([name_of(w, s) for s in group])
+        text = w.pick(f"{cap(join(ev))} point{'s' if len(ev) == 1 and not _plural_phrase(ev[0]) else ''} to "
+                      f"{names}.", f"The findings fit {names}, with {join(ev)}.")
+        if not w.emit(text):
+            for sid in group:
+                statement(w, sid)
+
+
+def statement(w, sid: str) -> None:
+    """One report statement with the evidence its met criteria give; named without evidence when none is met."""
+    v = evaluate(w.ctx, sid, w.kb)
+    entry = w.kb.entries[sid]
+    name = entry.name
+    be = "are" if _is_plural(name) else "is"
+    ev = _evidence(w, sid)
     if entry.category == "other":
         if sid == "NORM" and v.conflicts:
             w.emit(w.pick("Overall, the tracing is read as a normal ECG.", "The overall reading is a normal ECG."))

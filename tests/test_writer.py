@@ -214,8 +214,8 @@ def test_early_beats_by_ordinal_time_coupling_pause_qrs_and_p(kb):
         assert "no P wave before it" in text and "a P wave before it" in text
         assert "about two and a half seconds in" in text and "about five and a half seconds in" in text
         # each early beat has one origin: the narrow one is the atrial complex, the wide one the ventricular
-        pac = next(s for s in re.split(r"(?<=\.) ", text) if "premature atrial" in s)
-        pvc = next(s for s in re.split(r"(?<=\.) ", text) if "premature ventricular" in s)
+        pac = next(s for s in re.split(r"(?<=\.) ", text) if "premature atrial" in s.lower())
+        pvc = next(s for s in re.split(r"(?<=\.) ", text) if "premature ventricular" in s.lower())
         assert "fourth" in pac and "eighth" not in pac and "eighth" in pvc and "fourth" not in pvc
         assert validate_answer(text, ctx, kb=kb).accepted
 
@@ -229,7 +229,7 @@ def test_the_same_early_beats_are_never_called_both_atrial_and_ventricular(kb):
     assert [c.statement for c in record_conflicts(narrow_only, kb)] == ["PVC"]
     for seed in range(6):
         text = write_answer(narrow_only, seed=seed, kb=kb)
-        pvc = [s for s in re.split(r"(?<=\.) ", text) if "ventricular" in s]
+        pvc = [s for s in re.split(r"(?<=\.) ", text) if "premature ventricular" in s.lower()]
         assert pvc and not any(re.search(r"\bbeat\b|\d+ ms", s) for s in pvc), pvc
 
 
