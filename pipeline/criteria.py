@@ -70,7 +70,7 @@ class EntryVerdict:
     entry_id: str
     results: list[CriterionResult]
     conflicts: list[Conflict]
-    core_met: bool   # every required criterion met or unknown, the alternatives (if any) met, and something met
+    core_met: bool   # something met, no required criterion failing, and one alternative met where there are any
 
     def met(self, include_supportive: bool = True) -> list[CriterionResult]:
         """Met criteria in knowledge order; supportive ones only when the core holds (a strain pattern is no
@@ -185,7 +185,9 @@ def evaluate(ctx, entry_id: str, kb: KnowledgeBase) -> EntryVerdict:
             conflicts.append(Conflict(entry_id, " or ".join(m.criterion.text for m in failing),
                                       "; ".join(_readings_text(m.failing_readings or m.readings) for m in failing)))
     anything_met = any(r.status == "met" for r in results if r.criterion.role != "supportive")
-    core = anything_met and all(r.status != "unmet" for r in required) and alt_met is not False
+    # the core holds when something is met, no required criterion fails, and, where the entry has alternatives,
+    # one of them is met (an alternative that cannot be judged establishes nothing)
+    core = anything_met and all(r.status != "unmet" for r in required) and (alt_met is True if groups else True)
     verdict = EntryVerdict(entry_id, results, conflicts, core)
     cache[key] = verdict
     return verdict

@@ -130,8 +130,23 @@ def grouped(groups: dict[str, list[str]], n_leads: int, compact: bool) -> str:
         return f"{items[0][0]} throughout"
     if compact and n_leads >= 3 and len(items[0][1]) >= n_leads - 1 and len(items) == 2:
         word, leads = items[1]
+        word = word.replace(" (", ", ").rstrip(")") if word.endswith(")") else word  # no nested brackets
         return f"{items[0][0]} except in {lead_list(leads)} ({word})"
     return join([f"{word} in {lead_list(leads)}" for word, leads in groups.items()])
+
+
+def _t_body(words: dict[str, list[str]], amps: dict[str, str], n_leads: int, compact: bool) -> str:
+    """'upright in II and aVF and inverted in lead III (-0.21 mV)', or 'upright throughout (0.30 mV in lead II)',
+    or 'upright except in lead III (inverted, -0.21 mV)'."""
+    items = sorted(words.items(), key=lambda kv: -len(kv[1]))
+    if compact and len(items) == 1 and len(items[0][1]) == n_leads and n_leads >= 2:
+        word = items[0][0]
+        return f"{word} throughout" + (f" ({amps[word]})" if word in amps else "")
+    if compact and n_leads >= 3 and len(items) == 2 and len(items[0][1]) >= n_leads - 1 and items[0][0] not in amps:
+        word, leads = items[1]
+        return f"{items[0][0]} except in {lead_list(leads)} ({word}" + (f", {amps[word]})" if word in amps else ")")
+    return join([f"{word} in {lead_list(leads)}" + (f" ({amps[word]})" if word in amps else "")
+                 for word, leads in words.items()])
 
 
 class TerritoryWriter:
@@ -356,25 +371,25 @@ class TerritoryWriter:
         if not groups:
             return ""
         words: dict[str, list[str]] = {}
+        amps: dict[str, str] = {}
         for form, fs in groups.items():
             word = T_WORDS.get(form, form)
             if self.level >= 2:
                 with_amp = [f for f in fs if f.t_mv is not None]
                 if with_amp and (form != "positive" or len(groups) == 1):
                     big = max(with_amp, key=lambda f: abs(f.t_mv))
-                    word += f" ({w.cite('t_amp_mv', big.t_mv, big.lead)}" + \
-                        (f" in {lead_name(big.lead)})" if len(fs) > 1 else ")")
+                    amps[word] = w.cite("t_amp_mv", big.t_mv, big.lead) + \
+                        (f" in {lead_name(big.lead)}" if len(fs) > 1 else "")
             words[word] = [f.lead for f in fs]
+        body = _t_body(words, amps, len(self.facts), self.level <= 2)
         total = sum(len(fs) for fs in groups.values())
-        body = grouped(words, total, self.level <= 2 and not any("(" in k for k in list(words)[1:]))
         verb = "is" if total == 1 else "are"
         lead_in = w.pick(f"the T waves {verb} ", f"T waves {verb} ", "the T wave polarity is ",
                          "the T waves stand ", "T-wave polarity is ")
         if "polarity" in lead_in:
             body = body.replace("upright", "positive").replace("inverted", "negative")
-        elif lead_in.endswith("stand "):
-            if not body.startswith("upright"):
-                lead_in = f"the T waves {verb} "
+        elif lead_in.endswith("stand ") and (len(words) > 1 or "upright" not in words):
+            lead_in = f"the T waves {verb} "
         return lead_in.replace("waves is", "wave is") + body
 
     def p_text(self) -> str:

@@ -48,7 +48,10 @@ def cap(text: str) -> str:
 
 
 def _is_plural(name: str) -> bool:
-    words = name.lower().split()
+    """Whether a statement's name takes 'are': its head noun, before 'in' / 'of' / 'for' ('ischemia in lateral
+    leads' is singular, 'premature atrial complexes' plural)."""
+    name = re.split(r" (?:in|of|for) ", name.lower())[0]
+    words = name.split()
     return (words[-1].endswith("s") and words[-1] not in ("sinus", "axis")) or words[0] in ("changes", "criteria") \
         or (len(words) > 1 and words[1] == "criteria")
 
@@ -327,7 +330,7 @@ def intervals(w) -> None:
                               "give ")) + join(first) + ".")
         if second:
             w.emit(cap(w.pick("ventricular repolarisation gives ", "for repolarisation there is ",
-                              "repolarisation shows ", "the repolarisation interval is ")) + join(second) + ".")
+                              "repolarisation shows ", "repolarisation takes ")) + join(second) + ".")
     else:
         # the same values, the intervals as subjects: 'The PR interval measures 160 ms, the QRS ...'
         verbs = {"pr": ("measures", "is"), "qrs": ("measures", "is"), "qt": ("measures", "is"),
