@@ -115,6 +115,7 @@ class _Writer:
         self.sections: list[str] = []   # the section of each sentence (what _trim may drop first)
         self.section = ""
         self.said_relative_st = False  # the walk explains once that the ST is placed against the QRS size
+        self.st_said_globally = False  # the compact walk said the ST for all leads at once
         self.named: set[str] = set()
         self._pending: list[Citation] = []
 
@@ -185,6 +186,12 @@ class _Writer:
             elif section == "intervals":
                 wt.intervals(self)
             elif section in ("walk", "walk_with_statements"):
+                if self.level == 1:
+                    from pipeline.writer_leads import global_st
+
+                    self.section = "walk:st"
+                    text = global_st(self)
+                    self.st_said_globally = bool(text) and self.emit(text)
                 for name in order:
                     self.section = f"walk:{name}"
                     for s in TerritoryWriter(self, name, self.level).sentences():
@@ -278,7 +285,8 @@ def write(ctx: GroundingContext, seed: int = 0, kb: KnowledgeBase | None = None)
         return b if len(b.text.split()) <= MAX_WORDS else a
     if n <= MAX_WORDS:
         return a
-    for step in ((2, 2, False, 1), (1, 2, False, 1), (1, 1, False, 0)):
+    # the early beats keep their detail longest: they are what a reader cannot see at a glance
+    for step in ((2, 2, False, 2), (1, 2, False, 2), (1, 1, False, 1), (1, 1, False, 0)):
         a = attempt(*step)
         if len(a.text.split()) <= MAX_WORDS:
             return a

@@ -84,6 +84,10 @@ def lead_facts(ctx, lead: str) -> LeadFacts:
     if f.t_form in ("absent",):
         f.t_form = None
     f.t_mv = val("t_amp_mv")
+    if f.t_form in ("positive", "negative") and f.t_mv is not None and (f.t_mv > 0) != (f.t_form == "positive"):
+        # the lead's most common T form and its median amplitude disagree (a T that changes from beat to beat):
+        # neither is stated
+        f.t_form = f.t_mv = None
     f.p_form = val("p_form")
     if f.p_form == "absent":
         f.p_form = None
@@ -122,29 +126,14 @@ def word_article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def grouped(groups: dict[str, list[str]], n_leads: int, compact: bool) -> str:
-    """'upright in II and aVF and flat in lead III', or compactly 'upright except in lead III (flat)' when one
-    word covers most leads, 'upright throughout' when it covers all ``n_leads``."""
-    items = sorted(groups.items(), key=lambda kv: -len(kv[1]))
-    if compact and len(items[0][1]) == n_leads and n_leads >= 2:
-        return f"{items[0][0]} throughout"
-    if compact and n_leads >= 3 and len(items[0][1]) >= n_leads - 1 and len(items) == 2:
-        word, leads = items[1]
-        word = word.replace(" (", ", ").rstrip(")") if word.endswith(")") else word  # no nested brackets
-        return f"{items[0][0]} except in {lead_list(leads)} ({word})"
+def grouped(groups: dict[str, list[str]], n_leads: int = 0, compact: bool = False) -> str:
+    """'upright in II and aVF and flat in lead III': every word with its leads named. No 'throughout' and no
+    'except': a reader (and the validator) must see which leads each word is about."""
     return join([f"{word} in {lead_list(leads)}" for word, leads in groups.items()])
 
 
-def _t_body(words: dict[str, list[str]], amps: dict[str, str], n_leads: int, compact: bool) -> str:
-    """'upright in II and aVF and inverted in lead III (-0.21 mV)', or 'upright throughout (0.30 mV in lead II)',
-    or 'upright except in lead III (inverted, -0.21 mV)'."""
-    items = sorted(words.items(), key=lambda kv: -len(kv[1]))
-    if compact and len(items) == 1 and len(items[0][1]) == n_leads and n_leads >= 2:
-        word = items[0][0]
-        return f"{word} throughout" + (f" ({amps[word]})" if word in amps else "")
-    if compact and n_leads >= 3 and len(items) == 2 and len(items[0][1]) >= n_leads - 1 and items[0][0] not in amps:
-        word, leads = items[1]
-        return f"{items[0][0]} except in {lead_list(leads)} ({word}" + (f", {amps[word]})" if word in amps else ")")
+def _t_body(words: dict[str, list[str]], amps: dict[str, str], n_leads: int = 0, compact: bool = False) -> str:
+    """'upright in II and aVF and inverted in lead III (-0.21 mV)'."""
     return join([f"{word} in {lead_list(leads)}" + (f" ({amps[word]})" if word in amps else "")
                  for word, leads in words.items()])
 
@@ -170,9 +159,12 @@ class TerritoryWriter:
                 return out
         where = w.pick(*TERRITORY_WORDS[self.name])
         forms = self.forms_text()
-        extra = [self.q_text(), self.p_text()] if self.level >= 2 else []
+        # the P wave is said in every answer (lead II's, else V1's), the Q waves from level 2
+        extra = [self.q_text(), self.p_text()] if self.level >= 2 else \
+            [self.p_text()] if self.name == "inferior" or (self.name == "anterior" and "II" not in w.facts) else []
         extra = [x for x in extra if x]
-        repol = [x for x in (self.st_text(), self.t_text()) if x]
+        st = "" if (self.level == 1 and w.st_said_globally) else self.st_text()
+        repol = [x for x in (st, self.t_text()) if x]
         if not forms and not repol:
             return []
         first = w.rng.randrange(3)
@@ -300,7 +292,7 @@ class TerritoryWriter:
         return join([f"{self.w.cite('st_j_mv', f.st_mv, f.lead)} in {lead_name(f.lead)}" for f in fs])
 
     def st_text(self) -> str:
-        """A clause with a verb: 'the ST segment lies below the baseline in V5 and V6 (down to -0.25 mV in V5),
+        """A clause with a verb: 'the ST segment lies below the baseline in V5 and V6 (deepest -0.25 mV in V5),
         elsewhere near it'. Level 3 gives every lead's value, lower levels the extreme one."""
         w = self.w
         with_mv = [f for f in self.facts if f.st_mv is not None]
@@ -319,7 +311,7 @@ class TerritoryWriter:
                     vals = f" ({self._values(group)})"
                 else:
                     ext = min(group, key=lambda f: f.st_mv) if low else max(group, key=lambda f: f.st_mv)
-                    vals = f" ({'down' if low else 'up'} to {w.cite('st_j_mv', ext.st_mv, ext.lead)} in " \
+                    vals = f" ({'deepest' if low else 'highest'} {w.cite('st_j_mv', ext.st_mv, ext.lead)} in " \
                            f"{lead_name(ext.lead)})"
                 where = f" in {lead_list([f.lead for f in group])}" if len(group) < len(with_mv) or \
                     self.level < 3 and len(group) > 1 else ""
@@ -372,15 +364,17 @@ class TerritoryWriter:
             return ""
         words: dict[str, list[str]] = {}
         amps: dict[str, str] = {}
+        # one amplitude per clause, for the most abnormal form: two signed values in one clause read ambiguously
+        rank = {"negative": 0, "flat": 3, "biphasic": 2, "positive": 1}
         for form, fs in groups.items():
-            word = T_WORDS.get(form, form)
-            if self.level >= 2:
-                with_amp = [f for f in fs if f.t_mv is not None]
-                if with_amp and (form != "positive" or len(groups) == 1):
-                    big = max(with_amp, key=lambda f: abs(f.t_mv))
-                    amps[word] = w.cite("t_amp_mv", big.t_mv, big.lead) + \
-                        (f" in {lead_name(big.lead)}" if len(fs) > 1 else "")
-            words[word] = [f.lead for f in fs]
+            words[T_WORDS.get(form, form)] = [f.lead for f in fs]
+        if self.level >= 2:
+            form = min(groups, key=lambda x: rank.get(x, 9))
+            fs = [f for f in groups[form] if f.t_mv is not None]
+            if fs and form != "flat" and (form != "positive" or len(groups) == 1):
+                big = max(fs, key=lambda f: abs(f.t_mv))
+                amps[T_WORDS.get(form, form)] = w.cite("t_amp_mv", big.t_mv, big.lead) + \
+                    (f" in {lead_name(big.lead)}" if len(groups[form]) > 1 else "")
         body = _t_body(words, amps, len(self.facts), self.level <= 2)
         total = sum(len(fs) for fs in groups.values())
         verb = "is" if total == 1 else "are"
@@ -406,6 +400,24 @@ class TerritoryWriter:
         d = f" ({join(detail)})" if detail else ""
         word = P_WORDS[f.p_form]
         return f"{word_article(word)} {word} P wave in {lead_name(f.lead)}{d}"
+
+
+def global_st(w) -> str:
+    """One sentence for the ST segment of the whole tracing when it is near the baseline in every measured lead
+    (the compact walk then leaves the ST out of each territory); '' otherwise."""
+    facts = [f for f in w.facts.values()]
+    with_mv = [f for f in facts if f.st_mv is not None]
+    lo, hi = w.st_bounds
+    if with_mv and len(with_mv) == len(facts) and all(lo < f.st_mv < hi for f in with_mv):
+        far = max(with_mv, key=lambda f: abs(f.st_mv))
+        return w.pick("The ST segment stays near the baseline in every lead, the largest deviation being "
+                      f"{w.cite('st_j_mv', far.st_mv, far.lead)} in {lead_name(far.lead)}.",
+                      f"In every lead the ST segment is close to the baseline (largest "
+                      f"{w.cite('st_j_mv', far.st_mv, far.lead)} in {lead_name(far.lead)}).")
+    if facts and all(f.st_mv is None and f.st_place == "baseline" for f in facts):
+        return w.pick("Judged against each lead's QRS size, the ST segment lies at the baseline in every lead.",
+                      "In every lead the ST segment, relative to the QRS size, lies at the baseline.")
+    return ""
 
 
 def cap(text: str) -> str:

@@ -80,23 +80,35 @@ def rhythm(w) -> None:
         elif not regular and not n_early and w.value("rr_sd_ms") is not None:
             rr_bits.append(f"RR intervals that vary, with an RR standard deviation of "
                            f"{w.cite('rr_sd_ms', w.value('rr_sd_ms'))}")
-        elif n_early:
+        elif n_early and w.level >= 2:  # the compact answer leaves the basic cycle to the early beats' RRs
             basic = derived.record_value(w.ctx, "basic_rr_ms")
             if basic is not None:
                 rr_bits.append(w.pick(f"a basic RR interval of {w.cite('rr_ms', basic)} interrupted by early beats",
                                       f"an underlying RR interval of {w.cite('rr_ms', basic)} apart from the early "
                                       f"beat{'s' if n_early > 1 else ''}"))
     p_present = rec.get("p_waves_present")
+    # a fact that argues against a report statement is left unsaid (the report stands): no 'no P waves' in a
+    # sinus rhythm, no 'a P wave before every QRS' in atrial fibrillation, no 'regular' in atrial fibrillation
+    closure = w.kb.closure(w.statements)
+    expect_p = False if closure & {"AFIB", "AFLT"} else True if closure & {"SR", "SBRAD", "STACH", "SARRH"} else None
+    unresolved = expect_p is not None and p_present is not None and p_present != expect_p
+    if unresolved:
+        p_present = None
+    if "AFIB" in closure and regular:
+        rr_bits = []
     p_bit = ""
     if p_present is True:
         p_bit = w.pick("a P wave before every QRS complex", "each QRS preceded by a P wave",
                        "a P wave ahead of each QRS")
     elif p_present is False:
         p_bit = w.pick("no consistent P wave ahead of the QRS complexes", "no organised P waves before the QRS")
+    elif unresolved:  # the measurement and the report disagree about P waves: say only that they are not timed
+        p_bit = w.pick("P waves that cannot be timed reliably against the QRS",
+                       "P waves that the measurement cannot time reliably against the QRS")
     tail = join([*rr_bits, p_bit])
     if names and not conflicted:
         rate = w.cite("hr_bpm", hr) if hr is not None else ""
-        if "rhythm" in names:  # 'sinus rhythm', 'paced rhythm': not 'the rhythm is sinus rhythm'
+        if re.search(r"\brhythm\b", names):  # 'sinus rhythm', 'paced rhythm': not 'the rhythm is sinus rhythm'
             head = w.pick(f"The tracing shows {names}" + (f" at {rate}" if rate else ""),
                           f"This 12-lead ECG shows {names}" + (f" with a heart rate of {rate}" if rate else ""),
                           f"There is {names}" + (f", rate {rate}" if rate else ""))
@@ -136,26 +148,26 @@ def _singular(w, sid: str) -> str:
     return name
 
 
-def _first_beat(w, e) -> str:
-    """The first early beat of a group: ordinal and time, then (by detail) RR before and after, QRS, P wave."""
-    head = f"the {ordinal(e.ordinal)} beat ({seconds_in_words(e.time_ms or 0.0)})"
-    if w.ectopy_detail == 0:
-        return head + (f", after an RR of {w.cite('rr_ms', e.coupling_ms)}" if e.coupling_ms is not None else "")
-    bits = []
-    if e.coupling_ms is not None and e.next_rr_ms is not None:
-        bits.append(w.pick(f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)} and is followed by an RR of "
-                           f"{w.cite('rr_ms', e.next_rr_ms)}",
-                           f"is coupled at an RR of {w.cite('rr_ms', e.coupling_ms)} with an RR of "
-                           f"{w.cite('rr_ms', e.next_rr_ms)} after it"))
-        if e.compensatory:
-            bits[-1] += ", a fully compensatory pause"
-    elif e.coupling_ms is not None:
-        bits.append(f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}")
+def _beat_detail(w, e) -> str:
+    """What one early beat does, by detail: the RR before and after it, then its QRS and P wave. The QRS is said
+    of 'this early beat', so a reader (and the validator) takes it for the beat's own."""
+    if w.ectopy_detail == 0 or e.coupling_ms is None:
+        return f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}" if e.coupling_ms is not None else \
+            "comes early"
+    if e.next_rr_ms is not None:
+        text = w.pick(f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)} and is followed by an RR of "
+                      f"{w.cite('rr_ms', e.next_rr_ms)}",
+                      f"is coupled at an RR of {w.cite('rr_ms', e.coupling_ms)} with an RR of "
+                      f"{w.cite('rr_ms', e.next_rr_ms)} after it")
+        if e.compensatory:  # the two RR intervals make up two basic cycles: a full compensatory pause
+            text += w.pick(", together two basic cycles", ", the two making two basic cycles")
+    else:
+        text = f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}"
     tail = []
-    if e.qrs_ms is not None and w.ectopy_detail >= 1:
+    if e.qrs_ms is not None:
         tail.append(f"a QRS of {w.cite('qrs_ms', e.qrs_ms)}")
     tail.append("a P wave before it" if e.p_before else "no P wave before it")
-    return head + (" " + bits[0] if bits else "") + ", with " + join(tail)
+    return text + ", and this early beat has " + join(tail)
 
 
 def _other_beat(w, e, detail: int) -> str:
@@ -166,7 +178,15 @@ def _other_beat(w, e, detail: int) -> str:
     return f"the {ordinal(e.ordinal)} beat" + (f" ({', '.join(bits)})" if bits else "")
 
 
+def _ordinals(beats) -> str:
+    """'the second beat', 'the second, fourth and tenth beats'."""
+    words = [ordinal(e.ordinal) for e in beats]
+    return f"the {join(words)} beat{'s' if len(words) > 1 else ''}"
+
+
 def ectopy(w) -> None:
+    """The early beats: their total, then each origin's beats by ordinal, the first of them in full. Counts are
+    only of all early beats (a subgroup is named by its ordinals), so no number can be read as the total."""
     beats = derived.ectopic_beats(w.ctx)
     wanted = [i for i in w.statements if i in ECTOPY]
     if not beats:
@@ -178,30 +198,49 @@ def ectopy(w) -> None:
         return
     dominant = derived.record_value(w.ctx, "dominant_qrs_ms")
     narrow = dominant is not None and dominant < cutoff("qrs_wide_ms")
-    kinds = {"supraventricular": ("narrow early beat" if narrow else "early beat shaped like the conducted beats"),
-             "ventricular": "wide early beat unlike the conducted beats",
-             "unclassified": "early beat of uncertain origin"}
+    # 'early' in every predicate: a beat named by its ordinal is said to be early, never just 'like the others'
+    kinds = {"supraventricular": ("early and narrow, shaped like the dominant beats" if narrow else
+                                  "early but shaped like the dominant beats"),
+             "ventricular": "early and wide, unlike the dominant beats",
+             "unclassified": "early, of uncertain origin (unlike the dominant beats but not wide)"}
+    if w.level == 1:  # the compact answer keeps the beats' numbers, not the words around them
+        kinds = {"supraventricular": "early and narrow" if narrow else "early but shaped like the dominant beats",
+                 "ventricular": "early and wide", "unclassified": "early, of uncertain origin"}
     statement_for = {"supraventricular": "PAC", "ventricular": "PVC"}
-    for origin in ("supraventricular", "ventricular", "unclassified"):
-        own = [e for e in beats if e.origin == origin]
-        if not own:
-            continue
-        n = len(own)
-        kind = kinds[origin] if n == 1 else kinds[origin].replace("beat", "beats", 1)
-        head = w.pick(f"{cap(_count(n))} {kind} {'interrupts' if n == 1 else 'interrupt'} the rhythm",
-                      f"There {'is' if n == 1 else 'are'} {_count(n)} {kind}")
+    n = len(beats)
+    groups = [(o, [e for e in beats if e.origin == o]) for o in ("supraventricular", "ventricular", "unclassified")]
+    groups = [(o, own) for o, own in groups if own]
+    intro = w.pick(f"{cap(_count(n))} early beat{'s' if n != 1 else ''} interrupt{'s' if n == 1 else ''} the rhythm",
+                   f"There {'is' if n == 1 else 'are'} {_count(n)} early beat{'s' if n != 1 else ''}")
+    sentences = []
+    for origin, own in groups:
         sid = statement_for.get(origin)
+        named = ""
         if sid in wanted and evaluate(w.ctx, sid, w.kb).core_met:
-            head += f", {'a ' + _singular(w, sid) if n == 1 else name_of(w, sid)}"
-        parts = [_first_beat(w, own[0])]
-        rest = own[1:4]
-        if rest:
-            more = n - 1 - len(rest)
-            parts.append(join([_other_beat(w, e, w.ectopy_detail) for e in rest]) +
-                         (f" and {_count(more)} more" if more > 0 else "") +
-                         (" come" if len(rest) + max(more, 0) > 1 else " comes") + " early as well")
-        text = head + ": " + "; ".join(parts) + "."
-        w.emit(text)
+            named = f", {'a ' + _singular(w, sid) if len(own) == 1 else name_of(w, sid)}"
+        first = own[0]
+        when = f" ({seconds_in_words(first.time_ms or 0.0)})"
+        if len(own) == 1:
+            subject = "it" if len(groups) == 1 and n == 1 else _ordinals(own)
+            text = f"{subject}{when if subject != 'it' else ''} is {kinds[origin]}{named}: it {_beat_detail(w, first)}"
+            if subject == "it":
+                text = f"the {ordinal(first.ordinal)} beat{when} is {kinds[origin]}{named}: it " \
+                       f"{_beat_detail(w, first)}"
+        else:
+            shown = own[:6]
+            which = _ordinals(shown) + (f" and {len(own) - len(shown)} more" if len(own) > len(shown) else "")
+            text = f"{which} are {kinds[origin]}{named}; the {ordinal(first.ordinal)}{when} {_beat_detail(w, first)}"
+            rest = own[1:4] if w.ectopy_detail >= 1 else []
+            if rest:
+                text += "; " + join([_other_beat(w, e, w.ectopy_detail) for e in rest]) + \
+                    (" come" if len(rest) > 1 else " comes") + " early as well"
+        sentences.append(text)
+    if len(groups) == 1:
+        w.emit(intro + ": " + sentences[0] + ".")
+    else:
+        w.emit(intro + ".")
+        for text in sentences:
+            w.emit(cap(text) + ".")
     for sid in wanted:
         if sid in ("BIGU", "TRIGU") and evaluate(w.ctx, sid, w.kb).core_met:
             every = "every other beat" if sid == "BIGU" else "every third beat"
@@ -288,12 +327,12 @@ def intervals(w) -> None:
     named = {i: name_of(w, i) for i in stmt}
     if pr is not None and w.rec.get("p_waves_present") is not False:
         long_, short = cutoffs()["pr_prolonged_ms"].abnormal(pr), cutoffs()["pr_short_ms"].abnormal(pr)
-        text = f"a PR interval of {w.cite('pr_ms', pr)}"
         dx = next((named.pop(i) for i in ("1AVB", "LPR", "SPR", "WPW") if i in named), None)
+        # 'lengthened' / 'only': not 'longer than normal', which a reader may take for 'normal'
+        text = f"a {'lengthened ' if long_ and not dx else ''}PR interval of {'only ' if short and not dx else ''}" \
+               f"{w.cite('pr_ms', pr)}"
         if dx:
             text += f" ({dx})"
-        elif long_ or short:
-            text += ", longer than normal" if long_ else ", shorter than normal"
         parts.append(("pr", text))
     elif w.rec.get("p_waves_present") is False:
         parts.append(("pr", "no measurable PR interval"))
@@ -314,11 +353,13 @@ def intervals(w) -> None:
             who = {"male": " for a man", "female": " for a woman"}.get(sex or "", "")
             text += f", above the upper limit of normal{who}"
         elif q["qtc_short_ms"].abnormal(qtc):
-            text += ", shorter than normal"
+            text = text.replace(" of \x00", " of only \x00")
         parts.append(("qtc", text))
     if not parts:
         return
     style = w.rng.randrange(4)
+    if style == 1 and w.level == 1:
+        style = 0  # one sentence in the compact answer
     if style == 0:
         w.emit(cap(w.pick("the intervals show ", "measured intervals are ", "the tracing has ",
                           "interval measurements give ")) + join([p for _, p in parts]) + ".")
@@ -337,11 +378,13 @@ def intervals(w) -> None:
                  "qtc": ("comes to", "is")}
         clauses = []
         for k, p in parts:
-            m = re.match(r"an? (.*?) (?:of|duration of) (\x00\d+\x00)(.*)", p)
+            m = re.match(r"an? (.*?) (?:of|duration of) (?:only )?(\x00\d+\x00)(.*)", p)
             if m is None:
                 clauses.append(p)
                 continue
-            clauses.append(f"the {m.group(1).strip()} {w.pick(*verbs[k])} {m.group(2)}{m.group(3)}")
+            # no width word here: 'the PR interval is 110 ms, the narrow QRS' reads as a narrow PR to a parser
+            subject = re.sub(r"^(?:narrow|wide|lengthened) ", "", m.group(1).strip())
+            clauses.append(f"the {subject} {w.pick(*verbs[k])} {m.group(2)}{m.group(3)}")
         w.emit(cap(join(clauses)) + ".")
     for sid in named:  # interval statements not attached to their interval above
         statement(w, sid)

@@ -43,7 +43,7 @@ def test_knowledge_files_spell_no_threshold(kb):
     """Every numeric threshold of a criterion comes from knowledge/cutoffs.yaml; the criterion texts quote only
     numbers of the cut-off they use."""
     for f in KNOWLEDGE_DIR.glob("*.yaml"):
-        if f.name in ("cutoffs.yaml", "references.yaml"):
+        if f.name in ("cutoffs.yaml", "references.yaml", "vocabulary.yaml"):
             continue
         for e in yaml.safe_load(f.read_text(encoding="utf-8"))["entries"]:
             for c in e.get("criteria", []):
