@@ -286,7 +286,7 @@ def write(ctx: GroundingContext, seed: int = 0, kb: KnowledgeBase | None = None)
     if n <= MAX_WORDS:
         return a
     # the early beats keep their detail longest: they are what a reader cannot see at a glance
-    for step in ((2, 2, False, 2), (1, 2, False, 2), (1, 1, False, 1), (1, 1, False, 0)):
+    for step in ((2, 2, False, 2), (1, 2, False, 2), (1, 1, False, 2), (1, 1, False, 1), (1, 1, False, 0)):
         a = attempt(*step)
         if len(a.text.split()) <= MAX_WORDS:
             return a

@@ -229,7 +229,9 @@ class TerritoryWriter:
             bits.append({"baseline": "the ST segment at the baseline", "above": "the ST segment above the baseline",
                          "below": "the ST segment below the baseline"}[f.st_place])
         if f.t_form:  # 'the T wave inverted', not 'an inverted T wave' (which names a T-wave inversion)
-            bits.append(f"the T wave {T_WORDS.get(f.t_form, f.t_form)}")
+            word = T_WORDS.get(f.t_form, f.t_form)
+            bits.append(w.pick(f"the T wave {word}", f"its T wave {word}",
+                               f"the T wave {word}{', as expected there' if f.t_form == 'negative' else ''}"))
         if not bits:
             return []
         # never start a sentence with 'aVR': a lower-case start hides the sentence boundary from a reader's parser
@@ -321,7 +323,7 @@ class TerritoryWriter:
                 else:
                     parts.append(w.pick(f"the ST segment is raised{where}{vals}",
                                         f"the J point sits high{where}{vals}"))
-            if near:
+            if near and not (parts and self.level == 1):  # the compact walk names only the leads off the baseline
                 if self.level >= 3 or (len(near) == 1 and not parts):
                     vals = f" ({self._values(near)})"
                 elif self.level == 2 and not parts:
@@ -399,7 +401,10 @@ class TerritoryWriter:
             detail.append(w.cite("p_ms", f.p_ms, f.lead))
         d = f" ({join(detail)})" if detail else ""
         word = P_WORDS[f.p_form]
-        return f"{word_article(word)} {word} P wave in {lead_name(f.lead)}{d}"
+        lead = lead_name(f.lead)
+        # never "lead II's P wave": a possessive hides the lead name from a reader's parser
+        return w.pick(f"{word_article(word)} {word} P wave in {lead}{d}", f"the P wave {word} in {lead}{d}",
+                      f"P waves {word} in {lead}{d}")
 
 
 def global_st(w) -> str:

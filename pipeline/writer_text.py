@@ -75,8 +75,10 @@ def rhythm(w) -> None:
     rr_bits = []
     if regular is not None and w.value("rr_mean_ms") is not None:
         if regular and not n_early:
-            rr_bits.append(w.pick(f"regular RR intervals averaging {w.cite('rr_mean_ms', w.value('rr_mean_ms'))}",
-                                  f"a regular rhythm, RR intervals averaging {w.cite('rr_mean_ms', w.value('rr_mean_ms'))}"))
+            rr = w.cite("rr_mean_ms", w.value("rr_mean_ms"))
+            rr_bits.append(w.pick(f"regular RR intervals averaging {rr}", f"a regular rhythm, RR intervals averaging {rr}",
+                                  f"evenly spaced RR intervals with a mean of {rr}",
+                                  f"regular RR intervals, {rr} on average"))
         elif not regular and not n_early and w.value("rr_sd_ms") is not None:
             rr_bits.append(f"RR intervals that vary, with an RR standard deviation of "
                            f"{w.cite('rr_sd_ms', w.value('rr_sd_ms'))}")
@@ -293,14 +295,15 @@ def axis(w) -> None:
         if neg:
             bits.append(f"{w.pick('mainly', 'predominantly', 'largely')} negative in {lead_list(neg)}")
         bits_text = join(bits)
-        polar = w.pick("with the QRS ", "with the net QRS ") + bits_text
+        polar = w.pick("with the QRS ", "with the net QRS ", "as the QRS is ", "the QRS being ") + bits_text
     supported = [i for i in ids if evaluate(w.ctx, i, w.kb).core_met]
     other = [i for i in ids if i not in supported]
     names = join([name_of(w, i) for i in supported])
     if ax is not None:
         head = w.pick(f"The frontal QRS axis is {w.cite('qrs_axis_deg', ax)}",
                       f"The QRS axis lies at {w.cite('qrs_axis_deg', ax)}",
-                      f"The electrical axis measures {w.cite('qrs_axis_deg', ax)}")
+                      f"The electrical axis measures {w.cite('qrs_axis_deg', ax)}",
+                      f"In the frontal plane the QRS axis points to {w.cite('qrs_axis_deg', ax)}")
         text = head + (f", {polar}" if polar else "") + (f", in keeping with {names}" if names else "") + "."
     elif polar:
         quadrant = _quadrant(pols)
@@ -358,9 +361,14 @@ def intervals(w) -> None:
     if not parts:
         return
     style = w.rng.randrange(4)
-    if style == 1 and w.level == 1:
-        style = 0  # one sentence in the compact answer
-    if style == 0:
+    if w.level == 1:  # the compact answer: the values in one short sentence
+        short = []
+        for k, p in parts:
+            m = re.match(r"an? (?:lengthened |narrow |wide )?(.*?) (?:of|duration of) (?:only )?(\x00\d+\x00)(.*)", p)
+            short.append(f"{m.group(1).replace(' interval', '').replace(' duration', '')} {m.group(2)}{m.group(3)}"
+                         if m else p)
+        w.emit(w.pick("The intervals are ", "Intervals: ", "Measured intervals are ") + join(short) + ".")
+    elif style == 0:
         w.emit(cap(w.pick("the intervals show ", "measured intervals are ", "the tracing has ",
                           "interval measurements give ")) + join([p for _, p in parts]) + ".")
     elif style == 1:
@@ -396,7 +404,9 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
     """A phrase stating the met values of one criterion, with their leads; '' when nothing can be said."""
     c = r.criterion
     col = c.feature
-    met = r.met_readings
+    # a value is evidence only when it meets the criterion as written too (0.0996 mV is 'flat' but reads 0.10)
+    met = [x for x in r.met_readings if isinstance(x.value, (bool, str)) or
+           c.test(_as_written(col, x.value), w.sex) is not False]
     if not met:
         return ""
     if met[0].lead is None:
@@ -471,7 +481,7 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
             return "T waves " + join([f"{k} in {lead_list(v)}" for k, v in groups.items()])
         if col == "r_peak_time_ms":
             return f"a late R-peak time in {names}"
-    label = {"st_j_mv": "an ST level of", "st_j60_mv": "a mid-ST level of", "t_amp_mv": "a T wave of",
+    label = {"st_j_mv": "an ST level of", "st_j60_mv": "a mid-ST level of", "t_amp_mv": _t_label(c),
              "q_ms": "Q waves lasting", "q_amp_mv": "Q waves", "r_amp_mv": "an R wave of", "s_amp_mv": "an S wave",
              "s_ms": "a broad S wave of", "p_amp_mv": "a P wave of", "p_ms": "a P wave duration of"}.get(col)
     if label is None:
@@ -529,6 +539,17 @@ def statements(w, sids: list[str]) -> None:
         if not w.emit(text):
             for sid in group:
                 statement(w, sid)
+
+
+def _as_written(column: str, value: float) -> float:
+    """``value`` rounded as the writer prints it (mV to 2 decimals, everything else to integers)."""
+    return round(value, 2) if column.endswith("_mv") else float(round(value))
+
+
+def _t_label(c) -> str:
+    """How T-wave evidence is introduced: by what the criterion looks for (flat, inverted, tall)."""
+    return {"t_flat_mv": "low T waves of", "t_inversion_mv": "T waves reaching", "t_tall_limb_mv": "tall T waves of",
+            "t_tall_precordial_mv": "tall T waves of"}.get(c.cutoff or "", "a T wave of")
 
 
 def statement(w, sid: str) -> None:
