@@ -166,7 +166,7 @@ def _beat_detail(w, e) -> str:
     else:
         text = f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}"
     tail = []
-    if e.qrs_ms is not None:
+    if e.qrs_ms is not None and w.ctx.citable("qrs_ms"):  # a beat's QRS is as reliable as the record's
         tail.append(f"a QRS of {w.cite('qrs_ms', e.qrs_ms)}")
     tail.append("a P wave before it" if e.p_before else "no P wave before it")
     return text + ", and this early beat has " + join(tail)
@@ -442,10 +442,11 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
             return "a PR interval that changes from beat to beat"
         if col == "p_morphology_count":
             return f"{_count(int(v))} different P-wave shapes in lead II"
-        if col == "ptf_v1_depth_mv":
-            return f"a negative P wave of {w.cite('p_amp_mv', v, 'V1')} in V1"
+        if col == "ptf_v1_depth_mv":  # said as V1's P amplitude: cited only where that is citable
+            return f"a negative P wave of {w.cite('p_amp_mv', v, 'V1')} in V1" if w.ctx.citable("p_amp_mv", "V1") \
+                else ""
         if col == "ptf_v1_ms":
-            return f"a negative P wave in V1 lasting {w.cite('p_ms', v, 'V1')}"
+            return f"a negative P wave in V1 lasting {w.cite('p_ms', v, 'V1')}" if w.ctx.citable("p_ms", "V1") else ""
         return ""
     leads = met[:max_leads]
     names = lead_list([r_.lead for r_ in leads])
@@ -502,7 +503,7 @@ def _evidence(w, sid: str) -> list[str]:
         if r.criterion.feature == "ptf_v1_ms" and "ptf_v1_depth_mv" in ptf:
             continue  # said with the depth, in one phrase
         p = evidence_phrase(w, r)
-        if r.criterion.feature == "ptf_v1_depth_mv" and "ptf_v1_ms" in ptf:
+        if r.criterion.feature == "ptf_v1_depth_mv" and "ptf_v1_ms" in ptf and p and w.ctx.citable("p_ms", "V1"):
             p += f", lasting {w.cite('p_ms', ptf['ptf_v1_ms'].readings[0].value, 'V1')}"
         if p and p not in ev:
             ev.append(p)
