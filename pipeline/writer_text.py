@@ -358,6 +358,15 @@ def intervals(w) -> None:
         elif q["qtc_short_ms"].abnormal(qtc):
             text = text.replace(" of \x00", " of only \x00")
         parts.append(("qtc", text))
+    # an interval whose value is not citable (a low-confidence measurement) is named as such, never stated
+    unsure = [label for col, label in (("pr_ms", "PR interval"), ("qrs_ms", "QRS duration"), ("qt_ms", "QT interval"))
+              if w.rec.get(col) is not None and not w.ctx.citable(col)
+              and (col != "pr_ms" or w.rec.get("p_waves_present") is not False)]
+    if unsure:
+        w.section = "intervals"
+        w.emit(w.pick(f"The {join(unsure)} cannot be measured reliably on this tracing.",
+                      f"On this tracing the {join(unsure)} {'is' if len(unsure) == 1 else 'are'} not reliably "
+                      f"measurable."))
     if not parts:
         return
     style = w.rng.randrange(4)

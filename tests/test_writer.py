@@ -323,3 +323,16 @@ def test_format_value_rounds_like_the_validator():
     assert format_value("st_j_mv", -0.004) == "0.00 mV"
     assert format_value("qrs_axis_deg", -45.2) == "-45 degrees"
     assert format_value("hr_bpm", 59.5) == "60 bpm"
+
+
+def test_values_the_context_may_not_cite_are_never_stated(kb):
+    """Low-confidence values (wip-measure's confidences answer through GroundingContext.uncitable_reason) are
+    named as not reliably measurable, never given as numbers; the early beat's QRS follows the record's."""
+    ctx = _two_kinds_of_early_beats(["SR", "PAC", "PVC"])
+    ctx.uncitable_reason = lambda column, lead=None: "low_confidence" if column in ("pr_ms", "qrs_ms") or \
+        (column == "st_j_mv" and lead == "V2") else None
+    for seed in range(4):
+        a = write(ctx, seed=seed, kb=kb)
+        assert not [c for c in a.citations if c.column in ("pr_ms", "qrs_ms") or (c.column, c.lead) == ("st_j_mv", "V2")]
+        assert "not reliably measurable" in a.text or "cannot be measured reliably" in a.text
+        assert "PR interval" in a.text and "QRS duration" in a.text
