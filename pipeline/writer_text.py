@@ -209,6 +209,13 @@ def ectopy(w) -> None:
         kinds = {"supraventricular": "early and narrow" if narrow else "early but shaped like the dominant beats",
                  "ventricular": "early and wide", "unclassified": "early, of uncertain origin"}
     statement_for = {"supraventricular": "PAC", "ventricular": "PVC"}
+    in_af = bool(w.kb.closure(w.statements) & {"AFIB", "AFLT"})
+    if in_af:
+        # in atrial fibrillation or flutter an 'early' conducted beat is just the irregular rhythm: only beats of
+        # ventricular origin are described, and not counted (the count would read as all early beats)
+        beats = [e for e in beats if e.origin == "ventricular"]
+        if not beats:
+            return
     n = len(beats)
     groups = [(o, [e for e in beats if e.origin == o]) for o in ("supraventricular", "ventricular", "unclassified")]
     groups = [(o, own) for o, own in groups if own]
@@ -237,7 +244,10 @@ def ectopy(w) -> None:
                 text += "; " + join([_other_beat(w, e, w.ectopy_detail) for e in rest]) + \
                     (" come" if len(rest) > 1 else " comes") + " early as well"
         sentences.append(text)
-    if len(groups) == 1:
+    if in_af:
+        for text in sentences:
+            w.emit(cap(text.replace("it is early", "is early", 1)) + ".")
+    elif len(groups) == 1:
         w.emit(intro + ": " + sentences[0] + ".")
     else:
         w.emit(intro + ".")
