@@ -172,8 +172,8 @@ class Criterion(BaseModel):
         cannot be judged (missing value)."""
         if self.comparison == "absent":
             return value is None
-        if self.comparison == "present":
-            return value is not None and value is not False and value != 0 and value not in ("none", "absent", "")
+        if self.comparison == "present":  # an unknown count is unknown, not absent
+            return None if value is None else value is not False and value != 0 and value not in ("none", "absent", "")
         if value is None:
             return None
         t = self.threshold_for(sex)

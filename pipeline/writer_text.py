@@ -512,11 +512,20 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
     return f"{label} {vals}"
 
 
+def _ordinary(c) -> bool:
+    """A criterion a normal tracing meets too (a QRS under 120 ms, P waves present, a rate up to 100 bpm): part of
+    a statement's full support, but no evidence on its own for a statement the measurements do not establish."""
+    return (c.feature == "qrs_ms" and c.cutoff == "qrs_wide_ms" and c.comparison == "<") or \
+        (c.feature in ("p_waves_present", "rhythm_regular") and c.threshold is True) or \
+        (c.feature == "hr_bpm" and c.cutoff == "tachycardia_bpm" and c.comparison == "<=")
+
+
 def _evidence(w, sid: str) -> list[str]:
-    """Evidence phrases of ``sid`` from its met criteria only (consistent with it, even when another fails)."""
+    """Evidence phrases of ``sid`` from its met criteria only (consistent with it, even when another fails);
+    criteria a normal tracing meets count only when the statement's core holds."""
     v = evaluate(w.ctx, sid, w.kb)
     ev: list[str] = []
-    met = v.met()
+    met = [r for r in v.met() if v.core_met or not _ordinary(r.criterion)]
     ptf = {r.criterion.feature: r for r in met if r.criterion.feature in ("ptf_v1_depth_mv", "ptf_v1_ms")}
     for r in met:
         if r.criterion.feature == "ptf_v1_ms" and "ptf_v1_depth_mv" in ptf:
@@ -531,12 +540,25 @@ def _evidence(w, sid: str) -> list[str]:
     return ev
 
 
+def _bare(w, sid: str) -> bool:
+    """Whether a statement can only be named: no met evidence and no unmeasurable-amplitude note."""
+    v = evaluate(w.ctx, sid, w.kb)
+    if w.kb.entries[sid].category == "other" or _evidence(w, sid):
+        return False
+    uncitable = any(r.status == "uncitable" and r.criterion.role != "supportive" for r in v.results)
+    return bool(v.conflicts) or not uncitable
+
+
 def statements(w, sids: list[str]) -> None:
     """The report statements in order; statements that the very same evidence fully supports share a sentence
-    ('T waves inverted in V2 and V3 point to ischemia in anterior leads and ischemia in anteroseptal leads')."""
+    ('T waves inverted in V2 and V3 point to ischemia in anterior leads and ischemia in anteroseptal leads'), and
+    statements that can only be named are named together in one."""
     groups: list[list[str]] = []
     seen: dict[str, int] = {}
+    bare = [sid for sid in sids if _bare(w, sid)]
     for sid in sids:
+        if sid in bare and len(bare) > 1:
+            continue
         v = evaluate(w.ctx, sid, w.kb)
         key = None
         if v.core_met and not v.conflicts and w.kb.entries[sid].category != "other":
@@ -558,6 +580,11 @@ def statements(w, sids: list[str]) -> None:
                       f"{names}.", f"The findings fit {names}, with {join(ev)}.")
         if not w.emit(text):
             for sid in group:
+                statement(w, sid)
+    if len(bare) > 1:
+        names = join([name_of(w, s) for s in bare])
+        if not w.emit(w.pick(f"The reading also includes {names}.", f"{cap(names)} are also part of the reading.")):
+            for sid in bare:
                 statement(w, sid)
 
 
