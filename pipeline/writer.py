@@ -102,9 +102,10 @@ class _Writer:
     """The state of one answer: the record's citable facts, the seed's choices and the sentences so far."""
 
     def __init__(self, ctx: GroundingContext, kb: KnowledgeBase, rng: random.Random, level: int, max_evidence: int,
-                 closing: bool = True, ectopy_detail: int = 2):
+                 closing: bool = True, ectopy_detail: int = 2, sizes: bool = True):
         self.ctx, self.kb, self.rng = ctx, kb, rng
         self.level, self.max_evidence, self.closing, self.ectopy_detail = level, max_evidence, closing, ectopy_detail
+        self.sizes = sizes  # level 2 gives one R or S size per territory
         self.rec = ctx.record or {}
         self.sex = (ctx.extra or {}).get("sex")
         self.statements = [i for i in dict.fromkeys(ctx.statement_ids) if i in kb.entries]
@@ -271,8 +272,8 @@ def write(ctx: GroundingContext, seed: int = 0, kb: KnowledgeBase | None = None)
     kb = kb or load_knowledge()
     rng_seed = f"{WRITER_VERSION}:{ctx.record_id}:{seed}"
 
-    def attempt(level: int, max_evidence: int, closing: bool, ectopy_detail: int) -> Answer:
-        w = _Writer(ctx, kb, random.Random(rng_seed), level, max_evidence, closing, ectopy_detail)
+    def attempt(level: int, max_evidence: int, closing: bool, ectopy_detail: int, sizes: bool = True) -> Answer:
+        w = _Writer(ctx, kb, random.Random(rng_seed), level, max_evidence, closing, ectopy_detail, sizes)
         w.write()
         return w.answer()
 
@@ -286,7 +287,10 @@ def write(ctx: GroundingContext, seed: int = 0, kb: KnowledgeBase | None = None)
     if n <= MAX_WORDS:
         return a
     # the early beats keep their detail longest: they are what a reader cannot see at a glance
-    for step in ((2, 2, False, 2), (1, 2, False, 2), (1, 1, False, 2), (1, 1, False, 1), (1, 1, False, 0)):
+    # order of what goes first: the summary sentence, then the R / S sizes, then evidence phrases, then territory
+    # values; the early beats' details last
+    for step in ((2, 3, False, 2, True), (2, 3, True, 2, False), (2, 2, False, 2, False), (1, 2, False, 2),
+                 (1, 1, False, 2), (1, 1, False, 1), (1, 1, False, 0)):
         a = attempt(*step)
         if len(a.text.split()) <= MAX_WORDS:
             return a

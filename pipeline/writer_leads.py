@@ -153,8 +153,8 @@ class TerritoryWriter:
         if self.name == "avr":
             return self.avr()
         w = self.w
-        if self.level >= 2 and w.rng.random() < 0.35:
-            out = self.per_lead()
+        if (self.level >= 3 or len(self.facts) <= 3) and self.level >= 2 and w.rng.random() < 0.35:
+            out = self.per_lead()  # lead by lead: longer, so for three leads or when there is room
             if out:
                 return out
         where = w.pick(*TERRITORY_WORDS[self.name])
@@ -162,6 +162,8 @@ class TerritoryWriter:
         # the P wave is said in every answer (lead II's, else V1's), the Q waves from level 2
         extra = [self.q_text(), self.p_text()] if self.level >= 2 else \
             [self.p_text()] if self.name == "inferior" or (self.name == "anterior" and "II" not in w.facts) else []
+        if self.level == 2 and w.sizes:  # one size per territory: the tallest R laterally, the deepest S in V1-V4
+            extra.append(self.rs_text(only="S" if self.name == "anterior" else "R"))
         extra = [x for x in extra if x]
         st = "" if (self.level == 1 and w.st_said_globally) else self.st_text()
         repol = [x for x in (st, self.t_text()) if x]
@@ -184,7 +186,7 @@ class TerritoryWriter:
         if self.level >= 3:
             rs = self.rs_text()
             if rs:
-                out.append(cap(rs) + w.pick(".", " in this group of leads.", " here."))
+                out.append(w.pick("There are ", "The territory has ", "Its sizes: ") + rs + ".")
         return out
 
     def per_lead(self) -> list[str]:
@@ -273,21 +275,24 @@ class TerritoryWriter:
             return f"{noun} in {lead_list(leads)} ({w.cite('q_ms', best.q_ms, best.lead)}{where})"
         return f"{noun} in {lead_list(leads)}"
 
-    def rs_text(self) -> str:
+    def rs_text(self, only: str | None = None) -> str:
+        """The tallest R and the deepest S of the territory ('R' / 'S': only that one)."""
         w = self.w
-        rs = [f for f in self.facts if f.r_mv is not None]
-        ss = [f for f in self.facts if f.s_mv is not None]
+        rs = [f for f in self.facts if f.r_mv is not None] if only in (None, "R") else []
+        ss = [f for f in self.facts if f.s_mv is not None] if only in (None, "S") else []
         parts = []
         if rs:
             top = max(rs, key=lambda f: f.r_mv)
-            parts.append(w.pick(f"R reaches {w.cite('r_amp_mv', top.r_mv, top.lead)} in {lead_name(top.lead)}",
-                                f"the tallest R wave is {w.cite('r_amp_mv', top.r_mv, top.lead)} in "
+            # the wave's name right before its value (a reader's parser ties the number to the nearest wave)
+            parts.append(w.pick(f"an R wave of {w.cite('r_amp_mv', top.r_mv, top.lead)} in {lead_name(top.lead)}",
+                                f"R waves reaching {w.cite('r_amp_mv', top.r_mv, top.lead)} in "
                                 f"{lead_name(top.lead)}"))
         if ss:
             deep = min(ss, key=lambda f: f.s_mv)
             if abs(deep.s_mv) >= 0.3 or not parts:
-                parts.append(f"the deepest S wave is {w.cite('s_amp_mv', deep.s_mv, deep.lead)} in "
-                             f"{lead_name(deep.lead)}")
+                parts.append(w.pick(f"an S wave of {w.cite('s_amp_mv', deep.s_mv, deep.lead)} in "
+                                    f"{lead_name(deep.lead)}", f"S waves reaching "
+                                    f"{w.cite('s_amp_mv', deep.s_mv, deep.lead)} in {lead_name(deep.lead)}"))
         return join(parts)
 
     def _values(self, fs: list[LeadFacts]) -> str:
@@ -390,7 +395,8 @@ class TerritoryWriter:
 
     def p_text(self) -> str:
         w = self.w
-        key = {"inferior": "II", "anterior": "V1", "lateral": "I"}.get(self.name)
+        # lead II's and V1's P waves; lead I's only at full detail
+        key = {"inferior": "II", "anterior": "V1", "lateral": "I" if self.level >= 3 else None}.get(self.name)
         f = next((x for x in self.facts if x.lead == key and x.p_form), None)
         if f is None:
             return ""
