@@ -290,15 +290,26 @@ class _Tally:
     cost_usd: float = 0.0
     by_backend: Counter = field(default_factory=Counter)
     split_counts: Counter = field(default_factory=Counter)
-    conflict_seen: set = field(default_factory=set)
+    # report conflicts (pipeline.criteria): plain counters, so chunk tallies add up
+    conflict_records_checked: int = 0
+    conflict_records: int = 0
+    conflict_dropped: int = 0
     statement_records: Counter = field(default_factory=Counter)     # records carrying each statement
     statement_conflicts: Counter = field(default_factory=Counter)   # ... whose measurements contradict it
-    records_with_conflicts: int = 0
-    conflict_dropped: int = 0
     patients: dict = field(default_factory=lambda: {"train": set(), "test": set()})
 
 
 CONFLICT_POLICIES = ("keep", "drop")
+
+
+def _tally_conflicts(t: _Tally, found: list[dict], statements: list[str]) -> None:
+    """Count one record's report conflicts: per statement it carries, whether its measurements contradict it."""
+    conflicted = {c["statement"] for c in found}
+    t.conflict_records_checked += 1
+    t.conflict_records += bool(found)
+    for sid in statements:
+        t.statement_records[sid] += 1
+        t.statement_conflicts[sid] += sid in conflicted
 
 
 def _conflict_summary(t: _Tally, policy: str) -> dict:
@@ -306,8 +317,8 @@ def _conflict_summary(t: _Tally, policy: str) -> dict:
     by = {sid: {"records": n, "conflicts": t.statement_conflicts[sid],
                 "rate": round(t.statement_conflicts[sid] / n, 4)}
           for sid, n in sorted(t.statement_records.items(), key=lambda kv: (-t.statement_conflicts[kv[0]], kv[0]))}
-    return {"policy": policy, "records_checked": len(t.conflict_seen), "records_with_conflicts": t.records_with_conflicts,
-            "dropped": t.conflict_dropped, "by_statement": by}
+    return {"policy": policy, "records_checked": t.conflict_records_checked,
+            "records_with_conflicts": t.conflict_records, "dropped": t.conflict_dropped, "by_statement": by}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -388,6 +399,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     prov_rows: list[dict] = []
     reject_rows: list[dict] = []
     t = _Tally()
+    conflicts_counted: set[str] = set()
     for chunk in chunks(ans_ids, chunk_size):
         chunk = list(chunk)
         ans = answers_lf.filter(pl.col("record_id").is_in(chunk)).collect()
@@ -413,13 +425,9 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
             last_reasons: list[str] = []
             any_answer = False
             found = [c.as_dict() for c in record_conflicts(ctx, kb)] if ctx is not None else []
-            if ctx is not None and rid not in t.conflict_seen:
-                t.conflict_seen.add(rid)
-                conflicted = {c["statement"] for c in found}
-                for sid in statement_ids(ctx, kb):
-                    t.statement_records[sid] += 1
-                    t.statement_conflicts[sid] += sid in conflicted
-                t.records_with_conflicts += bool(found)
+            if ctx is not None and rid not in conflicts_counted:  # once per record, whatever its variants
+                conflicts_counted.add(rid)
+                _tally_conflicts(t, found, statement_ids(ctx, kb))
             for row in rows.iter_rows(named=True):
                 t.attempts += 1
                 t.cost_usd += row.get("cost_usd") or 0.0
