@@ -160,9 +160,11 @@ def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = No
     return out
 
 
-def read_features(features_dir) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_features(features_dir, record_ids: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records, beats) from a features folder: ``records.parquet`` / ``beats.parquet`` or shard folders
-    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes)."""
+    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes). With ``record_ids``
+    only their rows are read (a scan with the filter pushed down, so one chunk's contexts never load the
+    whole run's beats)."""
     from pathlib import Path
 
     from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -171,12 +173,16 @@ def read_features(features_dir) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     def one(name: str, schema: dict) -> pl.DataFrame:
         single = root / f"{name}.parquet"
-        if single.exists():
-            return pl.read_parquet(single)
-        files = sorted((root / name).glob("*.parquet")) if (root / name).is_dir() else []
+        files = [single] if single.exists() else \
+            sorted((root / name).glob("*.parquet")) if (root / name).is_dir() else []
         if not files:
             raise FileNotFoundError(f"no {name}.parquet or {name}/*.parquet under {root}")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        if record_ids is not None:
+            wanted = list(record_ids)
+            frames = [pl.scan_parquet(f).filter(pl.col("record_id").is_in(wanted)).collect() for f in files]
+        else:
+            frames = [pl.read_parquet(f) for f in files]
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     return one("records", RECORDS_SCHEMA), one("beats", BEATS_SCHEMA)
 
@@ -225,14 +231,15 @@ def iter_contexts(features_dir, source: str | None = None, root=None, *, manifes
 
     from pipeline.record import RecordMeta
 
-    records, beats = read_features(features_dir)
-    if record_ids is not None:
-        wanted = set(record_ids)
-        records = records.filter(pl.col("record_id").is_in(list(wanted)))
+    records, beats = read_features(features_dir, record_ids)
     metas: dict[str, RecordMeta] = {}
     if manifest is not None:
-        man = manifest if isinstance(manifest, pl.DataFrame) else pl.read_parquet(manifest)
-        for rid, mj in man.select("record_id", "meta_json").iter_rows():
+        man = manifest if isinstance(manifest, pl.DataFrame) else pl.scan_parquet(manifest)
+        man = man.select("record_id", "meta_json")
+        if record_ids is not None:
+            man = man.filter(pl.col("record_id").is_in(list(record_ids)))
+        man = man.collect() if isinstance(man, pl.LazyFrame) else man
+        for rid, mj in man.iter_rows():
             metas[rid] = RecordMeta.model_validate_json(mj)
     src = None
     beats_by = {k[0] if isinstance(k, tuple) else k: v

@@ -464,19 +464,23 @@ def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", 
                  max_tokens: int | None = None, temperature: float | None = None, timeout_s: float = 120.0,
                  context_window: int | None = None, json_schema: dict | None = None,
                  api_key_secret: str | None = None, seed: int = 0, limit: int | None = None,
-                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True) -> GenerateSummary:
+                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True,
+                 run_dir: str | Path | None = None, store_dir: str | Path | None = None) -> GenerateSummary:
     """The ``generate`` stage as a plain function: answer the prompts table at ``prompts_path`` (a file or the
     folder holding it) with backend ``llm``; write ``out/responses/`` and ``out/answers.parquet``.
 
     Grounding contexts come from the run folder the prompts live in (``pipeline.context.load_contexts``), and
     rejected answers are regenerated with the validator's feedback (``pipeline.validate.validate_answer``).
+    The chain answers one chunk's prompts file at a time: ``run_dir`` then names the run folder (contexts,
+    images) and ``store_dir`` the run's one response store (default ``out/responses``).
     """
     from pipeline.context import load_contexts
     from pipeline.llm.providers import resolve_api_key
     from pipeline.validate import validate_answer
 
     spec = BackendSpec.parse(llm, base_url)
-    prompts, run_dir = _read_prompts(Path(prompts_path))
+    prompts, found_run_dir = _read_prompts(Path(prompts_path))
+    run_dir = Path(run_dir) if run_dir is not None else found_run_dir
     variant = variant or _default_variant(spec.provider)
     if "variant" in prompts.columns and variant != "all":
         prompts = prompts.filter(pl.col("variant") == variant)
@@ -487,7 +491,7 @@ def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", 
     backend = make_backend(spec, api_key=api_key, timeout_s=timeout_s, context_window=context_window)
     out = Path(out)
     return generate_answers(
-        prompts, backend, out / "responses", out, concurrency=concurrency, max_attempts=max_attempts,
+        prompts, backend, Path(store_dir) if store_dir else out / "responses", out, concurrency=concurrency, max_attempts=max_attempts,
         validator=validate_answer if validate else None, contexts=contexts, max_cost=max_cost, batch=batch,
         price_table=PriceTable.load(price_table), max_tokens=max_tokens, temperature=temperature,
         json_schema=json_schema, image_root=run_dir, seed=seed, spec_label=llm, batch_poll_s=batch_poll_s)

@@ -562,14 +562,17 @@ class PromptsSummary:
     errors_path: str = ""
 
 
-def _image_index(images_dir: Path | None) -> dict[str, Path]:
+def _image_index(images_dir: Path | None, record_ids: list[str] | None = None) -> dict[str, Path]:
     """record id -> image file, from the render manifest when present, else ``<id>.png`` / ``<id>-0.png``."""
     if images_dir is None or not images_dir.is_dir():
         return {}
     out: dict[str, Path] = {}
     manifest = images_dir / "manifest.parquet"
     if manifest.is_file():
-        for rid, rel in pl.read_parquet(manifest).select("record_id", "image_path").iter_rows():
+        man = pl.scan_parquet(manifest).select("record_id", "image_path")
+        if record_ids is not None:  # one chunk's rows only (the chain's prompts chunks)
+            man = man.filter(pl.col("record_id").is_in(list(record_ids)))
+        for rid, rel in man.collect().iter_rows():
             out[rid] = images_dir / rel
         return out
     for p in images_dir.glob("*.png"):
@@ -580,13 +583,15 @@ def _image_index(images_dir: Path | None) -> dict[str, Path]:
 
 def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None, variants=VARIANTS,
                 budget: int = DEFAULT_BUDGET, manifest=None, model: str | None = None, limit: int | None = None,
-                kb: KnowledgeBase | None = None, **source_options) -> PromptsSummary:
+                kb: KnowledgeBase | None = None, record_ids: list[str] | None = None, run_dir=None,
+                **source_options) -> PromptsSummary:
     """Build prompts for every measured record of ``features_dir``; write ``out_dir/prompts.parquet``
     (``PROMPTS_SCHEMA``, one row per record and variant) and ``out_dir/errors.parquet``.
 
     Record metadata comes from the ingest ``manifest`` when given, else from ``open_source(source, root)``.
     ``image_path`` is stored relative to the run folder (``out_dir``'s parent when ``out_dir`` is named
-    'prompts', else ``out_dir``), which is where the generate stage resolves it.
+    'prompts', else ``out_dir``, or ``run_dir`` when given), which is where the generate stage resolves it.
+    ``record_ids``: only these records (one chunk of the chain, written to its own ``out_dir``).
     """
     from pipeline.batch import error_row, errors_frame, write_parquet_atomic
     from pipeline.context import iter_contexts
@@ -597,12 +602,13 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     kb = kb or load_knowledge()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run_dir = out.parent if out.name == "prompts" else out
-    images = _image_index(Path(images_dir) if images_dir else None)
+    run_dir = Path(run_dir) if run_dir is not None else out.parent if out.name == "prompts" else out
+    images = _image_index(Path(images_dir) if images_dir else None, record_ids)
     rows: list[dict] = []
     errors = []
     summary = PromptsSummary()
-    contexts = iter_contexts(features_dir, source, root, manifest=manifest, kb=kb, **source_options)
+    contexts = iter_contexts(features_dir, source, root, manifest=manifest, kb=kb, record_ids=record_ids,
+                             **source_options)
     while True:
         try:
             ctx = next(contexts)
