@@ -32,11 +32,11 @@ _SOURCE_ADJ = (r"(?:provided|given|supplied|supplementary|accompanying|attached|
 _LEAK_PATTERNS = [
     r"\breports?\b", r"\breported\b",
     rf"\b{_SOURCE_ADJ}\s+(?:\w+\s+)?{_NOUNS}\b",
-    rf"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
-    rf"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
-    rf"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
-    rf"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
-    rf"supplied|shared|sent|listed))\b",
+    r"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
+    r"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
+    r"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
+    r"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
+    r"supplied|shared|sent|listed))\b",
     r"\bas (?:stated|listed|given|mentioned|documented|noted|recorded|reported|indicated|specified|described|provided|"
     r"shown|annotated|labell?ed|summari[sz]ed|read|interpreted|coded) (?:in|by|on|above|below|earlier|previously|"
     r"elsewhere|before)\b",
@@ -64,7 +64,11 @@ _LEAK_PATTERNS = [
     r"\bthe (?:measurements?|values|numbers|features|data|statements?|notes?) (?:show|shows|indicate|indicates|"
     r"state|states|say|says|list|lists|report|reports|confirm|confirms|suggest|suggests|mention|mentions|document|"
     r"documents|specify|specifies|note|notes)\b",
-    r"\bthe (?:data|input)\b",
+    r"\bthe (?:data|input)\b", r"\bthe notes\b",
+    r"\b(?:clinical|patient|medical|case|referral|discharge)\s+(?:notes?|history|information|data|summary|records?|"
+    r"charts?|details|context|file|documentation|vignette)\b",
+    r"\bpre-?(?:computed|calculated|measured|extracted|derived|supplied|provided)\b",
+    r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |past )?history of\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 
@@ -106,6 +110,8 @@ _INJECTION_PATTERNS = [
     r"grounded|checked)\b",
     r"\b(?:the )?(?:validator|grader|evaluator|grounding check(?:s|er)?|LLM|language model|chatbot|ChatGPT|GPT-?\d)\b",
     r"\b(?:begin|end) (?:of )?(?:the )?(?:system|user|assistant|hidden|secret) (?:message|prompt|instructions?)\b",
+    r"\b(?:as instructed|per (?:your|the|my) instructions|(?:the|these|your|my) instructions)\b", r"</?s>",
+    r"\[(?:SYSTEM|USER|ASSISTANT|INST|SYS)\]", r"\bnote to (?:the )?(?:model|AI|assistant|grader|reviewer)\b",
     # links, addresses, code
     r"https?://", r"\bwww\.[\w-]+", r"\b[\w-]+\.(?:com|org|net|gov|edu)\b(?:/\S*)?",
     r"\b[\w.+-]+@[\w-]+\.[\w.]+\b", r"```", r"\bdef \w+\s*\(", r"^\s*import \w+|\bfrom \w+ import \w+",

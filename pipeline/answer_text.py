@@ -58,6 +58,7 @@ REGIONS: list[tuple[re.Pattern, tuple[str, ...]]] = [
 ]
 # Leads as written: aVR/AVR/avr, V1..V6 (and impossible ones such as V7, V4R, caught as invalid), I/II/III.
 _LEAD_TOKEN = re.compile(r"(?<![A-Za-z0-9'’])([aA][vV][RLFrlf]|[Vv]\d{1,2}R?|III|II|I)(?![A-Za-z0-9'’])")
+_GLUED = re.compile(r"(?<![A-Za-z0-9])[RSQTP]\(?((?:V[1-6]|aV[RLF]))\)?(?![A-Za-z0-9])")
 _SEP_SAME_GROUP = re.compile(r"^\s*(?:,\s*(?:and|or)\s+|,|and|or|&|/|\+)?\s*$", re.I)
 _SEP_RANGE = re.compile(r"^\s*(?:-|\u2013|\u2014|to|through|thru)\s*$", re.I)
 _LEAD_WORD_BEFORE = re.compile(r"\bleads?\s*(?:\(\s*)?$", re.I)
@@ -115,6 +116,11 @@ def _find_leads(text: str) -> tuple[LeadMention, ...]:
                 continue
         groups.append([(start, end, tok, "")])
     out: list[LeadMention] = []
+    # a wave glued to its lead: "RV5", "SV1", "R(aVL)", "TV2"
+    for m in _GLUED.finditer(text):
+        lead = canonical_lead(m.group(1))
+        if lead is not None:
+            out.append(LeadMention(m.start(1), m.end(1), (lead,), m.group(1), True))
     for grp in groups:
         has_named = any(tok.upper() not in ("I", "II", "III") for _, _, tok, _ in grp)
         before = text[max(0, grp[0][0] - 16):grp[0][0]]

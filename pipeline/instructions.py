@@ -280,6 +280,8 @@ class _Tally:
     reasons_final: Counter = field(default_factory=Counter)      # over records never accepted (last attempt)
     claims: int = 0
     grounded: int = 0
+    claims_by_kind: Counter = field(default_factory=Counter)    # quantity -> numeric claims (every attempt)
+    grounded_by_kind: Counter = field(default_factory=Counter)
     claims_acc: int = 0
     grounded_acc: int = 0
     dx_recall: list = field(default_factory=list)
@@ -306,9 +308,9 @@ class _Tally:
     @classmethod
     def from_json(cls, d: dict) -> _Tally:
         t = cls(**{k: v for k, v in d.items() if k != "patients"})
-        for k in ("reasons_attempts", "reasons_final", "tokens", "by_backend", "split_counts", "statement_records",
-                  "statement_conflicts"):
-            setattr(t, k, Counter(getattr(t, k)))
+        for k, f in cls.__dataclass_fields__.items():  # every Counter field (branches add their own)
+            if f.default_factory is Counter:
+                setattr(t, k, Counter(getattr(t, k)))
         t.patients = {k: set(v) for k, v in d["patients"].items()}
         return t
 
@@ -365,6 +367,10 @@ def format_summary(s: dict) -> str:
         f"tokens: {s['tokens']}  cost: ${s['cost_usd']:.4f}",
         f"splits: {s['splits']}  shards: {len(s['shards'])}",
     ]
+    by_kind = s.get("claims_by_kind") or {}
+    if by_kind:
+        top = sorted(by_kind.items(), key=lambda kv: (-kv[1]["claims"], kv[0]))[:8]
+        lines.append("grounding by kind: " + ", ".join(f"{k} {v['grounded']}/{v['claims']}" for k, v in top))
     if s["rejection_reasons"]:
         lines.append("rejection reasons (attempts): " + ", ".join(f"{k}={v}" for k, v in s["rejection_reasons"].items()))
     c = s.get("conflicts")
@@ -608,6 +614,10 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
         "numeric_grounded": t.grounded,
         "grounding_precision": round(t.grounded / t.claims, 4) if t.claims else None,
         "grounding_precision_accepted": round(t.grounded_acc / t.claims_acc, 4) if t.claims_acc else None,
+        # numeric claims split by the quantity their words name, so precision can be read per kind
+        "claims_by_kind": {k: {"claims": t.claims_by_kind[k], "grounded": t.grounded_by_kind[k],
+                               "grounding_precision": round(t.grounded_by_kind[k] / t.claims_by_kind[k], 4)}
+                           for k in sorted(t.claims_by_kind)},
         "diagnosis_recall": _mean(t.dx_recall),
         "diagnosis_precision": _mean(t.dx_precision),
         "lead_coverage": _mean(t.lead_coverage),
@@ -643,6 +653,8 @@ def _tally_result(t: _Tally, res: ValidationResult, ctx: GroundingContext) -> No
     m = res.metrics
     t.claims += m.numeric_claims
     t.grounded += m.numeric_grounded
+    t.claims_by_kind.update(m.claims_by_kind)
+    t.grounded_by_kind.update(m.grounded_by_kind)
     t.dx_recall.append(m.diagnosis_recall)
     t.dx_precision.append(m.diagnosis_precision)
     n_measured = len(ctx.measured_leads) or len(LEADS)

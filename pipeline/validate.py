@@ -99,6 +99,7 @@ class ValidationConfig(BaseModel):
     interval_tol_frac: float = 0.02
     rate_tol_bpm: float = 3.0
     rate_tol_frac: float = 0.03
+    rate_hedge_bpm: float = 5.0  # "about 80 bpm" (hedged, a multiple of 5) may be 5 bpm off
     amp_tol_mv: float = 0.025
     amp_tol_frac: float = 0.10
     axis_tol_deg: float = 10.0
