@@ -35,7 +35,7 @@ from pipeline import derived
 from pipeline.context import GroundingContext
 from pipeline.cutoffs import cutoff
 from pipeline.knowledge import KnowledgeBase, load_knowledge
-from pipeline.writer_leads import TERRITORIES, TerritoryWriter, lead_facts
+from pipeline.writer_leads import TerritoryWriter, lead_facts
 
 _TOKEN = re.compile("\x00(\\d+)\x00")  # a value placeholder of ``_Writer.cite``
 
@@ -171,6 +171,7 @@ class _Writer:
 
     # --- plan -------------------------------------------------------------------------------------------------
     def write(self) -> None:
+        from pipeline import writer_statements as ws
         from pipeline import writer_text as wt
 
         plan = _PLANS[self.rng.randrange(len(_PLANS))]
@@ -202,18 +203,18 @@ class _Writer:
                         self.section = "statements"
                         for sid in self.statements:
                             if sid in _TERRITORY_STATEMENTS.get(name, ()) and not self._is_named(sid):
-                                wt.statement(self, sid)
+                                ws.statement(self, sid)
             elif section == "statements":
                 # the whole-ECG summary statements come last
                 todo = [sid for sid in self.statements if self.kb.entries[sid].category != "other"
                         and sid not in done and not self._is_named(sid)]
-                wt.statements(self, todo)
+                ws.statements(self, todo)
                 done.update(todo)
             elif section == "close":
                 self.section = "statements"
                 for sid in self.statements:  # the summary statements just before the closing sentence
                     if self.kb.entries[sid].category == "other" and not self._is_named(sid):
-                        wt.statement(self, sid)
+                        ws.statement(self, sid)
                 self.section = "close"
                 if self.closing:
                     self.close()
@@ -222,7 +223,7 @@ class _Writer:
         # every statement named, whatever the plan did; the summary statements (normal / abnormal ECG) last
         for sid in sorted(rest, key=lambda s: self.kb.entries[s].category == "other"):
             if not self._is_named(sid):
-                wt.statement(self, sid)
+                ws.statement(self, sid)
 
     def _is_named(self, sid: str) -> bool:
         return sid in self.named
