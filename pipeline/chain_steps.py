@@ -406,7 +406,7 @@ def validate_chunk(cfg, job: ChunkJob) -> dict:
     out = Path(cfg.out)
     validate_part(out / "generate" / "answers.parquet", out / "features", out / "manifest.parquet", list(job.ids),
                   _validate_dir(cfg, job), images=out / "images", prompts=out / "prompts" / "prompts.parquet",
-                  test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out,
+                  test_fraction=cfg.test_fraction, seed=cfg.seed, image_root=out, conflicts=cfg.conflicts,
                   **cfg.stage_options.get("validate", {}))
     return _done(cfg, job, True, t0)
 
@@ -418,6 +418,6 @@ def validate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
     out = Path(cfg.out)
     s = finish_instruction_set(out / "instructions", [_validate_dir(cfg, j) for j in jobs],
-                               test_fraction=cfg.test_fraction)
+                               test_fraction=cfg.test_fraction, conflicts=cfg.conflicts)
     write_card(out / "instructions", out / "manifest.parquet", out / "features", out)  # the dataset card
     return {**s, "ok": s["records_accepted"], "failed": 0, "failed_by_code": {}}

@@ -14,9 +14,14 @@ Output (``out`` folder, normally ``RUN/instructions``):
   template version, request key, tokens, cost, attempt, validation metrics and reasons, split, shard).
 - ``rejects.parquet``: every rejected attempt with its answer, reason codes and details.
 - ``summary.json``: acceptance rate, rejection reasons, grounding precision, diagnosis recall / precision,
-  lead coverage, tokens and cost.
+  lead coverage, tokens and cost, and the report conflicts (``conflicts``): per statement, how often the citable
+  measurements fail its criteria (``pipeline.criteria``), and how many records the ``conflicts`` policy dropped.
 - ``README.md`` (Hugging Face dataset card) and ``card.html`` (plots, per-diagnosis acceptance, examples):
   ``pipeline/card.py``.
+
+Conflicts: the report is trusted, so a record whose statement its measurements contradict is still written
+(``conflicts="keep"``, the default; its provenance rows list each conflict: statement, criterion, measured
+value) unless ``conflicts="drop"``, which keeps such records out of the set (reason ``report_conflict``).
 
 Train / test split is by patient (deterministic SHA-256 of the patient id, ``test_fraction``), so no patient
 is in both; records whose source knows no patient are split by record id.
@@ -289,6 +294,12 @@ class _Tally:
     cost_usd: float = 0.0
     by_backend: Counter = field(default_factory=Counter)
     split_counts: Counter = field(default_factory=Counter)
+    # report conflicts (pipeline.criteria): plain counters, so chunk tallies add up
+    conflict_records_checked: int = 0
+    conflict_records: int = 0
+    conflict_dropped: int = 0
+    statement_records: Counter = field(default_factory=Counter)     # records carrying each statement
+    statement_conflicts: Counter = field(default_factory=Counter)   # ... whose measurements contradict it
     patients: dict = field(default_factory=lambda: {"train": set(), "test": set()})
 
     def to_json(self) -> dict:
@@ -299,8 +310,9 @@ class _Tally:
     @classmethod
     def from_json(cls, d: dict) -> _Tally:
         t = cls(**{k: v for k, v in d.items() if k != "patients"})
-        for k in ("reasons_attempts", "reasons_final", "tokens", "by_backend", "split_counts"):
-            setattr(t, k, Counter(getattr(t, k)))
+        for k, f in cls.__dataclass_fields__.items():  # every Counter field (branches add their own)
+            if f.default_factory is Counter:
+                setattr(t, k, Counter(getattr(t, k)))
         t.patients = {k: set(v) for k, v in d["patients"].items()}
         return t
 
@@ -317,6 +329,28 @@ class _Tally:
                 a.extend(b)
             else:
                 setattr(self, k, a + b)
+
+
+CONFLICT_POLICIES = ("keep", "drop")
+
+
+def _tally_conflicts(t: _Tally, found: list[dict], statements: list[str]) -> None:
+    """Count one record's report conflicts: per statement it carries, whether its measurements contradict it."""
+    conflicted = {c["statement"] for c in found}
+    t.conflict_records_checked += 1
+    t.conflict_records += bool(found)
+    for sid in statements:
+        t.statement_records[sid] += 1
+        t.statement_conflicts[sid] += sid in conflicted
+
+
+def _conflict_summary(t: _Tally, policy: str) -> dict:
+    """Report conflicts: per statement, records carrying it, records whose measurements contradict it, the rate."""
+    by = {sid: {"records": n, "conflicts": t.statement_conflicts[sid],
+                "rate": round(t.statement_conflicts[sid] / n, 4)}
+          for sid, n in sorted(t.statement_records.items(), key=lambda kv: (-t.statement_conflicts[kv[0]], kv[0]))}
+    return {"policy": policy, "records_checked": t.conflict_records_checked,
+            "records_with_conflicts": t.conflict_records, "dropped": t.conflict_dropped, "by_statement": by}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -341,6 +375,12 @@ def format_summary(s: dict) -> str:
         lines.append("grounding by kind: " + ", ".join(f"{k} {v['grounded']}/{v['claims']}" for k, v in top))
     if s["rejection_reasons"]:
         lines.append("rejection reasons (attempts): " + ", ".join(f"{k}={v}" for k, v in s["rejection_reasons"].items()))
+    c = s.get("conflicts")
+    if c and c.get("records_checked"):
+        worst = [f"{sid} {v['conflicts']}/{v['records']}" for sid, v in c["by_statement"].items() if v["conflicts"]]
+        lines.append(f"report conflicts: {c['records_with_conflicts']} of {c['records_checked']} records "
+                     f"(policy {c['policy']}, {c['dropped']} dropped)" +
+                     (f"; by statement: {', '.join(worst[:8])}" if worst else ""))
     if s["no_context"] or s["no_answer"]:
         lines.append(f"records without context: {s['no_context']}  without an answer: {s['no_answer']}")
     return "\n".join(lines)
@@ -354,7 +394,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
                           images: str | Path | None = None, prompts: str | Path | None = None,
                           test_fraction: float = 0.1, shard_size: int = 5000, seed: int = 0,
                           config: ValidationConfig = ValidationConfig(), chunk_size: int = 500, kb=None,
-                          image_root: str | Path | None = None) -> dict:
+                          image_root: str | Path | None = None, conflicts: str = "keep") -> dict:
     """Validate every answer of ``answers`` (generate's answers.parquet) and write the instruction set,
     provenance, rejects and ``summary.json`` under ``out``. Returns the summary (also written as JSON).
 
@@ -375,9 +415,10 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     with progress.track("validate", answers_lf.select(keys).unique().collect().height):
         parts = [validate_part(answers, features, manifest, list(chunk), out / PARTS_DIR / f"part-{i:05d}",
                                images=images, prompts=prompts, test_fraction=test_fraction, seed=seed,
-                               config=config, kb=kb, image_root=image_root)
+                               config=config, kb=kb, image_root=image_root, conflicts=conflicts)
                  for i, chunk in enumerate(chunks(ans_ids, chunk_size))]
-    summary = finish_instruction_set(out, parts, test_fraction=test_fraction, shard_size=shard_size, config=config)
+    summary = finish_instruction_set(out, parts, test_fraction=test_fraction, shard_size=shard_size, config=config,
+                                     conflicts=conflicts)
     from pipeline.card import write_card  # README.md (Hugging Face dataset card) + card.html
 
     images_dir = Path(images) if images else None
@@ -391,14 +432,20 @@ PARTS_DIR = ".parts"
 def validate_part(answers: str | Path, features: str | Path, manifest: str | Path, record_ids: list[str],
                   part_dir: str | Path, images: str | Path | None = None, prompts: str | Path | None = None,
                   test_fraction: float = 0.1, seed: int = 0, config: ValidationConfig = ValidationConfig(),
-                  kb=None, image_root: str | Path | None = None) -> Path:
+                  kb=None, image_root: str | Path | None = None, conflicts: str = "keep") -> Path:
     """Validate the answers of ``record_ids`` into ``part_dir`` (written whole, via a temporary folder):
     ``items.jsonl`` (accepted GEM items with their split, in record order), ``provenance.parquet`` (shard
-    still empty), ``rejects.parquet`` and ``tally.json``. Reads only these records' rows of every table."""
+    still empty), ``rejects.parquet`` and ``tally.json``. Reads only these records' rows of every table.
+    ``conflicts``: 'keep' records whose measurements contradict a report statement (flagged in the
+    provenance) or 'drop' them (reason ``report_conflict``)."""
     import shutil
 
     from pipeline import progress
     from pipeline.batch import write_parquet_atomic
+    from pipeline.criteria import record_conflicts, statement_ids
+
+    if conflicts not in CONFLICT_POLICIES:
+        raise ValueError(f"conflicts must be one of {CONFLICT_POLICIES}, got {conflicts!r}")
 
     if kb is None:
         from pipeline.validate import default_knowledge
@@ -431,6 +478,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
         ans = ans.with_columns(pl.lit(None, pl.String).alias("variant"))
     variants_per_record = ans.group_by("record_id").agg(pl.col("variant").n_unique().alias("n"))
     multi = set(variants_per_record.filter(pl.col("n") > 1)["record_id"].to_list())
+    conflicts_counted: set[str] = set()
     for (rid, variant), rows in ans.sort(["record_id", "variant", "attempt"], nulls_last=True) \
             .group_by(["record_id", "variant"], maintain_order=True):
         progress.tick()  # the validate stage's bar, when one is open
@@ -441,6 +489,10 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
         accepted_row: tuple[dict, ValidationResult] | None = None
         last_reasons: list[str] = []
         any_answer = False
+        found = [c.as_dict() for c in record_conflicts(ctx, kb)] if ctx is not None else []
+        if ctx is not None and rid not in conflicts_counted:  # once per record, whatever its variants
+            conflicts_counted.add(rid)
+            _tally_conflicts(t, found, statement_ids(ctx, kb))
         for row in rows.iter_rows(named=True):
             t.attempts += 1
             t.cost_usd += row.get("cost_usd") or 0.0
@@ -457,6 +509,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
             _tally_result(t, res, ctx)
             prompt = prompt_info.get((rid, variant)) or prompt_info.get((rid, None)) or {}
             prov = _provenance_row(item_id, row, res, prompt, ctx)
+            prov["conflicts"] = found
             # the rendered PNG when --images is given, else the prompt's image, else the run layout's
             image = ctx.image_path or (None if images_dir is not None else
                                        prompt.get("image_path") or f"images/{rid}.png")
@@ -470,6 +523,17 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
                 last_reasons = ["no_image"]
                 prov_rows.append(prov)
                 break  # every attempt of this record lacks the same image
+            if res.accepted and accepted_row is None and found and conflicts == "drop":
+                t.attempts_accepted += 1
+                t.conflict_dropped += 1
+                reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
+                                    "attempt": row.get("attempt"), "backend": row.get("backend"),
+                                    "model": row.get("model"), "answer": text, "reasons": ["report_conflict"],
+                                    "details": [f"{c['statement']}: {c['criterion']} ({c['measured']})"
+                                                for c in found]})
+                last_reasons = ["report_conflict"]
+                prov_rows.append(prov)
+                break  # the record stays out whatever the later attempts say: its report conflicts
             if res.accepted and accepted_row is None:
                 accepted_row = (row, res)
                 t.attempts_accepted += 1
@@ -516,7 +580,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
 
 def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fraction: float = 0.1,
                            shard_size: int = 5000, config: ValidationConfig = ValidationConfig(),
-                           keep_parts: bool = False) -> dict:
+                           keep_parts: bool = False, conflicts: str = "keep") -> dict:
     """The instruction set from ``validate_part`` folders, in their order: GEM shards (items streamed, one
     part at a time), provenance with each item's shard, rejects, and the summary (``summary.json``)."""
     import shutil
@@ -583,6 +647,7 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
         "no_context": t.no_context,
         "no_answer": t.no_answer,
         "no_image": t.no_image,
+        "conflicts": _conflict_summary(t, conflicts),
         "validation_config": config.model_dump(exclude={"reference_ms", "reference_bpm", "reference_mv",
                                                         "reference_deg"}),
     }
@@ -646,6 +711,7 @@ PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
     "diagnosis_recall": pl.Float64, "diagnosis_precision": pl.Float64, "leads_named": pl.Int32,
     "leads_covered": pl.Int32, "words": pl.Int32, "statement_ids": pl.List(pl.String),
     "in_set": pl.Boolean, "split": pl.String, "shard": pl.String,
+    "conflicts": pl.List(pl.Struct({"statement": pl.String, "criterion": pl.String, "measured": pl.String})),
 }
 REJECTS_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String, "record_id": pl.String, "variant": pl.String, "attempt": pl.Int32, "backend": pl.String,
@@ -668,5 +734,5 @@ def _provenance_row(item_id: str, row: dict, res: ValidationResult, prompt: dict
         "grounding_precision": m.grounding_precision, "diagnosis_recall": m.diagnosis_recall,
         "diagnosis_precision": m.diagnosis_precision, "leads_named": m.leads_named,
         "leads_covered": m.leads_covered, "words": m.words, "statement_ids": list(ctx.statement_ids),
-        "in_set": False, "split": None, "shard": None,
+        "in_set": False, "split": None, "shard": None, "conflicts": [],
     }

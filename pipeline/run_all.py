@@ -53,6 +53,7 @@ class RunConfig:
     api_key_secret: str | None = None  # name of a Prefect Secret block holding the LLM API key
     chunk_size: int = DEFAULT_CHUNK_SIZE
     test_fraction: float = 0.1
+    conflicts: str = "keep"           # records whose measurements contradict the report: keep (flagged) | drop
     source_options: dict = field(default_factory=dict)
     stage_options: dict = field(default_factory=dict)  # {stage name: {keyword: value}}
     run_id: str = ""                  # set per run of the chain (not a setting: keys per-process caches)
@@ -142,7 +143,7 @@ CHAIN: tuple[Stage, ...] = (
                              f"${s['cost_usd_new']:.4f} spent now"),
     Stage("validate", reads=("generate/answers.parquet", "features/", "manifest.parquet", "images/", "prompts/"),
           writes=("instructions/",), errors=None, chunk=_lazy("validate_chunk"), finish=_lazy("validate_finish"),
-          done=_lazy("validate_done"), after=("generate",), params=("test_fraction", "seed"),
+          done=_lazy("validate_done"), after=("generate",), params=("test_fraction", "seed", "conflicts"),
           describe=lambda s: f"{s['records_accepted']}/{s['records']} records accepted into the instruction set"),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in CHAIN}
@@ -515,6 +516,8 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
                    help="records per chunk (default %(default)s)")
     p.add_argument("--test-fraction", type=fraction, default=0.1)
+    p.add_argument("--conflicts", choices=("keep", "drop"), default="keep",
+                   help="records whose measurements contradict a report statement: keep (flagged) or drop")
     p.set_defaults(func=_run_cli)
 
 
