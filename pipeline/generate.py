@@ -1,20 +1,24 @@
 """``ecg-grounding generate``: prompts → answers, through the rules writer or an LLM, durably and within budget.
 
-Every request goes through the same path: request key → stored answer reused, or intent recorded → sent
-with bounded retries → raw response stored → parsed → validated. A rejected answer is regenerated with the
-validator's reasons appended as feedback (a new request with its own stored response), up to
-``max_attempts``. Output: ``OUT/responses/`` (the append-only store), ``OUT/answers.parquet`` (one row per
-attempt) and ``OUT/generate_summary.json``.
+Every request goes through the same path: plan (the exact request of this attempt, stored) → request key →
+stored answer reused, or intent recorded → sent with bounded, paced retries → raw response stored → read
+(thinking set apart, JSON answers parsed) → validated. A rejected answer is regenerated with the
+validator's reasons as feedback (a new request with its own stored response), up to ``max_attempts``.
+A resumed run re-issues the stored plan of each attempt, never a rebuilt one. Output: ``OUT/responses/``
+(the append-only store), ``OUT/answers.parquet`` (one row per attempt) and ``OUT/generate_summary.json``.
+
+Exit codes: 0 when every prompt ended with an accepted answer (with ``--no-validate``: with an answer);
+1 when any ended without one (refused, failed, rejected or skipped for the budget); 2 bad usage.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
-import mimetypes
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,13 +26,18 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.llm.attempts import FollowUp, Rejection, Reply, follow_up_candidates, read_reply, rejection_for
 from pipeline.llm.batch_api import BatchRequest, run_batches
+from pipeline.llm.budget import CostBudget
 from pipeline.llm.client import RetryPolicy, complete
-from pipeline.llm.hashing import canonical_messages, request_key
+from pipeline.llm.hashing import canonical_messages, chain_id, request_key
+from pipeline.llm.pacing import Pacer
 from pipeline.llm.pricing import PriceTable, usage_from_body
-from pipeline.llm.providers import Backend, BackendSpec, LLMConfigError, make_backend, parse_answer
+from pipeline.llm.providers import Backend, BackendSpec, LLMConfigError, context_refusal, make_backend
 from pipeline.llm.ratelimit import RateGate
+from pipeline.llm.servers import served_token_count
 from pipeline.llm.store import ResponseStore, StoredResponse
+from pipeline.llm.window import MIN_COMPLETION_TOKENS, ContextBudget
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +49,12 @@ ANSWERS_SCHEMA: dict[str, pl.DataType] = {
     "error_code": pl.Utf8, "error_message": pl.Utf8, "latency_s": pl.Float64,
     # beyond the brief's columns: provenance of reuse and the validator's verdict on this attempt
     "reused": pl.Boolean, "accepted": pl.Boolean, "validation_reasons": pl.Utf8,
+    # the reply as received when ``answer`` is not all of it (thinking set apart, a JSON answer's object)
+    "answer_raw": pl.Utf8,
 }
 STATUSES = ("ok", "failed", "skipped_budget", "refused_context")
 DEFAULT_MAX_TOKENS = {"rules": 0, "openai": 2048, "deepseek": 8192, "openai-compatible": 2048}
-MIN_COMPLETION_TOKENS = 256   # below this a re-budgeted answer would be useless: refuse instead
-TOKENIZER_MARGIN = 1.10       # our o200k counts vs. a local model's own tokenizer
-FEEDBACK_TEMPLATE = ("Your previous answer was rejected by the grounding checks ({reasons}).\n{feedback}\n"
-                     "Rewrite the complete interpretation, citing only measurements given above.")
+NOT_RESENT = ("context_length_exceeded", "format_unsupported")  # a stored refusal of these is final as such
 
 
 @dataclass
@@ -56,14 +64,24 @@ class GenerateSummary:
     n_accepted: int = 0           # ... of which the validator accepted one (when a validator ran)
     n_rejected: int = 0           # ... of which every answer was rejected
     n_failed: int = 0             # prompts with no answer: the last attempt failed (code + message in the row)
+    n_no_answer: int = 0          # prompts whose every reply held no usable answer (only thinking, bad JSON)
     n_skipped_budget: int = 0     # prompts whose last (re)generation was not sent for --max-cost
-    n_refused_context: int = 0
+    n_refused_context: int = 0    # prompts that do not fit the served window (refused by it, or before sending)
+    n_not_accepted: int = 0       # prompts that ended without an accepted answer: the exit code is 1 then
     n_requests: int = 0           # distinct request keys this run needed
     n_reused: int = 0             # of those, answered from the store (nothing sent, nothing paid)
     n_http_sends: int = 0         # HTTP sends made now, retries included
+    sends_by_code: dict[str, int] = field(default_factory=dict)   # those sends by outcome ('ok' or error code)
+    failed_by_code: dict[str, int] = field(default_factory=dict)  # prompts without an answer, by last code
     cost_usd_new: float = 0.0     # spent by this run
     cost_usd_total: float = 0.0   # cost of every answer in answers.parquet (reused ones included)
     lost_intents_before: int = 0  # requests a previous, killed run sent without storing a response
+    server: dict[str, Any] = field(default_factory=dict)  # kind, host, served model, context window (+ source)
+    concurrency: dict[str, Any] = field(default_factory=dict)  # start, peak, final, cuts (adaptive)
+    prefill_tokens_per_s: float | None = None   # measured on answers that were alone on the wire
+    decode_tokens_per_s: float | None = None
+    format_fallbacks: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
     answers_path: str = ""
     wall_s: float = 0.0
@@ -77,61 +95,27 @@ class _Item:
     est_prompt_tokens: int
     context: Any
     error: tuple[str, str] | None = None     # (code, message) when the request could not even be built
+    chain: str = ""
 
 
-class _Budget:
-    """Stops before exceeding ``max_cost``: each send reserves its worst case, settled at its real cost.
+@dataclass
+class _Plan:
+    key: str
+    params: dict
+    messages: list[dict]
+    est_tokens: int              # our o200k count of the whole request
+    follow_up: FollowUp
+    from_store: bool = False
 
-    The worst case is priced from the prompt's token estimate times ``prompt_scale``, the largest ratio of
-    billed to estimated prompt tokens seen so far in this run (never below 1): if the provider bills more
-    than our count (another tokenizer, image tiles), later reservations grow to match instead of overspending.
-    """
 
-    def __init__(self, max_cost: float | None, prices: PriceTable, provider: str, model: str, batch: bool):
-        self.max_cost, self.spent, self.reserved = max_cost, 0.0, 0.0
-        self.prices, self.provider, self.model, self.batch = prices, provider, model, batch
-        self.prompt_scale = 1.0
-        self._cond: asyncio.Condition | None = None
-
-    def worst(self, est_prompt_tokens: int, max_tokens: int) -> float | None:
-        return self.prices.worst_case_usd(self.provider, self.model, int(est_prompt_tokens * self.prompt_scale) + 1,
-                                          max_tokens, self.batch)
-
-    def try_reserve(self, worst: float | None) -> bool:
-        if self.max_cost is None:
-            return True
-        if self.spent + self.reserved + (worst or 0.0) > self.max_cost:
-            return False
-        self.reserved += worst or 0.0
-        return True
-
-    async def reserve_when_possible(self, est_prompt_tokens: int, max_tokens: int) -> tuple[bool, float | None]:
-        """Reserve the worst case, waiting for in-flight requests to settle when they hold the room it needs
-        (their real cost is usually far below their reservation); False only when nothing is in flight."""
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        async with self._cond:
-            while True:
-                worst = self.worst(est_prompt_tokens, max_tokens)
-                if self.try_reserve(worst):
-                    return True, worst
-                if self.reserved <= 1e-12:
-                    return False, worst
-                await self._cond.wait()
-
-    async def asettle(self, *args, **kwargs) -> None:
-        self.settle(*args, **kwargs)
-        if self._cond is not None:
-            async with self._cond:
-                self._cond.notify_all()
-
-    def settle(self, worst: float | None, actual: float | None, est_prompt_tokens: int = 0,
-               billed_prompt_tokens: int = 0) -> None:
-        if self.max_cost is not None:
-            self.reserved -= worst or 0.0
-        self.spent += actual or 0.0
-        if est_prompt_tokens > 0 and billed_prompt_tokens > est_prompt_tokens * self.prompt_scale:
-            self.prompt_scale = billed_prompt_tokens / est_prompt_tokens
+@dataclass
+class _Outcome:
+    plan: _Plan | None
+    stored: StoredResponse | None
+    reused: bool = False
+    status: str | None = None    # set for outcomes without a usable stored response
+    code: str | None = None
+    message: str | None = None
 
 
 def _write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
@@ -147,6 +131,9 @@ def _write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
 
 
 def _image_part(path: Path) -> dict:
+    import base64
+    import mimetypes
+
     mime = mimetypes.guess_type(path.name)[0] or "image/png"
     data = base64.b64encode(path.read_bytes()).decode()
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}", "detail": "high"}}
@@ -155,6 +142,15 @@ def _image_part(path: Path) -> dict:
 def _estimate_tokens(text: str) -> int:
     # Only when the prompts table has no exact count: ~2 chars/token over-counts ECG text (budget-safe).
     return len(text) // 2 + 8
+
+
+def _count_tokens(text: str) -> int:
+    """Exact o200k tokens (what the prompts stage counts with), offline."""
+    if not text:
+        return 0
+    from pipeline.tokens import count_tokens
+
+    return count_tokens(text)
 
 
 def build_items(prompts: pl.DataFrame, backend: Backend, contexts: Mapping[str, Any] | None,
@@ -186,22 +182,23 @@ def build_items(prompts: pl.DataFrame, backend: Backend, contexts: Mapping[str, 
 
 
 def _row(item: _Item, attempt: int, backend: Backend, spec_label: str, key: str | None, status: str, *,
-         stored: StoredResponse | None = None, reused: bool = False, cost: float | None = None,
-         code: str | None = None, message: str | None = None) -> dict:
+         stored: StoredResponse | None = None, reply: Reply | None = None, reused: bool = False,
+         cost: float | None = None, code: str | None = None, message: str | None = None) -> dict:
     row = {c: None for c in ANSWERS_SCHEMA}
     row.update(record_id=item.record_id, variant=item.variant, attempt=attempt, backend=spec_label,
                model=backend.model, request_key=key, status=status, error_code=code, error_message=message,
                reused=reused, cost_usd=cost)
     if stored is not None:
         body = stored.json()
-        content, reasoning, finish = parse_answer(body)
         usage = usage_from_body(body)
-        row.update(answer=content if stored.ok else None, reasoning_content=reasoning, finish_reason=finish,
-                   provider_model=(body or {}).get("model"), prompt_tokens=usage.prompt_tokens,
+        row.update(provider_model=(body or {}).get("model"), prompt_tokens=usage.prompt_tokens,
                    completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
                    reasoning_tokens=usage.reasoning_tokens, latency_s=stored.latency_s)
         if not stored.ok:
             row.update(error_code=stored.error_code, error_message=stored.error_message)
+    if reply is not None:
+        row.update(answer=reply.answer, reasoning_content=reply.reasoning, finish_reason=reply.finish_reason,
+                   answer_raw=reply.raw)
     return row
 
 
@@ -213,6 +210,199 @@ def _validate(validator: Callable | None, answer: str, ctx: Any) -> tuple[bool |
     except Exception as exc:  # a validator bug must not lose the paid answer: record it, do not regenerate
         return None, [f"validator_error:{type(exc).__name__}: {exc}"], ""
     return bool(res.accepted), list(getattr(res, "reasons", []) or []), str(getattr(res, "feedback", "") or "")
+
+
+def _default_schema() -> dict:
+    """``prompts/answer_schema.json``: what the json variant's system prompt asks for."""
+    from importlib.resources import files
+
+    return json.loads(files("prompts").joinpath("answer_schema.json").read_text(encoding="utf-8"))
+
+
+class _Run:
+    """The state of one generate call: server facts, pacing, budgets, plans and counters."""
+
+    def __init__(self, backend: Backend, store: ResponseStore, summary: GenerateSummary, prices: PriceTable,
+                 max_tokens: int, temperature: float | None, json_schema: dict | None, seed: int,
+                 concurrency: int, max_cost: float | None, batch: bool, retry: RetryPolicy | None):
+        self.backend, self.store, self.summary, self.prices = backend, store, summary, prices
+        self.max_tokens, self.temperature, self.schema, self.seed = max_tokens, temperature, json_schema, seed
+        self.provider, self.model = backend.provider, backend.model
+        self.retry = retry
+        self.cost = CostBudget(max_cost, prices, self.provider, self.model, batch)
+        self.gate = RateGate()
+        self.pacer = Pacer(concurrency, local=backend.local, timeout_s=getattr(backend, "timeout_s", None))
+        self.sem = asyncio.Semaphore(max(1, concurrency))
+        self.sends = Counter()
+        self.window = ContextBudget()
+        self.format_level = 0
+        self.fact_prefix = ""
+        self.inflight: dict[str, asyncio.Future] = {}
+
+    async def start(self) -> None:
+        info = await self.backend.prepare()
+        if info is None:
+            return
+        self.fact_prefix = f"{info.host}|{info.model_id or self.model}|"
+        learned = self.store.facts(self.fact_prefix)
+        self.window = ContextBudget(n_ctx=info.n_ctx, source=info.n_ctx_source,
+                                    served_tokenizer=info.tokenizer is not None)
+        if info.n_ctx is None and learned.get(self.fact_prefix + "n_ctx"):
+            # learned from a refusal by an earlier run on this store: don't pay to learn it again
+            self.window.learn_window(int(learned[self.fact_prefix + "n_ctx"]), "refusal (stored)")
+        if learned.get(self.fact_prefix + "margin"):
+            self.window.margin = max(self.window.margin, float(learned[self.fact_prefix + "margin"]))
+        self.format_level = int(learned.get(self.fact_prefix + "format_level") or 0)
+        self.summary.server = {"kind": info.kind, "host": info.host, "served_model": info.model_id,
+                               "context_window": self.window.n_ctx, "context_window_source": self.window.source,
+                               "tokenizer": info.tokenizer}
+        if info.notes:
+            log.warning("server %s: %s", info.host, "; ".join(info.notes))
+
+    # --- planning ------------------------------------------------------------------------------------
+    def base_params(self, variant: str | None, seed: int, format_level: int = 0, max_tokens: int | None = None):
+        return self.backend.params(variant, self.max_tokens if max_tokens is None else max_tokens,
+                                   self.temperature, self.schema if variant == "json" else None, seed, format_level)
+
+    def chain_of(self, it: _Item) -> str:
+        return chain_id(self.provider, self.model, self.base_params(it.variant, self.seed), it.messages,
+                        self.backend.identity(), it.variant)
+
+    async def plan(self, it: _Item, attempt: int, candidates: list[FollowUp],
+                   fresh: bool = False) -> _Plan | tuple[str, str]:
+        """The request for ``attempt`` of ``it``: its stored plan (a resumed run), or the first candidate
+        that fits the window, recorded before it is sent; else (code, message) of a refusal."""
+        if not fresh:
+            got = self.store.latest_plan(it.chain, attempt)
+            if got is not None:
+                key, params, extra = got
+                fu = FollowUp.from_json(extra)
+                return _Plan(key, params, fu.apply(it.messages), int(extra.get("est") or it.est_prompt_tokens), fu,
+                             True)
+        need = 0
+        for fu in candidates:
+            messages = fu.apply(it.messages)
+            est = it.est_prompt_tokens + _count_tokens(fu.added_text()) + 4 * len(fu.history)
+            need = self.window.prompt_need(est)
+            if not self.window.fits(need, self.max_tokens) and self.window.served_tokenizer:
+                texts = [m["content"] if isinstance(m["content"], str) else
+                         "".join(p.get("text", "") for p in m["content"] if p.get("type") == "text")
+                         for m in messages]
+                counts = await served_token_count(self.backend.spec.base_url, self.backend.server, self.model,
+                                                  ["".join(texts)], getattr(self.backend, "api_key", None))
+                if counts:
+                    need = self.window.prompt_need(est, counts[0], len(messages))
+            mt = self.window.rebudget(need, self.max_tokens)
+            if mt is None:
+                continue
+            params = self.base_params(it.variant, self.seed + attempt - 1, self.format_level, mt)
+            key = request_key(self.provider, self.model, params, messages, self.backend.identity())
+            await self.store.arecord_plan(it.chain, attempt, key, params, {**fu.to_json(), "est": est})
+            return _Plan(key, params, messages, est, fu)
+        return ("context_too_small",
+                f"the request needs ~{need} tokens on the server plus at least "
+                f"{min(MIN_COMPLETION_TOKENS, self.max_tokens)} answer tokens; the served context window is "
+                f"{self.window.n_ctx} tokens ({self.window.source})")
+
+    # --- learning from refusals ---------------------------------------------------------------------
+    def learn_refusal(self, stored: StoredResponse, plan: _Plan) -> int | None:
+        n_ctx, served_prompt = context_refusal(stored)
+        if n_ctx and self.window.learn_window(n_ctx, "refusal"):
+            log.warning("the server's context window is %d tokens (learned from its refusal); requests that "
+                        "do not fit are re-budgeted or refused without sending", n_ctx)
+            self.store.record_fact(self.fact_prefix + "n_ctx", n_ctx)
+            self.summary.server.update(context_window=n_ctx, context_window_source="refusal")
+        if served_prompt:
+            self.window.observe(plan.est_tokens, served_prompt)
+            self.store.record_fact(self.fact_prefix + "margin", self.window.margin)
+        return served_prompt
+
+    def fall_back_format(self, stored: StoredResponse, level: int) -> bool:
+        if level >= 2 or self.provider == "rules":
+            return False
+        if self.format_level <= level:
+            self.format_level = level + 1
+            what = {1: "plain JSON mode (json_object)", 2: "no response_format (the prompt asks for JSON)"}
+            msg = (f"the server refused the structured-output format ({(stored.error_message or '')[:160]}); "
+                   f"falling back to {what[self.format_level]}")
+            log.warning(msg)
+            print(f"generate: {msg}", file=sys.stderr)
+            self.summary.format_fallbacks.append(msg)
+            self.store.record_fact(self.fact_prefix + "format_level", self.format_level)
+        return True
+
+    # --- one prompt, one attempt ----------------------------------------------------------------------
+    async def attempt(self, it: _Item, attempt: int, candidates: list[FollowUp]) -> _Outcome:
+        """Plan and send ``attempt`` of ``it``. A context-length refusal teaches the window: the attempt is
+        planned again (fewer answer tokens, a shorter follow-up) or refused; a refused response format falls
+        back one step and is sent again. Each re-plan is stored before it is sent."""
+        async with self.sem:
+            fresh, refused_keys, outcome = False, set(), None
+            for _revision in range(4):
+                plan = await self.plan(it, attempt, candidates, fresh)
+                if isinstance(plan, tuple):
+                    return _Outcome(None, None, status="refused_context", code=plan[0], message=plan[1])
+                if plan.key in refused_keys and outcome is not None:
+                    outcome.status = "refused_context"   # nothing left to change: the refusal stands
+                    return outcome
+                if plan.key in self.inflight:  # the same request twice in one run: send it once
+                    stored = await self.inflight[plan.key]
+                    return _Outcome(plan, stored, True) if stored is not None else \
+                        _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
+                                 message="worst case would exceed --max-cost")
+                fut = self.inflight[plan.key] = asyncio.get_running_loop().create_future()
+                try:
+                    outcome = await self._send(it, attempt, plan)
+                finally:
+                    fut.set_result(outcome.stored if outcome is not None else None)
+                st = outcome.stored
+                if st is None or st.ok:
+                    return outcome
+                if st.error_code == "context_length_exceeded":
+                    self.learn_refusal(st, plan)
+                    refused_keys.add(plan.key)
+                    fresh = True
+                    continue
+                if st.error_code == "format_unsupported" and it.variant == "json" and \
+                        self.fall_back_format(st, self._level_of(plan)):
+                    fresh = True
+                    continue
+                return outcome
+            if outcome is not None and outcome.stored is not None and \
+                    outcome.stored.error_code == "context_length_exceeded":
+                outcome.status = "refused_context"
+            return outcome
+
+    async def _send(self, it: _Item, attempt: int, plan: _Plan) -> _Outcome:
+        hit = self.store.get_ok(plan.key)
+        if hit is not None:
+            return _Outcome(plan, hit, True)
+        if plan.from_store:
+            tried = self.store.responses(plan.key)
+            if tried and tried[-1].error_code in NOT_RESENT:
+                return _Outcome(plan, tried[-1], True)   # what the server said then, it would say again
+        need = plan.est_tokens
+        mt = int(plan.params.get("max_tokens") or 0)
+        ok_to_send, worst = await self.cost.reserve_when_possible(need, mt)
+        if not ok_to_send:
+            return _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
+                            message=f"worst case ${worst:.4f} would exceed --max-cost (spent ${self.cost.spent:.4f})")
+        try:
+            comp = await complete(self.backend, self.store, self.gate, plan.key, plan.messages, plan.params,
+                                  it.record_id, attempt, it.context, self.retry,
+                                  {"provider": self.provider, "model": self.model, "params": plan.params,
+                                   "messages": canonical_messages(plan.messages)},
+                                  need_tokens=need + mt, pacer=self.pacer, prompt_tokens=need)
+        except BaseException:
+            await self.cost.asettle(worst, 0.0)  # release the reservation so no waiter hangs
+            raise
+        self.summary.n_http_sends += comp.http_attempts
+        self.sends.update(r.error_code or "ok" for r in comp.sent)
+        # every billed attempt counts (a 200 with an empty answer still used tokens)
+        usages = [usage_from_body(r.json()) for r in comp.sent]
+        await self.cost.asettle(worst, sum(self.prices.cost_usd(self.provider, self.model, u) or 0.0 for u in usages),
+                                need, max([u.prompt_tokens for u in usages], default=0))
+        return _Outcome(plan, comp.stored, comp.reused)
 
 
 async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseStore | str | Path,
@@ -237,148 +427,76 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
     if batch and not backend.supports_batch:
         raise LLMConfigError(f"--batch needs the OpenAI Batch API; {provider} has none")
     max_tokens = int(max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS.get(provider, 2048))
+    if json_schema is None and "variant" in prompts.columns and "json" in prompts["variant"].to_list():
+        json_schema = _default_schema()
     summary = GenerateSummary(n_prompts=prompts.height, lost_intents_before=len(store.lost_intents()))
     if summary.lost_intents_before:
         log.warning("%d request(s) were sent by an earlier run that died before storing the response",
                     summary.lost_intents_before)
-    window = await backend.context_window()
+    run = _Run(backend, store, summary, prices, max_tokens, temperature, json_schema, seed, concurrency,
+               max_cost, batch, retry)
+    await run.start()
+    summary.concurrency = {"start": run.pacer.limit, "max": run.pacer.max_limit}
     items = build_items(prompts, backend, contexts, Path(image_root) if image_root else None)
-    history: dict[int, list[dict]] = {i: [] for i in range(len(items))}
+    for it in items:
+        it.chain = run.chain_of(it)
+    follow_ups: dict[int, FollowUp] = {i: FollowUp() for i in range(len(items))}
+    rejections: dict[int, Rejection] = {}
     rows: list[dict] = []
     earlier: dict[int, list[dict]] = {}      # superseded (rejected) attempts per prompt
     final: dict[int, dict] = {}
-    budget = _Budget(max_cost, prices, provider, model, batch)
-    gate = RateGate()
-    sem = asyncio.Semaphore(max(1, concurrency))
-    keys_seen: set[str] = set()
     active = list(range(len(items)))
 
     for attempt in range(1, max_attempts + 1):
-        plans: list[tuple[int, str, list[dict], dict, tuple[int, int]]] = []
+        todo = []
         for i in active:
             it = items[i]
             if it.error is not None:
                 final[i] = _row(it, attempt, backend, label, None, "failed", code=it.error[0], message=it.error[1])
                 continue
-            messages = it.messages + history[i]
-            mt = max_tokens
-            est = it.est_prompt_tokens + sum(_estimate_tokens(json.dumps(m["content"])) for m in history[i])
-            if window is not None and int(est * TOKENIZER_MARGIN) + mt > window:
-                room = window - int(est * TOKENIZER_MARGIN)
-                if room < MIN_COMPLETION_TOKENS:
-                    final[i] = _row(it, attempt, backend, label, None, "refused_context", code="context_too_small",
-                                    message=f"prompt ~{est} tokens + {MIN_COMPLETION_TOKENS} answer tokens do not "
-                                            f"fit the served context window of {window} tokens")
-                    continue
-                mt = room  # re-budget the answer instead of paying for a silently truncated prompt
-            params = backend.params(it.variant, mt, temperature, json_schema, seed + attempt - 1)
-            key = request_key(provider, model, params, messages)
-            plans.append((i, key, messages, params, (est, mt)))
-
-        results: dict[int, tuple[str, StoredResponse | None, bool, str | None]] = {}
+            todo.append(i)
+        cands = {i: [FollowUp()] if attempt == 1 else follow_up_candidates(follow_ups[i], rejections[i])
+                 for i in todo}
         if batch:
-            reqs: list[BatchRequest] = []
-            reserved: dict[int, float | None] = {}
-            for i, key, messages, params, (est, mt) in plans:
-                if store.get_ok(key) is None and key not in keys_seen:
-                    worst = budget.worst(est, mt)
-                    if not budget.try_reserve(worst):
-                        results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost")
-                        continue
-                    reserved[i] = worst
-                    reqs.append(BatchRequest(key, {"model": model, "messages": messages, **params},
-                                             items[i].record_id, attempt))
-                keys_seen.add(key)
-            report = await run_batches(backend, store, reqs, poll_interval_s=batch_poll_s,
-                                       max_wait_s=batch_max_wait_s)
-            summary.batch_ids += report.submitted + report.resumed
-            summary.n_http_sends += len(reqs)
-            sent_keys = {r.key for r in reqs}
-            for i, key, _, _, (est, _mt) in plans:
-                if i in results:
-                    continue
-                got = store.get_ok(key)
-                if got is None:
-                    tried = store.responses(key)
-                    got = tried[-1] if tried else StoredResponse(
-                        key, False, None, None, {}, None, provider, model, error_code="batch_unfinished",
-                        error_message=f"no result line (batch {report.unfinished.get(key, 'unknown')}); "
-                                      "a re-run resubmits it")
-                if i in reserved:
-                    usage = usage_from_body(got.json())
-                    budget.settle(reserved[i], prices.cost_usd(provider, model, usage, True), est, usage.prompt_tokens)
-                results[i] = (key, got, key not in sent_keys, None)
+            outcomes = await _batch_round(run, items, todo, attempt, cands, batch_poll_s, batch_max_wait_s)
         else:
-            inflight: dict[str, asyncio.Future] = {}
-
-            async def one(i: int, key: str, messages: list[dict], params: dict, sizes: tuple[int, int]):
-                if key in inflight:  # the same request twice in one run (duplicate prompt rows): send it once
-                    stored = await inflight[key]
-                    results[i] = (key, stored, True, None) if stored is not None else \
-                        (key, None, False, "worst case would exceed --max-cost")
-                    return
-                fut = inflight[key] = asyncio.get_running_loop().create_future()
-                try:
-                    await _one(i, key, messages, params, sizes)
-                finally:
-                    fut.set_result(results.get(i, (None, None))[1])
-
-            async def _one(i: int, key: str, messages: list[dict], params: dict, sizes: tuple[int, int]):
-                async with sem:
-                    hit = store.get_ok(key)
-                    if hit is not None:
-                        results[i] = (key, hit, True, None)
-                        return
-                    ok_to_send, worst = await budget.reserve_when_possible(*sizes)
-                    if not ok_to_send:
-                        results[i] = (key, None, False, f"worst case ${worst:.4f} would exceed --max-cost "
-                                                        f"(spent ${budget.spent:.4f})")
-                        return
-                    try:
-                        comp = await complete(backend, store, gate, key, messages, params, items[i].record_id,
-                                              attempt, items[i].context, retry,
-                                              {"provider": provider, "model": model, "params": params,
-                                               "messages": canonical_messages(messages)},
-                                              need_tokens=sizes[0] + sizes[1])
-                    except BaseException:
-                        await budget.asettle(worst, 0.0)  # release the reservation so no waiter hangs
-                        raise
-                    summary.n_http_sends += comp.http_attempts
-                    # every billed attempt counts (a 200 with an empty answer still used tokens)
-                    usages = [usage_from_body(r.json()) for r in comp.sent]
-                    await budget.asettle(worst, sum(prices.cost_usd(provider, model, u) or 0.0 for u in usages),
-                                         sizes[0], max([u.prompt_tokens for u in usages], default=0))
-                    results[i] = (key, comp.stored, comp.reused, None)
-
-            await asyncio.gather(*(one(*p) for p in plans))
+            got = await asyncio.gather(*(run.attempt(items[i], attempt, cands[i]) for i in todo))
+            outcomes = dict(zip(todo, got))
 
         next_active = []
-        for i, key, messages, _, _ in plans:
-            it = items[i]
-            key, stored, reused, skip_msg = results[i]
-            summary.n_requests += 1
-            summary.n_reused += int(reused)
-            if stored is None:
-                final[i] = _row(it, attempt, backend, label, key, "skipped_budget", code="budget_exhausted",
-                                message=skip_msg)
+        for i in todo:
+            it, oc = items[i], outcomes[i]
+            key = oc.plan.key if oc.plan else None
+            if oc.plan is not None:
+                summary.n_requests += 1
+                summary.n_reused += int(oc.reused and oc.stored is not None)
+            st = oc.stored
+            if st is None:
+                final[i] = _row(it, attempt, backend, label, key, oc.status or "failed", code=oc.code,
+                                message=oc.message)
                 continue
-            cost = prices.cost_usd(provider, model, usage_from_body(stored.json()), stored.batch_id is not None)
-            r = _row(it, attempt, backend, label, key, "ok" if stored.ok else "failed", stored=stored,
-                     reused=reused, cost=cost)
+            cost = prices.cost_usd(provider, model, usage_from_body(st.json()), st.batch_id is not None)
+            if not st.ok:
+                final[i] = _row(it, attempt, backend, label, key, oc.status or "failed", stored=st,
+                                reused=oc.reused, cost=cost)
+                continue
+            reply = read_reply(st, it.variant, json_schema)
+            r = _row(it, attempt, backend, label, key, "ok", stored=st, reply=reply, reused=oc.reused, cost=cost)
             final[i] = r
-            if not stored.ok:
-                continue
-            accepted, reasons, feedback = _validate(validator, r["answer"], it.context)
+            usage = usage_from_body(st.json())
+            if usage.prompt_tokens and oc.plan is not None:
+                run.window.observe(oc.plan.est_tokens, usage.prompt_tokens)
+            if reply.problem is not None:
+                accepted, reasons, feedback = False, [reply.problem[0]], reply.problem[1]
+            else:
+                accepted, reasons, feedback = _validate(validator, reply.answer, it.context)
             r.update(accepted=accepted, validation_reasons=json.dumps(reasons) if reasons or accepted is not None
                      else None)
             if accepted is False and attempt < max_attempts:
                 rows.append(r)
                 earlier.setdefault(i, []).append(r)
-                # Only the answer's content goes back: a reasoner's reasoning_content is never resent.
-                history[i] = history[i] + [
-                    {"role": "assistant", "content": r["answer"]},
-                    {"role": "user", "content": FEEDBACK_TEMPLATE.format(reasons=", ".join(reasons) or "unspecified",
-                                                                         feedback=feedback)}]
+                rejections[i] = rejection_for(reply, reasons, feedback)
+                follow_ups[i] = oc.plan.follow_up if oc.plan is not None else FollowUp()
                 next_active.append(i)
         active = next_active
         if not active:
@@ -387,26 +505,110 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
     rows.extend(final[i] for i in sorted(final))
     frame = pl.DataFrame(rows, schema=ANSWERS_SCHEMA).sort(["record_id", "variant", "attempt"], nulls_last=True)
     answers_path = _write_parquet_atomic(frame, out_dir / "answers.parquet")
-    for i, last in final.items():
-        tried = earlier.get(i, []) + [last]
-        any_ok = any(r["status"] == "ok" for r in tried)
-        summary.n_ok += any_ok
-        summary.n_accepted += any(r["accepted"] is True for r in tried)
-        summary.n_rejected += any_ok and not any(r["accepted"] is True for r in tried) and \
-            any(r["accepted"] is False for r in tried)
-        # a prompt with an answer counts as answered even if a later regeneration was skipped or failed
-        if not any_ok:
-            summary.n_failed += last["status"] == "failed"
-            summary.n_refused_context += last["status"] == "refused_context"
-        summary.n_skipped_budget += last["status"] == "skipped_budget"
-    summary.cost_usd_new = round(budget.spent, 6)
+    _tally(summary, final, earlier, validator is not None)
+    summary.sends_by_code = dict(run.sends.most_common())
+    summary.cost_usd_new = round(run.cost.spent, 6)
     summary.cost_usd_total = round(float(frame["cost_usd"].fill_null(0).sum()), 6)
+    summary.concurrency.update(peak=round(run.pacer.peak_limit, 2), final=round(run.pacer.limit, 2),
+                               cuts=run.pacer.cuts)
+    if run.pacer.rates:
+        summary.prefill_tokens_per_s, summary.decode_tokens_per_s = (round(x, 1) for x in run.pacer.rates)
+    summary.hints = _hints(summary, backend)
     summary.answers_path = str(answers_path)
     summary.wall_s = round(time.perf_counter() - t_start, 3)
     (out_dir / "generate_summary.json").write_text(json.dumps(asdict(summary), indent=2))
     if own_store:
         store.close()
     return summary
+
+
+async def _batch_round(run: _Run, items: list[_Item], todo: list[int], attempt: int,
+                       cands: dict[int, list[FollowUp]], poll_s: float, max_wait_s: float) -> dict[int, _Outcome]:
+    """One attempt of every prompt through the OpenAI Batch API (plans stored like synchronous ones)."""
+    out: dict[int, _Outcome] = {}
+    reqs: list[BatchRequest] = []
+    reserved: dict[int, float | None] = {}
+    keys_seen: set[str] = set()
+    plans: dict[int, _Plan] = {}
+    for i in todo:
+        plan = await run.plan(items[i], attempt, cands[i])
+        if isinstance(plan, tuple):
+            out[i] = _Outcome(None, None, status="refused_context", code=plan[0], message=plan[1])
+            continue
+        plans[i] = plan
+        if run.store.get_ok(plan.key) is None and plan.key not in keys_seen:
+            worst = run.cost.worst(plan.est_tokens, int(plan.params.get("max_tokens") or 0))
+            if not run.cost.try_reserve(worst):
+                out[i] = _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
+                                  message=f"worst case ${worst:.4f} would exceed --max-cost")
+                continue
+            reserved[i] = worst
+            reqs.append(BatchRequest(plan.key, {"model": run.model, "messages": plan.messages, **plan.params},
+                                     items[i].record_id, attempt))
+        keys_seen.add(plan.key)
+    report = await run_batches(run.backend, run.store, reqs, poll_interval_s=poll_s, max_wait_s=max_wait_s)
+    run.summary.batch_ids += report.submitted + report.resumed
+    run.summary.n_http_sends += len(reqs)
+    sent_keys = {r.key for r in reqs}
+    for i, plan in plans.items():
+        if i in out:
+            continue
+        got = run.store.get_ok(plan.key)
+        if got is None:
+            tried = run.store.responses(plan.key)
+            got = tried[-1] if tried else StoredResponse(
+                plan.key, False, None, None, {}, None, run.provider, run.model, error_code="batch_unfinished",
+                error_message=f"no result line (batch {report.unfinished.get(plan.key, 'unknown')}); "
+                              "a re-run resubmits it")
+        run.sends[got.error_code or "ok"] += plan.key in sent_keys
+        if i in reserved:
+            usage = usage_from_body(got.json())
+            run.cost.settle(reserved[i], run.prices.cost_usd(run.provider, run.model, usage, True), plan.est_tokens,
+                            usage.prompt_tokens)
+        out[i] = _Outcome(plan, got, plan.key not in sent_keys)
+    return out
+
+
+def _tally(summary: GenerateSummary, final: dict[int, dict], earlier: dict[int, list[dict]],
+           validated: bool) -> None:
+    failed_codes: Counter = Counter()
+    for i, last in final.items():
+        tried = earlier.get(i, []) + [last]
+        any_answer = any(r["status"] == "ok" and r["answer"] is not None for r in tried)
+        any_ok = any(r["status"] == "ok" for r in tried)
+        accepted = any(r["accepted"] is True for r in tried)
+        summary.n_ok += any_answer
+        summary.n_accepted += accepted
+        summary.n_rejected += any_answer and not accepted and any(r["accepted"] is False for r in tried)
+        summary.n_no_answer += any_ok and not any_answer
+        # a prompt with an answer counts as answered even if a later regeneration was skipped or failed
+        if not any_ok:
+            summary.n_failed += last["status"] == "failed"
+            summary.n_refused_context += last["status"] == "refused_context"
+            failed_codes[last["error_code"] or last["status"]] += 1
+        summary.n_skipped_budget += last["status"] == "skipped_budget"
+        done = accepted if validated else any_answer
+        summary.n_not_accepted += not done
+    summary.failed_by_code = dict(failed_codes.most_common())
+
+
+def _hints(summary: GenerateSummary, backend: Backend) -> list[str]:
+    hints = []
+    sends = summary.n_http_sends
+    timeouts = summary.sends_by_code.get("timeout", 0)
+    if sends and timeouts >= max(2, 0.3 * sends):
+        hints.append(f"{timeouts} of {sends} sends timed out: the server answers slower than the time allowed. "
+                     "Leave --timeout unset (it is then sized from the measured speed) or raise it, and lower "
+                     "--concurrency for a server that computes one request at a time.")
+    conn = summary.sends_by_code.get("connection_error", 0)
+    if sends and conn >= max(1, 0.5 * sends):
+        url = getattr(getattr(backend, "spec", None), "base_url", None)
+        hints.append(f"{conn} of {sends} sends could not connect: is the server at {url} running?")
+    if summary.n_refused_context:
+        hints.append(f"{summary.n_refused_context} prompts do not fit the served context window "
+                     f"({summary.server.get('context_window')} tokens): serve a larger context (e.g. llama.cpp "
+                     "--n_ctx / -c, vLLM --max-model-len) or build shorter prompts (prompts --budget).")
+    return hints
 
 
 def generate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseStore | str | Path,
@@ -418,9 +620,10 @@ def generate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseSto
     ``store`` is a :class:`ResponseStore` or its directory. ``validator(answer, ctx)`` returns an object with
     ``.accepted``, ``.reasons``, ``.feedback``; rejected answers are regenerated with the feedback, up to
     ``max_attempts`` answers per prompt. ``max_cost`` is in USD; requests whose worst case would exceed it are
-    recorded as ``skipped_budget``. ``batch=True`` uses the OpenAI Batch API (half price). Options:
-    ``price_table``, ``max_tokens``, ``temperature``, ``json_schema``, ``image_root``, ``retry``, ``seed``,
-    ``batch_poll_s``, ``batch_max_wait_s``.
+    recorded as ``skipped_budget``. ``batch=True`` uses the OpenAI Batch API (half price). ``concurrency`` is
+    the most requests on the wire (local servers start at 1 and adapt). Options: ``price_table``,
+    ``max_tokens``, ``temperature``, ``json_schema``, ``image_root``, ``retry``, ``seed``, ``batch_poll_s``,
+    ``batch_max_wait_s``.
     """
     async def run() -> GenerateSummary:
         try:
@@ -461,13 +664,15 @@ def _default_variant(provider: str) -> str:
 def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", base_url: str | None = None,
                  variant: str | None = None, concurrency: int = 16, max_attempts: int = 3,
                  max_cost: float | None = None, batch: bool = False, price_table: str | Path | None = None,
-                 max_tokens: int | None = None, temperature: float | None = None, timeout_s: float = 120.0,
+                 max_tokens: int | None = None, temperature: float | None = None, timeout_s: float | None = None,
                  context_window: int | None = None, json_schema: dict | None = None,
                  api_key_secret: str | None = None, seed: int = 0, limit: int | None = None,
-                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True) -> GenerateSummary:
+                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True,
+                 extra_body: dict | None = None) -> GenerateSummary:
     """The ``generate`` stage as a plain function: answer the prompts table at ``prompts_path`` (a file or the
     folder holding it) with backend ``llm``; write ``out/responses/`` and ``out/answers.parquet``.
 
+    ``timeout_s`` bounds each whole request; None sizes it per request from the server's measured speed.
     Grounding contexts come from the run folder the prompts live in (``pipeline.context.load_contexts``), and
     rejected answers are regenerated with the validator's feedback (``pipeline.validate.validate_answer``).
     """
@@ -484,7 +689,8 @@ def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", 
         prompts = prompts.head(limit)
     contexts = load_contexts(run_dir, prompts["record_id"].to_list()) if with_context else None
     api_key = None if spec.provider == "rules" else resolve_api_key(spec.provider, api_key_secret)
-    backend = make_backend(spec, api_key=api_key, timeout_s=timeout_s, context_window=context_window)
+    backend = make_backend(spec, api_key=api_key, timeout_s=timeout_s, context_window=context_window,
+                           extra_body=extra_body)
     out = Path(out)
     return generate_answers(
         prompts, backend, out / "responses", out, concurrency=concurrency, max_attempts=max_attempts,
@@ -493,8 +699,30 @@ def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", 
         json_schema=json_schema, image_root=run_dir, seed=seed, spec_label=llm, batch_poll_s=batch_poll_s)
 
 
+def report_lines(s: GenerateSummary) -> list[str]:
+    """What a person reads on the screen after a generate run (the JSON summary goes to stdout)."""
+    lines = [f"generate: {s.n_accepted if s.n_accepted or s.n_rejected else s.n_ok}/{s.n_prompts} prompts "
+             f"{'accepted' if s.n_accepted or s.n_rejected else 'answered'}; "
+             f"{s.n_http_sends} HTTP sends, {s.n_reused} requests answered from the store"]
+    ended = {"rejected": s.n_rejected, "no usable answer": s.n_no_answer, "failed": s.n_failed,
+             "refused (context)": s.n_refused_context, "skipped (budget)": s.n_skipped_budget}
+    bad = ", ".join(f"{k} {v}" for k, v in ended.items() if v)
+    if bad:
+        lines.append(f"  without an accepted answer: {s.n_not_accepted} ({bad})")
+    if s.failed_by_code:
+        lines.append("  prompts without an answer, by error: " +
+                     ", ".join(f"{c} {n}" for c, n in s.failed_by_code.items()))
+    errs = {c: n for c, n in s.sends_by_code.items() if c != "ok"}
+    if errs:
+        lines.append("  sends by error code: " + ", ".join(f"{c} {n}" for c, n in errs.items()) +
+                     f" (ok {s.sends_by_code.get('ok', 0)})")
+    lines += [f"  {m}" for m in s.format_fallbacks]
+    lines += [f"  hint: {h}" for h in s.hints]
+    return lines
+
+
 def run_cli(args: argparse.Namespace) -> int:
-    """Exit codes: 0 all answered, 1 some prompts failed (explained per row), 2 bad configuration."""
+    """Exit codes: 0 every prompt accepted, 1 some prompt ended without an accepted answer, 2 bad usage."""
     try:
         return _run_cli(args)
     except (LLMConfigError, FileNotFoundError) as exc:
@@ -502,19 +730,38 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
 
 
+def _json_arg(value: str | None, what: str) -> dict | None:
+    if value is None:
+        return None
+    try:
+        text = Path(value).read_text() if not value.lstrip().startswith("{") else value
+        doc = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LLMConfigError(f"{what}: not a JSON object or a file holding one ({exc})") from None
+    if not isinstance(doc, dict):
+        raise LLMConfigError(f"{what}: must be a JSON object")
+    return doc
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    json_schema = json.loads(Path(args.json_schema).read_text()) if args.json_schema else None
+    if args.timeout is not None and not args.timeout > 0:
+        raise LLMConfigError("--timeout must be a positive number of seconds")
+    if args.concurrency < 1:
+        raise LLMConfigError("--concurrency must be at least 1")
     summary = run_generate(
         args.prompts, args.out, llm=args.llm, base_url=args.base_url, variant=args.variant,
         concurrency=args.concurrency, max_attempts=args.max_attempts, max_cost=args.max_cost, batch=args.batch,
         price_table=args.price_table, max_tokens=args.max_tokens, temperature=args.temperature,
-        timeout_s=args.timeout, context_window=args.context_window, json_schema=json_schema,
-        api_key_secret=args.api_key_secret, seed=args.seed, limit=args.limit, batch_poll_s=args.batch_poll_s,
-        validate=not args.no_validate, with_context=not args.no_context)
+        timeout_s=args.timeout, context_window=args.context_window,
+        json_schema=_json_arg(args.json_schema, "--json-schema"), api_key_secret=args.api_key_secret,
+        seed=args.seed, limit=args.limit, batch_poll_s=args.batch_poll_s, validate=not args.no_validate,
+        with_context=not args.no_context, extra_body=_json_arg(args.extra_body, "--extra-body"))
     print(json.dumps(asdict(summary), indent=2))
-    return 0 if summary.n_failed == 0 else 1
+    for line in report_lines(summary):
+        print(line, file=sys.stderr)
+    return 0 if summary.n_not_accepted == 0 else 1
 
 
 def register(subparsers) -> None:
@@ -524,7 +771,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder: responses/, answers.parquet")
     p.add_argument("--llm", default="rules", help="rules | openai:MODEL | deepseek:MODEL | openai-compatible:MODEL")
     p.add_argument("--base-url", default=None, help="API base URL (required for openai-compatible)")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="most requests in flight (openai-compatible starts at 1 and adapts up to this)")
     p.add_argument("--max-cost", type=float, default=None, help="USD budget for this run")
     p.add_argument("--batch", action="store_true", help="OpenAI Batch API (half price, up to 24 h)")
     p.add_argument("--max-attempts", type=int, default=3, help="answers per prompt when the validator rejects")
@@ -532,9 +780,15 @@ def register(subparsers) -> None:
     p.add_argument("--variant", default=None, help="multimodal | text | json | all (default: per provider)")
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds one whole request may take (default: sized per request from the server's "
+                        "measured speed; 180 s for paid APIs)")
     p.add_argument("--context-window", type=int, default=None, help="served context (tokens) if not detectable")
-    p.add_argument("--json-schema", default=None, help="JSON schema file for the json variant")
+    p.add_argument("--json-schema", default=None,
+                   help="JSON schema (file or inline) for the json variant (default: prompts/answer_schema.json)")
+    p.add_argument("--extra-body", default=None,
+                   help="JSON object (file or inline) of server-specific request fields, e.g. "
+                        "'{\"top_k\": 40}' or a llama.cpp 'grammar'; part of every request key")
     p.add_argument("--api-key-secret", default=None, help="Prefect Secret block holding the API key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
@@ -548,8 +802,6 @@ def register(subparsers) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.generate ARGS`` = ``ecg-grounding generate ARGS`` without importing the other
     stages (whose scientific imports cost seconds per start)."""
-    import sys
-
     parser = argparse.ArgumentParser(prog="python -m pipeline.generate")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["generate", *(sys.argv[1:] if argv is None else argv)])

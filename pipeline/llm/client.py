@@ -1,20 +1,27 @@
 """Send one request durably: reuse a stored answer, else record the intent, send with bounded retries,
-store every raw response the moment it arrives."""
+store every raw response the moment it arrives.
+
+Each HTTP send takes a slot from the run's :class:`~pipeline.llm.pacing.Pacer` (adaptive concurrency) and is
+bounded as a whole by the pacer's timeout for it. Between sends: a server's Retry-After (shared by every
+sender, released with jitter), else full-jitter exponential backoff; after a local server's timeout, every
+sender also waits while the abandoned request may still be computing.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_random_exponential
-
+from pipeline.llm.pacing import Pacer
+from pipeline.llm.pricing import usage_from_body
 from pipeline.llm.providers import Backend, SendResult
 from pipeline.llm.ratelimit import RateGate
 from pipeline.llm.store import ResponseStore, StoredResponse
 
 log = logging.getLogger(__name__)
+OVERLOAD_CODES = {"timeout", "rate_limited"}
 
 
 @dataclass
@@ -27,12 +34,6 @@ class Completion:
     sent: list[StoredResponse] = field(default_factory=list)  # every response stored now (billed ones too)
 
 
-class _Transient(Exception):
-    def __init__(self, result: SendResult):
-        super().__init__(result.stored.error_code)
-        self.result = result
-
-
 @dataclass
 class RetryPolicy:
     """Bounded retries with full-jitter exponential backoff; a server's Retry-After overrides the backoff."""
@@ -42,24 +43,25 @@ class RetryPolicy:
     backoff_max_s: float = 30.0
     wait_for_other_s: float = 0.25   # poll interval while another run sends the same request
 
-    def _wait(self, state: RetryCallState) -> float:
-        jitter = wait_random_exponential(multiplier=self.backoff_base_s, max=self.backoff_max_s)(state)
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.result.retry_after_s is not None:
-            return exc.result.retry_after_s
-        return jitter
+    def backoff_s(self, n_failed: int, rng: random.Random | None = None) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2^n)] after the n-th failed send (n from 1)."""
+        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** max(0, n_failed - 1))
+        return (rng or random).uniform(0.0, cap)
 
 
 async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
                    params: dict[str, Any], record_id: str | None, attempt: int | None, context: Any = None,
                    policy: RetryPolicy | None = None, request_doc: dict | None = None,
-                   need_tokens: int = 0) -> Completion:
+                   need_tokens: int = 0, pacer: Pacer | None = None, prompt_tokens: int = 0) -> Completion:
     """The stored ``ok`` response for ``key`` if there is one; otherwise send (retrying only transient
-    faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response."""
+    faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response.
+
+    ``prompt_tokens`` (our estimate for this request) sizes the timeout with the pacer's measured rates."""
     hit = store.get_ok(key)
     if hit is not None:
         return Completion(hit, True, 0)
     policy = policy or RetryPolicy()
+    pacer = pacer or Pacer(1 << 16, local=False, timeout_s=getattr(backend, "timeout_s", None))
     while (holder := await store.aclaim(key, record_id, attempt, "sync", request_doc)) is not None:
         # another live run on this store is sending this very request: wait for its answer, don't buy it twice
         log.info("request %s is being sent by %s; waiting for its answer", key[:12], holder)
@@ -73,35 +75,54 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
         hit = store.get_ok(key)
         if hit is not None:
             return Completion(hit, True, 0)
-        return await _send_with_retries(backend, store, gate, key, messages, params, context, policy, need_tokens)
+        return await _send_with_retries(backend, store, gate, key, messages, params, context, policy,
+                                        need_tokens, pacer, prompt_tokens)
     finally:
         await store.arelease(key)
 
 
 async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
-                             params: dict[str, Any], context: Any, policy: RetryPolicy,
-                             need_tokens: int) -> Completion:
-    sends = 0
+                             params: dict[str, Any], context: Any, policy: RetryPolicy, need_tokens: int,
+                             pacer: Pacer, prompt_tokens: int) -> Completion:
     sent: list[StoredResponse] = []
     last: SendResult | None = None
-    try:
-        async for try_ in AsyncRetrying(stop=stop_after_attempt(policy.max_http_attempts), wait=policy._wait,
-                                        retry=retry_if_exception_type(_Transient), reraise=True,
-                                        sleep=asyncio.sleep):
-            with try_:
-                await gate.wait(need_tokens)
-                sends += 1
-                last = await backend.send(key, messages, params, context)
-                # Store first: nothing (not even our own checks) touches a paid answer before it is durable.
-                await store.aput(last.stored)
-                sent.append(last.stored)
-                gate.observe(last.stored.headers)
-                if last.stored.error_code == "rate_limited" and last.retry_after_s:
-                    gate.pause(last.retry_after_s)
-                if last.retryable:
-                    log.info("request %s: %s, retrying", key[:12], last.stored.error_code)
-                    raise _Transient(last)
-    except _Transient as exc:
-        last = exc.result  # retries exhausted: the last stored failure explains it
+    max_tokens = int(params.get("max_tokens") or 0)
+    timeouts = 0
+    for n in range(1, policy.max_http_attempts + 1):
+        await gate.wait(need_tokens)
+        ahead = await pacer.acquire()
+        try:
+            limit = pacer.timeout_for(prompt_tokens, max_tokens, ahead, retry=timeouts)
+            last = await backend.send(key, messages, params, context, timeout_s=limit)
+        finally:
+            await pacer.release()
+        # Store first: nothing (not even our own checks) touches a paid answer before it is durable.
+        await store.aput(last.stored)
+        sent.append(last.stored)
+        st = last.stored
+        gate.observe(st.headers)
+        if st.ok:
+            usage = usage_from_body(st.json())
+            pacer.on_success(st.latency_s or 0.0, usage.prompt_tokens, usage.completion_tokens, ahead)
+            break
+        overloaded = st.error_code in OVERLOAD_CODES or st.http_status == 503
+        if overloaded:
+            pacer.on_overload()
+        if last.retry_after_s and (st.error_code == "rate_limited" or st.http_status == 503):
+            gate.pause(last.retry_after_s)
+        if st.error_code == "timeout":
+            timeouts += 1
+            busy = pacer.busy_after_timeout_s(prompt_tokens, max_tokens, st.latency_s or 0.0)
+            if busy > 0:
+                # the server may still be computing the abandoned request: sending again now would only
+                # queue behind it (and time out again)
+                log.info("request %s timed out after %.0f s; waiting %.0f s for the server to finish it",
+                         key[:12], st.latency_s or 0.0, busy)
+                gate.pause(busy)
+        if not last.retryable or n == policy.max_http_attempts:
+            break
+        log.info("request %s: %s, retrying", key[:12], st.error_code)
+        if not (last.retry_after_s and overloaded):
+            await asyncio.sleep(policy.backoff_s(n))
     assert last is not None
-    return Completion(last.stored, False, sends, sent)
+    return Completion(last.stored, False, len(sent), sent)
