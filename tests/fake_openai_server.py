@@ -101,6 +101,7 @@ class FakeOpenAI:
     framing_per_message: int = 5
     single_slot: bool = False
     drip_bytes_per_s: float = 8.0
+    attempt_answers: dict[str, list[str]] | None = None   # prompt id -> answer of attempt 1, 2, ... (last repeats)
     log: list[LogEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -197,6 +198,11 @@ class FakeOpenAI:
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = deterministic_answer(body)
+        if self.attempt_answers:
+            pid, attempt = prompt_identity(body)
+            if pid in self.attempt_answers:
+                seq = self.attempt_answers[pid]
+                answer = seq[min(attempt, len(seq)) - 1]
         text = json.dumps(body.get("messages"))
         with self._lock:
             for marker, q in self._marker_answers.items():
@@ -261,6 +267,13 @@ class FakeOpenAI:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # listen backlog: the default 5 resets bursts of 64 new connections
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # a client that gave up (timeout, SIGKILL): expected in these tests
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
