@@ -373,6 +373,13 @@ class _Run:
                 outcome.status = "refused_context"
             return outcome
 
+    def _level_of(self, plan: _Plan) -> int:
+        """Which step of the structured-output fallback ``plan`` asked for."""
+        fmt = plan.params.get("response_format")
+        if fmt is None:
+            return 2
+        return 0 if (fmt.get("type") == "json_schema" or "schema" in fmt) and self.provider != "deepseek" else 1
+
     async def _send(self, it: _Item, attempt: int, plan: _Plan) -> _Outcome:
         hit = self.store.get_ok(plan.key)
         if hit is not None:

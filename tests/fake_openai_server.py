@@ -57,15 +57,20 @@ class LogEntry:
 
 
 def prompt_identity(body: dict[str, Any] | None) -> tuple[str | None, int | None]:
-    """(prompt id, attempt) of a chat body: the first system/user texts, and 1 + its assistant turns."""
+    """(prompt id, attempt) of a chat body: a hash of the first system/user texts as the prompt had them,
+    and 1 + the feedback turns it carries (each starts "Your previous", folded into the user text or not)."""
     msgs = (body or {}).get("messages") or []
     if not msgs:
         return None, None
-    first = [m for m in msgs if m.get("role") in ("system", "user")][:2]
-    text = json.dumps([m.get("content") for m in first], sort_keys=True)
-    # a follow-up folded into the user message changes its text: identify by the text before the fold
-    text = text.split("\\n\\nYour previous")[0]
-    return hashlib.sha256(text.encode()).hexdigest()[:16], 1 + sum(m.get("role") == "assistant" for m in msgs)
+
+    def text_of(m: dict) -> str:
+        c = m.get("content")
+        return c if isinstance(c, str) else "".join(p.get("text", "") for p in c or [])
+
+    first = [text_of(m).split("\n\nYour previous")[0] for m in msgs if m.get("role") in ("system", "user")][:2]
+    pid = hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest()[:16]
+    feedback = sum(text_of(m).count("Your previous") for m in msgs if m.get("role") == "user")
+    return pid, 1 + feedback
 
 
 def deterministic_answer(body: dict[str, Any]) -> str:
@@ -198,23 +203,26 @@ class FakeOpenAI:
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = deterministic_answer(body)
+        scripted = False
         if self.attempt_answers:
             pid, attempt = prompt_identity(body)
             if pid in self.attempt_answers:
                 seq = self.attempt_answers[pid]
                 answer = seq[min(attempt, len(seq)) - 1]
+                scripted = True
         text = json.dumps(body.get("messages"))
         with self._lock:
             for marker, q in self._marker_answers.items():
                 if marker in text and q:
                     answer = q.popleft()
+                    scripted = True
                     break
         # like the real APIs, an image costs a fixed number of tokens, not its base64 length
         images = text.count('"image_url"')
         text_only = json.dumps([m.get("content") if isinstance(m.get("content"), str) else
                                 [p.get("text", "") for p in m.get("content") or []] for m in body.get("messages", [])])
         fmt = (body.get("response_format") or {}).get("type")
-        if fmt in ("json_object", "json_schema") and not answer.lstrip().startswith("{") and "<think>" not in answer:
+        if fmt in ("json_object", "json_schema") and not scripted:  # a constrained server answers an object
             answer = json.dumps({"interpretation": answer, "diagnoses": [], "cited_leads": ["II"]})
         prompt_tokens = max(1, len(text_only) // 4) + 765 * images
         if self.kind is not None:

@@ -41,7 +41,7 @@ def good_answers(run: Path) -> dict[str, str]:
 
 def prompt_id_of(system: str, user: str) -> str:
     """The fake server's prompt id for a prompt row (``fake_openai_server.prompt_identity``)."""
-    text = json.dumps([system, user], sort_keys=True) if system else json.dumps([user], sort_keys=True)
+    text = json.dumps([system, user] if system else [user], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,7 @@ async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateG
     for n in range(1, policy.max_http_attempts + 1):
         await gate.wait(need_tokens)
         ahead = await pacer.acquire()
+        sent_at = time.monotonic()
         try:
             limit = pacer.timeout_for(prompt_tokens, max_tokens, ahead, retry=timeouts)
             last = await backend.send(key, messages, params, context, timeout_s=limit)
@@ -107,7 +109,7 @@ async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateG
             break
         overloaded = st.error_code in OVERLOAD_CODES or st.http_status == 503
         if overloaded:
-            pacer.on_overload()
+            pacer.on_overload(sent_at)
         if last.retry_after_s and (st.error_code == "rate_limited" or st.http_status == 503):
             gate.pause(last.retry_after_s)
         if st.error_code == "timeout":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ class Pacer:
         self.limit_trace: list[float] = [self.limit]
         self._cooldown = 0
         self.slow_start = True   # double per round until latency first grows or the server pushes back
+        self._last_cut_at = -math.inf
 
     # --- the slot --------------------------------------------------------------------------------------
     async def acquire(self) -> int:
@@ -109,8 +111,12 @@ class Pacer:
                 step = 1.0 if self.slow_start else 1.0 / self.limit
                 self._set(min(float(self.max_limit), self.limit + step))
 
-    def on_overload(self) -> None:
-        """A timeout, 429 or 503: halve the limit (multiplicative decrease)."""
+    def on_overload(self, sent_at: float | None = None) -> None:
+        """A timeout, 429 or 503 for a request sent at ``sent_at`` (monotonic): halve the limit, once per
+        congestion event (requests already on the wire at the last cut tell of the same congestion)."""
+        if sent_at is not None and sent_at < self._last_cut_at:
+            return
+        self._last_cut_at = time.monotonic()
         self.cuts += 1
         self._cooldown = 8
         self.slow_start = False
