@@ -495,6 +495,7 @@ async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: Resp
                 run.window.observe(oc.plan.est_tokens, usage.prompt_tokens)
             if reply.problem is not None:
                 accepted, reasons, feedback = False, [reply.problem[0]], reply.problem[1]
+                r["error_message"] = reply.problem[1]   # why the reply holds no usable answer
             else:
                 accepted, reasons, feedback = _validate(validator, reply.answer, it.context)
             r.update(accepted=accepted, validation_reasons=json.dumps(reasons) if reasons or accepted is not None

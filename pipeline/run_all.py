@@ -30,7 +30,9 @@ class RunConfig:
     llm: str = "rules"
     base_url: str | None = None
     variant: str | None = None        # default: multimodal for openai, text otherwise
-    concurrency: int = 16
+    concurrency: int = 16             # most LLM requests in flight (openai-compatible starts at 1 and adapts)
+    timeout_s: float | None = None    # bound of one whole LLM request; None: sized from the measured speed
+    max_tokens: int | None = None     # answer tokens per LLM request (None: the provider's default)
     max_attempts: int = 3
     max_cost: float | None = None
     chunk_size: int = 200
@@ -98,7 +100,8 @@ def run_pipeline(cfg: RunConfig) -> dict:
     gen = _timed(timings, "generate",
                  lambda: run_generate(out / "prompts" / "prompts.parquet", out / "generate", llm=cfg.llm,
                                       base_url=cfg.base_url, variant=cfg.variant, concurrency=cfg.concurrency,
-                                      max_attempts=cfg.max_attempts, max_cost=cfg.max_cost, seed=cfg.seed),
+                                      max_attempts=cfg.max_attempts, max_cost=cfg.max_cost, seed=cfg.seed,
+                                      timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens),
                  lambda s: f"{s.n_ok}/{s.n_prompts} answered ({cfg.llm}), {s.n_reused} from the store, "
                            f"${s.cost_usd_new:.4f} spent now")
     summary = _timed(timings, "validate",
@@ -141,7 +144,11 @@ def register(subparsers) -> None:
                    help="rules | openai:MODEL | deepseek:MODEL | openai-compatible:MODEL (with --base-url)")
     p.add_argument("--base-url", default=None)
     p.add_argument("--variant", default=None, choices=["multimodal", "text", "json"])
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="most LLM requests in flight (openai-compatible starts at 1 and adapts up to this)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds one whole LLM request may take (default: sized from the server's measured speed)")
+    p.add_argument("--max-tokens", type=int, default=None, help="answer tokens per LLM request")
     p.add_argument("--max-attempts", type=int, default=3)
     p.add_argument("--max-cost", type=float, default=None, help="stop before spending more than this (USD)")
     p.add_argument("--chunk-size", type=int, default=200)
@@ -152,7 +159,8 @@ def register(subparsers) -> None:
 def _run_cli(args: argparse.Namespace) -> int:
     cfg = RunConfig(source=args.source, root=args.root, out=args.out, n=args.n, seed=args.seed,
                     layout=args.layout, dpi=args.dpi, budget=args.budget, llm=args.llm, base_url=args.base_url,
-                    variant=args.variant, concurrency=args.concurrency, max_attempts=args.max_attempts,
+                    variant=args.variant, concurrency=args.concurrency, timeout_s=args.timeout,
+                    max_tokens=args.max_tokens, max_attempts=args.max_attempts,
                     max_cost=args.max_cost, chunk_size=args.chunk_size, test_fraction=args.test_fraction)
     started = time.perf_counter()
     report = run_pipeline(cfg)

@@ -230,6 +230,9 @@ class FakeOpenAI:
         completion_tokens = max(1, len(answer) // 4)
         if self.usage_tokens:
             prompt_tokens, completion_tokens = self.usage_tokens
+        finish = "stop"
+        if answer.endswith("[[length]]"):   # a scripted answer cut off at max_tokens
+            answer, finish = answer[: -len("[[length]]")], "length"
         msg: dict[str, Any] = {"role": "assistant", "content": answer}
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt_tokens)},
@@ -245,7 +248,7 @@ class FakeOpenAI:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return {"id": "chatcmpl-" + hashlib.sha256(text.encode()).hexdigest()[:20], "object": "chat.completion",
                 "created": int(time.time()), "model": self.served_model or body.get("model"),
-                "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}], "usage": usage}
+                "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage}
 
     def _run_batch(self, batch: dict[str, Any]) -> None:
         lines = [json.loads(x) for x in self._files[batch["input_file_id"]].decode().splitlines() if x.strip()]

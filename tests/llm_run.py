@@ -15,7 +15,8 @@ INVENTED = ("Sinus rhythm at 140 bpm. The QRS duration is 190 ms in lead II, PR 
             "with ST elevation of 0.4 mV in V2.")
 
 
-def make_run_folder(base: Path, n: int, seed: int = 5, variants: tuple[str, ...] = ("text",)) -> Path:
+def make_run_folder(base: Path, n: int, seed: int = 5, variants: tuple[str, ...] = ("text",),
+                    budget: int = 6000) -> Path:
     """``base/run`` with manifest.parquet, features/ and prompts/prompts.parquet for ``n`` synthetic records."""
     from features import run_features
     from pipeline.ingest import ingest
@@ -27,7 +28,7 @@ def make_run_folder(base: Path, n: int, seed: int = 5, variants: tuple[str, ...]
     ingest("synthetic", root, out)
     run_features("synthetic", root, out / "features")
     run_prompts("synthetic", root, out / "features", out / "prompts", variants=variants,
-                manifest=out / "manifest.parquet")
+                manifest=out / "manifest.parquet", budget=budget)
     return out
 
 

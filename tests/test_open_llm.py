@@ -110,6 +110,22 @@ def test_an_answer_that_is_only_thinking_ends_as_no_answer(tmp_path):
         fake.stop()
 
 
+def test_an_answer_cut_off_at_max_tokens_is_never_an_answer(tmp_path):
+    fake = FakeOpenAI().start()
+    try:
+        prompts = _prompts(1)
+        fake.attempt_answers = {_pid(prompts, 0): ["Sinus rhythm, QRS 96 ms in lead II, and the[[length]]",
+                                                   "Sinus rhythm, QRS 96 ms in lead II."]}
+        summary, df = _run(fake, tmp_path, prompts, max_attempts=2, validator=lambda a, c: Verdict(True),
+                           contexts={"rec000": {}})
+        assert df["answer"].to_list() == [None, "Sinus rhythm, QRS 96 ms in lead II."]
+        assert df["answer_raw"][0].endswith("and the") and df["finish_reason"][0] == "length"
+        assert json.loads(df["validation_reasons"][0]) == ["truncated_answer"] and "cut off" in df["error_message"][0]
+        assert "cut off" in json.dumps(fake.chat_log()[1].body) and summary.n_accepted == 1
+    finally:
+        fake.stop()
+
+
 # --- structured output -------------------------------------------------------------------------------------
 
 def test_parse_json_answer():

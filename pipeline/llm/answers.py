@@ -71,7 +71,8 @@ def parse_json_answer(text: str | None, schema: dict | None = None) -> JsonAnswe
     if fence:
         body = fence.group(1).strip()
     try:
-        doc = json.loads(body)
+        # strict=False: constrained decoders (llama.cpp's JSON grammar) let raw newlines into strings
+        doc = json.loads(body, strict=False)
     except json.JSONDecodeError as exc:
         return JsonAnswer(None, None, f"the reply is not one JSON object ({exc.msg} at char {exc.pos})")
     if not isinstance(doc, dict):

@@ -28,6 +28,8 @@ FEEDBACK_TEMPLATE = ("Your previous answer was rejected by the grounding checks 
 NO_ANSWER_FEEDBACK = ("Your previous reply held only reasoning and no interpretation. Reply with the "
                       "interpretation itself, without any thinking or tags.")
 BAD_JSON_FEEDBACK = "Your previous reply was not usable: {error}. Reply with exactly one JSON object."
+TRUNCATED_FEEDBACK = ("Your previous reply was cut off before it ended (the answer length limit). Write the "
+                      "complete interpretation again, shorter.")
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Rejection:
 class Reply:
     """A stored reply, read: the interpretation to validate and what was set apart."""
 
-    answer: str | None                 # the interpretation (thinking removed; the JSON's interpretation)
+    answer: str | None                 # the interpretation (thinking removed; the JSON's interpretation);
+                                       # None when there is none: only thinking, bad JSON, cut off
     reasoning: str | None
     finish_reason: str | None
     raw: str | None                    # the content exactly as received, when it differs from ``answer``
@@ -57,6 +60,11 @@ def read_reply(stored: StoredResponse, variant: str | None, schema: dict | None)
     if answer is None:
         return Reply(None, reasoning, finish, raw,
                      ("no_answer", f"the reply holds only reasoning (finish_reason={finish})"))
+    if finish == "length":
+        # cut off by max_tokens (or the window): an interpretation that stops mid-sentence is not one, and
+        # must never enter the instruction set however well its first half validates
+        return Reply(None, reasoning, finish, content,
+                     ("truncated_answer", "the reply was cut off at the answer length limit (finish_reason=length)"))
     if variant == "json":
         parsed = parse_json_answer(answer, schema)
         if parsed.error:
@@ -70,6 +78,8 @@ def rejection_for(reply: Reply, reasons: list[str], feedback: str) -> Rejection:
         code, detail = reply.problem
         if code == "no_answer":
             return Rejection(None, [code], NO_ANSWER_FEEDBACK)
+        if code == "truncated_answer":
+            return Rejection(None, [code], TRUNCATED_FEEDBACK)
         # an unusable JSON reply is shown back (the model sees what was wrong), never its thinking
         return Rejection(reply.raw, [code], BAD_JSON_FEEDBACK.format(error=detail))
     text = FEEDBACK_TEMPLATE.format(reasons=", ".join(reasons) or "unspecified", feedback=feedback)
