@@ -29,7 +29,7 @@ import polars as pl
 from pipeline.llm.attempts import FollowUp, Rejection, Reply, follow_up_candidates, read_reply, rejection_for
 from pipeline.llm.batch_api import BatchRequest, run_batches
 from pipeline.llm.budget import CostBudget
-from pipeline.llm.client import RetryPolicy, complete
+from pipeline.llm.client import RetryPolicy, Slot, complete
 from pipeline.llm.hashing import canonical_messages, chain_id, request_key
 from pipeline.llm.pacing import Pacer
 from pipeline.llm.pricing import PriceTable, usage_from_body
@@ -106,6 +106,15 @@ class _Plan:
     est_tokens: int              # our o200k count of the whole request
     follow_up: FollowUp
     from_store: bool = False
+    chain: str = ""
+    attempt: int = 0
+    window_version: int = 0
+
+    def record(self) -> tuple[str, int, dict, dict] | None:
+        """What the store keeps of this plan (with its intent); None for a plan read from the store."""
+        if self.from_store:
+            return None
+        return (self.chain, self.attempt, self.params, {**self.follow_up.to_json(), "est": self.est_tokens})
 
 
 @dataclass
@@ -278,7 +287,7 @@ class _Run:
                 key, params, extra = got
                 fu = FollowUp.from_json(extra)
                 return _Plan(key, params, fu.apply(it.messages), int(extra.get("est") or it.est_prompt_tokens), fu,
-                             True)
+                             True, it.chain, attempt, self.window.version)
         need = 0
         for fu in candidates:
             messages = fu.apply(it.messages)
@@ -297,8 +306,8 @@ class _Run:
                 continue
             params = self.base_params(it.variant, self.seed + attempt - 1, self.format_level, mt)
             key = request_key(self.provider, self.model, params, messages, self.backend.identity())
-            await self.store.arecord_plan(it.chain, attempt, key, params, {**fu.to_json(), "est": est})
-            return _Plan(key, params, messages, est, fu)
+            # recorded with its intent when it is sent (one durable commit; see complete())
+            return _Plan(key, params, messages, est, fu, False, it.chain, attempt, self.window.version)
         return ("context_too_small",
                 f"the request needs ~{need} tokens on the server plus at least "
                 f"{min(MIN_COMPLETION_TOKENS, self.max_tokens)} answer tokens; the served context window is "
@@ -335,43 +344,99 @@ class _Run:
     async def attempt(self, it: _Item, attempt: int, candidates: list[FollowUp]) -> _Outcome:
         """Plan and send ``attempt`` of ``it``. A context-length refusal teaches the window: the attempt is
         planned again (fewer answer tokens, a shorter follow-up) or refused; a refused response format falls
-        back one step and is sent again. Each re-plan is stored before it is sent."""
+        back one step and is sent again. Each plan is stored with its intent, before it is sent."""
         async with self.sem:
             fresh, refused_keys, outcome = False, set(), None
             for _revision in range(4):
-                plan = await self.plan(it, attempt, candidates, fresh)
-                if isinstance(plan, tuple):
-                    return _Outcome(None, None, status="refused_context", code=plan[0], message=plan[1])
-                if plan.key in refused_keys and outcome is not None:
-                    outcome.status = "refused_context"   # nothing left to change: the refusal stands
-                    return outcome
-                if plan.key in self.inflight:  # the same request twice in one run: send it once
-                    stored = await self.inflight[plan.key]
-                    return _Outcome(plan, stored, True) if stored is not None else \
-                        _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
-                                 message="worst case would exceed --max-cost")
-                fut = self.inflight[plan.key] = asyncio.get_running_loop().create_future()
-                try:
-                    outcome = await self._send(it, attempt, plan)
-                finally:
-                    fut.set_result(outcome.stored if outcome is not None else None)
+                outcome = await self._plan_and_send(it, attempt, candidates, fresh, refused_keys, outcome)
                 st = outcome.stored
-                if st is None or st.ok:
+                if outcome.status == "refused_context" or st is None or st.ok:
                     return outcome
                 if st.error_code == "context_length_exceeded":
-                    self.learn_refusal(st, plan)
-                    refused_keys.add(plan.key)
+                    self.learn_refusal(st, outcome.plan)
+                    refused_keys.add(outcome.plan.key)
                     fresh = True
                     continue
                 if st.error_code == "format_unsupported" and it.variant == "json" and \
-                        self.fall_back_format(st, self._level_of(plan)):
+                        self.fall_back_format(st, self._level_of(outcome.plan)):
                     fresh = True
                     continue
                 return outcome
-            if outcome is not None and outcome.stored is not None and \
-                    outcome.stored.error_code == "context_length_exceeded":
+            if outcome.stored is not None and outcome.stored.error_code == "context_length_exceeded":
                 outcome.status = "refused_context"
             return outcome
+
+    async def _plan_and_send(self, it: _Item, attempt: int, candidates: list[FollowUp], fresh: bool,
+                             refused_keys: set[str], previous: _Outcome | None) -> _Outcome:
+        plan = await self.plan(it, attempt, candidates, fresh)
+        if isinstance(plan, tuple):
+            return _Outcome(None, None, status="refused_context", code=plan[0], message=plan[1])
+        done = self._answered(plan, refused_keys, previous)
+        if done is not None:
+            return done
+        mt = int(plan.params.get("max_tokens") or 0)
+        ok_to_send, worst = await self.cost.reserve_when_possible(plan.est_tokens, mt)
+        if not ok_to_send:
+            return _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
+                            message=f"worst case ${worst:.4f} would exceed --max-cost (spent ${self.cost.spent:.4f})")
+        # The window may have been learned while this task waited (another request's refusal): plan again
+        # holding the slot the first send will use, so no request is sent on a stale window.
+        slot = Slot(await self.pacer.acquire())
+        sent = False
+        try:
+            if self.window.version != plan.window_version:
+                plan = await self.plan(it, attempt, candidates, fresh)
+                if isinstance(plan, tuple):
+                    return _Outcome(None, None, status="refused_context", code=plan[0], message=plan[1])
+                done = self._answered(plan, refused_keys, previous)
+                if done is not None:
+                    return done
+            if plan.key in self.inflight:  # the same request twice in one run: send it once
+                await self.pacer.release()
+                slot.held = False
+                stored = await self.inflight[plan.key]
+                return _Outcome(plan, stored, True) if stored is not None else \
+                    _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
+                             message="worst case would exceed --max-cost")
+            fut = self.inflight[plan.key] = asyncio.get_running_loop().create_future()
+            comp = None
+            try:
+                comp = await complete(self.backend, self.store, self.gate, plan.key, plan.messages, plan.params,
+                                      it.record_id, attempt, it.context, self.retry,
+                                      {"provider": self.provider, "model": self.model, "params": plan.params,
+                                       "messages": canonical_messages(plan.messages)},
+                                      need_tokens=plan.est_tokens + mt, pacer=self.pacer,
+                                      prompt_tokens=plan.est_tokens, plan=plan.record(), slot=slot)
+            finally:
+                fut.set_result(comp.stored if comp is not None else None)
+            sent = True
+        finally:
+            if slot.held:
+                await self.pacer.release()
+            if not sent:
+                await self.cost.asettle(worst, 0.0)  # release the reservation so no waiter hangs
+        self.summary.n_http_sends += comp.http_attempts
+        self.sends.update(r.error_code or "ok" for r in comp.sent)
+        # every billed attempt counts (a 200 with an empty answer still used tokens)
+        usages = [usage_from_body(r.json()) for r in comp.sent]
+        await self.cost.asettle(worst, sum(self.prices.cost_usd(self.provider, self.model, u) or 0.0 for u in usages),
+                                plan.est_tokens, max([u.prompt_tokens for u in usages], default=0))
+        return _Outcome(plan, comp.stored, comp.reused)
+
+    def _answered(self, plan: _Plan, refused_keys: set[str], previous: _Outcome | None) -> _Outcome | None:
+        """The outcome of ``plan`` without sending, when there is one: its stored answer, or (for a plan of an
+        earlier run) the refusal the server gave it, which it would give again."""
+        if plan.key in refused_keys and previous is not None:
+            previous.status = "refused_context"   # nothing left to change: the refusal stands
+            return previous
+        hit = self.store.get_ok(plan.key)
+        if hit is not None:
+            return _Outcome(plan, hit, True)
+        if plan.from_store:
+            tried = self.store.responses(plan.key)
+            if tried and tried[-1].error_code in NOT_RESENT:
+                return _Outcome(plan, tried[-1], True)
+        return None
 
     def _level_of(self, plan: _Plan) -> int:
         """Which step of the structured-output fallback ``plan`` asked for."""
@@ -379,37 +444,6 @@ class _Run:
         if fmt is None:
             return 2
         return 0 if (fmt.get("type") == "json_schema" or "schema" in fmt) and self.provider != "deepseek" else 1
-
-    async def _send(self, it: _Item, attempt: int, plan: _Plan) -> _Outcome:
-        hit = self.store.get_ok(plan.key)
-        if hit is not None:
-            return _Outcome(plan, hit, True)
-        if plan.from_store:
-            tried = self.store.responses(plan.key)
-            if tried and tried[-1].error_code in NOT_RESENT:
-                return _Outcome(plan, tried[-1], True)   # what the server said then, it would say again
-        need = plan.est_tokens
-        mt = int(plan.params.get("max_tokens") or 0)
-        ok_to_send, worst = await self.cost.reserve_when_possible(need, mt)
-        if not ok_to_send:
-            return _Outcome(plan, None, status="skipped_budget", code="budget_exhausted",
-                            message=f"worst case ${worst:.4f} would exceed --max-cost (spent ${self.cost.spent:.4f})")
-        try:
-            comp = await complete(self.backend, self.store, self.gate, plan.key, plan.messages, plan.params,
-                                  it.record_id, attempt, it.context, self.retry,
-                                  {"provider": self.provider, "model": self.model, "params": plan.params,
-                                   "messages": canonical_messages(plan.messages)},
-                                  need_tokens=need + mt, pacer=self.pacer, prompt_tokens=need)
-        except BaseException:
-            await self.cost.asettle(worst, 0.0)  # release the reservation so no waiter hangs
-            raise
-        self.summary.n_http_sends += comp.http_attempts
-        self.sends.update(r.error_code or "ok" for r in comp.sent)
-        # every billed attempt counts (a 200 with an empty answer still used tokens)
-        usages = [usage_from_body(r.json()) for r in comp.sent]
-        await self.cost.asettle(worst, sum(self.prices.cost_usd(self.provider, self.model, u) or 0.0 for u in usages),
-                                need, max([u.prompt_tokens for u in usages], default=0))
-        return _Outcome(plan, comp.stored, comp.reused)
 
 
 async def agenerate_answers(prompts: pl.DataFrame, backend: Backend, store: ResponseStore | str | Path,
@@ -551,6 +585,9 @@ async def _batch_round(run: _Run, items: list[_Item], todo: list[int], attempt: 
                                   message=f"worst case ${worst:.4f} would exceed --max-cost")
                 continue
             reserved[i] = worst
+            if plan.record() is not None:
+                chain, att, params, extra = plan.record()
+                await run.store.arecord_plan(chain, att, plan.key, params, extra)
             reqs.append(BatchRequest(plan.key, {"model": run.model, "messages": plan.messages, **plan.params},
                                      items[i].record_id, attempt))
         keys_seen.add(plan.key)

@@ -36,6 +36,15 @@ class Completion:
 
 
 @dataclass
+class Slot:
+    """A pacer slot taken before the request was (re)planned; its first send uses it instead of waiting for
+    another. ``held`` turns False once it is used or given back."""
+
+    ahead: int
+    held: bool = True
+
+
+@dataclass
 class RetryPolicy:
     """Bounded retries with full-jitter exponential backoff; a server's Retry-After overrides the backoff."""
 
@@ -53,17 +62,31 @@ class RetryPolicy:
 async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
                    params: dict[str, Any], record_id: str | None, attempt: int | None, context: Any = None,
                    policy: RetryPolicy | None = None, request_doc: dict | None = None,
-                   need_tokens: int = 0, pacer: Pacer | None = None, prompt_tokens: int = 0) -> Completion:
+                   need_tokens: int = 0, pacer: Pacer | None = None, prompt_tokens: int = 0,
+                   plan: tuple[str, int, dict, dict] | None = None, slot: Slot | None = None) -> Completion:
     """The stored ``ok`` response for ``key`` if there is one; otherwise send (retrying only transient
     faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response.
 
-    ``prompt_tokens`` (our estimate for this request) sizes the timeout with the pacer's measured rates."""
+    ``prompt_tokens`` (our estimate for this request) sizes the timeout with the pacer's measured rates;
+    ``plan`` (chain, attempt, params, extra) is stored with the intent, in one commit. ``slot``: a pacer
+    slot the caller holds for the first send (released here, whatever happens)."""
+    try:
+        return await _complete(backend, store, gate, key, messages, params, record_id, attempt, context, policy,
+                               request_doc, need_tokens, pacer, prompt_tokens, plan, slot)
+    finally:
+        if slot is not None and slot.held and pacer is not None:
+            slot.held = False
+            await pacer.release()
+
+
+async def _complete(backend, store, gate, key, messages, params, record_id, attempt, context, policy, request_doc,
+                    need_tokens, pacer, prompt_tokens, plan, slot) -> Completion:
     hit = store.get_ok(key)
     if hit is not None:
         return Completion(hit, True, 0)
     policy = policy or RetryPolicy()
     pacer = pacer or Pacer(1 << 16, local=False, timeout_s=getattr(backend, "timeout_s", None))
-    while (holder := await store.aclaim(key, record_id, attempt, "sync", request_doc)) is not None:
+    while (holder := await store.aclaim(key, record_id, attempt, "sync", request_doc, plan=plan)) is not None:
         # another live run on this store is sending this very request: wait for its answer, don't buy it twice
         log.info("request %s is being sent by %s; waiting for its answer", key[:12], holder)
         await asyncio.sleep(policy.wait_for_other_s)
@@ -77,21 +100,24 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
         if hit is not None:
             return Completion(hit, True, 0)
         return await _send_with_retries(backend, store, gate, key, messages, params, context, policy,
-                                        need_tokens, pacer, prompt_tokens)
+                                        need_tokens, pacer, prompt_tokens, slot)
     finally:
         await store.arelease(key)
 
 
 async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
                              params: dict[str, Any], context: Any, policy: RetryPolicy, need_tokens: int,
-                             pacer: Pacer, prompt_tokens: int) -> Completion:
+                             pacer: Pacer, prompt_tokens: int, slot: Slot | None = None) -> Completion:
     sent: list[StoredResponse] = []
     last: SendResult | None = None
     max_tokens = int(params.get("max_tokens") or 0)
     timeouts = 0
     for n in range(1, policy.max_http_attempts + 1):
         await gate.wait(need_tokens)
-        ahead = await pacer.acquire()
+        if slot is not None and slot.held:
+            ahead, slot.held = slot.ahead, False   # the caller's slot, taken before it planned this request
+        else:
+            ahead = await pacer.acquire()
         sent_at = time.monotonic()
         try:
             limit = pacer.timeout_for(prompt_tokens, max_tokens, ahead, retry=timeouts)

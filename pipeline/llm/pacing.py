@@ -7,11 +7,12 @@ and are sent again while the server is still working on them: paid for (in time)
 
 - **Adaptive concurrency (AIMD).** ``openai-compatible`` starts at 1 in flight; after each answer the
   observed latency is compared with the service time predicted for that request alone. While it holds
-  (ratio <= 1.3, no queueing) the limit grows: +1 per answer until the first sign of queueing or pushback
-  (slow start: doubling per round, so a 64-slot vLLM is reached in 6 rounds), then by 1/limit (about +1 per
-  round); when latency grows with the
-  limit (ratio >= 1.8: the request waited behind others) it shrinks by one step; a timeout, a 429 or a 503
-  halves it. Paid APIs start at ``--concurrency`` and are only cut by 429/503/timeouts.
+  (ratio <= 1.3), or grows by less than half a service time per request that was ahead of it (a batching
+  server: throughput still rises), the limit grows: +1 per answer until the first sign of queueing or
+  pushback (slow start: doubling per round, so a 64-slot vLLM is reached in 6 rounds), then by 1/limit
+  (about +1 per round). When each request ahead adds most of a service time (ratio >= 1 + 0.8 x ahead: the
+  server computes one at a time) it shrinks by one; a timeout, a 429 or a 503 halves it, once per
+  congestion event. Paid APIs start at ``--concurrency`` and are only cut by 429/503/timeouts.
 - **Service-time model.** From answers that were alone on the wire: ``latency = prompt/prefill +
   completion/decode`` (least squares, non-negative), giving prefill and decode tokens/s.
 - **Timeouts sized per request** (unless ``--timeout`` is given, which then bounds each whole request):
@@ -36,7 +37,8 @@ TIMEOUT_FLOOR_S = 30.0
 TIMEOUT_SLACK_S = 15.0
 TIMEOUT_FACTOR = 3.0
 HOLD_RATIO = 1.3
-QUEUE_RATIO = 1.8
+SERIAL_SHARE = 0.8      # latency up by >= 0.8 service time per request ahead: the server serialises
+PARALLEL_SHARE = 0.5    # up by <= 0.5 per request ahead: it computes them together, more in flight pays
 MAX_BUSY_WAIT_S = 300.0
 
 
@@ -100,11 +102,16 @@ class Pacer:
         if pred is None or pred <= 0:
             return
         ratio = latency_s / pred
-        if ratio >= QUEUE_RATIO and ahead > 0:
+        # A server computing one request at a time adds a whole service time per request ahead (ratio ~
+        # 1 + ahead); a batching server (vLLM, llama.cpp with slots) adds far less while its throughput still
+        # rises. Shrink on the first, grow while latency holds or rises by less than half a service time per
+        # request ahead.
+        if ahead > 0 and ratio >= 1.0 + SERIAL_SHARE * ahead:
             self._set(max(1.0, self.limit - 1.0))   # it waited behind the others: more in flight buys nothing
             self._cooldown = 8
             self.slow_start = False
-        elif ratio <= HOLD_RATIO and ahead + 1 >= math.floor(self.limit):
+        elif (ratio <= HOLD_RATIO or ratio - 1.0 <= PARALLEL_SHARE * ahead) and ahead + 1 >= self.limit / 2:
+            # (only answers sent while at least half the limit was in use say anything about the limit)
             if self._cooldown > 0:
                 self._cooldown -= 1
             else:

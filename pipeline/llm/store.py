@@ -168,18 +168,22 @@ class ResponseStore:
              json.dumps(request, sort_keys=True) if request is not None else None, self.owner))
 
     def claim(self, request_key: str, record_id: str | None, attempt: int | None, mode: str,
-              request: dict[str, Any] | None = None, lease_s: float = 900.0) -> str | None:
+              request: dict[str, Any] | None = None, lease_s: float = 900.0,
+              plan: tuple[str, int, dict[str, Any], dict[str, Any]] | None = None) -> str | None:
         """Record the intent to send ``request_key`` unless another live sender holds it.
 
         Atomic across processes (``BEGIN IMMEDIATE``). Returns None when claimed (intent recorded), else the
         holder: a different store handle whose process is alive, whose intent is younger than ``lease_s`` and
-        which has neither released the key nor stored an ok answer for it.
+        which has neither released the key nor stored an ok answer for it. ``plan`` (chain, attempt, params,
+        extra) is recorded in the same transaction (one durable commit, not two).
         """
         with self._tx:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 holder = self._holder(request_key, lease_s)
                 if holder is None:
+                    if plan is not None:
+                        self.record_plan(plan[0], plan[1], request_key, plan[2], plan[3])
                     self.record_intent(request_key, record_id, attempt, mode, request)
                 self._db.execute("COMMIT")
             except BaseException:

@@ -29,11 +29,13 @@ class ContextBudget:
     served_tokenizer: bool = False
     framing_per_message: int = DEFAULT_FRAMING_PER_MESSAGE
     ratios: list[float] = field(default_factory=list)
+    version: int = 0          # bumped whenever what decides a fit changes (plans made before are stale)
 
     def learn_window(self, n_ctx: int, source: str) -> bool:
         """Take a window the server revealed; True when it is news."""
         if n_ctx and n_ctx != self.n_ctx:
             self.n_ctx, self.source = int(n_ctx), source
+            self.version += 1
             return True
         return False
 
@@ -43,10 +45,14 @@ class ContextBudget:
         if est_o200k > 0 and served_prompt_tokens > 0:
             ratio = served_prompt_tokens / est_o200k
             self.ratios.append(ratio)
-            self.margin = max(self.margin, ratio * MARGIN_HEADROOM)
+            if ratio * MARGIN_HEADROOM > self.margin:
+                self.margin = ratio * MARGIN_HEADROOM
+                self.version += self.n_ctx is not None  # only matters once there is a window to fit
         if served_text_tokens is not None and served_prompt_tokens > served_text_tokens and n_messages:
             per = math.ceil((served_prompt_tokens - served_text_tokens) / n_messages)
-            self.framing_per_message = max(self.framing_per_message, per)
+            if per > self.framing_per_message:
+                self.framing_per_message = per
+                self.version += self.n_ctx is not None
 
     def prompt_need(self, est_o200k: int, served_text_tokens: int | None = None, n_messages: int = 2) -> int:
         """Tokens the prompt will take on the server."""
