@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,16 +64,19 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
                    params: dict[str, Any], record_id: str | None, attempt: int | None, context: Any = None,
                    policy: RetryPolicy | None = None, request_doc: dict | None = None,
                    need_tokens: int = 0, pacer: Pacer | None = None, prompt_tokens: int = 0,
-                   plan: tuple[str, int, dict, dict] | None = None, slot: Slot | None = None) -> Completion:
+                   plan: tuple[str, int, dict, dict] | None = None, slot: Slot | None = None,
+                   on_response: Callable[[StoredResponse], None] | None = None) -> Completion:
     """The stored ``ok`` response for ``key`` if there is one; otherwise send (retrying only transient
     faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response.
 
     ``prompt_tokens`` (our estimate for this request) sizes the timeout with the pacer's measured rates;
     ``plan`` (chain, attempt, params, extra) is stored with the intent, in one commit. ``slot``: a pacer
-    slot the caller holds for the first send (released here, whatever happens)."""
+    slot the caller holds for the first send (released here, whatever happens). ``on_response`` sees each
+    response before its pacer slot is given back: what it teaches (a context window) then holds for the
+    next request that takes the slot."""
     try:
         return await _complete(backend, store, gate, key, messages, params, record_id, attempt, context, policy,
-                               request_doc, need_tokens, pacer, prompt_tokens, plan, slot)
+                               request_doc, need_tokens, pacer, prompt_tokens, plan, slot, on_response)
     finally:
         if slot is not None and slot.held and pacer is not None:
             slot.held = False
@@ -80,7 +84,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
 
 
 async def _complete(backend, store, gate, key, messages, params, record_id, attempt, context, policy, request_doc,
-                    need_tokens, pacer, prompt_tokens, plan, slot) -> Completion:
+                    need_tokens, pacer, prompt_tokens, plan, slot, on_response) -> Completion:
     hit = store.get_ok(key)
     if hit is not None:
         return Completion(hit, True, 0)
@@ -100,14 +104,15 @@ async def _complete(backend, store, gate, key, messages, params, record_id, atte
         if hit is not None:
             return Completion(hit, True, 0)
         return await _send_with_retries(backend, store, gate, key, messages, params, context, policy,
-                                        need_tokens, pacer, prompt_tokens, slot)
+                                        need_tokens, pacer, prompt_tokens, slot, on_response)
     finally:
         await store.arelease(key)
 
 
 async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
                              params: dict[str, Any], context: Any, policy: RetryPolicy, need_tokens: int,
-                             pacer: Pacer, prompt_tokens: int, slot: Slot | None = None) -> Completion:
+                             pacer: Pacer, prompt_tokens: int, slot: Slot | None = None,
+                             on_response: Callable[[StoredResponse], None] | None = None) -> Completion:
     sent: list[StoredResponse] = []
     last: SendResult | None = None
     max_tokens = int(params.get("max_tokens") or 0)
@@ -122,6 +127,8 @@ async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateG
         try:
             limit = pacer.timeout_for(prompt_tokens, max_tokens, ahead, retry=timeouts)
             last = await backend.send(key, messages, params, context, timeout_s=limit)
+            if on_response is not None:
+                on_response(last.stored)
         finally:
             await pacer.release()
         # Store first: nothing (not even our own checks) touches a paid answer before it is durable.

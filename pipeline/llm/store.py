@@ -237,8 +237,9 @@ class ResponseStore:
         return (row[0], json.loads(row[1] or "{}"), json.loads(row[2] or "{}")) if row else None
 
     def record_fact(self, name: str, value: Any) -> None:
-        self._db.execute("INSERT INTO facts(name, value, created_at) VALUES (?,?,?)",
-                         (name, json.dumps(value), time.time()))
+        with self._tx:  # never inside another thread's open claim transaction on this connection
+            self._db.execute("INSERT INTO facts(name, value, created_at) VALUES (?,?,?)",
+                             (name, json.dumps(value), time.time()))
 
     def facts(self, prefix: str = "") -> dict[str, Any]:
         """The latest value of every fact whose name starts with ``prefix``."""
