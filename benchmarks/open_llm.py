@@ -52,7 +52,9 @@ class CountingProxy:
     def __init__(self, target: str):
         import httpx
 
-        self.target = target.rstrip("/")
+        from pipeline.llm.servers import server_root
+
+        self.target = server_root(target)   # the client's paths already start with /v1
         self.counts: Counter = Counter()
         self._http = httpx.Client(timeout=httpx.Timeout(3600.0, connect=10.0))
         self._lock = threading.Lock()
