@@ -104,6 +104,10 @@ def run_pipeline(cfg: RunConfig) -> dict:
                                       timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens),
                  lambda s: f"{s.n_ok}/{s.n_prompts} answered ({cfg.llm}), {s.n_reused} from the store, "
                            f"${s.cost_usd_new:.4f} spent now")
+    from pipeline.generate import report_lines
+
+    for line in report_lines(gen)[1:]:  # failures by error code (prompts and sends), fallbacks, hints
+        print(f"{'':>12}{line.strip()}", flush=True)
     summary = _timed(timings, "validate",
                      lambda: build_instruction_set(out / "generate" / "answers.parquet", out / "features",
                                                    out / "manifest.parquet", out / "instructions",

@@ -386,12 +386,18 @@ def test_connection_errors_are_counted_per_code_on_screen(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]          # closed once we leave: nothing listens there
+    (tmp_path / "prompts").mkdir()
+    _prompts(10).write_parquet(tmp_path / "prompts" / "prompts.parquet")
     proc = _cli(tmp_path, f"http://127.0.0.1:{port}/v1", "--no-validate")
     assert proc.returncode == 1
     summary = json.loads(proc.stdout)
-    assert summary["failed_by_code"] == {"connection_error": 3}
-    assert summary["sends_by_code"]["connection_error"] == summary["n_http_sends"] >= 3
-    assert "connection_error 3" in proc.stderr and "is the server at" in proc.stderr
+    assert summary["failed_by_code"] == {"connection_error": 10}
+    assert summary["sends_by_code"]["connection_error"] == summary["n_http_sends"]
+    assert "connection_error 10" in proc.stderr and "is the server at" in proc.stderr
+    # a server nothing ever reached: after 12 failed connections in a row the rest is not sent at all
+    # (10 prompts x 6 tries made 60 sends before)
+    df = pl.read_parquet(tmp_path / "o" / "answers.parquet")
+    assert 12 <= summary["n_http_sends"] <= 14 and (df["error_code"] == "connection_error").all()
 
 
 def test_timeouts_dominating_print_a_hint(tmp_path):

@@ -65,7 +65,8 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
                    policy: RetryPolicy | None = None, request_doc: dict | None = None,
                    need_tokens: int = 0, pacer: Pacer | None = None, prompt_tokens: int = 0,
                    plan: tuple[str, int, dict, dict] | None = None, slot: Slot | None = None,
-                   on_response: Callable[[StoredResponse], None] | None = None) -> Completion:
+                   on_response: Callable[[StoredResponse], None] | None = None,
+                   give_up: Callable[[], bool] | None = None) -> Completion:
     """The stored ``ok`` response for ``key`` if there is one; otherwise send (retrying only transient
     faults: 429, 5xx, timeouts, dropped connections, broken bodies) and return the last stored response.
 
@@ -73,10 +74,10 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
     ``plan`` (chain, attempt, params, extra) is stored with the intent, in one commit. ``slot``: a pacer
     slot the caller holds for the first send (released here, whatever happens). ``on_response`` sees each
     response before its pacer slot is given back: what it teaches (a context window) then holds for the
-    next request that takes the slot."""
+    next request that takes the slot. ``give_up()`` True stops the retries (the server cannot be reached)."""
     try:
         return await _complete(backend, store, gate, key, messages, params, record_id, attempt, context, policy,
-                               request_doc, need_tokens, pacer, prompt_tokens, plan, slot, on_response)
+                               request_doc, need_tokens, pacer, prompt_tokens, plan, slot, on_response, give_up)
     finally:
         if slot is not None and slot.held and pacer is not None:
             slot.held = False
@@ -84,7 +85,7 @@ async def complete(backend: Backend, store: ResponseStore, gate: RateGate, key: 
 
 
 async def _complete(backend, store, gate, key, messages, params, record_id, attempt, context, policy, request_doc,
-                    need_tokens, pacer, prompt_tokens, plan, slot, on_response) -> Completion:
+                    need_tokens, pacer, prompt_tokens, plan, slot, on_response, give_up) -> Completion:
     hit = store.get_ok(key)
     if hit is not None:
         return Completion(hit, True, 0)
@@ -104,7 +105,7 @@ async def _complete(backend, store, gate, key, messages, params, record_id, atte
         if hit is not None:
             return Completion(hit, True, 0)
         return await _send_with_retries(backend, store, gate, key, messages, params, context, policy,
-                                        need_tokens, pacer, prompt_tokens, slot, on_response)
+                                        need_tokens, pacer, prompt_tokens, slot, on_response, give_up)
     finally:
         await store.arelease(key)
 
@@ -112,12 +113,15 @@ async def _complete(backend, store, gate, key, messages, params, record_id, atte
 async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateGate, key: str, messages: list[dict],
                              params: dict[str, Any], context: Any, policy: RetryPolicy, need_tokens: int,
                              pacer: Pacer, prompt_tokens: int, slot: Slot | None = None,
-                             on_response: Callable[[StoredResponse], None] | None = None) -> Completion:
+                             on_response: Callable[[StoredResponse], None] | None = None,
+                             give_up: Callable[[], bool] | None = None) -> Completion:
     sent: list[StoredResponse] = []
     last: SendResult | None = None
     max_tokens = int(params.get("max_tokens") or 0)
     timeouts = 0
     for n in range(1, policy.max_http_attempts + 1):
+        if n > 1 and give_up is not None and give_up():
+            break   # decided while this request waited out its backoff
         await gate.wait(need_tokens)
         if slot is not None and slot.held:
             ahead, slot.held = slot.ahead, False   # the caller's slot, taken before it planned this request
@@ -154,7 +158,7 @@ async def _send_with_retries(backend: Backend, store: ResponseStore, gate: RateG
                 log.info("request %s timed out after %.0f s; waiting %.0f s for the server to finish it",
                          key[:12], st.latency_s or 0.0, busy)
                 gate.pause(busy)
-        if not last.retryable or n == policy.max_http_attempts:
+        if not last.retryable or n == policy.max_http_attempts or (give_up is not None and give_up()):
             break
         log.info("request %s: %s, retrying", key[:12], st.error_code)
         if not (last.retry_after_s and overloaded):

@@ -30,6 +30,7 @@ from pipeline.llm.window import MIN_COMPLETION_TOKENS, ContextBudget
 
 log = logging.getLogger("pipeline.generate")
 NOT_RESENT = ("context_length_exceeded", "format_unsupported")  # a stored refusal of these is final as such
+UNREACHABLE_AFTER = 12   # connection failures in a row, with no answer ever, before the rest is not sent
 
 
 @dataclass
@@ -100,6 +101,8 @@ class GenerationRun:
         self.format_level = 0
         self.fact_prefix = ""
         self.inflight: dict[str, asyncio.Future] = {}
+        self.reached_server = False
+        self.connection_errors_in_a_row = 0
 
     async def start(self) -> None:
         info = await self.backend.prepare()
@@ -227,6 +230,8 @@ class GenerationRun:
         done = self._answered(plan, refused_keys, previous)
         if done is not None:
             return done
+        if self.server_unreachable:
+            return self._unreachable(plan)
         mt = int(plan.params.get("max_tokens") or 0)
         ok_to_send, worst = await self.cost.reserve_when_possible(plan.est_tokens, mt)
         if not ok_to_send:
@@ -244,6 +249,8 @@ class GenerationRun:
                 done = self._answered(plan, refused_keys, previous)
                 if done is not None:
                     return done
+            if self.server_unreachable:  # learned while this task waited for its slot
+                return self._unreachable(plan)
             if plan.key in self.inflight:  # the same request twice in one run: send it once
                 await self.pacer.release()
                 slot.held = False
@@ -260,7 +267,8 @@ class GenerationRun:
                                        "messages": canonical_messages(plan.messages)},
                                       need_tokens=plan.est_tokens + mt, pacer=self.pacer,
                                       prompt_tokens=plan.est_tokens, plan=plan.record(), slot=slot,
-                                      on_response=lambda st: self._learn_early(st, plan))
+                                      on_response=lambda st: self._learn_early(st, plan),
+                                      give_up=lambda: self.server_unreachable)
             finally:
                 fut.set_result(comp.stored if comp is not None else None)
             sent = True
@@ -280,6 +288,22 @@ class GenerationRun:
     def _learn_early(self, stored: StoredResponse, plan: Plan) -> None:
         if stored.error_code == "context_length_exceeded":
             self.learn_refusal(stored, plan)
+        if stored.error_code == "connection_error":
+            self.connection_errors_in_a_row += 1
+        else:
+            self.connection_errors_in_a_row = 0
+            self.reached_server = True
+
+    def _unreachable(self, plan: Plan) -> Outcome:
+        return Outcome(plan, None, status="failed", code="connection_error",
+                       message=f"not sent: {self.connection_errors_in_a_row} sends in a row could not connect to "
+                               "the server and none ever did")
+
+    @property
+    def server_unreachable(self) -> bool:
+        """Nothing ever answered in this run and the last sends could not even connect: a wrong --base-url
+        or a server that is down. The rest is not sent (each prompt would retry into the void)."""
+        return not self.reached_server and self.connection_errors_in_a_row >= UNREACHABLE_AFTER
 
     def _answered(self, plan: Plan, refused_keys: set[str], previous: Outcome | None) -> Outcome | None:
         """The outcome of ``plan`` without sending, when there is one: its stored answer, or (for a plan of an
