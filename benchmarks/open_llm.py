@@ -152,7 +152,7 @@ def _generate(prompts: Path, out: Path, base_url: str, model: str, args) -> tupl
     cmd = [sys.executable, "-m", "pipeline.generate", "--prompts", str(prompts), "--out", str(out), "--llm",
            f"openai-compatible:{model}", "--base-url", base_url, "--variant", args.variant,
            "--max-attempts", str(args.max_attempts), "--max-tokens", str(args.max_tokens),
-           "--concurrency", str(args.concurrency), "--temperature", "0"]
+           "--concurrency", str(args.concurrency), "--temperature", "0", "--json"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0

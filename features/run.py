@@ -19,6 +19,7 @@ import polars as pl
 from features.delineate import p_onset_fit
 from features.measure import measure_record
 from features.schema import BEATS_SCHEMA, ERRORS_SCHEMA, RECORDS_SCHEMA
+from pipeline import progress
 from pipeline.batch import chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.sources import open_source
 
@@ -49,6 +50,8 @@ def measure_chunk(source, ids) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame
         except Exception as exc:  # noqa: BLE001 - any failure is this record's, recorded, batch goes on
             errs.append(error_row(rid, STAGE, exc))
             continue
+        finally:
+            progress.tick()
         beats.append(m.beats)
         recs.append(m.record_row)
         errs.extend(m.warnings)
@@ -62,12 +65,17 @@ def measure_shard(source, ids, out_dir, index: int) -> bool:
 
     Returns False when the shard was already finished (nothing done). This is what a flow task maps over.
     """
+    from pipeline.inputs import check_stamp, parquet_readable, stamp_folder
+
     out = Path(out_dir)
+    check_stamp(out, source)  # never skip shards that were measured from other data (run_mismatch)
     name = f"part-{index:05d}.parquet"
     paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
-    if all(p.exists() for p in paths):
-        return False
+    if all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths):
+        progress.tick(len(ids))
+        return False  # a shard damaged since (truncated copy, full disk) is measured again
     b, r, e = measure_chunk(source, ids)
+    stamp_folder(out, source)
     write_parquet_atomic(b, paths[0])
     write_parquet_atomic(e, paths[1])
     write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished
@@ -94,7 +102,11 @@ def run_features(source: str, root, out_dir, chunk_size: int = 200, **source_opt
     src = open_source(source, root, **source_options)
     ids = list(src.ids())
     id_chunks = list(chunks(ids, chunk_size))
-    skipped = sum(not measure_shard(src, chunk, out_dir, n) for n, chunk in enumerate(id_chunks))
+    from pipeline.inputs import check_stamp
+
+    check_stamp(out_dir, src)  # another run's folder: one line before any bar or record (run_mismatch)
+    with progress.track(STAGE, len(ids)):
+        skipped = sum(not measure_shard(src, chunk, out_dir, n) for n, chunk in enumerate(id_chunks))
     return finish_features(out_dir, len(ids), len(id_chunks), skipped)
 
 

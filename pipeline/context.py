@@ -162,23 +162,11 @@ def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = No
 
 def read_features(features_dir) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records, beats) from a features folder: ``records.parquet`` / ``beats.parquet`` or shard folders
-    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes)."""
-    from pathlib import Path
+    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes). A missing or damaged
+    file is a ``TableError`` naming it (``pipeline.inputs``), never a polars traceback."""
+    from pipeline.inputs import read_features_table
 
-    from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
-
-    root = Path(features_dir)
-
-    def one(name: str, schema: dict) -> pl.DataFrame:
-        single = root / f"{name}.parquet"
-        if single.exists():
-            return pl.read_parquet(single)
-        files = sorted((root / name).glob("*.parquet")) if (root / name).is_dir() else []
-        if not files:
-            raise FileNotFoundError(f"no {name}.parquet or {name}/*.parquet under {root}")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-
-    return one("records", RECORDS_SCHEMA), one("beats", BEATS_SCHEMA)
+    return read_features_table(features_dir, "records"), read_features_table(features_dir, "beats")
 
 
 def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_path: str | None = None,
@@ -231,7 +219,10 @@ def iter_contexts(features_dir, source: str | None = None, root=None, *, manifes
         records = records.filter(pl.col("record_id").is_in(list(wanted)))
     metas: dict[str, RecordMeta] = {}
     if manifest is not None:
-        man = manifest if isinstance(manifest, pl.DataFrame) else pl.read_parquet(manifest)
+        from pipeline.inputs import read_parquet_checked
+
+        man = manifest if isinstance(manifest, pl.DataFrame) else \
+            read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"))
         for rid, mj in man.select("record_id", "meta_json").iter_rows():
             metas[rid] = RecordMeta.model_validate_json(mj)
     src = None
@@ -258,23 +249,26 @@ def iter_contexts(features_dir, source: str | None = None, root=None, *, manifes
         yield build_context(meta, row, b, kb=kb, image_path=image)
 
 
-def load_contexts(run_dir, record_ids: list[str] | None = None) -> dict[str, GroundingContext]:
+def load_contexts(run_dir, record_ids: list[str] | None = None, *, features=None, manifest=None,
+                  images=None) -> dict[str, GroundingContext]:
     """Contexts of one run folder (``manifest.parquet`` + ``features/`` [+ ``images/``]), keyed by record id;
-    what ``pipeline.generate`` asks for when the rules writer needs contexts."""
+    what ``pipeline.generate`` asks for when the rules writer needs contexts. ``features``, ``manifest`` and
+    ``images`` override the run folder's own (prompts that live outside a run folder)."""
     from pathlib import Path
 
     import logging
 
-    run = Path(run_dir)
-    images = run / "images"
-    manifest = run / "manifest.parquet"
-    if not manifest.is_file() or not (run / "features").is_dir():
+    run = Path(run_dir) if run_dir is not None else None
+    features = Path(features) if features is not None else (run / "features" if run is not None else None)
+    manifest = Path(manifest) if manifest is not None else (run / "manifest.parquet" if run is not None else None)
+    images = Path(images) if images is not None else (run / "images" if run is not None else None)
+    if manifest is None or features is None or not manifest.is_file() or not features.is_dir():
         # e.g. prompts built straight from a source: no contexts here, the caller decides what that means
-        logging.getLogger(__name__).warning("no manifest.parquet + features/ under %s: no contexts", run)
+        logging.getLogger(__name__).warning("no manifest %s + features %s: no contexts", manifest, features)
         return {}
-    return {c.record_id: c for c in iter_contexts(run / "features", manifest=manifest,
-                                                  images_dir=images if images.is_dir() else None,
-                                                  record_ids=record_ids)}
+    return {c.record_id: c for c in iter_contexts(features, manifest=manifest,
+                                                  images_dir=images if images is not None and images.is_dir()
+                                                  else None, record_ids=record_ids)}
 
 
 def measure_context(record, kb=None, image_path: str | None = None) -> GroundingContext:

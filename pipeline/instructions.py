@@ -15,6 +15,8 @@ Output (``out`` folder, normally ``RUN/instructions``):
 - ``rejects.parquet``: every rejected attempt with its answer, reason codes and details.
 - ``summary.json``: acceptance rate, rejection reasons, grounding precision, diagnosis recall / precision,
   lead coverage, tokens and cost.
+- ``README.md`` (Hugging Face dataset card) and ``card.html`` (plots, per-diagnosis acceptance, examples):
+  ``pipeline/card.py``.
 
 Train / test split is by patient (deterministic SHA-256 of the patient id, ``test_fraction``), so no patient
 is in both; records whose source knows no patient are split by record id.
@@ -275,6 +277,8 @@ class _Tally:
     reasons_final: Counter = field(default_factory=Counter)      # over records never accepted (last attempt)
     claims: int = 0
     grounded: int = 0
+    claims_by_kind: Counter = field(default_factory=Counter)    # quantity -> numeric claims (every attempt)
+    grounded_by_kind: Counter = field(default_factory=Counter)
     claims_acc: int = 0
     grounded_acc: int = 0
     dx_recall: list = field(default_factory=list)
@@ -304,6 +308,10 @@ def format_summary(s: dict) -> str:
         f"tokens: {s['tokens']}  cost: ${s['cost_usd']:.4f}",
         f"splits: {s['splits']}  shards: {len(s['shards'])}",
     ]
+    by_kind = s.get("claims_by_kind") or {}
+    if by_kind:
+        top = sorted(by_kind.items(), key=lambda kv: (-kv[1]["claims"], kv[0]))[:8]
+        lines.append("grounding by kind: " + ", ".join(f"{k} {v['grounded']}/{v['claims']}" for k, v in top))
     if s["rejection_reasons"]:
         lines.append("rejection reasons (attempts): " + ", ".join(f"{k}={v}" for k, v in s["rejection_reasons"].items()))
     if s["no_context"] or s["no_answer"]:
@@ -356,7 +364,11 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     prov_rows: list[dict] = []
     reject_rows: list[dict] = []
     t = _Tally()
-    for chunk in chunks(ans_ids, chunk_size):
+    from pipeline import progress
+
+    keys = [c for c in ("record_id", "variant") if c in answers_lf.collect_schema().names()]
+    n_items = answers_lf.select(keys).unique().collect().height
+    for chunk in progress.iterate("validate", chunks(ans_ids, chunk_size), total=n_items, weight=lambda _: 0):
         chunk = list(chunk)
         ans = answers_lf.filter(pl.col("record_id").is_in(chunk)).collect()
         recs = records_lf.filter(pl.col("record_id").is_in(chunk)).collect()
@@ -373,6 +385,7 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         multi = set(variants_per_record.filter(pl.col("n") > 1)["record_id"].to_list())
         for (rid, variant), rows in ans.sort(["record_id", "variant", "attempt"], nulls_last=True) \
                 .group_by(["record_id", "variant"], maintain_order=True):
+            progress.tick()
             t.records += 1
             ctx = ctxs.get(rid)
             item_id = f"{rid}-{variant}" if rid in multi and variant else rid
@@ -456,6 +469,10 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         "numeric_grounded": t.grounded,
         "grounding_precision": round(t.grounded / t.claims, 4) if t.claims else None,
         "grounding_precision_accepted": round(t.grounded_acc / t.claims_acc, 4) if t.claims_acc else None,
+        # numeric claims split by the quantity their words name, so precision can be read per kind
+        "claims_by_kind": {k: {"claims": t.claims_by_kind[k], "grounded": t.grounded_by_kind[k],
+                               "grounding_precision": round(t.grounded_by_kind[k] / t.claims_by_kind[k], 4)}
+                           for k in sorted(t.claims_by_kind)},
         "diagnosis_recall": _mean(t.dx_recall),
         "diagnosis_precision": _mean(t.dx_precision),
         "lead_coverage": _mean(t.lead_coverage),
@@ -478,6 +495,9 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
     tmp = out / f".summary.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out / "summary.json")
+    from pipeline.card import write_card  # README.md (Hugging Face dataset card) + card.html
+
+    write_card(out, man_all, features, image_root or (images_dir.parent if images_dir else None), kb)
     return summary
 
 
@@ -485,6 +505,8 @@ def _tally_result(t: _Tally, res: ValidationResult, ctx: GroundingContext) -> No
     m = res.metrics
     t.claims += m.numeric_claims
     t.grounded += m.numeric_grounded
+    t.claims_by_kind.update(m.claims_by_kind)
+    t.grounded_by_kind.update(m.grounded_by_kind)
     t.dx_recall.append(m.diagnosis_recall)
     t.dx_precision.append(m.diagnosis_precision)
     n_measured = len(ctx.measured_leads) or len(LEADS)

@@ -888,6 +888,7 @@ def write_synthetic_tree(out_dir: str | Path, n: int, seed: int) -> Path:
     ``params = random_params(default_rng([seed_i, 1]))`` and ``generate_record(params, seed_i)`` with the
     csv's ``seed`` column as ``seed_i``, so any record can be regenerated alone. Same ``seed`` -> same bytes.
     """
+    from pipeline import progress
     from pipeline.batch import write_parquet_atomic  # here: batch pulls the errors schema (cheap, but lazy)
 
     out = Path(out_dir)
@@ -898,7 +899,7 @@ def write_synthetic_tree(out_dir: str | Path, n: int, seed: int) -> Path:
     rows: list[dict] = []
     truth_rows: list[dict] = []
     beat_frames: list[pl.DataFrame] = []
-    for i in range(n):
+    for i in progress.iterate("synth", range(n)):
         rid = record_id_for(i, n)
         rseed = int(seeds[i])
         params = random_params(np.random.default_rng([rseed, 1]))

@@ -33,7 +33,7 @@ def run_folder(tmp_path_factory) -> Path:
 def _cmd(run: Path, out: Path, fake: FakeOpenAI) -> list[str]:
     return [PY, "-m", "pipeline.generate", "--prompts", str(run / "prompts"), "--out", str(out), "--llm",
             "openai-compatible:qwen2.5-7b-instruct", "--base-url", fake.base_url, "--max-attempts", "3",
-            "--concurrency", "4"]
+            "--concurrency", "4", "--json"]
 
 
 def _answered_at_server(fake: FakeOpenAI, ok_keys: set[str], upto: int) -> set[tuple[str, int]]:

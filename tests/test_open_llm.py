@@ -377,7 +377,7 @@ def _cli(tmp_path: Path, base_url: str, *extra: str) -> subprocess.CompletedProc
         _prompts(3).write_parquet(p)
     return subprocess.run([PY, "-m", "pipeline.generate", "--prompts", str(p.parent), "--out", str(tmp_path / "o"),
                            "--llm", "openai-compatible:smollm2", "--base-url", base_url, "--no-context",
-                           "--max-attempts", "1", *extra], capture_output=True, text=True, timeout=180)
+                           "--max-attempts", "1", "--json", *extra], capture_output=True, text=True, timeout=180)
 
 
 def test_connection_errors_are_counted_per_code_on_screen(tmp_path):

@@ -45,7 +45,7 @@ def _generate(run: Path, served, out: Path, *extra: str, prompts: str = "short.p
               model: str = "smollm2") -> tuple[int, dict, str]:
     proc = subprocess.run([PY, "-m", "pipeline.generate", "--prompts", str(run / "prompts" / prompts),
                            "--out", str(out), "--llm", f"openai-compatible:{model}", "--base-url", served.base_url,
-                           "--temperature", "0", *extra], capture_output=True, text=True, timeout=1500)
+                           "--temperature", "0", "--json", *extra], capture_output=True, text=True, timeout=1500)
     assert proc.stdout.strip(), proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 

@@ -1,0 +1,371 @@
+"""Qualitative claims: words about rhythm, rate, P waves, intervals, axis and polarity, against the measurements.
+
+Each rule reads one kind of statement in an answer, decides whether the answer asserts or denies it, and
+judges it on the record (True / False / unknown); only a statement that is clearly false is a problem.
+
+- Rate: tachycardia / bradycardia / normal rate against ``hr_bpm`` and the cut-off table.
+- Rhythm: regular / irregular against the record's statements (atrial fibrillation is irregular by definition;
+  ``knowledge/`` criteria on ``rhythm_regular``) and the measured RR regularity; premature beats make both words
+  defensible for the underlying rhythm.
+- P waves: present / absent / before every QRS against the statements (sinus rhythms have them, AF has none)
+  and ``p_waves_present``.
+- Interval words: normal / prolonged / short PR, normal / narrow / wide / prolonged QRS, normal / prolonged /
+  short QT and QTc (sex-aware, the formula named or Bazett), all from ``knowledge/cutoffs.yaml``.
+- Axis words: normal, left / right deviation, extreme, vertical, horizontal, from the cut-off table's bands.
+- Polarity per lead and territory: ``pipeline.polarity``; numbers cited as a diagnosis' evidence:
+  ``pipeline.evidence``.
+
+Measurement margins (how far from zero a T wave must be to call it upright) are validator tolerances in
+``ValidationConfig``; clinical thresholds come only from the cut-off table.
+"""
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from pipeline.answer_text import find_leads, lead_groups, sentences
+from pipeline.context import GroundingContext
+from pipeline.cutoffs import cutoffs
+from pipeline.evidence import check_evidence  # noqa: F401  (re-exported)
+from pipeline.grounding import MeasurementIndex, _sex
+from pipeline.polarity import extract_lead_statements, judge_leads
+from pipeline.words import BE as _BE, Problem, QualClaim, negated as _negated, not_ as _not, rx as _rx
+
+# ---------------------------------------------------------------------------------------- record-level
+_RECORD_RULES: list[tuple[str, re.Pattern]] = [
+    ("tachycardia", _rx(r"\btachycardi(?:a|c)\b|\btachyarrhythmias?\b|\b(?:rapid|fast|accelerated) (?:heart |"
+                        r"ventricular )?"
+                        r"(?:rate|response)\b|\bRVR\b|\b(?:heart |ventricular )?rate " + _BE + r" " + _not() +
+                        r"(?:fast|rapid|elevated|increased|high)\b")),
+    ("bradycardia", _rx(r"\bbradycardi(?:a|c)\b|\bslow (?:heart |ventricular )?(?:rate|response)\b|\b(?:heart |"
+                        r"ventricular )?"
+                        r"rate " + _BE + r" " + _not() + r"(?:slow|low|reduced|decreased)\b")),
+    ("rate_normal", _rx(r"\bnormal (?:heart |ventricular |sinus )?rate\b|\b(?:heart |ventricular )?rate " + _BE + r" " + _not()
+                        + r"(?:within (?:the )?normal (?:range|limits)|normal)\b|\bnormal sinus rhythm\b|"
+                          r"\bnormocardi\w*")),
+    ("irregular", _rx(r"\birregularly irregular\b|\birregular(?:ly)?(?:\s+\w+){0,2}?\s+(?:rhythm|R-?R|RR|ventricular "
+                      r"(?:rhythm|response)|cadence|intervals?|rate)\b|\b(?:rhythm|R-?R(?: intervals?)?|RR intervals?|"
+                      r"ventricular (?:rhythm|response)|cadence) " + _BE + r" " + _not() + r"(?:\w+ ){0,2}?irregular\b|"
+                      r"\b(?:variable|varying) R-?R\b|\bR-?R intervals? (?:vary|varies|are variable)\b")),
+    ("regular", _rx(r"\bregularly regular\b|(?<![\w-])regular(?:ly)?(?:\s+\w+){0,2}?\s+(?:rhythm|R-?R|RR|ventricular "
+                    r"(?:rhythm|response)|cadence|intervals?|rate and rhythm|narrow[- ]complex)\b|\b(?:rhythm|R-?R(?: "
+                    r"intervals?)?|RR intervals?|ventricular (?:rhythm|response)|cadence) " + _BE + r" " + _not() +
+                    r"(?:\w+ ){0,2}?(?<!ir)regular\b|\bR-?R intervals? (?:are )?(?:constant|uniform|equal|even)\b")),
+    ("p_each", _rx(r"\bP[- ]?waves? (?:\w+ ){0,3}?(?:precedes?|preceding|before|ahead of|in front of) (?:each|every|"
+                   r"all|"
+                   r"the|each of the) ?(?:\w+ )?(?:QRS|ventricular|beat)|\b(?:each|every|all) (?:\w+ )?(?:QRS|beat)"
+                   r"(?: complex(?:es)?)?,? " r"(?:" + _BE + r" )?" + _not() + r"(?:\w+ ){0,2}?(?:preceded|led) by "
+                   r"(?:an? |its own )?(?:\w+ )?P\b|\b1:1 (?:AV |atrioventricular )?(?:conduction|relationship)\b")),
+    ("p_present", _rx(r"\bP[- ]?waves? " + _BE + r" " + _not() + r"(?:clearly |consistently |easily )?(?:present|"
+                                                                 r"visible|seen|"
+                      r"identifiable|discernible|evident)\b|\b(?:absent|absence of|no (?:\w+ )?|without (?:\w+ )?|"
+                      r"lack of|loss of) ?P[- ]?waves?\b(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))|"
+                      r"\bP[- ]?waves? " + _BE + r" (?P<absent>absent|missing|lacking)\b"
+                      r"|\b(?:visible|discernible|identifiable|distinct|clear|consistent|normal|sinus) P[- ]?waves?\b"
+                      r"(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))")),
+]
+# interval qualifiers: prefix ("prolonged QTc") and postfix ("the QTc of 474 ms is prolonged") forms
+_IV_KEY = r"(?P<k>P-?R|PQ|QRS|QTc\s?[BFH]?|QT-?c|corrected QT|QT)"
+_IV_QUAL = (r"(?P<q>prolonged|lengthened|long|increased|wide|widened|broad|narrow|short|shortened|normal|within "
+            r"(?:the )?normal (?:limits|range)|WNL|unremarkable|borderline|upper limit of normal)")
+_IV_PREFIX = re.compile(r"\b(?:markedly |mildly |slightly |significantly |moderately |borderline )?"
+                        r"(?P<q>prolonged|lengthened|long|increased|wide|widened|broad|narrow|short|shortened|normal)"
+                        r"\s+" + _IV_KEY + r"(?![\w'’])", re.I)
+_IV_POSTFIX = re.compile(r"\b" + _IV_KEY + r"(?![\w'’])(?P<mid>[^.;]{0,70}?)\b" + _not() + _IV_QUAL + r"\b", re.I)
+_IV_NOUN = re.compile(r"\b" + _IV_KEY + r"[- ](?:interval |duration )?(?P<q>prolongation|widening|shortening|"
+                                        r"lengthening)\b",
+                      re.I)
+_IV_ALL = re.compile(r"\b(?:normal|unremarkable) (?:conduction )?intervals\b|\bintervals " + _BE + r" " + _not() +
+                     r"(?:all )?(?:normal|within (?:the )?normal (?:limits|range)|unremarkable)\b", re.I)
+_MID_STOP = re.compile(r"\b(?:PR|PQ|QRS|QTc?|QT|axis|rate|P[- ]?waves?|T[- ]?waves?|ST|R[- ]?waves?|S[- ]?waves?|"
+                       r"Q[- ]?waves?|while|whereas|but|although|and (?:the|a|an|there)|with (?:a|an|the))\b|\(normal",
+                       re.I)
+_RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|"
+                               r"multifocal|"
+                               r"focal|paroxysmal|complex|wide|narrow|orthodromic|antidromic|sinus|AV|polymorphic|"
+                               r"monomorphic|pacemaker-mediated|escape)[- ]$", re.I)
+_AXIS_RULES: list[tuple[str, re.Pattern]] = [
+    ("axis_normal", _rx(r"\bnormal (?:QRS |electrical |frontal(?: plane)? |cardiac |heart )*axis\b|\baxis " + _BE
+                        + r" " + _not() + r"(?:\w+ ){0,3}?(?:within (?:the )?normal (?:limits|range)|normal)\b")),
+    ("axis_left", _rx(r"(?i:\bleft(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE + r"? ?"
+                      + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?left(?:ward)?\b|\bleftward "
+                      r"(?:axis )?(?:deviation|shift)\b)|\bLAD\b", 0)),
+    ("axis_right", _rx(r"(?i:\bright(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE
+                       + r"? ?" + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?right(?:ward)?\b|"
+                                           r"\brightward "
+                       r"(?:axis )?(?:deviation|shift)\b)|\bRAD\b", 0)),
+    ("axis_extreme", _rx(r"\bextreme (?:right |left )?(?:QRS )?axis(?: deviation)?\b|"
+                         r"\bnorth-?west(?:ern)? (?:QRS )?axis\b|"
+                         r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b")),
+    ("axis_vertical", _rx(r"\bvertical (?:electrical |QRS |frontal )?axis\b|\bvertical heart position\b|\baxis " + _BE
+                          + r" " + _not() + r"vertical\b")),
+    ("axis_horizontal", _rx(r"\bhorizontal (?:electrical |QRS |frontal )?axis\b|\bhorizontal heart position\b|\baxis "
+                            + _BE + r" " + _not() + r"horizontal\b")),
+]
+_AXIS_BAND = {"axis_normal": "axis_normal_deg", "axis_left": "axis_left_deg", "axis_right": "axis_right_deg",
+              "axis_extreme": "axis_extreme_deg", "axis_vertical": "axis_vertical_deg",
+              "axis_horizontal": "axis_horizontal_deg"}
+
+# --------------------------------------------------------------------------------------------- extraction
+def extract_statements(text: str) -> list[QualClaim]:
+    """Every qualitative claim of ``text`` (rules above), negation and leads resolved."""
+    out: list[QualClaim] = []
+    mentions = find_leads(text)
+    groups = lead_groups(text, mentions)
+    region_spans = [(m.start, m.end) for m in mentions if not m.explicit]
+    sents = sentences(text) or [(0, len(text))]
+    starts = [a for a, _ in sents]
+
+    def sentence_of(pos: int) -> tuple[int, int]:
+        i = max(0, bisect_right(starts, pos) - 1)
+        return sents[i]
+
+    for concept, rx in _RECORD_RULES + _AXIS_RULES:
+        for m in rx.finditer(text):
+            a, b = m.start(), m.end()
+            neg = _negated(text, a, m)
+            if neg and concept in ("tachycardia", "bradycardia") and _RHYTHM_QUALIFIER.search(text[max(0, a - 30):a]):
+                continue  # "no ventricular tachycardia" denies a rhythm, not a fast rate
+            if concept == "p_present" and (m.groupdict().get("absent") or re.match(
+                    r"(?:absent|absence of|no |without |lack of|loss of)", m.group(0), re.I)):
+                neg = True  # "no P waves", "P waves are absent": the phrase itself denies them
+            if concept == "p_each" and re.search(r"\b(?:absent|missing|lacking|none)\b", m.group(0), re.I):
+                concept, neg = "p_present", True  # "a P wave absent before each QRS": no P waves at all
+            out.append(QualClaim(concept, a, b, m.group(0), neg))
+    for s0, s1 in sents:
+        out.extend(_interval_claims(text, s0, s1))
+    out.extend(extract_lead_statements(text, groups, region_spans, sentence_of))
+    out.sort(key=lambda q: (q.start, q.concept))
+    return out
+
+
+def _interval_claims(text: str, s0: int, s1: int) -> list[QualClaim]:
+    sent = text[s0:s1]
+    out: list[QualClaim] = []
+    spans: list[tuple[int, int]] = []
+    for rx in (_IV_NOUN, _IV_PREFIX):
+        for m in rx.finditer(sent):
+            a, b = s0 + m.start(), s0 + m.end()
+            q = _qual_word(m.group("q"))
+            if q is None or re.search(r"\bborderline\b|\bupper[- ]normal\b|\bhigh[- ]normal\b",
+                                      text[max(s0, a - 20):b], re.I):
+                continue  # "borderline prolonged QTc": neither side of the cut-off is claimed
+            out.append(QualClaim(f"{_iv_key(m.group('k'))}_{q}", a, b, m.group(0), _negated(text, a, m),
+                                 formula=_formula_in(m.group(0))))
+            spans.append((a, b))
+    for m in _IV_POSTFIX.finditer(sent):
+        a, b = s0 + m.start(), s0 + m.end()
+        if any(x <= a < y for x, y in spans):
+            continue
+        if _MID_STOP.search(m.group("mid")) or re.search(r"\bborderline\b|\bupper[- ]normal\b|\bhigh[- ]normal\b",
+                                                       m.group(0), re.I):
+            continue
+        q = _qual_word(m.group("q"))
+        if q is None:
+            continue
+        neg = any(v for k, v in m.groupdict().items() if k.startswith("not"))
+        out.append(QualClaim(f"{_iv_key(m.group('k'))}_{q}", a, b, m.group(0), neg,
+                             formula=_formula_in(m.group(0))))
+    for m in _IV_ALL.finditer(sent):
+        a, b = s0 + m.start(), s0 + m.end()
+        neg = any(v for k, v in m.groupdict().items() if k.startswith("not"))
+        for k in ("pr", "qrs", "qtc"):
+            out.append(QualClaim(f"{k}_normal", a, b, m.group(0), neg))
+    return out
+
+
+def _qual_word(q: str) -> str | None:
+    q = q.lower()
+    if q in ("prolonged", "lengthened", "long", "increased", "prolongation", "lengthening"):
+        return "long"
+    if q in ("wide", "widened", "broad", "widening"):
+        return "wide"
+    if q in ("narrow",):
+        return "narrow"
+    if q in ("short", "shortened", "shortening"):
+        return "short"
+    if q.startswith("normal") or q.startswith("within") or q in ("wnl", "unremarkable"):
+        return "normal"
+    return None
+
+
+def _iv_key(k: str) -> str:
+    k = k.upper().replace("-", "").replace(" ", "")
+    if k in ("PR", "PQ"):
+        return "pr"
+    if k == "QRS":
+        return "qrs"
+    if k == "QT":
+        return "qt"
+    return "qtc"
+
+
+def _formula_in(s: str) -> str | None:
+    for name, rx in (("fridericia", r"Fridericia|QTcF"), ("framingham", r"Framingham|Sagie"), ("hodges", r"Hodges|QTcH"),
+                     ("bazett", r"Bazett|QTcB")):
+        if re.search(rx, s, re.I):
+            return name
+    return None
+
+
+# --------------------------------------------------------------------------------------------- judgement
+@dataclass
+class _Facts:
+    regular: bool | None
+    p_present: bool | None
+
+
+def statement_facts(ctx: GroundingContext, kb) -> _Facts:
+    """What the record's statements say about regularity and P waves (their knowledge criteria on
+    ``rhythm_regular`` / ``p_waves_present``); None where they say nothing or disagree."""
+    vals: dict[str, set[bool]] = {"rhythm_regular": set(), "p_waves_present": set()}
+    if kb is not None:
+        for sid in sorted(kb.closure(ctx.statement_ids)):
+            for crit in kb.entries[sid].criteria:
+                if crit.feature in vals and crit.comparison == "==" and isinstance(crit.threshold, bool):
+                    vals[crit.feature].add(crit.threshold)
+    def one(s: set[bool]) -> bool | None:
+        return next(iter(s)) if len(s) == 1 else None
+    return _Facts(one(vals["rhythm_regular"]), one(vals["p_waves_present"]))
+
+
+def check_statements(text: str, ctx: GroundingContext, config, kb=None,
+                     claims: list[QualClaim] | None = None) -> list[Problem]:
+    """The qualitative claims of ``text`` that the record shows to be false."""
+    claims = extract_statements(text) if claims is None else claims
+    idx = MeasurementIndex.of(ctx)
+    facts = statement_facts(ctx, kb)
+    problems: list[Problem] = []
+    seen: set[tuple[str, bool, tuple[str, ...]]] = set()
+    for c in claims:
+        key = (c.concept, c.negated, c.leads)
+        if key in seen:
+            continue
+        detail = _judge(c, ctx, idx, facts, config)
+        if detail:
+            seen.add(key)
+            problems.append(Problem(c, detail))
+    return problems
+
+
+def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _Facts, config) -> str | None:
+    rec = idx.record
+    sex = _sex(ctx)
+    table = cutoffs()
+    word = "denies" if c.negated else "claims"
+    # ---- rate
+    if c.concept in ("tachycardia", "bradycardia", "rate_normal"):
+        hr = _num(rec.get("hr_bpm"))
+        if hr is None:
+            return None
+        fast, slow = table["tachycardia_bpm"].abnormal(hr), table["bradycardia_bpm"].abnormal(hr)
+        truth = {"tachycardia": fast, "bradycardia": slow, "rate_normal": not fast and not slow}[c.concept]
+        if truth == c.negated:
+            return f"{word} {c.text!r} but the heart rate is {hr:.0f} bpm"
+        return None
+    # ---- rhythm regularity
+    if c.concept in ("regular", "irregular"):
+        regular = _regular(rec, facts)
+        if regular is None:
+            return None
+        truth = regular if c.concept == "regular" else not regular
+        if truth == c.negated:
+            why = ("the record's rhythm is irregular by its diagnosis" if facts.regular is False else
+                   f"the RR intervals are {'regular' if regular else 'irregular'} "
+                   f"(RR SD {(_num(rec.get('rr_sd_ms')) or 0):.0f} ms, mean {(_num(rec.get('rr_mean_ms')) or 0):.0f} ms)")
+            return f"{word} {c.text!r} but {why}"
+        return None
+    # ---- P waves
+    if c.concept in ("p_each", "p_present"):
+        present = facts.p_present if facts.p_present is not None else rec.get("p_waves_present")
+        if present is None:
+            return None
+        ectopic = (rec.get("n_premature") or 0) + (rec.get("n_paced") or 0) > 0
+        if c.concept == "p_each" and not c.negated:
+            truth = False if not present else (None if ectopic else True)
+        elif c.concept == "p_each":
+            truth = None if (ectopic or not present) else True  # denying "a P before every QRS"
+            if truth is True:
+                return f"denies {c.text!r} but a P wave precedes every QRS complex"
+            return None
+        else:
+            truth = bool(present)
+        if truth is None:
+            return None
+        if truth == c.negated:
+            return f"{word} {c.text!r} but P waves are {'present' if present else 'absent'}"
+        return None
+    # ---- interval words
+    m = re.match(r"(pr|qrs|qtc|qt)_(long|wide|narrow|short|normal)$", c.concept)
+    if m:
+        return _judge_interval(c, m.group(1), m.group(2), rec, sex, table, word)
+    # ---- axis words
+    if c.concept in _AXIS_BAND:
+        axis = _num(rec.get("qrs_axis_deg"))
+        if axis is None or not ctx.citable("qrs_axis_deg"):
+            return None
+        truth = table[_AXIS_BAND[c.concept]].contains(axis)
+        if c.concept == "axis_extreme":
+            truth = truth or axis >= 180.0
+        if truth == c.negated:
+            return f"{word} {c.text!r} but the QRS axis is {axis:.0f} degrees"
+        return None
+    # ---- per lead
+    return judge_leads(c, ctx, idx, sex, table, config)
+
+
+def _regular(rec: dict, facts: _Facts) -> bool | None:
+    if facts.regular is not None:
+        return facts.regular
+    reg = rec.get("rhythm_regular")
+    if reg is None or (rec.get("n_premature") or 0) > 0 or (rec.get("n_paced") or 0) > 0:
+        return None  # premature beats make both words defensible ("regular rhythm with a PVC")
+    return bool(reg)
+
+
+def _judge_interval(c: QualClaim, key: str, qual: str, rec: dict, sex, table, word: str) -> str | None:
+    if key in ("qt", "qtc"):
+        col = f"qtc_{c.formula or 'bazett'}_ms"
+        v = _num(rec.get(col))
+        if v is None:
+            return None
+        long_cut = table["qtc_prolonged_ms"]
+        if sex is None:  # unknown sex: long only above the women's cut-off, normal only below the men's
+            lo, hi = long_cut.male, long_cut.female
+            is_long = True if v >= hi else (False if v < lo else None)
+        else:
+            is_long = long_cut.abnormal(v, sex)
+        is_short = table["qtc_short_ms"].abnormal(v)
+        truth = {"long": is_long, "short": is_short,
+                 "normal": None if is_long is None else (not is_long and not is_short)}.get(qual)
+        label = f"QTc ({c.formula or 'Bazett'}) is {v:.0f} ms"
+    elif key == "pr":
+        v = _num(rec.get("pr_ms"))
+        if v is None:
+            return None
+        is_long, is_short = table["pr_prolonged_ms"].abnormal(v), table["pr_short_ms"].abnormal(v)
+        truth = {"long": is_long, "short": is_short, "normal": not is_long and not is_short}.get(qual)
+        label = f"the PR interval is {v:.0f} ms"
+    else:
+        v = _num(rec.get("qrs_ms"))
+        if v is None:
+            return None
+        wide = table["qrs_wide_ms"].abnormal(v)
+        not_normal = table["qrs_normal_max_ms"].abnormal(v)
+        truth = {"wide": wide, "long": not_normal, "narrow": not wide, "normal": not not_normal}.get(qual)
+        label = f"the QRS duration is {v:.0f} ms"
+    if truth is None:
+        return None
+    if truth == c.negated:
+        return f"{word} {c.text!r} but {label}"
+    return None
+
+
+def _num(v) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    v = float(v)
+    return v if v == v else None
+
+
