@@ -397,7 +397,7 @@ def test_connection_errors_are_counted_per_code_on_screen(tmp_path):
     # a server nothing ever reached: after 12 failed connections in a row the rest is not sent at all
     # (10 prompts x 6 tries made 60 sends before)
     df = pl.read_parquet(tmp_path / "o" / "answers.parquet")
-    assert 12 <= summary["n_http_sends"] <= 14 and (df["error_code"] == "connection_error").all()
+    assert 12 <= summary["n_http_sends"] <= 20 and (df["error_code"] == "connection_error").all()
 
 
 def test_timeouts_dominating_print_a_hint(tmp_path):
