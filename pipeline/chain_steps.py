@@ -351,14 +351,27 @@ def generate_chunk(cfg, job: ChunkJob) -> dict:
     prompts = _prompts_dir(cfg, job) / "prompts.parquet"
     s = run_generate(prompts, d, llm=cfg.llm, base_url=cfg.base_url, variant=cfg.variant,
                      concurrency=cfg.concurrency, max_attempts=cfg.max_attempts, max_cost=max_cost,
-                     seed=cfg.seed, timeout_s=cfg.timeout_s, api_key_secret=cfg.api_key_secret,
-                     run_dir=out, store_dir=out / "generate" / "responses")
+                     seed=cfg.seed, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens,
+                     api_key_secret=cfg.api_key_secret, run_dir=out, store_dir=out / "generate" / "responses")
     summary = json.loads((d / "generate_summary.json").read_text())
     return _done(cfg, job, True, t0, **summary) | {"cost_usd_new": s.cost_usd_new}
 
 
 _SUMMED = ("n_prompts", "n_ok", "n_accepted", "n_rejected", "n_failed", "n_skipped_budget", "n_refused_context",
            "n_requests", "n_reused", "n_http_sends", "cost_usd_new", "cost_usd_total")
+
+
+def generate_describe(s: dict) -> str:
+    """The generate stage's line, and under it what generate itself would tell a person: prompts without an
+    accepted answer, failed sends by error code, format fallbacks, hints (``pipeline.generate.report_lines``)."""
+    from dataclasses import fields
+
+    from pipeline.generate import GenerateSummary, report_lines
+
+    head = f"{s['ok']}/{s['records']} answered, {s['n_reused']} from the store, ${s['cost_usd_new']:.4f} spent now"
+    known = {f.name for f in fields(GenerateSummary)}
+    extra = [line.strip() for line in report_lines(GenerateSummary(**{k: v for k, v in s.items() if k in known}))[1:]]
+    return "\n".join([head, *(f"{'':>12}{line}" for line in extra)])
 
 
 def generate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
@@ -372,6 +385,10 @@ def generate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
                {**r, "cost_usd_new": 0.0, "n_http_sends": 0, "n_reused": r.get("n_requests", 0)} for r in results]
     stream_concat([_generate_dir(cfg, j) / "answers.parquet" for j in jobs], ANSWERS_SCHEMA, answers)
     merged = {k: round(sum(r.get(k, 0) or 0 for r in results), 6) for k in _SUMMED}
+    for key in ("sends_by_code", "failed_by_code"):  # counts by code: added up over the chunks
+        merged[key] = dict(sum((Counter(r.get(key) or {}) for r in results), Counter()).most_common())
+    for key in ("format_fallbacks", "hints"):  # what to tell a person, once each
+        merged[key] = list(dict.fromkeys(x for r in results for x in (r.get(key) or [])))
     merged.update(answers_path=str(answers), chunks=len(results))
     (out / "generate_summary.json").write_text(json.dumps(merged, indent=2))
     # a prompt without any answer is a failed record of this stage: its last attempt's code says why

@@ -46,10 +46,11 @@ class RunConfig:
     llm: str = "rules"
     base_url: str | None = None
     variant: str | None = None        # default: multimodal for openai, text otherwise
-    concurrency: int = 16
+    concurrency: int = 16             # most LLM requests in flight (openai-compatible starts at 1 and adapts)
+    timeout_s: float | None = None    # bound of one whole LLM request; None: sized from the measured speed
+    max_tokens: int | None = None     # answer tokens per LLM request (None: the provider's default)
     max_attempts: int = 3
     max_cost: float | None = None
-    timeout_s: float = 120.0          # per LLM request
     api_key_secret: str | None = None  # name of a Prefect Secret block holding the LLM API key
     chunk_size: int = DEFAULT_CHUNK_SIZE
     test_fraction: float = 0.1
@@ -137,10 +138,9 @@ CHAIN: tuple[Stage, ...] = (
           writes=("generate/responses/", "generate/answers.parquet", "errors/generate.parquet"),
           errors="errors/generate.parquet", chunk=_lazy("generate_chunk"), finish=_lazy("generate_finish"),
           done=_lazy("generate_done"), after=("prompts",),
-          params=("llm", "base_url", "variant", "max_attempts", "seed"),
+          params=("llm", "base_url", "variant", "max_attempts", "max_tokens", "seed"),
           parallel=lambda cfg: _steps().generate_parallel(cfg), seconds_per_record=60.0,
-          describe=lambda s: f"{s['ok']}/{s['records']} answered, {s['n_reused']} from the store, "
-                             f"${s['cost_usd_new']:.4f} spent now"),
+          describe=_lazy("generate_describe")),
     Stage("validate", reads=("generate/answers.parquet", "features/", "manifest.parquet", "images/", "prompts/"),
           writes=("instructions/",), errors=None, chunk=_lazy("validate_chunk"), finish=_lazy("validate_finish"),
           done=_lazy("validate_done"), after=("generate",), params=("test_fraction", "seed", "conflicts"),
@@ -444,7 +444,8 @@ def run_chain(cfg: RunConfig, executor: Executor | None = None, log: Callable[[s
             redone[stage.name] = {r["index"] for r in results if r["computed"] and r.get("run_id") == cfg.run_id}
             chunk_results[stage.name] = results
             summaries[stage.name] = summary
-            log(f"[{stage.name:>9}] {stage.describe(summary)} ({timings[stage.name]:.1f} s)")
+            head, *more = stage.describe(summary).split("\n")  # a stage may add lines under its own
+            log("\n".join([f"[{stage.name:>9}] {head} ({timings[stage.name]:.1f} s)", *more]))
     except BaseException as exc:
         # a stage that raised mid-run leaves a run.json saying so beside what it wrote (run.lock stays: the
         # next run resumes and says where this one died)
@@ -507,11 +508,13 @@ def register(subparsers) -> None:
                    help="rules | openai:MODEL | deepseek:MODEL | openai-compatible:MODEL (with --base-url)")
     p.add_argument("--base-url", default=None)
     p.add_argument("--variant", default=None, choices=["multimodal", "text", "json"])
-    p.add_argument("--concurrency", type=positive_int, default=16)
+    p.add_argument("--concurrency", type=positive_int, default=16,
+                   help="most LLM requests in flight (openai-compatible starts at 1 and adapts up to this)")
+    p.add_argument("--timeout", dest="timeout_s", type=positive_float, default=None,
+                   help="seconds one whole LLM request may take (default: sized from the server's measured speed)")
+    p.add_argument("--max-tokens", type=positive_int, default=None, help="answer tokens per LLM request")
     p.add_argument("--max-attempts", type=positive_int, default=3)
     p.add_argument("--max-cost", type=nonneg_float, default=None, help="stop before spending more than this (USD)")
-    p.add_argument("--timeout", dest="timeout_s", type=positive_float, default=120.0,
-                   help="seconds per LLM request (default %(default)s)")
     p.add_argument("--api-key-secret", default=None, help="Prefect Secret block holding the LLM API key")
     p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
                    help="records per chunk (default %(default)s)")
