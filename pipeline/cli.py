@@ -19,6 +19,7 @@ STAGE_MODULES: list[str] = [
     "pipeline.generate",       # generate: LLM or rules answers (durable response store)
     "pipeline.validate",       # validate: grounding checks -> GEM instruction set
     "pipeline.run_all",        # run: the whole chain (what `make demo` calls)
+    "gem_model.cli",           # train, interpret: GEM on the instruction set
 ]
 
 

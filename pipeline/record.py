@@ -82,6 +82,10 @@ REASON_CODES: dict[str, str] = {
     "limb_lead_reversal": "the limb leads look reversed (negative P and QRS in I with a positive aVR)",
     "bad_gain": "a channel's gain is zero, negative or missing in the header",
     "bad_sampling_rate": "the header's sampling rate is missing, zero, negative or unparsable",
+    # training data (gem_model/data.py): an instruction item the GEM trainer cannot use
+    "corrupt_image": "the image file cannot be decoded",
+    "bad_conversation": "the instruction item is not a usable GEM conversation (keys, roles, <image> placeholder)",
+    "too_long": "the conversation leaves no answer token within the maximum sequence length",
 }
 
 
