@@ -162,8 +162,9 @@ def load_image(root: Path, rel: str, item_id: str, size: int, mode: str = "pad")
         canvas.paste(im, ((side - w) // 2, (side - h) // 2))
         im = canvas.resize((size, size), Image.Resampling.BICUBIC)
     elif mode == "crop":
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
+        # the short side becomes ``size``, the long one int(size * long / short), as CLIPImageProcessor does
+        new_w, new_h = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        im = im.resize((new_w, new_h), Image.Resampling.BICUBIC)
         left, top = (im.width - size) // 2, (im.height - size) // 2
         im = im.crop((left, top, left + size, top + size))
     else:

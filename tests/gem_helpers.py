@@ -19,10 +19,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _CACHE = Path(tempfile.mkdtemp(prefix="gem-tests-"))
 
 
-@functools.lru_cache(maxsize=None)
 def chain_run(n: int = 12, dpi: int = 40, seed: int = 0) -> Path:
     """A run folder written by `ecg-grounding run` on ``n`` synthetic records (images at ``dpi`` so tests
     decode them fast); made once per test process. Treat it as read-only: copy it to change it."""
+    return _chain_run(n, dpi, seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _chain_run(n: int, dpi: int, seed: int) -> Path:
     from pipeline.run_all import RunConfig, run_pipeline
 
     out = _CACHE / f"run-{n}-{dpi}-{seed}"
