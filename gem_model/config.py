@@ -157,10 +157,10 @@ def preset(name: str, llm_path: str | None = None) -> GemConfig:
     if name == "tiny":
         from gem_model.conversation import BYTE_VOCAB_SIZE
 
-        model = ModelConfig(llm=_llama(BYTE_VOCAB_SIZE, 64, 2, 4, 2, 128, tie=False),
+        model = ModelConfig(llm=_llama(BYTE_VOCAB_SIZE, 128, 2, 4, 2, 256, tie=False),
                             vision=_clip(32, 2, 2, 56, 14),
                             ecg=ECGConfig(width=32, layers=2, heads=2))
-        train = TrainConfig(lr=1e-3, micro_batch=2, global_batch=4, warmup_ratio=0.03)
+        train = TrainConfig(lr=1e-3, micro_batch=2, global_batch=4, warmup_ratio=0.03, lora_r=8, lora_alpha=16)
         return GemConfig(model=model, data=DataConfig(max_len=2048), train=train, preset="tiny")
     if name == "smol":
         path = llm_path or find_smollm2()
@@ -175,7 +175,7 @@ def preset(name: str, llm_path: str | None = None) -> GemConfig:
         model = ModelConfig(llm=_llama(32000, 4096, 32, 32, 32, 11008, tie=False),
                             vision=_clip(1024, 24, 16, 336, 14), ecg=ECGConfig(),
                             tokenizer=llm_path or "", llm_path=llm_path)
-        train = TrainConfig(lr=2e-5, micro_batch=16, global_batch=256, warmup_ratio=0.03, precision="auto",
+        train = TrainConfig(lr=2e-5, micro_batch=16, global_batch=256, warmup_ratio=0.03, precision="auto", workers=8,
                             grad_checkpointing=True)
         return GemConfig(model=model, data=DataConfig(max_len=4096), train=train, preset="gem7b")
     raise ValueError(f"unknown preset {name!r}; choose tiny, smol or gem7b")

@@ -159,7 +159,8 @@ def batch_stream(dataset, collate, pos: Position, seed: int, rank: int, world: i
 
 
 # --------------------------------------------------------------------------------------- helpers
-def make_accelerator(precision: str, strategy: str, accum: int, model_layers: list[str]):
+def make_accelerator(tc, strategy: str, accum: int, model_layers: list[str]):
+    """The Accelerator for ``strategy``; "auto" takes whatever ``accelerate launch --config_file`` set."""
     from accelerate import Accelerator
 
     kwargs: dict = {}
@@ -174,8 +175,19 @@ def make_accelerator(precision: str, strategy: str, accum: int, model_layers: li
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
             hf_ds_config=str(Path(__file__).parent / "accelerate_configs" / "zero2.json"))
-    mixed = {"bf16": "bf16", "fp32": "no"}.get(precision) or ("bf16" if torch.cuda.is_available() else "no")
-    return Accelerator(mixed_precision=mixed, gradient_accumulation_steps=accum, **kwargs)
+    cuda = torch.cuda.is_available()
+    mixed = {"bf16": "bf16", "fp32": "no"}.get(tc.precision) or ("bf16" if cuda else "no")
+    # cpu=True: without it accelerate ignores torchrun's WORLD_SIZE on a CPU machine and every process would
+    # train alone on the same batches
+    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=accum, cpu=not cuda, **kwargs)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world:
+        raise ConfigError(f"{world} processes were launched but accelerate sees {accelerator.num_processes}")
+    ds = accelerator.state.deepspeed_plugin
+    if ds is not None:   # zero2.json says "auto": our loop has no DataLoader for accelerate to read them from
+        ds.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.micro_batch
+        ds.deepspeed_config["gradient_clipping"] = tc.grad_clip
+    return accelerator
 
 
 def layer_classes(model) -> list[str]:
@@ -257,7 +269,7 @@ def train(run: TrainRun) -> TrainResult:
     accum = tc.global_batch // (tc.micro_batch * world)
     tokenizer = load_tokenizer(cfg.model.tokenizer if state_dir is None else str(out / "tokenizer"))
     model = build_model(cfg, run.init)
-    accelerator = make_accelerator(tc.precision, run.strategy, accum, layer_classes(model))
+    accelerator = make_accelerator(tc, run.strategy, accum, layer_classes(model))
     main = accelerator.is_main_process
     log = print if main else (lambda *a, **k: None)
     device = accelerator.device

@@ -54,16 +54,20 @@ def items_of(run: Path, split: str | None = None) -> list[dict]:
 
 
 def short_answer_set(run: Path, dest: Path, n: int = 8) -> Path:
-    """A GEM JSON file of ``n`` items of ``run`` with one question for all and short answers that differ only by
-    what the record shows (its first sentence): telling them apart needs the ECG / image features."""
-    items = items_of(run)[:n]
+    """A GEM JSON file of ``n`` items of ``run`` with one question for all and a short answer each - the
+    record's first diagnosis and its heart rate, as its accepted answer states them ("sinus tachycardia,
+    114 bpm.") - so that telling the items apart needs the ECG / image features."""
+    import re
+
     out = []
-    for it in items:
+    for it in items_of(run)[:n]:
         it = copy.deepcopy(it)
-        answer = it["conversations"][1]["value"].split(". ")[0].rstrip(".") + "."
+        rate = re.search(r"heart rate of (\d+) bpm", it["conversations"][1]["value"])
+        answer = f"{it['report'].split('.')[0].strip()}, {rate.group(1)} bpm."
         it["conversations"] = [{"from": "human", "value": "<image>\nInterpret this ECG."},
-                               {"from": "gpt", "value": answer[:90]}]
+                               {"from": "gpt", "value": answer}]
         out.append(it)
+    assert len({it["conversations"][1]["value"] for it in out}) == len(out), "answers must differ"
     path = dest / "short.json"
     path.write_text(json.dumps(out))
     return path
