@@ -11,8 +11,12 @@ Exit codes: 0 done, 1 some records were skipped (each listed with its reason), 2
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.record import ConfigError
+
+if TYPE_CHECKING:
+    from gem_model.data import Roots
 
 
 def register(subparsers) -> None:
@@ -78,7 +82,7 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
-def _sources(args) -> tuple[Path, "Roots", Path | None]:  # noqa: F821
+def _sources(args) -> tuple[Path, Roots, Path | None]:
     """(training data, roots, test data) from --run or --data and the root options."""
     from gem_model.data import Roots, run_layout
 

@@ -22,7 +22,6 @@ import os
 import resource
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -151,7 +150,10 @@ def batch_stream(dataset, collate, pos: Position, seed: int, rank: int, world: i
 
     while True:
         batches = epoch_batches(len(dataset), seed, pos.epoch, rank, world, micro)
-        loader = DataLoader(dataset, batch_sampler=batches[pos.batch:], collate_fn=collate, num_workers=workers)
+        # its own generator: a DataLoader draws a worker seed when iterated, and from the global RNG that would
+        # shift the random numbers (LoRA dropout) of a resumed run against an uninterrupted one
+        loader = DataLoader(dataset, batch_sampler=batches[pos.batch:], collate_fn=collate, num_workers=workers,
+                            generator=torch.Generator().manual_seed(seed + pos.epoch))
         for batch in loader:
             pos.batch += 1
             yield batch

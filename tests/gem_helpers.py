@@ -91,3 +91,44 @@ def smollm2_path() -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def break_run(run: Path) -> dict[str, str]:
+    """Damage a copy of a run in every way an item can be bad; returns {item id: expected reason}."""
+    path = run / "instructions" / "train-00000.json"
+    items = json.loads(path.read_text())
+    expected = {}
+    a, b, c, d, e, f, g = items[:7]
+    (run / a["image"]).unlink()
+    expected[a["id"]] = "missing_file (image)"
+    (run / b["image"]).write_bytes((run / b["image"]).read_bytes()[:200])
+    expected[b["id"]] = "corrupt_image (image)"
+    ecg_root = run / "synthetic"
+    (ecg_root / f"{c['ecg']}.hea").unlink()
+    expected[c["id"]] = "missing_file (ecg)"
+    dat = ecg_root / f"{d['ecg']}.dat"
+    dat.write_bytes(dat.read_bytes()[:1000])
+    expected[d["id"]] = "truncated_signal (ecg)"
+    e["conversations"] = [e["conversations"][1], e["conversations"][0]]
+    expected[e["id"]] = "bad_conversation"
+    f["conversations"][0]["value"] = f["conversations"][0]["value"].replace("<image>", "")
+    expected[f["id"]] = "bad_conversation"
+    g["ecg"] = "../../etc/passwd"
+    expected[g["id"]] = "unsafe_record_id (ecg)"
+    items.append(dict(items[-1]))                  # a duplicate id
+    expected["dup"] = "bad_conversation"
+    path.write_text(json.dumps(items))
+    return expected
+
+
+def llava_config_json(model) -> dict:
+    """The config.json of a GEM / LLaVA folder (model_type llava_llama) with ``model``'s sizes."""
+    c = model.llm.config
+    return {"architectures": ["LlavaLlamaForCausalLM"], "model_type": "llava_llama", "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads, "num_key_value_heads": c.num_key_value_heads,
+            "vocab_size": c.vocab_size, "max_position_embeddings": c.max_position_embeddings,
+            "rms_norm_eps": c.rms_norm_eps, "tie_word_embeddings": False, "mm_hidden_size": model.cfg.mm_hidden,
+            "mm_projector_type": "mlp2x_gelu", "ecg_projector_type": "linear", "mm_vision_select_layer": -2,
+            "mm_vision_select_feature": "patch", "image_aspect_ratio": "ori", "mm_patch_merge_type": "flat",
+            "mm_vision_tower": "openai/clip-vit-large-patch14-336", "mm_ecg_tower": "/home/x/cpt_wfep_epoch_20.pt"}

@@ -101,37 +101,9 @@ def test_image_crop_is_clips_own_preprocessing_and_pad_keeps_the_whole_page():
     assert info.value.code == "missing_file"
 
 
-def break_run(run: Path) -> dict[str, str]:
-    """Damage a copy of a run in every way an item can be bad; returns {item id: expected reason}."""
-    path = run / "instructions" / "train-00000.json"
-    items = json.loads(path.read_text())
-    expected = {}
-    a, b, c, d, e, f, g = items[:7]
-    (run / a["image"]).unlink()
-    expected[a["id"]] = "missing_file (image)"
-    (run / b["image"]).write_bytes((run / b["image"]).read_bytes()[:200])
-    expected[b["id"]] = "corrupt_image (image)"
-    ecg_root = run / "synthetic"
-    (ecg_root / f"{c['ecg']}.hea").unlink()
-    expected[c["id"]] = "missing_file (ecg)"
-    dat = ecg_root / f"{d['ecg']}.dat"
-    dat.write_bytes(dat.read_bytes()[:1000])
-    expected[d["id"]] = "truncated_signal (ecg)"
-    e["conversations"] = [e["conversations"][1], e["conversations"][0]]
-    expected[e["id"]] = "bad_conversation"
-    f["conversations"][0]["value"] = f["conversations"][0]["value"].replace("<image>", "")
-    expected[f["id"]] = "bad_conversation"
-    g["ecg"] = "../../etc/passwd"
-    expected[g["id"]] = "unsafe_record_id (ecg)"
-    items.append(dict(items[-1]))                  # a duplicate id
-    expected["dup"] = "bad_conversation"
-    path.write_text(json.dumps(items))
-    return expected
-
-
 def test_scan_skips_every_kind_of_bad_item_with_its_reason(tmp_path):
     run = gem_helpers.copy_run(tmp_path)
-    expected = break_run(run)
+    expected = gem_helpers.break_run(run)
     instructions, roots = run_layout(run)
     items = read_items(instructions, "train")
     cfg = preset("tiny")

@@ -24,7 +24,7 @@ def data(tmp_path_factory):
 def launch(out: Path, data, strategy: str | None, extra: list[str] = ()) -> None:
     path, roots = data
     args = ["-m", "pipeline.cli", "train", "--data", str(path), "--ecg-root", str(roots.ecg), "--image-root",
-            str(roots.image), "--preset", "tiny", "--max-steps", "3", "--global-batch", "4", "--lr", "3e-3",
+            str(roots.image), "--preset", "tiny", "--max-steps", "3", "--global-batch", "4", "--lr", "1e-3",
             "--out", str(out), "--no-progress", *extra]
     if strategy is None:
         cmd = [sys.executable, *args, "--micro-batch", "4"]

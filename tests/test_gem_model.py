@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import gem_helpers  # noqa: F401  (offline environment for transformers)
+import gem_helpers
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,7 +118,7 @@ def test_encode_puts_ecg_tokens_first_then_clip_patch_tokens(tiny):
         ecg_part = tiny.mm_projector(tiny.ecg_projector(tiny.ecg(ecgs)))
         layer = tiny.vision(pixel_values=images, output_hidden_states=True).hidden_states[-2]
         image_part = tiny.mm_projector(layer[:, 1:])
-    assert mm.shape == (2, 101 + 16, 64) == (2, tiny.cfg.mm_tokens, tiny.llm_hidden)
+    assert mm.shape == (2, 101 + 16, 128) == (2, tiny.cfg.mm_tokens, tiny.llm_hidden)
     assert torch.allclose(mm[:, :101], ecg_part, atol=1e-6)
     assert torch.allclose(mm[:, 101:], image_part, atol=1e-6)
 
@@ -175,21 +175,9 @@ def test_loss_is_the_language_models_own_loss(tiny):
     assert torch.allclose(res["loss_sum"] / res["n_learned"], hf, atol=1e-5)
 
 
-def llava_config_json(model: GemModel) -> dict:
-    c = model.llm.config
-    return {"architectures": ["LlavaLlamaForCausalLM"], "model_type": "llava_llama", "hidden_size": c.hidden_size,
-            "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_hidden_layers,
-            "num_attention_heads": c.num_attention_heads, "num_key_value_heads": c.num_key_value_heads,
-            "vocab_size": c.vocab_size, "max_position_embeddings": c.max_position_embeddings,
-            "rms_norm_eps": c.rms_norm_eps, "tie_word_embeddings": False, "mm_hidden_size": model.cfg.mm_hidden,
-            "mm_projector_type": "mlp2x_gelu", "ecg_projector_type": "linear", "mm_vision_select_layer": -2,
-            "mm_vision_select_feature": "patch", "image_aspect_ratio": "ori", "mm_patch_merge_type": "flat",
-            "mm_vision_tower": "openai/clip-vit-large-patch14-336", "mm_ecg_tower": "/home/x/cpt_wfep_epoch_20.pt"}
-
-
 def test_llava_key_map_round_trip(tiny, tmp_path):
     folder = export_llava(tiny, tmp_path / "gem", shard_bytes=200_000)   # several shards + an index
-    (folder / "config.json").write_text(json.dumps(llava_config_json(tiny)))
+    (folder / "config.json").write_text(json.dumps(gem_helpers.llava_config_json(tiny)))
     index = json.loads((folder / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1
     keys = set(index["weight_map"])
@@ -218,7 +206,7 @@ def test_pulse_like_checkpoint_reports_what_it_lacks(tiny, tmp_path):
     from safetensors.torch import save_file
 
     folder = export_llava(tiny, tmp_path / "pulse")
-    (folder / "config.json").write_text(json.dumps(llava_config_json(tiny)))
+    (folder / "config.json").write_text(json.dumps(gem_helpers.llava_config_json(tiny)))
     weights = {k: v for k, v in read_hf_weights(folder).items() if "ecg" not in k}
     weights["model.image_newline"] = torch.zeros(tiny.llm_hidden)
     for f in folder.glob("model-*.safetensors"):

@@ -87,9 +87,9 @@ def test_loss_falls_over_30_steps(short, tmp_path):
 def test_overfits_8_examples_and_interpret_reproduces_them(short, tmp_path, tune):
     """Memorising 8 answers that differ only by the record means the ECG / image path works end to end."""
     data, roots = short
-    settings = dict(max_steps=OVERFIT_STEPS, micro_batch=8, global_batch=8, lr=OVERFIT_LR)
+    settings = dict(max_steps=80, micro_batch=8, global_batch=8, lr=3e-3)
     if tune == "lora":
-        settings.update(tune="lora", lr=OVERFIT_LORA_LR)
+        settings.update(tune="lora", lr=1e-2, max_steps=60, lora_r=32, lora_alpha=64)
     res, cfg = fit(tmp_path / "ckpt", data, roots, **settings)
     last = metrics(tmp_path / "ckpt")[-1]
     assert last["token_accuracy"] > 0.95, last
@@ -113,9 +113,6 @@ def test_overfits_8_examples_and_interpret_reproduces_them(short, tmp_path, tune
         moved = {k for k in initial if k.startswith("llm.") and not torch.equal(initial[k], trained[k])}
         assert moved and all(k.endswith("_proj.weight") for k in moved)
         assert not any("embed_tokens" in k or "norm" in k for k in moved)
-
-
-OVERFIT_STEPS, OVERFIT_LR, OVERFIT_LORA_LR = 80, 3e-3, 1e-2
 
 
 def test_projector_only_training_leaves_the_language_model_alone(short, tmp_path):
@@ -186,10 +183,8 @@ def test_train_and_interpret_from_a_run_folder(run_dir, tmp_path, capsys):
 
 
 def test_bad_records_are_skipped_counted_and_exit_1(tmp_path):
-    from test_gem_data import break_run
-
     run = gem_helpers.copy_run(tmp_path)
-    expected = break_run(run)
+    expected = gem_helpers.break_run(run)
     ckpt = tmp_path / "model"
     assert main(["train", "--run", str(run), "--preset", "tiny", "--max-steps", "1", "--out", str(ckpt),
                  "--no-progress"]) == 1
@@ -230,7 +225,6 @@ def test_interpret_runs_a_gem7b_style_folder(short, tmp_path):
     GEM's own loading (file channel order, centre crop)."""
     from gem_model.checkpoints import export_llava
     from gem_model.model import GemModel
-    from test_gem_model import llava_config_json
 
     data, roots = short
     from gem_model.config import preset
@@ -238,7 +232,7 @@ def test_interpret_runs_a_gem7b_style_folder(short, tmp_path):
 
     model = GemModel(preset("tiny").model)
     folder = export_llava(model, tmp_path / "gem7b-like")
-    (folder / "config.json").write_text(json.dumps(llava_config_json(model)))
+    (folder / "config.json").write_text(json.dumps(gem_helpers.llava_config_json(model)))
     byte_tokenizer().save_pretrained(str(folder))
     pred = tmp_path / "pred.jsonl"
     assert main(["interpret", "--checkpoint", str(folder), "--data", str(data), "--ecg-root", str(roots.ecg),
