@@ -206,7 +206,8 @@ def _generation_speed(model, ids, lengths, ecgs, images, new_tokens: int, dev) -
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
-        new = model.generate(ids, lengths, ecgs, images, max_new_tokens=new_tokens, eos_token_id=-1, pad_token_id=0)
+        new = model.generate(ids, lengths, ecgs, images, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             eos_token_id=2, pad_token_id=0)   # random weights: decode all new_tokens
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
     model.train()

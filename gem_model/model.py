@@ -249,12 +249,12 @@ class GemModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids, lengths, ecgs, images, max_new_tokens: int = 1024, eos_token_id=None,
-                 pad_token_id=None) -> torch.Tensor:
+                 pad_token_id=None, **kwargs) -> torch.Tensor:
         """Greedy generation from prompts (right-padded ids with their lengths): (B, new tokens)."""
         embeds, attention, _, _ = self.splice(input_ids, lengths, None, self.encode(ecgs, images), left_pad=True)
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention, max_new_tokens=max_new_tokens,
                                  do_sample=False, num_beams=1, eos_token_id=eos_token_id,
-                                 pad_token_id=pad_token_id if pad_token_id is not None else eos_token_id)
+                                 pad_token_id=pad_token_id if pad_token_id is not None else eos_token_id, **kwargs)
 
     def flops_per_sample(self, seq_len: int, tune: str = "llm") -> float:
         """Training FLOPs of one sample of ``seq_len`` tokens (after the splice), for MFU.

@@ -100,6 +100,12 @@ def build_model(cfg: GemConfig, init: Path | None = None, log=print):
         model.vision.load_state_dict(CLIPVisionModel.from_pretrained(cfg.model.vision_path).state_dict())
     if cfg.model.ecg_path:
         load_ecg_coca(model.ecg, cfg.model.ecg_path)
+    if cfg.preset == "gem7b":   # GEM's towers are pretrained: say so when they are not
+        lacking = set(_groups(report["missing"]).split(", ")) if init is not None else {"vision", "ecg"}
+        random = [n for n, path in (("vision", cfg.model.vision_path), ("ecg", cfg.model.ecg_path))
+                  if n in lacking and not path]
+        for name in random:
+            log(f"warning: the {name} tower has random weights (pass {dict(vision='--vision', ecg='--ecg-tower')[name]})")
     tune = cfg.train.tune
     model.freeze(tune)
     if tune == "lora":
@@ -269,8 +275,9 @@ def train(run: TrainRun) -> TrainResult:
         raise ConfigError(f"global batch {tc.global_batch} is not a multiple of micro batch {tc.micro_batch} x "
                           f"{world} processes")
     accum = tc.global_batch // (tc.micro_batch * world)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    model = build_model(cfg, run.init, log=print if rank0 else (lambda *a: None))   # --init also names the tokenizer
     tokenizer = load_tokenizer(cfg.model.tokenizer if state_dir is None else str(out / "tokenizer"))
-    model = build_model(cfg, run.init)
     accelerator = make_accelerator(tc, run.strategy, accum, layer_classes(model))
     main = accelerator.is_main_process
     log = print if main else (lambda *a, **k: None)

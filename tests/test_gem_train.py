@@ -243,3 +243,32 @@ def test_interpret_runs_a_gem7b_style_folder(short, tmp_path):
 
     _, cfg, _ = load_for_inference(folder, "cpu")
     assert cfg.data.gem_compat and cfg.data.image_mode == "crop" and cfg.data.template == "llava_v1"
+
+
+def test_gem7b_preset_starts_from_a_gem_style_folder(short, tmp_path, capsys):
+    """--init reads a GEM-7B / LLaVA / PULSE folder: sizes from its config.json and weights, weights by name, its
+    tokenizer; the gem7b preset's settings apply (gradient checkpointing on)."""
+    from gem_model.checkpoints import export_llava
+    from gem_model.config import preset
+    from gem_model.conversation import byte_tokenizer
+    from gem_model.model import GemModel
+
+    data, roots = short
+    torch.manual_seed(5)
+    source = GemModel(preset("tiny").model)
+    folder = export_llava(source, tmp_path / "gem7b-like")
+    (folder / "config.json").write_text(json.dumps(gem_helpers.llava_config_json(source)))
+    byte_tokenizer().save_pretrained(str(folder))
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", "--data", str(data), "--ecg-root", str(roots.ecg), "--image-root", str(roots.image),
+                 "--preset", "gem7b", "--init", str(folder), "--max-steps", "1", "--micro-batch", "2",
+                 "--global-batch", "2", "--workers", "0", "--out", str(ckpt), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of ours not in it" in out and "random weights" not in out
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["preset"] == "gem7b" and config["train"]["grad_checkpointing"] is True
+    assert config["model"]["llm"]["hidden_size"] == 128 and config["model"]["ecg"]["width"] == 32
+    trained = read_weights(ckpt / "model.safetensors")
+    for k, v in source.state_dict().items():
+        if k.startswith(("vision.", "ecg.")):
+            assert torch.equal(trained[k], v), k      # the frozen towers are the folder's
