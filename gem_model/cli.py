@@ -43,6 +43,7 @@ def register(subparsers) -> None:
     t.add_argument("--save-every", type=int, help="steps between resumable states (default: at the end)")
     t.add_argument("--eval-every", type=int, help="steps between test-split losses (default: at the end)")
     t.add_argument("--log-every", type=int)
+    t.add_argument("--no-eval", action="store_true", help="skip the test split's loss (computed at the end by default)")
     t.add_argument("--workers", type=int, help="data-loading processes (default 0)")
     t.add_argument("--max-len", type=int, help="tokens per example after the ECG / image splice")
     t.add_argument("--template", choices=["llava_v1", "chatml"])
@@ -163,7 +164,7 @@ def _train(args) -> int:
 
     from gem_model.train import TrainRun, train
 
-    res = train(TrainRun(cfg=cfg, out=out, train_data=train_data, roots=roots, eval_data=test,
+    res = train(TrainRun(cfg=cfg, out=out, train_data=train_data, roots=roots, eval_data=None if args.no_eval else test,
                          split="train" if train_data.is_dir() else None, resume=args.resume,
                          strategy=args.strategy, init=args.init, progress=not args.no_progress))
     import os

@@ -87,9 +87,10 @@ def test_loss_falls_over_30_steps(short, tmp_path):
 def test_overfits_8_examples_and_interpret_reproduces_them(short, tmp_path, tune):
     """Memorising 8 answers that differ only by the record means the ECG / image path works end to end."""
     data, roots = short
-    settings = dict(max_steps=80, micro_batch=8, global_batch=8, lr=3e-3)
+    # (measured: llm reaches token accuracy 1.0 by step 25; LoRA 0.995 by step 45)
+    settings = dict(max_steps=40, micro_batch=8, global_batch=8, lr=3e-3)
     if tune == "lora":
-        settings.update(tune="lora", lr=1e-2, max_steps=60, lora_r=32, lora_alpha=64)
+        settings.update(tune="lora", lr=1e-2, max_steps=55, lora_r=32, lora_alpha=64)
     res, cfg = fit(tmp_path / "ckpt", data, roots, **settings)
     last = metrics(tmp_path / "ckpt")[-1]
     assert last["token_accuracy"] > 0.95, last
