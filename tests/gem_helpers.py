@@ -62,7 +62,9 @@ def short_answer_set(run: Path, dest: Path, n: int = 8) -> Path:
     out = []
     for it in items_of(run)[:n]:
         it = copy.deepcopy(it)
-        rate = re.search(r"heart rate of (\d+) bpm", it["conversations"][1]["value"])
+        # the writer words the rate several ways; its first "<n> bpm" is always the heart rate
+        rate = re.search(r"(\d+) bpm", it["conversations"][1]["value"])
+        assert rate, it["conversations"][1]["value"][:300]
         answer = f"{it['report'].split('.')[0].strip()}, {rate.group(1)} bpm."
         it["conversations"] = [{"from": "human", "value": "<image>\nInterpret this ECG."},
                                {"from": "gpt", "value": answer}]
