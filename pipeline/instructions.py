@@ -277,6 +277,8 @@ class _Tally:
     reasons_final: Counter = field(default_factory=Counter)      # over records never accepted (last attempt)
     claims: int = 0
     grounded: int = 0
+    claims_by_kind: Counter = field(default_factory=Counter)    # quantity -> numeric claims (every attempt)
+    grounded_by_kind: Counter = field(default_factory=Counter)
     claims_acc: int = 0
     grounded_acc: int = 0
     dx_recall: list = field(default_factory=list)
@@ -306,6 +308,10 @@ def format_summary(s: dict) -> str:
         f"tokens: {s['tokens']}  cost: ${s['cost_usd']:.4f}",
         f"splits: {s['splits']}  shards: {len(s['shards'])}",
     ]
+    by_kind = s.get("claims_by_kind") or {}
+    if by_kind:
+        top = sorted(by_kind.items(), key=lambda kv: (-kv[1]["claims"], kv[0]))[:8]
+        lines.append("grounding by kind: " + ", ".join(f"{k} {v['grounded']}/{v['claims']}" for k, v in top))
     if s["rejection_reasons"]:
         lines.append("rejection reasons (attempts): " + ", ".join(f"{k}={v}" for k, v in s["rejection_reasons"].items()))
     if s["no_context"] or s["no_answer"]:
@@ -463,6 +469,10 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         "numeric_grounded": t.grounded,
         "grounding_precision": round(t.grounded / t.claims, 4) if t.claims else None,
         "grounding_precision_accepted": round(t.grounded_acc / t.claims_acc, 4) if t.claims_acc else None,
+        # numeric claims split by the quantity their words name, so precision can be read per kind
+        "claims_by_kind": {k: {"claims": t.claims_by_kind[k], "grounded": t.grounded_by_kind[k],
+                               "grounding_precision": round(t.grounded_by_kind[k] / t.claims_by_kind[k], 4)}
+                           for k in sorted(t.claims_by_kind)},
         "diagnosis_recall": _mean(t.dx_recall),
         "diagnosis_precision": _mean(t.dx_precision),
         "lead_coverage": _mean(t.lead_coverage),
@@ -495,6 +505,8 @@ def _tally_result(t: _Tally, res: ValidationResult, ctx: GroundingContext) -> No
     m = res.metrics
     t.claims += m.numeric_claims
     t.grounded += m.numeric_grounded
+    t.claims_by_kind.update(m.claims_by_kind)
+    t.grounded_by_kind.update(m.grounded_by_kind)
     t.dx_recall.append(m.diagnosis_recall)
     t.dx_precision.append(m.diagnosis_precision)
     n_measured = len(ctx.measured_leads) or len(LEADS)

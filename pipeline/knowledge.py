@@ -245,6 +245,33 @@ def _phrase_pattern(phrase: str) -> str:
     return _SEP.join(tokens)
 
 
+def phrases_pattern(phrases: list[str]) -> str:
+    """One regex alternation for many phrases, factored as a trie of their tokens, so a 1,000-phrase
+    vocabulary is matched in one pass without trying every phrase at every position. At a position the longest
+    phrase wins (longer tokens are tried first and a continuation is greedy), as with a flat alternation sorted
+    longest first; separators are ``_SEP`` as in ``_phrase_pattern``."""
+    trie: dict = {}
+    for p in phrases:
+        node = trie
+        for t in (t for t in _TOKEN_SPLIT.split(p.strip().lower()) if t):
+            node = node.setdefault(t, {})
+        node[""] = {}  # a phrase ends here
+
+    def build(node: dict) -> str:
+        alts = []
+        for tok in sorted((k for k in node if k), key=lambda k: (-len(k), k)):
+            child = node[tok]
+            rest = [k for k in child if k]
+            if not rest:
+                alts.append(re.escape(tok))
+                continue
+            cont = _SEP + build(child)
+            alts.append(re.escape(tok) + ("(?:" + cont + ")" + ("?" if "" in child else "")))
+        return "(?:" + "|".join(alts) + ")"
+
+    return build(trie)
+
+
 # Negation cues that deny what follows them in the same clause.
 _NEG_BEFORE = re.compile(
     r"(?<![\w])(no|not|without|absence of|absent|negative for|free of|rules? out|ruled out|excludes?|excluding|"
@@ -255,7 +282,8 @@ _NEG_BEFORE = re.compile(
 # ... and cues that deny what precedes them ("ST elevation is absent").
 _NEG_AFTER = re.compile(
     r"^[\s,]*(?:is|are|was|were|has been|have been)?\s*(?:absent|not (?:seen|present|observed|evident|identified|"
-    r"noted|found|shown|demonstrated)|ruled out|excluded)(?![\w])",
+    r"noted|found|shown|demonstrated|visible|apparent|detected|appreciated|suggested|supported)|ruled out|excluded)"
+    r"(?![\w])",
     re.IGNORECASE,
 )
 # Clause boundaries: negation does not cross them.
@@ -282,6 +310,31 @@ _BOILERPLATE = re.compile(
     r"summary:.*|\(?pediatric criteria.*|.*criteria used.*|no further analysis)\s*$",
     re.IGNORECASE,
 )
+
+
+def _negated_before(text: str, start: int) -> bool:
+    window = text[max(0, start - 120):start]
+    breaks = list(_CLAUSE_BREAK.finditer(window))
+    clause = window[breaks[-1].end():] if breaks else window
+    return bool(_NEG_BEFORE.search(clause))
+
+
+def negations(text: str, spans: list[tuple[int, int]]) -> list[bool]:
+    """Whether each mention at ``spans`` (sorted, non-overlapping [start, end) of ``text``) is denied: a negation
+    cue opens its clause before it, the clause denies it afterwards ("... is absent"), or it continues a negated
+    list ("no X, Y or Z"). The one negation rule of ``find_mentions`` and of the validator's vocabulary."""
+    out: list[bool] = []
+    prev: tuple[int, int, bool] | None = None
+    for start, end in spans:
+        negated = _negated_before(text, start) or bool(_NEG_AFTER.match(text[end:end + 60]))
+        if not negated and prev is not None and prev[2] and _LIST_GAP.match(text[prev[1]:start]):
+            # "no X, Y or Z": a bare comma carries the negation only while the list goes on after Y,
+            # so "without X, Y is present" still claims Y.
+            gap = text[prev[1]:start]
+            negated = bool(_LIST_WORD.search(gap)) or bool(_LIST_NEXT.match(text[end:end + 12]))
+        out.append(negated)
+        prev = (start, end, negated)
+    return out
 
 
 @dataclass
@@ -321,10 +374,8 @@ class KnowledgeBase:
             raise ValueError("knowledge base is inconsistent:\n  " + "\n  ".join(problems))
         # Longest phrase first, so the alternation prefers "complete right bundle branch block" over
         # "right bundle branch block" at the same position.
-        keys = sorted(self._phrase_index, key=lambda k: (-len(k), k))
-        self._phrase_re = re.compile(
-            r"(?<![\w])(?:" + "|".join(_phrase_pattern(k) for k in keys) + r")(?![\w])", re.IGNORECASE
-        )
+        self._phrase_re = re.compile(r"(?<![\w])" + phrases_pattern(list(self._phrase_index)) + r"(?![\w])",
+                                     re.IGNORECASE)
         abbrs = sorted(self._abbrev_index, key=lambda k: (-len(k), k))
         self._abbrev_re = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(a) for a in abbrs) + r")(?![\w])")
 
@@ -397,26 +448,12 @@ class KnowledgeBase:
             if kept and h[0] < kept[-1][1]:
                 continue
             kept.append(h)
-        mentions: list[Mention] = []
-        prev: Mention | None = None
-        for start, end, eid in kept:
-            negated = self._negated_before(text, start) or bool(_NEG_AFTER.match(text[end:end + 60]))
-            if not negated and prev is not None and prev.negated and _LIST_GAP.match(text[prev.end:start]):
-                # "no X, Y or Z": a bare comma carries the negation only while the list goes on after Y,
-                # so "without X, Y is present" still claims Y.
-                gap = text[prev.end:start]
-                negated = bool(_LIST_WORD.search(gap)) or bool(_LIST_NEXT.match(text[end:end + 12]))
-            mention = Mention(eid, start, end, text[start:end], negated)
-            mentions.append(mention)
-            prev = mention
-        return mentions
+        flags = negations(text, [(start, end) for start, end, _ in kept])
+        return [Mention(eid, start, end, text[start:end], neg) for (start, end, eid), neg in zip(kept, flags)]
 
     @staticmethod
     def _negated_before(text: str, start: int) -> bool:
-        window = text[max(0, start - 120):start]
-        breaks = list(_CLAUSE_BREAK.finditer(window))
-        clause = window[breaks[-1].end():] if breaks else window
-        return bool(_NEG_BEFORE.search(clause))
+        return _negated_before(text, start)
 
     def named_ids(self, text: str) -> set[str]:
         """Ids that ``text`` names without negating them."""
@@ -537,6 +574,8 @@ def _load(folder: str) -> KnowledgeBase:
             references.update(ReferencesFile.model_validate(data).references)
             continue
         if "cutoffs" in data:  # the cut-off table (pipeline.cutoffs), not entries
+            continue
+        if "vocabulary" in data:  # terms outside the knowledge base (pipeline.vocabulary), not entries
             continue
         for e in KnowledgeFile.model_validate(data).entries:
             if e.id in entries:

@@ -153,7 +153,8 @@ def test_contradictions(plain, kb):
 
 def test_units_ranges_and_beats(plain, kb):
     r = plain.record
-    cfg = ValidationConfig(check_diagnoses=False)
+    # one claim at a time: the evidence minimum (no_evidence) is tested on its own below
+    cfg = ValidationConfig(check_diagnoses=False, min_grounded_numbers=0)
     qrs_s = r["qrs_ms"] / 1000.0
     assert validate_answer(f"The QRS duration is {qrs_s:.2f} s.", plain, cfg).accepted
     assert validate_answer(f"QTc of {r['qtc_bazett_ms']:.0f} is normal.", plain, cfg).accepted
@@ -163,18 +164,19 @@ def test_units_ranges_and_beats(plain, kb):
     lo, hi = round(v5 - 0.2, 1), round(v5 + 0.2, 1)
     assert validate_answer(f"The R wave in V5 is between {lo} and {hi} mV.", plain, cfg).accepted
     assert not validate_answer(f"The R wave in V5 is between {hi + 1} and {hi + 2} mV.", plain, cfg).accepted
-    # any single beat's value grounds a claim about one beat
+    # any single beat's value grounds a claim about one RR interval
     rr = [v for v in plain.beats.filter(plain.beats["lead"] == "II")["rr_ms"].to_list() if v]
     assert validate_answer(f"One RR interval measures {max(rr):.0f} ms.", plain, cfg).accepted
-    # quoted cut-offs are references, not claims
+    # quoted cut-offs are references, not measurement claims, when the bound they state holds
     res = validate_answer(hand_answer(plain) + " The QRS stays below 120 ms and the PR below 200 ms.", plain, cfg)
     assert res.accepted and res.metrics.numeric_claims == 6
-    # ... also when a lead's value lies near the cut-off (here: made one), which would otherwise ground it
+    # ... and a bound the measurement does not meet is a false statement, cut-off or not
     qrs = round(r["qrs_ms"])
-    near = ValidationConfig(check_diagnoses=False, reference_ms=[qrs])
-    res = validate_answer(f"The QRS stays below {qrs} ms.", plain, near)
-    assert res.accepted and res.metrics.numeric_claims == 0, res.details
-    assert validate_answer(f"The QRS measures {qrs} ms.", plain, near).metrics.numeric_claims == 1
+    res = validate_answer(f"The QRS stays below {qrs - 20} ms.", plain, cfg)
+    assert res.reasons == ["contradicts_measurement"], res.details
+    assert validate_answer(f"The QRS stays below {qrs + 20} ms.", plain, cfg).accepted
+    # a norm quoted in parentheses states nothing about this ECG
+    assert validate_answer(f"The QRS measures {qrs} ms (normal < 120 ms).", plain, cfg).metrics.numeric_claims == 1
 
 
 def test_lead_parsing():

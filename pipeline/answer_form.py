@@ -1,0 +1,163 @@
+"""The form of an answer: one paragraph of plain prose, no hidden inputs, no instructions, no talk about the image.
+
+- ``form_*``: one paragraph, at most ``max_words`` words, no lists, headings or markup;
+- ``leak_hidden_input``: the answer must read as if from the ECG alone. It may not refer to the report, the
+  machine's or anyone's interpretation, or values that were "given" - in any of the paraphrase families an LLM
+  uses ("as documented", "the accompanying notes", "the prior interpretation on file", "the values we were
+  given", "the computed values", "according to the cardiologist's read" ...);
+- ``instructions_in_answer``: text addressed to a model or a program has no place in training data: role
+  markers ("system:", "<|im_start|>", "[INST]"), "ignore previous instructions" and other imperatives to the
+  model, claims about the grader, URLs, e-mail addresses and code;
+- ``image_missing_talk``: "I cannot see the image", "as an AI ...".
+"""
+from __future__ import annotations
+
+import re
+
+_LIST_LINE = re.compile(r"^\s*(?:[-*+\u2022\u25cf\u25aa\u2023\u2013\u2014]\s+|\d{1,2}[.)]\s+|[a-zA-Z][.)]\s+|#{1,6}\s)")
+_INLINE_ENUM = re.compile(r"(?:^|\s)\(?1[.)]\s.+?\s\(?2[.)]\s", re.S)
+_MARKDOWN = re.compile(r"\*\*|__|`|^\s*\|.*\|\s*$|</?think>|<br\s*/?>|^\s*>", re.M)
+_HEADING_LINE = re.compile(r"^\s*[A-Z][A-Za-z /-]{1,40}:\s*$", re.M)
+
+_NOUNS = (r"(?:measurements?|data|features?|values|information|statements?|diagnos[ie]s|text|context|findings|numbers|"
+          r"tables?|notes?|documentation|annotations?|labels?|interpretations?|reads?|readings?|summary|summaries|"
+          r"reports?|records?|files?|charts?|descriptions?|inputs?|parameters|metrics|results|impressions?|conclusions?|"
+          r"analysis|analyses|outputs?|printouts?|statement list|write-?ups?)")
+_SOURCE_ADJ = (r"(?:provided|given|supplied|supplementary|accompanying|attached|enclosed|available|listed|included|"
+               r"pre-?computed|computed|calculated|extracted|derived|stated|documented|recorded|prior|previous|existing|"
+               r"original|official|referring|reference|automated|automatic|computeri[sz]ed|computer(?:-generated)?|"
+               r"machine(?:-generated|-derived|-read)?|algorithm(?:ic)?|software|cardiologist'?s?|"
+               r"physician'?s?|doctor'?s?|clinician'?s?|expert'?s?|annotator'?s?|reader'?s?|technician'?s?|"
+               r"on-file|filed|archived|stored|hidden|reported|predefined|pre-defined)")
+_LEAK_PATTERNS = [
+    r"\breports?\b", r"\breported\b",
+    rf"\b{_SOURCE_ADJ}\s+(?:\w+\s+)?{_NOUNS}\b",
+    rf"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
+    rf"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
+    rf"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
+    rf"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
+    rf"supplied|shared|sent|listed))\b",
+    r"\bas (?:stated|listed|given|mentioned|documented|noted|recorded|reported|indicated|specified|described|provided|"
+    r"shown|annotated|labell?ed|summari[sz]ed|read|interpreted|coded) (?:in|by|on|above|below|earlier|previously|"
+    r"elsewhere|before)\b",
+    r"\bas (?:previously |already |officially |formally )?(?:documented|recorded|reported|annotated|labell?ed|"
+    r"coded|charted|filed)\b",
+    r"\bdocument(?:ed|ation)\b", r"\bon file\b", r"\bon record\b", r"\bin the (?:chart|records?|notes|file|"
+    r"documentation|annotations?|metadata|database|dataset|table|prompt|input|context)\b",
+    r"\b(?:according to|per|as per|based on|derived from|taken from|from) (?:the |this |these )?(?:\w+ )?(?:features?|"
+    r"measurements?|data|report|table|input|information|statements?|notes?|chart|records?|documentation|annotations?|"
+    r"labels?|interpretation|cardiologist|physician|doctor|clinician|algorithm|software|computer|machine|system|values|"
+    r"numbers|summary|file|text|description|prompt|context|findings provided|device)\b(?! (?:of|from) (?:the |this )?"
+    r"(?:ECG|EKG|tracing|image|strip))",
+    r"\b(?:feature|measurement|value)s?\s+tables?\b", r"\bthe prompt\b", r"\bknowledge base\b", r"\bground[- ]truth\b",
+    r"\b(?:json|parquet|neurokit2?|dataframe|csv|dataset|database|metadata|wfdb)\b",
+    r"\bSCP(?:[- ]ECG)?(?:[- ]codes?)?\b", r"\bSNOMED\b", r"\bPTB-?XL\b", r"\bLUDB\b", r"\bMIMIC\b", r"\bCinC\b",
+    r"\b(?:we|I) (?:were|was|have been|had been|am|are) (?:given|provided|told|shown|supplied|sent)\b",
+    r"\b(?:given|provided|supplied|shown|sent) to (?:me|us)\b", r"\b(?:you|they) (?:have )?(?:provided|gave|supplied|"
+    r"shared|sent|listed|attached|included)\b",
+    r"\bthe (?:reading |interpreting |reporting |referring |treating |overreading |over-reading )?(?:cardiologist|"
+    r"physician|clinician|doctor|annotator|expert|reader|technician)(?:'s|’s|s'| (?:noted|reported|stated|documented|"
+    r"wrote|read|interpreted|described|mentioned|labell?ed|annotated|coded|diagnosed|concluded|confirmed))",
+    r"\b(?:un)?confirmed by\b", r"\blabell?ed (?:as|with)\b", r"\bannotat(?:ed|ions?|ors?)\b", r"\bthe labels?\b",
+    r"\bthe (?:text|description|summary|narrative|write-?up|impression|notes?) (?:provided|given|above|below|states?|says|"
+    r"mentions?|indicates?|notes?|lists?|reads?)\b",
+    r"\bthe (?:measurements?|values|numbers|features|data|statements?|notes?) (?:show|shows|indicate|indicates|"
+    r"state|states|say|says|list|lists|report|reports|confirm|confirms|suggest|suggests|mention|mentions|document|"
+    r"documents|specify|specifies|note|notes)\b",
+    r"\bthe (?:data|input)\b",
+]
+_LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
+
+_IMAGE_TALK_PATTERNS = [
+    r"\bimage (?:is|was|has)? ?(?:not|n't|never) (?:been )?(?:available|provided|shown|visible|attached|included|"
+    r"accessible|uploaded|displayed|present)",
+    r"\bno (?:ecg |actual )?(?:image|picture|tracing|figure) (?:is |was )?(?:provided|available|attached|"
+    r"included|shown|uploaded)",
+    r"\b(?:cannot|can ?not|can't|unable to|not able to|do not|don't) (?:directly )?(?:see|view|access|display|"
+    r"open|visualize|visualise|look at|examine|interpret) (?:the |this |an |any )?(?:actual )?(?:ecg )?"
+    r"(?:image|picture|tracing|figure|waveforms?)",
+    r"\bimage (?:is|was) missing\b", r"\bmissing (?:ecg )?image\b", r"\bwithout (?:seeing|access to|viewing) "
+    r"(?:the )?(?:actual )?(?:ecg )?(?:image|tracing)", r"\bas an ai\b", r"\b(?:don't|do not) have access to\b",
+    r"\btext[- ]based (?:model|assistant|ai)\b", r"\bif (?:the|an) image (?:were|was|is) (?:provided|available)",
+]
+_IMAGE_TALK = re.compile("|".join(_IMAGE_TALK_PATTERNS), re.I)
+
+_INJECTION_PATTERNS = [
+    # role markers and chat-template tokens
+    r"(?:^|[\n.!?]\s*|\s)(?:system|assistant|user|human|gpt|ai|model|bot|developer|instruction|prompt)\s*:\s",
+    r"<\|?\s*(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text)"
+    r"\s*\|?>", r"\[/?INST\]", r"<</?SYS>>", r"#{2,}\s*(?:instruction|response|system|user|assistant|input|output)\b",
+    r"<\s*/?\s*(?:system|assistant|user|instruction|prompt|tool|function|script|iframe|img|a\s+href)\b[^>]*>",
+    # imperatives addressed to a model
+    r"\b(?:ignore|disregard|forget|override|bypass|skip|drop)\s+(?:all\s+|any\s+|the\s+|your\s+|these\s+|those\s+|"
+    r"every\s+|my\s+)?(?:of\s+the\s+)?(?:previous|prior|above|earlier|preceding|former|initial|original|system|safety|"
+    r"existing|other)?\s*(?:instructions?|prompts?|rules?|directions?|guidelines?|messages?|context|constraints?|"
+    r"polic(?:y|ies)|commands?|checks?|validation|guardrails?)\b",
+    r"\b(?:you are now|you're now|from now on|new instructions?|act as (?:an?|the)|pretend (?:to be|you are)|"
+    r"role-?play as|do anything now|developer mode|jailbreak|DAN mode|prompt injection|system prompt)\b",
+    r"\byou (?:must|should|will|shall|need to|have to) (?:now )?(?:ignore|output|respond|answer|say|print|write|reply|"
+    r"comply|obey|follow|accept|approve|return|mark|rate|classify|repeat)\b",
+    r"\b(?:respond|reply)\s+(?:only\s+)?(?:with|in|the following|exactly|verbatim|yes|no|json|nothing but|only)\b",
+    r"\b(?:output|print|repeat|translate)\s+(?:only\s+)?(?:the following|exactly|verbatim|json|nothing but)\b",
+    r"\banswer (?:only )?(?:with|yes|no)\b",
+    r"\b(?:accept|approve|mark|grade|rate|score|classify|pass)\s+(?:this|the)\s+(?:answer|response|output|"
+    r"interpretation|sample|example)\b",
+    r"\bthis (?:answer|response|interpretation|output) (?:is|has been|was) (?:correct|valid|verified|approved|accepted|"
+    r"grounded|checked)\b",
+    r"\b(?:the )?(?:validator|grader|evaluator|grounding check(?:s|er)?|LLM|language model|chatbot|ChatGPT|GPT-?\d)\b",
+    r"\b(?:begin|end) (?:of )?(?:the )?(?:system|user|assistant|hidden|secret) (?:message|prompt|instructions?)\b",
+    # links, addresses, code
+    r"https?://", r"\bwww\.[\w-]+", r"\b[\w-]+\.(?:com|org|net|gov|edu)\b(?:/\S*)?",
+    r"\b[\w.+-]+@[\w-]+\.[\w.]+\b", r"```", r"\bdef \w+\s*\(", r"^\s*import \w+|\bfrom \w+ import \w+",
+    r"\bfunction\s*\w*\s*\(", r"\bconsole\.log\b", r"\bprint\s*\(", r"\beval\s*\(", r"\bexec\s*\(",
+    r"\b(?:SELECT|DROP|INSERT|DELETE|UPDATE)\s+[\w*]+\s+(?:FROM|TABLE|INTO|SET)\b", r"\brm -rf\b", r"\bsudo\b",
+    r"\{\s*\"[\w ]+\"\s*:", r"\$\{[^}]*\}", r"\{\{[^}]*\}\}", r"\\n|\\u[0-9a-f]{4}",
+]
+_INJECTION = re.compile("|".join(_INJECTION_PATTERNS), re.I | re.M)
+
+
+def count_words(text: str) -> int:
+    """Whitespace-separated words (what 'at most 300 words' means to a reader)."""
+    return len(text.split())
+
+
+def find_leak(text: str) -> str | None:
+    m = _LEAK.search(text)
+    return m.group(0) if m else None
+
+
+def find_instructions(text: str) -> str | None:
+    m = _INJECTION.search(text)
+    return m.group(0).strip() if m else None
+
+
+def check_form(answer: str, config) -> list[tuple[str, str]]:
+    """Form problems of ``answer`` as (reason code, detail) pairs; empty when the form is fine."""
+    problems: list[tuple[str, str]] = []
+    text = answer.strip()
+    if not text:
+        return [("empty_answer", "the answer is empty")]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 or re.search(r"\n\s*\n", text):
+        problems.append(("form_multiple_paragraphs", f"the answer has {len(lines)} lines; write one paragraph"))
+    list_lines = [ln for ln in lines if _LIST_LINE.match(ln)] + _HEADING_LINE.findall(text)
+    if list_lines:
+        problems.append(("form_list", f"list item or heading: {list_lines[0].strip()[:60]!r}"))
+    elif _INLINE_ENUM.search(text):
+        problems.append(("form_list", "inline numbered enumeration (1. ... 2. ...)"))
+    md = _MARKDOWN.search(text)
+    if md:
+        problems.append(("form_markdown", f"markup found: {md.group(0).strip()!r}"))
+    n_words = count_words(text)
+    if n_words > config.max_words:
+        problems.append(("form_too_long", f"{n_words} words (at most {config.max_words})"))
+    inj = find_instructions(text)
+    if inj:
+        problems.append(("instructions_in_answer", f"text addressed to a model or program: {inj[:60]!r}"))
+    leak = find_leak(text)
+    if leak:
+        problems.append(("leak_hidden_input", f"refers to hidden inputs: {leak!r}"))
+    m = _IMAGE_TALK.search(text)
+    if m:
+        problems.append(("image_missing_talk", f"talks about the image being unavailable: {m.group(0)!r}"))
+    return problems

@@ -1,0 +1,124 @@
+"""Diagnoses: every report statement stated, nothing diagnosed that the report does not make.
+
+Mentions come from the knowledge base (its names, synonyms and abbreviations) and from the vocabulary of
+terms outside it (``knowledge/vocabulary.yaml``: Brugada, junctional rhythm, pulmonary embolism, ...); where a
+term of one contains a term of the other ("multifocal atrial tachycardia" / "atrial tachycardia") the longer
+mention is the one meant. Negated mentions ("no pre-excitation") claim nothing.
+
+- ``missing``: report statements (knowledge ids) the answer does not name (through ``implies``: "complete
+  right bundle branch block" also states "right bundle branch block");
+- ``extra``: knowledge entries named that the report neither states, implies nor relates, unless they are
+  descriptive findings the measurements meet (``DESCRIPTIVE_IDS``: "normal axis" at +40); and vocabulary terms
+  that the report's statements do not entail (``permitted_by``).
+
+"Within normal limits" after an interval ("QTc 416 ms, within normal limits") describes that measurement; it
+is not the diagnosis "normal ECG".
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pipeline.context import GroundingContext
+
+# Findings that describe a measurement rather than diagnose (axis, rate, interval, voltage descriptors): an
+# answer may state one the report does not, when the record's measurements meet the knowledge criteria.
+DESCRIPTIVE_IDS: frozenset[str] = frozenset({"NAXIS", "LAD", "RAD", "SR", "SBRAD", "STACH", "LPR", "SPR",
+                                             "LVOLT", "HVOLT"})
+
+
+def _criterion_holds(crit, rec: dict) -> bool | None:
+    """One knowledge criterion judged on the record row; None when it is not a record-level criterion."""
+    if getattr(crit, "scope", None) != "record" or rec.get(crit.feature) is None:
+        return None
+    return crit.test(rec[crit.feature])
+
+
+def measurement_supports(entry_id: str, ctx: GroundingContext, kb) -> bool:
+    """Whether a descriptive finding (``DESCRIPTIVE_IDS``) is supported by the record's measurements alone, so
+    an answer may state it although the report does not (e.g. 'normal axis' with a measured axis of +40).
+    Every citable record-level criterion of the knowledge entry must hold; at least one must be evaluable."""
+    if entry_id not in DESCRIPTIVE_IDS:
+        return False
+    entry = kb.entries.get(entry_id)
+    crits = [c for c in (getattr(entry, "criteria", None) or []) if c.feature and ctx.citable(c.feature)]
+    results = [_criterion_holds(c, ctx.record) for c in crits]
+    results = [r for r in results if r is not None]
+    if entry_id == "LVOLT":  # either limb or precordial low voltage is enough
+        return any(results)
+    return bool(results) and all(results)
+
+
+_ECG_WORDS = re.compile(r"\b(?:ecg|ekg|electrocardiogram|tracing|study|recording|record)\b", re.I)
+_MEASUREMENT_WORDS = re.compile(r"\b(?:intervals?|durations?|QTc?|PR|PQ|QRS|axis|rates?|amplitudes?|voltages?|waves?|"
+                                r"segments?|complex(?:es)?|progression|morphology|\d+(?:\.\d+)?\s*(?:ms|bpm|mV|mm|s|"
+                                r"degrees?))\b", re.I)
+
+
+def measurement_normal(text: str, mention) -> bool:
+    """'the QTc is within normal limits' describes one measurement; it is not the diagnosis 'normal ECG'.
+    The nearest subject before the mention in its sentence decides: a measurement word or value, or the ECG."""
+    if mention.entry_id != "NORM" or _ECG_WORDS.search(mention.text):
+        return False
+    start = max(text.rfind(ch, 0, mention.start) for ch in ".;!?") + 1
+    before = text[start:mention.start]
+    last_meas = max((m.end() for m in _MEASUREMENT_WORDS.finditer(before)), default=-1)
+    last_ecg = max((m.end() for m in _ECG_WORDS.finditer(before)), default=-1)
+    return last_meas > last_ecg
+
+
+@dataclass
+class DiagnosisCheck:
+    missing: list[str]
+    extra: list[str]
+    recall: float
+    precision: float
+    extra_terms: list[str] = field(default_factory=list)  # vocabulary terms (outside the knowledge base)
+
+
+def diagnosis_mentions(answer: str, kb, vocab=None) -> tuple[list, list]:
+    """(knowledge-base mentions, vocabulary mentions) of ``answer``, overlaps resolved to the longer one."""
+    kb_m = kb.find_mentions(answer)
+    voc_m = vocab.find_mentions(answer) if vocab is not None else []
+    if not voc_m:
+        return kb_m, []
+    keep_kb, keep_voc = [], []
+    for m in kb_m:
+        if not any(v.start <= m.start and m.end <= v.end and (v.end - v.start) > (m.end - m.start) for v in voc_m):
+            keep_kb.append(m)
+    for v in voc_m:
+        if not any(m.start <= v.start and v.end <= m.end for m in keep_kb):
+            keep_voc.append(v)
+    return keep_kb, keep_voc
+
+
+def check_diagnoses(answer: str, ctx: GroundingContext, kb, vocab=None, mentions=None) -> DiagnosisCheck:
+    """Report statements the answer does not mention (``missing``) and diagnoses it makes that the report does
+    not support (``extra``: knowledge ids; ``extra_terms``: vocabulary ids). ``mentions``: the answer's
+    ``diagnosis_mentions`` when the caller has them already."""
+    kb_m, voc_m = mentions if mentions is not None else diagnosis_mentions(answer, kb, vocab)
+    positive = [m for m in kb_m if not m.negated and not measurement_normal(answer, m)]
+    stated = kb.closure([m.entry_id for m in positive])
+    statements = list(dict.fromkeys(ctx.statement_ids))
+    missing = [s for s in statements if s not in stated]
+    # the report's statements, what they imply and their related findings ("Q waves" for an MI)
+    allowed = kb.permitted(statements)
+    closure = kb.closure(statements)
+    extra: list[str] = []
+    n_ok = 0
+    for m in positive:
+        if m.entry_id in allowed or measurement_supports(m.entry_id, ctx, kb):
+            n_ok += 1
+        elif m.entry_id not in extra:
+            extra.append(m.entry_id)
+    extra_terms: list[str] = []
+    voc_pos = [v for v in voc_m if not v.negated]
+    for v in voc_pos:
+        if vocab.permitted(v.entry_id, closure):
+            n_ok += 1
+        elif v.entry_id not in extra_terms:
+            extra_terms.append(v.entry_id)
+    n_pos = len(positive) + len(voc_pos)
+    recall = 1.0 if not statements else (len(statements) - len(missing)) / len(statements)
+    precision = 1.0 if not n_pos else n_ok / n_pos
+    return DiagnosisCheck(missing, extra, recall, precision, extra_terms)
