@@ -133,8 +133,10 @@ def eval_arithmetic(expr: str) -> float:
 def _outer_object(text: str) -> str:
     start = text.find("{")
     end = text.rfind("}")
-    if start < 0 or end <= start:
+    if start < 0:
         raise JudgeParseError("no JSON object in the answer")
+    if end <= start:
+        raise JudgeParseError("the JSON object is never closed (a cut-off answer?)")
     return text[start:end + 1]
 
 
@@ -393,11 +395,13 @@ async def run_judge(tasks: list[JudgeTask], settings: JudgeSettings, store_dir, 
             res.error_code = "judge_request_failed"
             res.error = f"{stored.error_code}: {stored.error_message}"
         else:
-            content, _, _ = parse_answer(stored.json())
+            content, _, finish = parse_answer(stored.json())
             try:
                 j = parse_judgement(content)
             except JudgeParseError as exc:
                 res.error_code, res.error = "judge_unparsable", str(exc)
+                if finish == "length":
+                    res.error += f" (the answer stopped at --judge-max-tokens {settings.max_tokens})"
             else:
                 res.judgement = j
                 res.normalised = normalise(j.scores)
