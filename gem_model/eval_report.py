@@ -92,8 +92,10 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
     # --- judge -------------------------------------------------------------------------------------------
     b.append(("h2", "GEM's grounded-understanding scores (LLM judge)"))
     j = metrics.get("judge")
-    heads = ["model / test set", *CRITERIA]
-    rows = []
+    pub_cols = [(ts, m) for ts, models in published.TABLE1.items() for m in models]
+    short = {"MIMIC-IV-ECG (in-domain)": "MIMIC", "PTB-XL (out-of-domain)": "PTB-XL"}
+    heads = ["criterion", "this evaluation", "n", *(f"{m.replace('GEM (SFT ', 'GEM-').rstrip(')')} {short[ts]}"
+                                                    for ts, m in pub_cols)]
     if j:
         req = j["requests"]
         b.append(("p", f"Judge `{j['model']}` at temperature {j['temperature']}, JSON mode {'on' if j['json_mode'] else 'off'}"
@@ -103,30 +105,35 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
                        f"answer, {j['unparsable']} unparsable, {j['request_failed']} failed requests, "
                        f"{j['budget_skipped']} over the cost cap, {j['repaired']} read after a repair, "
                        f"{j['over_100']} with several items on a 0-100 criterion. Normalisation: {j['normalisation']}."))
-        rows.append([f"this evaluation (n={max(st['n'] for st in j['scores'].values())})",
-                     *(_f(j["scores"][c]["value"], 2) for c in CRITERIA)])
-        rows.append(["records covered", *(str(j["scores"][c]["n"]) for c in CRITERIA)])
     else:
         b.append(("p", "Not run (`--judge none`). `--judge openai:gpt-4o-2024-08-06` (or deepseek:MODEL, "
-                       "openai-compatible:MODEL --base-url URL) adds GEM's eight criteria; GEM's published rows "
-                       "are below for reference."))
-    for test_set, models in published.TABLE1.items():
-        for m, vals in models.items():
-            rows.append([f"{m}, {test_set} (published)", *(f"{x:.2f}" for x in vals)])
+                       "openai-compatible:MODEL --base-url URL) adds GEM's eight criteria; GEM's published values "
+                       "are in the table for reference."))
+    rows = []
+    for k, c in enumerate(CRITERIA):
+        mine = j["scores"][c] if j else {"value": None, "n": 0}
+        rows.append([c, _f(mine["value"], 2), str(mine["n"]),
+                     *(f"{published.TABLE1[ts][m][k]:.2f}" for ts, m in pub_cols)])
+    if j:
+        avg = j["scores"]["Average"]
+        rows.append(["Average (ECG-R1: mean of the last three)", _f(avg["value"], 2), str(avg["n"]),
+                     *(f"{sum(published.TABLE1[ts][m][5:]) / 3:.2f}" for ts, m in pub_cols)])
     b.append(("table", heads, rows))
-    b.append(("p", f"Published rows: {published.SOURCE}; GPT-4o references and judge on MIMIC-IV-ECG / PTB-XL, so "
-                   "they compare in method, not in absolute value. DiagnosisAccuracy, LeadAssessmentCoverage, "
-                   "LeadAssessmentAccuracy are percentages; AnalysisCompleteness and AnalysisRelevance plain sums of "
-                   "item scores; the last three 0-100."))
+    b.append(("p", f"Published columns: {published.SOURCE} (PULSE, and GEM trained from LLaVA or from PULSE, on "
+                   "MIMIC-IV-ECG in-domain and PTB-XL out-of-domain test sets). Their references and judge are "
+                   "GPT-4o's, so they compare with ours in method, not in absolute value. DiagnosisAccuracy, "
+                   "LeadAssessmentCoverage and LeadAssessmentAccuracy are percentages; AnalysisCompleteness and "
+                   "AnalysisRelevance plain sums of item scores; the last three 0-100."))
 
     # --- worst cases -------------------------------------------------------------------------------------
     if worst > 0 and frame.height:
         b.append(("h2", "Worst records"))
-        b.append(("p", f"Up to {worst} records per score, lowest first (ties by id)."))
+        b.append(("p", f"Up to {worst} records per score short of its best value, worst first (ties by id); "
+                       "none listed where every record is at the best value."))
         specs = [
             ("diagnosis_f1", True, lambda r: _detail_dx(r)),
-            ("grounding_precision", True, lambda r: f"{r['numeric_grounded']}/{r['numeric_claims']} grounded; "
-                                                    + "; ".join((r["ungrounded"] or [])[:2])),
+            ("grounding_precision", True, lambda r: "; ".join([f"{r['numeric_grounded']}/{r['numeric_claims']} "
+                                                               "grounded", *(r["ungrounded"] or [])[:2]])),
             ("n_hallucinated", False, lambda r: "named outside the report: " + ", ".join(r["hallucinated_diagnoses"] or [])),
             ("completeness", True, lambda r: "covers " + (", ".join(r["topics_covered"] or []) or "nothing")),
             ("lead_coverage", True, lambda r: "leads " + (", ".join(r["leads_named"] or []) or "none")),
@@ -137,8 +144,8 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
             specs.append(("judge_DiagnosisAccuracy", True, lambda r: r.get("judge_error") or ""))
         for col, ascending, detail in specs:
             f = frame.filter(pl.col(col).is_not_null())
-            if not ascending:
-                f = f.filter(pl.col(col) > 0)
+            # only records short of the best value: a list of perfect records says nothing
+            f = f.filter(pl.col(col) > 0) if not ascending else f.filter(pl.col(col) < (100.0 if col.startswith("judge_") else 1.0))
             if not f.height:
                 continue
             f = f.sort([col, "id"], descending=[not ascending, False]).head(worst)

@@ -173,7 +173,7 @@ def test_judge_through_the_server_with_faults_never_paid_twice(run, tmp_path):
         lines = [json.loads(x) for x in (out / "judgements.jsonl").read_text().splitlines()]
         assert len(lines) == 6 and {"code_fence", "arithmetic_score"} <= set(lines[[x["id"] for x in lines].index(ids[1])]["repairs"])
         report = (out / "report.md").read_text()
-        assert "this evaluation" in report and "GEM (SFT PULSE), PTB-XL (out-of-domain) (published)" in report
+        assert "this evaluation" in report and "GEM-PULSE PTB-XL" in report and "| 87.24 |" in report
         assert "judge_unparsable" in report
 
         # the same evaluation again, and into another folder: every judgement comes from the store
