@@ -76,45 +76,68 @@ def read_predictions(path: str | Path, fmt: str = "auto", run_items: dict[str, d
     if fmt == "auto":
         fmt = "answers" if path.suffix == ".parquet" else "ours"
     if fmt == "answers":
-        return _predictions_from_answers(path, run_items or {}), []
+        return _predictions_from_answers(path, run_items or {})
     preds: list[Prediction] = []
     fails: list[Failure] = []
     seen: set[str] = set()
-    id_key = "question_id" if fmt == "gem" else "id"
+    id_key, text_keys = ("question_id", _GEM_TEXT_KEYS) if fmt == "gem" else ("id", ("text",))
+    for n, doc in _records(path, fmt, fails):
+        if not isinstance(doc, dict):
+            fails.append(Failure(None, "bad_prediction_line", "not a JSON object", n))
+            continue
+        pid = doc.get(id_key, doc.get("id") if fmt == "gem" else None)
+        if pid is None:
+            hint = " (GEM's output: use --predictions-format gem)" if fmt == "ours" and "question_id" in doc else ""
+            fails.append(Failure(None, "bad_prediction_line", f"no {id_key!r}{hint}", n))
+            continue
+        text = next((doc[k] for k in text_keys if isinstance(doc.get(k), str)), None)
+        if text is None:
+            fails.append(Failure(str(pid), "bad_prediction_line", f"no {' / '.join(text_keys)} string", n))
+            continue
+        pid = str(pid)
+        if pid in seen:
+            fails.append(Failure(pid, "duplicate_id", "a second prediction for this id (the first is scored)", n))
+            continue
+        seen.add(pid)
+        preds.append(Prediction(pid, text, n))
+    return preds, fails
+
+
+# GEM's model_ecg_resume.py JSONL says "text"; its process_gem_outputs.ipynb JSON list "Model_generated", and its
+# generate_gpt_eval.py reads "GEM_generated"
+_GEM_TEXT_KEYS = ("text", "Model_generated", "GEM_generated")
+
+
+def _records(path: Path, fmt: str, fails: list[Failure]):
+    """(line number, parsed object) of a JSON-lines file; for GEM, also its notebook's one JSON list (number =
+    position in the list)."""
+    with open(path, encoding="utf-8") as fh:
+        head = fh.read(1 << 16).lstrip()
+    if fmt == "gem" and head.startswith("["):
+        try:
+            docs = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not a JSON list ({exc.msg} at char {exc.pos})") from exc
+        yield from enumerate(docs, 1)
+        return
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                doc = json.loads(line)
+                yield n, json.loads(line)
             except json.JSONDecodeError as exc:
                 fails.append(Failure(None, "bad_prediction_line", f"not JSON ({exc.msg} at char {exc.pos})", n))
-                continue
-            if not isinstance(doc, dict):
-                fails.append(Failure(None, "bad_prediction_line", "not a JSON object", n))
-                continue
-            pid = doc.get(id_key)
-            if pid is None:
-                hint = " (GEM's output: use --predictions-format gem)" if fmt == "ours" and "question_id" in doc else ""
-                fails.append(Failure(None, "bad_prediction_line", f"no {id_key!r}{hint}", n))
-                continue
-            text = doc.get("text")
-            if not isinstance(text, str):
-                fails.append(Failure(str(pid), "bad_prediction_line", "no \"text\" string", n))
-                continue
-            pid = str(pid)
-            if pid in seen:
-                fails.append(Failure(pid, "duplicate_id", "a second prediction for this id (the first is scored)", n))
-                continue
-            seen.add(pid)
-            preds.append(Prediction(pid, text, n))
-    return preds, fails
 
 
-def _predictions_from_answers(path: Path, run_items: dict[str, dict]) -> list[Prediction]:
+def _predictions_from_answers(path: Path, run_items: dict[str, dict]) -> tuple[list[Prediction], list[Failure]]:
     """A generate stage's answers: per (record, variant) the first accepted answer, else the last answer, with
-    the instruction set's id (``record`` or ``record-variant`` when the run made several variants)."""
-    df = pl.read_parquet(path)
+    the instruction set's id (``record`` or ``record-variant`` when the run made several variants). A record
+    whose every attempt failed is a failure (``no_answer``) of the generator being evaluated."""
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for a file that is not Parquet
+        raise ConfigError(f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc})") from exc
     if "answer" not in df.columns or "record_id" not in df.columns:
         raise ConfigError(f"{path} is not an answers.parquet (no record_id / answer columns)")
     if "variant" not in df.columns:
@@ -123,6 +146,12 @@ def _predictions_from_answers(path: Path, run_items: dict[str, dict]) -> list[Pr
         df = df.with_columns(pl.lit(1).alias("attempt"))
     if "accepted" not in df.columns:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias("accepted"))
+    fails = []
+    answered = set(df.filter(pl.col("answer").is_not_null())["record_id"].to_list())
+    for rid in sorted(set(df["record_id"].to_list()) - answered):
+        last = df.filter(pl.col("record_id") == rid).tail(1).row(0, named=True)
+        why = ": ".join(str(last[c]) for c in ("error_code", "error_message") if last.get(c)) or "no answer"
+        fails.append(Failure(str(rid), "no_answer", f"every attempt failed ({why})"))
     df = df.filter(pl.col("answer").is_not_null()).sort(["record_id", "variant", "attempt"], nulls_last=True)
     multi = set(df.group_by("record_id").agg(pl.col("variant").n_unique().alias("n"))
                 .filter(pl.col("n") > 1)["record_id"].to_list())
@@ -134,7 +163,7 @@ def _predictions_from_answers(path: Path, run_items: dict[str, dict]) -> list[Pr
         if pid not in run_items and f"{rid}-{variant}" in run_items:
             pid = f"{rid}-{variant}"
         out.append(Prediction(str(pid), row["answer"], 0))
-    return out
+    return out, fails
 
 
 # -------------------------------------------------------------------------------------------- references
@@ -281,7 +310,7 @@ def evaluate(predictions: str | Path, run: str | Path, out: str | Path, options:
     metrics = aggregate(rows, refs, frame)
     metrics.update(
         run=str(run.resolve()), predictions=str(predictions.resolve()), n_predictions=len(preds) + sum(
-            1 for f in fails if f.reason in ("bad_prediction_line", "duplicate_id")),
+            1 for f in fails if f.reason in ("bad_prediction_line", "duplicate_id", "no_answer")),
         n_scored=len(rows), failures=[asdict(f) for f in fails], judge=judge_block,
         settings={"predictions_format": opts.predictions_format, "split": opts.split})
     _write_json(out / "metrics.json", metrics)

@@ -290,6 +290,17 @@ def test_shared_ptbxl_run_scores_its_own_answers_at_the_top(tmp_path):
     assert s["diagnosis_f1"]["value"] >= 0.95 and s["grounding_precision"]["value"] == 1.0
     ptb = m["detection"]["ptbxl_super"]
     assert len(ptb["scored_classes"]) >= 2 and ptb["macro_f1"] == 1.0
+    # a record whose every attempt failed is the generator's failure, not a silent gap
+    df = pl.read_parquet(answers)
+    lost = sorted(df["record_id"].unique())[0]
+    df = df.with_columns(pl.when(pl.col("record_id") == lost).then(None).otherwise(pl.col("answer")).alias("answer"),
+                         pl.when(pl.col("record_id") == lost).then(pl.lit("server_error")).otherwise(
+                             pl.col("error_code")).alias("error_code"))
+    df.write_parquet(tmp_path / "answers_lost.parquet")
+    summary = evaluate(tmp_path / "answers_lost.parquet", run, tmp_path / "eval_lost")
+    assert summary.n_scored == 9 and summary.n_predictions == 10
+    assert [(f["id"], f["reason"]) for f in summary.failures] == [(lost, "no_answer")]
+    assert "server_error" in summary.failures[0]["detail"]
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -300,6 +311,12 @@ def test_gem_format_bad_lines_unknown_ids_and_exit_codes(run, items, tmp_path):
                                        "model_id": "gem7b", "metadata": {}}) + "\n" for i in ids))
     _cli("--predictions", str(gem), "--run", str(run), "--out", str(tmp_path / "g"), "--predictions-format", "gem")
     assert json.loads((tmp_path / "g" / "metrics.json").read_text())["n_scored"] == 3
+    # GEM's process_gem_outputs.ipynb writes one JSON list with "Model_generated": read with the same flag
+    nb = tmp_path / "gem7b_results.json"
+    nb.write_text(json.dumps([{"id": i, "ecg": items[i]["ecg"], "Model_generated": _answer(items[i]),
+                               "GPT4o_generated": _answer(items[i]), "model_id": "gem7b"} for i in ids]))
+    preds, fails = read_predictions(nb, "gem")
+    assert [p.id for p in preds] == ids and not fails and preds[0].text == _answer(items[ids[0]])
     # our format on GEM's file: every line fails, and the message says which flag reads it
     p = _cli("--predictions", str(gem), "--run", str(run), "--out", str(tmp_path / "g2"), check=2)
     assert "--predictions-format gem" in p.stderr and p.stderr.count("\n") == 1
