@@ -98,13 +98,15 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
                                                     for ts, m in pub_cols)]
     if j:
         req = j["requests"]
-        b.append(("p", f"Judge `{j['model']}` at temperature {j['temperature']}, JSON mode {'on' if j['json_mode'] else 'off'}"
-                       f", prompt {j['prompt_version']} (GEM's eight criteria in our words); {j['judged']} judged "
+        mode = "on" if j["json_mode"] else "off"
+        b.append(("p", f"Judge `{j['model']}` at temperature {j['temperature']}, JSON mode {mode}, prompt "
+                       f"{j['prompt_version']} (GEM's eight criteria in our words); {j['judged']} judged "
                        f"({req['reused']} answers reused from the store, {req['http_sends']} HTTP sends, "
                        f"${req['cost_usd_new']:.4f} spent now), {j['not_judged_no_reference']} without a reference "
                        f"answer, {j['unparsable']} unparsable, {j['request_failed']} failed requests, "
                        f"{j['budget_skipped']} over the cost cap, {j['repaired']} read after a repair, "
-                       f"{j['over_100']} with several items on a 0-100 criterion. Normalisation: {j['normalisation']}."))
+                       f"{j['over_100']} with several items on a 0-100 criterion. Normalisation: "
+                       f"{j['normalisation']}."))
     else:
         b.append(("p", "Not run (`--judge none`). `--judge openai:gpt-4o-2024-08-06` (or deepseek:MODEL, "
                        "openai-compatible:MODEL --base-url URL) adds GEM's eight criteria; GEM's published values "
@@ -134,7 +136,8 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
             ("diagnosis_f1", True, lambda r: _detail_dx(r)),
             ("grounding_precision", True, lambda r: "; ".join([f"{r['numeric_grounded']}/{r['numeric_claims']} "
                                                                "grounded", *(r["ungrounded"] or [])[:2]])),
-            ("n_hallucinated", False, lambda r: "named outside the report: " + ", ".join(r["hallucinated_diagnoses"] or [])),
+            ("n_hallucinated", False,
+             lambda r: "named outside the report: " + ", ".join(r["hallucinated_diagnoses"] or [])),
             ("completeness", True, lambda r: "covers " + (", ".join(r["topics_covered"] or []) or "nothing")),
             ("lead_coverage", True, lambda r: "leads " + (", ".join(r["leads_named"] or []) or "none")),
             ("rouge_l", True, lambda r: f"{r['words']} words"),
@@ -145,7 +148,8 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
         for col, ascending, detail in specs:
             f = frame.filter(pl.col(col).is_not_null())
             # only records short of the best value: a list of perfect records says nothing
-            f = f.filter(pl.col(col) > 0) if not ascending else f.filter(pl.col(col) < (100.0 if col.startswith("judge_") else 1.0))
+            best = 100.0 if col.startswith("judge_") else 1.0
+            f = f.filter(pl.col(col) > 0) if not ascending else f.filter(pl.col(col) < best)
             if not f.height:
                 continue
             f = f.sort([col, "id"], descending=[not ascending, False]).head(worst)

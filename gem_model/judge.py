@@ -53,26 +53,45 @@ JUDGE_SYSTEM = ("You grade interpretations of 12-lead ECGs. You compare a candid
                 "reference interpretation of the same ECG written by a clinician, and you reply with a single "
                 "JSON object and nothing else.")
 
-JUDGE_USER = """Grade the CANDIDATE interpretation of a 12-lead ECG against the REFERENCE interpretation of the same ECG. Take the reference as correct. For each of the eight criteria below, list the items you scored, each as an object with an integer "Score" and a one-sentence "Explanation".
-
-1. DiagnosisAccuracy: one item per diagnosis the candidate states. 2 = agrees with the reference and the candidate backs it with ECG findings; 1 = agrees with the reference but the supporting findings are missing or thin; 0 = wrong, or too vague to check.
-2. AnalysisCompleteness: one item per key ECG component the candidate discusses (rhythm, rate, PR interval, QRS duration, QT/QTc, axis, P waves, ST segments, T waves, findings in particular leads). 1 = discussed and consistent with the reference; 0 = left out or described wrongly.
-3. AnalysisRelevance: one item per finding or lead the candidate offers as evidence. 2 = clearly supports the diagnosis; 1 = relevant but not fully justified; 0 = unrelated or misleading.
-4. LeadAssessmentCoverage: one item per lead (I, II, III, aVR, aVL, aVF, V1 to V6) the candidate assesses. 1 = assessed adequately; 0 = left out or described wrongly.
-5. LeadAssessmentAccuracy: one item per lead the candidate describes. 2 = the description matches the reference; 1 = roughly right with minor inconsistencies; 0 = contradicts the reference or ECG norms.
-6. ECGFeatureGrounding: exactly one item scored 0, 50, 80 or 100. 100 = concrete measured features (intervals, amplitudes, axis, morphology in named leads) are cited for every relevant finding and tied to the diagnoses; 80 = features are cited explicitly and tied to the diagnoses; 50 = some features are cited but coverage is incomplete; 0 = only generic statements.
-7. EvidenceBasedReasoning: exactly one item scored 0, 50, 80 or 100. 100 = the findings lead step by step to the diagnosis with a complete justification; 80 = the path from findings to diagnosis is clear; 50 = some reasoning, with steps missing; 0 = the diagnosis does not follow from stated findings.
-8. ClinicalDiagnosticFidelity: exactly one item scored 0, 50, 80 or 100. 100 = the reading follows a clinician's systematic approach and weighs every relevant factor; 80 = it follows a systematic approach; 50 = clinical reasoning is partial; 0 = no structured approach.
-
-Score strictly, from what the two texts say and nothing else.
-
-CANDIDATE:
-{generated}
-
-REFERENCE:
-{reference}
-
-Reply with one JSON object whose keys are the eight criterion names above, each mapped to a list of {{"Score": <integer>, "Explanation": "<one sentence>"}} objects, for example {{"DiagnosisAccuracy": [{{"Score": 2, "Explanation": "..."}}], "AnalysisCompleteness": [...], ...}}. Write every score as a plain integer (no arithmetic), no comments, nothing outside the JSON object."""
+_CRITERIA_TEXT = (
+    "1. DiagnosisAccuracy: one item per diagnosis the candidate states. 2 = agrees with the reference and the "
+    "candidate backs it with ECG findings; 1 = agrees with the reference but the supporting findings are missing or "
+    "thin; 0 = wrong, or too vague to check.",
+    "2. AnalysisCompleteness: one item per key ECG component the candidate discusses (rhythm, rate, PR interval, QRS "
+    "duration, QT/QTc, axis, P waves, ST segments, T waves, findings in particular leads). 1 = discussed and "
+    "consistent with the reference; 0 = left out or described wrongly.",
+    "3. AnalysisRelevance: one item per finding or lead the candidate offers as evidence. 2 = clearly supports the "
+    "diagnosis; 1 = relevant but not fully justified; 0 = unrelated or misleading.",
+    "4. LeadAssessmentCoverage: one item per lead (I, II, III, aVR, aVL, aVF, V1 to V6) the candidate assesses. "
+    "1 = assessed adequately; 0 = left out or described wrongly.",
+    "5. LeadAssessmentAccuracy: one item per lead the candidate describes. 2 = the description matches the "
+    "reference; 1 = roughly right with minor inconsistencies; 0 = contradicts the reference or ECG norms.",
+    "6. ECGFeatureGrounding: exactly one item scored 0, 50, 80 or 100. 100 = concrete measured features (intervals, "
+    "amplitudes, axis, morphology in named leads) are cited for every relevant finding and tied to the diagnoses; "
+    "80 = features are cited explicitly and tied to the diagnoses; 50 = some features are cited but coverage is "
+    "incomplete; 0 = only generic statements.",
+    "7. EvidenceBasedReasoning: exactly one item scored 0, 50, 80 or 100. 100 = the findings lead step by step to "
+    "the diagnosis with a complete justification; 80 = the path from findings to diagnosis is clear; 50 = some "
+    "reasoning, with steps missing; 0 = the diagnosis does not follow from stated findings.",
+    "8. ClinicalDiagnosticFidelity: exactly one item scored 0, 50, 80 or 100. 100 = the reading follows a "
+    "clinician's systematic approach and weighs every relevant factor; 80 = it follows a systematic approach; "
+    "50 = clinical reasoning is partial; 0 = no structured approach.",
+)
+# one paragraph per element; {generated} / {reference} are filled by judge_messages (str.format: literal braces
+# of the JSON example are doubled)
+JUDGE_USER = "\n\n".join((
+    "Grade the CANDIDATE interpretation of a 12-lead ECG against the REFERENCE interpretation of the same ECG. Take "
+    "the reference as correct. For each of the eight criteria below, list the items you scored, each as an object "
+    "with an integer \"Score\" and a one-sentence \"Explanation\".",
+    "\n".join(_CRITERIA_TEXT),
+    "Score strictly, from what the two texts say and nothing else.",
+    "CANDIDATE:\n{generated}",
+    "REFERENCE:\n{reference}",
+    "Reply with one JSON object whose keys are the eight criterion names above, each mapped to a list of "
+    "{{\"Score\": <integer>, \"Explanation\": \"<one sentence>\"}} objects, for example {{\"DiagnosisAccuracy\": "
+    "[{{\"Score\": 2, \"Explanation\": \"...\"}}], \"AnalysisCompleteness\": [...], ...}}. Write every score as a "
+    "plain integer (no arithmetic), no comments, nothing outside the JSON object.",
+))
 
 JUDGE_PROMPT_VERSION = hashlib.sha256((JUDGE_SYSTEM + "\0" + JUDGE_USER).encode()).hexdigest()[:12]
 
@@ -161,7 +180,8 @@ def _load_object(text: str, repairs: list[str]) -> dict:
     if body != text.strip():
         repairs.append("text_around_json")
     steps = [
-        ("arithmetic_score", lambda s: _ARITH_VALUE.sub(lambda m: m.group(1) + _num_text(eval_arithmetic(m.group(2))), s)),
+        ("arithmetic_score",
+         lambda s: _ARITH_VALUE.sub(lambda m: m.group(1) + _num_text(eval_arithmetic(m.group(2))), s)),
         ("trailing_comma", lambda s: _TRAILING_COMMA.sub(r"\1", s)),
         ("smart_quotes", lambda s: s.translate(_SMART_QUOTES)),
     ]

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO, shared_path
 from gem_model.detection import label_spaces, score_detection
-from gem_model.evaluate import EvalOptions, evaluate, load_references, read_items, read_predictions
+from gem_model.evaluate import evaluate, load_references, read_items, read_predictions
 from gem_model.scores import (Reference, expert_intervals, lcs_length, rouge_l, score_diagnoses, score_record,
                               topics_covered)
 from pipeline.knowledge import load_knowledge

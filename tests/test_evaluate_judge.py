@@ -82,11 +82,23 @@ def test_the_answers_judges_really_write_are_read():
     j = parse_judgement(py)
     assert j.repairs == ["python_literal"] and normalise(j.scores) == pytest.approx(EXPECTED)
     # a criterion given as one object, scores as strings and percentages, spaced key names
-    j = parse_judgement(json.dumps({"Diagnosis Accuracy": {"Score": "2"}, "Evidence-Based Reasoning": [{"score": "80%"}],
+    j = parse_judgement(json.dumps({"Diagnosis Accuracy": {"Score": "2"},
+                                    "Evidence-Based Reasoning": [{"score": "80%"}],
                                     "Realistic Diagnostic Process": 50, "Confidence": 3}))
-    assert j.scores == {"DiagnosisAccuracy": [2.0], "EvidenceBasedReasoning": [80.0], "ClinicalDiagnosticFidelity": [50.0]}
+    assert j.scores == {"DiagnosisAccuracy": [2.0], "EvidenceBasedReasoning": [80.0],
+                        "ClinicalDiagnosticFidelity": [50.0]}
     assert j.unknown_keys == ["Confidence"]
     assert eval_arithmetic("1+1+0") == 2 and eval_arithmetic("(2*3)-1") == 5
+
+
+def test_prompt_asks_for_every_criterion_with_both_texts():
+    from gem_model.judge import judge_messages
+
+    msgs = judge_messages("Sinus rhythm {not a field} at 70 bpm.", "Sinus rhythm at 72 bpm.")
+    user = msgs[1]["content"]
+    assert [m["role"] for m in msgs] == ["system", "user"] and "JSON" in msgs[0]["content"]
+    assert all(c in user for c in CRITERIA) and "{not a field}" in user and "at 72 bpm" in user
+    assert user.index("CANDIDATE:\nSinus rhythm {not a field}") < user.index("REFERENCE:\nSinus rhythm at 72")
 
 
 @pytest.mark.parametrize("answer, why", [
@@ -138,7 +150,8 @@ def test_judge_through_the_server_with_faults_never_paid_twice(run, tmp_path):
     fake = FakeOpenAI().start()
     try:
         answers = [json.dumps(_items("prompt")),
-                   "```json\n" + json.dumps(_items("table"), indent=2).replace('"Score": 80', '"Score": 40+40') + "\n```",
+                   "```json\n" + json.dumps(_items("table"), indent=2).replace('"Score": 80', '"Score": 40+40')
+                   + "\n```",
                    "I cannot grade this interpretation.",
                    str(_items("table")),
                    json.dumps({"DiagnosisAccuracy": [{"Score": 2, "Explanation": "right"}]}),
@@ -171,7 +184,8 @@ def test_judge_through_the_server_with_faults_never_paid_twice(run, tmp_path):
         da = [EXPECTED["DiagnosisAccuracy"]] * 4 + [100.0]
         assert j["scores"]["DiagnosisAccuracy"]["value"] == pytest.approx(sum(da) / 5)
         lines = [json.loads(x) for x in (out / "judgements.jsonl").read_text().splitlines()]
-        assert len(lines) == 6 and {"code_fence", "arithmetic_score"} <= set(lines[[x["id"] for x in lines].index(ids[1])]["repairs"])
+        by_id = {x["id"]: x for x in lines}
+        assert len(lines) == 6 and {"code_fence", "arithmetic_score"} <= set(by_id[ids[1]]["repairs"])
         report = (out / "report.md").read_text()
         assert "this evaluation" in report and "GEM-PULSE PTB-XL" in report and "| 87.24 |" in report
         assert "judge_unparsable" in report
@@ -201,7 +215,8 @@ def test_a_failed_request_is_explained_and_retried_on_the_next_run(run, tmp_path
         m = json.loads((out / "metrics.json").read_text())
         assert m["judge"]["request_failed"] == 1
         fail = m["failures"][0]
-        assert fail["id"] == ids[1] and fail["reason"] == "judge_request_failed" and "insufficient_quota" in fail["detail"]
+        assert fail["id"] == ids[1] and fail["reason"] == "judge_request_failed"
+        assert "insufficient_quota" in fail["detail"]
         assert len(fake.chat_log()) == 3
         # next run: the two answered are reused, only the failed one is sent again
         _evaluate(pred, run, out, fake, "--judge-store", str(tmp_path / "store"), check=0)
