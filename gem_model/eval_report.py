@@ -100,11 +100,12 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
         req = j["requests"]
         mode = "on" if j["json_mode"] else "off"
         b.append(("p", f"Judge `{j['model']}` at temperature {j['temperature']}, JSON mode {mode}, prompt "
-                       f"{j['prompt_version']} (GEM's eight criteria in our words); {j['judged']} judged "
+                       f"{j['prompt_version']} (GEM's eight criteria in our words); {j['judged']} records to judge "
                        f"({req['reused']} answers reused from the store, {req['http_sends']} HTTP sends, "
                        f"${req['cost_usd_new']:.4f} spent now), {j['not_judged_no_reference']} without a reference "
                        f"answer, {j['unparsable']} unparsable, {j['request_failed']} failed requests, "
-                       f"{j['budget_skipped']} over the cost cap, {j['repaired']} read after a repair, "
+                       f"{j['budget_skipped']} over the cost cap, {j['not_sent']} not sent after the endpoint "
+                       f"failed repeatedly, {j['repaired']} read after a repair, "
                        f"{j['over_100']} with several items on a 0-100 criterion. Normalisation: "
                        f"{j['normalisation']}."))
     else:

@@ -123,6 +123,9 @@ def evaluate(predictions: str | Path, run: str | Path, out: str | Path, options:
     frame = _frame(rows)
     _write_parquet(frame, out / PER_RECORD)
     metrics = aggregate(rows, refs, frame)
+    # headline values also flat at the top (``jq .diagnosis_f1``); ``scores`` has each with its coverage
+    flat = {key: metrics["scores"][key]["value"] for key, _ in HEADLINE}
+    metrics = {**flat, **metrics}
     metrics.update(
         run=str(run.resolve()), predictions=str(predictions.resolve()), n_predictions=len(preds) + sum(
             1 for f in fails if f.reason in ("bad_prediction_line", "duplicate_id", "no_answer")),
@@ -136,6 +139,12 @@ def evaluate(predictions: str | Path, run: str | Path, out: str | Path, options:
                        metrics_path=str(out / "metrics.json"), per_record_path=str(out / PER_RECORD),
                        report_path=str(report), wall_s=round(time.perf_counter() - t0, 2),
                        failures=[asdict(f) for f in fails])
+
+
+def judge_store_dir(run: Path, opts: EvalOptions) -> Path:
+    """Where judge answers are stored: ``--judge-store``, else ``RUN/judge/responses`` (shared by every
+    evaluation of the run, so the same judgement is never bought twice)."""
+    return Path(opts.judge_store) if opts.judge_store else run / "judge" / "responses"
 
 
 def _preflight(predictions: Path, run: Path, opts: EvalOptions) -> None:
@@ -165,6 +174,15 @@ def _preflight(predictions: Path, run: Path, opts: EvalOptions) -> None:
             raise ConfigError(f"--judge-max-cost must be >= 0, got {opts.judge.max_cost}")
         if not (0.0 <= opts.judge.temperature <= 2.0):
             raise ConfigError(f"--judge-temperature must be in [0, 2], got {opts.judge.temperature}")
+        store = judge_store_dir(run, opts)
+        try:
+            store.mkdir(parents=True, exist_ok=True)
+            probe = store / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot write the judge's response store {store} ({exc.strerror}): pass "
+                              f"--judge-store DIR") from exc
     if opts.price_table is not None and not Path(opts.price_table).is_file():
         raise ConfigError(f"--price-table {opts.price_table} is not a file")
 
@@ -285,11 +303,12 @@ def _judge(scored: list[Prediction], refs: dict, rows: list[dict], opts: EvalOpt
     from pipeline import progress
     from pipeline.llm import PriceTable
 
-    from gem_model.judge import (CRITERIA, JUDGE_PROMPT_VERSION, JudgeTask, run_judge, three_score_average)
+    from gem_model.judge import (ALIASES, CRITERIA, JUDGE_PROMPT_VERSION, JudgeTask, run_judge,
+                                 three_score_average)
 
     settings = opts.judge
     tasks = [JudgeTask(p.id, p.text, refs[p.id].answer) for p in scored if refs[p.id].answer is not None]
-    store = Path(opts.judge_store) if opts.judge_store else run / "judge" / "responses"
+    store = judge_store_dir(run, opts)
     with progress.track("judge", len(tasks), unit="requests"):
         results, counts = asyncio.run(run_judge(tasks, settings, store,
                                                 price_table=PriceTable.load(opts.price_table),
@@ -326,11 +345,14 @@ def _judge(scored: list[Prediction], refs: dict, rows: list[dict], opts: EvalOpt
                 spelled[k][v] += 1
     return {"model": settings.spec, "base_url": settings.base_url, "temperature": settings.temperature,
             "json_mode": settings.json_mode, "max_tokens": settings.max_tokens, "prompt_version": JUDGE_PROMPT_VERSION,
-            "store": str(store.resolve()), "scores": table, "requests": counts, "judged": len(tasks),
+            "store": str(store.resolve()), "scores": table,
+            "aliases": dict(ALIASES),  # GEM's prompt spelling -> the table column it is reported under
+            "requests": counts, "judged": len(tasks),
             "not_judged_no_reference": len(scored) - len(tasks),
             "unparsable": sum(1 for r in results if r.error_code == "judge_unparsable"),
             "request_failed": sum(1 for r in results if r.error_code == "judge_request_failed"),
             "budget_skipped": sum(1 for r in results if r.error_code == "judge_budget"),
+            "not_sent": sum(1 for r in results if r.error_code == "judge_not_sent"),
             "repaired": sum(1 for r in results if r.judgement and r.judgement.repairs),
             "over_100": sum(1 for r in results if r.over_100), "key_spellings": spelled,
             "normalisation": "GEM process_grounding_scores.ipynb (HEAD): DiagnosisAccuracy = share of items > 0 x "
@@ -416,9 +438,9 @@ def format_summary(metrics: dict, summary: EvalSummary) -> str:
     j = metrics.get("judge")
     if j:
         req = j["requests"]
-        lines.append(f"  judge {j['model']}: {j['judged']} judged, {req['reused']} from the store, "
+        lines.append(f"  judge {j['model']}: {j['judged']} records to judge, {req['reused']} from the store, "
                      f"{req['http_sends']} HTTP sends, ${req['cost_usd_new']:.4f} new, {j['unparsable']} unparsable, "
-                     f"{j['request_failed']} failed")
+                     f"{j['request_failed']} failed" + (f", {j['not_sent']} not sent" if j["not_sent"] else ""))
         for c, st in j["scores"].items():
             if st["value"] is not None:
                 lines.append(f"    {c:<28} {st['value']:8.2f}  (n={st['n']})")

@@ -345,6 +345,30 @@ class _Budget:
             self.spent += actual
 
 
+# Failures that say the endpoint itself is unusable (wrong URL, key, model, account), not this one request
+ENDPOINT_ERRORS = frozenset({"connection_error", "auth_error", "permission_denied", "not_found", "insufficient_quota"})
+ENDPOINT_BREAKER = 5   # that many such failures in a row, and no request is sent any more
+
+
+class _Breaker:
+    """Stops sending after ``ENDPOINT_BREAKER`` consecutive endpoint failures: a wrong --base-url would
+    otherwise cost every record its full retry budget. Any answered request resets the count."""
+
+    def __init__(self, limit: int = ENDPOINT_BREAKER):
+        self.limit, self.row, self.last = limit, 0, ""
+
+    @property
+    def open(self) -> bool:
+        return self.row >= self.limit
+
+    def observe(self, ok: bool, code: str | None, message: str | None) -> None:
+        if ok or code not in ENDPOINT_ERRORS:
+            self.row = 0
+        else:
+            self.row += 1
+            self.last = f"{code}: {message}"
+
+
 async def run_judge(tasks: list[JudgeTask], settings: JudgeSettings, store_dir, *, backend=None,
                     price_table=None, retry=None, on_done=None) -> tuple[list[JudgeResult], dict]:
     """Judge every task through ``pipeline.llm`` (stored answers reused, never re-bought). Returns the
@@ -366,6 +390,7 @@ async def run_judge(tasks: list[JudgeTask], settings: JudgeSettings, store_dir, 
     gate = RateGate()
     sem = asyncio.Semaphore(max(1, settings.concurrency))
     budget = _Budget(settings.max_cost)
+    breaker = _Breaker()
     counts = {"requests": 0, "reused": 0, "http_sends": 0, "cost_usd_new": 0.0, "failed": 0}
     results: list[JudgeResult | None] = [None] * len(tasks)
 
@@ -386,6 +411,12 @@ async def run_judge(tasks: list[JudgeTask], settings: JudgeSettings, store_dir, 
         async with sem:
             stored = store.get_ok(key)
             reused = stored is not None
+            if stored is None and breaker.open:
+                res.error_code = "judge_not_sent"
+                res.error = (f"not sent: the judge endpoint failed {breaker.limit} requests in a row (last: "
+                             f"{breaker.last}); fix --judge / --base-url / the key and run again")
+                results[i] = res
+                return
             if stored is None:
                 worst = prices.worst_case_usd(spec.provider, spec.model,
                                               chat_tokens(messages, spec.model), settings.max_tokens) or 0.0
@@ -407,6 +438,7 @@ async def run_judge(tasks: list[JudgeTask], settings: JudgeSettings, store_dir, 
                 await budget.settle(worst, paid)
                 counts["http_sends"] += comp.http_attempts
                 stored, reused = comp.stored, comp.reused
+                breaker.observe(stored.ok, stored.error_code, stored.error_message)
         counts["requests"] += 1
         counts["reused"] += int(reused)
         res.reused = reused

@@ -196,7 +196,7 @@ def test_judge_through_the_server_with_faults_never_paid_twice(run, tmp_path):
         assert len(fake.chat_log()) == 10
         m2 = json.loads((tmp_path / "eval2" / "metrics.json").read_text())
         assert m2["judge"]["requests"]["reused"] == 6 and m2["judge"]["scores"] == j["scores"]
-        assert "6 from the store, 0 HTTP sends, $0.0000 new" in again.stdout
+        assert "6 records to judge, 6 from the store, 0 HTTP sends, $0.0000 new" in again.stdout
         assert "0 from the store, 10 HTTP sends" in proc.stdout
     finally:
         fake.stop()
@@ -222,6 +222,26 @@ def test_a_failed_request_is_explained_and_retried_on_the_next_run(run, tmp_path
         _evaluate(pred, run, out, fake, "--judge-store", str(tmp_path / "store"), check=0)
         assert len(fake.chat_log()) == 4
         assert json.loads((out / "metrics.json").read_text())["judge"]["scores"]["DiagnosisAccuracy"]["n"] == 3
+    finally:
+        fake.stop()
+
+
+def test_a_broken_endpoint_stops_after_five_failures_in_a_row(run, tmp_path):
+    pred = tmp_path / "pred.jsonl"
+    _predictions(run, pred, n=8)
+    fake = FakeOpenAI().start()
+    try:
+        fake.script(*["401"] * 20)   # a wrong key: every request is refused, none is worth retrying
+        out = tmp_path / "eval"
+        proc = _evaluate(pred, run, out, fake, "--judge-concurrency", "1", "--judge-store", str(tmp_path / "store"),
+                         check=1)
+        assert len(fake.chat_log()) == 5
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["judge"]["request_failed"] == 5 and m["judge"]["not_sent"] == 3
+        assert "fix --judge / --base-url / the key" in [f for f in m["failures"] if f["reason"] == "judge_not_sent"][0]["detail"]
+        assert "3 not sent" in proc.stdout
+        # judge-free scores are there all the same
+        assert m["diagnosis_f1"] >= 0.95 and m["n_scored"] == 8
     finally:
         fake.stop()
 
