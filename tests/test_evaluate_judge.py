@@ -238,7 +238,8 @@ def test_a_broken_endpoint_stops_after_five_failures_in_a_row(run, tmp_path):
         assert len(fake.chat_log()) == 5
         m = json.loads((out / "metrics.json").read_text())
         assert m["judge"]["request_failed"] == 5 and m["judge"]["not_sent"] == 3
-        assert "fix --judge / --base-url / the key" in [f for f in m["failures"] if f["reason"] == "judge_not_sent"][0]["detail"]
+        not_sent = [f for f in m["failures"] if f["reason"] == "judge_not_sent"]
+        assert "fix --judge / --base-url / the key" in not_sent[0]["detail"]
         assert "3 not sent" in proc.stdout
         # judge-free scores are there all the same
         assert m["diagnosis_f1"] >= 0.95 and m["n_scored"] == 8
