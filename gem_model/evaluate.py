@@ -16,7 +16,7 @@ offline and deterministic (``gem_model.scores``, ``gem_model.detection``); the j
 
 Exit codes: 0 every prediction scored (and judged when asked); 1 some records failed (unknown id, malformed
 line, duplicate id, missing prediction with ``--split``, judge failure), each listed in ``metrics.json`` and the
-report; 2 bad usage (missing files, a run without an instruction set, a bad judge spec or missing key).
+report; 2 bad usage (missing files, not a run folder, a bad judge spec or missing key).
 """
 from __future__ import annotations
 
@@ -374,10 +374,29 @@ def _write_json(path: Path, doc: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+HELP = """Score free-text ECG interpretations against a run's instruction set: judge-free scores (diagnoses
+against the report, numbers against the measurements, leads, components, ROUGE-L, LUDB experts), ECG-Bench
+detection (PTB-XL superclasses, CPSC 2018), and optionally GEM's eight-criterion LLM judge.
+
+examples:
+  ecg-grounding evaluate --predictions outputs/demo/pred.jsonl --run outputs/demo --out outputs/demo/eval
+  ecg-grounding evaluate --predictions outputs/demo/generate/answers.parquet --run outputs/demo \\
+      --out outputs/demo/eval-rules
+  ecg-grounding evaluate --predictions outputs/demo/pred.jsonl --run outputs/demo --out outputs/demo/eval-judged \\
+      --judge openai:gpt-4o-2024-08-06 --judge-max-cost 5
+  ecg-grounding evaluate --predictions outputs/gem7b.jsonl --predictions-format gem --run outputs/ptbxl \\
+      --out outputs/ptbxl/eval-gem7b --split test
+
+outputs: DIR/metrics.json, DIR/per_record.parquet, DIR/report.md, DIR/report.html (+ DIR/judgements.jsonl)
+
+exit codes: 0 every prediction scored (and judged); 1 some records failed (each in metrics.json and the
+report); 2 bad usage."""
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score interpretations against a run: judge-free scores, ECG-Bench detection, GEM's judge",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--predictions", required=True, type=Path,
                    help="JSON lines {\"id\", \"text\"} (interpret's output), GEM's JSONL, or an answers.parquet")
     p.add_argument("--run", required=True, type=Path, help="the run folder whose instruction set holds the references")
