@@ -19,6 +19,12 @@ out empty). Here:
   DiagnosisAccuracy = share of items scored > 0 x 100; LeadAssessmentCoverage = min(sum, 12) / 12 x 100;
   LeadAssessmentAccuracy = sum / 24 x 100; every other criterion = the plain sum of its items. A record
   without a criterion has no value for it (GEM's table is a pandas mean, which skips it).
+
+The notebook changed once: at GEM's commit 361784f DiagnosisAccuracy was the mean of the item scores above 0,
+/ 2 x 100, and the three 0-100 criteria the mean of their items above 0; HEAD (793cdbb) is what is reproduced.
+Table 1 of the paper has values in ECGFeatureGrounding and ClinicalDiagnosticFidelity, so its judge answers
+must have used the notebook's spelling (or another script): with the released prompt and notebook those two
+columns are empty.
 """
 from __future__ import annotations
 
