@@ -21,10 +21,12 @@ _HEADING_LINE = re.compile(r"^\s*[A-Z][A-Za-z /-]{1,40}:\s*$", re.M)
 
 _NOUNS = (r"(?:measurements?|data|features?|values|information|statements?|diagnos[ie]s|text|context|findings|numbers|"
           r"tables?|notes?|documentation|annotations?|labels?|interpretations?|reads?|readings?|summary|summaries|"
-          r"reports?|records?|files?|charts?|descriptions?|inputs?|parameters|metrics|results|impressions?|conclusions?|"
+          r"reports?|records?|files?|charts?|descriptions?|inputs?|parameters|metrics|results|impressions?|"
+          r"conclusions?|"
           r"analysis|analyses|outputs?|printouts?|statement list|write-?ups?)")
 _SOURCE_ADJ = (r"(?:provided|given|supplied|supplementary|accompanying|attached|enclosed|available|listed|included|"
-               r"pre-?computed|computed|calculated|extracted|derived|stated|documented|recorded|prior|previous|existing|"
+               r"pre-?computed|computed|calculated|extracted|derived|stated|documented|recorded|prior|previous|"
+               r"existing|"
                r"original|official|referring|reference|automated|automatic|computeri[sz]ed|computer(?:-generated)?|"
                r"machine(?:-generated|-derived|-read)?|algorithm(?:ic)?|software|cardiologist'?s?|"
                r"physician'?s?|doctor'?s?|clinician'?s?|expert'?s?|annotator'?s?|reader'?s?|technician'?s?|"
@@ -32,11 +34,11 @@ _SOURCE_ADJ = (r"(?:provided|given|supplied|supplementary|accompanying|attached|
 _LEAK_PATTERNS = [
     r"\breports?\b", r"\breported\b",
     rf"\b{_SOURCE_ADJ}\s+(?:\w+\s+)?{_NOUNS}\b",
-    rf"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
-    rf"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
-    rf"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
-    rf"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
-    rf"supplied|shared|sent|listed))\b",
+    r"\b(?:measurements?|data|features?|values|information|findings|statements?|numbers|notes?|labels?|"
+    r"diagnos[ie]s|interpretations?)\s+(?:that\s+(?:were|was|have been|has been)\s+|which\s+(?:were|was)\s+)?"
+    r"(?:provided|given|supplied|listed|shared|above|below|on file|in the (?:chart|record|file|notes|table)|"
+    r"(?:we|I|you) (?:were|was|have been|had been) (?:given|provided|shown|sent)|(?:you|they) (?:provided|gave|"
+    r"supplied|shared|sent|listed))\b",
     r"\bas (?:stated|listed|given|mentioned|documented|noted|recorded|reported|indicated|specified|described|provided|"
     r"shown|annotated|labell?ed|summari[sz]ed|read|interpreted|coded) (?:in|by|on|above|below|earlier|previously|"
     r"elsewhere|before)\b",
@@ -59,12 +61,21 @@ _LEAK_PATTERNS = [
     r"physician|clinician|doctor|annotator|expert|reader|technician)(?:'s|’s|s'| (?:noted|reported|stated|documented|"
     r"wrote|read|interpreted|described|mentioned|labell?ed|annotated|coded|diagnosed|concluded|confirmed))",
     r"\b(?:un)?confirmed by\b", r"\blabell?ed (?:as|with)\b", r"\bannotat(?:ed|ions?|ors?)\b", r"\bthe labels?\b",
-    r"\bthe (?:text|description|summary|narrative|write-?up|impression|notes?) (?:provided|given|above|below|states?|says|"
+    r"\bthe (?:text|description|summary|narrative|write-?up|impression|notes?) (?:provided|given|above|below|states?|"
+    r"says|"
     r"mentions?|indicates?|notes?|lists?|reads?)\b",
     r"\bthe (?:measurements?|values|numbers|features|data|statements?|notes?) (?:show|shows|indicate|indicates|"
     r"state|states|say|says|list|lists|report|reports|confirm|confirms|suggest|suggests|mention|mentions|document|"
     r"documents|specify|specifies|note|notes)\b",
-    r"\bthe (?:data|input)\b",
+    r"\bthe (?:data|input)\b", r"\bthe notes\b",
+    r"\b(?:clinical|patient|medical|case|referral|discharge)\s+(?:notes?|history|information|data|summary|records?|"
+    r"charts?|details|context|file|documentation|vignette)\b",
+    r"\bpre-?(?:computed|calculated|measured|extracted|derived|supplied|provided)\b",
+    r"\b(?:I|we) (?:have |had )?(?:received|got|obtained|was handed|were handed|was told|were told)\b",
+    r"\bavailable to (?:me|us)\b", r"\b(?:system|computer|machine|device|software|algorithm)[- ]generated\b",
+    r"\bthe (?:algorithm|software|machine|device|computer|program)(?:'s)?\b",
+    r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |"
+                                                                                        r"past )?history of\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 
@@ -102,10 +113,17 @@ _INJECTION_PATTERNS = [
     r"\banswer (?:only )?(?:with|yes|no)\b",
     r"\b(?:accept|approve|mark|grade|rate|score|classify|pass)\s+(?:this|the)\s+(?:answer|response|output|"
     r"interpretation|sample|example)\b",
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|previous|prior|earlier|"
+    r"preceding)\b", r"\b(?:do not|don't|never)\s+(?:validate|check|verify|grade|flag|reject|penali[sz]e)\b",
+    r"\b(?:respond|reply|answer|say|print|output)\s+(?:only\s+)?[\"'“]?[A-Z]{3,}\b",
+    r"\bthis (?:answer|response|interpretation|output) (?:should|must|will|shall) be (?:accepted|approved|marked|"
+    r"passed|graded|validated)\b", r"[A-Za-z0-9+/]{40,}={0,2}",
     r"\bthis (?:answer|response|interpretation|output) (?:is|has been|was) (?:correct|valid|verified|approved|accepted|"
     r"grounded|checked)\b",
     r"\b(?:the )?(?:validator|grader|evaluator|grounding check(?:s|er)?|LLM|language model|chatbot|ChatGPT|GPT-?\d)\b",
     r"\b(?:begin|end) (?:of )?(?:the )?(?:system|user|assistant|hidden|secret) (?:message|prompt|instructions?)\b",
+    r"\b(?:as instructed|per (?:your|the|my) instructions|(?:the|these|your|my) instructions)\b", r"</?s>",
+    r"\[(?:SYSTEM|USER|ASSISTANT|INST|SYS)\]", r"\bnote to (?:the )?(?:model|AI|assistant|grader|reviewer)\b",
     # links, addresses, code
     r"https?://", r"\bwww\.[\w-]+", r"\b[\w-]+\.(?:com|org|net|gov|edu)\b(?:/\S*)?",
     r"\b[\w.+-]+@[\w-]+\.[\w.]+\b", r"```", r"\bdef \w+\s*\(", r"^\s*import \w+|\bfrom \w+ import \w+",

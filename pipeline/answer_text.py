@@ -202,7 +202,8 @@ _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, 
                   "fourteenth": 14, "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18,
                   "nineteenth": 19, "twentieth": 20, "last": -1, "final": -1, "penultimate": -2}
 
-_UNIT = (r"(?P<unit>milli-?seconds?|msecs?|ms|seconds?|secs?|s(?![\w/%'’])|bpm|b\.p\.m\.?|beats?\s*(?:per|/|a)\s*min(?:ute)?"
+_UNIT = (r"(?P<unit>milli-?seconds?|msecs?|ms|seconds?|secs?|s(?![\w/%'’])|bpm|b\.p\.m\.?|beats?\s*(?:per|/|"
+         r"a)\s*min(?:ute)?"
          r"|/\s?min(?:ute)?|per\s+minute|millivolts?|mv|mm(?!\s*/|\s+per\b)|millimet(?:er|re)s?(?!\s*/|\s+per\b)"
          r"|°|º|degrees?|deg(?![a-z]))")
 _NUM = r"(?:\d+(?:\.\d+)?|\.\d+)"

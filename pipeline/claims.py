@@ -22,17 +22,21 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from pipeline.answer_text import (LeadGroup, NumberToken, count_words, find_leads, find_numbers, lead_groups,
-                                  ordinals, sentences, unit_kind)
+from pipeline.answer_text import (LeadGroup, NumberToken, find_leads, find_numbers, lead_groups,
+                                  sentences, unit_kind)
 
 # --------------------------------------------------------------------------------------- quantity lexicon
 _I = re.I
 # (name, pattern, flags, dimensions it can take). Order matters only for equal spans: more specific first.
 _MEASURE = r"(?:[- ](?:heights?|amplitudes?|depths?|durations?|deflections?|voltages?|widths?|polarity|levels?))?\b"
 _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
-    ("qtc", r"\bQTc\s?[BFH]?(?:Fra|Fram|Hod|Baz|Fri)?\b|\bQT-?c\b|\bQTC\b|\b(?:heart[- ]rate[- ]|rate[- ])?corrected "
-            r"QT\b(?:[- ]interval)?|\bQT[- ]corrected\b|\bQT (?:interval )?corrected for (?:the )?(?:heart )?rate\b",
-     0, ("ms",)),
+    ("qtc", r"\bQTc\s?[BFH]?(?:Fra|Fram|Hod|Baz|Fri)?\b|\bQT-?c\b|\bQTC\b|\b(?i:(?:heart[- ]rate[- ]|"
+            r"rate[- ])?corrected) "
+            r"QT\b(?:[- ]interval)?|\bQT[- ](?i:corrected)\b|"
+            r"\bQT (?:interval )?(?i:corrected for (?:the )?(?:heart )?rate)\b"
+            r"|\b(?i:Bazett|Fridericia|Framingham|Hodges|Sagie)(?:['’]s)?(?:[- ](?i:formula|correction|corrected|"
+            r"method|QTc?)"
+            r"(?:[- ]QTc?)?)?\b", 0, ("ms",)),
     ("qt_dispersion", r"\bQT[- ]dispersion\b|\bdispersion of (?:the )?QT\b", 0, ("ms",)),
     ("qt", r"\bQ-?T\b(?![- ]?c\b)(?:[- ]interval)?|\bQT\b", 0, ("ms",)),
     ("pr_segment", r"\bP-?R[- ]segment\b|\bPQ[- ]segment\b", 0, ("ms",)),
@@ -57,7 +61,8 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("q_wave", r"\bQ[- ]?waves?" + _MEASURE + r"|\bQ (?:duration|amplitude|depth|width)\b", 0, ("ms", "mv")),
     ("r_wave", r"\bR[- ]?waves?" + _MEASURE + r"|\bR (?:amplitude|height|peak|duration)\b|\btall R\b"
                r"|\bR(?= in (?:lead|[aAV]))", 0, ("ms", "mv")),
-    ("s_wave", r"\bS[- ]?waves?" + _MEASURE + r"|\bS (?:amplitude|depth|duration)\b|\bdeep S\b|\bS(?= in (?:lead|[aAV]))",
+    ("s_wave", r"\bS[- ]?waves?" + _MEASURE + r"|\bS (?:amplitude|depth|duration)\b|\bdeep S\b|\bS(?= in (?:lead|"
+                                              r"[aAV]))",
      0, ("ms", "mv")),
     ("r_wave", r"\bR(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
     ("s_wave", r"\bS(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
@@ -66,7 +71,8 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("p_wave", r"\bP(?=\(?(?:V[1-6]|aV[RLF])\b)", 0, ("ms", "mv")),
     ("sokolow", r"\bSokolow(?:[- ]Lyon)?\b(?:[- ](?:index|voltage|sum|criterion|criteria))?|\bS\s?\(?V1\)?\s?\+\s?R\s?"
                 r"\(?V[56]\)?", _I, ("mv",)),
-    ("cornell", r"\bCornell\b(?:[- ](?:index|voltage|product|sum|criterion|criteria))?|\bR\s?\(?aVL\)?\s?\+\s?S\s?\(?V3\)?",
+    ("cornell", r"\bCornell\b(?:[- ](?:index|voltage|product|sum|criterion|criteria))?|"
+                r"\bR\s?\(?aVL\)?\s?\+\s?S\s?\(?V3\)?",
      _I, ("mv",)),
     ("p_axis", r"\bP[- ](?:wave[- ])?axis\b", 0, ("deg",)),
     ("t_axis", r"\bT[- ](?:wave[- ])?axis\b", 0, ("deg",)),
@@ -99,7 +105,8 @@ _ST_POS = re.compile(r"\belevat(?:ion|ions|ed|es)\b|\babove (?:the )?(?:baseline
 _WAVE_NEG = re.compile(r"\binver(?:ted|sion|sions)\b|\bnegative\b|\bdeep(?:ly)?\b|\bdepth\b|\bbelow (?:the )?baseline",
                        re.I)
 _WAVE_POS = re.compile(r"\bupright\b|\bpositive\b|\btall\b|\bpeaked\b|\bheight\b|\babove (?:the )?baseline", re.I)
-_NEGATED_WORD = re.compile(r"\b(?:no|not|without|absence of|absent|lack of|free of|neither|nor|never)\s+(?:\w+\s+){0,2}$",
+_NEGATED_WORD = re.compile(r"\b(?:no|not|without|absence of|absent|lack of|free of|neither|nor|"
+                           r"never)\s+(?:\w+\s+){0,2}$",
                            re.I)
 _HEDGE = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\baround|\broughly|\bnearly|\balmost|~|\u2248|\bcirca|"
                     r"\bca\.|\bsome)\s*$", re.I)
@@ -107,13 +114,21 @@ _COMPARATOR = re.compile(
     r"(?P<cmp>>=|<=|>|<|\u2265|\u2264|\babove|\bbelow|\bexceed(?:s|ing|ed)?|\bin excess of|\bgreater than|\bless than|"
     r"\bmore than|\bover|\bunder|\bat least|\bat most|\bno more than|\bnot exceeding|\bup to|\bbeyond|\bshorter than|"
     r"\blonger than|\bhigher than|\blower than|\bsurpass(?:es|ing)?|\bwell (?:above|below|over|under)|\bbeneath|"
-    r"\bunder(?:neath)?)\s*(?:the\s+)?(?:(?:normal\s+|upper\s+|lower\s+)?(?:limit|threshold|cut-?off|value)\s+(?:of\s+)?)?"
+    r"\bunder(?:neath)?)\s*(?:the\s+)?(?:(?:normal\s+|upper\s+|lower\s+)?(?:limit|threshold|cut-?off|"
+    r"value)\s+(?:of\s+)?)?"
     r"(?:\(|about\s+|approximately\s+)?$", re.I)
 _REFERENCE_CTX = re.compile(
-    r"\b(?:normal(?:ly)?|reference|upper limit|lower limit|limit of|limits? of normal|cut-?off|threshold|criteri(?:on|a)|"
+    r"\b(?:normal(?:ly)?|reference|upper limit|lower limit|limit of|limits? of normal|cut-?off|threshold|criteri(?:on|"
+    r"a)|"
     r"defined as|definition|by definition|range|considered|cutoff|standard|typical(?:ly)?|usual(?:ly)?|should be|"
     r"expected|diagnostic (?:for|of)|indicates?|required|requires|needed|consistent with a|"
     r"generally|in adults)\b[^.;]{0,40}$", re.I)
+_NORM_QUOTE = re.compile(
+    r"\(\s*(?:normal|reference|ref\.?|ULN|upper limit|lower limit|range|cut-?off|threshold|N)\b[^()]*$|"
+    r"\b(?:upper|lower) limits? (?:of normal|of the normal range)?\s*(?:is|of|being|=|:)?\s*(?:about\s+)?$|"
+    r"(?<!within )(?<!within the )\b(?:cut-?offs?|thresholds?|criteri(?:on|a)|reference (?:values?|ranges?|limits?)|"
+    r"normal (?:ranges?|values?|limits?)|limits? of normal)(?: values?)?\s*(?:is|are|of|being|=|:)?\s*(?:about\s+)?$|"
+    r"\bdefined as\s*$", re.I)
 _CMP_DIR = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "\u2265": ">=", "\u2264": "<="}
 
 
@@ -225,41 +240,22 @@ _ATTACH_AFTER = re.compile(r"^\s*(?:\)|,)?\s*(?:(?:in|at|on|over|across|for|from
 _TIME_PREP = re.compile(r"(?:\bat|\baround|\bnear|\bby|\bt\s*=|\bat t\s*=|\bat about|\bat approximately|\bat roughly|"
                         r"\bat ~|\bat around)\s*~?\s*$", re.I)
 _BEAT_WORDS = re.compile(r"\bbeats?\b|\bcomplex(?:es)?\b|\bPVCs?\b|\bPACs?\b|\bVPBs?\b|\bextrasystol|\bpremature\b|"
-                         r"\bectopic\b|\bQRS\b|\bpause\b|\bspikes?\b|\bheartbeats?\b|\bcontractions?\b|\bR[- ]?waves?\b|"
+                         r"\bectopic\b|\bQRS\b|\bpause\b|\bspikes?\b|\bheartbeats?\b|\bcontractions?\b|"
+                         r"\bR[- ]?waves?\b|"
                          r"\boccurs?\b|\bappears?\b|\bseen\b|\bmark\b", re.I)
-_COUNT_NOUN = re.compile(
-    r"^\s*(?:(?:isolated|single|early|premature|ectopic|additional|further|separate|unifocal|multifocal|uniform|"
-    r"ventricular|atrial|supraventricular|junctional|wide|broad|narrow|normal|sinus|conducted|paced|QRS|consecutive|"
-    r"non-?conducted|individual|distinct|discrete|total|visible|captured|complete|recorded|detected|aberrant|"
-    r"similar|identical|separate)[- ]?\s*){0,3}"
-    r"(?P<noun>beats?|complex(?:es)?|contractions?|extrasystoles?|PVCs?|PACs?|VPBs?|APCs?|VPCs?|VEs|SVEs|SVPBs?|"
-    r"ectopics?|heartbeats?|cycles|QRS complex(?:es)?|depolari[sz]ations?)\b", re.I)
-_COUNT_AFTER_PREMATURE = re.compile(r"^\s*(?:that\s+(?:are|were)\s+|which\s+(?:are|were)\s+)?(?:arriving|coming|"
-                                    r"occurring|appearing|falling)?\s*(?:early|prematurely|premature|ectopic)\b", re.I)
-_COUNT_AFTER_PACED = re.compile(r"^\s*(?:that\s+(?:are|were)\s+|which\s+(?:are|were)\s+)?(?:showing|with)?\s*"
-                                r"(?:pacing|paced|pacemaker)", re.I)
-_ORDINAL_NOUN = re.compile(r"^\s*(?:and\s+(?:the\s+)?\w+\s+)?(?:(?:QRS|normal|sinus|premature|ectopic|paced)\s+)?"
-                           r"(?:beats?|complex(?:es)?|QRS complex(?:es)?|cycles?|heartbeats?)\b", re.I)
-_BEAT_NUMBER = re.compile(r"\b(?:beats?|complex(?:es)?)\s+(?:number\s+|no\.?\s*|#\s*)?(?P<n>\d{1,2})\b(?!\s*(?:ms|s\b|"
-                          r"mv|mm|bpm|%|per))", re.I)
-_ORD_PREMATURE = re.compile(r"\bpremature\b|\bearly\b|\bectopic\b|\bPVC\b|\bPAC\b|\bVPB\b|\bAPC\b|\bextrasystole\b|"
-                            r"\bVPC\b", re.I)
-_ORD_NEG = re.compile(r"\b(?:is|was|are|were)\s+not\b|\bisn't\b|\bwasn't\b|\bnone\b|\bneither\b|\bnor\b", re.I)
-
-
 def _formula_for(text: str, q: _Quant, num: NumberToken, s1: int) -> str:
     """The QTc formula named with this number: in the QTc keyword itself, right after the number, or between
     the keyword and the number; Bazett when none is named (the usual default)."""
+    after = text[num.end:min(s1, num.end + 40)]
+    m_after = re.match(r"^\s*(?:\(|,|by|using|with|according to|per)?\s*(?:the\s+)?(?P<w>[A-Za-z']+)", after)
+    if m_after:  # "394 ms by Bazett and 412 ms by Fridericia": the name right after a number is its own
+        for name, rx in _FORMULAS:
+            if rx.match(m_after.group("w")):
+                return name
     kw = text[q.start:q.end]
     for name, rx in _FORMULAS:
         if rx.search(kw):
             return name
-    after = text[num.end:min(s1, num.end + 40)]
-    m_after = re.match(r"^\s*(?:\(|,|by|using|with|according to|per)?\s*(?:the\s+)?(?P<w>[A-Za-z']+)", after)
-    if m_after:
-        for name, rx in _FORMULAS:
-            if rx.match(m_after.group("w")):
-                return name
     between = text[q.end:num.start]
     for name, rx in _FORMULAS:
         if rx.search(between):
@@ -295,11 +291,18 @@ def _direction(text: str, a: int, num_start: int, after_end: int, keyword: str |
 
 def extract_claims(text: str, config=None) -> list[NumericClaim]:
     """Every checkable number of ``text`` (see the module docstring), with quantity, leads and polarity."""
+    from pipeline.beat_claims import count_claims, ordinal_claims
+
     mm_per_mv = getattr(config, "mm_per_mv", 10.0)
     mentions = find_leads(text)
     groups = lead_groups(text, mentions)
     quants = find_quantities(text)
-    numbers = find_numbers(text)
+    # a number inside a quantity's own name ("J+60", "60 ms after the J point") states nothing
+    numbers = [n for n in find_numbers(text) if not any(q.start <= n.start and n.end <= q.end for q in quants)]
+    for k, n in enumerate(numbers):  # range partners are indices into this list
+        if n.range_with is not None:
+            n.range_with = None
+    _relink_ranges(text, numbers)
     sents = sentences(text) or [(0, len(text))]
     claims: list[NumericClaim] = []
     for s0, s1 in sents:
@@ -315,7 +318,7 @@ def extract_claims(text: str, config=None) -> list[NumericClaim]:
         for k in range(len(s_nums) - 1, -1, -1):
             i, num = s_nums[k]
             nxt = s_nums[k + 1] if k + 1 < len(s_nums) else None
-            joined = nxt is not None and num.inherited_unit and (num.range_with is None or num.range_first)
+            joined = nxt is not None and ((num.inherited_unit and num.range_with is None) or num.range_first)
             run_last[k] = run_last[k + 1] if joined else k
         for k, (i, num) in enumerate(s_nums):
             last = run_last[k]
@@ -337,8 +340,8 @@ def extract_claims(text: str, config=None) -> list[NumericClaim]:
         _pair_value_lists(made, s_groups)
         _pair_quantity_lists(text, [c for c, _ in made], s_quants, numbers)
         claims.extend(c for c, _ in made)
-        claims.extend(_count_claims(text, s0, s1, numbers))
-        claims.extend(_ordinal_claims(text, s0, s1, sentence))
+        claims.extend(count_claims(text, s0, s1, numbers))
+        claims.extend(ordinal_claims(text, s0, s1, sentence))
     claims.sort(key=lambda c: c.start)
     return claims
 
@@ -441,10 +444,10 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
     if cm is not None:
         claim.comparator = comparator_direction(cm.group("cmp"))
         claim.reference_ctx = bool(_REFERENCE_CTX.search(text[max(s0, num.start - 60):num.start]))
-    elif other is not None or re.search(r"\b(?:normal(?:ly)?|reference|range|upper limit|lower limit|cut-?off|"
-                                        r"threshold|criteri(?:on|a)|defined as)\b[^.;]{0,25}$", lead_in, re.I):
-        claim.reference_ctx = bool(re.search(r"\b(?:normal(?:ly)?|reference|range|upper limit|lower limit|cut-?off|"
-                                             r"threshold|criteri(?:on|a)|defined as)\b", lead_in, re.I))
+    else:
+        # a norm quoted as such: "(normal 120-200 ms)", "upper limit of normal 440 ms", "a cut-off of 0.1 mV";
+        # not "a normal QRS duration of 120 ms", which states this ECG's value
+        claim.reference_ctx = bool(_NORM_QUOTE.search(lead_in))
     return claim
 
 
@@ -490,6 +493,23 @@ def _pair_value_lists(made: list[tuple[NumericClaim, int]], groups: list[LeadGro
             c.leads = (lead,)
 
 
+def _relink_ranges(text: str, numbers: list[NumberToken]) -> None:
+    """Mark the ends of ranges ("0.1-0.2 mV", "between 60 and 80 bpm") among ``numbers`` (after filtering)."""
+    for i in range(len(numbers) - 1):
+        a, b = numbers[i], numbers[i + 1]
+        if a.range_with is not None or b.range_with is not None:
+            continue
+        gap = text[a.end:b.start]
+        before = text[max(0, a.start - 12):a.start].lower()
+        joined = re.match(r"^\s*(?:-|\u2013|\u2014|to|through)\s*$", gap, re.I) and (a.unit is None or a.inherited_unit
+                                                                                     or a.unit == b.unit)
+        between = re.search(r"\b(?:between|from)\s*$", before) and re.match(r"^\s*(?:and|to|-|\u2013)\s*$", gap, re.I)
+        if (joined and (a.inherited_unit or a.unit == b.unit)) or (between and a.unit and b.unit and
+                                                                  a.unit.lower() == b.unit.lower()) or \
+                (between and a.inherited_unit):
+            a.range_with, a.range_first, b.range_with = i + 1, True, i
+
+
 _QLIST_GAP = re.compile(r"^\s*(?:,\s*(?:and\s+)?|and|/|&|,)\s*$", re.I)
 _NLIST_GAP = re.compile(r"^\s*(?:,\s*(?:and\s+)?|and|/|,)\s*$", re.I)
 
@@ -521,88 +541,5 @@ def _pair_quantity_lists(text: str, claims: list[NumericClaim], quants: list[_Qu
                     all(run[0].kind in q.dims for q in chain):
                 for c, q in zip(run, chain):
                     c.keyword = q.name
-                    if q.name == "qtc":
-                        c.formula = "bazett"
+                    c.formula = "bazett" if q.name == "qtc" else None
         i = j + 1
-
-
-def _count_claims(text: str, s0: int, s1: int, numbers: list[NumberToken]) -> list[NumericClaim]:
-    """'2 PVCs', 'two premature beats', '1 beat arriving early', '14 QRS complexes', 'a single PVC'."""
-    out: list[NumericClaim] = []
-    cands: list[tuple[int, int, float]] = [(n.start, n.end, n.value) for n in numbers
-                                           if s0 <= n.start < s1 and n.unit is None and float(n.value).is_integer()
-                                           and 0 <= n.value <= 60 and not n.explicit_sign]
-    cands += [(a + s0, b + s0, float(v)) for a, b, v in count_words(text[s0:s1])]
-    seen: set[int] = set()
-    for a, b, v in sorted(cands):
-        if a in seen:
-            continue
-        seen.add(a)
-        after = text[b:min(s1, b + 80)]
-        m = _COUNT_NOUN.match(after)
-        if m is None:
-            continue
-        phrase = text[a:b + m.end()]
-        rest = text[b + m.end():min(s1, b + m.end() + 40)]
-        before = text[max(s0, a - 30):a]
-        if re.search(r"\b(?:of|in|every|each|per|than|about|after|before|within|next|last|first|over)\s*$", before, re.I) \
-                and not re.search(r"\bof the\s*$", before, re.I):
-            continue  # "every 2 beats", "one in three beats": a pattern, not a count
-        if re.match(r"\s*(?:of|in)\s+(?:the\s+)?(?:\d+|\w+)\s+(?:beats|complexes)", rest, re.I):
-            subject = "premature" if _ORD_PREMATURE.search(rest) or _PREMATURE_CTX.search(phrase) else None
-            if subject is None:
-                continue
-        noun_phrase = m.group(0)
-        if _PREMATURE_CTX.search(noun_phrase) or _COUNT_AFTER_PREMATURE.match(rest):
-            subject = "premature"
-        elif _PACED_CTX.search(noun_phrase) or _COUNT_AFTER_PACED.match(rest):
-            subject = "paced"
-        elif re.search(r"\b(?:normal|sinus|conducted)\b", noun_phrase, re.I):
-            subject = "normal"
-        else:
-            subject = "all"
-        c = NumericClaim(text=phrase.strip(), start=a, end=b + m.end(), kind="count", values=(float(v),),
-                         keyword="beats", leads=(), subject=subject, sentence=(s0, s1))
-        out.append(c)
-    return out
-
-
-def _ordinal_claims(text: str, s0: int, s1: int, sentence: str) -> list[NumericClaim]:
-    """'the 4th beat is premature', 'the third and seventh complexes are PVCs', 'beat 5 is paced'."""
-    out: list[NumericClaim] = []
-    hits: list[tuple[int, int, list[int]]] = []
-    ords = ordinals(sentence)
-    for k, (a, b, v) in enumerate(ords):
-        m = _ORDINAL_NOUN.match(sentence[b:])
-        if m is None:
-            # "the third and seventh beats": the first ordinal of a pair takes the noun of the second
-            nxt = ords[k + 1] if k + 1 < len(ords) else None
-            if nxt is None or not re.match(r"^\s*(?:,|and|or)\s*(?:the\s+)?$", sentence[b:nxt[0]], re.I) or \
-                    _ORDINAL_NOUN.match(sentence[nxt[1]:]) is None:
-                continue
-            hits.append((a, nxt[1] + _ORDINAL_NOUN.match(sentence[nxt[1]:]).end(), [v]))
-            continue
-        if v == 2 and re.match(r"^\s*degree", sentence[b:], re.I):
-            continue
-        hits.append((a, b + m.end(), [v]))
-    for m in _BEAT_NUMBER.finditer(sentence):
-        hits.append((m.start(), m.end(), [int(m.group("n"))]))
-    for a, b, vs in hits:
-        rest = sentence[b:]
-        clause_end = re.search(r"[,;]\s+(?:and\s+)?(?:the|a|an|with|while|which)\b|$", rest)
-        pred = rest[:clause_end.start()] if clause_end else rest
-        pre = sentence[max(0, a - 40):a]
-        subject = None
-        if _ORD_PREMATURE.search(pred) or _ORD_PREMATURE.search(sentence[a:b]) or re.search(
-                r"\b(?:PVC|PAC|premature|ectopic)\s+(?:is|was|occurs|appears|falls)\s+(?:as\s+)?(?:the\s+)?$", pre, re.I):
-            subject = "premature"
-        elif _PACED_CTX.search(pred) or _PACED_CTX.search(sentence[a:b]):
-            subject = "paced"
-        elif re.search(r"\b(?:normal|sinus|conducted)\b", pred, re.I):
-            subject = "normal"
-        negated = bool(_ORD_NEG.search(pred[:40]))
-        for v in vs:
-            out.append(NumericClaim(text=sentence[a:b].strip(), start=s0 + a, end=s0 + b, kind="ordinal",
-                                    values=(float(v),), keyword="ordinal", leads=(), subject=subject,
-                                    negated=negated, sentence=(s0, s1)))
-    return out

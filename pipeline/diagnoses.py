@@ -76,9 +76,23 @@ class DiagnosisCheck:
     extra_terms: list[str] = field(default_factory=list)  # vocabulary terms (outside the knowledge base)
 
 
+# "the rhythm is sinus", "rhythm: sinus" name sinus rhythm as surely as the phrase does
+_SINUS_WORDS = re.compile(r"\b(?:rhythm (?:is|was|remains)|rhythm:)\s+(?:a\s+)?(?:normal\s+|regular\s+)?sinus\b"
+                          r"(?!\s+(?:rhythm|bradycardia|tachycardia|arrhythmia|arrest|pause|node))", re.I)
+
+
 def diagnosis_mentions(answer: str, kb, vocab=None) -> tuple[list, list]:
     """(knowledge-base mentions, vocabulary mentions) of ``answer``, overlaps resolved to the longer one."""
     kb_m = kb.find_mentions(answer)
+    if "SR" in kb.entries:
+        from pipeline.knowledge import Mention, negations
+
+        extra = [(m.start(), m.end()) for m in _SINUS_WORDS.finditer(answer)]
+        extra = [(a, b) for a, b in extra if not any(k.start < b and a < k.end for k in kb_m)]
+        if extra:
+            flags = negations(answer, extra)
+            kb_m = sorted(kb_m + [Mention("SR", a, b, answer[a:b], neg) for (a, b), neg in zip(extra, flags)],
+                          key=lambda m: m.start)
     voc_m = vocab.find_mentions(answer) if vocab is not None else []
     if not voc_m:
         return kb_m, []

@@ -101,6 +101,7 @@ class MeasurementIndex:
     text_all: dict[str, dict[str, list[str]]] = field(default_factory=dict)   # lead -> column -> every beat's
     beat_class: list[str] = field(default_factory=list)                 # per beat (0-based), time order
     beat_span: list[tuple[float, float]] = field(default_factory=list)  # per beat: QRS onset, QRS end (ms)
+    beat_p_on: list[float | None] = field(default_factory=list)         # per beat: its P onset (ms), if any
     beat_global: dict[str, list[float | None]] = field(default_factory=dict)  # per beat: median over leads
     q_frac: dict[str, float] = field(default_factory=dict)              # lead -> share of normal beats with a q
 
@@ -127,7 +128,7 @@ class MeasurementIndex:
         cols = beats.columns
         data = beats.select([c for c in cols if c in set(_NUMERIC_BEAT_COLS) | {
             "lead", "beat", "beat_class", "t_form", "p_form", "qrs_morphology", "qrs_on_ms", "qrs_off_ms", "r_peak_ms",
-            "p_off_ms"}]).to_dict(as_series=False)
+            "p_off_ms", "p_on_ms"}]).to_dict(as_series=False)
         n = beats.height
         # derived per-row values
         r_amp, s_amp, q_amp = (data.get(c, [None] * n) for c in ("r_amp_mv", "s_amp_mv", "q_amp_mv"))
@@ -143,6 +144,7 @@ class MeasurementIndex:
             rows_by_lead.setdefault(lead, []).append(i)
         classes_by_beat: dict[int, str] = {}
         span_by_beat: dict[int, list[tuple[float, float]]] = {}
+        p_on_by_beat: dict[int, list[float]] = {}
         for i in range(n):
             b = data["beat"][i]
             if b is None:
@@ -153,6 +155,9 @@ class MeasurementIndex:
             a, z = data.get("qrs_on_ms", [None] * n)[i], data.get("qrs_off_ms", [None] * n)[i]
             if a is not None and z is not None:
                 span_by_beat.setdefault(b, []).append((a, z))
+            p_on = data.get("p_on_ms", [None] * n)[i] if "p_on_ms" in data else None
+            if p_on is not None and a is not None and p_on < a:
+                p_on_by_beat.setdefault(b, []).append(p_on)
         table = lead_value_table(beats)  # the writer's representative values (upper median of normal beats)
         for lead in LEADS:
             if lead not in rows_by_lead or lead in gated:
@@ -186,6 +191,8 @@ class MeasurementIndex:
             spans = span_by_beat.get(b, [])
             idx.beat_span.append((min(s for s, _ in spans), max(e for _, e in spans)) if spans else
                                  (float("nan"), float("nan")))
+            ps = p_on_by_beat.get(b)
+            idx.beat_p_on.append(min(ps) if ps else None)
         # per beat, the median over measured leads of the interval columns (a premature beat's QRS duration)
         for c in ("qrs_ms", "pr_ms", "qt_ms", "rr_ms"):
             if c not in data:
@@ -281,6 +288,15 @@ def candidates(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingContext
                 dropped = True
                 continue
             out.append(Candidate(c, None, _frame(c, v), LABELS.get(c, c)))
+        if kw == "sokolow" and ctx.citable("sokolow_lyon_mv"):
+            # the index is S(V1) + the larger of R(V5), R(V6); a reader may add either R
+            s1 = idx.rep.get("V1", {}).get("s_amp_mv")
+            index = _finite(idx.record.get("sokolow_lyon_mv"))
+            for lead in ("V5", "V6"):
+                r = idx.rep.get(lead, {}).get("r_amp_mv")
+                # only the smaller sum is another reading; the larger one is the index itself
+                if s1 is not None and r is not None and index is not None and abs(s1) + abs(r) < index - 0.02:
+                    out.append(Candidate("sokolow_lyon_mv", None, abs(s1) + abs(r), f"S(V1) + R({lead})"))
         if kw in ("qrs", "pr", "qt") and claim.kind == "ms" and claim.beat_class in idx.cls_values:
             gcol = {"qrs": "qrs_ms", "pr": "pr_ms", "qt": "qt_ms"}[kw]
             for b, k in enumerate(idx.beat_class):
@@ -412,16 +428,16 @@ def crosses(claim: NumericClaim, cand: Candidate, x: float, ctx: GroundingContex
 def ground_claim(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingContext, config, kb=None,
                  reference_values: dict[str, list[float]] | None = None) -> None:
     """Set ``claim.grounded`` / ``reference`` / ``problem`` / ``matched`` / ``evidence`` (see module doc)."""
-    if claim.kind == "count":
-        return _ground_count(claim, idx, ctx)
-    if claim.kind == "ordinal":
-        return _ground_ordinal(claim, idx)
-    if claim.kind == "time":
-        return _ground_time(claim, idx, config)
+    if claim.kind in ("count", "ordinal", "time"):
+        from pipeline.beat_claims import ground_count, ground_ordinal, ground_time
+
+        if claim.kind == "count":
+            return ground_count(claim, idx)
+        return ground_ordinal(claim, idx) if claim.kind == "ordinal" else ground_time(claim, idx, config)
     refs = (reference_values or {}).get(claim.kind, [])
     is_ref_value = all(any(abs(x - r) < 1e-6 for r in refs) for x in claim.values)
-    if claim.reference_ctx and (claim.comparator is not None or len(claim.values) == 2 or is_ref_value):
-        claim.reference = True  # a quoted norm or cut-off ("normal < 120 ms", "normal 120-200 ms")
+    if claim.reference_ctx:
+        claim.reference = True  # a quoted norm or cut-off ("normal < 120 ms", "upper limit of normal 440 ms")
         return
     cands, dropped = candidates(claim, idx, ctx)
     if not cands and dropped:
@@ -517,80 +533,6 @@ def _ground_bound(claim: NumericClaim, cands: list[Candidate], is_ref_value: boo
     else:
         claim.grounded = not claim.reference
         claim.matched = f"bound holds ({primary[0].label} = {_fmt(claim.kind, primary[0].value)})"
-
-
-def _ground_count(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingContext) -> None:
-    rec = idx.record
-    n_beats = len(idx.beat_class) or int(rec.get("n_beats") or 0)
-    n_prem = sum(c == "premature" for c in idx.beat_class) if idx.beat_class else int(rec.get("n_premature") or 0)
-    n_paced = sum(c == "paced" for c in idx.beat_class) if idx.beat_class else int(rec.get("n_paced") or 0)
-    x = int(claim.values[0])
-    subject = claim.subject or "all"
-    if subject == "premature":
-        ok, truth = x == n_prem, f"{n_prem} premature beat{'s' if n_prem != 1 else ''}"
-    elif subject == "paced":
-        ok, truth = x == n_paced, f"{n_paced} paced beat{'s' if n_paced != 1 else ''}"
-    elif subject == "normal":
-        n = n_beats - n_prem - n_paced
-        ok, truth = abs(x - n) <= 1, f"{n} normal beats"
-    else:  # a reader may count a beat cut at either edge of the strip
-        ok, truth = abs(x - n_beats) <= 1, f"{n_beats} beats"
-    claim.grounded = ok
-    claim.matched = truth if ok else ""
-    if not ok:
-        claim.problem, claim.evidence = "ungrounded_number", f"measured: {truth}"
-
-
-def _ground_ordinal(claim: NumericClaim, idx: MeasurementIndex) -> None:
-    nb = len(idx.beat_class)
-    k = int(claim.values[0])
-    b = k - 1 if k > 0 else nb + k
-    if not 0 <= b < nb:
-        claim.problem, claim.evidence = "ungrounded_number", f"the strip has {nb} beats"
-        return
-    truth = idx.beat_class[b]
-    if claim.subject in ("premature", "paced", "normal"):
-        holds = (truth == claim.subject) != claim.negated
-        if not holds:
-            prem = [i + 1 for i, c in enumerate(idx.beat_class) if c == claim.subject]
-            where = (f"{claim.subject} beats: {', '.join(_ordinal(i) for i in prem)}" if prem
-                     else f"no {claim.subject} beat")
-            claim.problem, claim.evidence = "ungrounded_number", f"beat {k} is {truth}; {where}"
-            return
-    claim.grounded, claim.matched = True, f"beat {b + 1} is {truth}"
-
-
-def _ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
-def _ground_time(claim: NumericClaim, idx: MeasurementIndex, config) -> None:
-    """'at 2.22 s': a beat (of the class named, if any) whose QRS spans that time, within the tolerance and
-    the precision written."""
-    t = claim.values[0]
-    step = (10.0 ** -claim.decimals) * claim.extra.get("unit_factor", 1000.0)
-    tol = max(config.beat_time_tol_ms, step / 2.0)
-    if claim.keyword == "time" and not idx.beat_span:
-        claim.problem, claim.evidence = "ungrounded_number", "no beats measured"
-        return
-    best = None
-    for b, (on, off) in enumerate(idx.beat_span):
-        if not (math.isfinite(on) and math.isfinite(off)):
-            continue
-        cls_ok = claim.beat_class is None or idx.beat_class[b] == claim.beat_class
-        d = 0.0 if on <= t <= off else min(abs(t - on), abs(t - off))
-        if cls_ok and (best is None or d < best[0]):
-            best = (d, b, on)
-    if best is not None and best[0] <= tol:
-        claim.grounded, claim.matched = True, f"beat {best[1] + 1} at {best[2] / 1000.0:.2f} s"
-        return
-    duration = idx.record.get("_duration_ms") or 0.0
-    if claim.beat_class is None and abs(t - duration) <= tol:
-        claim.grounded, claim.matched = True, "the end of the recording"
-        return
-    claim.problem = "ungrounded_number"
-    claim.evidence = (f"closest {claim.beat_class or ''} beat starts at {best[2] / 1000.0:.2f} s".replace("  ", " ")
-                      if best is not None else f"no {claim.beat_class or ''} beat".replace("  ", " "))
 
 
 def _uncitable_why(claim: NumericClaim, ctx: GroundingContext) -> str:

@@ -281,7 +281,8 @@ _NEG_BEFORE = re.compile(
 )
 # ... and cues that deny what precedes them ("ST elevation is absent").
 _NEG_AFTER = re.compile(
-    r"^[\s,]*(?:is|are|was|were|has been|have been)?\s*(?:absent|not (?:seen|present|observed|evident|identified|"
+    r"^[\s,]*(?:(?:[\w'-]+\s+){1,2}(?:is|are|was|were|has been|have been)\s+|(?:is|are|was|were|has been|have been)?\s*)"
+    r"(?:absent|not (?:seen|present|observed|evident|identified|"
     r"noted|found|shown|demonstrated|visible|apparent|detected|appreciated|suggested|supported)|ruled out|excluded)"
     r"(?![\w])",
     re.IGNORECASE,

@@ -194,3 +194,38 @@ def test_images_folder_keeps_records_without_a_png_out(run, tmp_path):
     assert summary["no_image"] == len(run["expected"]) - 2
     rejects = pl.read_parquet(tmp_path / "set" / "rejects.parquet")
     assert rejects.filter(pl.col("reasons").list.contains("no_image")).height == summary["no_image"]
+
+
+def test_summary_splits_numeric_claims_by_kind(built):
+    """summary.json reads grounding precision per kind of number (QRS durations, heart rates, ST levels ...)."""
+    _, summary = built
+    by_kind = summary["claims_by_kind"]
+    assert sum(v["claims"] for v in by_kind.values()) == summary["numeric_claims"]
+    assert sum(v["grounded"] for v in by_kind.values()) == summary["numeric_grounded"]
+    assert {"qrs_duration", "heart_rate", "qtc_bazett"} <= set(by_kind)
+    assert all(0.0 <= v["grounding_precision"] <= 1.0 for v in by_kind.values())
+
+
+def test_validate_writes_the_same_bytes_in_fresh_processes(run, tmp_path):
+    """Nothing hash- or group-order dependent reaches the instruction set, rejects or summary (issue 11)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("0", "7"):
+        dest = tmp_path / f"out{seed}"
+        cmd = [sys.executable, "-m", "pipeline.cli", "validate", "--answers", str(run["out"] / "answers.parquet"),
+               "--features", str(run["out"] / "features"), "--manifest", str(run["out"] / "manifest.parquet"),
+               "--out", str(dest), "--shard-size", "5"]
+        proc = subprocess.run(cmd, env=dict(os.environ, PYTHONHASHSEED=seed), capture_output=True, text=True,
+                              timeout=600, cwd=Path(__file__).resolve().parents[1])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(dest)
+    a, b = outs
+    names = sorted(p.name for p in a.glob("*.json"))
+    assert names == sorted(p.name for p in b.glob("*.json")) and "summary.json" in names
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
+    for table in ("rejects.parquet", "provenance.parquet"):
+        assert pl.read_parquet(a / table).equals(pl.read_parquet(b / table)), table

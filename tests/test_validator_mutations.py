@@ -29,7 +29,7 @@ from validator_mutations import build_cases
 WRONG_CLASSES = {"kind", "rate_irregular", "st_level", "rhythm_words", "polarity", "territory", "qtc_formula",
                  "interval_words", "axis_words", "rate_words", "dx_vocabulary", "dx_knowledge", "cutoff", "count",
                  "ordinal", "beat_time", "leak", "injection", "no_evidence", "uncitable", "lead_swap", "value_shift",
-                 "bad_lead"}
+                 "value_at_cutoff", "bad_lead"}
 
 
 @pytest.fixture(scope="module")

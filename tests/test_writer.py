@@ -203,6 +203,8 @@ def test_format_value_rounds_like_the_validator():
     assert format_value("hr_bpm", 59.5) == "60 bpm"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 12: the writer cites millivolts and axes on LUDB, whose amplitudes are "
+                   "normalised (uncitable_value); wip-writer removes this marker when the writer asks ctx.citable")
 def test_real_records_fail_only_where_label_and_measurement_disagree(ptbxl_contexts, ludb_contexts, kb):
     """On real data the validator may reject an answer only because the source's own label contradicts the
     measurement (e.g. LUDB 'sinus tachycardia' at 90 bpm): the writer must name the label, and the validator
