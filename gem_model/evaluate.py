@@ -227,6 +227,10 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     schema_over.update({c: pl.Float64 for c in ("rouge_l", "diagnosis_precision", "diagnosis_recall",
                                                 "diagnosis_f1", "grounding_precision", "lead_coverage",
                                                 "completeness", "expert_interval_truth")})
+    # typed even when every value is None (a run without splits, a judge that failed everywhere)
+    schema_over.update({c: pl.String for c in ("id", "record_id", "split", "source", "judge_error")})
+    judged = [c for c in (rows[0] if rows else {}) if c.startswith("judge_") and c != "judge_error"]
+    schema_over.update({c: pl.Float64 for c in judged})
     return pl.DataFrame(clean, schema_overrides=schema_over, infer_schema_length=None)
 
 
