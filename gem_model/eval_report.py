@@ -55,6 +55,10 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
         rows.append([key, shown, str(st["n"]), about])
     b.append(("table", ["score", "value", "n", "what it is"], rows))
     dm, gm = s["diagnosis_micro"], s["grounding_micro"]
+    if metrics.get("records_with_unmapped_report"):
+        b.append(("p", f"{metrics['records_with_unmapped_report']} records have report fragments the knowledge base "
+                       "does not map (`report_unmapped` in per_record.parquet): a diagnosis those fragments make "
+                       "counts as outside the report there, so their precision may be understated."))
     ex = s["expert_interval_truth"]
     b.append(("p", f"Pooled over records: diagnosis precision {_f(dm['precision'])} ({dm['named'] - dm['hallucinated']}"
                    f" of {dm['named']} diagnoses named), recall {_f(dm['recall'])} (of {dm['statements']} report "

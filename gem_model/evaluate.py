@@ -193,6 +193,8 @@ def _row(p: Prediction, ref, s) -> dict:
         "has_reference_answer": ref.answer is not None, "words": s.words, "rouge_l": s.rouge_l,
         "diagnosis_precision": s.diagnosis_precision, "diagnosis_recall": s.diagnosis_recall,
         "diagnosis_f1": s.diagnosis_f1, "n_report_statements": s.n_statements, "n_diagnoses_named": s.n_named,
+        # report fragments no knowledge entry maps: a diagnosis they make is counted "outside the report"
+        "report_unmapped": list(ref.ctx.unmapped_statements),
         "report_statements": list(dict.fromkeys(ref.ctx.statement_ids)), "diagnoses_named": s.named,
         "missing_diagnoses": s.missing, "hallucinated_diagnoses": s.hallucinated,
         "n_hallucinated": len(s.hallucinated), "grounding_precision": s.grounding_precision,
@@ -206,7 +208,7 @@ def _row(p: Prediction, ref, s) -> dict:
     }
 
 
-_LIST_COLS = ("report_statements", "diagnoses_named", "missing_diagnoses", "hallucinated_diagnoses", "ungrounded",
+_LIST_COLS = ("report_statements", "report_unmapped", "diagnoses_named", "missing_diagnoses", "hallucinated_diagnoses", "ungrounded",
               "leads_named", "topics_covered", "validator_reasons", "expert_misses", "ptbxl_super_true",
               "ptbxl_super_pred", "cpsc2018_true", "cpsc2018_pred")
 
@@ -291,7 +293,8 @@ def aggregate(rows: list[dict], refs: dict, frame: pl.DataFrame | None) -> dict:
         if n:
             by_split[split or "not_in_instruction_set"] = n
     return {"scores": scores, "detection": detection, "records_by_split": by_split,
-            "records_by_source": _counts(col.get("source", []))}
+            "records_by_source": _counts(col.get("source", [])),
+            "records_with_unmapped_report": sum(1 for u in col.get("report_unmapped", []) if u)}
 
 
 def _counts(xs: list) -> dict:
