@@ -6,7 +6,9 @@ Prints records/s on one core (process time; POLARS_MAX_THREADS=1 and BLAS/OMP th
 (median and p95), the peak Python heap while measuring (tracemalloc, one record at a time) and the
 process's max RSS (resource.getrusage), plus how many records raised (RecordError) or gated leads, and the
 record-level accuracy against the generator's truth: mean / SD / max |error| of QRS, PR, QT (ms) and the
-QRS axis (degrees), with the number of records off by more than 15 ms (20 degrees), by QRS type.
+QRS axis (degrees), with the number of records off by more than 15 ms (20 degrees), by QRS type, for the
+record's intervals (median over leads) and the global ones, with how many are citable; then the same on
+``--classes`` records of each failure class of issue 14 (``pipeline.synthetic_cases``).
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--classes", type=int, default=8, help="records per failure class (0: none)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     measure_record(as_record(generate_record(SynthParams(), 0).signal_mv))  # warm-up
@@ -92,38 +95,85 @@ def main() -> int:
     print(f"memory: peak traced Python heap {peak / 2**20:.1f} MiB over 100 records (tracemalloc), "
           f"max RSS {rss_mb:.0f} MiB for the whole run")
     print_accuracy(errors)
+    if args.classes:
+        failure_classes(args.classes)
     return 0
 
 
 def record_errors(row: dict, synth) -> dict:
-    """Record-level measured - true (ms; axis in degrees wrapped to [-180, 180)); None where either is."""
+    """Record-level measured - true (ms; axis in degrees wrapped to [-180, 180)); None where either is. The
+    record's intervals (median over leads) and the global ones (``*_global_ms``) both, and whether each record
+    value is citable (its confidence at least CONFIDENCE_MIN)."""
+    from features.schema import CONFIDENCE_MIN
+
     t = synth.truth
 
     def diff(ours, theirs):
         return None if ours is None or theirs is None else float(ours - theirs)
 
     d_axis = diff(row["qrs_axis_deg"], t.qrs_axis_deg)
-    return {"kind": synth.params.bundle_branch_block, "pvc": t.n_premature > 0,
-            "qrs": diff(row["qrs_ms"], t.qrs_ms), "pr": diff(row["pr_ms"], t.pr_ms),
-            "qt": diff(row["qt_ms"], t.qt_ms),
-            "axis": None if d_axis is None else (d_axis + 180.0) % 360.0 - 180.0}
+    out = {"kind": synth.params.bundle_branch_block, "pvc": t.n_premature > 0,
+           "axis": None if d_axis is None else (d_axis + 180.0) % 360.0 - 180.0}
+    for k in ("qrs", "pr", "qt"):
+        out[k] = diff(row[f"{k}_ms"], getattr(t, f"{k}_ms"))
+        out[f"{k}_global"] = diff(row.get(f"{k}_global_ms"), getattr(t, f"{k}_ms"))
+        conf = row.get(f"{k}_conf")
+        out[f"{k}_citable"] = None if out[k] is None else bool(conf is None or conf >= CONFIDENCE_MIN)
+    return out
 
 
-def print_accuracy(errors: list[dict]) -> None:
-    """Accuracy table against the synthetic truth, overall and by QRS type (none / RBBB / LBBB / PVCs)."""
+def print_accuracy(errors: list[dict], title: str = "accuracy vs synthetic truth") -> None:
+    """Accuracy table against the synthetic truth, overall and by QRS type (none / RBBB / LBBB / PVCs): the
+    record's intervals (median over leads), then the global ones; and how many record values are citable."""
     groups = {"all": errors, "narrow QRS": [e for e in errors if e["kind"] == "none"],
               "RBBB": [e for e in errors if e["kind"] == "right"], "LBBB": [e for e in errors if e["kind"] == "left"],
               "with PVCs": [e for e in errors if e["pvc"]]}
-    print("accuracy vs synthetic truth (measured - true): mean / SD / max|err|, n off by > 15 ms (axis > 20 deg)")
-    for name, rows in groups.items():
-        parts = []
-        for key, lim in (("qrs", 15.0), ("pr", 15.0), ("qt", 15.0), ("axis", 20.0)):
-            a = np.array([r[key] for r in rows if r[key] is not None])
-            if a.size == 0:
-                parts.append(f"{key} -")
+    for suffix, label in (("", "record intervals: median over leads"), ("_global", "global intervals")):
+        print(f"{title} ({label}; measured - true): mean / SD / max|err|, n off by > 15 ms (axis > 20 deg)")
+        for name, rows in groups.items():
+            if not rows:
                 continue
-            parts.append(f"{key} {a.mean():+.1f}/{a.std():.1f}/{np.abs(a).max():.0f} ({int((np.abs(a) > lim).sum())})")
-        print(f"  {name} (n={len(rows)}): " + ", ".join(parts))
+            parts = []
+            keys = [(k + suffix, 15.0) for k in ("qrs", "pr", "qt")] + ([("axis", 20.0)] if not suffix else [])
+            for key, lim in keys:
+                a = np.array([r[key] for r in rows if r[key] is not None])
+                if a.size == 0:
+                    parts.append(f"{key} -")
+                    continue
+                parts.append(f"{key} {a.mean():+.1f}/{a.std():.1f}/{np.abs(a).max():.0f} ({int((np.abs(a) > lim).sum())})")
+            print(f"  {name} (n={len(rows)}): " + ", ".join(parts))
+    cit = [(k, r) for r in errors for k in ("qrs", "pr", "qt") if r.get(f"{k}_citable") is not None]
+    ok = sum(r[f"{k}_citable"] for k, r in cit)
+    tol = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
+    bad = sum(1 for k, r in cit if r[f"{k}_citable"] and abs(r[k]) > tol[k])
+    print(f"  citable record intervals: {ok} of {len(cit)} ({100.0 * ok / max(len(cit), 1):.1f}%); "
+          f"citable ones off the truth by more than 20 / 20 / 30 ms: {bad}")
+
+
+def failure_classes(n: int) -> None:
+    """Record-level accuracy on ``n`` records of each failure class of issue 14 (pipeline/synthetic_cases.py)."""
+    from pipeline.synthetic_cases import FAILURE_CLASSES, failure_record
+
+    print(f"\nfailure classes of issue 14, {n} records each (pipeline/synthetic_cases.py):")
+    all_errors = []
+    for name in FAILURE_CLASSES:
+        errs = []
+        for seed in range(n):
+            synth = failure_record(name, seed)
+            m = measure_record(as_record(synth.signal_mv, synth.record_id))
+            errs.append(record_errors(m.record_row, synth))
+        all_errors += errs
+        parts = []
+        for k in ("pr", "qrs", "qt"):
+            a = np.array([e[k] for e in errs if e[k] is not None])
+            c = sum(bool(e[f"{k}_citable"]) for e in errs if e[k] is not None)
+            parts.append(f"{k} {a.mean():+.1f}/{a.std():.1f}/{np.abs(a).max():.0f} ({c}/{a.size} citable)"
+                         if a.size else f"{k} -")
+        print(f"  {name:14s} " + ", ".join(parts))
+    cit = [(k, r) for r in all_errors for k in ("qrs", "pr", "qt") if r.get(f"{k}_citable")]
+    tol = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
+    bad = [(k, r[k]) for k, r in cit if abs(r[k]) > tol[k]]
+    print(f"  citable values off the truth by more than 20 / 20 / 30 ms: {len(bad)} of {len(cit)}")
 
 
 if __name__ == "__main__":

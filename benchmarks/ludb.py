@@ -84,14 +84,18 @@ def run_cross_validated(ludb: Path, ids: list[str], work: Path) -> Path:
     from features.fit_p_onset import CV_FOLDS, cv_folds
 
     fold = cv_folds(ids)
-    parts = []
+    parts, rec_parts = [], []
     for k in range(CV_FOLDS):
         beats, _ = run_cli(ludb, work / f"fit_fold{k}", f"fold{k}")
         mine = [rid for rid, f in fold.items() if f == k]
         parts.append(pl.read_parquet(sorted(beats.glob("*.parquet"))).filter(pl.col("record_id").is_in(mine)))
+        recs = beats.parent / "records"
+        rec_parts.append(pl.read_parquet(sorted(recs.glob("*.parquet"))).filter(pl.col("record_id").is_in(mine)))
     out = work / "ours_cv" / "beats"
     out.mkdir(parents=True, exist_ok=True)
     pl.concat(parts).write_parquet(out / "beats.parquet")
+    (work / "ours_cv" / "records").mkdir(parents=True, exist_ok=True)
+    pl.concat(rec_parts, how="diagonal_relaxed").write_parquet(work / "ours_cv" / "records" / "records.parquet")
     return out
 
 
@@ -210,9 +214,59 @@ def main() -> int:
     for name, part in halves:
         if part:
             print(summary_row(f"{name} ({len(part)})", score(cv_beats, ludb, name, part, quiet=True), ms_rec))
+    halves = tuple((n, p) for n, p in halves if p)
+    record_truth_report(ludb, work / "ours_cv" / "records", halves)
     qt_dispersion_report(ludb, work / "ours" / "records")
     print(f"\noutputs in {work}")
     return 0
+
+
+def record_truth_report(ludb: Path, records_dir: Path, halves) -> None:
+    """The records table's PR / QRS / QT (what answers cite) against the experts' value as
+    ../shared/tools/cited_truth.py takes it (median over leads of each lead's median interval): error, share
+    within 20 / 20 / 30 ms over every value and over the citable ones (confidence >= CONFIDENCE_MIN), and
+    coverage (citable / records with an expert value), on all records and on each half."""
+    import importlib.util
+
+    from features.schema import CONFIDENCE_MIN
+
+    spec = importlib.util.spec_from_file_location("cited_truth", EVAL.with_name("cited_truth.py"))
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+    rows = pl.read_parquet(sorted(records_dir.glob("*.parquet")))
+    experts = {rid: ct.expert(ludb, rid) for rid in rows["record_id"].to_list()}
+    tol = {"PR": 20.0, "QRS": 20.0, "QT": 30.0}
+    print("\n## Record values (records table, 5-fold CV) vs the experts' median over leads "
+          "(../shared/tools/cited_truth.py's reference)\n")
+    print("| records | PR / QRS / QT error, mean ± SD (max) ms | within 20 / 20 / 30 ms, all values | "
+          "within, citable values | worst citable miss (ms) | coverage: citable / expert values |\n"
+          "|---|---|---:|---:|---:|---:|")
+    numbers = sorted(int(r) for r in experts)
+    for name, part in (("all", numbers), *halves):
+        keep = {str(i) for i in part}
+        errs, n_all, ok_all, n_cit, ok_cit, have, worst = {}, 0, 0, 0, 0, 0, 0.0
+        for row in rows.filter(pl.col("record_id").is_in(list(keep))).iter_rows(named=True):
+            e = experts[row["record_id"]]
+            for k in ("PR", "QRS", "QT"):
+                if e.get(k) is None:
+                    continue
+                have += 1
+                v, conf = row[f"{k.lower()}_ms"], row.get(f"{k.lower()}_conf")
+                if v is None:
+                    continue
+                d = v - e[k]
+                errs.setdefault(k, []).append(d)
+                n_all += 1
+                ok_all += abs(d) <= tol[k]
+                if conf is None or conf >= CONFIDENCE_MIN:
+                    n_cit += 1
+                    ok_cit += abs(d) <= tol[k]
+                    worst = max(worst, abs(d))
+        iv = " / ".join(f"{np.mean(errs[k]):+.1f} ± {np.std(errs[k], ddof=1):.1f} ({np.max(np.abs(errs[k])):.0f})"
+                        if len(errs.get(k, [])) > 1 else "-" for k in ("PR", "QRS", "QT"))
+        print(f"| {name} ({len(part)}) | {iv} | {ok_all}/{n_all} = {100 * ok_all / max(n_all, 1):.1f}% | "
+              f"{ok_cit}/{n_cit} = {100 * ok_cit / max(n_cit, 1):.1f}% | {worst:.0f} | "
+              f"{n_cit}/{have} = {100 * n_cit / max(have, 1):.1f}% |")
 
 
 def qt_dispersion_report(ludb: Path, records_dir: Path) -> None:

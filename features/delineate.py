@@ -59,7 +59,7 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
-from features.signal import SPIKE_BLANK_MS
+from features.signal import SPIKE_BLANK_AFTER_MS
 from pipeline.record import ConfigError
 
 MIN_RR_MS = 250.0  # two complexes closer than this (240 bpm) are one heartbeat
@@ -124,6 +124,15 @@ class GlobalFiducials:
     # applies to the beats in ``qrs_from_template``
     lead_qrs_off_delta: np.ndarray = None
     qrs_from_template: np.ndarray = None  # bool per beat: its QRS fiducials are the median beat's
+    # each beat's own fiducials (samples) as delineated alone, before the median beat's were carried to it
+    # (keys: qrs_on, qrs_off, p_on, p_peak, t_off): how far the beats agree with the median beat
+    # (features.confidence)
+    beat_own: dict = None
+    template: np.ndarray = None  # (n_leads, samples) the median beat (0.5-40 Hz), None without one
+    template_fid: "GlobalFiducials" = None  # its own delineation (one beat, at sample ``template_before``)
+    template_before: int = 0     # samples of the median beat before its anchor
+    template_d_on: float = np.nan  # its QRS onset / offset relative to the anchor as carried to the beats
+    template_d_off: float = np.nan  # (the paced onset adjusted), samples
 
 
 def ms(fs_hz: float, value_ms: float) -> int:
@@ -319,24 +328,63 @@ def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
     return lo + int(idx[np.argmax(seg[idx])])
 
 
+def _prominent_max(y: np.ndarray, lo: int, hi: int) -> int | None:
+    """Index of the most prominent local maximum of ``y`` strictly inside [lo, hi): the wave that stands out
+    most from the troughs around it, not merely the highest point. A T wave rising out of a depressed ST
+    segment (LVH strain) can be lower than a ripple on that ST's decline, which the highest-maximum rule took
+    for the T peak (QT 100 ms short)."""
+    lo, hi = max(lo, 1), min(hi, y.size - 1)
+    if hi - lo < 2:
+        return None
+    seg = y[lo - 1:hi + 1]
+    peaks, props = sps.find_peaks(seg, prominence=0.0)
+    keep = (peaks >= 1) & (peaks <= seg.size - 2)
+    if not keep.any():
+        return None
+    peaks, prom = peaks[keep], props["prominences"][keep]
+    return lo - 1 + int(peaks[np.argmax(prom)])
+
+
 PACED_SPIKE_SEARCH_MS = 60.0  # a stimulus this far before the QRS onset (or inside it) paces that QRS
-# the evoked QRS is not seen before this long after the stimulus: its blanked stretch (SPIKE_BLANK_MS), the
-# filters' smear of it and the capture latency (LUDB's experts mark paced onsets 16-27 ms after the spike)
-PACED_LATENCY_MS = 2 * SPIKE_BLANK_MS
+# the evoked QRS is not seen before this long after the stimulus: its blanked stretch (SPIKE_BLANK_AFTER_MS),
+# the capture latency (LUDB's experts mark paced onsets 16-27 ms after the spike)
+PACED_LATENCY_MS = SPIKE_BLANK_AFTER_MS
 
 
 def _paced_onset(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -> float | None:
     """Earliest QRS onset (samples) a pacing stimulus allows: PACED_LATENCY_MS after the last stimulus
-    between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor; None when no stimulus lies there."""
+    between PACED_SPIKE_SEARCH_MS before ``q_on`` and the anchor; None when no stimulus lies there.
+
+    The onset may lie after the anchor: the anchor (the largest spatial slope) of a paced beat can sit in
+    the stimulus's own artefact (its recharge tail outlasts the blanked stretch), while the evoked QRS,
+    slow from a pacing site, starts only after the capture latency."""
+    train = paced_stimuli(spikes, q_on, anchor, fs_hz)
+    return None if train is None else float(train[0] + ms(fs_hz, PACED_LATENCY_MS))
+
+
+PACED_LOCKED_MS = 10.0  # stimuli of different beats this close relative to their QRS are the pacemaker's
+PACED_TRAIN_MS = 80.0  # ventricular stimuli this close together pace one beat (biventricular: LV, then RV)
+
+
+def paced_stimuli(spikes: np.ndarray, q_on: float, anchor: float, fs_hz: float) -> np.ndarray | None:
+    """The stimuli that pace one beat (samples, ascending): the last stimulus between PACED_SPIKE_SEARCH_MS
+    before ``q_on`` and PACED_LATENCY_MS after the anchor, and those before it that are each within PACED_TRAIN_MS of the next
+    (biventricular pacing: the LV and the RV stimulus, the QRS starting after the first capture; an atrial
+    stimulus lies an AV delay, >= 100 ms, before them); None when no stimulus lies there."""
     if spikes is None or len(spikes) == 0:
         return None
-    sp = np.asarray(spikes)
+    sp = np.sort(np.asarray(spikes))
     lo = q_on - ms(fs_hz, PACED_SPIKE_SEARCH_MS)
-    cand = sp[(sp >= lo) & (sp < anchor)]
+    # up to the capture latency after the anchor: the anchor of a paced beat can be its stimulus's own blanked
+    # stretch (the largest slope left there), the stimulus right at it
+    cand = sp[(sp >= lo) & (sp <= anchor + ms(fs_hz, PACED_LATENCY_MS))]
     if cand.size == 0:
         return None
-    s_on = float(cand.max() + ms(fs_hz, PACED_LATENCY_MS))
-    return s_on if s_on < anchor else None
+    i = int(np.searchsorted(sp, cand.max()))
+    j = i
+    while j > 0 and sp[j] - sp[j - 1] <= ms(fs_hz, PACED_TRAIN_MS):
+        j -= 1
+    return sp[j:i + 1]
 
 
 PACED_ARTEFACT_MS = 30.0    # the filters' smear of a large (unipolar) stimulus lasts up to ~this long after it
@@ -359,6 +407,90 @@ def _after_artefact(v: np.ndarray, s_on: float, anchor: float, fs_hz: float) -> 
     pk = a + int(np.argmax(v[a:pk_hi + 1]))
     below = np.flatnonzero(v[pk:hi + 1] < PACED_ARTEFACT_DECAY * v[pk])
     return float(pk + below[0]) if below.size else s_on
+
+
+P_FIRST_HUMP_MIN = 0.4   # a bifid P's first hump rises at least this share of the P above the level before it
+P_NOTCH_MIN = 0.15       # ... and the magnitude dips this share of that hump between the two humps
+P_FIRST_HUMP_MS = 60.0   # ... which lies at most this far before the onset knee
+
+
+def _bifid_p_start(mp: np.ndarray, dm: np.ndarray, p_start: int, pk: int, fs_hz: float) -> int:
+    """The onset of a bifid P whose first hump the knee ``p_start`` (before the peak ``pk``) left out.
+
+    ``mp``: the spatial magnitude over the P window (its gradient ``dm``). When the highest point of
+    ``mp`` in the P_FIRST_HUMP_MS before ``p_start`` is a hump (not the window's edge) rising
+    P_FIRST_HUMP_MIN of the P above the lowest level before it, with a notch of P_NOTCH_MIN of its height
+    between it and the peak, the P starts at the trapezium knee before that hump's steepest rise."""
+    lo = max(0, p_start - ms(fs_hz, P_FIRST_HUMP_MS))
+    if p_start - lo < 4:
+        return p_start
+    h = lo + int(np.argmax(mp[lo:p_start + 1]))
+    if h <= lo + 1 or h >= p_start - 1:
+        return p_start
+    floor = float(mp[lo:h + 1].min())
+    notch = float(mp[h:pk + 1].min())
+    rise, top = float(mp[h]) - floor, float(mp[pk]) - floor
+    if top <= 0 or rise < P_FIRST_HUMP_MIN * top or float(mp[h]) - notch < P_NOTCH_MIN * rise:
+        return p_start
+    su = lo + int(np.argmax(dm[lo:h + 1]))
+    return max(0, _knee_before(mp, su, max(0, su - ms(fs_hz, P_KNEE_REF_MS))))
+
+
+# A T wave peaks inside the QT, ~100 ms before its end: corrected for the rate (Bazett), within ~450 ms of the QRS
+# onset even with a long QT (QTc 500-550); a U wave peaks ~100 ms after the T end, beyond that
+T_PEAK_C_MAX_MS = 450.0
+T_HUMP_MIN = 0.25  # the earlier hump (the T) is at least this share of the later one (the U) above the baseline
+T_U_DIP = 0.5      # ... and the magnitude between them falls by at least this share of the earlier hump's height
+
+
+def _t_before_u(mt: np.ndarray, pk: int, lo: int, off_from_on: int, rr: float, fs_hz: float) -> int:
+    """The T peak when the largest repolarisation hump ``pk`` (index into ``mt``, the spatial magnitude from
+    the QRS offset, which lies ``off_from_on`` samples after its onset) is a U wave: a later hump than the T
+    can be (Bazett-corrected peak time beyond T_PEAK_C_MAX_MS at the RR ``rr``, samples) after an earlier
+    hump of at least T_HUMP_MIN of it that the magnitude falls from by T_U_DIP towards the baseline; else
+    ``pk``. A low, flat T followed by a larger U (LVH with repolarisation changes, hypokalaemia) put the T end
+    at the U's: QT +150-190 ms."""
+    if rr <= 0:
+        return pk
+    corr = math.sqrt(rr / fs_hz)  # sqrt(RR in s)
+    if (pk + off_from_on) / corr * 1000.0 / fs_hz <= T_PEAK_C_MAX_MS:
+        return pk
+    late = lo + int((T_PEAK_C_MAX_MS / 1000.0 * fs_hz) * corr) - off_from_on  # the last place a T may peak
+    h = _interior_max(mt, lo, min(pk - ms(fs_hz, 40), late + 1))
+    if h is None:
+        return pk
+    base = float(mt[lo:].min())
+    dip = float(mt[h:pk + 1].min())
+    top_h, top_pk = float(mt[h]) - base, float(mt[pk]) - base
+    if top_pk <= 0 or top_h < T_HUMP_MIN * top_pk or float(mt[h]) - dip < T_U_DIP * top_h:
+        return pk
+    return h
+
+
+T_NEXT_WAVE_RISE = 0.2   # a rise this share of the T's height after a notch is the next wave (U, P), not the T
+T_NOTCH_DEPTH = 0.6      # ... from a notch the T has fallen to at most this share of its height ...
+T_NEXT_WAVE_MS = 80.0    # ... rising within this long
+
+
+def _next_wave_notch(mt: np.ndarray, pk: int, hi: int, fs_hz: float) -> int:
+    """Where another wave begins after the T peak ``pk`` of the spatial magnitude ``mt``: the first local minimum
+    up to ``hi`` that the T has fallen into (to T_NOTCH_DEPTH of its height above ``mt``'s lowest level) and
+    from which the magnitude rises again by T_NEXT_WAVE_RISE of that height within T_NEXT_WAVE_MS (a U wave,
+    fused with the T or not; the next P); ``mt.size - 1`` when none does."""
+    base = float(mt.min())
+    top = float(mt[pk]) - base
+    if hi <= pk + 2 or top <= 0:
+        return mt.size - 1
+    seg = mt[pk:min(mt.size, hi + 1)]
+    is_min = np.flatnonzero((seg[1:-1] <= seg[:-2]) & (seg[1:-1] < seg[2:])) + 1
+    w = ms(fs_hz, T_NEXT_WAVE_MS)
+    for j in is_min:
+        low = float(seg[j])
+        if low - base > T_NOTCH_DEPTH * top:
+            continue
+        if float(mt[pk + j:min(mt.size, pk + j + w + 1)].max()) - low >= T_NEXT_WAVE_RISE * top:
+            return pk + int(j)
+    return mt.size - 1
 
 
 def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.ndarray,
@@ -483,12 +615,12 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # a paced QRS starts with the depolarisation the stimulus triggers, after it: the filters smear the
         # blanked stimulus (a linear bridge) into a slope that pulls the onset knee before the spike
         s_on = _paced_onset(sp, q_on, c, fs_hz)
-        if s_on is not None:
+        if s_on is not None and s_on < q_off - ms(fs_hz, 40):
             fid["qrs_on"][k] = max(q_on, _after_artefact(v, s_on, c, fs_hz))
 
     # pass 2: T waves. A T-wave window per beat, the peak first chosen as the largest interior maximum,
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
-    t_win = np.full((nb, 2), -1, dtype=np.int64)
+    t_win = np.full((nb, 3), -1, dtype=np.int64)  # per beat: the T window's start (QRS offset), end, RR
     t_pick = np.full(nb, np.nan)
     curves: dict[int, np.ndarray] = {}
     for k in range(nb):
@@ -506,29 +638,35 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
             continue
         mt = M(q_off, t_hi + 1, iso[gi, k])
         curves[k] = mt
-        t_win[k] = (q_off, t_hi)
-        pk = _interior_max(mt, t_lo - q_off, mt.size)
+        t_win[k] = (q_off, t_hi, rr_k)
+        pk = _prominent_max(mt, t_lo - q_off, mt.size)
         if pk is not None:
+            pk = _t_before_u(mt, pk, t_lo - q_off, q_off - q_on, rr_k, fs_hz)
             t_pick[k] = q_off + pk - q_on
     typical_t = np.nanmedian(t_pick) if np.isfinite(t_pick).any() else np.nan
     for k, mt in curves.items():
         q_on = int(fid["qrs_on"][k])
-        q_off = t_win[k, 0]
+        q_off, rr_k = t_win[k, 0], t_win[k, 2]
         lo = ms(fs_hz, 40)
         if np.isfinite(typical_t):
             centre = int(q_on + typical_t - q_off)
             lo2, hi2 = max(lo, centre - ms(fs_hz, 80)), min(mt.size, centre + ms(fs_hz, 80))
-            pk = _interior_max(mt, lo2, hi2) if hi2 - lo2 > 2 else None
+            pk = _prominent_max(mt, lo2, hi2) if hi2 - lo2 > 2 else None
             if pk is None:
-                pk = _interior_max(mt, lo, mt.size)
+                pk = _prominent_max(mt, lo, mt.size)
         else:
-            pk = _interior_max(mt, lo, mt.size)
+            pk = _prominent_max(mt, lo, mt.size)
         if pk is None:
             continue
+        pk = _t_before_u(mt, pk, lo, q_off - q_on, rr_k, fs_hz)
         dm = np.gradient(mt)
         s_hi = min(mt.size - 1, pk + ms(fs_hz, 200))
+        # the T ends before the next wave rises (a U wave, fused or not; the next P): its descent and its knee
+        # are looked for up to the notch where the magnitude turns up into it
+        notch = _next_wave_notch(mt, pk, s_hi, fs_hz)
+        s_hi = min(s_hi, notch)
         sm = pk + int(np.argmin(dm[pk:s_hi + 1])) if s_hi > pk else pk
-        t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS)))
+        t_end = _knee_after(mt, sm, min(mt.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS), max(sm + 1, notch)))
         if q_off + t_end >= n - 2:
             continue  # the T wave runs past the end of the record
         su = int(np.argmax(dm[:pk + 1])) if pk > 0 else 0
@@ -583,6 +721,10 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         sd = pk + int(np.argmin(dm[pk:sd_hi + 1]))
         p_start = _knee_before(mp, su, max(0, su - ms(fs_hz, P_KNEE_REF_MS)))
         p_end = _knee_after(mp, sd, min(mp.size - 1, sd + ms(fs_hz, P_KNEE_REF_MS)))
+        # a bifid P (left atrial enlargement: the larger, later left-atrial hump is the peak) whose first,
+        # right-atrial hump lies before the onset knee: that knee only started the second hump; the P starts
+        # at the knee of the first one's rise
+        p_start = _bifid_p_start(mp, dm, p_start, pk, fs_hz)
         base = float(min(mp[p_start], mp[p_end]))
         # a knee where the magnitude still holds P_BIFID_FRACTION of its peak ended only the first component
         # of a bifid / biphasic P: the P ends at the knee of the next descent (its terminal forces)
@@ -643,6 +785,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     """
     if fid is None:
         fid = delineate(clean, spikes, good, r, fs_hz)
+    fid.beat_own = {k: getattr(fid, k).copy() for k in ("qrs_on", "qrs_off", "p_on", "p_peak", "t_off")}
     nb = r.size
     if nb < 3:
         return fid
@@ -673,16 +816,22 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     # the median beat was delineated without the stimuli: when most of its beats are paced, its onset
     # follows their typical stimulus (beats whose own stimulus was too small to detect are paced alike)
     sp = np.asarray(spikes if spikes is not None else [], dtype=np.int64)
+    template_paced = False
     if sp.size:
         rel = []
         for c in r[use]:
             s_on = _paced_onset(sp, float(c) + d_on, float(c), fs_hz)
-            if s_on is not None:
+            if s_on is not None and s_on - float(c) < d_off - ms(fs_hz, 40):
                 rel.append(s_on - float(c))
-        if len(rel) >= max(2, 0.5 * int(use.sum())):
+        # a stimulus is time-locked to the QRS it paces (an artefact is not): two beats whose stimuli lie at
+        # the same place tell that the beats are paced, also when the others' small (bipolar) stimuli were
+        # too small to be found (LUDB 90)
+        locked = len(rel) >= 2 and float(np.ptp(rel)) <= ms(fs_hz, PACED_LOCKED_MS)
+        if len(rel) >= max(2, 0.5 * int(use.sum())) or locked:
             # past the typical stimulus's filtered artefact on the median beat (as ``delineate`` per beat)
             v_tmpl = spatial_slope(tmpl[good], fs_hz)
             d_on = max(d_on, _after_artefact(v_tmpl, before + float(np.median(rel)), before, fs_hz) - before)
+            template_paced = True
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
@@ -699,8 +848,13 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     t_ok = np.isfinite(tf.t_off[0]) and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_on[0])
     fid.t_from_template = np.zeros(nb, dtype=bool)
     if t_ok:
+        # the median beat runs on into the next beat: no lead's T ends after the next P starts (at fast rates,
+        # LBBB at 125 bpm, the knees of the leads' own T ends used to land in it, 40 ms late)
+        limit = before + rr_med - ms(fs_hz, 120)
+        if np.isfinite(tf.p_on[0]):
+            limit = min(limit, tf.p_on[0] + rr_med)
         fid.lead_t_off_delta = lead_t_ends(tmpl, good, tf.iso[:, 0], int(tf.t_on[0]), int(tf.t_peak[0]),
-                                           int(tf.t_off[0]), fs_hz) - tf.t_off[0]
+                                           int(tf.t_off[0]), fs_hz, limit=int(limit)) - tf.t_off[0]
     fid.p_from_template = np.zeros(nb, dtype=bool)
     if p_ok:
         # each lead's P is measured on the median beat smoothed below P_LEAD_LOWPASS_HZ: the sample-wise median
@@ -719,7 +873,15 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         fit = p_onset_fit(p_onset_fit_name)
         # on the sample grid, like every other fiducial (a fraction of a sample is no precision a P onset has)
         fid.lead_p_on_delta = rule if fit is None else np.round(fit.onset_ms(fid.lead_p_on_features) * fs_hz / 1000.0)
+        if t_ok and tf.t_off[0] - rr_med + ms(fs_hz, P_RISE_LOOKBACK_MS) > tf.p_on[0]:
+            # the P starts on the preceding T or right after it (a long PR at a fast rate): each lead's level
+            # before its P, and the stretch its rise is looked for in, lie on that T's slope, so the leads' own
+            # onsets (the rule's knee, the fit's rise times) move with the T; every lead keeps the multi-lead
+            # onset, where the atrial forces' magnitude rises (synthetic first-degree AV block: PR +22 ms)
+            fid.lead_p_on_delta = None
     fid.qrs_from_template = np.zeros(nb, dtype=bool)
+    fid.template, fid.template_fid, fid.template_before = tmpl, tf, before
+    fid.template_d_on, fid.template_d_off = float(d_on), float(d_off)
     fid.lead_qrs_off_delta = lead_qrs_ends(tmpl, good, int(round(before + d_on)), int(round(before + d_off)),
                                            fs_hz) - round(before + d_off)
     # each beat's preceding RR (samples; the first beat: the next one's)
@@ -730,6 +892,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             continue
         fid.qrs_on[k], fid.qrs_off[k] = c + d_on, c + d_off
         fid.qrs_from_template[k] = True
+        fid.paced[k] = fid.paced[k] or template_paced  # the median beat's QRS is a paced one: so is this beat's
         # the T wave follows the preceding RR: carry the median beat's T only to beats at the typical RR
         rr_k = rr_prev[k]
         if t_ok and abs(rr_k - rr_med) <= 0.1 * rr_med and np.isfinite(fid.t_off[k]) \
@@ -768,13 +931,15 @@ LEAD_T_SEARCH_MS = 40.0  # a lead's own T end is looked for this close to the gl
 
 
 def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, t_peak: int, t_off: int,
-                fs_hz: float, flat_mv: float = 0.05, late_ms: float = LEAD_T_SEARCH_MS) -> np.ndarray:
+                fs_hz: float, flat_mv: float = 0.05, late_ms: float = LEAD_T_SEARCH_MS,
+                limit: int | None = None) -> np.ndarray:
     """Each lead's own T end (sample index into ``beat``) near the global one; NaN where not measurable.
 
     ``beat``: (n_leads, samples) median beat (0.5-40 Hz) or the record's leads; ``iso``: per-lead
     isoelectric level (mV); ``t_on`` / ``t_peak`` / ``t_off``: the global T fiducials in that beat. The
     same trapezium knee as the global T end, on the lead's own T deflection |x - iso| (signed by its T
-    peak), after that lead's steepest T descent, bounded to LEAD_T_SEARCH_MS before and ``late_ms`` (ms)
+    peak), after that lead's steepest T descent, bounded to LEAD_T_SEARCH_MS before and ``late_ms`` (ms) (and
+    ``limit``, a sample: the next beat's P onset on a median beat)
     after the global end. Leads whose T is smaller than ``flat_mv`` (mV) or gated get NaN: their T end is
     not visible, and QT dispersion must not use them.
     """
@@ -782,6 +947,8 @@ def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, 
     out = np.full(n_leads, np.nan)
     w = ms(fs_hz, LEAD_T_SEARCH_MS)
     lo, hi = max(t_on, t_off - w), min(n - 1, t_off + ms(fs_hz, late_ms))
+    if limit is not None:  # what follows there is the next beat (its P wave), not this T
+        hi = max(t_off, min(hi, int(limit)))
     if not (0 <= t_on < t_off < n) or hi - lo < 4:
         return out
     for i in np.flatnonzero(good):
@@ -795,6 +962,8 @@ def lead_t_ends(beat: np.ndarray, good: np.ndarray, iso: np.ndarray, t_on: int, 
         da = np.gradient(a)
         sm = pk + int(np.argmin(da[pk:hi - t_on + 1]))
         ref = min(a.size - 1, sm + ms(fs_hz, T_KNEE_REF_MS))
+        if limit is not None:  # the knee's far reference point too stays before the next beat
+            ref = max(sm + 1, min(ref, int(limit) - t_on))
         end = t_on + _knee_after(a, sm, ref)
         out[i] = float(min(max(end, lo), hi))
     return out

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from features.confidence import Confidences, record_confidences
 from features.delineate import GlobalFiducials, beat_lead_qrs_ends, beat_lead_t_ends, delineate, \
     delineate_with_template, detect_beats, gate_by_template, ms, template_correlation
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -47,6 +48,7 @@ class Measurement:
     beats: pl.DataFrame
     record_row: dict
     warnings: list[ErrorRow] = field(default_factory=list)
+    confidences: Confidences | None = None  # the checks behind the record's confidences (benchmarks, tests)
 
     def __iter__(self):  # allows ``beats, row = measure_record(rec)`` as DEVELOPERS.md writes it
         yield self.beats
@@ -412,6 +414,16 @@ def measure_record(record: ECGRecord) -> Measurement:
         else:
             txt["t_form"][li, k] = "absent"
     lead_stats = _lead_stats(num, txt, classes, fid)
+    dom = _dominant_beats(classes, fid)
+    lead_iv = {k: _lead_intervals(num[f"{k}_ms"], dom, ok) for k in ("pr", "qrs", "qt")}
+    rr_typ = float(np.median(rr_ms[np.isfinite(rr_ms)])) if np.isfinite(rr_ms).any() else None
+    values = {f"{k}_ms": _median(v) for k, v in lead_iv.items()}
+    if not fid.p_present:
+        values["pr_ms"] = None
+    glob = _global_intervals(fid, classes, fs)
+    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs)
+    for c, per_lead in conf.lead.items():
+        num[c] = np.repeat(per_lead[:, None], nb, axis=1)
     per_lead_qt = {}
     normal = np.array([c == "normal" for c in classes])
     for li_, lead in enumerate(LEADS):
@@ -437,18 +449,51 @@ def measure_record(record: ECGRecord) -> Measurement:
             cols[c] = [("ok" if g is None else f"gated:{g}") for g in gate for _ in range(nb)]
     float_cols = [c for c, t in BEATS_SCHEMA.items() if t == pl.Float64]
     beats = pl.DataFrame(cols, schema=BEATS_SCHEMA).with_columns(pl.col(float_cols).fill_nan(None))
-    record_row = _record_row(record, fid, classes, rr_ms, gate, lead_stats, per_lead_qt, fs)
+    record_row = _record_row(record, fid, classes, rr_ms, gate, lead_stats, per_lead_qt, fs, values, conf)
     warnings = [ErrorRow(rid, "features", "warning", GATE_CODES.get(g, "delineation_failed"), LEADS[i],
                          f"lead {LEADS[i]} gated: {g}") for i, g in enumerate(gate) if g is not None]
-    return Measurement(beats=beats, record_row=record_row, warnings=warnings)
+    return Measurement(beats=beats, record_row=record_row, warnings=warnings, confidences=conf)
+
+
+def _global_intervals(fid: GlobalFiducials, classes: list[str], fs: float) -> dict:
+    """pr_global_ms, qrs_global_ms, qt_global_ms: the median over the normal beats (all beats without any) of
+    the global (multi-lead) intervals, ms; None where not measured."""
+    normal = np.array([c == "normal" for c in classes])
+    use = normal if normal.any() else np.ones(len(classes), dtype=bool)
+
+    def med(a: np.ndarray) -> float | None:
+        a = a[use]
+        a = a[np.isfinite(a)]
+        return float(np.median(a)) * 1000.0 / fs if a.size else None
+
+    return {"pr_global_ms": med(fid.qrs_on - fid.p_on), "qrs_global_ms": med(fid.qrs_off - fid.qrs_on),
+            "qt_global_ms": med(fid.t_off - fid.qrs_on)}
+
+
+def _dominant_beats(classes: list[str], fid: GlobalFiducials) -> np.ndarray:
+    """The beats the record's values come from: the normal ones and the paced ones that took the median beat's
+    QRS (a paced rhythm's dominant beats); every beat when there are none."""
+    tmpl = fid.qrs_from_template if fid.qrs_from_template is not None else np.zeros(len(classes), dtype=bool)
+    dom = np.array([c == "normal" or (c == "paced" and t) for c, t in zip(classes, tmpl)], dtype=bool)
+    return dom if dom.any() else np.ones(len(classes), dtype=bool)
+
+
+def _lead_intervals(values_ms: np.ndarray, dom: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Per lead, the median over the dominant beats of its own interval (ms; NaN: gated or not measured)."""
+    out = np.full(values_ms.shape[0], np.nan)
+    sub = values_ms[:, dom]
+    for i in np.flatnonzero(good):
+        v = sub[i][np.isfinite(sub[i])]
+        if v.size:
+            out[i] = float(np.median(v))
+    return out
 
 
 def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_ms: np.ndarray,
-                gate: list[str | None], lead_stats: dict, per_lead_qt: dict, fs: float) -> dict:
+                gate: list[str | None], lead_stats: dict, per_lead_qt: dict, fs: float, values: dict,
+                conf: Confidences) -> dict:
     to_ms = 1000.0 / fs
     row = {c: None for c in RECORDS_SCHEMA}
-    normal = np.array([c == "normal" for c in classes])
-    use = normal if normal.any() else np.ones(len(classes), dtype=bool)
     rr = rr_ms[np.isfinite(rr_ms)]
     row.update(record_id=record.record_id, source=record.meta.source, n_beats=len(classes))
     if rr.size:
@@ -457,15 +502,13 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                    hr_bpm=60000.0 / rr_mean,
                    rhythm_regular=bool(rr.size >= 2 and float(rr.std()) / rr_mean < 0.1))
     row["p_waves_present"] = bool(fid.p_present)
-
-    def med(a: np.ndarray) -> float | None:
-        a = a[use]
-        a = a[np.isfinite(a)]
-        return float(np.median(a)) * to_ms if a.size else None
-
-    row["pr_ms"] = med(fid.qrs_on - fid.p_on)
-    row["qrs_ms"] = med(fid.qrs_off - fid.qrs_on)
-    row["qt_ms"] = med(fid.t_off - fid.qrs_on)
+    # global intervals (earliest onset to latest offset over leads, as the 12-lead programs): kept beside
+    row.update(_global_intervals(fid, classes, fs))
+    # the record's intervals: the median over leads of each lead's own (what one reads in a typical lead)
+    row.update(values)
+    for k, ic in conf.intervals.items():
+        row[f"{k}_conf"] = ic.value if row[f"{k}_ms"] is not None else None
+    row["uncertain"] = conf.uncertain(values)
     if row["qt_ms"] is not None and row["rr_mean_ms"]:
         qt, rrm = row["qt_ms"], row["rr_mean_ms"]
         row.update(qtc_bazett_ms=qtc_bazett_ms(qt, rrm), qtc_fridericia_ms=qtc_fridericia_ms(qt, rrm),

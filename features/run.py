@@ -65,13 +65,17 @@ def measure_shard(source, ids, out_dir, index: int) -> bool:
 
     Returns False when the shard was already finished (nothing done). This is what a flow task maps over.
     """
+    from pipeline.inputs import check_stamp, parquet_readable, stamp_folder
+
     out = Path(out_dir)
+    check_stamp(out, source)  # never skip shards that were measured from other data (run_mismatch)
     name = f"part-{index:05d}.parquet"
     paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
-    if all(p.exists() for p in paths):
+    if all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths):
         progress.tick(len(ids))
-        return False
+        return False  # a shard damaged since (truncated copy, full disk) is measured again
     b, r, e = measure_chunk(source, ids)
+    stamp_folder(out, source)
     write_parquet_atomic(b, paths[0])
     write_parquet_atomic(e, paths[1])
     write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished
@@ -98,6 +102,9 @@ def run_features(source: str, root, out_dir, chunk_size: int = 200, **source_opt
     src = open_source(source, root, **source_options)
     ids = list(src.ids())
     id_chunks = list(chunks(ids, chunk_size))
+    from pipeline.inputs import check_stamp
+
+    check_stamp(out_dir, src)  # another run's folder: one line before any bar or record (run_mismatch)
     with progress.track(STAGE, len(ids)):
         skipped = sum(not measure_shard(src, chunk, out_dir, n) for n, chunk in enumerate(id_chunks))
     return finish_features(out_dir, len(ids), len(id_chunks), skipped)

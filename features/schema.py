@@ -46,6 +46,12 @@ BEATS_SCHEMA: dict[str, pl.DataType] = {
     "qrs_morphology": pl.String,  # e.g. qRs, rS, rsR', QS, R
     "beat_class": pl.String,      # normal | premature | paced | uncertain
     "lead_quality": pl.String,    # ok | gated:<reason>  (gated -> every measurement above is null)
+    # confidence (0-1) of this lead's P / QRS / T timing and of its amplitudes, the same in every beat row of
+    # the lead (null: the wave is absent or the lead gated); see CONFIDENCE_OF and features/confidence.py
+    "p_conf": pl.Float64,
+    "qrs_conf": pl.Float64,
+    "t_conf": pl.Float64,
+    "amp_conf": pl.Float64,
 }
 
 # One row per record.
@@ -58,7 +64,11 @@ RECORDS_SCHEMA: dict[str, pl.DataType] = {
     "rr_sd_ms": pl.Float64,
     "rhythm_regular": pl.Boolean,
     "p_waves_present": pl.Boolean,   # consistent P before most QRS (False in AF / junctional)
-    "pr_ms": pl.Float64,             # global (12-lead) intervals
+    # the record's PR / QRS / QT: the median over good leads of each lead's own interval (its median over the
+    # dominant beats), i.e. what a reader measuring one typical lead finds (as LUDB's experts annotate, lead
+    # by lead); the global (12-lead, earliest onset to latest offset over leads, as the IEC 60601-2-25 /
+    # CSE programs) ones are *_global_ms
+    "pr_ms": pl.Float64,
     "qrs_ms": pl.Float64,
     "qt_ms": pl.Float64,
     "qtc_bazett_ms": pl.Float64,
@@ -77,6 +87,13 @@ RECORDS_SCHEMA: dict[str, pl.DataType] = {
     "n_paced": pl.Int32,
     "leads_ok": pl.Int32,
     "leads_gated": pl.String,        # "V3:flat;aVL:noise" or ""
+    "pr_global_ms": pl.Float64,      # global intervals: earliest onset to latest offset over leads (median beat)
+    "qrs_global_ms": pl.Float64,
+    "qt_global_ms": pl.Float64,
+    "pr_conf": pl.Float64,           # confidence (0-1) of pr_ms / qrs_ms / qt_ms (and of what derives from them)
+    "qrs_conf": pl.Float64,
+    "qt_conf": pl.Float64,
+    "uncertain": pl.String,          # "qt_ms:leads_disagree(38 ms);..." every record value below CONFIDENCE_MIN
     # reference comparisons (null when the source has no reference): ours - reference
     "ref_kind": pl.String,
     "diff_pr_ms": pl.Float64,
@@ -94,3 +111,29 @@ ERRORS_SCHEMA: dict[str, pl.DataType] = {
     "lead": pl.String,
     "message": pl.String,
 }
+
+
+# A value whose confidence is below this is kept in the tables but is not citable
+# (pipeline.context.GroundingContext.citable): the writer never states it, the prompt shows it as not reliably
+# measurable, the validator rejects an answer that states it. 0.5 is where one of the checks behind the
+# confidence disagrees by exactly the interval's tolerance (features/confidence.py).
+CONFIDENCE_MIN = 0.5
+
+# Which confidence columns stand behind each value: record-level (RECORDS_SCHEMA) and per lead (BEATS_SCHEMA).
+# A value is as sure as the least sure of them; columns not listed carry no confidence of their own.
+RECORD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
+    "pr_ms": ("pr_conf",), "qrs_ms": ("qrs_conf",), "qt_ms": ("qt_conf",),
+    "qtc_bazett_ms": ("qt_conf",), "qtc_fridericia_ms": ("qt_conf",), "qtc_framingham_ms": ("qt_conf",),
+    "qtc_hodges_ms": ("qt_conf",), "qt_dispersion_ms": ("qt_conf",),
+}
+LEAD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
+    **{c: ("p_conf",) for c in ("p_on_ms", "p_peak_ms", "p_off_ms", "p_ms")},
+    "pr_ms": ("p_conf", "qrs_conf"),
+    **{c: ("qrs_conf",) for c in ("qrs_on_ms", "r_peak_ms", "qrs_off_ms", "qrs_ms", "q_ms", "r_ms", "s_ms")},
+    **{c: ("t_conf", "qrs_conf") for c in ("t_on_ms", "t_peak_ms", "t_off_ms", "t_ms", "qt_ms", "qtc_bazett_ms",
+                                           "qtc_fridericia_ms")},
+    # amplitudes and the polarity / pattern words read from them
+    **{c: ("amp_conf",) for c in ("p_amp_mv", "q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "t_amp_mv",
+                                  "st_j_mv", "st_j60_mv", "p_form", "t_form", "qrs_morphology")},
+}
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -58,3 +58,84 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
     df.write_parquet(tmp)
     os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------------------- failure summary
+DEFAULT_CHUNK_SIZE = 200  # records per chunk in every stage and in `run` (one default: issue 18)
+TOP_CODES = 5
+STAGE_ORDER = ("ingest", "features", "render", "prompts", "generate", "validate")
+
+
+@dataclass
+class Failures:
+    """The records a stage (or a whole run) dropped, by reason code, and the errors tables that explain them."""
+
+    n_failed: int = 0                                   # distinct records with at least one error row
+    n_rows: int = 0                                     # error rows (a duplicated id fails once per copy)
+    by_code: list[tuple[str, int]] = field(default_factory=list)  # (code, distinct records), most frequent first
+    stages: dict[str, list[str]] = field(default_factory=dict)    # code -> stages that reported it, in chain order
+    tables: list[str] = field(default_factory=list)               # errors tables holding error rows
+
+    def to_dict(self) -> dict:
+        return {"n_failed": self.n_failed, "n_error_rows": self.n_rows, "by_code": dict(self.by_code),
+                "stages": self.stages,
+                "errors_tables": self.tables}
+
+    def format(self, top: int = TOP_CODES) -> str:
+        """'N records failed' with the top reason codes (count, stages) and where the errors tables are."""
+        if not self.n_failed:
+            return "0 records failed"
+        noun = "record" if self.n_failed == 1 else "records"
+        rows = f" ({self.n_rows} error rows)" if self.n_rows > self.n_failed else ""
+        lines = [f"{self.n_failed} {noun} failed{rows}, by reason code:"]
+        width = max(len(c) for c, _ in self.by_code[:top])
+        for code, n in self.by_code[:top]:
+            stages = ", ".join(self.stages.get(code, []))
+            lines.append(f"  {code:<{width}}  {n:>6}  {stages}".rstrip())
+        rest = self.by_code[top:]
+        if rest:
+            lines.append(f"  ... {len(rest)} more code(s): {', '.join(c for c, _ in rest)}")
+        label = "errors table" if len(self.tables) == 1 else "errors tables"
+        lines.append(f"{label}: {', '.join(self.tables)}")
+        return "\n".join(lines)
+
+
+def collect_failures(tables: Iterable[str | Path | tuple[str, pl.DataFrame]]) -> Failures:
+    """Count the failed records of errors tables (``ERRORS_SCHEMA`` Parquet paths, or (label, frame) pairs with
+    ``record_id``, ``code`` and optionally ``stage`` / ``severity``): distinct records per reason code, so a
+    record that failed in ingest and again in features counts once. Missing tables are skipped."""
+    frames: list[pl.DataFrame] = []
+    labels: list[str] = []
+    for t in tables:
+        if isinstance(t, tuple):
+            label, df = t
+        else:
+            label, path = str(t), Path(t)
+            if not path.is_file():
+                continue
+            df = pl.read_parquet(path)
+        if "severity" in df.columns:
+            df = df.filter(pl.col("severity") == "error")
+        if df.height == 0:
+            continue
+        if "stage" not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.String).alias("stage"))
+        # a row without a record id (a table row that has none) is its own failed "record"
+        df = df.with_row_index("_row").with_columns(
+            pl.coalesce(pl.col("record_id"), pl.format("{}#{}", pl.lit(label), pl.col("_row"))).alias("_who"))
+        frames.append(df.select(pl.col("_who"), pl.col("code").fill_null("unknown"), pl.col("stage").cast(pl.String)))
+        labels.append(label)
+    if not frames:
+        return Failures()
+    rows = pl.concat(frames)
+    per_code = (rows.group_by("code").agg(pl.col("_who").n_unique().alias("n"),
+                                         pl.col("stage").drop_nulls().unique().sort().alias("stages"))
+                .sort(["n", "code"], descending=[True, False]))
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    stages = {code: sorted(st, key=lambda s: (rank.get(s, len(rank)), s))
+              for code, st in zip(per_code["code"].to_list(), per_code["stages"].to_list())}
+    n_who = rows["_who"].n_unique()
+    # error rows are told apart from records only within one table (across stages one record has many rows)
+    return Failures(n_failed=n_who, n_rows=rows.height if len(labels) == 1 else n_who,
+                    by_code=list(zip(per_code["code"].to_list(), per_code["n"].to_list())),
+                    stages=stages, tables=labels)

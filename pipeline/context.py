@@ -17,6 +17,9 @@ AMPLITUDE_DERIVED_COLUMNS: frozenset[str] = frozenset({
 })
 
 
+LIMB_LEADS: frozenset[str] = frozenset({"I", "II", "III", "aVR", "aVL", "aVF"})
+
+
 def amplitude_derived(column: str) -> bool:
     """Whether ``column``'s value depends on the record's amplitude calibration."""
     return column.endswith("_mv") or column in AMPLITUDE_DERIVED_COLUMNS
@@ -43,17 +46,60 @@ class GroundingContext:
         by a writer or an answer. The one place every consumer (prompts, writer, validator) asks.
 
         Not citable: amplitude-derived values (``amplitude_derived``) of a record whose amplitudes are not
-        calibrated (LUDB's per-lead normalisation, a bad gain, limb leads that break Einthoven), and values of a
-        gated lead."""
+        calibrated (LUDB's per-lead normalisation, a bad gain, limb leads that break Einthoven), values of a
+        gated lead, and values measured with a confidence below ``features.schema.CONFIDENCE_MIN``
+        (``confidence``)."""
         return self.uncitable_reason(column, lead) is None
 
     def uncitable_reason(self, column: str, lead: str | None = None) -> str | None:
-        """Why ``column`` (in ``lead``) is not citable, as a reason code; None when it is citable."""
+        """Why ``column`` (in ``lead``) is not citable, as a reason code; None when it is citable.
+
+        Codes: ``gated_lead``; a calibration flag (``RecordMeta.calibration.flags``, e.g.
+        ``amplitude_normalised``) or ``amplitude_uncalibrated``; ``limb_lead_reversal`` (every value of a limb
+        lead of a record whose arm electrodes look swapped: the lead is another one); ``low_confidence``."""
+        from features.schema import CONFIDENCE_MIN
+
         if lead is not None and lead in self.gated_leads:
             return "gated_lead"
         if not self.amplitudes_calibrated and amplitude_derived(column):
             return self.calibration_flags[0] if self.calibration_flags else "amplitude_uncalibrated"
+        if lead in LIMB_LEADS and "limb_lead_reversal" in self.calibration_flags:
+            return "limb_lead_reversal"  # what the file calls lead I (II, aVR, ...) is another lead
+        conf = self.confidence(column, lead)
+        if conf is not None and conf < CONFIDENCE_MIN:
+            return "low_confidence"
         return None
+
+    def confidence(self, column: str, lead: str | None = None) -> float | None:
+        """The measurement stage's confidence (0-1) in ``column``'s value (record-level when ``lead`` is None,
+        else that lead's): the least of the confidence columns behind it (``features.schema``
+        RECORD_CONFIDENCE_OF / LEAD_CONFIDENCE_OF); None when the column carries none (or the tables predate
+        confidences)."""
+        from features.schema import LEAD_CONFIDENCE_OF, RECORD_CONFIDENCE_OF
+
+        if lead is None:
+            vals = [self.record.get(c) for c in RECORD_CONFIDENCE_OF.get(column, ())]
+        else:
+            vals = [self.lead_confidence(lead, c) for c in LEAD_CONFIDENCE_OF.get(column, ())]
+        vals = [float(v) for v in vals if v is not None and v == v]
+        return min(vals) if vals else None
+
+    def lead_confidence(self, lead: str, conf_column: str) -> float | None:
+        """A lead's confidence column (``p_conf``, ``qrs_conf``, ``t_conf``, ``amp_conf``: the same on every beat
+        row of the lead); None when absent. Computed once per beats frame and cached on the context."""
+        cache = self.__dict__.get("_lead_conf_cache")
+        if cache is None or cache[0] is not self.beats:
+            table: dict[tuple[str, str], float] = {}
+            cols = [c for c in ("p_conf", "qrs_conf", "t_conf", "amp_conf") if c in self.beats.columns]
+            if cols and self.beats.height:
+                first = self.beats.group_by("lead").agg([pl.col(c).drop_nulls().first() for c in cols])
+                for row in first.iter_rows(named=True):
+                    for c in cols:
+                        if row[c] is not None:
+                            table[(row["lead"], c)] = float(row[c])
+            cache = (self.beats, table)
+            self.__dict__["_lead_conf_cache"] = cache
+        return cache[1].get((lead, conf_column))
 
     @property
     def gated_leads(self) -> set[str]:
@@ -162,23 +208,11 @@ def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = No
 
 def read_features(features_dir) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records, beats) from a features folder: ``records.parquet`` / ``beats.parquet`` or shard folders
-    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes)."""
-    from pathlib import Path
+    ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes). A missing or damaged
+    file is a ``TableError`` naming it (``pipeline.inputs``), never a polars traceback."""
+    from pipeline.inputs import read_features_table
 
-    from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
-
-    root = Path(features_dir)
-
-    def one(name: str, schema: dict) -> pl.DataFrame:
-        single = root / f"{name}.parquet"
-        if single.exists():
-            return pl.read_parquet(single)
-        files = sorted((root / name).glob("*.parquet")) if (root / name).is_dir() else []
-        if not files:
-            raise FileNotFoundError(f"no {name}.parquet or {name}/*.parquet under {root}")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-
-    return one("records", RECORDS_SCHEMA), one("beats", BEATS_SCHEMA)
+    return read_features_table(features_dir, "records"), read_features_table(features_dir, "beats")
 
 
 def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_path: str | None = None,
@@ -231,7 +265,10 @@ def iter_contexts(features_dir, source: str | None = None, root=None, *, manifes
         records = records.filter(pl.col("record_id").is_in(list(wanted)))
     metas: dict[str, RecordMeta] = {}
     if manifest is not None:
-        man = manifest if isinstance(manifest, pl.DataFrame) else pl.read_parquet(manifest)
+        from pipeline.inputs import read_parquet_checked
+
+        man = manifest if isinstance(manifest, pl.DataFrame) else \
+            read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"))
         for rid, mj in man.select("record_id", "meta_json").iter_rows():
             metas[rid] = RecordMeta.model_validate_json(mj)
     src = None
@@ -258,23 +295,26 @@ def iter_contexts(features_dir, source: str | None = None, root=None, *, manifes
         yield build_context(meta, row, b, kb=kb, image_path=image)
 
 
-def load_contexts(run_dir, record_ids: list[str] | None = None) -> dict[str, GroundingContext]:
+def load_contexts(run_dir, record_ids: list[str] | None = None, *, features=None, manifest=None,
+                  images=None) -> dict[str, GroundingContext]:
     """Contexts of one run folder (``manifest.parquet`` + ``features/`` [+ ``images/``]), keyed by record id;
-    what ``pipeline.generate`` asks for when the rules writer needs contexts."""
+    what ``pipeline.generate`` asks for when the rules writer needs contexts. ``features``, ``manifest`` and
+    ``images`` override the run folder's own (prompts that live outside a run folder)."""
     from pathlib import Path
 
     import logging
 
-    run = Path(run_dir)
-    images = run / "images"
-    manifest = run / "manifest.parquet"
-    if not manifest.is_file() or not (run / "features").is_dir():
+    run = Path(run_dir) if run_dir is not None else None
+    features = Path(features) if features is not None else (run / "features" if run is not None else None)
+    manifest = Path(manifest) if manifest is not None else (run / "manifest.parquet" if run is not None else None)
+    images = Path(images) if images is not None else (run / "images" if run is not None else None)
+    if manifest is None or features is None or not manifest.is_file() or not features.is_dir():
         # e.g. prompts built straight from a source: no contexts here, the caller decides what that means
-        logging.getLogger(__name__).warning("no manifest.parquet + features/ under %s: no contexts", run)
+        logging.getLogger(__name__).warning("no manifest %s + features %s: no contexts", manifest, features)
         return {}
-    return {c.record_id: c for c in iter_contexts(run / "features", manifest=manifest,
-                                                  images_dir=images if images.is_dir() else None,
-                                                  record_ids=record_ids)}
+    return {c.record_id: c for c in iter_contexts(features, manifest=manifest,
+                                                  images_dir=images if images is not None and images.is_dir()
+                                                  else None, record_ids=record_ids)}
 
 
 def measure_context(record, kb=None, image_path: str | None = None) -> GroundingContext:

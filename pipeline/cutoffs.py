@@ -96,14 +96,31 @@ class Cutoff(BaseModel):
 class CutoffTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cutoffs: dict[str, Cutoff]
+    # bounds of what a human ECG can show (bands only): values outside are measurement failures, not findings
+    physiological_limits: dict[str, Cutoff] = {}
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> dict[str, Cutoff]:
+def _load_table(path: str) -> CutoffTable:
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    for name, body in (raw.get("cutoffs") or {}).items():
-        body["name"] = name
-    return dict(CutoffTable.model_validate(raw).cutoffs)
+    for section in ("cutoffs", "physiological_limits"):
+        for name, body in (raw.get(section) or {}).items():
+            body["name"] = name
+    table = CutoffTable.model_validate(raw)
+    for name, limit in table.physiological_limits.items():
+        if limit.range is None:
+            raise ValueError(f"physiological limit {name}: a limit is a range [low, high]")
+    return table
+
+
+def _load(path: str) -> dict[str, Cutoff]:
+    return dict(_load_table(path).cutoffs)
+
+
+def physiological_limits(path: Path | str | None = None) -> dict[str, Cutoff]:
+    """The physiological limits by reference field name (``rr_ms``, ``qrs_ms`` ...): bands whose ``contains``
+    says whether a value is possible at all."""
+    return dict(_load_table(str(path or CUTOFFS_PATH)).physiological_limits)
 
 
 def cutoffs(path: Path | str | None = None) -> dict[str, Cutoff]:

@@ -261,9 +261,11 @@ def register(subparsers) -> None:
         "export", help="write a run's accepted items as one GEM (or LLaVA) JSON file for a trainer",
         description="Write every accepted item of RUN/instructions as one JSON list, with 'image' and 'ecg' "
                     "rewritten against the roots the trainer uses. Records whose source file is not 12 leads / "
-                    "500 Hz / the answer's 10-s window get that canonical window written as WFDB.",
-        epilog="Exit status: 0 every accepted item exported; 1 some items could not be (named on stderr); "
-               "2 bad usage. Example: ecg-grounding export --run outputs/demo --out outputs/demo/gem.json")
+                    "500 Hz / the answer's 10-s window get that canonical window written as WFDB. An item that "
+                    "cannot be exported is named on stderr and makes the exit status 1.\n\n"
+                    "examples:\n"
+                    "  ecg-grounding export --run outputs/demo --out outputs/demo/gem.json\n"
+                    "  ecg-grounding export --run outputs/demo --out outputs/demo/llava.json --format llava")
     p.add_argument("--run", required=True, type=Path, help="run folder (holds instructions/ and manifest.parquet)")
     p.add_argument("--out", required=True, type=Path, help="the JSON file to write")
     p.add_argument("--format", default="gem", choices=FORMATS,
@@ -273,13 +275,14 @@ def register(subparsers) -> None:
     p.add_argument("--image-root", type=Path, default=None,
                    help="root the trainer joins 'image' to (default: the run folder)")
     p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which split (default all)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    from pipeline.cli import EXIT_FAILED, finish
+
     summary = export_instructions(args.run, args.out, args.format, args.ecg_root, args.image_root, args.split)
-    print(json.dumps(asdict(summary), indent=2) if args.json else format_summary(summary))
+    code = finish(args, asdict(summary), format_summary(summary))  # --json, -q: the one CLI convention
     for f in summary.failed:
         print(f"export: {f}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return EXIT_FAILED if summary.failed else code

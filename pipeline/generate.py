@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import mimetypes
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -169,7 +170,11 @@ def build_items(prompts: pl.DataFrame, backend: Backend, contexts: Mapping[str, 
         msgs: list[dict] = [{"role": "system", "content": system}] if system else []
         error = None
         img = row.get("image_path")
-        if variant == "multimodal" and img and backend.supports_images:
+        if variant == "multimodal" and not img and backend.supports_images:
+            # a vision model must never be asked to read an ECG it is not sent
+            msgs.append({"role": "user", "content": user})
+            error = ("missing_image", "the multimodal prompt names no image")
+        elif variant == "multimodal" and img and backend.supports_images:
             p = Path(img)
             if not p.is_absolute() and image_root is not None:
                 p = image_root / p
@@ -453,10 +458,12 @@ def _read_prompts(path: Path) -> tuple[pl.DataFrame, Path]:
     if path.is_dir():
         cand = [path / "prompts.parquet", path / "prompts" / "prompts.parquet"]
         path = next((c for c in cand if c.is_file()), cand[0])
+    from pipeline.inputs import read_parquet_checked
+
     if not path.is_file():
         raise FileNotFoundError(f"no prompts table at {path}")
     run_dir = path.parent.parent if path.parent.name == "prompts" else path.parent
-    return pl.read_parquet(path), run_dir
+    return read_parquet_checked(path, "prompts table", ("record_id",)), run_dir
 
 
 def _default_variant(provider: str) -> str:
@@ -470,12 +477,16 @@ def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", 
                  max_tokens: int | None = None, temperature: float | None = None, timeout_s: float = 120.0,
                  context_window: int | None = None, json_schema: dict | None = None,
                  api_key_secret: str | None = None, seed: int = 0, limit: int | None = None,
-                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True) -> GenerateSummary:
+                 batch_poll_s: float = 30.0, validate: bool = True, with_context: bool = True,
+                 features: str | Path | None = None, manifest: str | Path | None = None,
+                 images: str | Path | None = None) -> GenerateSummary:
     """The ``generate`` stage as a plain function: answer the prompts table at ``prompts_path`` (a file or the
     folder holding it) with backend ``llm``; write ``out/responses/`` and ``out/answers.parquet``.
 
-    Grounding contexts come from the run folder the prompts live in (``pipeline.context.load_contexts``), and
-    rejected answers are regenerated with the validator's feedback (``pipeline.validate.validate_answer``).
+    Grounding contexts come from the run folder the prompts live in (``pipeline.context.load_contexts``), or
+    from ``features`` / ``manifest`` / ``images`` when given, and rejected answers are regenerated with the
+    validator's feedback (``pipeline.validate.validate_answer``). When contexts are needed (the rules writer,
+    or validation) and cannot be found, ``ConfigError`` says what is missing before anything is sent.
     """
     from pipeline.context import load_contexts
     from pipeline.llm.providers import resolve_api_key
@@ -488,7 +499,17 @@ def run_generate(prompts_path: str | Path, out: str | Path, llm: str = "rules", 
         prompts = prompts.filter(pl.col("variant") == variant)
     if limit:
         prompts = prompts.head(limit)
-    contexts = load_contexts(run_dir, prompts["record_id"].to_list()) if with_context else None
+    contexts = None
+    if with_context:
+        from pipeline.inputs import check_context_inputs
+
+        need = spec.provider == "rules" or validate
+        paths = check_context_inputs(run_dir, Path(prompts_path), features, manifest, images, llm, need)
+        if paths is not None:
+            contexts = load_contexts(run_dir, prompts["record_id"].to_list(), **paths)
+            if need:
+                from pipeline.inputs import check_prompts_match
+                check_prompts_match(prompts["record_id"].to_list(), contexts, paths)
     api_key = None if spec.provider == "rules" else resolve_api_key(spec.provider, api_key_secret)
     backend = make_backend(spec, api_key=api_key, timeout_s=timeout_s, context_window=context_window)
     out = Path(out)
@@ -504,13 +525,45 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         return _run_cli(args)
     except (LLMConfigError, FileNotFoundError) as exc:
-        print(f"generate: {exc}")
+        print(f"generate: {exc}", file=sys.stderr)
         return 2
 
 
+def failed_answer_rows(answers_path: str | Path) -> pl.DataFrame:
+    """(record_id, code, stage) of every prompt that ended without an answer: its last attempt's error code."""
+    ans = pl.read_parquet(answers_path).sort(["record_id", "variant", "attempt"], nulls_last=True)
+    last = ans.group_by(["record_id", "variant"], maintain_order=True).agg(
+        pl.col("status").eq("ok").any().alias("answered"), pl.col("error_code").last(), pl.col("status").last())
+    return last.filter(~pl.col("answered")).select(
+        "record_id", pl.coalesce("error_code", "status").alias("code"), pl.lit("generate").alias("stage"))
+
+
+def answer_failures(answers_path: str | Path):
+    """Prompts that ended without an answer, by error code (``pipeline.batch.Failures``)."""
+    from pipeline.batch import collect_failures
+
+    path = Path(answers_path)
+    return collect_failures([(str(path), failed_answer_rows(path))] if path.is_file() else [])
+
+
+def format_generate_summary(s: GenerateSummary) -> str:
+    return (f"generate: {s.n_ok} of {s.n_prompts} prompts answered ({s.n_accepted} accepted, {s.n_rejected} "
+            f"rejected by the validator), {s.n_failed} failed, {s.n_skipped_budget} skipped for --max-cost, "
+            f"{s.n_refused_context} refused (context window); {s.n_requests} requests ({s.n_reused} from the "
+            f"store), {s.n_http_sends} HTTP sends, ${s.cost_usd_new:.4f} spent now (${s.cost_usd_total:.4f} in "
+            f"all) in {s.wall_s:.1f} s -> {s.answers_path}")
+
+
 def _run_cli(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    from pipeline.preflight import check_llm, check_out
+
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    check_llm(args.llm, args.base_url, args.api_key_secret, batch=args.batch, max_cost=args.max_cost,
+              price_table=args.price_table, variant=args.variant)
+    if args.llm == "rules" and args.no_context:
+        raise LLMConfigError("--llm rules writes from each record's measurements: drop --no-context")
+    check_out(args.out)
     json_schema = json.loads(Path(args.json_schema).read_text()) if args.json_schema else None
     summary = run_generate(
         args.prompts, args.out, llm=args.llm, base_url=args.base_url, variant=args.variant,
@@ -518,48 +571,80 @@ def _run_cli(args: argparse.Namespace) -> int:
         price_table=args.price_table, max_tokens=args.max_tokens, temperature=args.temperature,
         timeout_s=args.timeout, context_window=args.context_window, json_schema=json_schema,
         api_key_secret=args.api_key_secret, seed=args.seed, limit=args.limit, batch_poll_s=args.batch_poll_s,
-        validate=not args.no_validate, with_context=not args.no_context)
-    print(json.dumps(asdict(summary), indent=2))
-    return 0 if summary.n_failed == 0 else 1
+        validate=not args.no_validate, with_context=not args.no_context, features=args.features,
+        manifest=args.manifest, images=args.images)
+    from pipeline.cli import finish
+
+    return finish(args, asdict(summary), format_generate_summary(summary), answer_failures(summary.answers_path))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("generate", help="answers from the rules writer or an LLM (durable response store)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from pipeline.preflight import nonneg_float, nonneg_int, positive_float, positive_int
+
+    p = subparsers.add_parser(
+        "generate", help="answers from the rules writer or an LLM (durable response store)",
+        description="Answer every prompt with the offline rules writer (default) or an LLM: rules, "
+                    "openai:MODEL, deepseek:MODEL, or openai-compatible:MODEL with --base-url (vLLM, Ollama, "
+                    "llama.cpp, SGLang). Every raw response is stored before it is used and never bought twice; "
+                    "a rejected answer is regenerated with the validator's reasons, up to --max-attempts. "
+                    "Writes OUT/responses/ (the store), OUT/answers.parquet (one row per attempt) and "
+                    "OUT/generate_summary.json. Each record's measurements and metadata come from the run folder "
+                    "the prompts live in, or from --features, --manifest and --images.\n\n"
+                    "example:\n  ecg-grounding generate --prompts outputs/ptbxl/prompts --out outputs/ptbxl/generate \\\n"
+                    "      --llm openai-compatible:qwen2.5-7b-instruct --base-url http://127.0.0.1:8000/v1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompts", required=True, help="prompts.parquet or the folder holding it")
     p.add_argument("--out", required=True, help="output folder: responses/, answers.parquet")
+    p.add_argument("--features", default=None,
+                   help="features folder (default: RUN/features, RUN being the prompts' run folder)")
+    p.add_argument("--manifest", default=None, help="ingest manifest.parquet (default: RUN/manifest.parquet)")
+    p.add_argument("--images", default=None, help="rendered images folder (default: RUN/images)")
     p.add_argument("--llm", default="rules", help="rules | openai:MODEL | deepseek:MODEL | openai-compatible:MODEL")
     p.add_argument("--base-url", default=None, help="API base URL (required for openai-compatible)")
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--max-cost", type=float, default=None, help="USD budget for this run")
+    p.add_argument("--concurrency", type=positive_int, default=16)
+    p.add_argument("--max-cost", type=nonneg_float, default=None, help="USD budget for this run")
     p.add_argument("--batch", action="store_true", help="OpenAI Batch API (half price, up to 24 h)")
-    p.add_argument("--max-attempts", type=int, default=3, help="answers per prompt when the validator rejects")
+    p.add_argument("--max-attempts", type=positive_int, default=3,
+                   help="answers per prompt when the validator rejects")
     p.add_argument("--price-table", default=None, help="YAML/JSON overriding the default price table")
-    p.add_argument("--variant", default=None, help="multimodal | text | json | all (default: per provider)")
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
-    p.add_argument("--context-window", type=int, default=None, help="served context (tokens) if not detectable")
+    p.add_argument("--variant", default=None, choices=["multimodal", "text", "json", "all"],
+                   help="prompt variant to answer (default: multimodal for openai, text otherwise)")
+    p.add_argument("--max-tokens", type=positive_int, default=None)
+    p.add_argument("--temperature", type=nonneg_float, default=None)
+    p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per HTTP request")
+    p.add_argument("--context-window", type=positive_int, default=None,
+                   help="served context (tokens) if not detectable")
     p.add_argument("--json-schema", default=None, help="JSON schema file for the json variant")
     p.add_argument("--api-key-secret", default=None, help="Prefect Secret block holding the API key")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    p.add_argument("--batch-poll-s", type=float, default=30.0)
-    p.add_argument("--no-validate", action="store_true")
-    p.add_argument("--no-context", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N prompts")
+    p.add_argument("--batch-poll-s", type=positive_float, default=30.0)
+    p.add_argument("--no-validate", action="store_true", help="do not validate answers while generating")
+    p.add_argument("--no-context", action="store_true",
+                   help="do not load the records' measurements (LLM backends only; implies no validation)")
     p.set_defaults(func=run_cli)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.generate ARGS`` = ``ecg-grounding generate ARGS`` without importing the other
     stages (whose scientific imports cost seconds per start)."""
-    import sys
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.generate")
-    register(parser.add_subparsers(dest="command"))
+    from pipeline.cli import Parser, add_common_flags, set_verbosity
+
+    parser = Parser(prog="python -m pipeline.generate")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+    register(sub)
+    add_common_flags(sub.choices["generate"])
     args = parser.parse_args(["generate", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    level = set_verbosity(1 if getattr(args, "verbose", 0) else -1 if getattr(args, "quiet", 0) else 0)
+    args.verbose, args.quiet, args.json = level > 0, level < 0, getattr(args, "json", False)
+    from pipeline.record import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"generate: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

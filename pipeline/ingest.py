@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -30,13 +29,14 @@ from pydantic import BaseModel, Field
 
 from features.schema import ERRORS_SCHEMA
 from pipeline import progress
-from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
+from pipeline.batch import DEFAULT_CHUNK_SIZE, ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.record import REASON_CODES, ECGRecord, RecordError
-from pipeline.sources import SOURCE_NAMES, Source, open_source
+from pipeline.sources import Source, open_source
 
 STAGE = "ingest"
-DEFAULT_CHUNK_SIZE = 256
 SHARD_DIR = ".ingest_shards"
+# Warnings whose "code:detail" detail is not a lead or channel name (it goes into the message instead).
+_DETAIL_WARNINGS = frozenset({"implausible_reference"})
 
 _STATEMENT = pl.Struct({"text": pl.String, "code": pl.String, "system": pl.String, "likelihood": pl.Float64})
 
@@ -68,6 +68,8 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "fs_hz": pl.Int32,
     "n_samples": pl.Int32,
     "warnings": pl.List(pl.String),    # "code:lead" strings, code from REASON_CODES
+    "amplitudes_calibrated": pl.Boolean,  # RecordMeta.calibration: False -> no amplitude value is citable
+    "calibration_flags": pl.List(pl.String),  # its reason codes (amplitude_normalised, bad_gain, ...)
     "meta_json": pl.String,
 }
 
@@ -134,17 +136,28 @@ def manifest_row(record: ECGRecord, source_root: str | Path) -> dict:
         "fs_hz": m.fs_hz,
         "n_samples": m.n_samples,
         "warnings": list(pv.warnings),
+        "amplitudes_calibrated": m.calibration.amplitudes_calibrated,
+        "calibration_flags": list(m.calibration.flags),
         "meta_json": m.model_dump_json(),
     }
 
 
 def warning_rows(record: ECGRecord) -> list[ErrorRow]:
-    """One 'warning' error row per non-fatal problem in the record's provenance ('flat_lead:V3' ...)."""
+    """One 'warning' error row per non-fatal problem in the record's provenance ('flat_lead:V3' ...) and per
+    calibration flag (``RecordMeta.calibration``: amplitude_normalised, bad_gain, ...)."""
     rows = []
     for w in record.meta.provenance.warnings:
         code, _, lead = w.partition(":")
         what = REASON_CODES.get(code, code)
+        if code in _DETAIL_WARNINGS:  # 'implausible_reference:qrs_ms=-400': the part after ':' is no lead
+            rows.append(ErrorRow(record.record_id, STAGE, "warning", code, None, f"{lead}: {what}"))
+            continue
         rows.append(ErrorRow(record.record_id, STAGE, "warning", code, lead or None, f"{lead}: {what}" if lead else what))
+    # calibration findings (pipeline.sources.calibration): one warning per flag, its detail as the reason
+    cal = record.meta.calibration
+    for i, code in enumerate(cal.flags):
+        detail = cal.details[i] if i < len(cal.details) else REASON_CODES.get(code, code)
+        rows.append(ErrorRow(record.record_id, STAGE, "warning", code, None, detail))
     return rows
 
 
@@ -196,7 +209,9 @@ def ingest_shard(
     shard_dir = Path(out_dir) / SHARD_DIR
     stem = _shard_name(index, ids)
     man_path, err_path = shard_dir / f"{stem}.manifest.parquet", shard_dir / f"{stem}.errors.parquet"
-    if man_path.is_file() and err_path.is_file():
+    from pipeline.inputs import parquet_readable
+
+    if man_path.is_file() and err_path.is_file() and parquet_readable(man_path) and parquet_readable(err_path):
         man = pq.read_metadata(man_path).num_rows
         errs = pl.read_parquet(err_path, columns=["severity"])
         progress.tick(len(ids))
@@ -254,7 +269,8 @@ def list_ids(source_name: str, root: str | Path, **options) -> list[str]:
     return list(open_source(source_name, root, **options).ids())
 
 
-def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE, **options) -> IngestSummary:
+def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: int = DEFAULT_CHUNK_SIZE,
+           source: Source | None = None, **options) -> IngestSummary:
     """Ingest every record of ``source_name`` at ``root`` into ``out_dir`` (see the module docstring).
 
     ``options`` go to the source (e.g. ``window_s=10.0``, ``window_start_s=0.0``; ``n_records`` for synthetic).
@@ -262,7 +278,7 @@ def ingest(source_name: str, root: str | Path, out_dir: str | Path, chunk_size: 
     (e.g. its index CSV is missing); bad records never raise.
     """
     started = time.perf_counter()
-    source = open_source(source_name, root, **options)
+    source = source or open_source(source_name, root, **options)  # an open source: its tables parsed once
     ids = list(source.ids())
     with progress.track(STAGE, len(ids)):
         shards = [ingest_shard(source_name, root, chunk, out_dir, i, options, source=source)
@@ -283,56 +299,34 @@ def format_summary(s: IngestSummary) -> str:
     return "\n".join(lines)
 
 
-def _parse_option(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--option wants KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def register(subparsers) -> None:
     """Add ``ecg-grounding ingest``."""
+    from pipeline.cli import add_source_args
+    from pipeline.preflight import positive_int
+
     p = subparsers.add_parser(
         "ingest",
         help="read a source's records into the canonical record: manifest + errors tables",
         description="Read every record of a source into OUT/manifest.parquet (metadata, no signals) and "
-                    "OUT/errors/ingest.parquet (one row per failed record or warning), in chunks.",
-        epilog="Exit status: 0 every record ingested (warnings allowed); 1 some records failed (see "
-               "OUT/errors/ingest.parquet); 2 usage error (bad arguments, unknown source, unreadable root).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+                    "OUT/errors/ingest.parquet (one row per failed record or warning), in chunks; finished "
+                    "chunks are kept, so a killed run resumes.\n\n"
+                    "example:\n  ecg-grounding ingest --source ptbxl --root ../shared/data/ptbxl --out outputs/ptbxl",
     )
-    p.add_argument("--source", required=True, choices=SOURCE_NAMES, help="source layout")
-    p.add_argument("--root", required=True, help="data root (for synthetic: a tree written by `ecg-grounding synth`)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="records per chunk (default %(default)s)")
-    p.add_argument("--window-s", type=float, default=None, help="seconds kept per record (default 10)")
-    p.add_argument("--window-start-s", type=float, default=None, help="where the window starts, s (default 0)")
-    p.add_argument("--option", action="append", default=[], type=_parse_option, metavar="KEY=VALUE",
-                   help="extra source option (JSON value), repeatable")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_source_args(p)
+    p.add_argument("--out", required=True, help="run folder: manifest.parquet and errors/ingest.parquet go here")
+    p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
+                   help="records per chunk (default %(default)s)")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    if args.chunk_size < 1:
-        print("ingest: --chunk-size must be >= 1", file=sys.stderr)
-        return 2
-    options: dict[str, object] = dict(args.option)
-    if args.window_s is not None:
-        options["window_s"] = args.window_s
-    if args.window_start_s is not None:
-        options["window_start_s"] = args.window_start_s
-    root = args.root
-    if not Path(root).is_dir():
-        print(f"ingest: root {root} is not a folder", file=sys.stderr)
-        return 2
-    try:
-        summary = ingest(args.source, root, args.out, chunk_size=args.chunk_size, **options)
-    except (RecordError, OSError, ValueError, TypeError) as exc:  # the source itself cannot be opened / bad options
-        print(f"ingest: cannot open source {args.source} at {root}: {exc}", file=sys.stderr)
-        return 2
-    print(summary.model_dump_json(indent=2) if args.json else format_summary(summary))
-    return 0 if summary.n_failed == 0 else 1
+    from pipeline.batch import collect_failures
+    from pipeline.cli import finish, source_options_from
+    from pipeline.preflight import check_out, open_checked
+
+    options = source_options_from(args)
+    check_out(args.out)
+    src, _ = open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
+    summary = ingest(args.source, args.root, args.out, chunk_size=args.chunk_size, source=src, **options)
+    failures = collect_failures([summary.errors_path])
+    return finish(args, summary.model_dump(), format_summary(summary), failures)

@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +39,7 @@ from pipeline.tokens import TokenCounter, image_size, image_tokens
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "prompts"
 TEMPLATE_FILES = ("system.j2", "user.j2", "answer_schema.json")
 VARIANTS = ("multimodal", "text", "json")
+IMAGE_VARIANTS = ("multimodal",)  # variants whose prompt says "the image is attached": never without it
 DEFAULT_BUDGET = 6000
 MAX_WORDS = 300
 # Target model per variant: GPT-4o reads images and JSON mode; DeepSeek-R1 stands for the text models.
@@ -455,12 +455,15 @@ class PromptsSummary:
 
 def _image_index(images_dir: Path | None) -> dict[str, Path]:
     """record id -> image file, from the render manifest when present, else ``<id>.png`` / ``<id>-0.png``."""
+    from pipeline.inputs import read_parquet_checked
+
     if images_dir is None or not images_dir.is_dir():
         return {}
     out: dict[str, Path] = {}
     manifest = images_dir / "manifest.parquet"
     if manifest.is_file():
-        for rid, rel in pl.read_parquet(manifest).select("record_id", "image_path").iter_rows():
+        frame = read_parquet_checked(manifest, "images manifest", ("record_id", "image_path"))
+        for rid, rel in frame.select("record_id", "image_path").iter_rows():
             out[rid] = images_dir / rel
         return out
     for p in images_dir.glob("*.png"):
@@ -479,26 +482,44 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     ``image_path`` is stored relative to the run folder (``out_dir``'s parent when ``out_dir`` is named
     'prompts', else ``out_dir``), which is where the generate stage resolves it.
     """
-    from pipeline.batch import error_row, errors_frame, write_parquet_atomic
+    from pipeline.batch import ErrorRow, error_row, errors_frame, write_parquet_atomic
     from pipeline.context import iter_contexts
+    from pipeline.inputs import (check_features, check_same_run, copy_stamp, read_features_table,
+                                 read_parquet_checked)
 
     if source is None and manifest is None:
         raise ValueError("record metadata needs --source/--root or --manifest")
     t0 = time.perf_counter()
     kb = kb or load_knowledge()
+    # inputs first: a damaged or foreign table is one line and exit 2, not a polars traceback mid-way
+    check_features(features_dir)
+    measured = read_features_table(features_dir, "records").select("record_id")["record_id"].to_list()
+    if manifest is not None and not isinstance(manifest, pl.DataFrame):
+        manifest_path = manifest
+        manifest = read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"))
+    else:
+        manifest_path = "(given frame)"
+    no_metadata = check_same_run(features_dir, measured, manifest=manifest, manifest_path=manifest_path,
+                                 source=source, root=root)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir = out.parent if out.name == "prompts" else out
+    if images_dir is not None and not Path(images_dir).is_dir():
+        from pipeline.record import TableError
+
+        raise TableError("missing_input", f"images folder {images_dir} is missing (render's --out)", images_dir)
     images = _image_index(Path(images_dir) if images_dir else None)
+    out.mkdir(parents=True, exist_ok=True)
+    copy_stamp(features_dir, out)  # the prompts carry the identity of the records they describe
+    run_dir = out.parent if out.name == "prompts" else out
     rows: list[dict] = []
-    errors = []
-    summary = PromptsSummary()
+    errors = [ErrorRow(rid, "prompts", "error", "bad_metadata", None, f"measured in {features_dir} but not in "
+                       f"the manifest {manifest_path}") for rid in sorted(no_metadata)]
+    summary = PromptsSummary(n_failed=len(errors))
     from pipeline import progress
 
-    n_measured = progress.parquet_rows(Path(features_dir) / "records.parquet", Path(features_dir) / "records")
+    n_measured = len(measured)
     contexts = progress.iterate("prompts", iter_contexts(features_dir, source, root, manifest=manifest, kb=kb,
                                                          **source_options),
-                                total=n_measured if limit is None or n_measured is None else min(limit, n_measured))
+                                total=n_measured if limit is None else min(limit, n_measured))
     while True:
         try:
             ctx = next(contexts)
@@ -512,9 +533,18 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
             break
         summary.n_records += 1
         img = images.get(ctx.record_id)
-        if img is not None and img.is_file():
+        has_image = img is not None and img.is_file()
+        if has_image:
             ctx.image_path = os.path.relpath(img, run_dir)
         for variant in variants:
+            if variant in IMAGE_VARIANTS and not has_image:
+                # a vision model would be asked to read an ECG it was never sent: no such prompt, ever
+                where = f"{img} is missing" if img is not None else \
+                    f"no image of it in {images_dir}" if images_dir else "no --images folder given"
+                errors.append(ErrorRow(ctx.record_id, "prompts", "error", "missing_image", None,
+                                       f"{variant} prompt not written: {where}"))
+                summary.n_failed += 1
+                continue
             try:
                 p = build_prompt(ctx, variant, budget, kb, model=model, image_file=img)
                 rows.append(p.row())
@@ -534,31 +564,51 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pipeline.batch import collect_failures
+    from pipeline.cli import finish
+    from pipeline.preflight import check_out, check_root
+    from pipeline.record import ConfigError
+
+    if args.manifest is None and args.source is None:
+        raise ConfigError("record metadata needs --manifest (ingest's manifest.parquet) or --source and --root")
+    if args.source is not None:
+        check_root(args.source, args.root)
+    check_out(args.out)
     variants = VARIANTS if "all" in args.variant else tuple(dict.fromkeys(args.variant))
-    try:
-        s = run_prompts(args.source, args.root, args.features, args.out, images_dir=args.images,
-                        variants=variants, budget=args.budget, manifest=args.manifest, model=args.model,
-                        limit=args.limit)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"prompts: {exc}", file=sys.stderr)
-        return 2
-    print(f"prompts: {s.n_prompts} prompts for {s.n_records} records ({s.n_failed} failed), tokens mean "
-          f"{s.tokens_mean:.0f} max {s.tokens_max} (budget {args.budget}) in {s.seconds:.1f} s -> "
-          f"{s.prompts_path} (errors: {s.errors_path})")
-    return 0 if s.n_failed == 0 else 1
+    s = run_prompts(args.source, args.root, args.features, args.out, images_dir=args.images,
+                    variants=variants, budget=args.budget, manifest=args.manifest, model=args.model,
+                    limit=args.limit)
+    text = (f"prompts: {s.n_prompts} prompts for {s.n_records} records ({s.n_failed} failed), tokens mean "
+            f"{s.tokens_mean:.0f} max {s.tokens_max} (budget {args.budget}) in {s.seconds:.1f} s -> "
+            f"{s.prompts_path} (errors: {s.errors_path})")
+    return finish(args, asdict(s), text, collect_failures([s.errors_path]))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("prompts", help="knowledge-guided prompts with exact token counts",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", default=None, help="source name (metadata: report, statements), e.g. ptbxl")
-    p.add_argument("--root", default=None, help="the source's data root")
+    from pipeline.preflight import positive_int
+    from pipeline.sources import SOURCE_NAMES
+
+    p = subparsers.add_parser(
+        "prompts", help="knowledge-guided prompts with exact token counts",
+        description="Build one prompt per measured record and variant: a static system message and a "
+                    "record-specific user message (its diagnoses with the knowledge criteria next to the measured "
+                    "values, a per-lead table and a beat-by-beat table), counted exactly within the token budget. "
+                    "Writes OUT/prompts.parquet and OUT/errors.parquet. A multimodal prompt is only written "
+                    "with its image (missing_image otherwise).\n\n"
+                    "example:\n  ecg-grounding prompts --features outputs/ptbxl/features \\\n"
+                    "      --manifest outputs/ptbxl/manifest.parquet --images outputs/ptbxl/images \\\n"
+                    "      --out outputs/ptbxl/prompts")
+    p.add_argument("--source", default=None, choices=SOURCE_NAMES,
+                   help="source of the record metadata (report, statements) when there is no --manifest")
+    p.add_argument("--root", default=None, help="the source's data root (with --source)")
     p.add_argument("--features", required=True, help="features folder (beats/records parquet or shard folders)")
     p.add_argument("--out", required=True, help="output folder for prompts.parquet + errors.parquet")
     p.add_argument("--images", default=None, help="rendered images folder (render's output)")
     p.add_argument("--manifest", default=None, help="ingest manifest.parquet (instead of re-reading the source)")
     p.add_argument("--variant", nargs="+", default=["all"], choices=[*VARIANTS, "all"])
-    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="prompt token budget (hard cap)")
+    p.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET, help="prompt token budget (hard cap)")
     p.add_argument("--model", default=None, help="target model for token counts (default per variant)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N records")
     p.set_defaults(func=_run)

@@ -40,6 +40,19 @@ class ConfigError(ValueError):
     command stops before it measures or pays for anything (the CLI exits 2)."""
 
 
+class TableError(ConfigError):
+    """A table or stage input that is unusable as a whole (a source's index CSV without its id column, a
+    truncated Parquet handed to a later stage, inputs of two different runs): no record can be trusted, so
+    the command stops with one line naming the file and the problem (the CLI exits 2). ``code`` is one of
+    ``TABLE_REASON_CODES``."""
+
+    def __init__(self, code: str, message: str, path: str | Path | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.path = str(path) if path is not None else None
+
+
 class RecordError(Exception):
     """A record that cannot be turned into a canonical record. ``code`` is a stable reason code."""
 
@@ -82,6 +95,21 @@ REASON_CODES: dict[str, str] = {
     "limb_lead_reversal": "the limb leads look reversed (negative P and QRS in I with a positive aVR)",
     "bad_gain": "a channel's gain is zero, negative or missing in the header",
     "bad_sampling_rate": "the header's sampling rate is missing, zero, negative or unparsable",
+    # source tables, reference values and images
+    "duplicate_id": "the record's id is on more than one row of the source's table: no copy is used",
+    "bad_annotation": "an annotation file cannot be decoded (not MIT format, truncated, codes the source never uses)",
+    "implausible_reference": "a reference (machine) measurement lies outside physiological limits: dropped (warning)",
+    "missing_image": "the record's image is missing: a multimodal prompt is never written or sent without it",
+}
+
+# Reason codes of a whole table or input (``TableError``): the command stops, exit code 2.
+TABLE_REASON_CODES: dict[str, str] = {
+    "bad_usage": "an option's value is invalid, or options contradict each other",
+    "missing_input": "a file or folder the command needs is not there",
+    "unusable_table": "a source table cannot be used at all (encoding of its header, a required column missing, no rows)",
+    "corrupt_parquet": "a Parquet input is truncated, corrupt or not Parquet",
+    "wrong_table": "a Parquet input is readable but lacks the columns of the table it should be",
+    "run_mismatch": "inputs that must come from one run come from different runs or sources",
 }
 
 

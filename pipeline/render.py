@@ -25,7 +25,7 @@ import polars as pl
 import features  # noqa: F401,I001
 from pipeline import progress
 from pipeline.batch import ErrorRow, chunks, error_row, errors_frame, write_parquet_atomic
-from pipeline.record import ECGRecord, LEAD_INDEX, RecordError, check_record_id
+from pipeline.record import ConfigError, ECGRecord, LEAD_INDEX, RecordError, check_record_id
 from pipeline.render_augment import Augment, apply_pixels, choose_colours, image_seed
 from pipeline.render_layout import (
     GAIN_MM_PER_MV, LAYOUTS, SPEED_MM_PER_S, PageLayout, page_layout, page_size_px,
@@ -229,7 +229,7 @@ def render(source, root: str | Path | None, out_dir: str | Path, layout: str = "
            fmt: str = "png", naming: str = "plain", augment: Augment | str | None = None, seed: int = 0,
            chunk_size: int = 200, overwrite: bool = False, header: bool = True,
            highpass_hz: float | None = None, ids: list[str] | None = None, limit: int | None = None,
-           errors_path: str | Path | None = None) -> RenderSummary:
+           errors_path: str | Path | None = None, source_options: dict | None = None) -> RenderSummary:
     """Render every record of ``source`` (a registered name opened on ``root``, or an opened source).
 
     Writes ``out_dir/<id>.<fmt>`` (or ``<id>-0.<fmt>`` with ``naming='gem'``), ``out_dir/manifest.parquet``
@@ -242,7 +242,9 @@ def render(source, root: str | Path | None, out_dir: str | Path, layout: str = "
         augment = Augment.parse(augment)
     options = RenderOptions(layout=layout, dpi=int(dpi), fmt=fmt, naming=naming, augment=augment, seed=int(seed),
                             header=header, highpass_hz=highpass_hz, overwrite=overwrite)
-    src = open_source(source, root if root is not None else ".") if isinstance(source, str) else source
+    # the same window options as ingest and features, or the image would show another stretch of the record
+    src = open_source(source, root if root is not None else ".", **(source_options or {})) \
+        if isinstance(source, str) else source
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.parquet"
@@ -274,7 +276,14 @@ def read_render_manifest(out_dir: str | Path) -> dict[str, dict]:
     path = out / "manifest.parquet"
     if not path.exists():
         return {}
-    return {r["record_id"]: r for r in pl.read_parquet(path).iter_rows(named=True) if (out / r["image_path"]).exists()}
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # damaged since it was written: rebuilt from the images (which are checked again)
+        import logging
+
+        logging.getLogger(__name__).warning("%s is unreadable (%s): rebuilding it", path, type(exc).__name__)
+        return {}
+    return {r["record_id"]: r for r in frame.iter_rows(named=True) if (out / r["image_path"]).exists()}
 
 
 def merge_render_rows(done: dict[str, dict], rows: list[dict], errors: list[ErrorRow]) -> None:
@@ -291,44 +300,66 @@ def write_render_tables(out_dir: str | Path, done: dict[str, dict], errors: list
     errors_file = Path(errors_file)
     write_parquet_atomic(pl.DataFrame(list(done.values()), schema=MANIFEST_SCHEMA),
                          Path(out_dir) / "manifest.parquet")
-    old_errors = pl.read_parquet(errors_file) if errors_file.exists() else errors_frame([])
+    from pipeline.inputs import parquet_readable
+
+    # an earlier errors table damaged since: its rows are lost, this run's errors are written whole
+    old_errors = pl.read_parquet(errors_file) if errors_file.exists() and parquet_readable(errors_file) \
+        else errors_frame([])
     merged = pl.concat([old_errors.filter(~pl.col("record_id").is_in(list(touched_ids))), errors_frame(errors)])
     write_parquet_atomic(merged, errors_file)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.batch import collect_failures
+    from pipeline.cli import finish, source_options_from
+    from pipeline.preflight import check_out, open_checked
+
+    options = source_options_from(args)
     try:
         augment = Augment.parse(args.augment)
-        summary = render(args.source, args.root, args.out, layout=args.layout, dpi=args.dpi, fmt=args.format,
-                         naming=args.naming, augment=augment, seed=args.seed, chunk_size=args.chunk_size,
-                         overwrite=args.overwrite, header=not args.no_header, highpass_hz=args.highpass,
-                         limit=args.limit, errors_path=args.errors)
-    except (ValueError, RecordError) as exc:
-        print(f"render: {exc}")
-        return 2
-    print(f"render: {summary.rendered} rendered, {summary.skipped} skipped (already there), "
-          f"{summary.failed} failed -> {summary.manifest_path} (errors: {summary.errors_path})")
-    return 1 if summary.failed and not (summary.rendered or summary.skipped) else 0
+    except ValueError as exc:
+        raise ConfigError(f"--augment {args.augment!r}: {exc}") from exc
+    check_out(args.out)
+    src, _ = open_checked(args.source, args.root, **options)  # a table unusable as a whole: one line, exit 2
+    summary = render(src, args.root, args.out, layout=args.layout, dpi=args.dpi, fmt=args.format,
+                     naming=args.naming, augment=augment, seed=args.seed, chunk_size=args.chunk_size,
+                     overwrite=args.overwrite, header=not args.no_header, highpass_hz=args.highpass,
+                     limit=args.limit, errors_path=args.errors, source_options=options)
+    payload = {"rendered": summary.rendered, "skipped": summary.skipped, "failed": summary.failed,
+               "manifest_path": str(summary.manifest_path), "errors_path": str(summary.errors_path)}
+    text = (f"render: {summary.rendered} rendered, {summary.skipped} skipped (already there), "
+            f"{summary.failed} failed -> {summary.manifest_path} (errors: {summary.errors_path})")
+    return finish(args, payload, text, collect_failures([summary.errors_path]))
 
 
 def register(subparsers) -> None:
     """Add the ``render`` subcommand."""
-    p = subparsers.add_parser("render", help="draw 12-lead ECG images (PNG/SVG, 25 mm/s, 10 mm/mV)",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", default="synthetic", help="source name (synthetic, ptbxl, mimic, ludb, wfdb)")
-    p.add_argument("--root", default=None, help="the source's data root")
+    from pipeline.batch import DEFAULT_CHUNK_SIZE
+    from pipeline.cli import add_source_args
+    from pipeline.preflight import nonneg_int, positive_float, positive_int
+
+    p = subparsers.add_parser(
+        "render", help="draw 12-lead ECG images (PNG/SVG, 25 mm/s, 10 mm/mV)",
+        description="Draw paper-style 12-lead ECG images (25 mm/s, 10 mm/mV, grid, calibration pulses) of every "
+                    "record of a source into OUT/<record>.png, with OUT/manifest.parquet and an errors table. "
+                    "Images already there are skipped unless they were drawn differently.\n\n"
+                    "example:\n  ecg-grounding render --source ptbxl --root ../shared/data/ptbxl \\\n"
+                    "      --out outputs/ptbxl/images --layout 12x1+II")
+    add_source_args(p)
     p.add_argument("--out", required=True, help="output folder (images + manifest.parquet + errors.parquet)")
     p.add_argument("--layout", default="3x4+II", choices=LAYOUTS)
-    p.add_argument("--dpi", type=int, default=200)
+    p.add_argument("--dpi", type=positive_int, default=200)
     p.add_argument("--format", default="png", choices=FORMATS)
     p.add_argument("--naming", default="plain", choices=NAMINGS, help="gem: <record>-0.png (GEM / PULSE)")
     p.add_argument("--augment", default=None,
                    help="none | light | heavy | scan | 'grid=blue,bw,tint=0.3,noise=5,rotate=2,blur=1,jpeg=60'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--highpass", type=float, default=None, metavar="HZ", help="baseline-wander high-pass (default off)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--highpass", type=positive_float, default=None, metavar="HZ",
+                   help="baseline-wander high-pass (default off)")
     p.add_argument("--no-header", action="store_true", help="leave out the header line")
-    p.add_argument("--chunk-size", type=int, default=200)
-    p.add_argument("--limit", type=int, default=None, help="render only the first N ids")
+    p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
+                   help="records per chunk (default %(default)s)")
+    p.add_argument("--limit", type=positive_int, default=None, help="render only the first N ids")
     p.add_argument("--overwrite", action="store_true", help="redraw images that already exist")
     p.add_argument("--errors", default=None, metavar="PATH",
                    help="errors table (default OUT/errors.parquet; a run uses DIR/errors/render.parquet)")

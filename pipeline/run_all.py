@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.batch import DEFAULT_CHUNK_SIZE
 from pipeline.record import ConfigError
-from pipeline.sources import SOURCE_NAMES
+from pipeline.synth_cli import DEFAULT_N
 
 
 @dataclass
@@ -21,7 +22,7 @@ class RunConfig:
     source: str = "synthetic"
     root: Path | None = None          # None with source 'synthetic': generate n records into out/synthetic
     out: Path = Path("outputs/demo")
-    n: int = 50                       # synthetic records to generate
+    n: int = DEFAULT_N                # synthetic records to generate
     seed: int = 0
     layout: str = "3x4+II"
     dpi: int = 200
@@ -32,7 +33,7 @@ class RunConfig:
     concurrency: int = 16
     max_attempts: int = 3
     max_cost: float | None = None
-    chunk_size: int = 200
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     test_fraction: float = 0.1
     source_options: dict = field(default_factory=dict)
 
@@ -49,7 +50,9 @@ def _timed(timings: list[StageTiming], stage: str, fn, describe) -> object:
     started = time.perf_counter()
     result = fn()
     timings.append(StageTiming(stage, time.perf_counter() - started, describe(result), result))
-    print(f"[{stage:>9}] {timings[-1].detail} ({timings[-1].seconds:.1f} s)", flush=True)
+    from pipeline.cli import say
+
+    say(f"[{stage:>9}] {timings[-1].detail} ({timings[-1].seconds:.1f} s)")
     return result
 
 
@@ -73,7 +76,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
                 pass
         raise
     failed = runinfo.failed_record_ids(cfg.out)
-    report["records_failed"] = len(set().union(*failed.values())) if failed else 0
+    report["records_failed"] = report["failures"]["n_failed"]  # run_failures: each record once, all stages
     report["exit_code"] = 1 if report["records_failed"] else 0
     stages = _stage_counts(timings)
     for stage, ids in failed.items():
@@ -116,6 +119,9 @@ def _run_pipeline(cfg: RunConfig, timings: list[StageTiming]) -> dict:
     from pipeline.prompts import run_prompts
     from pipeline.render import render
 
+    from pipeline.preflight import check_run_config
+
+    check_run_config(cfg)  # bad usage stops the run before any stage: LLM spec, key, root, tables, numbers
     p_onset_fit()  # a bad measurement setting stops the run before any stage (ConfigError)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +145,8 @@ def _run_pipeline(cfg: RunConfig, timings: list[StageTiming]) -> dict:
                    lambda s: f"{s.n_measured} records measured, {s.n_failed} failed, {s.n_warnings} lead warnings")
     rend = _timed(timings, "render",
                   lambda: render(cfg.source, root, out / "images", layout=cfg.layout, dpi=cfg.dpi,
-                          chunk_size=cfg.chunk_size, errors_path=out / "errors" / "render.parquet"),
+                                 chunk_size=cfg.chunk_size, errors_path=out / "errors" / "render.parquet",
+                                 source_options=opts),
            lambda s: f"{s.rendered} images drawn, {s.skipped} already there ({cfg.layout}, {cfg.dpi} dpi), "
                      f"{s.failed} failed")
     prm = _timed(timings, "prompts",
@@ -170,52 +177,80 @@ def _run_pipeline(cfg: RunConfig, timings: list[StageTiming]) -> dict:
         "answers": str(out / "generate" / "answers.parquet"),
         "instructions": str(out / "instructions"),
     }
+    failures = run_failures(out)
     report = {"summary": summary, "paths": paths, "ingest_failed": ing.n_failed, "features_failed": feats.n_failed,
               "render_failed": rend.failed, "prompts_failed": prm.n_failed,
               "generate": {"ok": gen.n_ok, "failed": gen.n_failed, "cost_usd_new": gen.cost_usd_new},
-              "timings_s": {t.stage: round(t.seconds, 2) for t in timings}}
+              "failures": failures.to_dict(), "timings_s": {t.stage: round(t.seconds, 2) for t in timings}}
     return report
 
 
+def run_failures(out: str | Path):
+    """Every record a stage of the run folder ``out`` dropped, by reason code (``pipeline.batch.Failures``):
+    a record that failed in ingest and again in features counts once."""
+    from pipeline.batch import collect_failures
+    from pipeline.generate import failed_answer_rows
+
+    out = Path(out)
+    answers = out / "generate" / "answers.parquet"
+    tables: list = [out / "errors" / "ingest.parquet", out / "features" / "errors.parquet",
+                    out / "errors" / "render.parquet", out / "prompts" / "errors.parquet"]
+    if answers.is_file():
+        tables.append((str(answers), failed_answer_rows(answers)))
+    return collect_failures(tables)
+
+
 def register(subparsers) -> None:
+    from pipeline.cli import add_source_args
+    from pipeline.preflight import fraction, nonneg_float, nonneg_int, positive_int
+    from pipeline.render import LAYOUTS
+
     p = subparsers.add_parser(
         "run", help="the whole chain: (synthesize,) ingest, measure, render, prompt, generate, validate",
-        description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", default="synthetic", choices=SOURCE_NAMES)
-    p.add_argument("--root", type=Path, default=None, help="data root (synthetic: generated when omitted)")
+        description="The whole chain on one source, the way `make demo` runs it: (synthesize,) ingest, measure, "
+                    "render, prompt, generate (the rules writer by default), validate, into one run folder. "
+                    "Every stage skips finished work, so re-running a killed run resumes it and never re-buys a "
+                    "stored LLM response. Every option is checked before the first stage.\n\n"
+                    "examples:\n"
+                    "  ecg-grounding run --source synthetic --n 50 --out outputs/demo\n"
+                    "  ecg-grounding run --source ptbxl --root /data/ptb-xl --out outputs/ptbxl \\\n"
+                    "      --llm openai:gpt-4o-2024-08-06 --max-cost 20")
+    add_source_args(p, required=False, default="synthetic")
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run folder (default outputs/demo)")
-    p.add_argument("--n", type=int, default=50, help="synthetic records to generate (default 50)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layout", default="3x4+II", help="image layout: 3x4+II, 12x1, 12x1+II, 6x2")
-    p.add_argument("--dpi", type=int, default=200)
-    p.add_argument("--budget", type=int, default=6000, help="prompt token budget (hard cap)")
+    p.add_argument("--n", type=positive_int, default=DEFAULT_N,
+                   help="synthetic records to generate when --root is not given (default %(default)s)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--layout", default="3x4+II", choices=LAYOUTS, help="image layout")
+    p.add_argument("--dpi", type=positive_int, default=200)
+    p.add_argument("--budget", type=positive_int, default=6000, help="prompt token budget (hard cap)")
     p.add_argument("--llm", default="rules",
                    help="rules | openai:MODEL | deepseek:MODEL | openai-compatible:MODEL (with --base-url)")
     p.add_argument("--base-url", default=None)
     p.add_argument("--variant", default=None, choices=["multimodal", "text", "json"])
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--max-attempts", type=int, default=3)
-    p.add_argument("--max-cost", type=float, default=None, help="stop before spending more than this (USD)")
-    p.add_argument("--chunk-size", type=int, default=200)
-    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--concurrency", type=positive_int, default=16)
+    p.add_argument("--max-attempts", type=positive_int, default=3)
+    p.add_argument("--max-cost", type=nonneg_float, default=None, help="stop before spending more than this (USD)")
+    p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
+                   help="records per chunk (default %(default)s)")
+    p.add_argument("--test-fraction", type=fraction, default=0.1)
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    from pipeline.cli import finish, source_options_from
+
     cfg = RunConfig(source=args.source, root=args.root, out=args.out, n=args.n, seed=args.seed,
                     layout=args.layout, dpi=args.dpi, budget=args.budget, llm=args.llm, base_url=args.base_url,
                     variant=args.variant, concurrency=args.concurrency, max_attempts=args.max_attempts,
-                    max_cost=args.max_cost, chunk_size=args.chunk_size, test_fraction=args.test_fraction)
+                    max_cost=args.max_cost, chunk_size=args.chunk_size, test_fraction=args.test_fraction,
+                    source_options=source_options_from(args))
     started = time.perf_counter()
     report = run_pipeline(cfg)
     from pipeline.instructions import format_summary
 
-    print()
-    print(format_summary(report["summary"]))
-    print(f"\nDone in {time.perf_counter() - started:.1f} s. Outputs under {Path(cfg.out).resolve()}:")
-    for name, path in report["paths"].items():
-        print(f"  {name:<13} {path}")
-    print(f"  {'run record':<13} {Path(cfg.out) / 'run.json'}")
-    if report["records_failed"]:
-        print(f"\n{report['records_failed']} record(s) failed in some stage: see the errors tables above.")
-    return report["exit_code"]
+    lines = ["", format_summary(report["summary"]),
+             f"\nDone in {time.perf_counter() - started:.1f} s. Outputs under {Path(cfg.out).resolve()}:"]
+    lines += [f"  {name:<13} {path}" for name, path in report["paths"].items()]
+    lines.append(f"  {'run record':<13} {Path(cfg.out) / 'run.json'}")
+    payload = {k: v for k, v in report.items() if k != "failures"}
+    return finish(args, payload, "\n".join(lines), run_failures(cfg.out))

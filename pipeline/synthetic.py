@@ -41,10 +41,8 @@ Truth conventions (``SynthRecord.beats``; ms from record start)
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from pathlib import Path
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -53,52 +51,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import FIDUCIAL_COLUMNS
 from pipeline.record import LEADS, Statement
-
-# ---------------------------------------------------------------------------------------------------
-# Lead vectors
-# ---------------------------------------------------------------------------------------------------
-LIMB_GAIN = 0.75  # limb leads see the dipole weaker than the chest leads (Dower's I/II rows are ~0.6-1.1)
-_SQ3_2 = math.sqrt(3.0) / 2.0
-# Dower rows (Frank X, Y, Z with Z posterior) turned to our z = anterior by flipping the Z sign.
-_DOWER_V = np.array([
-    [-0.515, 0.157, 0.917],
-    [0.044, 0.164, 1.387],
-    [0.882, 0.098, 1.277],
-    [1.213, 0.127, 0.601],
-    [1.125, 0.127, 0.086],
-    [0.831, 0.076, -0.230],
-])
-
-
-def lead_matrix() -> np.ndarray:
-    """(12, 3) matrix mapping the dipole (x left, y inferior, z anterior; mV) to the 12 leads (mV)."""
-    lead_i = LIMB_GAIN * np.array([1.0, 0.0, 0.0])
-    lead_ii = LIMB_GAIN * np.array([0.5, _SQ3_2, 0.0])
-    rows = [
-        lead_i, lead_ii, lead_ii - lead_i, -(lead_i + lead_ii) / 2.0,
-        lead_i - lead_ii / 2.0, lead_ii - lead_i / 2.0, *_DOWER_V,
-    ]
-    return np.vstack(rows)
-
-
-LEAD_MATRIX = lead_matrix()
-_RECORDED = [0, 1, 6, 7, 8, 9, 10, 11]  # I, II, V1..V6: the leads an electrocardiograph actually forms
-
-
-def derive_limb_leads(signal: np.ndarray) -> None:
-    """Overwrite III, aVR, aVL, aVF of a (12, n) float32 signal from I and II, in place (float32 arithmetic)."""
-    lead_i, lead_ii = signal[0], signal[1]
-    half = signal.dtype.type(0.5)
-    signal[2] = lead_ii - lead_i
-    signal[3] = -(lead_i + lead_ii) * half
-    signal[4] = lead_i - lead_ii * half
-    signal[5] = lead_ii - lead_i * half
-
-
-def frontal_axis_deg(lead_i_net: float, lead_avf_net: float) -> float:
-    """Frontal axis (degrees, (-180, 180]) from the net (area) deflections of leads I and aVF (hexaxial)."""
-    return float(math.degrees(math.atan2(2.0 * lead_avf_net / math.sqrt(3.0), lead_i_net)))
-
+from pipeline.synthetic_ectopy import add_pacing_spikes, place_pacs, pvc_loop, pvc_positions
+from pipeline.synthetic_waves import (  # noqa: F401 - some re-exported: tests and callers import them from here
+    LEAD_MATRIX, P_BIFID, P_SINUS, QRS_IRBBB, QRS_LAFB, QRS_LBBB, QRS_LPFB, QRS_NORMAL, QRS_PACED_BIV,
+    QRS_PACED_RV, QRS_RBBB, RECORDED_LEADS, T_NORMAL_DIR, T_NORMAL_MV, T_PEAK_FRACTION, T_RISE_POW, U_WAVE_MS,
+    WAVE_COLUMNS, BeatTemplate, Component, Wave, bump, derive_limb_leads, frontal_axis_deg, lead_matrix,
+    loop_area, qrs_peak_to_peak, rotation_z, scale_to_max_lead,
+)
 
 # ---------------------------------------------------------------------------------------------------
 # Parameters
@@ -131,8 +90,29 @@ class SynthParams(BaseModel):
     qt_ms: float = Field(390.0, ge=200.0, le=600.0)
     qrs_axis_deg: float = Field(60.0, ge=-120.0, le=180.0)
     rhythm: Rhythm = "sinus"
-    bundle_branch_block: Literal["none", "right", "left"] = "none"
+    # incomplete_right: an rsr' in V1 with a QRS of 95-119 ms (a smaller, later right-ventricular force)
+    bundle_branch_block: Literal["none", "right", "left", "incomplete_right"] = "none"
+    # left anterior (superior axis, qR in aVL, rS inferior) / posterior (right axis) fascicular block
+    fascicular_block: Literal["none", "left_anterior", "left_posterior"] = "none"
     pvc_count: int = Field(0, ge=0, le=4)  # premature ventricular beats to place (when they fit)
+    pac_count: int = Field(0, ge=0, le=4)  # premature atrial beats (an ectopic P, conducted; sinus node reset)
+    pac_coupling: float = Field(0.65, ge=0.4, le=0.9)  # their coupling interval, as a fraction of the RR
+    # P duration (ms; default min(110, PR - 40)) and shape: "bifid" is the wide, notched P of left atrial
+    # enlargement (P mitrale: a late, large, posterior left-atrial force: notch in II, deep terminal V1)
+    p_ms: float | None = Field(None, ge=60.0, le=180.0)
+    p_wave: Literal["normal", "bifid"] = "normal"
+    # the P may start before the preceding T has ended (a long PR at a fast rate: the P rides on the T)
+    p_on_t: bool = False
+    t_scale: float = Field(1.0, ge=0.05, le=2.0)  # T amplitude factor (low / flat T below ~0.3)
+    t_notch: bool = False  # a notched (bifid) T: two overlapping repolarisation components
+    u_wave_mv: float = Field(0.0, ge=0.0, le=0.4)  # U wave (largest lead, mV), concordant with the T
+    u_offset_ms: float = Field(0.0, ge=-100.0, le=100.0)  # U onset - T end; negative: T-U fusion
+    # ventricular pacing: a stimulus (spike) before every QRS; "biventricular": an LV and an RV stimulus
+    # ``biv_delay_ms`` apart; the paced QRS starts ``pacing_latency_ms`` after the first stimulus
+    pacing: Literal["none", "ventricular", "biventricular"] = "none"
+    pacing_spike_mv: float = Field(2.0, ge=0.2, le=10.0)
+    pacing_latency_ms: float = Field(20.0, ge=0.0, le=40.0)
+    biv_delay_ms: float = Field(20.0, ge=0.0, le=60.0)
     st_shift_mv: float = Field(0.0, ge=-0.5, le=0.6)  # + elevation / - depression, in the territory's leads
     st_territory: Territory = "anterior"
     t_inversion: Territory | None = None
@@ -150,8 +130,20 @@ class SynthParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "SynthParams":
-        if self.bundle_branch_block != "none" and self.qrs_ms < 120:
+        if self.bundle_branch_block in ("right", "left") and self.qrs_ms < 120:
             raise ValueError("a bundle branch block needs qrs_ms >= 120")
+        if self.bundle_branch_block == "incomplete_right" and not 95 <= self.qrs_ms < 120:
+            raise ValueError("an incomplete right bundle branch block needs 95 <= qrs_ms < 120")
+        if self.fascicular_block != "none" and (self.bundle_branch_block != "none" or self.pacing != "none"):
+            raise ValueError("a fascicular block is generated alone (no bundle branch block, no pacing)")
+        if self.fascicular_block == "left_anterior" and self.qrs_axis_deg > -45:
+            raise ValueError("a left anterior fascicular block needs qrs_axis_deg <= -45")
+        if self.fascicular_block == "left_posterior" and self.qrs_axis_deg < 90:
+            raise ValueError("a left posterior fascicular block needs qrs_axis_deg >= 90")
+        if self.pacing != "none" and (self.bundle_branch_block != "none" or self.qrs_ms < 120):
+            raise ValueError("a paced QRS needs qrs_ms >= 120 and no bundle branch block")
+        if self.is_sinus and self.pr_ms < self.p_duration_ms + 30.0:
+            raise ValueError(f"pr_ms {self.pr_ms} leaves no PR segment after a {self.p_duration_ms:.0f} ms P")
         if self.rhythm == "sinus_bradycardia" and self.hr_bpm >= 60:
             raise ValueError("sinus_bradycardia needs hr_bpm < 60")
         if self.rhythm == "sinus_tachycardia" and self.hr_bpm <= 100:
@@ -162,13 +154,29 @@ class SynthParams(BaseModel):
         if self.qt_ms - self.qrs_ms < 100:
             raise ValueError("qt_ms must exceed qrs_ms by at least 100 ms (ST segment + T wave)")
         gap = self.pr_ms if self.is_sinus else 60.0
-        if self.qt_ms + gap + 20.0 > rr_ms:
-            raise ValueError(f"qt_ms {self.qt_ms} + PR {gap} does not fit in RR {rr_ms:.0f} ms")
+        if self.p_on_t and self.is_sinus:
+            # the P may overlap the T, but starts after the QRS and its ST segment
+            if self.qrs_ms + 80.0 + gap > rr_ms:
+                raise ValueError(f"PR {gap} does not fit after the QRS in RR {rr_ms:.0f} ms")
+        elif self.repolarisation_end_ms + gap + 20.0 > rr_ms:
+            raise ValueError(f"qt_ms {self.qt_ms} (and U wave) + PR {gap} does not fit in RR {rr_ms:.0f} ms")
         return self
 
     @property
     def is_sinus(self) -> bool:
         return self.rhythm != "atrial_fibrillation"
+
+    @property
+    def p_duration_ms(self) -> float:
+        """The P wave's duration (ms): ``p_ms``, else min(110, PR - 40)."""
+        return float(self.p_ms) if self.p_ms is not None else float(min(110.0, self.pr_ms - 40.0))
+
+    @property
+    def repolarisation_end_ms(self) -> float:
+        """Where repolarisation (the T, or a U wave after it) ends, ms after the QRS onset."""
+        if self.u_wave_mv > 0:
+            return max(self.qt_ms, self.qt_ms + self.u_offset_ms + U_WAVE_MS)
+        return self.qt_ms
 
 
 class RecordTruth(BaseModel):
@@ -233,6 +241,12 @@ SCP_NAMES: dict[str, str] = {
     "LVOLT": "low QRS voltages in the frontal and horizontal leads",
     "LAD": "left axis deviation",
     "RAD": "right axis deviation",
+    "IRBBB": "incomplete right bundle branch block",
+    "LAFB": "left anterior fascicular block",
+    "LPFB": "left posterior fascicular block",
+    "PACE": "normal functioning artificial pacemaker",
+    "LAO/LAE": "left atrial overload/enlargement",
+    "PAC": "atrial premature complex",
 }
 _RHYTHM_CODES = {"sinus_rhythm": "SR", "sinus_bradycardia": "SBRAD", "sinus_tachycardia": "STACH",
                  "atrial_fibrillation": "AFIB"}
@@ -241,108 +255,6 @@ _RHYTHM_CODES = {"sinus_rhythm": "SR", "sinus_bradycardia": "SBRAD", "sinus_tach
 def report_text(scp_codes: list[str]) -> str:
     """A PTB-XL-style lower-case English report, e.g. 'sinus rhythm. first degree av block.'."""
     return " ".join(f"{SCP_NAMES[c].lower()}." for c in scp_codes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Wave shapes
-# ---------------------------------------------------------------------------------------------------
-def bump(t_ms: np.ndarray, on_ms: float, peak_ms: float, off_ms: float,
-         rise_pow: float = 1.5, fall_pow: float = 1.5, plateau_end_ms: float | None = None) -> np.ndarray:
-    """Asymmetric compact bump: 0 outside [on, off], 1 from ``peak`` to ``plateau_end`` (default: ``peak``);
-    sin^p rise, cos^p fall.
-
-    A power of 1 leaves a kink (finite slope) at the edge, which makes that edge measurable to a sample;
-    larger powers give a smoother edge. Values at ``t_ms`` (ms); unit height.
-    """
-    top = peak_ms if plateau_end_ms is None else plateau_end_ms
-    out = np.zeros_like(t_ms, dtype=np.float64)
-    rise = (t_ms >= on_ms) & (t_ms < peak_ms)
-    flat = (t_ms >= peak_ms) & (t_ms < top)
-    fall = (t_ms >= top) & (t_ms <= off_ms)
-    if peak_ms > on_ms:
-        # clip: rounding can leave sin/cos a hair below 0 at the edges, and a fractional power of it is NaN
-        out[rise] = np.maximum(np.sin(0.5 * np.pi * (t_ms[rise] - on_ms) / (peak_ms - on_ms)), 0.0) ** rise_pow
-    out[flat] = 1.0
-    if off_ms > top:
-        out[fall] = np.maximum(np.cos(0.5 * np.pi * (t_ms[fall] - top) / (off_ms - top)), 0.0) ** fall_pow
-    else:
-        out[fall] = 1.0  # a part cut at its top (used for areas of ramps)
-    return out
-
-
-@dataclass(frozen=True)
-class Component:
-    """One dipole component: direction (x, y, z), amplitude (mV), timing as fractions of the wave."""
-
-    direction: tuple[float, float, float]
-    amp_mv: float
-    f_on: float
-    f_peak: float
-    f_off: float
-    rise_pow: float = 1.5
-    fall_pow: float = 1.5
-
-    def vector(self) -> np.ndarray:
-        d = np.asarray(self.direction, dtype=np.float64)
-        return self.amp_mv * d / np.linalg.norm(d)
-
-
-# QRS loops. The first component's rise and the last one's fall have power 1 (a kink), so the QRS
-# onset / offset are sharp; inner edges are smooth because they overlap other components.
-QRS_NORMAL = (
-    Component((-0.5, 0.15, 0.85), 0.22, 0.00, 0.15, 0.34, 1.0, 1.5),   # septum: left -> right, anterior
-    Component((0.75, 0.6, 0.12), 1.45, 0.12, 0.40, 0.68),              # apex / free wall: left, inferior
-    Component((0.6, 0.05, -0.85), 1.25, 0.36, 0.60, 0.86),             # basal LV: left, posterior
-    Component((-0.35, -0.6, -0.6), 0.30, 0.66, 0.84, 1.00, 1.5, 1.0),  # terminal basal forces
-)
-QRS_RBBB = (
-    Component((-0.5, 0.15, 0.85), 0.35, 0.00, 0.10, 0.24, 1.0, 1.5),   # septum (normal): r in V1
-    Component((0.75, 0.5, -0.35), 1.50, 0.08, 0.28, 0.50),             # LV: S in V1, R in I / V6
-    Component((-0.65, 0.1, 0.75), 0.75, 0.44, 0.74, 1.00, 1.5, 1.0),   # late RV: R' in V1, broad S in I, V6
-)
-QRS_LBBB = (
-    Component((0.75, 0.05, 0.15), 0.80, 0.00, 0.22, 0.55, 1.0, 1.5),   # septum right -> left: no q in V6
-    Component((0.65, 0.15, -0.75), 1.55, 0.32, 0.68, 1.00, 1.5, 1.0),  # late LV free wall: notch, QS in V1
-)
-P_SINUS = (
-    Component((0.25, 0.85, 0.45), 0.20, 0.00, 0.40, 0.78, 1.0, 1.5),   # right atrium: anterior
-    Component((0.85, 0.45, -0.45), 0.16, 0.22, 0.60, 1.00, 1.5, 1.0),  # left atrium: left, posterior
-)
-T_NORMAL_DIR = np.array([0.7, 0.5, 0.45])
-T_NORMAL_MV = 0.45
-T_PEAK_FRACTION = 0.62  # T rises slowly and falls fast
-T_RISE_POW = 1.2  # near-linear start: a T onset a delineator can place within a few ms (2.0 put it ~20 ms late)
-
-
-def _rotation_z(angle_rad: float) -> np.ndarray:
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _component_area(c: Component) -> float:
-    """Integral of the unit bump over a unit-length wave (fraction-time), by fine quadrature."""
-    t = np.linspace(0.0, 1.0, 20001)
-    return float(np.trapezoid(bump(t, c.f_on, c.f_peak, c.f_off, c.rise_pow, c.fall_pow), t))
-
-
-@lru_cache(maxsize=None)
-def _loop_area(loop: tuple[Component, ...]) -> tuple[float, float, float]:
-    """Time integral of a loop's dipole over a unit-length wave (mV·fraction), as (x, y, z)."""
-    total = np.zeros(3)
-    for c in loop:
-        total += _component_area(c) * c.vector()
-    return tuple(total)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Beat layout
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class _Wave:
-    kind: str  # P | QRS | T | ST
-    on_ms: float
-    off_ms: float
-    parts: list[tuple]  # (vector, on, peak, off, rise_pow, fall_pow[, plateau_end])
 
 
 def _sinus_rr(rng: np.random.Generator, rr_ms: float, n: int, variability: float) -> np.ndarray:
@@ -368,22 +280,15 @@ def _layout_qrs_onsets(params: SynthParams, rng: np.random.Generator) -> tuple[n
     dur_ms = params.duration_s * 1000.0
     n = int(math.ceil(dur_ms / rr_ms)) + 4
     if params.is_sinus:
-        # never so short that a P wave would start before the previous T has ended
-        rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), params.qt_ms + params.pr_ms + 10.0)
+        # never so short that a P wave would start before the previous T has ended (with ``p_on_t``: before
+        # the previous QRS and its ST segment have)
+        floor = (params.qrs_ms + 80.0 if params.p_on_t else params.repolarisation_end_ms + 10.0) + params.pr_ms
+        rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), floor)
     else:
         rr = _af_rr(rng, rr_ms, n, params.af_rr_cv, params.qt_ms + 80.0)
     first = -rr_ms + rng.uniform(0.0, rr_ms)
     onsets = first + np.concatenate([[0.0], np.cumsum(rr[:-1])])
     return onsets, rr_ms
-
-
-# ---------------------------------------------------------------------------------------------------
-# Generator
-# ---------------------------------------------------------------------------------------------------
-def _scale_to_max_lead(vec: np.ndarray, target_mv: float) -> np.ndarray:
-    """Scale ``vec`` so its largest |projection| over the 12 leads is ``target_mv``."""
-    proj = np.abs(LEAD_MATRIX @ vec).max()
-    return vec * (target_mv / proj) if proj > 0 else vec
 
 
 ST_RAMP_FRACTIONS = (0.25, 0.12, 0.06, 0.0)  # of the QRS: where the ST shift starts rising (0 = a step at J)
@@ -419,19 +324,7 @@ def _qrs_rotation(loop: tuple[Component, ...], qrs_ms: float, axis_deg: float,
     lam = us + math.sqrt(max(disc, 0.0))
     want = lam * u - st_area  # what the rotated QRS area must be
     angle = math.atan2(want[1], want[0]) - math.atan2(area[1], area[0])
-    return _rotation_z(angle), st_ramp_frac
-
-
-def _pvc_loop(rng: np.random.Generator) -> tuple[Component, ...]:
-    """A unifocal PVC: two broad, slowly conducted components from a random ventricular focus."""
-    d = rng.normal(size=3)
-    d[1] = abs(d[1]) + 0.3  # most PVC foci (outflow tracts) give an inferior axis
-    d /= np.linalg.norm(d)
-    d2 = d + 0.5 * rng.normal(size=3)
-    return (
-        Component(tuple(d), 1.6, 0.0, 0.40, 0.75, 1.0, 1.5),
-        Component(tuple(d2), 0.9, 0.30, 0.70, 1.0, 1.5, 1.0),
-    )
+    return rotation_z(angle), st_ramp_frac
 
 
 def _noise(params: SynthParams, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -500,7 +393,7 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     n = int(round(params.duration_s * fs))
     dur_ms = n * dt_ms
 
-    loop = {"none": QRS_NORMAL, "right": QRS_RBBB, "left": QRS_LBBB}[params.bundle_branch_block]
+    loop = _qrs_loop(params)
     qrs_ms, qt_ms, pr_ms = params.qrs_ms, params.qt_ms, params.pr_ms
 
     # Amplitude scaling: individual factor, and low voltage keeps limb QRS < 0.5 mV, chest QRS < 1 mV.
@@ -511,13 +404,13 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     st_vec = None
     if abs(params.st_shift_mv) >= 1e-6:
         d = TERRITORY_DIRS[params.st_territory]
-        st_vec = _scale_to_max_lead(d, abs(params.st_shift_mv)) * math.copysign(1.0, params.st_shift_mv)
+        st_vec = scale_to_max_lead(d, abs(params.st_shift_mv)) * math.copysign(1.0, params.st_shift_mv)
 
     rot, st_ramp_frac = _qrs_rotation(loop, qrs_ms, params.qrs_axis_deg,
                                       None if st_vec is None else st_vec / scale, dt_ms)
     qrs_parts = [(rot @ c.vector(), c) for c in loop]
     if params.low_voltage:
-        pp = _peak_to_peak(qrs_parts, qrs_ms, fs)
+        pp = qrs_peak_to_peak(qrs_parts, qrs_ms, fs)
         scale = min(scale, 0.42 / max(pp[:6].max(), 1e-9), 0.85 / max(pp[6:].max(), 1e-9))
         other_scale = 0.6
         if st_vec is not None:  # the ST ramp's share of the net area changed with the QRS scale
@@ -525,9 +418,9 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
             qrs_parts = [(rot @ c.vector(), c) for c in loop]
 
     # T wave: normally concordant with QRS; discordant in bundle branch blocks; inverted in a territory.
-    qrs_area = rot @ np.asarray(_loop_area(loop))
+    qrs_area = rot @ np.asarray(loop_area(loop))
     t_frontal = float(np.clip(0.5 * params.qrs_axis_deg + 15.0, -10.0, 75.0))
-    if params.bundle_branch_block == "none":
+    if params.bundle_branch_block in ("none", "incomplete_right") and params.pacing == "none":
         t_vec = np.array([math.cos(math.radians(t_frontal)), math.sin(math.radians(t_frontal)), 0.0])
         t_vec = t_vec * math.hypot(T_NORMAL_DIR[0], T_NORMAL_DIR[1]) + np.array([0.0, 0.0, T_NORMAL_DIR[2]])
         t_vec = T_NORMAL_MV * t_vec / np.linalg.norm(t_vec)
@@ -540,68 +433,83 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
         d = TERRITORY_DIRS[params.t_inversion]
         d = d / np.linalg.norm(d)
         t_vec = t_vec - (t_vec @ d) * d - 0.45 * d  # remove the territory component, then point away
-    t_vec = t_vec * other_scale
+    t_vec = t_vec * other_scale * params.t_scale
 
     t_dur = float(np.clip(0.45 * qt_ms, 100.0, 240.0))
     t_dur = min(t_dur, qt_ms - qrs_ms - 20.0)
-    p_dur = float(min(110.0, pr_ms - 40.0))
+    p_dur = params.p_duration_ms
+    p_loop = P_BIFID if params.p_wave == "bifid" else P_SINUS
 
     # Beat templates (relative to the QRS onset at 0 ms): every beat of one kind is the same waveform.
-    normal_waves: dict[str, _Wave] = {}
+    normal_waves: dict[str, Wave] = {}
     if params.is_sinus:
         p_on = -pr_ms
-        normal_waves["P"] = _Wave("P", p_on, p_on + p_dur, [
+        normal_waves["P"] = Wave("P", p_on, p_on + p_dur, [
             (c.vector() * other_scale, p_on + c.f_on * p_dur, p_on + c.f_peak * p_dur, p_on + c.f_off * p_dur,
-             c.rise_pow, c.fall_pow) for c in P_SINUS])
-    normal_waves["QRS"] = _Wave("QRS", 0.0, qrs_ms, [
+             c.rise_pow, c.fall_pow) for c in p_loop])
+    normal_waves["QRS"] = Wave("QRS", 0.0, qrs_ms, [
         (v * scale, c.f_on * qrs_ms, c.f_peak * qrs_ms, c.f_off * qrs_ms, c.rise_pow, c.fall_pow)
         for v, c in qrs_parts])
     t_on = qt_ms - t_dur
-    normal_waves["T"] = _Wave("T", t_on, qt_ms, [(t_vec, t_on, t_on + T_PEAK_FRACTION * t_dur, qt_ms, T_RISE_POW, 1.0)])
+    normal_waves["T"] = Wave("T", t_on, qt_ms, _t_parts(t_vec, t_on, t_dur, qt_ms, params.t_notch))
+    if params.u_wave_mv > 0:
+        # the U wave: a small, slow wave concordant with the T, after it or (fusion) riding on its end
+        u_vec = scale_to_max_lead(t_vec, params.u_wave_mv) * (1.0 if np.abs(LEAD_MATRIX @ t_vec).max() > 0 else 0.0)
+        u_on = qt_ms + params.u_offset_ms
+        normal_waves["U"] = Wave("U", u_on, u_on + U_WAVE_MS,
+                                  [(u_vec, u_on, u_on + 0.5 * U_WAVE_MS, u_on + U_WAVE_MS, 1.5, 1.5)])
     if st_vec is not None:
         # ST plateau: ramps up over the end of the QRS (usually its last quarter), flat to the T onset, fades
         # out with the T.
         ramp_on = qrs_ms * (1.0 - st_ramp_frac)
-        normal_waves["ST"] = _Wave("ST", ramp_on, qt_ms, [(st_vec, ramp_on, qrs_ms, qt_ms, 2.0, 2.0, t_on)])
-    templates = {"normal": _Template.build(normal_waves, dt_ms)}
+        normal_waves["ST"] = Wave("ST", ramp_on, qt_ms, [(st_vec, ramp_on, qrs_ms, qt_ms, 2.0, 2.0, t_on)])
+    templates = {"normal": BeatTemplate.build(normal_waves, dt_ms)}
+    base_kind = "normal"
+    if params.pacing != "none":  # every QRS is paced (atrial-sensed, ventricular-paced: the P keeps its PR)
+        templates["paced"] = templates["normal"]
+        base_kind = "paced"
 
     onsets, rr_ms = _layout_qrs_onsets(params, rng)
-    kinds = ["normal"] * len(onsets)
+    kinds = [base_kind] * len(onsets)
     times = onsets.copy()
     if params.pvc_count:
-        pvc_loop = _pvc_loop(rng)
+        ectopic_loop = pvc_loop(rng)
         q = float(rng.uniform(140.0, 180.0))
-        area = np.asarray(_loop_area(pvc_loop))
+        area = np.asarray(loop_area(ectopic_loop))
         pvc_t = -0.5 * area / np.linalg.norm(area) * other_scale  # discordant T
         pvc_t_on, pvc_t_off = q + 60.0, q + 240.0
-        templates["premature"] = _Template.build({
-            "QRS": _Wave("QRS", 0.0, q, [(c.vector() * scale, c.f_on * q, c.f_peak * q, c.f_off * q,
-                                          c.rise_pow, c.fall_pow) for c in pvc_loop]),
-            "T": _Wave("T", pvc_t_on, pvc_t_off, [(pvc_t, pvc_t_on, pvc_t_on + 0.55 * 180.0, pvc_t_off, T_RISE_POW, 1.0)]),
+        templates["premature"] = BeatTemplate.build({
+            "QRS": Wave("QRS", 0.0, q, [(c.vector() * scale, c.f_on * q, c.f_peak * q, c.f_off * q,
+                                          c.rise_pow, c.fall_pow) for c in ectopic_loop]),
+            "T": Wave("T", pvc_t_on, pvc_t_off, [(pvc_t, pvc_t_on, pvc_t_on + 0.55 * 180.0, pvc_t_off, T_RISE_POW, 1.0)]),
         }, dt_ms)
         # PVCs replace beats in the middle of the record; the sinus schedule goes on, so the RR intervals
         # around a PVC sum to two cycles (full compensatory pause). It must start after the previous T
         # and end before the next beat's P.
         next_gap = pr_ms if params.is_sinus else 40.0
-        for k in _pvc_positions(rng, times, dur_ms, params.pvc_count):
+        for k in pvc_positions(rng, times, dur_ms, params.pvc_count):
             coupling = max(0.6 * (times[k] - times[k - 1]), qt_ms + 40.0) * rng.uniform(1.0, 1.04)
             fits = (coupling <= 0.85 * (times[k] - times[k - 1])
                     and times[k - 1] + coupling + pvc_t_off + 20.0 < times[k + 1] - next_gap)
             if fits:
                 kinds[k] = "premature"
                 times[k] = times[k - 1] + coupling
+    if params.pac_count and params.is_sinus:
+        place_pacs(params, rng, normal_waves, templates, times, kinds, dur_ms, dt_ms)
     times = np.round(times / dt_ms) * dt_ms  # beats start on a sample, so one template serves every beat
 
     dipole = np.zeros((3, n))
     for t0, kind in zip(times, kinds):
         templates[kind].add_to(dipole, int(round(t0 / dt_ms)))
 
+    if params.pacing != "none":
+        add_pacing_spikes(dipole, params, times, kinds, dt_ms)
     total = dipole
     if not params.is_sinus and params.f_wave_mv > 0:
         total = dipole + _f_waves(params, rng, n)
-    recorded = LEAD_MATRIX[_RECORDED] @ total + _noise(params, rng, n)
+    recorded = LEAD_MATRIX[RECORDED_LEADS] @ total + _noise(params, rng, n)
     signal = np.zeros((12, n), dtype=np.float32)
-    signal[_RECORDED] = recorded.astype(np.float32)
+    signal[RECORDED_LEADS] = recorded.astype(np.float32)
     derive_limb_leads(signal)
 
     beat_columns, truth = _truth(record_id, params, times, kinds, templates, st_vec, t_vec, dur_ms - dt_ms)
@@ -609,76 +517,35 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     return SynthRecord(record_id, params, int(seed), signal, truth, statements, beat_columns)
 
 
-def _pvc_positions(rng: np.random.Generator, times: np.ndarray, dur_ms: float, count: int) -> list[int]:
-    """Indices of beats to turn into PVCs: inside the middle 80 % of the record, never adjacent."""
-    candidates = [k for k in range(1, len(times) - 1) if 0.1 * dur_ms < times[k] < 0.9 * dur_ms]
-    rng.shuffle(candidates)
-    chosen: list[int] = []
-    for k in candidates:
-        if len(chosen) >= count:
-            break
-        if all(abs(k - j) > 2 for j in chosen):
-            chosen.append(k)
-    return sorted(chosen)
+def _qrs_loop(params: SynthParams) -> tuple[Component, ...]:
+    """The QRS loop of the record's conducted (or paced) beats."""
+    if params.pacing == "ventricular":
+        return QRS_PACED_RV
+    if params.pacing == "biventricular":
+        return QRS_PACED_BIV
+    if params.fascicular_block == "left_anterior":
+        return QRS_LAFB
+    if params.fascicular_block == "left_posterior":
+        return QRS_LPFB
+    return {"none": QRS_NORMAL, "right": QRS_RBBB, "left": QRS_LBBB,
+            "incomplete_right": QRS_IRBBB}[params.bundle_branch_block]
 
 
-_WAVE_COLUMNS = {"P": ("p_on_ms", "p_peak_ms", "p_off_ms"),
-                 "QRS": ("qrs_on_ms", "r_peak_ms", "qrs_off_ms"),
-                 "T": ("t_on_ms", "t_peak_ms", "t_off_ms")}
+def _t_parts(t_vec: np.ndarray, t_on: float, t_dur: float, qt_ms: float, notched: bool) -> list[tuple]:
+    """The T wave's components: one asymmetric bump, or (notched) two overlapping ones whose humps lie ~40%
+    of the T apart, the second ending the T at ``qt_ms``."""
+    if not notched:
+        return [(t_vec, t_on, t_on + T_PEAK_FRACTION * t_dur, qt_ms, T_RISE_POW, 1.0)]
+    return [(0.75 * t_vec, t_on, t_on + 0.3 * t_dur, t_on + 0.62 * t_dur, T_RISE_POW, 1.5),
+            (0.8 * t_vec, t_on + 0.36 * t_dur, t_on + 0.72 * t_dur, qt_ms, 1.5, 1.0)]
 
 
-@dataclass
-class _Template:
-    """One beat kind sampled on the record's grid, relative to a QRS onset on sample 0."""
-
-    start: int  # first sample (relative; negative when the P wave precedes the QRS)
-    dipole: np.ndarray  # (3, m)
-    waves: dict[str, tuple[float, float]]  # wave -> (on_ms, off_ms) relative to the QRS onset
-    peaks_ms: dict[str, np.ndarray]  # wave -> (12,) per-lead peak times relative to the QRS onset
-
-    @classmethod
-    def build(cls, waves: dict[str, _Wave], dt_ms: float) -> "_Template":
-        lo = min(w.on_ms for w in waves.values())
-        hi = max(w.off_ms for w in waves.values())
-        start, stop = int(math.ceil(lo / dt_ms)), int(math.floor(hi / dt_ms))
-        t = np.arange(start, stop + 1) * dt_ms
-        dip = np.zeros((3, t.size))
-        for w in waves.values():
-            for vec, on, peak, off, rp, fp, *plateau in w.parts:
-                dip += np.outer(vec, bump(t, on, peak, off, rp, fp, plateau[0] if plateau else None))
-        leads = LEAD_MATRIX @ dip
-        peaks = {}
-        for name in _WAVE_COLUMNS:
-            w = waves.get(name)
-            if w is None:
-                continue
-            i0 = int(math.ceil(w.on_ms / dt_ms)) - start
-            i1 = int(math.floor(w.off_ms / dt_ms)) - start
-            # The beat's own clean deflection (its ST shift included) inside the wave's support.
-            peaks[name] = (np.abs(leads[:, i0:i1 + 1]).argmax(axis=1) + i0 + start) * dt_ms
-        return cls(start, dip, {k: (w.on_ms, w.off_ms) for k, w in waves.items()}, peaks)
-
-    def add_to(self, dipole: np.ndarray, at: int) -> None:
-        """Add this beat with its QRS onset on sample ``at`` (clipped to the record)."""
-        n = dipole.shape[1]
-        a, b = at + self.start, at + self.start + self.dipole.shape[1]
-        lo, hi = max(a, 0), min(b, n)
-        if hi > lo:
-            dipole[:, lo:hi] += self.dipole[:, lo - a:hi - a]
-
-
-def _peak_to_peak(qrs_parts, qrs_ms: float, fs: int) -> np.ndarray:
-    """Per-lead QRS peak-to-peak (mV) of a loop at unit scale."""
-    t = np.arange(0.0, qrs_ms, 1000.0 / fs)
-    h = np.zeros((3, t.size))
-    for v, c in qrs_parts:
-        h += np.outer(v, bump(t, c.f_on * qrs_ms, c.f_peak * qrs_ms, c.f_off * qrs_ms, c.rise_pow, c.fall_pow))
-    lead = LEAD_MATRIX @ h
-    return lead.max(axis=1) - lead.min(axis=1)
+# the truth's beat_class of each beat kind: a premature atrial beat is "premature" like a ventricular one
+_TRUTH_CLASS = {"pac": "premature"}
 
 
 def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[str],
-           templates: dict[str, _Template], st_vec: np.ndarray | None, t_vec: np.ndarray,
+           templates: dict[str, BeatTemplate], st_vec: np.ndarray | None, t_vec: np.ndarray,
            last_ms: float) -> tuple[dict, RecordTruth]:
     """Per-beat per-lead fiducials (``beats``) and the record-level truth."""
     sel = [k for k, t0 in enumerate(times)
@@ -689,7 +556,7 @@ def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[s
     st_j60 = np.zeros((nb, 12))
     for row, k in enumerate(sel):
         tpl, t0 = templates[kinds[k]], times[k]
-        for name, (on_c, peak_c, off_c) in _WAVE_COLUMNS.items():
+        for name, (on_c, peak_c, off_c) in WAVE_COLUMNS.items():
             if name not in tpl.waves:
                 continue
             on, off = t0 + tpl.waves[name][0], t0 + tpl.waves[name][1]
@@ -707,14 +574,16 @@ def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[s
         "lead": list(LEADS) * nb,
         "beat": np.repeat(np.arange(nb, dtype=np.int32), 12),
         **{c: cols[c].ravel() for c in FIDUCIAL_COLUMNS},
-        "beat_class": [kinds[k] for k in sel for _ in range(12)],
+        "beat_class": [_TRUTH_CLASS.get(kinds[k], kinds[k]) for k in sel for _ in range(12)],
         "st_j60_mv": st_j60.ravel(),
     }
 
     onsets = times[sel]
     rr_mean = float(np.diff(onsets).mean()) if nb > 1 else 60000.0 / params.hr_bpm
     hr = 60000.0 / rr_mean
-    n_prem = sum(kinds[k] == "premature" for k in sel)
+    n_pvc = sum(kinds[k] == "premature" for k in sel)
+    n_pac = sum(kinds[k] == "pac" for k in sel)
+    n_prem = n_pvc + n_pac
     if params.rhythm == "sinus":  # unspecified sinus: named from the measured rate
         rhythm = "sinus_bradycardia" if hr < 60 else "sinus_tachycardia" if hr > 100 else "sinus_rhythm"
     else:
@@ -726,8 +595,18 @@ def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[s
         findings.append("CRBBB")
     if params.bundle_branch_block == "left":
         findings.append("CLBBB")
-    if n_prem:
+    if params.bundle_branch_block == "incomplete_right":
+        findings.append("IRBBB")
+    if params.fascicular_block != "none":
+        findings.append({"left_anterior": "LAFB", "left_posterior": "LPFB"}[params.fascicular_block])
+    if params.pacing != "none":
+        findings.append("PACE")
+    if params.p_wave == "bifid" and params.is_sinus:
+        findings.append("LAO/LAE")
+    if n_pvc:
         findings.append("PVC")
+    if n_pac:
+        findings.append("PAC")
     ste = [LEADS[i] for i in range(12) if st_proj[i] >= 0.1 - 1e-9]
     std = [LEADS[i] for i in range(12) if st_proj[i] <= -0.1 + 1e-9]
     if params.st_shift_mv >= 0.1:
@@ -843,103 +722,6 @@ def random_params(rng: np.random.Generator) -> SynthParams:
     )
 
 
-# ---------------------------------------------------------------------------------------------------
-# A PTB-XL-like tree on disk
-# ---------------------------------------------------------------------------------------------------
-ADC_GAIN = 1000.0  # adu per mV, as PTB-XL
-WFDB_LEAD_NAMES = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
-
-
-def write_wfdb(path_stem: Path, signal_mv: np.ndarray, fs_hz: int) -> tuple[Path, Path]:
-    """Write a (12, n) mV signal as WFDB format 16 (1000 adu/mV, baseline 0) at ``path_stem``.{hea,dat}.
-
-    Written directly (a header line per channel with initial value and checksum), which is ~20x faster
-    than ``wfdb.wrsamp``; wfdb reads it back within half an adu (quantisation).
-    """
-    digital = np.round(signal_mv.astype(np.float64) * ADC_GAIN)
-    # -32768 is WFDB's "no sample" value in format 16: stay one above it.
-    digital = np.clip(digital, -32767, 32767).astype("<i2")
-    n = digital.shape[1]
-    name = path_stem.name
-    dat = path_stem.with_suffix(".dat")
-    hea = path_stem.with_suffix(".hea")
-    dat.write_bytes(np.ascontiguousarray(digital.T).tobytes())
-    sums = digital.astype(np.int64).sum(axis=1)
-    lines = [f"{name} {digital.shape[0]} {fs_hz} {n}"]
-    for ch, lead in enumerate(WFDB_LEAD_NAMES):
-        checksum = int(((int(sums[ch]) + 32768) % 65536) - 32768)
-        lines.append(f"{name}.dat 16 {ADC_GAIN:.1f}(0)/mV 16 0 {int(digital[ch, 0])} {checksum} 0 {lead}")
-    lines.append("# synthetic ECG written by ecg-grounding pipeline.synthetic")
-    hea.write_text("\n".join(lines) + "\n")
-    return hea, dat
-
-
-def record_id_for(index: int, n: int) -> str:
-    """'syn00001' style ids (1-based), wide enough for ``n`` records."""
-    return f"syn{index + 1:0{max(5, len(str(n)))}d}"
-
-
-def write_synthetic_tree(out_dir: str | Path, n: int, seed: int) -> Path:
-    """Write ``n`` random records as a PTB-XL-like tree under ``out_dir``; returns ``out_dir``.
-
-    Layout: ``synthetic_database.csv`` (one row per record: ecg_id, record_id, patient_id, age, sex, report,
-    scp_codes, heart_axis, filename_hr, seed, ...), ``records500/<record_id>.hea/.dat`` (WFDB format 16,
-    1000 adu/mV) and ``truth/beats.parquet`` + ``truth/records.parquet``. Record ``i`` uses
-    ``params = random_params(default_rng([seed_i, 1]))`` and ``generate_record(params, seed_i)`` with the
-    csv's ``seed`` column as ``seed_i``, so any record can be regenerated alone. Same ``seed`` -> same bytes.
-    """
-    from pipeline import progress
-    from pipeline.batch import write_parquet_atomic  # here: batch pulls the errors schema (cheap, but lazy)
-
-    out = Path(out_dir)
-    (out / "records500").mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
-    seeds = np.random.SeedSequence(int(seed)).generate_state(max(n, 1), dtype=np.uint32)[:n]
-    demo_rng = np.random.default_rng([int(seed), 2])
-    rows: list[dict] = []
-    truth_rows: list[dict] = []
-    beat_frames: list[pl.DataFrame] = []
-    for i in progress.iterate("synth", range(n)):
-        rid = record_id_for(i, n)
-        rseed = int(seeds[i])
-        params = random_params(np.random.default_rng([rseed, 1]))
-        rec = generate_record(params, rseed, record_id=rid)
-        write_wfdb(out / "records500" / rid, rec.signal_mv, params.fs_hz)
-        t = rec.truth
-        age = int(demo_rng.integers(22, 90))
-        sex = "male" if demo_rng.random() < 0.52 else "female"
-        rows.append({
-            "ecg_id": i + 1, "record_id": rid, "patient_id": f"synp{i + 1:0{max(5, len(str(n)))}d}",
-            "age": age, "sex": sex, "report": rec.report,
-            "scp_codes": "{" + ", ".join(f"'{c}': 100.0" for c in t.scp_codes) + "}",
-            "heart_axis": t.heart_axis, "filename_hr": f"records500/{rid}", "fs_hz": params.fs_hz,
-            "n_samples": int(rec.signal_mv.shape[1]), "seed": rseed,
-        })
-        truth_rows.append({
-            "record_id": rid, "seed": rseed, "hr_bpm": t.hr_bpm, "rr_mean_ms": t.rr_mean_ms, "pr_ms": t.pr_ms,
-            "qrs_ms": t.qrs_ms, "qt_ms": t.qt_ms, "qrs_axis_deg": t.qrs_axis_deg, "rhythm": t.rhythm,
-            "heart_axis": t.heart_axis, "findings": ";".join(t.findings), "scp_codes": ";".join(t.scp_codes),
-            "n_beats": t.n_beats, "n_premature": t.n_premature,
-            "st_elevation_leads": ";".join(t.st_elevation_leads),
-            "st_depression_leads": ";".join(t.st_depression_leads),
-            "t_inversion_leads": ";".join(t.t_inversion_leads),
-            "params_json": params.model_dump_json(),
-        })
-        beat_frames.append(rec.beat_columns)
-    db = pl.DataFrame(rows, schema={
-        "ecg_id": pl.Int64, "record_id": pl.String, "patient_id": pl.String, "age": pl.Int64, "sex": pl.String,
-        "report": pl.String, "scp_codes": pl.String, "heart_axis": pl.String, "filename_hr": pl.String,
-        "fs_hz": pl.Int64, "n_samples": pl.Int64, "seed": pl.Int64})
-    tmp = out / f".synthetic_database.csv.{os.getpid()}.tmp"
-    db.write_csv(tmp)
-    os.replace(tmp, out / "synthetic_database.csv")
-    records = pl.DataFrame(truth_rows, schema=RECORDS_TRUTH_SCHEMA)
-    write_parquet_atomic(records, out / "truth" / "records.parquet")
-    beats = beats_frame(beat_frames)
-    write_parquet_atomic(beats, out / "truth" / "beats.parquet")
-    return out
-
-
 BEATS_TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String, "lead": pl.String, "beat": pl.Int32, **{c: pl.Float64 for c in FIDUCIAL_COLUMNS},
     "beat_class": pl.String, "st_j60_mv": pl.Float64}
@@ -949,3 +731,11 @@ RECORDS_TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "rhythm": pl.String, "heart_axis": pl.String, "findings": pl.String, "scp_codes": pl.String,
     "n_beats": pl.Int32, "n_premature": pl.Int32, "st_elevation_leads": pl.String,
     "st_depression_leads": pl.String, "t_inversion_leads": pl.String, "params_json": pl.String}
+
+
+# the on-disk tree (a second idea: files, not signals) lives in its own module; imported last because it
+# uses the generator above
+from pipeline.synthetic_tree import (  # noqa: E402
+    ADC_GAIN, WFDB_LEAD_NAMES, record_id_for, write_synthetic_tree, write_wfdb,
+)
+

@@ -329,33 +329,61 @@ def check_contradictions(answer: str, ctx: GroundingContext, config: ValidationC
 # --------------------------------------------------------------------------------------------------- CLI
 def register(subparsers) -> None:
     """Add ``ecg-grounding validate``: validate answers.parquet and write the GEM instruction set."""
-    p = subparsers.add_parser("validate", help="validate answers and write the GEM instruction set")
+    from pipeline.batch import DEFAULT_CHUNK_SIZE
+    from pipeline.preflight import fraction, nonneg_int, positive_int
+
+    p = subparsers.add_parser(
+        "validate", help="validate answers and write the GEM instruction set",
+        description="Check every generated answer against its record's measurements and report (form, numbers "
+                    "with unit and lead, leads, contradictions, diagnosis coverage and precision) and write the "
+                    "accepted ones as GEM's JSON: {train,test}-NNNNN.json shards split by patient, "
+                    "provenance.parquet, rejects.parquet and summary.json, all directly in OUT.\n\n"
+                    "example:\n  ecg-grounding validate --answers outputs/ptbxl/generate/answers.parquet \\\n"
+                    "      --features outputs/ptbxl/features --manifest outputs/ptbxl/manifest.parquet \\\n"
+                    "      --images outputs/ptbxl/images --prompts outputs/ptbxl/prompts/prompts.parquet \\\n"
+                    "      --out outputs/ptbxl/instructions")
     p.add_argument("--answers", required=True, help="answers.parquet written by `generate`")
-    p.add_argument("--features", required=True, help="features folder (records.parquet, beats.parquet)")
+    p.add_argument("--features", required=True, help="features folder (records / beats tables or shard folders)")
     p.add_argument("--manifest", required=True, help="manifest.parquet written by `ingest`")
     p.add_argument("--images", default=None, help="images folder (<record_id>.png)")
     p.add_argument("--prompts", default=None, help="prompts.parquet (prompt hash, template version)")
-    p.add_argument("--out", required=True, help="output folder (instructions/ lives here)")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="share of patients in the test split")
-    p.add_argument("--shard-size", type=int, default=5000, help="items per JSON shard")
-    p.add_argument("--seed", type=int, default=0, help="seed of the question phrasing draw")
-    p.add_argument("--max-words", type=int, default=300)
-    p.add_argument("--min-grounded-numbers", type=int, default=ValidationConfig().min_grounded_numbers,
-                   help="grounded measurements an answer must cite (no_evidence below)")
-    p.add_argument("--min-leads-named", type=int, default=ValidationConfig().min_leads_named,
-                   help="leads an answer must name (no_evidence below)")
-    p.add_argument("--chunk-size", type=int, default=500, help="records validated per chunk")
+    p.add_argument("--out", required=True,
+                   help="instruction-set folder: the JSON shards, provenance.parquet, rejects.parquet and "
+                        "summary.json are written directly into it (a run uses RUN/instructions)")
+    p.add_argument("--test-fraction", type=fraction, default=0.1, help="share of patients in the test split")
+    p.add_argument("--shard-size", type=positive_int, default=5000, help="items per JSON shard")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the question phrasing draw")
+    p.add_argument("--max-words", type=positive_int, default=300)
+    p.add_argument("--min-grounded-numbers", type=nonneg_int, default=ValidationConfig().min_grounded_numbers,
+                   help="grounded measurements an answer must cite (no_evidence below; default %(default)s)")
+    p.add_argument("--min-leads-named", type=nonneg_int, default=ValidationConfig().min_leads_named,
+                   help="leads an answer must name (no_evidence below; default %(default)s)")
+    p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
+                   help="records validated per chunk (default %(default)s)")
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args) -> int:
-    from pipeline.instructions import build_instruction_set, format_summary
+    from pathlib import Path
 
+    from pipeline.batch import Failures
+    from pipeline.cli import finish
+    from pipeline.inputs import check_validate_inputs
+    from pipeline.instructions import build_instruction_set, format_summary
+    from pipeline.preflight import check_out
+
+    check_out(args.out)
+    check_validate_inputs(args.answers, args.features, args.manifest, args.prompts, args.images)
     config = ValidationConfig(max_words=args.max_words, min_grounded_numbers=args.min_grounded_numbers,
                               min_leads_named=args.min_leads_named)
     summary = build_instruction_set(
         answers=args.answers, features=args.features, manifest=args.manifest, images=args.images,
         prompts=args.prompts, out=args.out, test_fraction=args.test_fraction, shard_size=args.shard_size,
         seed=args.seed, config=config, chunk_size=args.chunk_size)
-    print(format_summary(summary))
-    return 0
+    # records that could not be validated at all fail; answers the validator rejects are its verdict, listed
+    # with their reasons in rejects.parquet (the acceptance rate says how many)
+    lost = [(code, summary.get(code) or 0) for code in ("no_answer", "no_context")]
+    lost = [(c, n) for c, n in lost if n]
+    failures = Failures(n_failed=sum(n for _, n in lost), by_code=lost, stages={c: ["validate"] for c, _ in lost},
+                        tables=[str(Path(args.out) / "summary.json")] if lost else [])
+    return finish(args, summary, format_summary(summary), failures)

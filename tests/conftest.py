@@ -41,3 +41,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_verbosity():
+    """``pipeline.cli.main`` sets ``ECG_GROUNDING_VERBOSITY`` in os.environ (its -v/-q contract); a test that calls
+    main in-process must not leave -q behind for the subprocesses of later tests."""
+    before = os.environ.get("ECG_GROUNDING_VERBOSITY")
+    yield
+    if before is None:
+        os.environ.pop("ECG_GROUNDING_VERBOSITY", None)
+    else:
+        os.environ["ECG_GROUNDING_VERBOSITY"] = before

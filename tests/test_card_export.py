@@ -28,7 +28,7 @@ CLI = [sys.executable, "-m", "pipeline.cli"]
 
 def _cli(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
     r = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=REPO, timeout=600,
-                       env={**os.environ, "ECG_GROUNDING_VERBOSITY": "-1"})
+                       env={**os.environ, "ECG_GROUNDING_VERBOSITY": "0"})
     if check is not None:
         assert r.returncode == check, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r

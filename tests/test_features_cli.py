@@ -39,10 +39,12 @@ def test_cli_on_small_wfdb_tree(tmp_path):
     data.mkdir()
     write_tree(data)
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "features", "--source", "wfdb", "--root", str(data),
-                           "--out", str(out), "--chunk-size", "2"], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+                           "--out", str(out), "--chunk-size", "2", "--json"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 1, proc.stderr  # a record failed: exit 1, its reason code on stderr
+    assert "1 record failed" in proc.stderr and "flat_lead" in proc.stderr and "errors.parquet" in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["failures"]["by_code"] == {"flat_lead": 1}
     assert summary["n_records"] == 4 and summary["n_shards"] == 2
     assert summary["n_measured"] == 3 and summary["n_failed"] == 1
     beats, recs = read_table(out, "beats"), read_table(out, "records")

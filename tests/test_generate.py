@@ -95,7 +95,7 @@ def _cmd(prompts: Path, out: Path, fake: FakeOpenAI, *extra: str, cli: bool = Fa
     head = [CLI, "generate"] if cli else [str(REPO / ".venv/bin/python"), "-m", "pipeline.generate"]
     return [*head, "--prompts", str(prompts.parent), "--out", str(out), "--llm",
             "openai-compatible:qwen2.5-7b-instruct", "--base-url", fake.base_url, "--no-validate", "--no-context",
-            "--max-attempts", "1", *extra]
+            "--max-attempts", "1", "--json", *extra]
 
 
 def test_cli_against_fake_server_never_writes_or_logs_the_key(tmp_path):
@@ -276,4 +276,5 @@ def test_cli_configuration_errors_are_clear(tmp_path):
                        (["--llm", "deepseek:deepseek-chat", "--batch"], "Batch API")):
         e = {**env, "DEEPSEEK_API_KEY": "sk-ds"} if "deepseek" in extra[1] else env
         proc = subprocess.run(py + extra, env=e, capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 2 and msg in proc.stdout, (extra, proc.stdout, proc.stderr)
+        assert proc.returncode == 2 and msg in proc.stderr, (extra, proc.stdout, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

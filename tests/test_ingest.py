@@ -29,7 +29,7 @@ def bad_root(tmp_path_factory):
 def test_ingest_bad_corpus_good_records_pass_bad_ones_get_their_codes(bad_root, tmp_path):
     root, expect = bad_root
     summary = ingest("wfdb", root, tmp_path / "out", chunk_size=6)
-    assert summary.n_records == len(expect) and summary.n_shards == 4
+    assert summary.n_records == len(expect) and summary.n_shards == -(-len(expect) // 6)
     ok_ids = sorted(r for r, e in expect.items() if e.outcome != "error")
     failed = {r: e for r, e in expect.items() if e.outcome == "error"}
     assert summary.n_ok == len(ok_ids) and summary.n_failed == len(failed)
@@ -44,7 +44,9 @@ def test_ingest_bad_corpus_good_records_pass_bad_ones_get_their_codes(bad_root, 
     assert set(errs["stage"].to_list()) == {"ingest"}
     warned = {(r["record_id"], r["code"], r["lead"]) for r in errs.filter(pl.col("severity") == "warning").iter_rows(named=True)}
     assert warned == {(r, e.code, e.lead) for r, e in expect.items() if e.outcome == "warning"}
-    assert summary.failed_by_code["header_mismatch"] == 2 and summary.warnings_by_code["flat_lead"] == 1
+    n_mismatch = sum(e.outcome == "error" and e.code == "header_mismatch" for e in expect.values())
+    assert n_mismatch >= 2 and summary.failed_by_code["header_mismatch"] == n_mismatch
+    assert summary.warnings_by_code["flat_lead"] == 1
     assert not (tmp_path / "out" / ".ingest_shards").exists()  # shards merged and removed
 
     row = man.filter(pl.col("record_id") == "limb_derived").row(0, named=True)

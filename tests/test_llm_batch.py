@@ -99,7 +99,7 @@ def test_killed_batch_run_resumes_polling_instead_of_resubmitting(fake, tmp_path
     env = {**os.environ, "OPENAI_API_KEY": "sk-batch-kill-test"}
     cmd = [str(REPO / ".venv/bin/python"), "-m", "pipeline.generate", "--prompts", str(pl_path), "--out", str(out),
            "--llm", SPEC, "--base-url", fake.base_url, "--batch", "--batch-poll-s", "0.05", "--no-validate",
-           "--no-context", "--max-attempts", "1"]
+           "--no-context", "--max-attempts", "1", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while not any(e.path.startswith("/v1/batches/") for e in fake.log):

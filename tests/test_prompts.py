@@ -185,10 +185,11 @@ def test_prompts_cli_end_to_end(tmp_path, kb):
     Image.new("RGB", (2200, 1700), "white").save(images / "06000.png")
     rc = main(["prompts", "--source", "ptbxl", "--root", str(root), "--features", str(run / "features"),
                "--out", str(run / "prompts"), "--images", str(images), "--budget", "5000"])
-    assert rc == 0
+    assert rc == 1  # 9 records have no image: no multimodal prompt for them (missing_image), the rest written
     df = pl.read_parquet(run / "prompts" / "prompts.parquet")
     assert dict(df.schema) == PROMPTS_SCHEMA
-    assert df.height == 10 * len(VARIANTS)
+    assert df.height == 10 * len(VARIANTS) - 9
+    assert df.filter(pl.col("variant") == "multimodal")["record_id"].to_list() == ["06000"]
     assert df["prompt_tokens"].max() <= 5000 and (df["budget"] == 5000).all()
     assert df["prompt_hash"].n_unique() == df.height
     for row in df.iter_rows(named=True):
@@ -198,9 +199,9 @@ def test_prompts_cli_end_to_end(tmp_path, kb):
     assert set(first["image_path"].to_list()) == {"images/06000.png"}
     tokens = dict(zip(first["variant"].to_list(), first["image_tokens"].to_list()))
     assert tokens == {"multimodal": 765, "json": 765, "text": 0}
-    assert df.filter(pl.col("record_id") != "06000")["image_path"].null_count() == 27
+    assert df.filter(pl.col("record_id") != "06000")["image_path"].null_count() == 18
     errors = pl.read_parquet(run / "prompts" / "errors.parquet")
-    assert errors.height == 0
+    assert errors.height == 9 and set(errors["code"]) == {"missing_image"}
 
 
 def test_prompts_cli_records_over_budget_as_errors(tmp_path):

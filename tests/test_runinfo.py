@@ -9,16 +9,30 @@ from pipeline.run_all import RunConfig, run_pipeline
 from pipeline.runinfo import git_info, package_versions
 
 
-def test_a_stage_that_raises_leaves_a_run_json(tmp_path):
+def test_a_stage_that_raises_leaves_a_run_json(tmp_path, monkeypatch):
+    import pipeline.render
+
+    def disk_full(*args, **kwargs):  # a failure no pre-flight can foresee, after ingest and features ran
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pipeline.render, "render", disk_full)
     out = tmp_path / "run"
-    cfg = RunConfig(n=3, out=out, layout="5x5")  # no such layout: render raises after ingest and features
-    with pytest.raises(ValueError, match="5x5"):
+    cfg = RunConfig(n=3, out=out)
+    with pytest.raises(OSError, match="No space"):
         run_pipeline(cfg)
     info = json.loads((out / "run.json").read_text())
-    assert info["status"] == "error" and "5x5" in info["error"]
+    assert info["status"] == "error" and "No space" in info["error"]
     assert set(info["stages"]) == {"synth", "ingest", "features"}
     assert info["stages"]["features"]["n_measured"] == 3
-    assert info["config"]["layout"] == "5x5" and info["ended_at"] >= info["started_at"]
+    assert info["config"]["layout"] == "3x4+II" and info["ended_at"] >= info["started_at"]
+
+
+def test_a_bad_layout_stops_the_run_before_any_stage(tmp_path):
+    from pipeline.record import ConfigError
+
+    with pytest.raises(ConfigError, match="5x5"):
+        run_pipeline(RunConfig(n=3, out=tmp_path / "run", layout="5x5"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_git_info_outside_a_checkout_and_versions(tmp_path):

@@ -306,7 +306,7 @@ def test_ludb_corrupt_annotation_is_a_record_error(tmp_path):
     (tmp_path / "data" / "1.v2").write_bytes(b"abc")
     with pytest.raises(RecordError) as err:
         open_source("ludb", tmp_path).read("1")
-    assert err.value.code == "corrupt_signal" and err.value.lead == "V2"
+    assert err.value.code == "bad_annotation" and err.value.lead == "V2"
 
 
 def test_mutated_headers_and_signals_give_only_specific_record_errors(tmp_path):

@@ -384,6 +384,10 @@ def test_source_errors_are_record_errors(tree, tmp_path):
     hea.write_text("syn00004 12 five 5000\n")
     with pytest.raises(RecordError) as e:
         src.read("syn00004")
+    assert e.value.code == "bad_sampling_rate"  # an unparsable rate: the calibration check's own code
+    hea.write_text("this is no header\n")
+    with pytest.raises(RecordError) as e:
+        src.read("syn00004")
     assert e.value.code == "corrupt_header"
     assert src.read("syn00005").record_id == "syn00005"  # the rest still reads
 

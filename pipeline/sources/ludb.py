@@ -10,13 +10,14 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from pipeline.record import (
-    LEADS, Calibration, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave,
+    LEADS, Demographics, ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, ReferenceWave,
     Statement,
     check_record_id, resolve_under,
 )
+from pipeline.sources.tables import SourceTable, read_source_table
+from pipeline.sources.calibration import with_flag
 from pipeline.sources.wfdb_common import parse_header_demographics, read_wfdb_window
 
 _PEAK_WAVE = {"p": "P", "N": "QRS", "t": "T"}
@@ -29,20 +30,28 @@ _MIT_SYMBOL = {1: "N", 24: "p", 27: "t", 39: "(", 40: ")"}
 _MIT_SKIP, _MIT_NUM, _MIT_SUB, _MIT_CHN, _MIT_AUX = 59, 60, 61, 62, 63
 
 
-def read_mit_annotation(path: Path) -> tuple[list[str], list[int]]:
+def read_mit_annotation(path: Path, n_samples: int | None = None) -> tuple[list[str], list[int]]:
     """(symbols, sample indices) of an MIT-format annotation file.
 
     A small reader instead of ``wfdb.rdann``, which re-parses the record header through pandas on every
-    call (~4 ms per file, 12 files per LUDB record). Codes other than LUDB's five are returned as '?'.
+    call (~4 ms per file, 12 files per LUDB record). Raises ``ValueError`` for a file that is not a whole MIT
+    annotation stream: an odd byte count, no end-of-file marker (a truncated file), a code LUDB never writes
+    (random bytes hit one within a few words: every real LUDB file holds only its five codes and the MIT
+    control codes), or a sample past the record's ``n_samples``. Such a file used to read as "0 waves".
     """
-    words = np.frombuffer(path.read_bytes(), dtype="<u2")
+    data = path.read_bytes()
+    if len(data) % 2:
+        raise ValueError(f"{len(data)} bytes: an MIT annotation file holds 16-bit words")
+    words = np.frombuffer(data, dtype="<u2")
     symbols: list[str] = []
     samples: list[int] = []
     t, k, n = 0, 0, len(words)
+    ended = False
     while k < n:
         code, value = int(words[k]) >> 10, int(words[k]) & 0x3FF
         k += 1
         if code == 0 and value == 0:
+            ended = True
             break
         if code == _MIT_SKIP:  # a 32-bit interval follows: high word, then low word
             if k + 1 < n:
@@ -52,10 +61,18 @@ def read_mit_annotation(path: Path) -> tuple[list[str], list[int]]:
             k += (value + 1) // 2
         elif code in (_MIT_NUM, _MIT_SUB, _MIT_CHN):
             continue
-        else:
+        elif code in _MIT_SYMBOL:
             t += value
-            symbols.append(_MIT_SYMBOL.get(code, "?"))
+            if t < 0 or (n_samples is not None and t >= n_samples):
+                raise ValueError(f"annotation {len(symbols) + 1} at sample {t}, outside the record's "
+                                 f"{n_samples} samples")
+            symbols.append(_MIT_SYMBOL[code])
             samples.append(t)
+        else:
+            raise ValueError(f"word {k - 1} holds annotation code {code}, which LUDB never writes (not an "
+                             "annotation file, or a corrupt one)")
+    if not ended:
+        raise ValueError(f"no end-of-file marker after {n} words (truncated)")
     return symbols, samples
 
 
@@ -161,31 +178,32 @@ class LudbSource:
         self.window_s = window_s
         self.window_start_s = window_start_s
         self._ids: list[str] | None = None
-        self._rows: dict[str, dict[str, str | None]] | None = None
+        self._rows: SourceTable | bool | None = None  # False: the root has no ludb.csv
 
     def ids(self) -> list[str]:
         """Record numbers as strings ('1' ... '200'), in numeric order."""
         if self._ids is None:
+            self._table()  # an unusable ludb.csv stops the run here, before any record
             stems = [p.stem for p in (self.root / "data").glob("*.hea")]
             self._ids = sorted(stems, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
         return list(self._ids)
 
-    def _table(self) -> dict[str, dict[str, str | None]]:
+    def _table(self) -> SourceTable | None:
+        """``ludb.csv`` (diagnoses, sex, age) when the root has it; one source object is shared by the flow's
+        chunk tasks (threads), so the table is built whole, then published."""
         if self._rows is None:
-            # Built whole, then published: flow chunk tasks (threads) share one source object.
             csv = self.root / "ludb.csv"
-            rows: dict[str, dict[str, str | None]] = {}
-            if csv.is_file():
-                for row in pl.read_csv(csv, infer_schema=False).iter_rows(named=True):
-                    rows[str(row.get("ID") or "").strip()] = row
-            self._rows = rows
-        return self._rows
+            self._rows = read_source_table(csv, "ID", normalise_id=str.strip) if csv.is_file() else False
+        return self._rows or None
+
+    def _row(self, record_id: str) -> dict[str, str | None]:
+        """The record's ``ludb.csv`` row ({} when it has none); ``RecordError`` for a duplicated or bad row."""
+        table = self._table()
+        return (table.row(record_id, required=False) if table is not None else None) or {}
 
     def statements(self, record_id: str) -> list[Statement]:
         """One 'ludb' statement per non-empty line of every finding column of ``ludb.csv``."""
-        row = self._table().get(record_id)
-        if row is None:
-            return []
+        row = self._row(record_id)
         out = []
         for col, value in row.items():
             if col in _NOT_FINDINGS or not value:
@@ -214,9 +232,9 @@ class LudbSource:
             if lead is None:
                 continue
             try:
-                symbols, samples = read_mit_annotation(path)
-            except ValueError as exc:  # odd byte count: not an MIT annotation file
-                raise RecordError("corrupt_signal", f"annotation file {rel}.{ext} unreadable: {exc}", record_id, lead) from exc
+                symbols, samples = read_mit_annotation(path, win.provenance.original_n_samples)
+            except (ValueError, OSError) as exc:  # the experts' fiducials are this source's point: no guessing
+                raise RecordError("bad_annotation", f"annotation file {rel}.{ext}: {exc}", record_id, lead) from exc
             ann_files.append(f"{rel}.{ext}")
             lead_waves = parse_ludb_annotation(symbols, samples, lead, win.header_fs_hz, offset_ms)
             waves += [w for w in lead_waves if w.peak_ms is not None and 0.0 <= w.peak_ms < duration_ms]
@@ -230,7 +248,7 @@ class LudbSource:
                 extra={"annotation_files": len(ann_files), "pr_ms_median_lead": g["pr_ms_median_lead"],
                        "qrs_ms_median_lead": g["qrs_ms_median_lead"], "qt_ms_median_lead": g["qt_ms_median_lead"]},
             )
-        row = self._table().get(record_id) or {}
+        row = self._row(record_id)
         demo = parse_header_demographics(win.comments)
         sex = (row.get("Sex") or "").strip().upper()
         age = (row.get("Age") or "").strip()
@@ -251,9 +269,10 @@ class LudbSource:
             reference=reference,
             provenance=win.provenance,
             # LUDB's per-channel gains scale every lead to the same peak-to-peak (1 mV): its timing is expert
-            # annotated, its millivolts (and so voltage criteria and axes) mean nothing
-            calibration=Calibration(amplitudes_calibrated=False, flags=["amplitude_normalised"],
-                                    details=["LUDB scales every lead to the same peak-to-peak amplitude"]),
+            # annotated, its millivolts (and so voltage criteria and axes) mean nothing. The generic checks find
+            # it too (and the limb leads breaking Einthoven); the source says so whatever the window shows
+            calibration=with_flag(win.calibration, "amplitude_normalised",
+                                  "LUDB scales every lead to the same peak-to-peak amplitude"),
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)
 

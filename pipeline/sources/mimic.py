@@ -18,9 +18,8 @@ import math
 import re
 from pathlib import Path
 
-import polars as pl
-
 from pipeline.record import ECGRecord, RecordError, RecordMeta, ReferenceMeasurements, Statement, check_record_id
+from pipeline.sources.tables import SourceTable, read_source_table
 from pipeline.sources.wfdb_common import read_wfdb_window
 
 MIMIC_MISSING = 29999
@@ -92,21 +91,42 @@ def machine_reference(row: dict[str, str | None]) -> ReferenceMeasurements:
     )
 
 
-class _Table:
-    """A CSV kept as a polars frame plus a study_id -> row-number index (MIMIC's tables have ~800k rows:
-    a dict per row would cost gigabytes; one row is materialised per read)."""
+# Which fiducials each machine interval is computed from: an implausible interval condemns its fiducials, and
+# every other interval computed from a condemned fiducial goes with it.
+_DERIVED: dict[str, tuple[str, str]] = {
+    "pr_ms": ("p_onset_ms", "qrs_onset_ms"), "qrs_ms": ("qrs_onset_ms", "qrs_end_ms"),
+    "qt_ms": ("qrs_onset_ms", "t_end_ms"), "p_ms": ("p_onset_ms", "p_end_ms"),
+}
 
-    def __init__(self, df: pl.DataFrame | None):
-        self.df = df
-        ids = [] if df is None else [str(x).strip() for x in df["study_id"].to_list()]
-        self.index = {sid: i for i, sid in enumerate(ids)}  # a repeated study_id: its last row wins
 
-    def keys(self) -> list[str]:
-        return list(self.index)
+def plausible_reference(ref: ReferenceMeasurements) -> tuple[ReferenceMeasurements, list[str]]:
+    """``ref`` without the values outside the physiological limits (``knowledge/cutoffs.yaml``,
+    ``physiological_limits``), and one 'field=value' string per value dropped.
 
-    def get(self, study_id: str) -> dict[str, str | None] | None:
-        i = self.index.get(study_id)
-        return None if i is None else self.df.row(i, named=True)
+    A machine's QRS of -400 ms or heart rate of -70 bpm is a failed measurement, not a fact about the patient:
+    stored as a reference it would be compared with our measurements and shown to users as the machine's
+    reading. Intervals are checked with the fiducials they come from (an impossible QRS means its onset or its
+    end is wrong, so PR and QT, which share the QRS onset, are dropped too).
+    """
+    from pipeline.cutoffs import physiological_limits
+
+    limits = physiological_limits()
+    values = ref.model_dump(exclude={"waves", "extra"})
+    if values.get("p_onset_ms") is not None and values.get("p_end_ms") is not None:
+        values["p_ms"] = values["p_end_ms"] - values["p_onset_ms"]
+    bad = {k for k, v in values.items() if v is not None and k in limits and not limits[k].contains(v)}
+    condemned = {f for k in bad if k in _DERIVED for f in _DERIVED[k]}
+    bad |= {k for k, (a, b) in _DERIVED.items() if (a in condemned or b in condemned) and values.get(k) is not None}
+    bad |= {f for f in condemned if values.get(f) is not None}
+    if "rr_ms" in bad:
+        bad.add("hr_bpm")
+    if "hr_bpm" in bad and values.get("rr_ms") is not None:
+        bad.add("rr_ms")
+    bad = {k for k in bad if values.get(k) is not None}
+    if not bad:
+        return ref, []
+    dropped = [f"{k}={values[k]:g}" for k in sorted(bad)]
+    return ref.model_copy(update={k: None for k in bad if k in ReferenceMeasurements.model_fields}), dropped
 
 
 class MimicSource:
@@ -118,42 +138,47 @@ class MimicSource:
         self.root = Path(root)
         self.window_s = window_s
         self.window_start_s = window_start_s
-        self._records: _Table | None = None
-        self._machine: _Table | None = None
+        self._records: SourceTable | None = None
+        self._machine: SourceTable | bool | None = None  # False: the release has no measurements table
 
-    def _record_list(self) -> _Table:
+    def _record_list(self) -> SourceTable:
         if self._records is None:
-            csv = self.root / "record_list.csv"
-            if not csv.is_file():
-                raise RecordError("missing_file", f"{csv} is missing")
-            self._records = _Table(pl.read_csv(csv, infer_schema=False))
+            self._records = read_source_table(self.root / "record_list.csv", "study_id", ("path",),
+                                              normalise_id=str.strip)
         return self._records
 
-    def _measurements(self) -> _Table:
+    def _measurements(self) -> SourceTable | None:
+        """``machine_measurements.csv`` when the release has it (the report and the machine's measurements);
+        a file that is there but unusable stops the run rather than leave every report silently empty."""
         if self._machine is None:
             csv = self.root / "machine_measurements.csv"
-            self._machine = _Table(pl.read_csv(csv, infer_schema=False) if csv.is_file() else None)
-        return self._machine
+            self._machine = read_source_table(csv, "study_id", normalise_id=str.strip) if csv.is_file() else False
+        return self._machine or None
 
     def ids(self) -> list[str]:
-        """study_ids in ``record_list.csv`` order (unsafe ones included: ``read`` rejects them)."""
-        return self._record_list().keys()
+        """study_ids in ``record_list.csv`` order (unsafe ones included: ``read`` rejects them; an id on
+        several rows: once per row, each copy fails with ``duplicate_id``)."""
+        self._measurements()  # an unusable measurements table stops the run here, before any record
+        return self._record_list().ids()
 
     def read(self, record_id: str) -> ECGRecord:
         """Signal (leads by name), cleaned machine report, statements and machine measurements."""
+        table = self._record_list()
+        if record_id not in table:
+            check_record_id(record_id)
+        row = table.row(record_id)  # duplicate_id / bad_metadata for this record only
         check_record_id(record_id)
-        row = self._record_list().get(record_id)
-        if row is None:
-            raise RecordError("bad_metadata", "no row in record_list.csv", record_id)
         rel = (row.get("path") or "").strip()
         if not rel:
             raise RecordError("bad_metadata", "record_list.csv path is empty", record_id)
         win = read_wfdb_window(self.root, rel, record_id, self.window_s, self.window_start_s)
-        mm = self._measurements().get(record_id)
-        kept, dropped, reference = [], [], None
+        machine = self._measurements()
+        mm = machine.row(record_id, required=False) if machine is not None else None
+        kept, dropped, reference, implausible = [], [], None, []
         if mm is not None:
             kept, dropped = split_report([mm.get(f"report_{i}") for i in range(N_REPORT_COLUMNS)])
-            reference = machine_reference(mm)
+            reference, implausible = plausible_reference(machine_reference(mm))
+        win.provenance.warnings.extend(f"implausible_reference:{what}" for what in implausible)
         ecg_time = (row.get("ecg_time") or (mm or {}).get("ecg_time") or "").strip() or None
         meta = RecordMeta(
             record_id=record_id,
@@ -165,6 +190,7 @@ class MimicSource:
             statements=[Statement(text=line, system="mimic") for line in kept],
             reference=reference,
             provenance=win.provenance,
+            calibration=win.calibration,
             recorded_at=ecg_time.replace(" ", "T") if ecg_time else None,
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)

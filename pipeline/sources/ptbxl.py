@@ -9,9 +9,8 @@ import ast
 import math
 from pathlib import Path
 
-import polars as pl
-
 from pipeline.record import Demographics, ECGRecord, RecordError, RecordMeta, Statement, check_record_id
+from pipeline.sources.tables import SourceTable, read_source_table
 from pipeline.sources.wfdb_common import read_wfdb_window
 
 # English descriptions of PTB-XL's 71 SCP-ECG statements (scp_statements.csv). The full knowledge base
@@ -69,6 +68,17 @@ def _num(value: str | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def ecg_id_of(cell: str) -> str | None:
+    """'6000', '6000.0' -> '06000'; None for a cell that is not a positive whole number (that row fails)."""
+    try:
+        x = float(cell)
+    except ValueError:
+        return None
+    if not math.isfinite(x) or x != int(x) or x < 0:
+        return None
+    return f"{int(x):05d}"
+
+
 def parse_scp_codes(text: str) -> list[Statement]:
     """``"{'NORM': 100.0, 'SR': 0.0}"`` -> one ``Statement`` per code (system 'scp', likelihood 0-100)."""
     codes = ast.literal_eval(text) if text else {}
@@ -89,35 +99,25 @@ class PtbxlSource:
         self.root = Path(root)
         self.window_s = window_s
         self.window_start_s = window_start_s
-        self._rows: dict[str, dict[str, str]] | None = None
+        self._rows: SourceTable | None = None
 
-    def _table(self) -> dict[str, dict[str, str]]:
-        """The database table, read once per source object, as record_id -> row of strings."""
+    def _table(self) -> SourceTable:
+        """The database table, read once per source object (see ``pipeline.sources.tables``)."""
         if self._rows is None:
-            csv = self.root / "ptbxl_database.csv"
-            if not csv.is_file():
-                raise RecordError("missing_file", f"{csv} is missing")
-            df = pl.read_csv(csv, infer_schema=False)
-            rows: dict[str, dict[str, str]] = {}
-            for row in df.iter_rows(named=True):
-                try:
-                    rid = f"{int(float(row['ecg_id'])):05d}"
-                except (TypeError, ValueError):
-                    rid = str(row.get("ecg_id"))
-                rows[rid] = row
-            self._rows = dict(sorted(rows.items()))
+            self._rows = read_source_table(self.root / "ptbxl_database.csv", "ecg_id", ("filename_hr",),
+                                           normalise_id=ecg_id_of)
         return self._rows
 
     def ids(self) -> list[str]:
-        """ecg_ids as 5-digit strings in ascending order."""
-        return list(self._table())
+        """ecg_ids as 5-digit strings in ascending order (an id on several rows: once per row)."""
+        return sorted(self._table().ids())
 
     def read(self, record_id: str) -> ECGRecord:
         """The record's 10-s, 500-Hz 12-lead signal plus report, SCP statements and demographics."""
-        check_record_id(record_id)
-        row = self._table().get(record_id)
-        if row is None:
-            raise RecordError("bad_metadata", "no row in ptbxl_database.csv", record_id)
+        table = self._table()
+        if record_id not in table:
+            check_record_id(record_id)
+        row = table.row(record_id)  # duplicate_id / bad_metadata for this record only
         rel = (row.get("filename_hr") or "").strip()
         if not rel:
             raise RecordError("bad_metadata", "filename_hr is empty", record_id)
@@ -144,6 +144,7 @@ class PtbxlSource:
             report=(row.get("report") or "").strip(),
             statements=statements,
             provenance=win.provenance,
+            calibration=win.calibration,
             recorded_at=recorded.replace(" ", "T") if recorded else None,
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)

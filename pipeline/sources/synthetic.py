@@ -21,8 +21,10 @@ from pydantic import TypeAdapter
 from features.schema import FIDUCIAL_COLUMNS
 from pipeline.record import (
     LEADS, Demographics, ECGRecord, Provenance, RecordError, RecordMeta, ReferenceMeasurements,
-    ReferenceWave, Statement, canonical_lead_name, check_record_id, resolve_under, sha256_files,
+    ReferenceWave, Statement, TableError, canonical_lead_name, check_record_id, resolve_under, sha256_files,
 )
+from pipeline.sources.tables import read_source_table
+from pipeline.sources.calibration import check_header, check_signal
 from pipeline.synthetic import SCP_NAMES
 
 _WAVES = (("P", "p_on_ms", "p_peak_ms", "p_off_ms"),
@@ -43,18 +45,16 @@ class SyntheticSource:
         self.root = Path(root)
         csv = self.root / "synthetic_database.csv"
         if not csv.is_file():
-            raise FileNotFoundError(f"{csv} not found: write a tree with `ecg-grounding synth --out {root}`")
-        self._db = pl.read_csv(csv, schema_overrides={"record_id": pl.String, "patient_id": pl.String,
-                                                      "sex": pl.String, "report": pl.String,
-                                                      "scp_codes": pl.String})
-        self._rows: dict[str, dict] = {r["record_id"]: r for r in self._db.iter_rows(named=True)}
+            raise TableError("missing_input", f"{csv} not found: write a tree with "
+                             f"`ecg-grounding synth --out {root}`", csv)
+        self._table = read_source_table(csv, "record_id", ("filename_hr",), normalise_id=str.strip)
         self._truth_records: dict[str, dict] | None = None
         self._truth_beats: dict[str, pl.DataFrame] | None = None
         self._truth_lock = threading.Lock()
 
     def ids(self) -> list[str]:
-        """Record ids in the csv's order (ecg_id order)."""
-        return list(self._rows)
+        """Record ids in the csv's order (ecg_id order; an id on several rows: once per row)."""
+        return self._table.ids()
 
     def _load_truth(self) -> None:
         # One source object is shared by the chunk tasks of a flow run (threads): load under a lock and
@@ -74,15 +74,19 @@ class SyntheticSource:
 
     def read(self, record_id: str) -> ECGRecord:
         """The canonical record with the generator's truth as reference; ``RecordError`` when unreadable."""
-        check_record_id(record_id)
-        row = self._rows.get(record_id)
-        if row is None:
+        if record_id not in self._table:
+            check_record_id(record_id)
             raise RecordError("missing_file", "not in synthetic_database.csv", record_id)
+        row = self._table.row(record_id)  # duplicate_id / bad_metadata for this record only
+        check_record_id(record_id)
         try:
             rel = str(row["filename_hr"])
             stem = resolve_under(self.root, rel)
             hea, dat = stem.with_suffix(".hea"), stem.with_suffix(".dat")
+            findings = check_header(hea, record_id)  # before the reader trusts its sampling rate and gains
             signal, fs_hz, names, units, n = _read_format16(hea, dat, record_id)
+            findings.extend(check_signal(signal, list(LEADS), {ld: float(np.ptp(signal[i])) for i, ld in
+                                                              enumerate(LEADS)}))
             meta = RecordMeta(
                 record_id=record_id, source=self.name, fs_hz=500, n_samples=n,
                 patient_id=str(row["patient_id"]) if row.get("patient_id") is not None else None,
@@ -94,6 +98,7 @@ class SyntheticSource:
                     path=rel, files=[f"{rel}.hea", f"{rel}.dat"], sha256=sha256_files([hea, dat]),
                     original_fs_hz=fs_hz, original_lead_names=names, original_units=units,
                     original_n_samples=n),
+                calibration=findings.calibration(),
             )
         except RecordError as exc:
             exc.record_id = exc.record_id or record_id

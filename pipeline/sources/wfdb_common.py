@@ -26,7 +26,10 @@ import numpy as np
 import wfdb
 from scipy.signal import resample_poly
 
-from pipeline.record import FS_HZ, LEAD_INDEX, LEADS, Provenance, RecordError, canonical_lead_name, resolve_under, sha256_files
+from pipeline.record import (
+    FS_HZ, LEAD_INDEX, LEADS, Calibration, Provenance, RecordError, canonical_lead_name, resolve_under, sha256_files,
+)
+from pipeline.sources.calibration import check_header, check_signal
 
 # Factor to millivolts for the voltage units seen in WFDB headers (lower-cased; 'µ' and 'μ' both occur).
 _TO_MV: dict[str, float] = {
@@ -56,6 +59,7 @@ class WfdbWindow:
     provenance: Provenance
     comments: list[str] = field(default_factory=list)
     header_fs_hz: float = float(FS_HZ)
+    calibration: Calibration = field(default_factory=Calibration)  # pipeline.sources.calibration's findings
 
 
 def unit_factor_to_mv(units: str | None) -> float | None:
@@ -169,6 +173,8 @@ def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s:
     if not hea.is_file():
         raise RecordError("missing_file", f"header {rel_path}.hea is missing", record_id)
     base = str(hea)[: -len(".hea")]
+    # the sampling rate and gains as the header writes them: wfdb replaces a missing / bad one by a default
+    findings = check_header(hea, record_id)
     try:
         header = wfdb.rdheader(base)
     except Exception as exc:  # wfdb raises ValueError, IndexError, ... for malformed headers
@@ -233,6 +239,7 @@ def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s:
 
 
     lead_names = [ld for ld in LEADS if ld in raw]
+    raw_ptp = {ld: float(np.ptp(raw[ld][inner])) for ld in lead_names}  # on the original samples, in mV
     stacked = np.stack([raw[ld] for ld in lead_names])
     resampled = resample_to_fs(stacked, fs)
     n_out = int(round(n_win * FS_HZ / fs))
@@ -256,6 +263,7 @@ def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s:
             code, f"{len(flat)} flat and {len(saturated)} saturated leads ({', '.join(flat + saturated)}): more than half", record_id, worst
         )
     warnings += [f"flat_lead:{ld}" for ld in flat] + [f"saturated_lead:{ld}" for ld in saturated]
+    findings.extend(check_signal(signal, lead_names, raw_ptp, float(FS_HZ)))
 
     rel_files = [hea] + files
     provenance = Provenance(
@@ -270,7 +278,8 @@ def _read_wfdb_window(root: str | Path, rel_path: str, record_id: str, window_s:
         derived_leads=derived,
         warnings=warnings,
     )
-    return WfdbWindow(signal_mv=signal, provenance=provenance, comments=list(header.comments or []), header_fs_hz=fs)
+    return WfdbWindow(signal_mv=signal, provenance=provenance, comments=list(header.comments or []), header_fs_hz=fs,
+                      calibration=findings.calibration())
 
 
 def _is_implausible(x: np.ndarray) -> bool:

@@ -8,6 +8,7 @@ characters -> '_' (e.g. ``s0010_re``, ``georgia__E07500``).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -43,11 +44,24 @@ SNOMED_EN: dict[str, str] = {
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+_MAX_ID = 128  # pipeline.record's limit on an id (it is a file stem in every stage's outputs)
+_DIGEST = 12
+
+
+def _digest_id(rid: str, rel_path: str) -> str:
+    """``rid`` cut to leave room for a digest of the full relative path, so that two long paths sharing their
+    first 128 characters still get two ids (a plain cut made them collide, and the second record was lost)."""
+    return f"{rid[:_MAX_ID - _DIGEST - 1]}-{hashlib.sha1(rel_path.encode()).hexdigest()[:_DIGEST]}"
+
+
 def safe_record_id(rel_path: str) -> str:
-    """'georgia/E07500' -> 'georgia__E07500'; characters ids may not have become '_'."""
+    """'georgia/E07500' -> 'georgia__E07500'; characters ids may not have become '_'; a path longer than an id
+    may be keeps its first 115 characters and a digest of the whole path."""
     rid = _UNSAFE.sub("_", rel_path.replace("/", "__"))
     rid = rid.lstrip("._-") or "record"
-    return rid.replace("..", "_.")[:128]
+    while ".." in rid:
+        rid = rid.replace("..", "_.")
+    return rid if len(rid) <= _MAX_ID else _digest_id(rid, rel_path)
 
 
 def parse_dx(comments: list[str]) -> list[Statement]:
@@ -83,8 +97,12 @@ class WfdbFolderSource:
             paths: dict[str, str] = {}
             for rel in rels:
                 rid = safe_record_id(rel)
-                while rid in paths:  # two paths that make the same safe id ('a b' and 'a_b'): keep both
-                    rid = f"{rid}_"
+                if rid in paths:  # two paths that make the same safe id ('a b' and 'a_b'): keep both
+                    rid = _digest_id(rid, rel)
+                n = 1
+                while rid in paths:  # a digest collision: never seen, but never lose a record either
+                    n += 1
+                    rid = _digest_id(rid, f"{rel}#{n}")
                 paths[rid] = rel
             self._paths = paths
         return self._paths
@@ -109,5 +127,6 @@ class WfdbFolderSource:
             report="; ".join(s.text for s in statements),
             statements=statements,
             provenance=win.provenance,
+            calibration=win.calibration,
         )
         return ECGRecord(meta=meta, signal_mv=win.signal_mv)

@@ -1,0 +1,340 @@
+"""How sure we are of each published value: a confidence in [0, 1] for the record's PR, QRS and QT and for each
+lead's P, QRS and T timing and amplitudes.
+
+A value is only as sure as the weakest of several independent looks at it agree. Each check measures a
+disagreement in ms and scores it against the interval's tolerance ``TOLERANCE_MS`` (the cited-truth
+tolerances of the project: PR and QRS 20 ms, QT 30 ms, about twice the IEC 60601-2-25 SD limits):
+``score = clip(1.5 - disagreement / tolerance, 0, 1)``, so 1 up to half the tolerance, exactly
+``CONFIDENCE_MIN`` (0.5) at the tolerance, 0 at one and a half. The confidence is the lowest score; a value
+below CONFIDENCE_MIN stays in the tables but is not citable (``pipeline.context.GroundingContext.citable``).
+
+The checks, for each interval:
+- ``beats``: the beats delineated one by one, before the median beat's fiducials were carried to them,
+  against the median beat (median |difference| over the beats that took it): a median beat that went wrong,
+  or beats too unlike each other for one median beat to stand for them;
+- ``leads``: the spread (interquartile range) over good leads of each lead's own interval: where leads
+  disagree by more than the tolerance about where a wave starts or ends, the typical lead is ill defined;
+- ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
+  slope for the QRS (10% of its peak) and of the spatial magnitude for the P onset (20% of the P), the
+  tangent method for the T end (where the steepest descent's tangent meets the baseline);
+- ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
+  over leads), which it cannot: no lead's wave ends after the last lead's;
+- ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (paced or not), a Bazett QTc of 300-560 ms; the
+  disagreement is how far outside;
+- PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
+  each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
+  whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
+  (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
+  beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
+  P is a guess); QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
+
+Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
+(0.25) in a lead whose P / T is flat there; its QRS timing as the record's QRS; its amplitudes score how well
+its beats' QRS agree with its median beat (correlation 0.6 -> 0.5, 0.9 -> 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.delineate import GlobalFiducials, ms, paced_stimuli, spatial_slope
+from features.schema import CONFIDENCE_MIN
+
+TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
+QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope crosses this share of its peak
+P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
+PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
+QTC_PLAUSIBLE_MS = (300.0, 560.0)
+ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
+SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
+P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
+HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
+HIDDEN_P_DOUBT = 1.25   # ... which costs the QT this many tolerances (a confidence of 0.25)
+NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that lead
+AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
+# twice the standard error of a median of n values of spread IQR: 2 x 1.2533 x (IQR / 1.349) / sqrt(n)
+LEAD_SE_FACTOR = 2.0 * 1.2533 / 1.349
+MIN_BEATS = 3             # fewer beats with their own delineation say nothing about agreement
+
+
+def score(disagreement_ms: float, tolerance_ms: float) -> float:
+    """1 up to half the tolerance, CONFIDENCE_MIN at the tolerance, 0 from one and a half times it."""
+    return float(np.clip(1.5 - disagreement_ms / tolerance_ms, 0.0, 1.0))
+
+
+@dataclass
+class IntervalConfidence:
+    """The checks behind one record-level interval: name -> disagreement (ms)."""
+
+    tolerance_ms: float
+    checks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float:
+        return min((score(d, self.tolerance_ms) for d in self.checks.values()), default=1.0)
+
+    def weakest(self) -> tuple[str, float] | None:
+        return max(self.checks.items(), key=lambda kv: kv[1]) if self.checks else None
+
+
+@dataclass
+class Confidences:
+    """What ``record_confidences`` returns: per interval (pr, qrs, qt) the checks, and per lead the four
+    confidences of the beats table (p_conf, qrs_conf, t_conf, amp_conf; NaN: not defined)."""
+
+    intervals: dict[str, IntervalConfidence]
+    lead: dict[str, np.ndarray]
+
+    def uncertain(self, values: dict[str, float | None]) -> str:
+        """"pr_ms:beats(34 ms);..." for every interval whose value exists and is below CONFIDENCE_MIN."""
+        out = []
+        for key, ic in self.intervals.items():
+            if values.get(f"{key}_ms") is None or ic.value >= CONFIDENCE_MIN:
+                continue
+            name, d = ic.weakest()
+            out.append(f"{key}_ms:{name}({d:.0f} ms)")
+        return ";".join(out)
+
+
+def _median_abs(a: np.ndarray) -> float | None:
+    a = np.abs(a[np.isfinite(a)])
+    return float(np.median(a)) if a.size >= MIN_BEATS else None
+
+
+def _iqr(values: np.ndarray) -> float | None:
+    v = values[np.isfinite(values)]
+    if v.size < 4:
+        return None
+    q1, q3 = np.percentile(v, [25, 75])
+    return float(q3 - q1)
+
+
+def _outside(x: float | None, lo: float, hi: float) -> float | None:
+    return None if x is None else float(max(0.0, lo - x, x - hi))
+
+
+def _qrs_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+    """The median beat's QRS duration (ms) by the threshold method: the first and last sample where the spatial
+    slope reaches QRS_THRESHOLD_FRACTION of its peak, looked for within 30 ms outside our onset / offset."""
+    if fid.template is None or not np.isfinite(fid.template_d_on):
+        return None
+    b = fid.template_before
+    v = spatial_slope(fid.template[good], fs_hz)
+    on, off = int(round(b + fid.template_d_on)), int(round(b + fid.template_d_off))
+    lo, hi = max(0, on - ms(fs_hz, 30)), min(v.size - 1, off + ms(fs_hz, 30))
+    if hi - lo < 4:
+        return None
+    seg = v[lo:hi + 1]
+    above = np.flatnonzero(seg >= QRS_THRESHOLD_FRACTION * float(v[on:off + 1].max()))
+    if above.size < 2:
+        return None
+    # a paced QRS starts after its stimulus (the threshold would see the blanked stretch's smear before it)
+    first = max(lo + int(above[0]), on) if fid.paced is not None and fid.paced.any() else lo + int(above[0])
+    return (lo + int(above[-1]) - first) * 1000.0 / fs_hz
+
+
+def _magnitude(fid: GlobalFiducials, good: np.ndarray) -> np.ndarray | None:
+    """The median beat's spatial magnitude about its per-lead PR level (mV), over good leads."""
+    tf = fid.template_fid
+    if fid.template is None or tf is None:
+        return None
+    iso = tf.iso[:, 0]
+    ok = good & np.isfinite(iso)
+    if not ok.any():
+        return None
+    return np.sqrt(np.sum((fid.template[ok] - iso[ok, None]) ** 2, axis=0))
+
+
+def _t_end_tangent_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+    """The median beat's T end by the tangent method minus ours (ms): the tangent to the spatial magnitude
+    at its steepest descent after the T peak, extended to the baseline (its lowest level over the 100 ms
+    after our T end)."""
+    tf = fid.template_fid
+    m = _magnitude(fid, good)
+    if m is None or not (np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_off[0])):
+        return None
+    pk, end = int(tf.t_peak[0]), int(tf.t_off[0])
+    hi = min(m.size - 1, end + ms(fs_hz, 100))
+    if hi - pk < 4:
+        return None
+    dm = np.gradient(m)
+    sm = pk + int(np.argmin(dm[pk:min(hi, pk + ms(fs_hz, 200)) + 1]))
+    if dm[sm] >= 0:
+        return None
+    base = float(m[end:hi + 1].min())
+    t_tan = sm + (base - float(m[sm])) / float(dm[sm])
+    return (t_tan - end) * 1000.0 / fs_hz
+
+
+def _p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+    """The median beat's P onset by a threshold (the magnitude rising above P_THRESHOLD_FRACTION of the P
+    over its level before) minus ours (ms)."""
+    tf = fid.template_fid
+    m = _magnitude(fid, good)
+    if m is None or not (np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_peak[0])):
+        return None
+    on, pk = int(tf.p_on[0]), int(tf.p_peak[0])
+    lo = max(0, on - ms(fs_hz, 60))
+    if pk - lo < 4:
+        return None
+    floor = float(m[lo:pk + 1].min())
+    top = float(m[pk]) - floor
+    if top <= 0:
+        return None
+    # walking back from the peak: the last sample below the threshold, +1
+    below = np.flatnonzero(m[lo:pk + 1] - floor < P_THRESHOLD_FRACTION * top)
+    if below.size == 0:
+        return None
+    return (lo + int(below[-1]) + 1 - on) * 1000.0 / fs_hz
+
+
+def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarray, lead_iv: dict[str, np.ndarray],
+                       dom: np.ndarray, rr_ms: float | None, values: dict[str, float | None],
+                       qrs_corr: np.ndarray, fs_hz: float) -> Confidences:
+    """The confidences of a measured record.
+
+    ``fid``: its global fiducials (``delineate_with_template``: the beats' own ones, the median beat);
+    ``good``: bool per lead; ``spikes``: pacing stimuli (samples); ``lead_iv``: per interval key (pr, qrs, qt)
+    each lead's own interval (ms, NaN: not measured) as the record row takes it; ``dom``: bool per beat, the
+    dominant beats the record's values come from; ``rr_ms``: the typical RR; ``values``: the record row's
+    pr_ms, qrs_ms, qt_ms; ``qrs_corr``: (n_leads, n_beats) each beat's QRS against its lead's median QRS.
+    """
+    to_ms = 1000.0 / fs_hz
+    ic = {k: IntervalConfidence(tol) for k, tol in TOLERANCE_MS.items()}
+    own = fid.beat_own or {}
+    tf = fid.template_fid
+    have_tmpl = tf is not None and fid.template is not None and np.isfinite(fid.template_d_on)
+    tmpl_on = fid.template_before + fid.template_d_on if have_tmpl else np.nan
+    qt_from = fid.qrs_from_template if fid.qrs_from_template is not None else np.zeros(fid.r.size, bool)
+
+    # beats: each beat alone against the median beat
+    if have_tmpl and own:
+        qrs_t = fid.template_d_off - fid.template_d_on
+        d = _median_abs(((own["qrs_off"] - own["qrs_on"]) - qrs_t)[qt_from]) if qt_from.any() else None
+        if d is not None:
+            ic["qrs"].checks["beats"] = d * to_ms
+        if np.isfinite(tf.t_off[0]) and fid.t_from_template is not None and fid.t_from_template.any():
+            qt_t = tf.t_off[0] - tmpl_on
+            d = _median_abs(((own["t_off"] - own["qrs_on"]) - qt_t)[fid.t_from_template])
+            if d is not None:
+                ic["qt"].checks["beats"] = d * to_ms
+        if np.isfinite(tf.p_on[0]) and fid.p_from_template is not None and fid.p_from_template.any():
+            pr_t = tmpl_on - tf.p_on[0]
+            d = _median_abs(((own["qrs_on"] - own["p_on"]) - pr_t)[fid.p_from_template])
+            if d is not None:
+                ic["pr"].checks["beats"] = d * to_ms
+
+    # leads: how far the median over leads could move (twice its standard error, from the leads' spread)
+    for k in ic:
+        v = lead_iv.get(k)
+        iqr = _iqr(v) if v is not None else None
+        if iqr is not None:
+            ic[k].checks["leads"] = LEAD_SE_FACTOR * iqr / np.sqrt(np.isfinite(v).sum())
+
+    # method: a second, cheap method on the median beat
+    if have_tmpl:
+        q2 = _qrs_threshold_ms(fid, good, fs_hz)
+        if q2 is not None:
+            ic["qrs"].checks["method"] = abs(q2 - (fid.template_d_off - fid.template_d_on) * to_ms)
+        t2 = _t_end_tangent_ms(fid, good, fs_hz)
+        if t2 is not None:
+            ic["qt"].checks["method"] = abs(t2)
+        p2 = _p_on_threshold_ms(fid, good, fs_hz)
+        if p2 is not None:
+            ic["pr"].checks["method"] = abs(p2)
+
+    # global: no lead's wave ends after the last lead's, nor starts before the first's: a typical lead's
+    # interval longer than the global one (earliest onset to latest offset) was measured past where the
+    # multi-lead wave ends (synthetic RBBB at 134 bpm: the leads' T ends in the next P, QT +47 ms)
+    for k in ic:
+        g = values.get(f"{k}_global_ms")
+        if g is not None and values.get(f"{k}_ms") is not None:
+            ic[k].checks["global"] = max(0.0, float(values[f"{k}_ms"]) - float(g))
+
+    # plausible: physiology
+    for k in ("pr", "qrs"):
+        d = _outside(values.get(f"{k}_ms"), *PLAUSIBLE_MS[k])
+        if d is not None:
+            ic[k].checks["plausible"] = d
+    qt = values.get("qt_ms")
+    if qt is not None and rr_ms:
+        ic["qt"].checks["plausible"] = _outside(qt / np.sqrt(rr_ms / 1000.0), *QTC_PLAUSIBLE_MS)
+
+    # P on T: the P starts before the previous beat's T has ended, or so soon after that its first part may
+    # hide in the T's tail (median beat, at the typical RR)
+    if have_tmpl and rr_ms and fid.p_present and np.isfinite(tf.p_on[0]) and np.isfinite(tf.t_off[0]):
+        gap = (tf.p_on[0] - fid.template_before) * to_ms + rr_ms - (tf.t_off[0] - fid.template_before) * to_ms
+        if gap < P_AFTER_T_MS:
+            # the P's rise hides in the T's fall: its onset is a guess (synthetic, P inside the T: 22-26 ms
+            # late, hiding the overlap itself); the T's end is uncertain by the overlap
+            ic["pr"].checks["p_on_t"] = TOLERANCE_MS["pr"] * (1.0 + (P_AFTER_T_MS - gap) / P_AFTER_T_MS)
+            if gap < 0:
+                ic["qt"].checks["p_on_t"] = float(-gap)
+    # squeezed: the next complex follows the T's measured end too closely for the diastole a heartbeat needs
+    # (the T window was cut by it: a T wave detected as a beat, an R-on-T complex): the T's true end is unknown
+    nxt = np.concatenate((fid.qrs_on[1:], [np.nan]))
+    gap = (nxt - fid.t_off)[dom] * to_ms
+    gap = gap[np.isfinite(gap)]
+    if gap.size >= MIN_BEATS and float(np.median(gap)) < SQUEEZED_GAP_MS:
+        ic["qt"].checks["squeezed"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
+    # a regular rhythm whose P waves are not found, without flutter / fibrillation waves or pacing, hides them:
+    # most often in the preceding T (a long PR at a fast rate), whose measured end then takes the P's
+    diag = fid.p_diag or {}
+    r_iv = np.diff(fid.r)
+    regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv))
+    if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
+        ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
+    rival = (fid.p_diag or {}).get("rival_median")
+    if rival is not None and values.get("pr_ms") is not None:
+        # as a disagreement: the tolerance at ATRIAL_RIVAL_DOUBT, nothing at half of it
+        ic["pr"].checks["atrial_rival"] = max(0.0, (rival - ATRIAL_RIVAL_DOUBT / 2) / (ATRIAL_RIVAL_DOUBT / 2)) \
+            * TOLERANCE_MS["pr"]
+
+    # stimuli: a paced beat's stimuli (biventricular: LV and RV) span
+    if fid.paced is not None and fid.paced.any() and spikes is not None and len(spikes):
+        spans = []
+        for k in np.flatnonzero(fid.paced & np.isfinite(fid.qrs_on)):
+            train = paced_stimuli(spikes, fid.qrs_on[k], fid.r[k] + ms(fs_hz, 40), fs_hz)
+            if train is not None:
+                spans.append(float(train[-1] - train[0]) * to_ms)
+        if spans:
+            ic["qrs"].checks["stimuli"] = float(np.median(spans))
+
+    lead = _lead_confidences(fid, good, ic, dom, qrs_corr, fs_hz)
+    return Confidences(intervals=ic, lead=lead)
+
+
+def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, IntervalConfidence], dom: np.ndarray,
+                      qrs_corr: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
+    """Per lead: p_conf, qrs_conf, t_conf, amp_conf (NaN for gated leads / absent waves)."""
+    from features.measure import P_FLAT_MV, T_FLAT_MV  # noqa: PLC0415 - measure imports this module
+
+    n_leads = good.size
+    nan = np.full(n_leads, np.nan)
+    out = {"p_conf": nan.copy(), "qrs_conf": nan.copy(), "t_conf": nan.copy(), "amp_conf": nan.copy()}
+    out["qrs_conf"][good] = ic["qrs"].value
+    tf = fid.template_fid
+    amp_p = amp_t = None
+    if fid.template is not None and tf is not None:
+        iso = tf.iso[:, 0]
+        if np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]):
+            seg = fid.template[:, int(tf.p_on[0]):int(tf.p_off[0]) + 1] - iso[:, None]
+            amp_p = np.abs(seg).max(axis=1) if seg.shape[1] else None
+        if np.isfinite(tf.t_on[0]) and np.isfinite(tf.t_off[0]):
+            seg = fid.template[:, int(tf.t_on[0]):int(tf.t_off[0]) + 1] - iso[:, None]
+            amp_t = np.abs(seg).max(axis=1) if seg.shape[1] else None
+    if fid.p_present:
+        out["p_conf"][good] = ic["pr"].value
+        if amp_p is not None:
+            flat = good & ~(amp_p >= P_FLAT_MV)
+            out["p_conf"][flat] = np.minimum(out["p_conf"][flat], NOT_MEASURABLE)
+    out["t_conf"][good] = ic["qt"].value
+    if amp_t is not None:
+        flat = good & ~(amp_t >= T_FLAT_MV)
+        out["t_conf"][flat] = np.minimum(out["t_conf"][flat], NOT_MEASURABLE)
+    if qrs_corr.size and dom.any():
+        c = np.median(qrs_corr[:, dom], axis=1)
+        amp = np.clip(0.5 + 0.5 * (c - AMP_CORR_HALF) / (AMP_CORR_FULL - AMP_CORR_HALF), 0.0, 1.0)
+        out["amp_conf"][good] = amp[good]
+    return out

@@ -1,0 +1,196 @@
+"""The kinds of records whose intervals were measured worst on real ECGs (LUDB), as synthetic records with
+exact truth: each entry of ``FAILURE_CLASSES`` draws the parameters of one such record, varied within its
+physiological range, so a fix is tested on many records of the kind, never tuned on one.
+
+    >>> from pipeline.synthetic_cases import FAILURE_CLASSES, failure_record
+    >>> rec = failure_record("avb1_pac", seed=3)      # a SynthRecord: signal, per-beat truth, labels
+
+What each class reproduces (LUDB's experts' diagnoses; the error of the record-level interval it gave):
+- ``avb1_p_on_t`` / ``avb1_p_in_t`` / ``avb1_pac``: first-degree AV block, the P right after or inside the
+  preceding T, with atrial extrasystoles (PR +168 ms);
+- ``brady_lae``: sinus bradycardia with left atrial enlargement: a wide, bifid P (PR +128 ms);
+- ``lvh_low_t``, ``lvh_tu_fusion``, ``lvh_flat_t_u``, ``lvh_notched_t``: LVH with non-specific repolarisation
+  changes: a low, flat or notched T, a U wave fused with it or larger than it (QT +180 ms);
+- ``irbbb_lvh``: incomplete RBBB with LVH and strain (QT -104 ms, QRS -34 ms);
+- ``lafb`` / ``lpfb``: left anterior (posterior) fascicular block (QRS -30 ms);
+- ``biv_paced`` / ``rv_paced``: biventricular (right-ventricular) pacing (QRS +38 ms).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from pipeline.synthetic import SynthParams, SynthRecord, generate_record
+
+
+def _qt_ms(rng: np.random.Generator, hr_bpm: float, qtc_lo: float = 390.0, qtc_hi: float = 450.0) -> float:
+    """A QT (ms) whose Bazett QTc lies in [qtc_lo, qtc_hi] at ``hr_bpm``."""
+    return float(rng.uniform(qtc_lo, qtc_hi) * math.sqrt(60.0 / hr_bpm))
+
+
+def _noise(rng: np.random.Generator) -> dict:
+    """Moderate, realistic noise: baseline wander, some muscle noise and mains hum."""
+    return dict(baseline_wander_mv=round(float(rng.uniform(0.02, 0.25)), 3),
+                emg_noise_mv=round(float(rng.uniform(0.0, 0.02)), 3),
+                mains_hum_mv=round(float(rng.uniform(0.0, 0.02)), 3), mains_hz=int(rng.choice([50, 60])),
+                rr_variability=round(float(rng.uniform(0.005, 0.03)), 4))
+
+
+def _rhythm(hr_bpm: float) -> str:
+    return "sinus_bradycardia" if hr_bpm < 60 else "sinus_tachycardia" if hr_bpm > 100 else "sinus_rhythm"
+
+
+def avb1_p_on_t(rng: np.random.Generator) -> SynthParams:
+    """First-degree AV block at a rate where the P starts on (or right after) the preceding T."""
+    hr = float(rng.uniform(72.0, 98.0))
+    rr = 60000.0 / hr
+    qrs = float(rng.uniform(80.0, 105.0))
+    qt = min(_qt_ms(rng, hr, 380.0, 430.0), rr - 300.0)
+    pr = float(np.clip(rr - qt + rng.uniform(-40.0, 20.0), 230.0, min(360.0, rr - qrs - 90.0)))
+    return SynthParams(hr_bpm=hr, pr_ms=pr, qrs_ms=qrs, qt_ms=qt, qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
+                       rhythm=_rhythm(hr), p_on_t=True, p_ms=float(rng.uniform(90.0, 120.0)),
+                       qrs_scale=float(rng.uniform(0.8, 1.3)), **_noise(rng))
+
+
+def avb1_p_in_t(rng: np.random.Generator) -> SynthParams:
+    """First-degree AV block at a fast rate: the P starts 40-130 ms before the preceding T ends (P inside T)."""
+    hr = float(rng.uniform(80.0, 100.0))
+    rr = 60000.0 / hr
+    qrs = float(rng.uniform(80.0, 100.0))
+    qt = min(_qt_ms(rng, hr, 380.0, 420.0), rr - 300.0)
+    pr = float(np.clip(rr - qt + rng.uniform(40.0, 130.0), 240.0, min(400.0, rr - qrs - 90.0)))
+    return SynthParams(hr_bpm=hr, pr_ms=pr, qrs_ms=qrs, qt_ms=qt, qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
+                       rhythm=_rhythm(hr), p_on_t=True, p_ms=100.0, qrs_scale=float(rng.uniform(0.8, 1.3)),
+                       **_noise(rng))
+
+
+def avb1_pac(rng: np.random.Generator) -> SynthParams:
+    """First-degree AV block with one or two atrial extrasystoles (their P early, on the preceding T)."""
+    p = avb1_p_on_t(rng).model_dump()
+    p.update(hr_bpm=float(rng.uniform(60.0, 80.0)))
+    rr = 60000.0 / p["hr_bpm"]
+    p.update(rhythm=_rhythm(p["hr_bpm"]), qt_ms=min(_qt_ms(rng, p["hr_bpm"], 380.0, 430.0), rr - 330.0),
+             pr_ms=float(rng.uniform(220.0, 300.0)), pac_count=int(rng.integers(1, 3)),
+             pac_coupling=float(rng.uniform(0.55, 0.75)), p_on_t=True)
+    return SynthParams(**p)
+
+
+def brady_lae(rng: np.random.Generator) -> SynthParams:
+    """Sinus bradycardia with left atrial enlargement: a wide (120-150 ms), bifid P."""
+    hr = float(rng.uniform(42.0, 57.0))
+    p_ms = float(rng.uniform(120.0, 150.0))
+    return SynthParams(hr_bpm=hr, pr_ms=float(rng.uniform(p_ms + 40.0, 240.0)), p_ms=p_ms, p_wave="bifid",
+                       qrs_ms=float(rng.uniform(80.0, 105.0)), qt_ms=_qt_ms(rng, hr),
+                       qrs_axis_deg=float(rng.uniform(-20.0, 80.0)), rhythm="sinus_bradycardia",
+                       u_wave_mv=float(rng.choice([0.0, rng.uniform(0.03, 0.08)])), u_offset_ms=20.0,
+                       qrs_scale=float(rng.uniform(0.8, 1.4)), **_noise(rng))
+
+
+def _lvh(rng: np.random.Generator, **kw) -> SynthParams:
+    hr = float(rng.uniform(55.0, 90.0))
+    base = dict(hr_bpm=hr, pr_ms=float(rng.uniform(140.0, 200.0)), qrs_ms=float(rng.uniform(90.0, 112.0)),
+                qt_ms=_qt_ms(rng, hr, 400.0, 460.0), qrs_axis_deg=float(rng.uniform(-30.0, 60.0)),
+                rhythm=_rhythm(hr), qrs_scale=float(rng.uniform(1.5, 2.0)), **_noise(rng))
+    base.update(kw)
+    return SynthParams(**base)
+
+
+def lvh_low_t(rng: np.random.Generator) -> SynthParams:
+    """LVH with a low, flat T (non-specific repolarisation change) and a slightly depressed lateral ST."""
+    return _lvh(rng, t_scale=float(rng.uniform(0.08, 0.3)), st_shift_mv=float(rng.uniform(-0.08, 0.0)),
+                st_territory="lateral")
+
+
+def lvh_tu_fusion(rng: np.random.Generator) -> SynthParams:
+    """LVH with a low T and a U wave fused with its end (or just after it)."""
+    hr = float(rng.uniform(50.0, 72.0))
+    return _lvh(rng, hr_bpm=hr, rhythm=_rhythm(hr), qt_ms=_qt_ms(rng, hr, 400.0, 450.0),
+                t_scale=float(rng.uniform(0.25, 0.6)), u_wave_mv=float(rng.uniform(0.06, 0.15)),
+                u_offset_ms=float(rng.uniform(-70.0, 10.0)))
+
+
+def lvh_flat_t_u(rng: np.random.Generator) -> SynthParams:
+    """LVH with a flat T and a U wave larger than it after a short pause (the QT still ends with the T)."""
+    hr = float(rng.uniform(50.0, 72.0))
+    return _lvh(rng, hr_bpm=hr, rhythm=_rhythm(hr), qt_ms=_qt_ms(rng, hr, 400.0, 450.0),
+                t_scale=float(rng.uniform(0.08, 0.2)), u_wave_mv=float(rng.uniform(0.08, 0.15)),
+                u_offset_ms=float(rng.uniform(0.0, 40.0)))
+
+
+def lvh_notched_t(rng: np.random.Generator) -> SynthParams:
+    """LVH with a notched (bifid) T and lateral T inversion with ST depression (strain)."""
+    return _lvh(rng, t_notch=True, t_scale=float(rng.uniform(0.4, 1.0)),
+                t_inversion=str(rng.choice(["lateral", "anterior"])),
+                st_shift_mv=float(rng.uniform(-0.15, -0.03)), st_territory="lateral")
+
+
+def irbbb_lvh(rng: np.random.Generator) -> SynthParams:
+    """Incomplete RBBB with LVH and strain: an rsr' in V1, large QRS, depressed ST and inverted lateral T."""
+    hr = float(rng.uniform(55.0, 95.0))
+    return SynthParams(hr_bpm=hr, pr_ms=float(rng.uniform(140.0, 200.0)), qrs_ms=float(rng.uniform(100.0, 118.0)),
+                       qt_ms=_qt_ms(rng, hr, 400.0, 460.0), qrs_axis_deg=float(rng.uniform(-20.0, 70.0)),
+                       rhythm=_rhythm(hr), bundle_branch_block="incomplete_right",
+                       qrs_scale=float(rng.uniform(1.4, 2.0)), st_shift_mv=float(rng.uniform(-0.15, -0.03)),
+                       st_territory="lateral", t_inversion="lateral", t_scale=float(rng.uniform(0.5, 1.0)),
+                       **_noise(rng))
+
+
+def lafb(rng: np.random.Generator) -> SynthParams:
+    """Left anterior fascicular block: axis -50 to -85 degrees, QRS 95-118 ms."""
+    hr = float(rng.uniform(55.0, 95.0))
+    return SynthParams(hr_bpm=hr, pr_ms=float(rng.uniform(130.0, 200.0)), qrs_ms=float(rng.uniform(95.0, 118.0)),
+                       qt_ms=_qt_ms(rng, hr), qrs_axis_deg=float(rng.uniform(-85.0, -50.0)), rhythm=_rhythm(hr),
+                       fascicular_block="left_anterior", qrs_scale=float(rng.uniform(0.9, 1.6)), **_noise(rng))
+
+
+def lpfb(rng: np.random.Generator) -> SynthParams:
+    """Left posterior fascicular block: axis 100 to 150 degrees, QRS 95-118 ms."""
+    p = lafb(rng).model_dump()
+    p.update(fascicular_block="left_posterior", qrs_axis_deg=float(rng.uniform(100.0, 150.0)))
+    return SynthParams(**p)
+
+
+def biv_paced(rng: np.random.Generator) -> SynthParams:
+    """Biventricular pacing (LV then RV stimulus), atrial-sensed: a P, then two stimuli, then a broad QRS."""
+    hr = float(rng.uniform(60.0, 85.0))
+    qrs = float(rng.uniform(125.0, 165.0))
+    return SynthParams(hr_bpm=hr, pr_ms=float(rng.uniform(120.0, 180.0)), qrs_ms=qrs,
+                       qt_ms=max(_qt_ms(rng, hr, 430.0, 490.0), qrs + 150.0),
+                       qrs_axis_deg=float(rng.uniform(-150.0, -100.0) if rng.random() < 0.7 else rng.uniform(150.0, 179.0)),
+                       rhythm=_rhythm(hr), pacing="biventricular", rr_variability=0.0,
+                       pacing_spike_mv=float(rng.uniform(0.5, 4.0)), pacing_latency_ms=float(rng.uniform(8.0, 25.0)),
+                       biv_delay_ms=float(rng.uniform(0.0, 40.0)), qrs_scale=float(rng.uniform(0.8, 1.4)),
+                       baseline_wander_mv=float(rng.uniform(0.02, 0.2)), emg_noise_mv=float(rng.uniform(0.0, 0.015)))
+
+
+def rv_paced(rng: np.random.Generator) -> SynthParams:
+    """Right-ventricular apical pacing: one stimulus, an LBBB-like QRS with a superior axis."""
+    p = biv_paced(rng).model_dump()
+    p.update(pacing="ventricular", qrs_ms=float(rng.uniform(140.0, 180.0)), qrs_axis_deg=float(rng.uniform(-90.0, -40.0)))
+    p["qt_ms"] = max(p["qt_ms"], p["qrs_ms"] + 150.0)
+    return SynthParams(**p)
+
+
+FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
+    "avb1_p_on_t": avb1_p_on_t, "avb1_p_in_t": avb1_p_in_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
+    "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
+    "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced,
+}
+
+
+def failure_params(name: str, seed: int) -> SynthParams:
+    """The parameters of record ``seed`` of failure class ``name`` (deterministic; retried until valid)."""
+    rng = np.random.default_rng([seed, 14, sum(map(ord, name))])
+    for _ in range(100):
+        try:
+            return FAILURE_CLASSES[name](rng)
+        except ValueError:  # an unlucky draw that does not fit in the RR: draw again
+            continue
+    raise RuntimeError(f"no valid parameters for {name} seed {seed}")
+
+
+def failure_record(name: str, seed: int) -> SynthRecord:
+    """Record ``seed`` of failure class ``name``, id ``<name>_<seed>``."""
+    return generate_record(failure_params(name, seed), seed, record_id=f"{name}_{seed}")

@@ -1,0 +1,101 @@
+"""Confidences of the published values (features/confidence.py) and what GroundingContext.citable makes of them:
+a value below CONFIDENCE_MIN stays in the tables with its flag and is not citable; everything else is."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features import measure_record
+from features.confidence import TOLERANCE_MS, score
+from features.measure import as_record
+from features.schema import CONFIDENCE_MIN
+from pipeline.context import build_context
+from pipeline.record import LEAD_INDEX
+from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic_cases import failure_record
+
+
+def _context(signal: np.ndarray, rid: str = "x"):
+    rec = as_record(signal, rid)
+    m = measure_record(rec)
+    return m, build_context(rec.meta, m.record_row, m.beats)
+
+
+def test_score_is_one_to_half_the_tolerance_half_at_it_and_zero_from_one_and_a_half():
+    assert score(10.0, 20.0) == 1.0 and score(0.0, 20.0) == 1.0
+    assert score(20.0, 20.0) == pytest.approx(CONFIDENCE_MIN)
+    assert score(30.0, 20.0) == 0.0 and score(300.0, 20.0) == 0.0
+    assert score(25.0, 20.0) < CONFIDENCE_MIN < score(15.0, 20.0)
+
+
+def test_a_clean_record_is_sure_of_every_interval_and_lead():
+    m, ctx = _context(generate_record(SynthParams(emg_noise_mv=0.01), 1).signal_mv)
+    row = m.record_row
+    for k in ("pr", "qrs", "qt"):
+        assert row[f"{k}_conf"] >= 0.9, (k, m.confidences.intervals[k].checks)
+        assert ctx.citable(f"{k}_ms")
+    assert row["uncertain"] == ""
+    assert ctx.citable("qtc_bazett_ms") and ctx.citable("qrs_ms", "V2") and ctx.citable("r_amp_mv", "V5")
+    for c in ("p_conf", "qrs_conf", "t_conf", "amp_conf"):
+        assert m.beats[c].drop_nulls().len() == m.beats.height, c
+
+
+def test_a_value_below_the_threshold_stays_in_the_tables_but_is_not_citable():
+    # the P inside the preceding T: the T's measured end can be the P's (QT +34 to +63 ms)
+    seen = 0
+    for seed in range(6):
+        syn = failure_record("avb1_p_in_t", seed)
+        m, ctx = _context(syn.signal_mv, syn.record_id)
+        row = m.record_row
+        if row["qt_conf"] >= CONFIDENCE_MIN:
+            continue
+        seen += 1
+        assert row["qt_ms"] is not None  # kept
+        assert "qt_ms:" in row["uncertain"]
+        for col in ("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms"):
+            assert not ctx.citable(col) and ctx.uncitable_reason(col) == "low_confidence"
+        assert not ctx.citable("qt_ms", "II")  # the leads' QT rest on the same T end
+        assert ctx.citable("qrs_ms") and ctx.citable("hr_bpm")
+    assert seen >= 3
+
+
+def test_a_flat_t_in_one_lead_makes_only_that_leads_t_timing_not_measurable():
+    # the T vector perpendicular to lead I (x = 0): I's T is flat, its own T end is no measurement
+    x = generate_record(SynthParams(qrs_axis_deg=-20.0, emg_noise_mv=0.005), 4).signal_mv.copy()
+    m, ctx = _context(x)
+    t_amp = m.beats.group_by("lead").agg(pl.col("t_amp_mv").abs().median()).sort("t_amp_mv")
+    flat = [ld for ld, a in t_amp.iter_rows() if a is not None and a < 0.05]
+    big = [ld for ld, a in t_amp.iter_rows() if a is not None and a > 0.1]
+    assert flat and big
+    for lead in flat:
+        assert ctx.confidence("qt_ms", lead) <= 0.25 and not ctx.citable("t_off_ms", lead)
+        assert ctx.citable("qrs_ms", lead)
+    for lead in big:
+        assert ctx.citable("qt_ms", lead)
+
+
+def test_tables_without_confidences_stay_citable():
+    m, _ = _context(generate_record(SynthParams(), 2).signal_mv)
+    row = {k: v for k, v in m.record_row.items() if not k.endswith("_conf")}
+    beats = m.beats.drop(["p_conf", "qrs_conf", "t_conf", "amp_conf"])
+    ctx = build_context(as_record(np.zeros((12, 10)), "x").meta, row, beats)
+    assert ctx.confidence("qt_ms") is None and ctx.citable("qt_ms") and ctx.citable("qt_ms", "II")
+
+
+def test_the_record_value_is_the_median_over_leads_of_each_leads_own_interval():
+    m, _ = _context(generate_record(SynthParams(bundle_branch_block="right", qrs_ms=140.0), 5).signal_mv)
+    dom = m.beats.filter(pl.col("beat_class") == "normal")
+    per_lead = dom.group_by("lead").agg(pl.col("qrs_ms").median())["qrs_ms"].to_numpy()
+    assert m.record_row["qrs_ms"] == pytest.approx(float(np.median(per_lead)))
+    assert m.record_row["qrs_global_ms"] >= m.record_row["qrs_ms"]  # earliest onset to latest offset
+    assert abs(m.record_row["qrs_ms"] - 140.0) <= TOLERANCE_MS["qrs"]
+
+
+def test_gated_leads_carry_no_confidence():
+    x = generate_record(SynthParams(), 6).signal_mv.copy()
+    x[LEAD_INDEX["V3"]] = 0.0
+    m, ctx = _context(x)
+    v3 = m.beats.filter(pl.col("lead") == "V3")
+    assert v3["qrs_conf"].is_null().all() and v3["amp_conf"].is_null().all()
+    assert ctx.uncitable_reason("qrs_ms", "V3") == "gated_lead"

@@ -1,0 +1,113 @@
+"""The kinds of records whose intervals were measured worst on LUDB (issue 14), as synthetic records with exact
+truth (``pipeline.synthetic_cases``): every published PR / QRS / QT is within the cited-value tolerance of the
+truth or is marked not citable, and the classes each fix was made for are measured right. Several records per
+class, drawn across its physiological range: nothing here is tuned on one record."""
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from features import measure_record
+from features.confidence import TOLERANCE_MS
+from features.measure import as_record
+from features.schema import CONFIDENCE_MIN
+from pipeline.synthetic_cases import FAILURE_CLASSES, failure_record
+
+SEEDS = range(5)
+
+
+def _measured(name: str, seed: int):
+    syn = failure_record(name, seed)
+    return syn, measure_record(as_record(syn.signal_mv, syn.record_id))
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict:
+    return {(name, seed): _measured(name, seed) for name in FAILURE_CLASSES for seed in SEEDS}
+
+
+def _citable_counts(measured, names) -> tuple[int, int]:
+    citable = total = 0
+    for name in names:
+        for seed in SEEDS:
+            syn, m = measured[(name, seed)]
+            row, truth = m.record_row, syn.truth
+            for key in ("pr", "qrs", "qt"):
+                if getattr(truth, f"{key}_ms") is None:
+                    continue
+                total += 1
+                citable += row[f"{key}_ms"] is not None and row[f"{key}_conf"] >= CONFIDENCE_MIN
+    return citable, total
+
+
+@pytest.mark.parametrize("name", list(FAILURE_CLASSES))
+def test_every_citable_interval_is_within_tolerance_of_the_truth(measured, name):
+    for seed in SEEDS:
+        syn, m = measured[(name, seed)]
+        row, truth = m.record_row, syn.truth
+        for key in ("pr", "qrs", "qt"):
+            true_ms = getattr(truth, f"{key}_ms")
+            value, conf = row[f"{key}_ms"], row[f"{key}_conf"]
+            if true_ms is None or value is None or conf < CONFIDENCE_MIN:
+                continue
+            assert abs(value - true_ms) <= TOLERANCE_MS[key], (name, seed, key, value, true_ms, row["uncertain"])
+
+
+def test_most_values_of_the_failure_classes_stay_citable(measured):
+    # a confidence that hid the values would pass the test above: over all classes, most stay citable; only
+    # where the P hides in the T (its onset a guess, the T's end perhaps the P's) are most PR / QT not
+    hidden_p = {"avb1_p_on_t", "avb1_p_in_t"}
+    citable, total = _citable_counts(measured, [n for n in FAILURE_CLASSES if n not in hidden_p])
+    assert citable >= 0.9 * total, (citable, total)
+    citable, total = _citable_counts(measured, list(FAILURE_CLASSES))
+    assert citable >= 0.8 * total, (citable, total)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bifid_p_of_left_atrial_enlargement_starts_at_its_first_hump(measured, seed):
+    # the knee of the spatial magnitude sat in the notch between the right- and the left-atrial hump: PR -60 ms
+    syn, m = measured[("brady_lae", seed)]
+    assert abs(m.record_row["pr_ms"] - syn.truth.pr_ms) <= 10, (m.record_row["pr_ms"], syn.truth.pr_ms)
+    assert abs(m.record_row["pr_global_ms"] - syn.truth.pr_ms) <= 10
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_p_on_the_preceding_t_keeps_the_multi_lead_onset(measured, seed):
+    # each lead's P onset was moved by the T's slope it starts on: PR up to +22 ms
+    # (a P starting inside the T's tail still starts a little late: within 15 ms; and it is not citable)
+    syn, m = measured[("avb1_p_on_t", seed)]
+    assert abs(m.record_row["pr_ms"] - syn.truth.pr_ms) <= 15, (m.record_row["pr_ms"], syn.truth.pr_ms)
+
+
+@pytest.mark.parametrize("name", ["biv_paced", "rv_paced"])
+def test_paced_beats_are_found_and_their_qrs_starts_after_the_stimulus(measured, name):
+    # every stimulus of a biventricular record was missed (two per beat set the detector's own scale), and a
+    # stimulus tail outweighing the slow paced QRS put its end 40 ms after its start (QRS 42 for 144 ms)
+    for seed in SEEDS:
+        syn, m = measured[(name, seed)]
+        row = m.record_row
+        assert row["n_paced"] >= 0.7 * row["n_beats"], (seed, row["n_paced"], row["n_beats"])
+        assert abs(row["qrs_ms"] - syn.truth.qrs_ms) <= TOLERANCE_MS["qrs"], (seed, row["qrs_ms"], syn.truth.qrs_ms)
+
+
+def test_atrial_premature_beats_are_premature_and_keep_their_own_p(measured):
+    for seed in SEEDS:
+        syn, m = measured[("avb1_pac", seed)]
+        assert m.record_row["n_premature"] == syn.truth.n_premature >= 1
+        ours = m.beats.filter((pl.col("lead") == "II") & (pl.col("beat_class") == "premature"))
+        truth = syn.beats.filter((pl.col("lead") == "II") & (pl.col("beat_class") == "premature"))
+        for q_on, p_on in zip(truth["qrs_on_ms"], truth["p_on_ms"]):
+            mine = ours.filter((pl.col("qrs_on_ms") - q_on).abs() < 30)
+            if mine.height and p_on is not None and mine["p_on_ms"][0] is not None:
+                # an ectopic P, earlier than the sinus P would be: not the median beat's
+                assert abs(mine["p_on_ms"][0] - p_on) <= 30, (seed, mine["p_on_ms"][0], p_on)
+
+
+@pytest.mark.parametrize("name", ["lvh_flat_t_u", "lvh_low_t"])
+def test_flat_t_ends_before_the_u_wave_and_after_the_st_segment(measured, name):
+    # a flat T followed by a larger U: the U was taken for the T (QT +145 to +194 ms); a T rising out of a
+    # depressed ST: a ripple on the ST's decline was taken for its peak and the T's end for a notch (QT -109)
+    for seed in SEEDS:
+        syn, m = measured[(name, seed)]
+        assert abs(m.record_row["qt_ms"] - syn.truth.qt_ms) <= TOLERANCE_MS["qt"], \
+            (seed, m.record_row["qt_ms"], syn.truth.qt_ms)
