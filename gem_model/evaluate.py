@@ -208,7 +208,8 @@ def _row(p: Prediction, ref, s) -> dict:
     }
 
 
-_LIST_COLS = ("report_statements", "report_unmapped", "diagnoses_named", "missing_diagnoses", "hallucinated_diagnoses", "ungrounded",
+_LIST_COLS = ("report_statements", "report_unmapped", "diagnoses_named", "missing_diagnoses", "hallucinated_diagnoses",
+              "ungrounded",
               "leads_named", "topics_covered", "validator_reasons", "expert_misses", "ptbxl_super_true",
               "ptbxl_super_pred", "cpsc2018_true", "cpsc2018_pred")
 
@@ -447,8 +448,19 @@ def run_cli(args: argparse.Namespace) -> int:
                        judge_store=args.judge_store, price_table=args.price_table, worst=args.worst)
     summary = evaluate(args.predictions, args.run, args.out, opts)
     metrics = json.loads(Path(summary.metrics_path).read_text())
-    print(format_summary(metrics, summary))
-    return 1 if summary.n_failed else 0
+    from pipeline.batch import collect_failures
+    from pipeline.cli import finish
+
+    # the one CLI convention: --json prints the metrics as one document, -q prints nothing, failed records go to
+    # stderr by reason code and make the exit code 1
+    failures = collect_failures([(summary.metrics_path, pl.DataFrame(
+        {"record_id": [f["id"] for f in summary.failures], "code": [f["reason"] for f in summary.failures],
+         "stage": ["evaluate"] * len(summary.failures)}, schema={"record_id": pl.String, "code": pl.String,
+                                                                 "stage": pl.String}))])
+    payload = {k: v for k, v in metrics.items() if k != "failures"}
+    payload["paths"] = {"metrics": summary.metrics_path, "per_record": summary.per_record_path,
+                        "report": summary.report_path}
+    return finish(args, payload, format_summary(metrics, summary), failures)
 
 
 def format_summary(metrics: dict, summary: EvalSummary) -> str:
@@ -470,9 +482,6 @@ def format_summary(metrics: dict, summary: EvalSummary) -> str:
         for c, st in j["scores"].items():
             if st["value"] is not None:
                 lines.append(f"    {c:<28} {st['value']:8.2f}  (n={st['n']})")
-    if summary.n_failed:
-        reasons = _counts([f["reason"] for f in summary.failures])
-        lines.append(f"  {summary.n_failed} failed: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
     lines.append(f"  outputs: {summary.metrics_path}, {summary.per_record_path}, {summary.report_path} "
                  f"({summary.wall_s:.1f} s)")
     return "\n".join(lines)

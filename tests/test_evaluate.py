@@ -278,6 +278,8 @@ def test_cited_intervals_against_ludb_experts():
 
 
 def test_shared_ptbxl_run_scores_its_own_answers_at_the_top(tmp_path):
+    """The generate stage's answers (a prediction file as it is): the accepted ones score at the top, and an
+    answer the validator rejected (if any) is scored as what it is, an answer that states what it may not."""
     from pipeline.run_all import RunConfig, run_pipeline
 
     run = tmp_path / "ptbxl"
@@ -286,8 +288,15 @@ def test_shared_ptbxl_run_scores_its_own_answers_at_the_top(tmp_path):
     summary = evaluate(answers, run, tmp_path / "eval")      # a generate answers.parquet is a prediction file
     m = json.loads(Path(summary.metrics_path).read_text())
     assert summary.n_scored == 10 and m["records_by_source"] == {"ptbxl": 10}
-    s = m["scores"]
-    assert s["diagnosis_f1"]["value"] >= 0.95 and s["grounding_precision"]["value"] == 1.0
+    per = pl.read_parquet(tmp_path / "eval" / "per_record.parquet")
+    accepted = per.filter(pl.col("has_reference_answer"))
+    assert accepted.height >= 8 and accepted["diagnosis_f1"].min() >= 0.95
+    assert accepted["grounding_precision"].drop_nulls().min() == 1.0 and accepted["rouge_l"].min() == 1.0
+    rejected = set(pl.read_parquet(run / "instructions" / "rejects.parquet")["record_id"])
+    for row in per.filter(~pl.col("has_reference_answer")).iter_rows(named=True):
+        assert row["id"] in rejected and not row["validator_accepted"] and row["rouge_l"] is None
+        assert row["grounding_precision"] < 1.0 or row["diagnosis_f1"] < 1.0 or row["validator_reasons"]
+    assert m["scores"]["diagnosis_f1"]["value"] >= 0.95
     ptb = m["detection"]["ptbxl_super"]
     assert len(ptb["scored_classes"]) >= 2 and ptb["macro_f1"] == 1.0
     # a record whose every attempt failed is the generator's failure, not a silent gap
@@ -329,7 +338,7 @@ def test_gem_format_bad_lines_unknown_ids_and_exit_codes(run, items, tmp_path):
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
     reasons = sorted({f["reason"] for f in m["failures"]})
     assert reasons == ["bad_prediction_line", "duplicate_id", "missing_prediction", "unknown_id"]
-    assert m["n_scored"] == 1 and "failed" in p.stdout
+    assert m["n_scored"] == 1 and "records failed, by reason code" in p.stderr and "unknown_id" in p.stderr
     assert "## Failures" in (tmp_path / "m" / "report.md").read_text()
 
     for args, msg in ((["--predictions", str(tmp_path / "nope.jsonl"), "--run", str(run)], "is not a file"),
@@ -338,6 +347,18 @@ def test_gem_format_bad_lines_unknown_ids_and_exit_codes(run, items, tmp_path):
                       (["--predictions", str(mixed), "--run", str(run), "--judge", "rules"], "cannot judge")):
         p = _cli(*args, "--out", str(tmp_path / "x"), check=2)
         assert msg in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)
+
+
+def test_json_and_quiet_follow_the_cli_convention(run, items, tmp_path):
+    ids = sorted(items)[:2]
+    pred = _jsonl(tmp_path / "p.jsonl", [(i, _answer(items[i])) for i in ids] + [("nope", "Sinus rhythm.")])
+    p = _cli("--predictions", str(pred), "--run", str(run), "--out", str(tmp_path / "j"), "--json", check=1)
+    doc = json.loads(p.stdout)   # the whole of stdout is one JSON document
+    assert doc["n_scored"] == 2 and doc["diagnosis_f1"] == doc["scores"]["diagnosis_f1"]["value"]
+    assert doc["failures"]["by_code"] == {"unknown_id": 1} and doc["paths"]["report"].endswith("report.md")
+    q = _cli("-q", "--predictions", str(pred), "--run", str(run), "--out", str(tmp_path / "q"), check=1)
+    assert q.stdout == "" and "unknown_id" in q.stderr and "Traceback" not in q.stderr
+    assert (tmp_path / "q" / "metrics.json").is_file()
 
 
 def test_evaluation_imports_no_torch():
