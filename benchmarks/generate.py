@@ -77,6 +77,7 @@ def main() -> None:
         ideal = args.concurrency / args.latency
         print(f"requests={args.n} concurrency={args.concurrency} latency_s={args.latency}")
         print(f"ok={summary.n_ok} failed={summary.n_failed} http_sends={summary.n_http_sends} stored={stored}")
+        print(f"adaptive concurrency (openai-compatible starts at 1): {summary.concurrency}")
         print(f"wall_s={wall:.2f} answers_per_s={summary.n_ok / wall:.1f} (ideal {ideal:.0f}, "
               f"{100 * summary.n_ok / wall / ideal:.0f}% of ideal)")
         print(f"client_cpu_s={cpu:.2f} cpu_ms_per_answer={1000 * cpu / max(summary.n_ok, 1):.2f}")

@@ -139,3 +139,31 @@ def collect_failures(tables: Iterable[str | Path | tuple[str, pl.DataFrame]]) ->
     return Failures(n_failed=n_who, n_rows=rows.height if len(labels) == 1 else n_who,
                     by_code=list(zip(per_code["code"].to_list(), per_code["n"].to_list())),
                     stages=stages, tables=labels)
+
+
+class ParquetStream:
+    """Appends frames to one Parquet file of a fixed schema (a temporary name, renamed on ``close``), so a
+    table of a whole run is written one chunk at a time and a killed run never leaves half a file."""
+
+    def __init__(self, path: str | Path, schema: dict[str, pl.DataType]):
+        import pyarrow.parquet as pq
+
+        self.path, self.schema = Path(path), schema
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.arrow = pl.DataFrame(schema=schema).to_arrow().schema
+        self.writer = pq.ParquetWriter(self.tmp, self.arrow)
+        self.rows = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        """Append ``df`` (its columns cast to the schema; a missing column is written as nulls)."""
+        if df.height:
+            df = df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
+                            for c, t in self.schema.items()])
+            self.writer.write_table(df.to_arrow().cast(self.arrow))
+            self.rows += df.height
+
+    def close(self) -> Path:
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return self.path

@@ -206,13 +206,15 @@ def lead_values(ctx: GroundingContext, column: str, leads: list[str] | None = No
     return out
 
 
-def read_features(features_dir) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_features(features_dir, record_ids: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records, beats) from a features folder: ``records.parquet`` / ``beats.parquet`` or shard folders
     ``records/part-*.parquet`` / ``beats/part-*.parquet`` (what ``features.run`` writes). A missing or damaged
-    file is a ``TableError`` naming it (``pipeline.inputs``), never a polars traceback."""
+    file is a ``TableError`` naming it (``pipeline.inputs``), never a polars traceback. With ``record_ids`` only
+    their rows are read (one chunk's contexts never load the whole run's beats)."""
     from pipeline.inputs import read_features_table
 
-    return read_features_table(features_dir, "records"), read_features_table(features_dir, "beats")
+    return (read_features_table(features_dir, "records", record_ids),
+            read_features_table(features_dir, "beats", record_ids))
 
 
 def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_path: str | None = None,
@@ -259,17 +261,17 @@ def iter_contexts(features_dir, source: str | None = None, root=None, *, manifes
 
     from pipeline.record import RecordMeta
 
-    records, beats = read_features(features_dir)
-    if record_ids is not None:
-        wanted = set(record_ids)
-        records = records.filter(pl.col("record_id").is_in(list(wanted)))
+    records, beats = read_features(features_dir, record_ids)
     metas: dict[str, RecordMeta] = {}
     if manifest is not None:
         from pipeline.inputs import read_parquet_checked
 
-        man = manifest if isinstance(manifest, pl.DataFrame) else \
-            read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"))
-        for rid, mj in man.select("record_id", "meta_json").iter_rows():
+        cols = ("record_id", "meta_json")
+        man = manifest.select(*cols) if isinstance(manifest, pl.DataFrame) else \
+            read_parquet_checked(manifest, "manifest", cols, select=cols, record_ids=record_ids)
+        if record_ids is not None and isinstance(manifest, pl.DataFrame):
+            man = man.filter(pl.col("record_id").is_in(list(record_ids)))
+        for rid, mj in man.iter_rows():
             metas[rid] = RecordMeta.model_validate_json(mj)
     src = None
     beats_by = {k[0] if isinstance(k, tuple) else k: v

@@ -34,7 +34,7 @@ class Cutoff(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = ""
-    units: Literal["ms", "bpm", "mV", "deg"]
+    units: Literal["ms", "bpm", "mV", "deg", "count", "ratio"]
     text: str
     source: str
     value: float | None = None

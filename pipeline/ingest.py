@@ -242,8 +242,9 @@ def _stream_concat(paths: list[str], schema: dict[str, pl.DataType], dest: Path)
 
 
 def merge_shards(source_name: str, root: str | Path, out_dir: str | Path, shards: list[ShardResult],
-                 n_records: int, started: float | None = None) -> IngestSummary:
-    """Write ``manifest.parquet`` and ``errors/ingest.parquet`` from the shards; summarise; drop the shards."""
+                 n_records: int, started: float | None = None, keep_shards: bool = False) -> IngestSummary:
+    """Write ``manifest.parquet`` and ``errors/ingest.parquet`` from the shards; summarise; drop the shards
+    (``keep_shards``: keep them, so a resumed chain reuses its finished chunks)."""
     out = Path(out_dir)
     shards = sorted(shards, key=lambda s: s.index)
     manifest_path, errors_path = out / "manifest.parquet", out / "errors" / f"{STAGE}.parquet"
@@ -260,7 +261,8 @@ def merge_shards(source_name: str, root: str | Path, out_dir: str | Path, shards
         n_shards=len(shards), n_shards_reused=sum(s.reused for s in shards),
         seconds=round(time.perf_counter() - started, 3) if started else 0.0,
     )
-    shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+    if not keep_shards:
+        shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
     return summary
 
 

@@ -62,13 +62,18 @@ def parquet_readable(path: str | Path) -> bool:
 
 
 def read_parquet_checked(path: str | Path, what: str, columns: Sequence[str] = (),
-                         select: Sequence[str] | None = None) -> pl.DataFrame:
-    """``pl.read_parquet`` of a stage input, with every failure a ``TableError`` naming ``path``."""
+                         select: Sequence[str] | None = None,
+                         record_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """``pl.read_parquet`` of a stage input, with every failure a ``TableError`` naming ``path``. ``record_ids``:
+    only those rows (a scan with the filter pushed down, so one chunk of a run never reads the whole table)."""
     check_parquet(path, what, columns)
     if select:
         names = set(_pq().read_schema(path).names)
         select = [c for c in select if c in names]
     try:
+        if record_ids is not None:
+            frame = pl.scan_parquet(path).filter(pl.col("record_id").is_in(list(record_ids)))
+            return (frame.select(list(select)) if select else frame).collect()
         return pl.read_parquet(path, columns=list(select) if select else None)
     except Exception as exc:  # damage past the footer: a corrupt page, a bad dictionary
         raise TableError("corrupt_parquet", f"{what} {path} cannot be read (corrupt: {_short(exc)})",
@@ -104,9 +109,11 @@ def check_features(features_dir: str | Path) -> None:
             check_parquet(f, f"features {table} table", ("record_id",))
 
 
-def read_features_table(features_dir: str | Path, table: str) -> pl.DataFrame:
-    """One features table (all shards) as a frame; ``TableError`` for a missing or damaged file."""
-    frames = [read_parquet_checked(f, f"features {table} table", ("record_id",))
+def read_features_table(features_dir: str | Path, table: str, record_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """One features table (all shards) as a frame; ``TableError`` for a missing or damaged file. With
+    ``record_ids`` only their rows are read (a scan with the filter pushed down: one chunk's contexts never load
+    the whole run's beats)."""
+    frames = [read_parquet_checked(f, f"features {table} table", ("record_id",), record_ids=record_ids)
               for f in features_files(features_dir, table)]
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 

@@ -14,9 +14,14 @@ Output (``out`` folder, normally ``RUN/instructions``):
   template version, request key, tokens, cost, attempt, validation metrics and reasons, split, shard).
 - ``rejects.parquet``: every rejected attempt with its answer, reason codes and details.
 - ``summary.json``: acceptance rate, rejection reasons, grounding precision, diagnosis recall / precision,
-  lead coverage, tokens and cost.
+  lead coverage, tokens and cost, and the report conflicts (``conflicts``): per statement, how often the citable
+  measurements fail its criteria (``pipeline.criteria``), and how many records the ``conflicts`` policy dropped.
 - ``README.md`` (Hugging Face dataset card) and ``card.html`` (plots, per-diagnosis acceptance, examples):
   ``pipeline/card.py``.
+
+Conflicts: the report is trusted, so a record whose statement its measurements contradict is still written
+(``conflicts="keep"``, the default; its provenance rows list each conflict: statement, criterion, measured
+value) unless ``conflicts="drop"``, which keeps such records out of the set (reason ``report_conflict``).
 
 Train / test split is by patient (deterministic SHA-256 of the patient id, ``test_fraction``), so no patient
 is in both; records whose source knows no patient are split by record id.
@@ -289,7 +294,63 @@ class _Tally:
     cost_usd: float = 0.0
     by_backend: Counter = field(default_factory=Counter)
     split_counts: Counter = field(default_factory=Counter)
+    # report conflicts (pipeline.criteria): plain counters, so chunk tallies add up
+    conflict_records_checked: int = 0
+    conflict_records: int = 0
+    conflict_dropped: int = 0
+    statement_records: Counter = field(default_factory=Counter)     # records carrying each statement
+    statement_conflicts: Counter = field(default_factory=Counter)   # ... whose measurements contradict it
     patients: dict = field(default_factory=lambda: {"train": set(), "test": set()})
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["patients"] = {k: sorted(v) for k, v in self.patients.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> _Tally:
+        t = cls(**{k: v for k, v in d.items() if k != "patients"})
+        for k, f in cls.__dataclass_fields__.items():  # every Counter field (branches add their own)
+            if f.default_factory is Counter:
+                setattr(t, k, Counter(getattr(t, k)))
+        t.patients = {k: set(v) for k, v in d["patients"].items()}
+        return t
+
+    def merge(self, o: _Tally) -> None:
+        """Add another chunk's tally (counters add, lists extend in order, patient sets unite)."""
+        for k in self.__dataclass_fields__:
+            a, b = getattr(self, k), getattr(o, k)
+            if k == "patients":
+                for split in b:
+                    a.setdefault(split, set()).update(b[split])
+            elif isinstance(a, Counter):
+                a.update(b)
+            elif isinstance(a, list):
+                a.extend(b)
+            else:
+                setattr(self, k, a + b)
+
+
+CONFLICT_POLICIES = ("keep", "drop")
+
+
+def _tally_conflicts(t: _Tally, found: list[dict], statements: list[str]) -> None:
+    """Count one record's report conflicts: per statement it carries, whether its measurements contradict it."""
+    conflicted = {c["statement"] for c in found}
+    t.conflict_records_checked += 1
+    t.conflict_records += bool(found)
+    for sid in statements:
+        t.statement_records[sid] += 1
+        t.statement_conflicts[sid] += sid in conflicted
+
+
+def _conflict_summary(t: _Tally, policy: str) -> dict:
+    """Report conflicts: per statement, records carrying it, records whose measurements contradict it, the rate."""
+    by = {sid: {"records": n, "conflicts": t.statement_conflicts[sid],
+                "rate": round(t.statement_conflicts[sid] / n, 4)}
+          for sid, n in sorted(t.statement_records.items(), key=lambda kv: (-t.statement_conflicts[kv[0]], kv[0]))}
+    return {"policy": policy, "records_checked": t.conflict_records_checked,
+            "records_with_conflicts": t.conflict_records, "dropped": t.conflict_dropped, "by_statement": by}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -314,6 +375,12 @@ def format_summary(s: dict) -> str:
         lines.append("grounding by kind: " + ", ".join(f"{k} {v['grounded']}/{v['claims']}" for k, v in top))
     if s["rejection_reasons"]:
         lines.append("rejection reasons (attempts): " + ", ".join(f"{k}={v}" for k, v in s["rejection_reasons"].items()))
+    c = s.get("conflicts")
+    if c and c.get("records_checked"):
+        worst = [f"{sid} {v['conflicts']}/{v['records']}" for sid, v in c["by_statement"].items() if v["conflicts"]]
+        lines.append(f"report conflicts: {c['records_with_conflicts']} of {c['records_checked']} records "
+                     f"(policy {c['policy']}, {c['dropped']} dropped)" +
+                     (f"; by statement: {', '.join(worst[:8])}" if worst else ""))
     if s["no_context"] or s["no_answer"]:
         lines.append(f"records without context: {s['no_context']}  without an answer: {s['no_answer']}")
     return "\n".join(lines)
@@ -327,133 +394,224 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
                           images: str | Path | None = None, prompts: str | Path | None = None,
                           test_fraction: float = 0.1, shard_size: int = 5000, seed: int = 0,
                           config: ValidationConfig = ValidationConfig(), chunk_size: int = 500, kb=None,
-                          image_root: str | Path | None = None) -> dict:
+                          image_root: str | Path | None = None, conflicts: str = "keep") -> dict:
     """Validate every answer of ``answers`` (generate's answers.parquet) and write the instruction set,
     provenance, rejects and ``summary.json`` under ``out``. Returns the summary (also written as JSON).
 
     Per (record, variant) the earliest accepted attempt enters the set; every attempt is validated again here
     (the generation loop may have run without a validator, or an older one) and recorded in the provenance.
+    The work is ``validate_part`` over chunks of record ids (sorted) and ``finish_instruction_set``; the
+    chain (``pipeline.run_all``) maps the first over its chunks, in worker processes.
     """
     # imported here: pipeline.batch -> features -> features.measure -> pipeline.batch is a cycle when
     # pipeline.batch is the first of them imported
-    from pipeline.batch import chunks, write_parquet_atomic
+    from pipeline import progress
+    from pipeline.batch import chunks
+
+    out = Path(out)
+    answers_lf = pl.scan_parquet(answers)
+    ans_ids = answers_lf.select("record_id").unique().collect()["record_id"].sort().to_list()
+    keys = [c for c in ("record_id", "variant") if c in answers_lf.collect_schema().names()]
+    with progress.track("validate", answers_lf.select(keys).unique().collect().height):
+        parts = [validate_part(answers, features, manifest, list(chunk), out / PARTS_DIR / f"part-{i:05d}",
+                               images=images, prompts=prompts, test_fraction=test_fraction, seed=seed,
+                               config=config, kb=kb, image_root=image_root, conflicts=conflicts)
+                 for i, chunk in enumerate(chunks(ans_ids, chunk_size))]
+    summary = finish_instruction_set(out, parts, test_fraction=test_fraction, shard_size=shard_size, config=config,
+                                     conflicts=conflicts)
+    from pipeline.card import write_card  # README.md (Hugging Face dataset card) + card.html
+
+    images_dir = Path(images) if images else None
+    write_card(out, manifest, features, image_root or (images_dir.parent if images_dir else None), kb)
+    return summary
+
+
+PARTS_DIR = ".parts"
+
+
+def validate_part(answers: str | Path, features: str | Path, manifest: str | Path, record_ids: list[str],
+                  part_dir: str | Path, images: str | Path | None = None, prompts: str | Path | None = None,
+                  test_fraction: float = 0.1, seed: int = 0, config: ValidationConfig = ValidationConfig(),
+                  kb=None, image_root: str | Path | None = None, conflicts: str = "keep") -> Path:
+    """Validate the answers of ``record_ids`` into ``part_dir`` (written whole, via a temporary folder):
+    ``items.jsonl`` (accepted GEM items with their split, in record order), ``provenance.parquet`` (shard
+    still empty), ``rejects.parquet`` and ``tally.json``. Reads only these records' rows of every table.
+    ``conflicts``: 'keep' records whose measurements contradict a report statement (flagged in the
+    provenance) or 'drop' them (reason ``report_conflict``)."""
+    import shutil
+
+    from pipeline import progress
+    from pipeline.batch import write_parquet_atomic
+    from pipeline.criteria import record_conflicts, statement_ids
+
+    if conflicts not in CONFLICT_POLICIES:
+        raise ValueError(f"conflicts must be one of {CONFLICT_POLICIES}, got {conflicts!r}")
 
     if kb is None:
         from pipeline.validate import default_knowledge
 
         kb = default_knowledge()
+    part_dir = Path(part_dir)
+    features = Path(features)
+    images_dir = Path(images) if images else None
+    chunk = list(record_ids)
+    man_lf = pl.scan_parquet(manifest)
+    man_cols = [c for c in ("record_id", "source", "patient_id", "report", "path", "n_samples", "fs_hz",
+                            "reference", "meta_json") if c in man_lf.collect_schema().names()]
+    man_all = man_lf.select(man_cols).filter(pl.col("record_id").is_in(chunk)).collect()
+    patient_of = dict(zip(man_all["record_id"].to_list(), man_all["patient_id"].to_list())) \
+        if "patient_id" in man_all.columns else {}
+    prompt_info = _prompt_info(prompts, chunk)
+    t = _Tally()
+    prov_rows: list[dict] = []
+    reject_rows: list[dict] = []
+    items: list[dict] = []
+    ans = pl.scan_parquet(answers).filter(pl.col("record_id").is_in(chunk)).collect()
+    recs = pl.scan_parquet(_features_path(features, "records")).filter(pl.col("record_id").is_in(chunk)).collect()
+    bts = pl.scan_parquet(_features_path(features, "beats")).filter(pl.col("record_id").is_in(chunk)).collect()
+    ctxs = build_contexts(chunk, man_all, recs, bts, kb, images_dir, Path(image_root) if image_root else None)
+    refs = {}
+    if "reference" in man_all.columns:
+        for r in man_all.select("record_id", "reference").iter_rows():
+            refs[r[0]] = json.loads(r[1]) if r[1] else None
+    if "variant" not in ans.columns:
+        ans = ans.with_columns(pl.lit(None, pl.String).alias("variant"))
+    variants_per_record = ans.group_by("record_id").agg(pl.col("variant").n_unique().alias("n"))
+    multi = set(variants_per_record.filter(pl.col("n") > 1)["record_id"].to_list())
+    conflicts_counted: set[str] = set()
+    for (rid, variant), rows in ans.sort(["record_id", "variant", "attempt"], nulls_last=True) \
+            .group_by(["record_id", "variant"], maintain_order=True):
+        progress.tick()  # the validate stage's bar, when one is open
+        t.records += 1
+        ctx = ctxs.get(rid)
+        item_id = f"{rid}-{variant}" if rid in multi and variant else rid
+        split = assign_split(patient_of.get(rid), rid, test_fraction)
+        accepted_row: tuple[dict, ValidationResult] | None = None
+        last_reasons: list[str] = []
+        any_answer = False
+        found = [c.as_dict() for c in record_conflicts(ctx, kb)] if ctx is not None else []
+        if ctx is not None and rid not in conflicts_counted:  # once per record, whatever its variants
+            conflicts_counted.add(rid)
+            _tally_conflicts(t, found, statement_ids(ctx, kb))
+        for row in rows.iter_rows(named=True):
+            t.attempts += 1
+            t.cost_usd += row.get("cost_usd") or 0.0
+            for k in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
+                t.tokens[k] += row.get(k) or 0
+            text = row.get("answer")
+            if row.get("status") in _FAILED or text is None:
+                continue
+            any_answer = True
+            if ctx is None:
+                continue
+            res = validate_answer(text, ctx, config, kb)
+            t.attempts_validated += 1
+            _tally_result(t, res, ctx)
+            prompt = prompt_info.get((rid, variant)) or prompt_info.get((rid, None)) or {}
+            prov = _provenance_row(item_id, row, res, prompt, ctx)
+            prov["conflicts"] = found
+            # the rendered PNG when --images is given, else the prompt's image, else the run layout's
+            image = ctx.image_path or (None if images_dir is not None else
+                                       prompt.get("image_path") or f"images/{rid}.png")
+            if res.accepted and accepted_row is None and image is None:
+                t.no_image += 1
+                t.attempts_accepted += 1
+                reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
+                                    "attempt": row.get("attempt"), "backend": row.get("backend"),
+                                    "model": row.get("model"), "answer": text, "reasons": ["no_image"],
+                                    "details": [f"no {rid}.png under {images_dir}"]})
+                last_reasons = ["no_image"]
+                prov_rows.append(prov)
+                break  # every attempt of this record lacks the same image
+            if res.accepted and accepted_row is None and found and conflicts == "drop":
+                t.attempts_accepted += 1
+                t.conflict_dropped += 1
+                reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
+                                    "attempt": row.get("attempt"), "backend": row.get("backend"),
+                                    "model": row.get("model"), "answer": text, "reasons": ["report_conflict"],
+                                    "details": [f"{c['statement']}: {c['criterion']} ({c['measured']})"
+                                                for c in found]})
+                last_reasons = ["report_conflict"]
+                prov_rows.append(prov)
+                break  # the record stays out whatever the later attempts say: its report conflicts
+            if res.accepted and accepted_row is None:
+                accepted_row = (row, res)
+                t.attempts_accepted += 1
+                t.claims_acc += res.metrics.numeric_claims
+                t.grounded_acc += res.metrics.numeric_grounded
+                item = gem_item(item_id, ctx, text.strip(), pick_question(rid, seed), image, refs.get(rid))
+                prov.update(in_set=True, split=split)
+                items.append({"split": split, "item": item})
+                t.split_counts[split] += 1
+                t.patients[split].add(patient_of.get(rid) or f"record:{rid}")
+                t.by_backend[row.get("backend") or "unknown"] += 1
+            elif res.accepted:
+                t.attempts_accepted += 1
+            else:
+                last_reasons = res.reasons
+                t.reasons_attempts.update(res.reasons)
+                reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
+                                    "attempt": row.get("attempt"), "backend": row.get("backend"),
+                                    "model": row.get("model"), "answer": text,
+                                    "reasons": res.reasons, "details": res.details})
+            prov_rows.append(prov)
+        if ctx is None:
+            t.no_context += 1
+        elif not any_answer:
+            t.no_answer += 1
+        if accepted_row is not None:
+            t.records_accepted += 1
+        else:
+            t.reasons_final.update(last_reasons or (["no_context"] if ctx is None else ["no_answer"]))
+
+    tmp = part_dir.with_name(f".{part_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "items.jsonl", "w", encoding="utf-8") as fh:
+        for it in items:
+            fh.write(json.dumps(it, ensure_ascii=False) + "\n")
+    write_parquet_atomic(pl.DataFrame(prov_rows, schema=PROVENANCE_SCHEMA), tmp / "provenance.parquet")
+    write_parquet_atomic(pl.DataFrame(reject_rows, schema=REJECTS_SCHEMA), tmp / "rejects.parquet")
+    (tmp / "tally.json").write_text(json.dumps(t.to_json()))
+    shutil.rmtree(part_dir, ignore_errors=True)
+    os.replace(tmp, part_dir)
+    return part_dir
+
+
+def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fraction: float = 0.1,
+                           shard_size: int = 5000, config: ValidationConfig = ValidationConfig(),
+                           keep_parts: bool = False, conflicts: str = "keep") -> dict:
+    """The instruction set from ``validate_part`` folders, in their order: GEM shards (items streamed, one
+    part at a time), provenance with each item's shard, rejects, and the summary (``summary.json``)."""
+    import shutil
+
+    from pipeline.batch import ParquetStream
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("train-*.json"), *out.glob("test-*.json")]:
         old.unlink()  # a re-run replaces the set; stale shards of a bigger earlier run must not survive
-    features = Path(features)
-    images_dir = Path(images) if images else None
-    man_all = pl.read_parquet(manifest)
-    man_cols = [c for c in ("record_id", "source", "patient_id", "report", "path", "n_samples", "fs_hz",
-                            "reference", "meta_json") if c in man_all.columns]
-    man_all = man_all.select(man_cols)
-    patient_of = dict(zip(man_all["record_id"].to_list(), man_all["patient_id"].to_list())) \
-        if "patient_id" in man_all.columns else {}
-    records_lf = pl.scan_parquet(_features_path(features, "records"))
-    beats_lf = pl.scan_parquet(_features_path(features, "beats"))
-    answers_lf = pl.scan_parquet(answers)
-    prompt_info = _prompt_info(prompts)
-
-    ans_ids = answers_lf.select("record_id").unique().collect()["record_id"].sort().to_list()
     writers = {s: ShardWriter(out, s, shard_size) for s in SPLITS}
-    prov_rows: list[dict] = []
-    reject_rows: list[dict] = []
     t = _Tally()
-    from pipeline import progress
-
-    keys = [c for c in ("record_id", "variant") if c in answers_lf.collect_schema().names()]
-    n_items = answers_lf.select(keys).unique().collect().height
-    for chunk in progress.iterate("validate", chunks(ans_ids, chunk_size), total=n_items, weight=lambda _: 0):
-        chunk = list(chunk)
-        ans = answers_lf.filter(pl.col("record_id").is_in(chunk)).collect()
-        recs = records_lf.filter(pl.col("record_id").is_in(chunk)).collect()
-        bts = beats_lf.filter(pl.col("record_id").is_in(chunk)).collect()
-        ctxs = build_contexts(chunk, man_all, recs, bts, kb, images_dir,
-                              Path(image_root) if image_root else None)
-        refs = {}
-        if "reference" in man_all.columns:
-            for r in man_all.filter(pl.col("record_id").is_in(chunk)).select("record_id", "reference").iter_rows():
-                refs[r[0]] = json.loads(r[1]) if r[1] else None
-        if "variant" not in ans.columns:
-            ans = ans.with_columns(pl.lit(None, pl.String).alias("variant"))
-        variants_per_record = ans.group_by("record_id").agg(pl.col("variant").n_unique().alias("n"))
-        multi = set(variants_per_record.filter(pl.col("n") > 1)["record_id"].to_list())
-        for (rid, variant), rows in ans.sort(["record_id", "variant", "attempt"], nulls_last=True) \
-                .group_by(["record_id", "variant"], maintain_order=True):
-            progress.tick()
-            t.records += 1
-            ctx = ctxs.get(rid)
-            item_id = f"{rid}-{variant}" if rid in multi and variant else rid
-            split = assign_split(patient_of.get(rid), rid, test_fraction)
-            accepted_row: tuple[dict, ValidationResult] | None = None
-            last_reasons: list[str] = []
-            any_answer = False
-            for row in rows.iter_rows(named=True):
-                t.attempts += 1
-                t.cost_usd += row.get("cost_usd") or 0.0
-                for k in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"):
-                    t.tokens[k] += row.get(k) or 0
-                text = row.get("answer")
-                if row.get("status") in _FAILED or text is None:
-                    continue
-                any_answer = True
-                if ctx is None:
-                    continue
-                res = validate_answer(text, ctx, config, kb)
-                t.attempts_validated += 1
-                _tally_result(t, res, ctx)
-                prompt = prompt_info.get((rid, variant)) or prompt_info.get((rid, None)) or {}
-                prov = _provenance_row(item_id, row, res, prompt, ctx)
-                # the rendered PNG when --images is given, else the prompt's image, else the run layout's
-                image = ctx.image_path or (None if images_dir is not None else
-                                           prompt.get("image_path") or f"images/{rid}.png")
-                if res.accepted and accepted_row is None and image is None:
-                    t.no_image += 1
-                    t.attempts_accepted += 1
-                    reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
-                                        "attempt": row.get("attempt"), "backend": row.get("backend"),
-                                        "model": row.get("model"), "answer": text, "reasons": ["no_image"],
-                                        "details": [f"no {rid}.png under {images_dir}"]})
-                    last_reasons = ["no_image"]
-                    prov_rows.append(prov)
-                    break  # every attempt of this record lacks the same image
-                if res.accepted and accepted_row is None:
-                    accepted_row = (row, res)
-                    t.attempts_accepted += 1
-                    t.claims_acc += res.metrics.numeric_claims
-                    t.grounded_acc += res.metrics.numeric_grounded
-                    item = gem_item(item_id, ctx, text.strip(), pick_question(rid, seed), image, refs.get(rid))
-                    prov.update(in_set=True, split=split, shard=writers[split].write(item))
-                    t.split_counts[split] += 1
-                    t.patients[split].add(patient_of.get(rid) or f"record:{rid}")
-                    t.by_backend[row.get("backend") or "unknown"] += 1
-                elif res.accepted:
-                    t.attempts_accepted += 1
-                else:
-                    last_reasons = res.reasons
-                    t.reasons_attempts.update(res.reasons)
-                    reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
-                                        "attempt": row.get("attempt"), "backend": row.get("backend"),
-                                        "model": row.get("model"), "answer": text,
-                                        "reasons": res.reasons, "details": res.details})
-                prov_rows.append(prov)
-            if ctx is None:
-                t.no_context += 1
-            elif not any_answer:
-                t.no_answer += 1
-            if accepted_row is not None:
-                t.records_accepted += 1
-            else:
-                t.reasons_final.update(last_reasons or (["no_context"] if ctx is None else ["no_answer"]))
+    prov_out = ParquetStream(out / "provenance.parquet", PROVENANCE_SCHEMA)
+    rejects_out = ParquetStream(out / "rejects.parquet", REJECTS_SCHEMA)
+    for part in map(Path, parts):  # one part in memory at a time
+        shard_of: dict[str, str] = {}
+        with open(part / "items.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                it = json.loads(line)
+                shard_of[it["item"]["id"]] = writers[it["split"]].write(it["item"])
+        prov = pl.read_parquet(part / "provenance.parquet")
+        if shard_of:
+            prov = prov.with_columns(pl.when(pl.col("in_set")).then(
+                pl.col("id").replace_strict(shard_of, default=None, return_dtype=pl.String))
+                .otherwise(pl.col("shard")).alias("shard"))
+        prov_out.write(prov)
+        rejects_out.write(pl.read_parquet(part / "rejects.parquet"))
+        t.merge(_Tally.from_json(json.loads((part / "tally.json").read_text())))
     shards = [p.name for s in SPLITS for p in writers[s].close()]
-
-    write_parquet_atomic(pl.DataFrame(prov_rows, schema=PROVENANCE_SCHEMA), out / "provenance.parquet")
-    write_parquet_atomic(pl.DataFrame(reject_rows, schema=REJECTS_SCHEMA), out / "rejects.parquet")
+    prov_out.close()
+    rejects_out.close()
     summary = {
         "records": t.records,
         "records_accepted": t.records_accepted,
@@ -489,15 +647,18 @@ def build_instruction_set(answers: str | Path, features: str | Path, manifest: s
         "no_context": t.no_context,
         "no_answer": t.no_answer,
         "no_image": t.no_image,
+        "conflicts": _conflict_summary(t, conflicts),
         "validation_config": config.model_dump(exclude={"reference_ms", "reference_bpm", "reference_mv",
                                                         "reference_deg"}),
     }
     tmp = out / f".summary.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out / "summary.json")
-    from pipeline.card import write_card  # README.md (Hugging Face dataset card) + card.html
-
-    write_card(out, man_all, features, image_root or (images_dir.parent if images_dir else None), kb)
+    if not keep_parts:
+        for part in parts:
+            shutil.rmtree(part, ignore_errors=True)
+        if (out / PARTS_DIR).is_dir() and not any((out / PARTS_DIR).iterdir()):
+            (out / PARTS_DIR).rmdir()
     return summary
 
 
@@ -514,13 +675,20 @@ def _tally_result(t: _Tally, res: ValidationResult, ctx: GroundingContext) -> No
     t.words.append(m.words)
 
 
-def _prompt_info(prompts: str | Path | None) -> dict[tuple, dict]:
+def _prompt_info(prompts: str | Path | None, record_ids: list[str] | None = None) -> dict[tuple, dict]:
     """(record_id, variant) and (record_id, None) -> {prompt_hash, template_version, image_path} from
     prompts.parquet (hashing the prompt text when the
     file carries no hash column)."""
     if not prompts:
         return {}
-    df = pl.read_parquet(prompts)
+    lf = pl.scan_parquet(prompts)
+    cols = lf.collect_schema().names()
+    text_col = next((c for c in ("prompt", "prompt_text", "text", "user") if c in cols), None)
+    keep = {"record_id", "variant", "prompt_hash", "prompt_sha256", "template_version", "image_path", text_col}
+    lf = lf.select([c for c in cols if c in keep])
+    if record_ids is not None:
+        lf = lf.filter(pl.col("record_id").is_in(list(record_ids)))
+    df = lf.collect()
     out: dict[str, dict] = {}
     text_col = next((c for c in ("prompt", "prompt_text", "text", "user") if c in df.columns), None)
     for r in df.iter_rows(named=True):
@@ -543,6 +711,7 @@ PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
     "diagnosis_recall": pl.Float64, "diagnosis_precision": pl.Float64, "leads_named": pl.Int32,
     "leads_covered": pl.Int32, "words": pl.Int32, "statement_ids": pl.List(pl.String),
     "in_set": pl.Boolean, "split": pl.String, "shard": pl.String,
+    "conflicts": pl.List(pl.Struct({"statement": pl.String, "criterion": pl.String, "measured": pl.String})),
 }
 REJECTS_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String, "record_id": pl.String, "variant": pl.String, "attempt": pl.Int32, "backend": pl.String,
@@ -565,5 +734,5 @@ def _provenance_row(item_id: str, row: dict, res: ValidationResult, prompt: dict
         "grounding_precision": m.grounding_precision, "diagnosis_recall": m.diagnosis_recall,
         "diagnosis_precision": m.diagnosis_precision, "leads_named": m.leads_named,
         "leads_covered": m.leads_covered, "words": m.words, "statement_ids": list(ctx.statement_ids),
-        "in_set": False, "split": None, "shard": None,
+        "in_set": False, "split": None, "shard": None, "conflicts": [],
     }

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from pipeline.record import LEADS, Statement
 
@@ -30,14 +30,15 @@ KNOWLEDGE_DIR = Path(__file__).resolve().parents[1] / "knowledge"
 SCHEMA_PATH = KNOWLEDGE_DIR / "schema.json"
 
 Category = Literal["rhythm", "conduction", "axis", "hypertrophy", "ischemia/infarction", "st-t", "voltage", "other"]
-Comparison = Literal[">", ">=", "<", "<=", "==", "between", "outside", "absent"]
+Comparison = Literal[">", ">=", "<", "<=", "==", "between", "outside", "in", "absent", "present"]
 CODE_SYSTEMS = ("scp", "snomed", "ludb", "mimic")
 
 
 def _measurement_columns() -> set[str]:
     from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
+    from pipeline.derived import DERIVED_LEAD_COLUMNS, DERIVED_RECORD_COLUMNS
 
-    return set(BEATS_SCHEMA) | set(RECORDS_SCHEMA)
+    return set(BEATS_SCHEMA) | set(RECORDS_SCHEMA) | set(DERIVED_LEAD_COLUMNS) | set(DERIVED_RECORD_COLUMNS)
 
 
 def _check_leads(leads: list[str]) -> list[str]:
@@ -47,21 +48,42 @@ def _check_leads(leads: list[str]) -> list[str]:
     return leads
 
 
-class Criterion(BaseModel):
-    """One measurable criterion. ``feature`` is a RECORDS_SCHEMA / BEATS_SCHEMA column (None: judged by eye).
+class CutoffRef(BaseModel):
+    """``threshold: {cutoff: NAME}``: the criterion's number comes from ``knowledge/cutoffs.yaml``."""
 
-    For a beats column, ``leads`` says where to look (empty = any measured lead); for a records column the
-    value is the record's. ``threshold`` is a number, a [low, high] pair (``between`` / ``outside``), a
-    bool or a category string (``==``). ``units`` are the column's units.
+    model_config = ConfigDict(extra="forbid")
+    cutoff: str
+
+
+class Criterion(BaseModel):
+    """One measurable criterion. ``feature`` is a RECORDS_SCHEMA / BEATS_SCHEMA column or a derived column of
+    ``pipeline.derived`` (None: judged by eye).
+
+    For a lead column, ``leads`` says where to look (empty = the entry's leads to look at) and ``require`` how
+    many of them must meet it: ``any`` one, ``all`` measured ones, or ``two_contiguous`` (two neighbouring leads
+    of one territory, as the infarction and ST criteria ask). For a records column the value is the record's.
+
+    ``threshold`` is ``{cutoff: NAME}`` (resolved at load from the one cut-off table, sex-aware through
+    ``test(value, sex)``), a bool, a category string (``==``) or a list of categories (``in``). Numbers are not
+    written here: every clinical threshold lives in ``knowledge/cutoffs.yaml``. Comparisons without a threshold:
+    ``present`` (a value, or a count above zero) and ``absent``.
+
+    ``role``: ``required`` criteria must all hold; ``any_of`` criteria are alternatives (those sharing a
+    ``group`` must hold together: the group is one alternative); ``supportive`` criteria add evidence when the
+    others hold but their absence is no argument against the statement.
     """
 
     model_config = ConfigDict(extra="forbid")
     feature: str | None = None
     leads: list[str] = Field(default_factory=list)
     comparison: Comparison | None = None
-    threshold: float | bool | str | list[float] | None = None
+    threshold: float | bool | str | list[float] | list[str] | CutoffRef | None = None
     units: str | None = None
+    require: Literal["any", "all", "two_contiguous"] = "any"
+    role: Literal["required", "any_of", "supportive"] = "required"
+    group: str | None = None
     text: str
+    _cutoff: str | None = PrivateAttr(default=None)
 
     @field_validator("leads")
     @classmethod
@@ -72,11 +94,13 @@ class Criterion(BaseModel):
     @classmethod
     def _known_feature(cls, v: str | None) -> str | None:
         if v is not None and v not in _measurement_columns():
-            raise ValueError(f"feature {v!r} is not a BEATS_SCHEMA / RECORDS_SCHEMA column")
+            raise ValueError(f"feature {v!r} is not a BEATS_SCHEMA / RECORDS_SCHEMA / derived column")
         return v
 
     @model_validator(mode="after")
     def _threshold_shape(self) -> "Criterion":
+        if isinstance(self.threshold, CutoffRef):
+            self._resolve_cutoff(self.threshold.cutoff)
         if self.feature is None:
             return self
         if self.comparison is None:
@@ -84,33 +108,80 @@ class Criterion(BaseModel):
         if self.comparison in ("between", "outside"):
             if not (isinstance(self.threshold, list) and len(self.threshold) == 2):
                 raise ValueError(f"{self.comparison} needs a [low, high] threshold")
-        elif self.comparison == "absent":
+        elif self.comparison == "in":
+            if not (isinstance(self.threshold, list) and all(isinstance(t, str) for t in self.threshold)):
+                raise ValueError("'in' needs a list of categories")
+        elif self.comparison in ("absent", "present"):
             pass
         elif self.threshold is None:
             raise ValueError(f"comparison {self.comparison} needs a threshold")
+        elif isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool) \
+                and self._cutoff is None:
+            raise ValueError(f"criterion on {self.feature}: write the number in knowledge/cutoffs.yaml and refer "
+                             f"to it as threshold: {{cutoff: NAME}}")
         return self
+
+    def _resolve_cutoff(self, name: str) -> None:
+        from pipeline.cutoffs import cutoffs
+
+        table = cutoffs()
+        if name not in table:
+            raise ValueError(f"unknown cut-off {name!r} (knowledge/cutoffs.yaml)")
+        c = table[name]
+        self._cutoff = name
+        if c.is_band:
+            self.comparison = self.comparison or "between"
+            if self.comparison not in ("between", "outside"):
+                raise ValueError(f"cut-off {name} is a band: use between / outside")
+            self.threshold = [float(c.range[0]), float(c.range[1])]
+        else:
+            self.comparison = self.comparison or c.comparison
+            if self.comparison in ("between", "outside", "in", "==", "absent", "present"):
+                raise ValueError(f"cut-off {name} is a threshold: compare with <, <=, > or >=")
+            self.threshold = c.threshold(None)
+        if self.units is None and c.units not in ("count", "ratio"):
+            self.units = c.units
+
+    @property
+    def cutoff(self) -> str | None:
+        """The name of the cut-off the threshold comes from (None for categories and booleans)."""
+        return self._cutoff
 
     @property
     def scope(self) -> Literal["record", "lead", "none"]:
         """'record' for a records column, 'lead' for a beats column, 'none' for a criterion judged by eye."""
         from features.schema import RECORDS_SCHEMA
+        from pipeline.derived import DERIVED_RECORD_COLUMNS
 
         if self.feature is None:
             return "none"
-        if self.feature in RECORDS_SCHEMA and not self.leads:
+        if (self.feature in RECORDS_SCHEMA or self.feature in DERIVED_RECORD_COLUMNS) and not self.leads:
             return "record"
         return "lead"
 
-    def test(self, value) -> bool | None:
-        """Whether ``value`` meets the criterion; None when it cannot be judged (missing value)."""
+    def threshold_for(self, sex: str | None = None):
+        """The threshold for ``sex`` (the cut-off's sex-specific value where it has one)."""
+        if self._cutoff is None or self.comparison in ("between", "outside"):
+            return self.threshold
+        from pipeline.cutoffs import cutoffs
+
+        return cutoffs()[self._cutoff].threshold(sex if sex in ("male", "female") else None)
+
+    def test(self, value, sex: str | None = None) -> bool | None:
+        """Whether ``value`` meets the criterion (for ``sex`` where the cut-off depends on it); None when it
+        cannot be judged (missing value)."""
         if self.comparison == "absent":
             return value is None
+        if self.comparison == "present":  # an unknown count is unknown, not absent
+            return None if value is None else value is not False and value != 0 and value not in ("none", "absent", "")
         if value is None:
             return None
-        t = self.threshold
+        t = self.threshold_for(sex)
         try:
             if self.comparison == "==":
                 return value == t
+            if self.comparison == "in":
+                return value in t
             if self.comparison == ">":
                 return value > t
             if self.comparison == ">=":
@@ -119,31 +190,46 @@ class Criterion(BaseModel):
                 return value < t
             if self.comparison == "<=":
                 return value <= t
-            if self.comparison == "between":
-                return t[0] <= value <= t[1]
-            if self.comparison == "outside":
-                return not (t[0] <= value <= t[1])
+            if self.comparison in ("between", "outside"):
+                inside = self._inside(value, t)
+                return inside if self.comparison == "between" else not inside
         except TypeError:
             return None
         return None
 
-    def threshold_text(self) -> str:
+    def _inside(self, value, t) -> bool:
+        if self._cutoff is not None:
+            from pipeline.cutoffs import cutoffs
+
+            c = cutoffs()[self._cutoff]
+            if c.is_band:
+                return c.contains(value)
+        return t[0] <= value <= t[1]
+
+    def threshold_text(self, sex: str | None = None) -> str:
         """The threshold as a short expression, e.g. 'qrs_ms >= 120 ms' or 'qrs_axis_deg in [-90, -30] deg'."""
         if self.feature is None:
             return ""
         unit = f" {self.units}" if self.units else ""
-        t = self.threshold
+        t = self.threshold_for(sex)
+        where = f" in {', '.join(self.leads)}" if self.leads else ""
+        if self.require == "all" and self.leads:
+            where = f" in every one of {', '.join(self.leads)}"
+        elif self.require == "two_contiguous":
+            where = f" in two contiguous leads{' of ' + ', '.join(self.leads) if self.leads else ''}"
         if self.comparison == "between":
-            return f"{self.feature} in [{_num(t[0])}, {_num(t[1])}]{unit}"
+            return f"{self.feature} in [{_num(t[0])}, {_num(t[1])}]{unit}{where}"
         if self.comparison == "outside":
-            return f"{self.feature} outside [{_num(t[0])}, {_num(t[1])}]{unit}"
-        if self.comparison == "absent":
-            return f"{self.feature} absent"
+            return f"{self.feature} outside [{_num(t[0])}, {_num(t[1])}]{unit}{where}"
+        if self.comparison in ("absent", "present"):
+            return f"{self.feature} {self.comparison}{where}"
+        if self.comparison == "in":
+            return f"{self.feature} in {{{', '.join(t)}}}{where}"
         if isinstance(t, bool):
-            return f"{self.feature} == {str(t).lower()}"
+            return f"{self.feature} == {str(t).lower()}{where}"
         if isinstance(t, str):
-            return f"{self.feature} == {t}"
-        return f"{self.feature} {self.comparison} {_num(t)}{unit}"
+            return f"{self.feature} == {t}{where}"
+        return f"{self.feature} {self.comparison} {_num(t)}{unit}{where}"
 
 
 def _num(x) -> str:

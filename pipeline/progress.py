@@ -189,7 +189,15 @@ class _RichBar:
 
 @contextmanager
 def track(stage: str, total: int | None, unit: str = "records", **options) -> Iterator[Progress]:
-    """Open a bar for ``stage`` (``total`` items, None when unknown); ``tick()`` inside advances it."""
+    """Open a bar for ``stage`` (``total`` items, None when unknown); ``tick()`` inside advances it.
+
+    Re-entrant: inside an open bar of the same stage (the chain opens one per stage around its chunks, and
+    a chunk's own function opens ``stage`` again) the open bar is reused, so a stage shows one bar however it
+    is chunked."""
+    outer = current()
+    if outer is not None and outer.stage == stage:
+        yield outer
+        return
     p = Progress(stage, total, unit, **options)
     token = _stack.set(_stack.get() + (p,))
     try:

@@ -115,7 +115,21 @@ def render_system(variant: str, max_words: int = MAX_WORDS) -> str:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
     schema = json.dumps(answer_schema(), separators=(",", ":")) if variant == "json" else ""
-    return _env().get_template("system.j2").render(variant=variant, max_words=max_words, json_schema=schema).strip()
+    return _env().get_template("system.j2").render(variant=variant, max_words=max_words, json_schema=schema,
+                                                   cut=_reading_cutoffs()).strip()
+
+
+def _reading_cutoffs() -> dict[str, str]:
+    """The reference numbers the system message quotes, from the one cut-off table (never spelled in a template)."""
+    from pipeline.cutoffs import band, cutoff
+
+    def n(x: float) -> str:
+        return f"{x:g}"
+
+    axis, pr = band("axis_normal_deg"), band("pr_normal_ms")
+    return {"axis_lo": n(axis[0]), "axis_hi": n(axis[1]), "pr_lo": n(pr[0]), "pr_hi": n(pr[1]),
+            "qrs_normal": n(cutoff("qrs_normal_max_ms")), "qrs_wide": n(cutoff("qrs_wide_ms")),
+            "qtc_men": n(cutoff("qtc_prolonged_ms", "male")), "qtc_women": n(cutoff("qtc_prolonged_ms", "female"))}
 
 
 # --- formatting -----------------------------------------------------------------------------------------
@@ -142,41 +156,68 @@ def _unit(column: str) -> str:
     return ""
 
 
-def global_line(record: dict) -> str:
-    """Whole-ECG measurements in one line, with units; nulls left out."""
+def global_line(record: dict, ctx: GroundingContext | None = None) -> str:
+    """Whole-ECG measurements in one line, with units; nulls left out. With ``ctx``, a value it may not cite
+    (``GroundingContext.citable``: amplitudes of an uncalibrated record, axes computed from them) is shown as
+    'not reliably measurable' instead of its number."""
     items = [("heart rate", "hr_bpm"), ("RR mean", "rr_mean_ms"), ("RR SD", "rr_sd_ms"),
              ("PR", "pr_ms"), ("QRS", "qrs_ms"), ("QT", "qt_ms"), ("QTc Bazett", "qtc_bazett_ms"),
              ("QTc Fridericia", "qtc_fridericia_ms"), ("P axis", "p_axis_deg"), ("QRS axis", "qrs_axis_deg"),
              ("T axis", "t_axis_deg"), ("Sokolow-Lyon", "sokolow_lyon_mv"), ("Cornell", "cornell_mv")]
-    parts = [f"{label} {_fmt(col, record.get(col))}{_unit(col)}" for label, col in items
-             if record.get(col) is not None]
+
+    def ok(col: str) -> bool:
+        return ctx is None or ctx.citable(col)
+
+    parts = [f"{label} {_fmt(col, record.get(col))}{_unit(col)}" if ok(col) else f"{label} {UNCITABLE}"
+             for label, col in items if record.get(col) is not None]
     for label, col in (("rhythm regular", "rhythm_regular"), ("P waves before QRS", "p_waves_present"),
                        ("low limb-lead voltage", "low_voltage_limb"),
                        ("low chest-lead voltage", "low_voltage_precordial")):
         if record.get(col) is not None:
-            parts.append(f"{label} {_fmt(col, record[col])}")
+            parts.append(f"{label} {_fmt(col, record[col])}" if ok(col) else f"{label} {UNCITABLE}")
     for label, col in (("premature beats", "n_premature"), ("paced beats", "n_paced"), ("beats", "n_beats")):
         if record.get(col) is not None:
             parts.append(f"{label} {int(record[col])}")
     return "; ".join(parts) if parts else "none measurable"
 
 
+UNCITABLE = "not reliably measurable"
+
+
+def _citable_columns(ctx: GroundingContext, cols: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (header, column) pairs citable in at least one measured lead: a column no lead may cite (millivolts
+    of an uncalibrated record) is left out of the table rather than filled with markers."""
+    leads = ctx.measured_leads
+    return [(h, c) for h, c in cols if any(ctx.citable(c, lead) for lead in leads)] if leads else list(cols)
+
+
+def _cell(ctx: GroundingContext, lead: str, col: str, value) -> str:
+    return _fmt(col, value) if ctx.citable(col, lead) else "n/m"
+
+
 def lead_table(ctx: GroundingContext) -> str:
-    """Per-lead values (``lead_value``: the median beat of each measured lead), pipe-separated."""
-    rows = ["lead|" + "|".join(h for h, _ in _LEAD_COLS)]
+    """Per-lead values (``pipeline.derived.lead_value``: the median beat of each measured lead; a Q, S or R' only
+    where the lead's usual QRS pattern has it), pipe-separated; columns no lead may cite are left out, single
+    values a lead may not cite read 'n/m'."""
+    from pipeline.derived import lead_value as value
+
+    cols = _citable_columns(ctx, _LEAD_COLS)
+    rows = ["lead|" + "|".join(h for h, _ in cols)]
     for lead in ctx.measured_leads:
-        rows.append(lead + "|" + "|".join(_fmt(c, ctx.lead_value(lead, c)) for _, c in _LEAD_COLS))
+        rows.append(lead + "|" + "|".join(_cell(ctx, lead, c, value(ctx, lead, c)) for _, c in cols))
     return "\n".join(rows)
 
 
 def beat_rows(ctx: GroundingContext) -> dict[int, list[str]]:
     """The beat-by-beat block of every beat: one line with the beat's time, class, rate and intervals, then
     one row per measured lead with FeatureDB's per-beat fields (``features.featuredb.featuredb_rows``: P,
-    QRS peak-to-peak, R, S, ST level and form, T and its form). Intervals are the upper median over leads."""
+    QRS peak-to-peak, R, S, ST level and form, T and its form). Intervals are the upper median over leads.
+    Columns no lead may cite are left out (``beat_header``)."""
     from features.featuredb import featuredb_rows
 
     fdb = featuredb_rows(ctx.beats)
     measured = set(ctx.measured_leads)
+    cols = _citable_columns(ctx, _FDB_COLS)
     rank = {lead: i for i, lead in enumerate(LEADS)}
     leads_rows: dict[int, list[tuple[int, str]]] = {}
     beat_vals: dict[int, dict[str, list]] = {}
@@ -188,7 +229,7 @@ def beat_rows(ctx: GroundingContext) -> dict[int, list[str]]:
         for key in vals:
             if r.get(key) is not None:
                 vals[key].append(r[key])
-        row = lead + "|" + "|".join(_fmt(c, r.get(c)) for _, c in _FDB_COLS)
+        row = lead + "|" + "|".join(_cell(ctx, lead, c, r.get(c)) for _, c in cols)
         leads_rows.setdefault(beat, []).append((rank[lead], row))
     out: dict[int, list[str]] = {}
     for beat, rows in leads_rows.items():
@@ -206,8 +247,9 @@ def _upper_median(values: list):
     return sorted(values)[len(values) // 2] if values else None
 
 
-def beat_header() -> str:
-    return "lead|" + "|".join(h for h, _ in _FDB_COLS)
+def beat_header(ctx: GroundingContext | None = None) -> str:
+    cols = _FDB_COLS if ctx is None else _citable_columns(ctx, _FDB_COLS)
+    return "lead|" + "|".join(h for h, _ in cols)
 
 
 def representative_beats(ctx: GroundingContext) -> list[int]:
@@ -292,38 +334,95 @@ class Prompt:
 
 
 def diagnosis_blocks(ctx: GroundingContext, kb: KnowledgeBase) -> list[dict]:
-    """This record's diagnoses with each measurable criterion and the measured values that test it."""
+    """This record's diagnoses with each criterion, the rule it applies (the record's sex picks sex-specific
+    cut-offs) and the citable values that test it, judged by ``pipeline.criteria`` (the writer and the
+    provenance judge the same way). Values the record may not cite read 'not reliably measurable'; a
+    statement its measurements contradict carries a 'not met' line, so the answer names it without citing
+    those values as support."""
+    from pipeline.criteria import evaluate
+
+    sex = (ctx.extra or {}).get("sex")
     blocks = []
     measured = ctx.measured_leads
     for sid in dict.fromkeys(ctx.statement_ids):
         entry = kb.entries.get(sid)
         if entry is None:
             continue
+        verdict = evaluate(ctx, sid, kb)
         crits = []
-        for c in entry.criteria:
-            measured_text = ""
-            if c.scope == "record":
-                v = ctx.record.get(c.feature)
-                if v is not None:
-                    ok = c.test(v)
-                    measured_text = f"{_fmt(c.feature, v)}{_unit(c.feature)}" + (
-                        "" if ok is None else " (met)" if ok else " (not met)")
-            elif c.scope == "lead":
-                leads = [lead for lead in (c.leads or entry.leads_to_look_at or list(LEADS)) if lead in measured]
-                vals = [(lead, ctx.lead_value(lead, c.feature)) for lead in leads]
-                vals = [(lead, v) for lead, v in vals if v is not None]
-                if vals:
-                    n_met = sum(bool(c.test(v)) for _, v in vals)
-                    measured_text = ", ".join(f"{lead} {_fmt(c.feature, v)}" for lead, v in vals) + \
-                        f"{_unit(c.feature)} (met in {n_met} of {len(vals)} leads)"
-            rule = c.threshold_text()
-            crits.append(c.text + (f" [{rule}]" if rule else "") + (f"; measured: {measured_text}" if measured_text
-                                                                    else ""))
+        voltage = 0
+        for r in verdict.results:
+            c = r.criterion
+            if r.status == "uncitable" and not ctx.amplitudes_calibrated:
+                voltage += 1  # no voltage criterion on a record whose millivolts mean nothing (issue 13)
+                continue
+            role = {"any_of": " (one alternative is enough)", "supportive": " (supportive only)"}.get(c.role, "")
+            rule = c.threshold_text(sex)
+            measured_text = _measured_text(r)
+            crits.append(c.text + role + (f" [{rule}]" if rule else "") +
+                         (f"; measured: {measured_text}" if measured_text else ""))
+        if voltage:
+            crits.append(f"{voltage} amplitude criteri{'on' if voltage == 1 else 'a'}: cannot be judged on this "
+                         f"recording (amplitudes not calibrated)")
         look = [lead for lead in entry.leads_to_look_at if lead in measured] or entry.leads_to_look_at
         blocks.append({"id": entry.id, "name": entry.name, "category": entry.category,
                        "mechanism": entry.mechanism, "leads": ", ".join(look) if look else "all leads",
-                       "criteria": crits})
+                       "criteria": crits,
+                       "not_met": "; ".join(f"{cf.criterion} ({cf.measured})" for cf in verdict.conflicts)})
     return blocks
+
+
+def _measured_text(r) -> str:
+    """The citable values that test one criterion, with met / not met; 'not reliably measurable' for values the
+    record may not cite; '' for a criterion judged by eye or with nothing measured."""
+    from pipeline.criteria import format_reading_value
+
+    c = r.criterion
+    if r.status == "by_eye":
+        return "judge it on the tracing"
+    if not r.readings:
+        return UNCITABLE if r.status == "uncitable" else "not measured"
+    if r.readings[0].lead is None:
+        x = r.readings[0]
+        return f"{format_reading_value(x.column, x.value)} ({'met' if x.met else 'not met'})"
+    n_met = sum(bool(x.met) for x in r.readings)
+    need = {"all": "needed in every one", "two_contiguous": "needed in two contiguous leads"}.get(c.require, "")
+    text = ", ".join(f"{x.lead} {format_reading_value(x.column, x.value)}" for x in r.readings)
+    text += f" (met in {n_met} of {len(r.readings)} leads{'; ' + need if need else ''}: " \
+            f"{'met' if r.status == 'met' else 'not met'})"
+    if r.uncitable:
+        text += f"; {UNCITABLE} in {', '.join(lead for lead, _ in r.uncitable if lead)}"
+    return text
+
+
+def ectopy_text(ctx: GroundingContext) -> str:
+    """The early beats from the beat table, one line each: position, RR before and after, QRS, P wave, origin
+    (supraventricular: the dominant QRS; ventricular: wide and unlike it; never both), and the pattern."""
+    from pipeline import derived
+
+    beats = derived.ectopic_beats(ctx)
+    if not beats:
+        return ""
+    words = {"supraventricular": "supraventricular (QRS like the conducted beats)",
+             "ventricular": "ventricular (wide QRS unlike the conducted beats)",
+             "unclassified": "origin unclear (QRS differs from the conducted beats but is not wide)"}
+    lines = []
+    for e in beats:
+        bits = [f"beat {e.beat} (number {e.ordinal}) at {_fmt('time_ms', e.time_ms)} ms"]
+        if e.coupling_ms is not None:
+            bits.append(f"RR before {_fmt('rr_ms', e.coupling_ms)} ms")
+        if e.next_rr_ms is not None:
+            bits.append(f"RR after {_fmt('rr_ms', e.next_rr_ms)} ms" + (" (fully compensatory)" if e.compensatory
+                                                                         else ""))
+        if e.qrs_ms is not None:
+            bits.append(f"QRS {_fmt('qrs_ms', e.qrs_ms)} ms")
+        bits.append("P wave before it" if e.p_before else "no P wave before it")
+        bits.append(words[e.origin])
+        lines.append("- " + ", ".join(bits))
+    pattern = derived.record_value(ctx, "ectopic_pattern")
+    basic = derived.record_value(ctx, "basic_rr_ms")
+    head = f"pattern: {pattern}" + (f"; basic RR {_fmt('rr_ms', basic)} ms" if basic is not None else "")
+    return head + "\n" + "\n".join(lines)
 
 
 def _patient(ctx: GroundingContext) -> str:
@@ -354,6 +453,8 @@ class _Material:
     globals: str
     gated: str
     lead_table: str
+    ectopy: str
+    uncalibrated: str
     order: list[int]
     rows_by_beat: dict[int, list[str]]
     beat_costs: dict[str, list[int]]
@@ -366,11 +467,18 @@ def _material(ctx: GroundingContext, kb: KnowledgeBase) -> _Material:
         return cached[1]
     rows = beat_rows(ctx)
     order = [b for b in representative_beats(ctx) if b in rows]
-    m = _Material(patient=_patient(ctx), diagnoses=diagnosis_blocks(ctx, kb), globals=global_line(ctx.record),
-                  gated=_gated_text(ctx), lead_table=lead_table(ctx), order=order, rows_by_beat=rows,
-                  beat_costs={})
+    m = _Material(patient=_patient(ctx), diagnoses=diagnosis_blocks(ctx, kb), globals=global_line(ctx.record, ctx),
+                  gated=_gated_text(ctx), lead_table=lead_table(ctx), ectopy=ectopy_text(ctx),
+                  uncalibrated=_uncalibrated_text(ctx), order=order, rows_by_beat=rows, beat_costs={})
     ctx.__dict__["_prompt_material"] = (key, m)
     return m
+
+
+def _uncalibrated_text(ctx: GroundingContext) -> str:
+    """Why this record's millivolts are left out (its calibration flags), or ''."""
+    if ctx.amplitudes_calibrated:
+        return ""
+    return ", ".join(ctx.calibration_flags) or "amplitude_uncalibrated"
 
 
 def _beats_label(shown: list[int], total: int) -> str:
@@ -392,7 +500,8 @@ def build_prompt(ctx: GroundingContext, variant: str = "multimodal", budget: int
     static_tokens = counter.count_messages([{"role": "system", "content": system}]) - 3  # minus reply priming
     m = _material(ctx, kb)
     fixed = dict(variant=variant, max_words=max_words, patient=m.patient, diagnoses=m.diagnoses,
-                 globals=m.globals, gated=m.gated, lead_table=m.lead_table)
+                 globals=m.globals, gated=m.gated, lead_table=m.lead_table, ectopy=m.ectopy,
+                 uncalibrated=m.uncalibrated)
     template = _env().get_template("user.j2")
     order = m.order
     total = len(order)
@@ -400,7 +509,7 @@ def build_prompt(ctx: GroundingContext, variant: str = "multimodal", budget: int
 
     def render(k: int) -> tuple[str, list[int]]:
         shown = sorted(order[:k])
-        table = "\n".join([beat_header()] + [r for b in shown for r in rows_by_beat[b]]) if shown else ""
+        table = "\n".join([beat_header(ctx)] + [r for b in shown for r in rows_by_beat[b]]) if shown else ""
         return template.render(beat_table=table, beats_label=_beats_label(shown, total), **fixed).strip(), shown
 
     def tokens(user: str) -> int:
@@ -414,7 +523,7 @@ def build_prompt(ctx: GroundingContext, variant: str = "multimodal", budget: int
     if per_beat is None:
         per_beat = m.beat_costs[counter.encoding_name] = [counter.count("\n".join(rows_by_beat[b]) + "\n")
                                                            for b in order]
-    header_cost = counter.count(beat_header() + "\n") + 40  # header + the table's caption line
+    header_cost = counter.count(beat_header(ctx) + "\n") + 40  # header + the table's caption line
     k, spent = 0, base + header_cost
     while k < total and spent + per_beat[k] <= budget:
         spent += per_beat[k]
@@ -453,7 +562,7 @@ class PromptsSummary:
     errors_path: str = ""
 
 
-def _image_index(images_dir: Path | None) -> dict[str, Path]:
+def _image_index(images_dir: Path | None, record_ids: list[str] | None = None) -> dict[str, Path]:
     """record id -> image file, from the render manifest when present, else ``<id>.png`` / ``<id>-0.png``."""
     from pipeline.inputs import read_parquet_checked
 
@@ -462,8 +571,9 @@ def _image_index(images_dir: Path | None) -> dict[str, Path]:
     out: dict[str, Path] = {}
     manifest = images_dir / "manifest.parquet"
     if manifest.is_file():
-        frame = read_parquet_checked(manifest, "images manifest", ("record_id", "image_path"))
-        for rid, rel in frame.select("record_id", "image_path").iter_rows():
+        frame = read_parquet_checked(manifest, "images manifest", ("record_id", "image_path"),
+                                     select=("record_id", "image_path"), record_ids=record_ids)
+        for rid, rel in frame.iter_rows():
             out[rid] = images_dir / rel
         return out
     for p in images_dir.glob("*.png"):
@@ -474,13 +584,15 @@ def _image_index(images_dir: Path | None) -> dict[str, Path]:
 
 def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None, variants=VARIANTS,
                 budget: int = DEFAULT_BUDGET, manifest=None, model: str | None = None, limit: int | None = None,
-                kb: KnowledgeBase | None = None, **source_options) -> PromptsSummary:
+                kb: KnowledgeBase | None = None, record_ids: list[str] | None = None, run_dir=None,
+                **source_options) -> PromptsSummary:
     """Build prompts for every measured record of ``features_dir``; write ``out_dir/prompts.parquet``
     (``PROMPTS_SCHEMA``, one row per record and variant) and ``out_dir/errors.parquet``.
 
     Record metadata comes from the ingest ``manifest`` when given, else from ``open_source(source, root)``.
     ``image_path`` is stored relative to the run folder (``out_dir``'s parent when ``out_dir`` is named
-    'prompts', else ``out_dir``), which is where the generate stage resolves it.
+    'prompts', else ``out_dir``, or ``run_dir`` when given), which is where the generate stage resolves it.
+    ``record_ids``: only these records (one chunk of the chain, written to its own ``out_dir``).
     """
     from pipeline.batch import ErrorRow, error_row, errors_frame, write_parquet_atomic
     from pipeline.context import iter_contexts
@@ -493,10 +605,10 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
     kb = kb or load_knowledge()
     # inputs first: a damaged or foreign table is one line and exit 2, not a polars traceback mid-way
     check_features(features_dir)
-    measured = read_features_table(features_dir, "records").select("record_id")["record_id"].to_list()
+    measured = read_features_table(features_dir, "records", record_ids).select("record_id")["record_id"].to_list()
     if manifest is not None and not isinstance(manifest, pl.DataFrame):
         manifest_path = manifest
-        manifest = read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"))
+        manifest = read_parquet_checked(manifest, "manifest", ("record_id", "meta_json"), record_ids=record_ids)
     else:
         manifest_path = "(given frame)"
     no_metadata = check_same_run(features_dir, measured, manifest=manifest, manifest_path=manifest_path,
@@ -506,10 +618,10 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
         from pipeline.record import TableError
 
         raise TableError("missing_input", f"images folder {images_dir} is missing (render's --out)", images_dir)
-    images = _image_index(Path(images_dir) if images_dir else None)
+    images = _image_index(Path(images_dir) if images_dir else None, record_ids)
     out.mkdir(parents=True, exist_ok=True)
     copy_stamp(features_dir, out)  # the prompts carry the identity of the records they describe
-    run_dir = out.parent if out.name == "prompts" else out
+    run_dir = Path(run_dir) if run_dir is not None else out.parent if out.name == "prompts" else out
     rows: list[dict] = []
     errors = [ErrorRow(rid, "prompts", "error", "bad_metadata", None, f"measured in {features_dir} but not in "
                        f"the manifest {manifest_path}") for rid in sorted(no_metadata)]
@@ -518,7 +630,7 @@ def run_prompts(source: str | None, root, features_dir, out_dir, images_dir=None
 
     n_measured = len(measured)
     contexts = progress.iterate("prompts", iter_contexts(features_dir, source, root, manifest=manifest, kb=kb,
-                                                         **source_options),
+                                                         record_ids=record_ids, **source_options),
                                 total=n_measured if limit is None else min(limit, n_measured))
     while True:
         try:

@@ -736,6 +736,7 @@ RECORDS_TRUTH_SCHEMA: dict[str, pl.DataType] = {
 # the on-disk tree (a second idea: files, not signals) lives in its own module; imported last because it
 # uses the generator above
 from pipeline.synthetic_tree import (  # noqa: E402
-    ADC_GAIN, WFDB_LEAD_NAMES, record_id_for, write_synthetic_tree, write_wfdb,
+    ADC_GAIN, WFDB_LEAD_NAMES, finish_synthetic_tree, record_id_for, write_synthetic_part, write_synthetic_tree,
+    write_wfdb,
 )
 

@@ -360,6 +360,9 @@ def register(subparsers) -> None:
                    help="leads an answer must name (no_evidence below; default %(default)s)")
     p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE,
                    help="records validated per chunk (default %(default)s)")
+    p.add_argument("--conflicts", choices=("keep", "drop"), default="keep",
+                   help="records whose measurements contradict a report statement: keep them, flagged in the "
+                        "provenance (default), or drop them from the set")
     p.set_defaults(func=_run_cli)
 
 
@@ -379,7 +382,7 @@ def _run_cli(args) -> int:
     summary = build_instruction_set(
         answers=args.answers, features=args.features, manifest=args.manifest, images=args.images,
         prompts=args.prompts, out=args.out, test_fraction=args.test_fraction, shard_size=args.shard_size,
-        seed=args.seed, config=config, chunk_size=args.chunk_size)
+        seed=args.seed, config=config, chunk_size=args.chunk_size, conflicts=args.conflicts)
     # records that could not be validated at all fail; answers the validator rejects are its verdict, listed
     # with their reasons in rejects.parquet (the acceptance rate says how many)
     lost = [(code, summary.get(code) or 0) for code in ("no_answer", "no_context")]

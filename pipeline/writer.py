@@ -1,13 +1,25 @@
-"""The offline ``rules`` writer: a grounded interpretation written from the measurements and the knowledge base.
+"""The offline ``rules`` writer: a grounded interpretation at GEM's depth, written from the measurements and the
+knowledge base without any model.
 
-It writes the kind of paragraph the LLM is asked for - rhythm and rate, axis, intervals, then each diagnosis
-with the leads and values that support it - without any model. Guarantees (tested):
+What an answer covers, in an order the seed varies: rhythm and rate with RR regularity; the early beats by ordinal
+and time, with their coupling interval, the RR after them, their QRS width and whether a P wave precedes them
+(supraventricular or ventricular, never both); the axis with the leads that decide it; PR, QRS, QT and QTc; then
+territory by territory (inferior II/III/aVF, lateral I/aVL/V5/V6, septal-anterior V1-V4, aVR) the P wave, the QRS
+form, Q waves, R and S sizes, the ST level and the T polarity with their measured values; then every report
+statement with the criteria it meets.
 
-- deterministic for a given (context, seed); the seed only varies the phrasing;
-- every number it states is a measured value of this record: record-level columns, or ``lead_value`` of a
-  measured (not gated) lead; nulls and gated leads are skipped, never guessed;
-- every diagnosis of the record is named through its knowledge-base name, and no diagnosis outside the
-  closure of the record's statements is named (checked with ``KnowledgeBase.find_mentions``);
+Guarantees (tested):
+
+- deterministic for (context, seed); the seed varies the phrasing and the structure (plan, territory order, which
+  details a territory leads with);
+- every number it states is a measured, citable value of this record (``GroundingContext.citable``): record
+  columns, a lead's representative value (``pipeline.derived.lead_value``) or one beat's RR / QRS; each is
+  recorded in ``Answer.citations``;
+- the report stands, but numbers never argue against it: a statement is supported only by criteria its citable
+  measurements meet (``pipeline.criteria``); a statement they contradict is named with the consistent evidence or
+  none, and no sentence that names a diagnosis cites a value failing that diagnosis's criterion (``_refutes``);
+- every report statement is named through its knowledge-base name, and nothing outside the closure of the report
+  (plus what its entries list as related) is named (``KnowledgeBase.find_mentions`` on every sentence);
 - one paragraph of at most ``MAX_WORDS`` words; no mention of a report or of provided measurements.
 
 Numbers are rounded the way the validator compares them: ms, bpm and degrees to integers, mV to 2 decimals;
@@ -16,51 +28,39 @@ amplitudes of Q and S waves are written as positive depths.
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import dataclass, field
 
+from pipeline import derived
 from pipeline.context import GroundingContext
-from pipeline.knowledge import Criterion, KnowledgeBase, load_knowledge
-from pipeline.record import LEADS
+from pipeline.cutoffs import cutoff
+from pipeline.knowledge import KnowledgeBase, load_knowledge
+from pipeline.writer_leads import TerritoryWriter, lead_facts
 
-WRITER_VERSION = "rules-1.0"
+_TOKEN = re.compile("\x00(\\d+)\x00")  # a value placeholder of ``_Writer.cite``
+
+# bumped whenever answers change, so stored answers of an older writer are not reused as if new
+WRITER_VERSION = "rules-2.0"
 MAX_WORDS = 300
 
-# Rhythm statements that describe the underlying rhythm (ectopy such as PVC is a diagnosis sentence instead).
-_PRIMARY_RHYTHMS = ("SR", "SBRAD", "STACH", "SARRH", "AFIB", "AFLT", "PSVT", "SVTAC", "SVARR", "PACE", "WAP")
-
-# How a measurement column is named next to its value. Neutral wording on purpose: "ST elevation" would name
-# a diagnosis (STE_) the record may not carry, so values are stated as levels and heights. Each label ends
-# with the wave it is about and avoids "amplitude" / "voltage", so a reader (and the validator) ties the
-# number to that wave.
-_LABELS: dict[str, str] = {
-    "hr_bpm": "heart rate",
-    "rr_sd_ms": "RR standard deviation",
-    "pr_ms": "PR interval",
-    "qrs_ms": "QRS duration",
-    "qt_ms": "QT interval",
-    "qtc_bazett_ms": "QTc",
-    "qtc_fridericia_ms": "QTc (Fridericia)",
-    "qrs_axis_deg": "QRS axis",
-    "p_axis_deg": "P axis",
-    "t_axis_deg": "T axis",
-    "sokolow_lyon_mv": "Sokolow-Lyon voltage",
-    "cornell_mv": "Cornell voltage",
-    "p_amp_mv": "P wave height",
-    "p_ms": "P wave duration",
-    "q_amp_mv": "Q wave depth",
-    "q_ms": "Q wave duration",
-    "r_amp_mv": "R wave height",
-    "r_prime_amp_mv": "terminal R'",
-    "s_amp_mv": "S wave depth",
-    "s_ms": "S wave duration",
-    "r_ms": "R wave duration",
-    "t_amp_mv": "T wave deflection",
-    "st_j_mv": "ST level at the J point",
-    "st_j60_mv": "mid-ST level",
-    "t_form": "T wave polarity",
-    "p_form": "P wave polarity",
-    "qrs_morphology": "QRS pattern",
-}
 _DEPTHS = {"q_amp_mv", "s_amp_mv"}  # written as positive depths
+
+# Territory orders and plans the seed chooses between. A plan is a sequence of section names; 'walk' is the
+# territory walk, 'statements' the report statements not named earlier, 'close' a one-sentence summary.
+_ORDERS = (("inferior", "lateral", "anterior", "avr"), ("anterior", "lateral", "inferior", "avr"),
+           ("lateral", "inferior", "anterior", "avr"), ("inferior", "anterior", "lateral", "avr"))
+_PLANS = (
+    ("rhythm", "ectopy", "axis", "intervals", "walk", "statements", "close"),
+    ("rhythm", "intervals", "ectopy", "axis", "walk", "statements"),
+    ("rhythm", "ectopy", "intervals", "axis", "walk_with_statements", "statements", "close"),
+    ("rhythm", "axis", "intervals", "ectopy", "statements", "walk", "close"),
+)
+# Which statements belong to a territory (plan 'walk_with_statements' discusses them right after it).
+_TERRITORY_STATEMENTS = {
+    "inferior": {"IMI", "ISCIN", "INJIN", "IPMI"},
+    "lateral": {"LMI", "ISCLA", "INJLA", "ALMI", "ISCAL", "INJAL", "ILMI", "ISCIL", "INJIL", "IPLMI"},
+    "anterior": {"ASMI", "AMI", "ISCAS", "ISCAN", "INJAS", "PMI", "ANEUR", "PRWP", "CRBBB", "RBBB", "IRBBB"},
+}
 
 
 def format_value(column: str, value) -> str:
@@ -80,249 +80,255 @@ def format_value(column: str, value) -> str:
     return f"{value:.0f} ms"
 
 
-def _article(phrase: str) -> str:
-    """'a ' or 'an ' before ``phrase``, reading initialisms by their letters ('an R wave', 'a QRS')."""
-    first = phrase.split()[0] if phrase.split() else phrase
-    if first.isupper() or (len(first) <= 2 and first[:1].isupper()):
-        return "an " if first[0] in "AEFHILMNORSX" else "a "
-    return "an " if phrase[:1].lower() in "aeiou" else "a "
+@dataclass(frozen=True)
+class Citation:
+    """One number the answer states: the column it comes from, the lead (None: record level) and the value."""
+
+    column: str
+    lead: str | None
+    value: float
 
 
-def _is_plural(name: str) -> bool:
-    last = name.split()[-1].lower()
-    return last.endswith("s") and last not in ("sinus", "axis")
-
-
-def _join(items: list[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+@dataclass
+class Answer:
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    cited: list[list[Citation]] = field(default_factory=list)   # per sentence
 
 
 class _Writer:
-    def __init__(self, ctx: GroundingContext, kb: KnowledgeBase, rng: random.Random, max_leads: int,
-                 max_criteria: int, closing: bool):
-        self.ctx, self.kb, self.rng = ctx, kb, rng
-        self.max_leads, self.max_criteria, self.closing = max_leads, max_criteria, closing
-        self.rec = ctx.record or {}
-        self.measured = ctx.measured_leads
-        self.ids = [i for i in dict.fromkeys(ctx.statement_ids) if i in kb.entries]
+    """The state of one answer: the record's citable facts, the seed's choices and the sentences so far."""
 
+    def __init__(self, ctx: GroundingContext, kb: KnowledgeBase, rng: random.Random, level: int, max_evidence: int,
+                 closing: bool = True, ectopy_detail: int = 2, sizes: bool = True):
+        self.ctx, self.kb, self.rng = ctx, kb, rng
+        self.level, self.max_evidence, self.closing, self.ectopy_detail = level, max_evidence, closing, ectopy_detail
+        self.sizes = sizes  # level 2 gives one R or S size per territory
+        self.rec = ctx.record or {}
+        self.sex = (ctx.extra or {}).get("sex")
+        self.statements = [i for i in dict.fromkeys(ctx.statement_ids) if i in kb.entries]
+        self.allowed = kb.permitted(self.statements)
+        self.facts = {lead: lead_facts(ctx, lead) for lead in ctx.measured_leads}
+        self.st_bounds = (cutoff("st_depression_mv"), cutoff("st_elevation_mv"))
+        self.sentences: list[tuple[str, list[Citation]]] = []
+        self.sections: list[str] = []   # the section of each sentence (what _trim may drop first)
+        self.section = ""
+        self.said_relative_st = False  # the walk explains once that the ST is placed against the QRS size
+        self.st_said_globally = False  # the compact walk said the ST for all leads at once
+        self.named: set[str] = set()
+        self._pending: list[Citation] = []
+
+    # --- helpers the sections use ----------------------------------------------------------------------------
     def pick(self, *options: str) -> str:
         return options[self.rng.randrange(len(options))]
 
-    def num(self, column: str):
-        v = self.rec.get(column)
-        return None if v is None or (isinstance(v, float) and v != v) else v
-
-    # --- sentences -----------------------------------------------------------------------------------
-
-    def rhythm_sentence(self, named: set[str]) -> str:
-        rhythm = [i for i in self.ids if i in _PRIMARY_RHYTHMS]
-        # name only the most specific rhythm: "sinus bradycardia" already says "sinus rhythm"
-        implied = set()
-        for i in rhythm:
-            implied |= self.kb.closure([i]) - {i}
-        rhythm = [i for i in rhythm if i not in implied]
-        named.update(self.kb.closure(rhythm))
-        hr = self.num("hr_bpm")
-        names = _join([self.kb.entries[i].name for i in rhythm])
-        rate = f"{format_value('hr_bpm', hr)}" if hr is not None else None
-        regular = self.rec.get("rhythm_regular")
-        if (self.num("n_premature") or 0) > 0:
-            regular = None  # an ectopic beat makes "regular" and "irregular" both arguable: say neither
-        if names:
-            if rate:
-                s = self.pick(f"The tracing shows {names} with a heart rate of {rate}",
-                              f"The underlying rhythm is {names} at a heart rate of {rate}"
-                              if "rhythm" not in names else f"The tracing shows {names} at {rate}",
-                              f"This 12-lead ECG shows {names}, with a heart rate of {rate}")
-            else:
-                s = self.pick(f"The tracing shows {names}", f"The ECG shows {names}")
-        elif rate:
-            s = self.pick(f"The heart rate is {rate}", f"The ventricular rate measures {rate}")
-        else:
-            return ""
-        # the rhythm's own criteria (irregular RR, absent P waves, RR spread) beyond the rate already stated
-        ev: list[str] = []
-        for i in rhythm:
-            if i == "SR":
-                continue
-            phrases, supported = self.evidence(i, skip=("hr_bpm",))
-            if supported:
-                ev += [p for p in phrases if p not in ev]
-        if ev:
-            s += f", with {_join(ev[: self.max_criteria + 1])}"
-        elif self.rec.get("p_waves_present") is True and "SR" in self.kb.closure(rhythm):
-            s += self.pick(", with a P wave before every QRS complex", ", each QRS complex being preceded by a P wave")
-        elif regular is True:
-            s += self.pick(" and the RR intervals are regular", ", with regular RR intervals")
-        elif regular is False:
-            s += self.pick(" and the RR intervals are irregular", ", with irregular RR intervals")
-        return s + "."
-
-    def axis_sentence(self, named: set[str]) -> str:
-        axis = self.num("qrs_axis_deg")
-        axis_ids = [i for i in self.ids if self.kb.entries[i].category == "axis" and i not in named]
-        names = _join([self.kb.entries[i].name for i in axis_ids])
-        named.update(self.kb.closure(axis_ids))
-        if axis is None:
-            return f"The frontal plane shows {names}." if names else ""
-        s = self.pick(f"The frontal QRS axis is {format_value('qrs_axis_deg', axis)}",
-                      f"The QRS axis lies at {format_value('qrs_axis_deg', axis)}")
-        if names:
-            holds = [c.test(axis) for i in axis_ids for c in self.kb.entries[i].criteria
-                     if c.feature == "qrs_axis_deg"]
-            if all(h is not False for h in holds):
-                s += self.pick(f", in keeping with {names}", f", which corresponds to {names}")
-            else:  # the measured axis sits outside the statement's range: say so rather than "in keeping"
-                s += f", and the axis is read as {names}"
-        return s + "."
-
-    def interval_sentence(self) -> str:
-        parts = []
-        for col in ("pr_ms", "qrs_ms", "qt_ms"):
-            v = self.num(col)
-            if v is not None:
-                parts.append(f"the {_LABELS[col]} {format_value(col, v)}")
-        qtc = self.num("qtc_bazett_ms")
-        if not parts and qtc is None:
-            return ""
-        if parts:
-            s = self.pick("Measured intervals are ", "The intervals show ") + _join(parts)
-            if qtc is not None:
-                s += f", with a {_LABELS['qtc_bazett_ms']} of {format_value('qtc_bazett_ms', qtc)}"
-        else:
-            s = f"The {_LABELS['qtc_bazett_ms']} is {format_value('qtc_bazett_ms', qtc)}"
-        return s + "."
-
-    def evidence(self, entry_id: str, skip: tuple[str, ...] = ()) -> tuple[list[str], bool]:
-        """Phrases with measured values that test the entry's criteria, met criteria first, and whether any
-        stated value meets its criterion (only then is it called support)."""
-        entry = self.kb.entries[entry_id]
-        met: list[str] = []
-        unmet: list[str] = []
-        for crit in entry.criteria:
-            if crit.feature in skip:
-                continue
-            got = self.criterion_phrase(crit, entry.leads_to_look_at)
-            if got is None:
-                continue
-            phrase, ok = got
-            if phrase in met or phrase in unmet:
-                continue
-            (met if ok else unmet).append(phrase)
-        # values that meet no criterion are only stated when nothing meets one, so "shown by" never covers them
-        phrases = (met or unmet)[: self.max_criteria]
-        return phrases, bool(met)
-
-    def criterion_phrase(self, crit: Criterion, look: list[str]) -> tuple[str, bool] | None:
-        """(phrase stating the measured values that test ``crit``, whether any of them meets it)."""
-        col = crit.feature
-        if col is None or col in ("beat_class",):
+    def value(self, column: str):
+        """A record-level value when citable, else None."""
+        if not self.ctx.citable(column):
             return None
-        if crit.scope == "record":
-            v = self.num(col)
-            if v is None:
-                return None
-            ok = bool(crit.test(v))
-            if isinstance(v, bool):
-                phrase = self.boolean_phrase(col, v)
-                return (phrase, ok) if phrase else None
-            if col in ("n_premature", "n_paced"):
-                if not v:
-                    return None
-                kind = "arriving early" if col == "n_premature" else "showing pacing"
-                return f"{int(v)} beat{'s' if v != 1 else ''} {kind}", ok
-            if col in _LABELS:
-                return f"{_article(_LABELS[col])}{_LABELS[col]} of {format_value(col, v)}", ok
-            return None
-        if col not in _LABELS:
-            return None
-        leads = crit.leads or look or list(LEADS)
-        leads = [lead for lead in leads if lead in self.measured]
-        values = [(lead, self.ctx.lead_value(lead, col)) for lead in leads]
-        values = [(lead, v) for lead, v in values if v is not None]
-        if not values:
-            return None
-        met = [(lead, v) for lead, v in values if crit.test(v)]
-        chosen = (met or values)[: self.max_leads]
-        if isinstance(chosen[0][1], str):
-            groups: dict[str, list[str]] = {}
-            for lead, v in chosen:
-                groups.setdefault(v, []).append(lead)
-            return "; ".join(f"{_LABELS[col]} {v} in lead{'s' if len(ls) > 1 else ''} {_join(ls)}"
-                             for v, ls in groups.items()), bool(met)
-        # "lead I", not "I": a bare roman numeral is ambiguous to a reader (and to the validator)
-        items = [f"{format_value(col, v)} in lead {lead}" for lead, v in chosen]
-        label = _LABELS[col]
-        return f"{self.pick(_article(label), 'a measured ')}{label} of " + _join(items), bool(met)
+        return derived.record_value(self.ctx, column)
 
-    def boolean_phrase(self, col: str, value: bool) -> str | None:
-        phrases = {
-            ("p_waves_present", True): "a P wave ahead of each QRS complex",
-            ("p_waves_present", False): "no consistent P wave ahead of the QRS complexes",
-            ("rhythm_regular", True): "regular RR intervals",
-            ("rhythm_regular", False): "irregular RR intervals",
-            ("low_voltage_limb", True): "small QRS complexes in every limb lead",
-            ("low_voltage_precordial", True): "small QRS complexes in every chest lead",
-        }
-        if col == "rhythm_regular" and (self.num("n_premature") or 0) > 0:
-            return None
-        return phrases.get((col, value))
+    def cite(self, column: str, value, lead: str | None = None) -> str:
+        """A placeholder for ``value`` that ``emit`` turns into its formatted text; only the placeholders that
+        reach the chosen sentence become its citations (``pick`` builds every alternative, uses one)."""
+        self._pending.append(Citation(column, lead, float(value)))  # never cleared: tokens index it for good
+        return f"\x00{len(self._pending) - 1}\x00"
 
-    def diagnosis_sentence(self, entry_id: str) -> str:
-        entry = self.kb.entries[entry_id]
-        name = entry.name
-        ev, supported = self.evidence(entry_id)
-        look = [lead for lead in entry.leads_to_look_at if lead in self.measured][:4]
-        be = "are" if _is_plural(name) else "is"
-        there = "There are" if be == "are" else "There is"
-        cap = name[0].upper() + name[1:]
-        if entry.category == "other":  # summary statements (normal / abnormal / borderline ECG)
-            overall = f"Overall this is {_article(name)}{name}"
-            return overall + (f", with {_join(ev)}." if ev and supported else ".")
-        if ev and not supported:
-            # the values are stated, but not called support when none of them meets the criterion
-            return self.pick(f"For {name}, the relevant values are {_join(ev)}.",
-                             f"{cap} {be} diagnosed, with {_join(ev)}.")
-        if ev:
-            return self.pick(f"{there} {name}, supported by {_join(ev)}.",
-                             f"The findings indicate {name}, with {_join(ev)}.",
-                             f"{cap} {be} present, shown by {_join(ev)}.")
-        if look:
-            look_txt = _join([f"lead {lead}" if lead in ("I", "II", "III") else lead for lead in look])
-            return self.pick(f"{there} {name}, best appreciated in {look_txt}.",
-                             f"{cap} {be} present, read in {look_txt}.")
-        return self.pick(f"Overall this is {_article(name)}{name}.", f"The overall impression is {name}.")
+    def render(self, text: str) -> str:
+        """``text`` with its value placeholders formatted (no sentence is added)."""
+        return _TOKEN.sub(lambda m: format_value(self._pending[int(m.group(1))].column,
+                                                 self._pending[int(m.group(1))].value), text)
 
-    def write(self) -> str:
-        named: set[str] = set()
-        sentences = [self.rhythm_sentence(named), self.axis_sentence(named), self.interval_sentence()]
-        rest = [i for i in self.ids if i not in named]
-        for i in rest:
-            if i in named:
-                continue
-            sentences.append(self.diagnosis_sentence(i))
-            named.update(self.kb.closure([i]))
-        # Summary statements (normal / abnormal ECG) already have their own "Overall this is ..." sentence;
-        # listing them again reads as "the ECG shows normal ECG".
-        top = [self.kb.entries[i].name for i in self.ids if self.kb.entries[i].category != "other"][:4]
-        if self.closing and len(self.ids) > 1 and top:
-            sentences.append(self.pick(f"Taken together, the tracing is consistent with {_join(top)}.",
-                                       f"In summary, the ECG shows {_join(top)}."))
-        return " ".join(s for s in sentences if s)
+    def emit(self, text: str) -> bool:
+        """Add a sentence unless it names a diagnosis outside the report's closure or cites, next to a diagnosis
+        it names, a value that fails that diagnosis's criterion. Returns whether it was added."""
+        pending = self._pending
+        used = [int(i) for i in _TOKEN.findall(text)]
+        cites = [pending[i] for i in used]
+        text = _TOKEN.sub(lambda m: format_value(pending[int(m.group(1))].column, pending[int(m.group(1))].value),
+                          text)
+        text = " ".join(text.split())
+        if not text:
+            return False
+        mentions = [m for m in self.kb.find_mentions(text) if not m.negated]
+        ids = {m.entry_id for m in mentions}
+        if not ids <= self.allowed or self._refutes(ids, cites):
+            return False
+        self.named |= self.kb.closure(ids)
+        self.sentences.append((text, cites))
+        self.sections.append(self.section)
+        return True
+
+    def _refutes(self, ids: set[str], cites: list[Citation]) -> bool:
+        """Whether a cited value fails every criterion that a named diagnosis puts on that value (a T wave of
+        1.3 mV fails 'flat T' but meets 'tall T': both are criteria of a T-wave abnormality, so it stands)."""
+        return bool(refuting_citations(self.kb, ids, cites, self.sex))
+
+    def words(self) -> int:
+        return sum(len(t.split()) for t, _ in self.sentences)
+
+    # --- plan -------------------------------------------------------------------------------------------------
+    def write(self) -> None:
+        from pipeline import writer_statements as ws
+        from pipeline import writer_text as wt
+
+        plan = _PLANS[self.rng.randrange(len(_PLANS))]
+        order = _ORDERS[self.rng.randrange(len(_ORDERS))]
+        done: set[str] = set()
+        for section in plan:
+            self.section = section
+            if section == "rhythm":
+                wt.rhythm(self)
+            elif section == "ectopy":
+                wt.ectopy(self)
+            elif section == "axis":
+                wt.axis(self)
+            elif section == "intervals":
+                wt.intervals(self)
+            elif section in ("walk", "walk_with_statements"):
+                if self.level == 1:
+                    from pipeline.writer_leads import global_st
+
+                    self.section = "walk:st"
+                    text = global_st(self)
+                    self.st_said_globally = bool(text) and self.emit(text)
+                for name in order:
+                    self.section = f"walk:{name}"
+                    for s in TerritoryWriter(self, name, self.level).sentences():
+                        self.emit(s)
+                    self.section = section
+                    if section == "walk_with_statements":
+                        self.section = "statements"
+                        for sid in self.statements:
+                            if sid in _TERRITORY_STATEMENTS.get(name, ()) and not self._is_named(sid):
+                                ws.statement(self, sid)
+            elif section == "statements":
+                # the whole-ECG summary statements come last
+                todo = [sid for sid in self.statements if self.kb.entries[sid].category != "other"
+                        and sid not in done and not self._is_named(sid)]
+                ws.statements(self, todo)
+                done.update(todo)
+            elif section == "close":
+                self.section = "statements"
+                for sid in self.statements:  # the summary statements just before the closing sentence
+                    if self.kb.entries[sid].category == "other" and not self._is_named(sid):
+                        ws.statement(self, sid)
+                self.section = "close"
+                if self.closing:
+                    self.close()
+        self.section = "statements"
+        rest = [s for s in self.statements if not self._is_named(s)]
+        # every statement named, whatever the plan did; the summary statements (normal / abnormal ECG) last
+        for sid in sorted(rest, key=lambda s: self.kb.entries[s].category == "other"):
+            if not self._is_named(sid):
+                ws.statement(self, sid)
+
+    def _is_named(self, sid: str) -> bool:
+        return sid in self.named
+
+    def close(self) -> None:
+        names = [self.kb.entries[i].name for i in self.statements if self.kb.entries[i].category != "other"]
+        if len(names) < 2:
+            return
+        from pipeline.writer_leads import join
+
+        top = names[:5]
+        self.emit(self.pick(f"Taken together, the tracing shows {join(top)}.", f"In summary: {join(top)}.",
+                            f"The picture is one of {join(top)}."))
+
+    def answer(self) -> Answer:
+        text = " ".join(t for t, _ in self.sentences)
+        return Answer(text, [c for _, cs in self.sentences for c in cs], [t for t, _ in self.sentences],
+                      list(self.sections), [list(cs) for _, cs in self.sentences])
+
+
+def refuting_citations(kb: KnowledgeBase, ids: set[str], cites: list[Citation], sex: str | None = None
+                       ) -> list[tuple[str, Citation]]:
+    """(diagnosis, citation) pairs where the citation is a value of a feature the diagnosis has criteria on (in
+    a lead those criteria look at) and it meets none of them: a number that argues against the diagnosis it is
+    cited next to."""
+    out = []
+    for sid in ids:
+        entry = kb.entries[sid]
+        for c in cites:
+            tests = []
+            for crit in entry.criteria:
+                if crit.feature != c.column:
+                    continue
+                if (crit.scope == "record") != (c.lead is None):
+                    continue
+                look = crit.leads or entry.leads_to_look_at
+                if c.lead is not None and look and c.lead not in look:
+                    continue
+                tests.append(crit.test(c.value, sex))
+            if tests and not any(t for t in tests) and any(t is False for t in tests):
+                out.append((sid, c))
+    return out
+
+
+def write(ctx: GroundingContext, seed: int = 0, kb: KnowledgeBase | None = None) -> Answer:
+    """The answer for ``ctx`` with the citations it makes (see ``write_answer``)."""
+    kb = kb or load_knowledge()
+    rng_seed = f"{WRITER_VERSION}:{ctx.record_id}:{seed}"
+
+    def attempt(level: int, max_evidence: int, closing: bool, ectopy_detail: int, sizes: bool = True) -> Answer:
+        w = _Writer(ctx, kb, random.Random(rng_seed), level, max_evidence, closing, ectopy_detail, sizes)
+        w.write()
+        return w.answer()
+
+    # The usual detail first; a short answer gets the full detail when it still fits, a long one gives up, in
+    # turn, the summary, ectopy and territory details and evidence phrases. The same seed keeps the same plan.
+    a = attempt(2, 3, True, 2)
+    n = len(a.text.split())
+    if n <= _ROOM_FOR_DETAIL:
+        b = attempt(3, 3, True, 2)
+        return b if len(b.text.split()) <= MAX_WORDS else a
+    if n <= MAX_WORDS:
+        return a
+    # the early beats keep their detail longest: they are what a reader cannot see at a glance
+    # order of what goes first: the summary sentence, then the R / S sizes, then evidence phrases, then territory
+    # values; the early beats' details last
+    for step in ((2, 3, False, 2, True), (2, 3, True, 2, False), (2, 2, False, 2, False), (1, 2, False, 2),
+                 (1, 1, False, 2), (1, 1, False, 1), (1, 1, False, 0)):
+        a = attempt(*step)
+        if len(a.text.split()) <= MAX_WORDS:
+            return a
+    return _trim(a)
+
+
+# below this many words at the usual detail, the answer is written at full detail when that still fits
+_ROOM_FOR_DETAIL = 220
+# what _trim drops first: the summary, aVR, the 'no early beats' remark, then whole territories from the last
+_DROP_ORDER = ("close", "walk:avr", "ectopy_none")
+
+
+def _trim(a: Answer) -> Answer:
+    """Drop sentences until the answer fits (a last resort for records with very many statements): the summary,
+    aVR, the ectopy remark, then territory sentences from the end; statement sentences stay, so every diagnosis
+    stays named."""
+    keep = list(range(len(a.sentences)))
+
+    def words() -> int:
+        return sum(len(a.sentences[i].split()) for i in keep)
+
+    for section in _DROP_ORDER:
+        for i in [i for i in keep if a.sections[i] == section]:
+            if words() <= MAX_WORDS:
+                break
+            keep.remove(i)
+    while words() > MAX_WORDS:
+        walk = [i for i in keep if a.sections[i].startswith("walk")]
+        if not walk:
+            break
+        keep.remove(walk[-1])
+    return Answer(" ".join(a.sentences[i] for i in keep), [c for i in keep for c in a.cited[i]],
+                  [a.sentences[i] for i in keep], [a.sections[i] for i in keep], [a.cited[i] for i in keep])
 
 
 def write_answer(ctx: GroundingContext, seed: int = 0, kb: KnowledgeBase | None = None) -> str:
     """A grounded one-paragraph interpretation of ``ctx`` (at most ``MAX_WORDS`` words), deterministic for
-    (ctx, seed). Values are the record's measurements (ms, mV, bpm, degrees) rounded as the validator reads
-    them; every statement of ``ctx.statement_ids`` is named, nothing outside their closure is."""
-    kb = kb or load_knowledge()
-    # From the most detailed to the most compact: fewer leads per criterion, fewer criteria, no summary.
-    for max_leads, max_criteria, closing in ((3, 2, True), (2, 2, False), (2, 1, False), (1, 1, False)):
-        rng = random.Random(f"{WRITER_VERSION}:{ctx.record_id}:{seed}")
-        text = _Writer(ctx, kb, rng, max_leads, max_criteria, closing).write()
-        if len(text.split()) <= MAX_WORDS:
-            return text
-    return text
+    (ctx, seed). Values are the record's citable measurements (ms, mV, bpm, degrees) rounded as the validator
+    reads them; every statement of ``ctx.statement_ids`` is named, nothing outside their closure is."""
+    return write(ctx, seed, kb).text

@@ -9,14 +9,27 @@ only for requests whose text holds a marker (``script_for``): ``ok``, ``429`` (R
 (retry-after-ms), ``quota`` (429 insufficient_quota), ``500``, ``503``, ``timeout`` (sleeps past the client
 timeout), ``drop`` (closes the connection), ``truncated`` (short body), ``invalid_json``, ``empty``,
 ``context_length`` (400 context_length_exceeded), ``401`` (echoes the key like a careless server),
-``limit_headers`` (200 with x-ratelimit-remaining-requests: 0). Every request is logged with the client's
-``X-Client-Request-Id`` and a sha256 of its body, so tests count exactly what was sent.
+``limit_headers`` (200 with x-ratelimit-remaining-requests: 0), ``drip`` (a 200 whose body trickles at
+``drip_bytes_per_s``), ``503ra`` (503 with Retry-After).
+
+``kind`` makes it behave like one real server: ``vllm`` (``max_model_len``, ``POST /tokenize``),
+``llama-cpp-python`` (``owned_by: me``, ``POST /extras/tokenize/count``, 500 for a ``json_schema``
+response_format, and, with ``n_ctx``, its context refusal when the prompt's served tokens reach the window),
+``llama.cpp`` (``/props``, ``POST /tokenize``). Its "served tokenizer" counts ``served_ratio`` x o200k tokens
+plus ``framing_per_message`` per message, like a small model's own BPE. With ``single_slot`` it computes one
+chat request at a time (a lock), like llama.cpp on one slot, and a request the client abandoned is still
+computed to the end. Answers to requests with a JSON ``response_format`` are JSON objects.
+
+Every request is logged with the client's ``X-Client-Request-Id``, a sha256 of its body, the prompt it
+belongs to (sha256 of its system and first user message) and its attempt (1 + assistant turns), so tests
+count exactly what was sent, by prompt and attempt.
 """
 from __future__ import annotations
 
 import email.parser
 import hashlib
 import json
+import math
 import socket
 import threading
 import time
@@ -39,6 +52,25 @@ class LogEntry:
     t: float
     authorization: str | None
     body: dict[str, Any] | None = None
+    prompt_id: str | None = None
+    attempt: int | None = None
+
+
+def prompt_identity(body: dict[str, Any] | None) -> tuple[str | None, int | None]:
+    """(prompt id, attempt) of a chat body: a hash of the first system/user texts as the prompt had them,
+    and 1 + the feedback turns it carries (each starts "Your previous", folded into the user text or not)."""
+    msgs = (body or {}).get("messages") or []
+    if not msgs:
+        return None, None
+
+    def text_of(m: dict) -> str:
+        c = m.get("content")
+        return c if isinstance(c, str) else "".join(p.get("text", "") for p in c or [])
+
+    first = [text_of(m).split("\n\nYour previous")[0] for m in msgs if m.get("role") in ("system", "user")][:2]
+    pid = hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest()[:16]
+    feedback = sum(text_of(m).count("Your previous") for m in msgs if m.get("role") == "user")
+    return pid, 1 + feedback
 
 
 def deterministic_answer(body: dict[str, Any]) -> str:
@@ -68,6 +100,13 @@ class FakeOpenAI:
     usage_tokens: tuple[int, int] | None = None  # (prompt, completion) to report instead of len/4 estimates
     batch_mode: str = "complete"             # complete | partial | expired | failed
     batch_polls_until_done: int = 1
+    kind: str | None = None                  # None | vllm | llama-cpp-python | llama.cpp (see the module doc)
+    n_ctx: int | None = None                 # llama-cpp-python: refuse prompts of n_ctx served tokens or more
+    served_ratio: float = 1.18               # served tokens per o200k token (SmolLM2 measured 1.15-1.19)
+    framing_per_message: int = 5
+    single_slot: bool = False
+    drip_bytes_per_s: float = 8.0
+    attempt_answers: dict[str, list[str]] | None = None   # prompt id -> answer of attempt 1, 2, ... (last repeats)
     log: list[LogEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,6 +117,8 @@ class FakeOpenAI:
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
+        self._slot = threading.Lock()
+        self.computed = 0                    # chat requests computed to the end (single_slot mode)
 
     # --- control ---------------------------------------------------------------------------------------
     def script(self, *faults: str) -> None:
@@ -132,6 +173,22 @@ class FakeOpenAI:
     def body_counts(self) -> Counter:
         return Counter(e.body_sha256 for e in self.chat_log())
 
+    def attempt_counts(self) -> Counter:
+        """Chat requests received per (prompt id, attempt)."""
+        return Counter((e.prompt_id, e.attempt) for e in self.chat_log())
+
+    # --- a served tokenizer ------------------------------------------------------------------------------
+    def served_tokens(self, text: str) -> int:
+        from pipeline.tokens import count_tokens
+
+        return math.ceil(count_tokens(text) * self.served_ratio)
+
+    def served_prompt_tokens(self, body: dict[str, Any]) -> int:
+        msgs = body.get("messages") or []
+        text = "".join(m["content"] if isinstance(m.get("content"), str) else
+                       "".join(p.get("text", "") for p in m.get("content") or []) for m in msgs)
+        return self.served_tokens(text) + self.framing_per_message * len(msgs)
+
     # --- internals -------------------------------------------------------------------------------------
     def _next_fault(self, text: str) -> str:
         with self._lock:
@@ -146,20 +203,36 @@ class FakeOpenAI:
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = deterministic_answer(body)
+        scripted = False
+        if self.attempt_answers:
+            pid, attempt = prompt_identity(body)
+            if pid in self.attempt_answers:
+                seq = self.attempt_answers[pid]
+                answer = seq[min(attempt, len(seq)) - 1]
+                scripted = True
         text = json.dumps(body.get("messages"))
         with self._lock:
             for marker, q in self._marker_answers.items():
                 if marker in text and q:
                     answer = q.popleft()
+                    scripted = True
                     break
         # like the real APIs, an image costs a fixed number of tokens, not its base64 length
         images = text.count('"image_url"')
         text_only = json.dumps([m.get("content") if isinstance(m.get("content"), str) else
                                 [p.get("text", "") for p in m.get("content") or []] for m in body.get("messages", [])])
+        fmt = (body.get("response_format") or {}).get("type")
+        if fmt in ("json_object", "json_schema") and not scripted:  # a constrained server answers an object
+            answer = json.dumps({"interpretation": answer, "diagnoses": [], "cited_leads": ["II"]})
         prompt_tokens = max(1, len(text_only) // 4) + 765 * images
+        if self.kind is not None:
+            prompt_tokens = self.served_prompt_tokens(body)
         completion_tokens = max(1, len(answer) // 4)
         if self.usage_tokens:
             prompt_tokens, completion_tokens = self.usage_tokens
+        finish = "stop"
+        if answer.endswith("[[length]]"):   # a scripted answer cut off at max_tokens
+            answer, finish = answer[: -len("[[length]]")], "length"
         msg: dict[str, Any] = {"role": "assistant", "content": answer}
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt_tokens)},
@@ -175,7 +248,7 @@ class FakeOpenAI:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return {"id": "chatcmpl-" + hashlib.sha256(text.encode()).hexdigest()[:20], "object": "chat.completion",
                 "created": int(time.time()), "model": self.served_model or body.get("model"),
-                "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}], "usage": usage}
+                "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage}
 
     def _run_batch(self, batch: dict[str, Any]) -> None:
         lines = [json.loads(x) for x in self._files[batch["input_file_id"]].decode().splitlines() if x.strip()]
@@ -206,6 +279,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # listen backlog: the default 5 resets bursts of 64 new connections
 
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # a client that gave up (timeout, SIGKILL): expected in these tests
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeOpenAI
@@ -230,20 +310,23 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def _log(self, body: bytes, status: int | None, fault: str = "", parsed: Any = None) -> None:
+        pid, attempt = prompt_identity(parsed) if self.path == "/v1/chat/completions" else (None, None)
         self.fake._record(LogEntry(self.command, self.path, self.headers.get("X-Client-Request-Id"),
                                    hashlib.sha256(body).hexdigest(), status, fault, time.time(),
-                                   self.headers.get("Authorization"), parsed))
+                                   self.headers.get("Authorization"), parsed, pid, attempt))
 
     def do_GET(self) -> None:  # noqa: N802
         f = self.fake
         self._log(b"", 200)
         if self.path == "/v1/models":
-            model = {"id": f.served_model or "fake-model", "object": "model", "owned_by": "fake"}
+            owner = {"vllm": "vllm", "llama-cpp-python": "me", "llama.cpp": "llamacpp"}.get(f.kind or "", "fake")
+            model = {"id": f.served_model or "fake-model", "object": "model", "owned_by": owner}
             if f.max_model_len:
                 model["max_model_len"] = f.max_model_len
             self._send(200, {"object": "list", "data": [model]})
-        elif self.path == "/props" and f.llamacpp_n_ctx:
-            self._send(200, {"default_generation_settings": {"n_ctx": f.llamacpp_n_ctx}})
+        elif self.path == "/props" and (f.llamacpp_n_ctx or f.kind == "llama.cpp"):
+            self._send(200, {"default_generation_settings": {"n_ctx": f.llamacpp_n_ctx or f.n_ctx},
+                             "model_path": f"/models/{f.served_model or 'fake-model'}.gguf"})
         elif self.path.startswith("/v1/files/") and self.path.endswith("/content"):
             fid = self.path.split("/")[3]
             if fid not in f._files:
@@ -276,6 +359,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/api/show" and f.ollama is not None:
             self._log(raw, 200)
             return self._send(200, f.ollama)
+        if self.path == "/extras/tokenize/count" and f.kind == "llama-cpp-python":
+            self._log(raw, 200)
+            return self._send(200, {"count": f.served_tokens(json.loads(raw)["input"])})
+        if self.path == "/tokenize" and f.kind in ("vllm", "llama.cpp"):
+            req = json.loads(raw)
+            self._log(raw, 200)
+            if f.kind == "vllm":
+                n = f.served_tokens(req.get("prompt") or "")
+                return self._send(200, {"count": n, "max_model_len": f.max_model_len, "tokens": list(range(n))})
+            return self._send(200, {"tokens": list(range(f.served_tokens(req.get("content") or "")))})
         if self.path == "/v1/files":
             msg = email.parser.BytesParser().parsebytes(
                 b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw)
@@ -308,11 +401,35 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"error": {"message": f"no route {self.path}", "code": "not_found"}})
         body = json.loads(raw)
         fault = f._next_fault(raw.decode(errors="replace"))
+        if f.kind == "llama-cpp-python":
+            fmt = body.get("response_format") or {}
+            if fmt and fmt.get("type") not in ("text", "json_object"):
+                # what llama-cpp-python answers to OpenAI's json_schema (pydantic validation inside the app)
+                self._log(raw, 500, "format", body)
+                return self._send(500, {"error": {"message": "1 validation error for ChatCompletionRequest"
+                                                  "ResponseFormat\ntype\n  Input should be 'text' or "
+                                                  "'json_object'", "type": "internal_server_error"}})
+            if f.n_ctx and fault == "ok":
+                n_prompt = f.served_prompt_tokens(body)
+                if n_prompt >= f.n_ctx:
+                    self._log(raw, 400, "context_window", body)
+                    mt = body.get("max_tokens") or 0
+                    return self._send(400, {"error": {
+                        "message": f"This model's maximum context length is {f.n_ctx} tokens. However, you "
+                                   f"requested {n_prompt + mt} tokens ({n_prompt} in the messages, {mt} in the "
+                                   "completion). Please reduce the length of the messages or completion.",
+                        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+        status = {"drop": None, "truncated": None, "timeout": None, "429": 429, "429ms": 429, "quota": 429,
+                  "500": 500, "503": 503, "503ra": 503, "context_length": 400, "401": 401}.get(fault, 200)
+        self._log(raw, status, fault, body)
+        if f.single_slot:
+            with f._slot:  # one at a time; an abandoned request is still computed to the end
+                if f.latency_s:
+                    time.sleep(f.latency_s)
+                f.computed += 1
+            return self._chat(body, fault)
         if f.latency_s:
             time.sleep(f.latency_s)
-        status = {"drop": None, "truncated": None, "timeout": None, "429": 429, "429ms": 429, "quota": 429,
-                  "500": 500, "503": 503, "context_length": 400, "401": 401}.get(fault, 200)
-        self._log(raw, status, fault, body)
         self._chat(body, fault)
 
     def _chat(self, body: dict[str, Any], fault: str) -> None:
@@ -334,6 +451,23 @@ class _Handler(BaseHTTPRequestHandler):
                                               "type": "insufficient_quota", "code": "insufficient_quota"}})
         if fault in ("500", "503"):
             return self._send(int(fault), {"error": {"message": "The server had an error", "type": "server_error"}})
+        if fault == "503ra":
+            return self._send(503, {"error": {"message": "Server busy", "type": "server_error"}},
+                              headers={"Retry-After": str(f.retry_after_s)})
+        if fault == "drip":
+            data = json.dumps(f.completion(body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for i in range(0, len(data), 8):
+                    self.wfile.write(data[i:i + 8])
+                    self.wfile.flush()
+                    time.sleep(8 / f.drip_bytes_per_s)
+            except OSError:
+                pass  # the client gave up: what the test wants
+            return None
         if fault == "context_length":
             return self._send(400, {"error": {"message": "This model's maximum context length is 128000 tokens.",
                                               "type": "invalid_request_error", "param": "messages",

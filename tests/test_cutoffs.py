@@ -18,7 +18,7 @@ def test_every_cutoff_loads_and_cites_a_known_reference():
         assert c.source in refs, f"{name} cites unknown reference {c.source}"
         # the unit suffix of the name says the unit
         suffix = name.rsplit("_", 1)[-1]
-        assert {"ms": "ms", "bpm": "bpm", "mv": "mV", "deg": "deg"}[suffix] == c.units, name
+        assert {"ms": "ms", "bpm": "bpm", "mv": "mV", "deg": "deg", "count": "count", "ratio": "ratio"}[suffix] == c.units, name
 
 
 def test_sex_specific_qtc_and_cornell():

@@ -196,6 +196,69 @@ def test_images_folder_keeps_records_without_a_png_out(run, tmp_path):
     assert rejects.filter(pl.col("reasons").list.contains("no_image")).height == summary["no_image"]
 
 
+def test_report_conflicts_are_recorded_and_the_policy_decides(run, tmp_path):
+    """A report statement its measurements contradict stays in the answer (the report is trusted); each such case
+    is in the provenance (statement, criterion, measured value) and in summary.json per statement. --conflicts
+    drop keeps those records out of the set; keep (the default) writes them, flagged."""
+    from pipeline.cli import main
+    from pipeline.criteria import record_conflicts
+    from pipeline.record import RecordMeta, Statement
+
+    kb = load_knowledge()
+    # one accepted record gets a statement its measurements cannot meet: incomplete RBBB with a normal QRS
+    target = next(rid for rid in sorted(run["expected"]) if run["ctxs"][rid].record["qrs_ms"] < 105)
+    man = run["manifest"]
+    metas = []
+    for rid, mj in man.select("record_id", "meta_json").iter_rows():
+        meta = RecordMeta.model_validate_json(mj)
+        if rid == target:
+            meta.statements.append(Statement(text="incomplete right bundle branch block", code="IRBBB",
+                                             system="scp"))
+        metas.append(meta.model_dump_json())
+    folder = tmp_path / "run"
+    folder.mkdir()
+    man.with_columns(pl.Series("meta_json", metas)).write_parquet(folder / "manifest.parquet")
+    ctxs = build_contexts(man["record_id"].to_list(), pl.read_parquet(folder / "manifest.parquet"),
+                          *_features(run), kb)
+    expected_conflicts = {rid: record_conflicts(c, kb) for rid, c in ctxs.items()}
+    assert any(c.statement == "IRBBB" for c in expected_conflicts[target])
+    answers = pl.read_parquet(run["out"] / "answers.parquet")
+    good = write_answer(ctxs[target], seed=0, kb=kb)  # the writer names IRBBB without the QRS as its support
+    assert validate_answer(good, ctxs[target], kb=kb).accepted
+    answers = answers.with_columns(pl.when((pl.col("record_id") == target) & pl.col("answer").is_not_null())
+                                   .then(pl.lit(good)).otherwise(pl.col("answer")).alias("answer"))
+    answers.write_parquet(folder / "answers.parquet")
+    args = ["validate", "--answers", str(folder / "answers.parquet"), "--features", str(run["out"] / "features"),
+            "--manifest", str(folder / "manifest.parquet"), "--shard-size", "5", "--test-fraction", "0.3"]
+    assert main([*args, "--out", str(folder / "keep")]) == 0
+    assert main([*args, "--out", str(folder / "drop"), "--conflicts", "drop"]) == 0
+
+    keep = json.loads((folder / "keep" / "summary.json").read_text())
+    prov = pl.read_parquet(folder / "keep" / "provenance.parquet")
+    row = prov.filter((pl.col("record_id") == target) & pl.col("in_set")).row(0, named=True)
+    assert {c["statement"] for c in row["conflicts"]} == {c.statement for c in expected_conflicts[target]}
+    irbbb = next(c for c in row["conflicts"] if c["statement"] == "IRBBB" and "110-119" in c["criterion"])
+    assert f"qrs_ms {ctxs[target].record['qrs_ms']:.0f} ms" in irbbb["measured"]
+    with_conflicts = {rid for rid, cs in expected_conflicts.items() if cs}
+    assert keep["conflicts"]["policy"] == "keep" and keep["conflicts"]["dropped"] == 0
+    assert keep["conflicts"]["records_with_conflicts"] == len(with_conflicts)
+    by = keep["conflicts"]["by_statement"]["IRBBB"]
+    assert by == {"records": 1, "conflicts": 1, "rate": 1.0}
+    assert target in {it["id"] for it in read_instruction_set(folder / "keep")}
+
+    drop = json.loads((folder / "drop" / "summary.json").read_text())
+    kept = {it["id"] for it in read_instruction_set(folder / "drop")}
+    assert target not in kept and not kept & with_conflicts
+    assert drop["conflicts"]["policy"] == "drop" and drop["conflicts"]["dropped"] >= 1
+    assert drop["final_rejection_reasons"].get("report_conflict") == drop["conflicts"]["dropped"]
+
+
+def _features(run):
+    from pipeline.context import read_features
+
+    return read_features(run["out"] / "features")
+
+
 def test_summary_splits_numeric_claims_by_kind(built):
     """summary.json reads grounding precision per kind of number (QRS durations, heart rates, ST levels ...)."""
     _, summary = built

@@ -48,12 +48,14 @@ def test_entries_validate_and_cover_required_statements(kb):
                 "NAXIS", "AXIND", "NORM"}
     assert required <= set(kb.entries)
     from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
+    from pipeline.derived import DERIVED_LEAD_COLUMNS, DERIVED_RECORD_COLUMNS
 
+    columns = set(BEATS_SCHEMA) | set(RECORDS_SCHEMA) | set(DERIVED_LEAD_COLUMNS) | set(DERIVED_RECORD_COLUMNS)
     for e in kb.entries.values():
         assert e.name and e.mechanism.endswith(".") and e.reference in kb.references, e.id
         assert any(c.feature for c in e.criteria) or e.category == "other", f"{e.id} has no measurable criterion"
         for c in e.criteria:
-            assert c.feature is None or c.feature in BEATS_SCHEMA or c.feature in RECORDS_SCHEMA
+            assert c.feature is None or c.feature in columns
             assert c.feature is None or c.comparison is not None
 
 

@@ -105,9 +105,10 @@ def test_ptbxl_prompts_fit_the_budget_and_carry_criteria(ptbxl_contexts, kb):
                 assert f"\n{lead}|" in p.user
     ctx = next(c for c in ptbxl_contexts if c.record_id == "06001")
     p = build_prompt(ctx, "text", kb=kb)
-    # NST_'s ST criterion is shown with this record's measured J-point levels next to the threshold
-    line = next(ln for ln in p.user.splitlines() if "st_j_mv in [-0.1, -0.03] mV" in ln)
-    v1 = ctx.lead_value("I", "st_j_mv")
+    # NST_'s ST criterion is shown with this record's measured ST levels next to the threshold (from the cut-off
+    # table), and marked ST depression counts as met (issue 13: it used to read 'not met' for -0.25 mV)
+    line = next(ln for ln in p.user.splitlines() if "st_j60_mv <= -0.05 mV" in ln)
+    v1 = ctx.lead_value("I", "st_j60_mv")
     assert f"I {v1:.2f}" in line and "measured:" in line
 
 
@@ -281,3 +282,85 @@ def test_both_features_layouts_give_the_same_contexts(tmp_path, kb):
     for rid in a:
         assert a[rid].beats.equals(b[rid].beats) and a[rid].record == b[rid].record
         assert build_prompt(a[rid], "text", kb=kb).user == build_prompt(b[rid], "text", kb=kb).user
+
+
+# --- criteria and measurements (issue 13) ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cinc_contexts(kb):
+    from pipeline.sources import open_source
+
+    src = open_source("wfdb", shared_path("data", "cinc2021"))
+    return {rid: measure_context(src.read(rid), kb=kb) for rid in src.ids()}
+
+
+@pytest.fixture(scope="module")
+def ludb_contexts(kb):
+    from pipeline.sources import open_source
+
+    src = open_source("ludb", shared_path("data", "ludb"))
+    return [measure_context(src.read(rid), kb=kb) for rid in src.ids()[:12]]
+
+
+def _criterion_line(user: str, diagnosis: str, fragment: str) -> str:
+    block = user.split(f"- {diagnosis}:", 1)[1].split("\n- ", 1)[0]
+    return next(ln for ln in block.splitlines() if fragment in ln)
+
+
+def test_premature_beats_are_judged_from_the_beat_table_and_by_origin(cinc_contexts, kb):
+    """JS20006: four early beats, three narrow and one wide, reported as PAC and PVC. The prompt used to say
+    'met in 0 of 2 leads' (the median beat); now each statement is judged on the beats of its own origin."""
+    from pipeline import derived
+
+    ctx = cinc_contexts["JS20006"]
+    beats = derived.ectopic_beats(ctx)
+    n_sv = sum(e.origin == "supraventricular" for e in beats)
+    n_v = sum(e.origin == "ventricular" for e in beats)
+    assert n_sv >= 1 and n_v >= 1
+    p = build_prompt(ctx, "text", kb=kb)
+    assert f"measured: {n_sv} (met)" in _criterion_line(p.user, "premature atrial complexes", "early beats")
+    assert f"measured: {n_v} (met)" in _criterion_line(p.user, "premature ventricular complexes", "early wide")
+    early = p.user.split("Early beats", 1)[1].split("\n\n", 1)[0]
+    for e in beats:
+        line = next(ln for ln in early.splitlines() if ln.startswith(f"- beat {e.beat} "))
+        # one origin per beat, never both
+        assert (", supraventricular (" in line) != (", ventricular (" in line)
+        assert f"RR before {e.coupling_ms:.0f} ms" in line and f"QRS {e.qrs_ms:.0f} ms" in line
+
+
+def test_marked_st_depression_and_tall_t_count_as_met(cinc_contexts, kb):
+    # JS20000: ST down to -0.25 mV in V4 meets the non-specific ST criterion
+    p = build_prompt(cinc_contexts["JS20000"], "text", kb=kb)
+    line = _criterion_line(p.user, "non-specific ST changes", "st_j60_mv <= -0.05 mV")
+    assert "V4 -0.25 mV" in line and line.endswith(": met)")
+    # JS20006: T waves of 1.3-1.5 mV in V3-V5 are a T-wave abnormality
+    p = build_prompt(cinc_contexts["JS20006"], "text", kb=kb)
+    line = _criterion_line(p.user, "T wave abnormality", "t_amp_mv > 1 mV")
+    assert line.endswith(": met)") and "V4 1.50 mV" in line
+
+
+def test_uncalibrated_records_get_no_millivolts_and_no_voltage_criterion(ludb_contexts, kb):
+    for ctx in ludb_contexts:
+        for variant in VARIANTS:
+            p = build_prompt(ctx, variant, budget=6000, kb=kb)
+            assert p.prompt_tokens <= 6000
+            assert " mV" not in p.user and "mV|" not in p.user, ctx.record_id
+            assert "QRS axis not reliably measurable" in p.user
+            assert "Sokolow-Lyon" not in p.user.split("Whole-ECG", 1)[0] or "amplitude criteri" in p.user
+
+
+def test_a_contradicted_statement_is_marked_not_met_in_the_prompt(kb):
+    from hand_records import hand_context
+
+    ctx = hand_context(["SR", "IRBBB"], record={"qrs_ms": 94.0})
+    p = build_prompt(ctx, "text", kb=kb)
+    assert "not met by this recording" in p.user and "qrs_ms 94 ms" in p.user
+    assert "never cite a value that fails a diagnosis's criterion" in p.system
+
+
+def test_system_message_quotes_the_cutoff_table():
+    from pipeline.cutoffs import band, cutoff
+
+    system = render_system("text")
+    lo, hi = band("pr_normal_ms")
+    assert f"({lo:g}-{hi:g} ms)" in system and f"{cutoff('qtc_prolonged_ms', 'female'):g} ms in women" in system

@@ -70,6 +70,9 @@ def pvc(template):
     return designed(template, "pvc", hr_bpm=70, pvc_count=2, qt_ms=400, seed=4)
 
 
+_ROOM = 400  # words: the writer's answer (up to 300) plus the sentence a test appends to it
+
+
 def ok(answer, ctx, **cfg):
     return validate_answer(answer, ctx, ValidationConfig(**cfg), kb=_KB)
 
@@ -82,12 +85,14 @@ def base(ctx) -> str:
 
 
 def rejects(ctx, sentence: str, code: str, **cfg):
+    cfg.setdefault("max_words", _ROOM)  # the sentence is appended to a full answer: its length is not the test
     res = ok(base(ctx) + " " + sentence, ctx, **cfg)
     assert code in res.reasons, (sentence, res.details)
     return res
 
 
 def passes(ctx, sentence: str, **cfg):
+    cfg.setdefault("max_words", _ROOM)
     res = ok(base(ctx) + " " + sentence, ctx, **cfg)
     assert res.accepted, (sentence, res.details)
     return res

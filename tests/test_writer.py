@@ -1,17 +1,26 @@
-"""The offline rules writer: grounded, deterministic, names exactly the record's diagnoses, passes the validator."""
+"""The offline rules writer at GEM's depth: grounded, lead by lead, beat by beat, never arguing against itself.
+
+Checked on synthetic records, on every shared real record (PTB-XL, LUDB, CinC 2021) and on hand-built records
+whose truth is exact: every number is a citable measured value, every report statement is named and nothing
+else, no sentence cites a value that fails the criterion of the diagnosis it names, the issue's depth targets
+(words, leads, topics) hold, and the seed varies phrasing and structure.
+"""
 from __future__ import annotations
 
 import re
+import statistics
 
-import polars as pl
 import pytest
 
 from conftest import shared_path
-from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
-from pipeline.context import GroundingContext, measure_context
+from hand_records import hand_context
+from pipeline import derived
+from pipeline.answer_metrics import leads_named, refuting_sentences, topics
+from pipeline.context import measure_context
+from pipeline.criteria import record_conflicts
 from pipeline.knowledge import load_knowledge
-from pipeline.record import LEADS
-from pipeline.writer import MAX_WORDS, WRITER_VERSION, format_value, write_answer
+from pipeline.validate import validate_answer
+from pipeline.writer import MAX_WORDS, WRITER_VERSION, format_value, write, write_answer
 
 N_SYNTHETIC = 30
 
@@ -19,6 +28,13 @@ N_SYNTHETIC = 30
 @pytest.fixture(scope="module")
 def kb():
     return load_knowledge()
+
+
+def _source_contexts(kb, name: str, *parts: str):
+    from pipeline.sources import open_source
+
+    src = open_source(name, shared_path(*parts))
+    return [measure_context(src.read(rid), kb=kb) for rid in src.ids()]
 
 
 @pytest.fixture(scope="module")
@@ -32,166 +48,272 @@ def synthetic_contexts(tmp_path_factory, kb):
 
 
 @pytest.fixture(scope="module")
-def ptbxl_contexts(kb):
-    from pipeline.sources import open_source
-
-    src = open_source("ptbxl", shared_path("data", "ptbxl"))
-    return [measure_context(src.read(rid), kb=kb) for rid in src.ids()]
+def real_contexts(kb):
+    """Every shared real record: PTB-XL (10), LUDB (35, amplitudes not calibrated), CinC 2021 (20)."""
+    return {"ptbxl": _source_contexts(kb, "ptbxl", "data", "ptbxl"),
+            "ludb": _source_contexts(kb, "ludb", "data", "ludb"),
+            "cinc2021": _source_contexts(kb, "wfdb", "data", "cinc2021")}
 
 
 @pytest.fixture(scope="module")
-def ludb_contexts(kb):
-    """LUDB's cardiologist statements cover MI, ischaemia, pacing, hypertrophy and conduction entries."""
-    from pipeline.sources import open_source
-
-    src = open_source("ludb", shared_path("data", "ludb"))
-    return [measure_context(src.read(rid), kb=kb) for rid in src.ids()]
+def all_contexts(synthetic_contexts, real_contexts):
+    return [*synthetic_contexts, *(c for cs in real_contexts.values() for c in cs)]
 
 
-# label as the writer prints it -> beats column (see pipeline.writer._LABELS)
-_LEAD_LABELS = {"P wave height": "p_amp_mv", "P wave duration": "p_ms", "Q wave depth": "q_amp_mv",
-                "Q wave duration": "q_ms", "R wave height": "r_amp_mv", "terminal R'": "r_prime_amp_mv",
-                "S wave depth": "s_amp_mv", "S wave duration": "s_ms", "T wave deflection": "t_amp_mv",
-                "ST level at the J point": "st_j_mv", "mid-ST level": "st_j60_mv"}
-_RECORD_LABELS = {"PR interval": "pr_ms", "QRS duration": "qrs_ms", "QT interval": "qt_ms", "QTc": "qtc_bazett_ms",
-                  "heart rate": "hr_bpm", "QRS axis": "qrs_axis_deg", "Sokolow-Lyon voltage": "sokolow_lyon_mv",
-                  "Cornell voltage": "cornell_mv", "RR standard deviation": "rr_sd_ms"}
-_VALUE = r"(-?\d+(?:\.\d+)?) (mV|ms|bpm|degrees?)"
+def _beat_values(ctx, column: str, lead: str | None) -> set[float]:
+    b = ctx.beats
+    if column not in b.columns:
+        return set()
+    rows = b if lead is None else b.filter(b["lead"] == lead)
+    rows = rows.filter(~rows["lead"].is_in(list(ctx.gated_leads)))
+    return {float(v) for v in rows[column].drop_nulls().to_list()}
 
 
-def cited_values(answer: str) -> tuple[list[tuple[str, str, float]], list[tuple[str, float]]]:
-    """(per-lead citations (column, lead, value), record-level citations (column, value)) in ``answer``."""
-    per_lead, record = [], []
-    for label, col in _LEAD_LABELS.items():
-        for m in re.finditer(re.escape(label) + r" of ((?:" + _VALUE + r" in lead \w+(?:, | and )?)+)", answer):
-            for v in re.finditer(_VALUE + r" in lead (\w+)", m.group(1)):
-                per_lead.append((col, v.group(3), float(v.group(1))))
-    for label, col in _RECORD_LABELS.items():
-        for m in re.finditer(r"(?<![\w-])" + re.escape(label) + r"(?: of| is| lies at)? " + _VALUE, answer):
-            record.append((col, float(m.group(1))))
-    return per_lead, record
+def assert_citations_measured(ctx, answer) -> int:
+    """Every citation is a citable value of this record: the lead's representative value or one of its beats'
+    (lead citations), the record's value, a derived record value or one beat's value (record citations); and the
+    text states it as formatted."""
+    for c in answer.citations:
+        assert ctx.citable(c.column, c.lead), (ctx.record_id, c)
+        assert c.lead is None or c.lead in ctx.measured_leads, (ctx.record_id, c)
+        if c.lead is not None:
+            allowed = {derived.lead_value(ctx, c.lead, c.column)} | _beat_values(ctx, c.column, c.lead)
+        else:
+            allowed = {ctx.record.get(c.column), derived.record_value(ctx, c.column)} | \
+                _beat_values(ctx, c.column, None)
+            allowed |= {derived.record_value(ctx, "basic_rr_ms")} if c.column == "rr_ms" else set()
+        allowed = {float(v) for v in allowed if v is not None}
+        assert any(abs(c.value - v) < 1e-9 for v in allowed), (ctx.record_id, c)
+        assert format_value(c.column, c.value) in answer.text, (ctx.record_id, c)
+    return len(answer.citations)
 
 
-def assert_grounded(ctx: GroundingContext, answer: str) -> int:
-    per_lead, record = cited_values(answer)
-    for col, lead, value in per_lead:
-        assert lead in ctx.measured_leads, f"{ctx.record_id}: cites unmeasured lead {lead}"
-        measured = ctx.lead_value(lead, col)
-        assert measured is not None
-        if col in ("q_amp_mv", "s_amp_mv"):
-            measured = abs(measured)  # depths are written positive
-        assert value == pytest.approx(round(measured, 2), abs=1e-9), (ctx.record_id, col, lead, answer)
-    for col, value in record:
-        measured = ctx.record[col]
-        digits = 2 if col.endswith("_mv") else 0
-        assert value == pytest.approx(round(measured, digits), abs=1e-9), (ctx.record_id, col, answer)
-    return len(per_lead) + len(record)
+# --- grounding ------------------------------------------------------------------------------------------
 
+def test_every_number_is_a_citable_measured_value(all_contexts, kb):
+    n = 0
+    for ctx in all_contexts:
+        for seed in (0, 1):
+            a = write(ctx, seed=seed, kb=kb)
+            n += assert_citations_measured(ctx, a)
+            # and nothing numeric slips past the bookkeeping: every number with a unit is a citation
+            stated = re.findall(r"(-?\d+(?:\.\d+)?) (ms|mV|bpm|degrees?)\b", a.text)
+            assert len(stated) == len(a.citations), (ctx.record_id, a.text)
+    assert n > 15 * len(all_contexts)  # about 12 numbers per answer (LUDB answers cite no millivolts)
+
+
+def test_uncalibrated_records_state_no_millivolts_and_no_axis_degrees(real_contexts, kb):
+    for ctx in real_contexts["ludb"]:
+        assert not ctx.amplitudes_calibrated
+        for seed in (0, 1, 2):
+            text = write_answer(ctx, seed=seed, kb=kb)
+            assert " mV" not in text and not re.search(r"\d degrees?\b", text), (ctx.record_id, text)
+            assert "Sokolow" not in text and "Cornell" not in text
+
+
+def test_gated_leads_are_never_named(kb):
+    ctx = hand_context(["SR", "INVT"], gated={"V2", "III"},
+                       leads={lead: dict(t_amp_mv=-0.3, t_form="negative") for lead in ("V3", "V4", "V5")})
+    for seed in range(6):
+        text = write_answer(ctx, seed=seed, kb=kb)
+        named = leads_named(text)
+        assert "V2" not in named and "III" not in named, text
+        assert {"V3", "V4", "V5"} <= named
+        assert validate_answer(text, ctx, kb=kb).accepted
+
+
+# --- diagnoses: every report statement, nothing else, never argued against ----------------------------------
+
+def test_names_every_statement_and_no_other(all_contexts, kb):
+    seen = set()
+    for ctx in all_contexts:
+        wanted = {s for s in ctx.statement_ids if s in kb.entries}
+        seen |= wanted
+        for seed in (0, 3):
+            text = write_answer(ctx, seed=seed, kb=kb)
+            named = kb.named_ids(text)
+            assert wanted <= kb.closure(named), (ctx.record_id, wanted - kb.closure(named), text)
+            assert named <= kb.permitted(wanted), (ctx.record_id, named - kb.permitted(wanted), text)
+    assert len(seen) >= 40  # many different entries were exercised
+
+
+def test_no_sentence_cites_a_value_that_fails_its_diagnosis(all_contexts, kb):
+    """Issue 13's 46 sentences ('incomplete LBBB with a QRS of 94 ms', 'LAFB at axis -24'): zero, checked
+    through the knowledge base on every record and four seeds."""
+    bad = []
+    for ctx in all_contexts:
+        for seed in range(4):
+            bad += [(ctx.record_id, seed, r) for r in refuting_sentences(write_answer(ctx, seed=seed, kb=kb), ctx, kb)]
+    assert bad == []
+
+
+def test_the_refutation_check_catches_the_issue_examples(kb):
+    """The checker is not blind: the sentences the old writer wrote are flagged, their honest forms are not."""
+    ctx = hand_context(["SR", "ILBBB", "LAFB", "1AVB", "LVH"], record={"qrs_ms": 94.0, "qrs_axis_deg": -24.0,
+                                                                       "pr_ms": 182.0, "sokolow_lyon_mv": 0.55})
+    flagged = refuting_sentences(
+        "Incomplete left bundle branch block is diagnosed, with a QRS duration of 94 ms. Left anterior fascicular "
+        "block is present at an axis of -24 degrees. First-degree AV block with a PR interval of 182 ms. Left "
+        "ventricular hypertrophy is supported by a Sokolow-Lyon voltage of 0.55 mV.", ctx, kb)
+    assert {sid for _, sid, _ in flagged} == {"ILBBB", "LAFB", "1AVB", "LVH"}
+    assert refuting_sentences("The QRS duration is 94 ms. Incomplete left bundle branch block is part of the "
+                              "reading.", ctx, kb) == []
+
+
+@pytest.mark.parametrize("statement,record,absent", [
+    ("IRBBB", {"qrs_ms": 94.0}, "94 ms"),          # incomplete RBBB needs 110-119 ms
+    ("ILBBB", {"qrs_ms": 94.0}, "94 ms"),
+    ("LVH", {"sokolow_lyon_mv": 0.55, "cornell_mv": 0.4}, "0.55 mV"),
+    ("LAFB", {"qrs_axis_deg": -24.0}, "-24 degrees"),   # LAFB needs -45 to -90
+    ("1AVB", {"pr_ms": 182.0}, "182 ms"),
+    ("VAXIS", {"qrs_axis_deg": 50.0}, "50 degrees"),    # vertical is +70 to +90
+    ("IVCD", {"qrs_ms": 72.0}, "72 ms"),
+])
+def test_a_contradicted_statement_is_named_without_the_contradicting_value(kb, statement, record, absent):
+    ctx = hand_context(["SR", statement], record=record)
+    conflicts = record_conflicts(ctx, kb)
+    assert any(c.statement == statement for c in conflicts)
+    name = kb.entries[statement].name
+    for seed in range(6):
+        text = write_answer(ctx, seed=seed, kb=kb)
+        assert statement in kb.closure(kb.named_ids(text)), text
+        for sentence in re.split(r"(?<=\.) (?=[A-Z])", text):
+            if name.lower() in sentence.lower():
+                assert absent not in sentence, sentence
+                assert "support" not in sentence and "shown by" not in sentence and "point to" not in sentence
+
+
+def test_lvh_is_not_supported_by_one_st_value(kb):
+    """A strain pattern supports LVH only next to a met voltage criterion; ST depression alone is no evidence."""
+    strain = {lead: dict(st_j60_mv=-0.12, st_j_mv=-0.1) for lead in ("I", "aVL", "V5", "V6")}
+    weak = hand_context(["SR", "LVH"], leads=strain, record={"sokolow_lyon_mv": 2.1, "cornell_mv": 1.0})
+    strong = hand_context(["SR", "LVH"], leads=strain, record={"sokolow_lyon_mv": 4.2, "cornell_mv": 1.0})
+    for seed in range(4):
+        lvh = [s for s in re.split(r"(?<=\.) ", write_answer(weak, seed=seed, kb=kb)) if "hypertrophy" in s]
+        assert lvh and not any("mV" in s for s in lvh), lvh
+        text = write_answer(strong, seed=seed, kb=kb)
+        sentence = next(s for s in re.split(r"(?<=\.) ", text) if "hypertrophy" in s)
+        assert "4.20 mV" in sentence
+
+
+# --- beats -------------------------------------------------------------------------------------------------
+
+def _two_kinds_of_early_beats(statements):
+    classes = ["normal"] * 3 + ["premature"] + ["normal"] * 3 + ["premature"] + ["normal"] * 2
+    wide = dict(qrs_ms=150.0, p_form="absent", p_amp_mv=None, qrs_morphology="R", r_amp_mv=1.4, s_amp_mv=None)
+    return hand_context(statements, classes=classes, beats={7: wide}, record={"rhythm_regular": False})
+
+
+def test_early_beats_by_ordinal_time_coupling_pause_qrs_and_p(kb):
+    ctx = _two_kinds_of_early_beats(["SR", "PAC", "PVC"])
+    for seed in range(6):
+        text = write_answer(ctx, seed=seed, kb=kb)
+        assert "fourth beat" in text and "eighth beat" in text
+        assert "480 ms" in text and "1120 ms" in text          # coupling interval and the RR after it
+        assert "150 ms" in text                                # the wide beat's QRS
+        assert "no P wave before it" in text and "a P wave before it" in text
+        assert "about two and a half seconds in" in text and "about five and a half seconds in" in text
+        # each early beat has one origin: the narrow one is the atrial complex, the wide one the ventricular
+        pac = next(s for s in re.split(r"(?<=\.) ", text) if "premature atrial" in s.lower())
+        pvc = next(s for s in re.split(r"(?<=\.) ", text) if "premature ventricular" in s.lower())
+        assert "fourth" in pac and "eighth" not in pac and "eighth" in pvc and "fourth" not in pvc
+        assert validate_answer(text, ctx, kb=kb).accepted
+
+
+def test_the_same_early_beats_are_never_called_both_atrial_and_ventricular(kb):
+    """CinC JS20006: four narrow early beats reported as PAC and PVC. The narrow beats support PAC only; PVC is
+    named without them, and its conflict is recorded."""
+    ctx = _two_kinds_of_early_beats(["SR", "PAC", "PVC"])
+    narrow_only = hand_context(["SR", "PAC", "PVC"], classes=ctx.beats.filter(ctx.beats["lead"] == "I")
+                               ["beat_class"].to_list(), record={"rhythm_regular": False})
+    assert [c.statement for c in record_conflicts(narrow_only, kb)] == ["PVC"]
+    for seed in range(6):
+        text = write_answer(narrow_only, seed=seed, kb=kb)
+        pvc = [s for s in re.split(r"(?<=\.) ", text) if "premature ventricular" in s.lower()]
+        assert pvc and not any(re.search(r"\bbeat\b|\d+ ms", s) for s in pvc), pvc
+
+
+def test_synthetic_pvcs_are_placed_where_the_generator_put_them(kb):
+    from features.measure import as_record
+    from pipeline.synthetic import SynthParams, generate_record
+
+    synth = generate_record(SynthParams(pvc_count=2, hr_bpm=70.0), seed=12)
+    ctx = measure_context(as_record(synth.signal_mv))
+    ctx.statement_ids = ["SR", "PVC"]
+    truth = synth.beats.filter(synth.beats["lead"] == "II")
+    early = [i + 1 for i, c in enumerate(truth["beat_class"].to_list()) if c == "premature"]
+    found = derived.ectopic_beats(ctx)
+    assert [e.ordinal for e in found] == early and {e.origin for e in found} == {"ventricular"}
+    text = write_answer(ctx, seed=0, kb=kb)
+    from pipeline.writer_text import ordinal
+
+    ectopy = " ".join(s for s in re.split(r"(?<=\.) ", text) if "early" in s)
+    for n in early:
+        assert re.search(rf"\b{ordinal(n)}\b", ectopy), (n, ectopy)
+
+
+# --- form, determinism, variety --------------------------------------------------------------------------------
+
+def test_form_one_paragraph_no_hidden_input(all_contexts, kb):
+    for ctx in all_contexts:
+        text = write_answer(ctx, seed=0, kb=kb)
+        assert "\n" not in text and len(text.split()) <= MAX_WORDS
+        assert not re.search(r"\breport|\bprovided\b|\btable\b|\bmeasurements? (?:given|supplied)", text, re.I)
+
+
+def test_deterministic_and_varied_in_phrasing_and_structure(synthetic_contexts, kb):
+    assert WRITER_VERSION == "rules-2.0"
+    ctx = synthetic_contexts[0]
+    assert write_answer(ctx, seed=5, kb=kb) == write_answer(ctx, seed=5, kb=kb)
+    answers = [write(ctx, seed=s, kb=kb) for s in range(10)]
+    assert len({a.text for a in answers}) == 10
+    # structure, not only synonyms: the order of the sections and of the territories changes with the seed
+    orders = {tuple(dict.fromkeys(a.sections)) for a in answers}
+    assert len(orders) >= 3, orders
+
+
+def test_depth_targets_on_every_shared_real_record(real_contexts, kb):
+    """Issue 13's done-when figures on PTB-XL, LUDB and CinC 2021, per source: words 150-300 on average,
+    distinct leads named >= 0.67 of 12 on average and >= 8 leads in >= 90 % of answers, every topic in >= 95 %."""
+    for source, ctxs in real_contexts.items():
+        texts = [(ctx, write_answer(ctx, seed=0, kb=kb)) for ctx in ctxs]
+        words = [len(t.split()) for _, t in texts]
+        leads = [len(leads_named(t)) for _, t in texts]
+        assert 150 <= statistics.mean(words) <= 300, (source, statistics.mean(words))
+        assert statistics.mean(leads) / 12 >= 0.67, source
+        assert sum(n >= 8 for n in leads) >= 0.9 * len(leads), (source, leads)
+        for topic in ("rhythm", "rate", "axis", "pr", "qrs", "qt", "p_wave", "st", "t_wave"):
+            asked = [topics(t, ctx)[topic] for ctx, t in texts if topics(t, ctx)[topic] is not None]
+            assert sum(asked) >= 0.95 * len(asked), (source, topic)
+
+
+# --- the validator ------------------------------------------------------------------------------------------
 
 def test_synthetic_answers_pass_the_validator(synthetic_contexts, kb):
-    from pipeline.validate import validate_answer
-
     failures = []
     for ctx in synthetic_contexts:
-        answer = write_answer(ctx, seed=0, kb=kb)
-        result = validate_answer(answer, ctx, kb=kb)
-        if not result.accepted:
-            failures.append((ctx.record_id, result.details))
-    # the contract with the validator is >= 99 %; on 30 records that allows no failure
+        for seed in (0, 1):
+            result = validate_answer(write_answer(ctx, seed=seed, kb=kb), ctx, kb=kb)
+            if not result.accepted:
+                failures.append((ctx.record_id, seed, result.details))
     assert failures == []
 
 
-def test_numbers_equal_the_measurements_they_cite(synthetic_contexts, ptbxl_contexts, kb):
-    n_cited = 0
-    for ctx in [*synthetic_contexts, *ptbxl_contexts]:
-        for seed in (0, 1):
-            n_cited += assert_grounded(ctx, write_answer(ctx, seed=seed, kb=kb))
-    assert n_cited > 10 * len(synthetic_contexts)  # the check really ran over many citations
-
-
-def test_names_every_diagnosis_and_no_other(synthetic_contexts, ptbxl_contexts, ludb_contexts, kb):
-    n_ids = set()
-    for ctx in [*synthetic_contexts, *ptbxl_contexts, *ludb_contexts]:
-        n_ids.update(ctx.statement_ids)
-        answer = write_answer(ctx, seed=3, kb=kb)
-        named = kb.named_ids(answer)
-        wanted = {s for s in ctx.statement_ids if s in kb.entries}
-        assert wanted <= kb.closure(named), (ctx.record_id, wanted, named, answer)
-        assert named <= kb.closure(wanted), (ctx.record_id, named - kb.closure(wanted), answer)
-        assert_grounded(ctx, answer)
-    assert len(n_ids) >= 30  # many different entries were exercised
-
-
-def test_form_one_paragraph_no_hidden_input(synthetic_contexts, ptbxl_contexts, ludb_contexts, kb):
-    for ctx in [*synthetic_contexts, *ptbxl_contexts, *ludb_contexts]:
-        answer = write_answer(ctx, seed=0, kb=kb)
-        assert "\n" not in answer and len(answer.split()) <= MAX_WORDS
-        assert not re.search(r"\breport|\bprovided\b|\btable\b|\bmeasurements? (?:given|supplied)", answer, re.I)
-
-
-def test_deterministic_and_varied_by_seed(synthetic_contexts, kb):
-    ctx = synthetic_contexts[0]
-    assert write_answer(ctx, seed=5, kb=kb) == write_answer(ctx, seed=5, kb=kb)
-    texts = {write_answer(ctx, seed=s, kb=kb) for s in range(8)}
-    assert len(texts) >= 3
-    assert WRITER_VERSION.startswith("rules-")
-
-
-def _hand_context(statement_ids: list[str], gated: set[str] = frozenset(), record_overrides=None) -> GroundingContext:
-    """A record built by hand: 3 beats in 12 leads, RBBB-like V1/V2, with ``gated`` leads nulled."""
-    rows = []
-    for lead in LEADS:
-        for beat in range(3):
-            r = {c: None for c in BEATS_SCHEMA}
-            r.update(record_id="hand", lead=lead, beat=beat, beat_class="normal", lead_quality="ok",
-                     qrs_ms=136.0 + beat, pr_ms=164.0, qt_ms=420.0, r_amp_mv=0.9 + 0.01 * beat,
-                     s_amp_mv=-0.3, t_amp_mv=0.25, st_j_mv=0.0, s_ms=30.0, p_amp_mv=0.12, p_ms=100.0,
-                     t_form="positive")
-            if lead in ("V1", "V2"):
-                r.update(r_prime_amp_mv=0.61 + 0.02 * beat, t_amp_mv=-0.22, t_form="negative")
-            if lead in ("I", "V6"):
-                r.update(s_ms=52.0 + beat)
-            if lead in gated:
-                r = {c: (r[c] if c in ("record_id", "lead", "beat") else None) for c in BEATS_SCHEMA}
-                r["lead_quality"] = "gated:flat"
-            rows.append(r)
-    beats = pl.DataFrame(rows, schema=BEATS_SCHEMA)
-    rec = {c: None for c in RECORDS_SCHEMA}
-    rec.update(record_id="hand", source="hand", n_beats=3, hr_bpm=71.6, rr_mean_ms=838.0, rr_sd_ms=12.0,
-               rhythm_regular=True, p_waves_present=True, pr_ms=164.0, qrs_ms=137.0, qt_ms=420.0,
-               qtc_bazett_ms=458.8, qrs_axis_deg=75.4, n_premature=0, n_paced=0)
-    rec.update(record_overrides or {})
-    return GroundingContext(record_id="hand", source="hand", ecg_path="hand", report="", statement_ids=statement_ids,
-                            unmapped_statements=[], record=rec, beats=beats)
-
-
-def test_hand_built_record_cites_its_values(kb):
-    ctx = _hand_context(["SR", "CRBBB"])
-    answer = write_answer(ctx, seed=0, kb=kb)
-    assert "complete right bundle branch block" in answer and "sinus rhythm" in answer
-    assert "72 bpm" in answer and "137 ms" in answer and "75 degrees" in answer and "459 ms" in answer
-    # V1's R' values are 0.61, 0.63, 0.65: the upper median is 0.63
-    assert "0.63 mV in V1" in answer.replace("lead V1", "V1")
-    assert_grounded(ctx, answer)
-
-
-def test_gated_leads_and_null_values_are_never_cited(kb):
-    ctx = _hand_context(["SR", "CRBBB", "INVT"], gated={"V1"}, record_overrides={"pr_ms": None, "qtc_bazett_ms": None})
-    for seed in range(4):
-        answer = write_answer(ctx, seed=seed, kb=kb)
-        assert "V1" not in answer
-        assert "PR interval" not in answer and "QTc" not in answer
-        assert "V2" in answer  # the evidence moves to the measured lead
-        assert_grounded(ctx, answer)
-
-
-def test_unsupported_criteria_are_not_called_support(kb):
-    # IVCD asks for QRS > 110 ms; with 94 ms the value is stated but not offered as support
-    ctx = _hand_context(["SR", "IVCD"], record_overrides={"qrs_ms": 94.0})
-    for seed in range(4):
-        answer = write_answer(ctx, seed=seed, kb=kb)
-        sentence = next(s for s in answer.split(". ") if "intraventricular conduction delay" in s)
-        assert "support" not in sentence and "94 ms" in sentence
+def test_real_records_fail_only_where_label_and_measurement_disagree(real_contexts, kb):
+    """The validator may reject a real answer only because the source's own label contradicts the measurement
+    (LUDB 'sinus tachycardia' at 90 bpm, 'right axis deviation' at +48 degrees): the writer names the label, and
+    that very statement is a recorded conflict. Numbers, leads, form and diagnoses always pass."""
+    accepted = total = 0
+    for ctxs in real_contexts.values():
+        for ctx in ctxs:
+            for seed in (0, 1):
+                result = validate_answer(write_answer(ctx, seed=seed, kb=kb), ctx, kb=kb)
+                total += 1
+                accepted += result.accepted
+                assert set(result.reasons) <= {"contradicts_measurement"}, (ctx.record_id, result.details)
+                if not result.accepted:
+                    assert record_conflicts(ctx, kb), ctx.record_id
+    assert accepted >= 0.95 * total
 
 
 def test_format_value_rounds_like_the_validator():
@@ -203,17 +325,14 @@ def test_format_value_rounds_like_the_validator():
     assert format_value("hr_bpm", 59.5) == "60 bpm"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the writer cites millivolts and axes on LUDB, whose amplitudes are "
-                   "normalised (uncitable_value); wip-writer removes this marker when the writer asks ctx.citable")
-def test_real_records_fail_only_where_label_and_measurement_disagree(ptbxl_contexts, ludb_contexts, kb):
-    """On real data the validator may reject an answer only because the source's own label contradicts the
-    measurement (e.g. LUDB 'sinus tachycardia' at 90 bpm): the writer must name the label, and the validator
-    sees the conflict. Numbers, leads, form and diagnosis coverage must always pass."""
-    from pipeline.validate import validate_answer
-
-    accepted = 0
-    for ctx in [*ptbxl_contexts, *ludb_contexts]:
-        result = validate_answer(write_answer(ctx, seed=1, kb=kb), ctx, kb=kb)
-        accepted += result.accepted
-        assert set(result.reasons) <= {"contradicts_measurement"}, (ctx.record_id, result.details)
-    assert accepted >= 0.9 * (len(ptbxl_contexts) + len(ludb_contexts))
+def test_values_the_context_may_not_cite_are_never_stated(kb):
+    """Low-confidence values (wip-measure's confidences answer through GroundingContext.uncitable_reason) are
+    named as not reliably measurable, never given as numbers; the early beat's QRS follows the record's."""
+    ctx = _two_kinds_of_early_beats(["SR", "PAC", "PVC"])
+    ctx.uncitable_reason = lambda column, lead=None: "low_confidence" if column in ("pr_ms", "qrs_ms") or \
+        (column == "st_j_mv" and lead == "V2") else None
+    for seed in range(4):
+        a = write(ctx, seed=seed, kb=kb)
+        assert not [c for c in a.citations if c.column in ("pr_ms", "qrs_ms") or (c.column, c.lead) == ("st_j_mv", "V2")]
+        assert "not reliably measurable" in a.text or "cannot be measured reliably" in a.text
+        assert "PR interval" in a.text and "QRS duration" in a.text

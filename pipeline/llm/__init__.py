@@ -9,10 +9,12 @@ from pipeline.llm.hashing import request_key
 from pipeline.llm.pricing import PriceTable, Usage, usage_from_body
 from pipeline.llm.providers import (Backend, BackendSpec, LLMConfigError, OpenAIBackend, RulesBackend,
                                     detect_context_window, make_backend, parse_answer)
+from pipeline.llm.pacing import Pacer
 from pipeline.llm.ratelimit import RateGate
+from pipeline.llm.servers import ServerInfo, probe_server
 from pipeline.llm.store import ResponseStore, StoredResponse
 
-__all__ = ["Backend", "BackendSpec", "BatchRequest", "Completion", "LLMConfigError", "OpenAIBackend",
-           "PriceTable", "RateGate", "ResponseStore", "RetryPolicy", "RulesBackend", "StoredResponse", "Usage",
-           "complete", "detect_context_window", "make_backend", "parse_answer", "request_key", "run_batches",
-           "usage_from_body"]
+__all__ = ["Backend", "BackendSpec", "BatchRequest", "Completion", "LLMConfigError", "OpenAIBackend", "Pacer",
+           "PriceTable", "RateGate", "ResponseStore", "RetryPolicy", "RulesBackend", "ServerInfo", "StoredResponse",
+           "Usage", "complete", "detect_context_window", "make_backend", "parse_answer", "probe_server",
+           "request_key", "run_batches", "usage_from_body"]

@@ -44,8 +44,26 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def request_key(provider: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]]) -> str:
-    """Hex sha256 identifying one chat request; identical requests share a key (and a stored answer)."""
+def request_key(provider: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]],
+                server: dict[str, str] | None = None) -> str:
+    """Hex sha256 identifying one chat request; identical requests share a key (and a stored answer).
+
+    ``server`` (``ServerInfo.identity()``: host:port and the model id the server reports) is given for
+    ``openai-compatible`` backends, where one ``--llm`` name can mean another server or another model file:
+    their answers must not be reused for each other. Paid APIs keep their keys (the host is fixed and the
+    model name is the snapshot), so stores made before this remain valid.
+    """
     doc = {"v": KEY_VERSION, "provider": provider, "model": model, "params": params,
            "messages": canonical_messages(messages)}
+    if server:
+        doc["server"] = server
+    return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+
+
+def chain_id(provider: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]],
+             server: dict[str, str] | None = None, variant: str | None = None) -> str:
+    """Identity of one prompt's attempts: the first attempt's request as the user configured it (before any
+    re-budgeting or format fallback). Plans of later attempts are stored under it."""
+    doc = {"v": "chain1", "provider": provider, "model": model, "params": params, "variant": variant,
+           "messages": canonical_messages(messages), "server": server or {}}
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()

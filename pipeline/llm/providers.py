@@ -7,8 +7,10 @@ echo of the key in an error body is redacted before it reaches the store.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from pipeline.llm.servers import OLLAMA_DEFAULT_NUM_CTX  # noqa: F401  (its old home)
+from pipeline.llm.servers import ServerInfo, host_of, parse_context_refusal, probe_server, response_format_for
 from pipeline.llm.store import StoredResponse
 from pipeline.record import ConfigError
 
@@ -28,7 +32,6 @@ KEEP_HEADERS = ("x-request-id", "openai-processing-ms", "openai-version", "date"
                 "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
                 "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
 SDK_KWARGS = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "response_format", "seed", "stop"}
-OLLAMA_DEFAULT_NUM_CTX = 2048  # what Ollama serves when neither the Modelfile nor the request sets num_ctx
 
 
 class LLMConfigError(ConfigError):
@@ -97,12 +100,23 @@ class Backend:
     model: str
     supports_batch = False
     supports_images = True
+    local = False                      # a self-hosted server: paced from 1 in flight, timeouts sized to it
+    server: ServerInfo | None = None   # filled by prepare() for servers worth asking
 
     def params(self, variant: str | None, max_tokens: int, temperature: float | None,
-               json_schema: dict | None, seed: int | None) -> dict[str, Any]:
+               json_schema: dict | None, seed: int | None, format_level: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def send(self, key: str, messages: list[dict], params: dict, context: Any = None) -> SendResult:
+    async def prepare(self) -> ServerInfo | None:
+        """Ask the server what it is (once per run, before sending)."""
+        return None
+
+    def identity(self) -> dict[str, str] | None:
+        """Server identity for request keys (None: the provider and model name say it all)."""
+        return None
+
+    async def send(self, key: str, messages: list[dict], params: dict, context: Any = None,
+                   timeout_s: float | None = None) -> SendResult:
         raise NotImplementedError
 
     async def context_window(self) -> int | None:
@@ -126,10 +140,10 @@ class RulesBackend(Backend):
         self.writer = writer
         self.model = f"rules/{version or 'unversioned'}"
 
-    def params(self, variant, max_tokens, temperature, json_schema, seed) -> dict[str, Any]:
+    def params(self, variant, max_tokens, temperature, json_schema, seed, format_level=0) -> dict[str, Any]:
         return {"seed": int(seed or 0)}
 
-    async def send(self, key, messages, params, context=None) -> SendResult:
+    async def send(self, key, messages, params, context=None, timeout_s=None) -> SendResult:
         t0 = time.perf_counter()
         if context is None:
             return SendResult(StoredResponse(key, False, None, None, {}, 0.0, self.provider, self.model,
@@ -159,8 +173,9 @@ class OpenAIBackend(Backend):
 
     spec: BackendSpec
     api_key: str | None = None
-    timeout_s: float = 120.0
+    timeout_s: float | None = None          # None: sized per request by the pacer
     context_window_override: int | None = None
+    extra_body: dict[str, Any] | None = None  # server-specific sampling options (top_k, grammar, ...)
     _client: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -171,9 +186,16 @@ class OpenAIBackend(Backend):
             raise LLMConfigError(f"{KEY_ENV[self.provider]} is not set (keys are read from the environment only)")
         self.supports_batch = self.provider == "openai"
         self.reasoner = self.provider == "deepseek" and "reasoner" in self.model
-        # max_retries=0: our tenacity loop is the only retry layer, so attempts never multiply.
+        self.local = self.provider == "openai-compatible"
+        kind = self.provider if self.provider in ("openai", "deepseek") else "unknown"
+        self.server = ServerInfo(kind=kind, host=host_of(self.spec.base_url))
+        if self.context_window_override:
+            self.server.n_ctx, self.server.n_ctx_source = int(self.context_window_override), "--context-window"
+        # max_retries=0: our retry loop is the only retry layer, so attempts never multiply. httpx's timeout
+        # is per read; the whole request is bounded in send() (a server dripping bytes resets a read timeout).
+        per_read = self.timeout_s or 900.0
         self._client = AsyncOpenAI(api_key=self.api_key or "no-key", base_url=self.spec.base_url, max_retries=0,
-                                   timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
+                                   timeout=httpx.Timeout(per_read, connect=min(10.0, per_read)))
 
     @property
     def client(self):
@@ -184,19 +206,30 @@ class OpenAIBackend(Backend):
             return text.replace(self.api_key, "***")
         return text
 
-    def params(self, variant, max_tokens, temperature, json_schema, seed) -> dict[str, Any]:
+    async def prepare(self) -> ServerInfo | None:
+        if self.provider != "openai-compatible":
+            return self.server
+        found = await probe_server(self.spec.base_url, self.model, self.api_key)
+        if self.server.n_ctx_source == "--context-window":  # the user's word wins over the server's
+            found.n_ctx, found.n_ctx_source = self.server.n_ctx, self.server.n_ctx_source
+        self.server = found
+        return found
+
+    def identity(self) -> dict[str, str] | None:
+        return self.server.identity() if self.provider == "openai-compatible" else None
+
+    def params(self, variant, max_tokens, temperature, json_schema, seed, format_level=0) -> dict[str, Any]:
         p: dict[str, Any] = {"max_tokens": int(max_tokens)}
         if temperature is not None and not self.reasoner:
             p["temperature"] = float(temperature)  # deepseek-reasoner ignores sampling parameters: don't send
         if variant == "json":
-            if json_schema is not None and self.provider != "deepseek":
-                # OpenAI and vLLM both take structured outputs through response_format json_schema.
-                p["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "ecg_interpretation", "schema": json_schema}}
-            else:
-                p["response_format"] = {"type": "json_object"}  # the only JSON mode DeepSeek supports
-        if seed is not None and self.provider == "openai":
+            fmt = response_format_for(self.server.kind, self.provider, json_schema, format_level)
+            if fmt is not None:
+                p["response_format"] = fmt
+        if seed is not None and self.provider in ("openai", "openai-compatible"):
             p["seed"] = int(seed)
+        for k, v in (self.extra_body or {}).items():
+            p.setdefault(k, v)
         return p
 
     def _sdk_kwargs(self, params: dict) -> dict[str, Any]:
@@ -211,16 +244,19 @@ class OpenAIBackend(Backend):
                               time.perf_counter() - t0, self.provider, self.model,
                               error_code=code, error_message=self.redact(msg))
 
-    async def send(self, key, messages, params, context=None) -> SendResult:
+    async def send(self, key, messages, params, context=None, timeout_s=None) -> SendResult:
         import openai
 
         from pipeline.llm.ratelimit import retry_after_s
 
         t0 = time.perf_counter()
+        limit = timeout_s if timeout_s is not None else self.timeout_s
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(
-                model=self.model, messages=messages, extra_headers={"X-Client-Request-Id": key[:64]},
-                **self._sdk_kwargs(params))
+            async with asyncio.timeout(limit):
+                raw = await self._client.chat.completions.with_raw_response.create(
+                    model=self.model, messages=messages, extra_headers={"X-Client-Request-Id": key[:64]},
+                    **self._sdk_kwargs(params))
+                text = raw.text
         except openai.APIStatusError as exc:
             resp = exc.response
             text = resp.text if resp is not None else None
@@ -228,32 +264,30 @@ class OpenAIBackend(Backend):
             ra = retry_after_s(resp.headers) if resp is not None else None
             return SendResult(self._stored(key, False, exc.status_code, text, resp.headers if resp else None, t0,
                                            code, f"HTTP {exc.status_code}: {exc.message}"), retryable, ra)
-        except openai.APITimeoutError as exc:
-            return SendResult(self._stored(key, False, None, None, None, t0, "timeout", str(exc)), True)
+        except (openai.APITimeoutError, TimeoutError) as exc:
+            msg = f"no complete answer within {limit:.0f} s" if limit else str(exc)
+            return SendResult(self._stored(key, False, None, None, None, t0, "timeout", msg), True)
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             return SendResult(self._stored(key, False, None, None, None, t0, "connection_error",
                                            f"{type(cause).__name__}: {cause}"), True)
-        text = raw.text
         ok, code, msg = judge_body(text)
         # A 200 that is not JSON or holds no answer is a transient server fault: retry (bounded).
         return SendResult(self._stored(key, ok, raw.status_code, text, raw.headers, t0, code, msg), not ok)
 
     async def context_window(self) -> int | None:
-        """The context window the server says it serves (compatible servers only), else None.
-
-        vLLM: ``GET /v1/models`` → ``max_model_len``; llama.cpp: ``GET /props`` →
-        ``default_generation_settings.n_ctx``; Ollama: ``POST /api/show`` → ``num_ctx`` parameter, or else
-        Ollama's default (it silently truncates to it, whatever ``*.context_length`` the model supports).
-        """
-        if self.context_window_override:
-            return self.context_window_override
-        if self.provider != "openai-compatible":
-            return None
-        return await detect_context_window(self.spec.base_url, self.model, self.api_key)
+        """The context window the server serves: ``--context-window``, else what ``prepare`` found (vLLM
+        ``max_model_len``, llama.cpp ``/props``, Ollama ``/api/show``), else what a refusal taught."""
+        return self.server.n_ctx if self.server else None
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+# A refusal of the requested structured-output format (not of the request as such): never retried as is.
+_FORMAT_REFUSAL = re.compile(
+    r"response_format|json_schema|json_object|guided_(?:json|decoding)|structured output|"
+    r"Input should be 'text' or 'json_object'", re.I)
 
 
 def classify_status(status: int, text: str | None) -> tuple[str, bool]:
@@ -269,6 +303,8 @@ def classify_status(status: int, text: str | None) -> tuple[str, bool]:
     if "context_length_exceeded" in err_code or "context_length_exceeded" in low or \
             (status == 400 and "maximum context length" in low):
         return "context_length_exceeded", False
+    if status in (400, 422, 500, 501) and _FORMAT_REFUSAL.search(text or ""):
+        return "format_unsupported", False
     if status == 429:
         if err_code == "insufficient_quota":
             return "insufficient_quota", False  # retrying cannot help: the account is out of credit
@@ -281,52 +317,23 @@ def classify_status(status: int, text: str | None) -> tuple[str, bool]:
             413: "request_too_large", 422: "unprocessable"}.get(status, f"http_{status}"), False
 
 
-def _server_root(base_url: str) -> str:
-    root = base_url.rstrip("/")
-    return root[:-3] if root.endswith("/v1") else root
-
-
 async def detect_context_window(base_url: str, model: str, api_key: str | None = None,
                                 timeout_s: float = 5.0) -> int | None:
-    """Ask a vLLM / llama.cpp / Ollama server how many tokens of context it actually serves for ``model``."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    root = _server_root(base_url)
-    async with httpx.AsyncClient(timeout=timeout_s, headers=headers) as http:
-        try:  # vLLM (and SGLang) report max_model_len per model
-            r = await http.get(base_url.rstrip("/") + "/models")
-            if r.status_code == 200:
-                for m in r.json().get("data", []):
-                    if m.get("id") == model and m.get("max_model_len"):
-                        return int(m["max_model_len"])
-        except (httpx.HTTPError, ValueError):
-            pass
-        try:  # Ollama: num_ctx if configured, else its default (not the model's trained context_length)
-            r = await http.post(root + "/api/show", json={"model": model})
-            if r.status_code == 200:
-                doc = r.json()
-                for line in str(doc.get("parameters") or "").splitlines():
-                    parts = line.split()
-                    if len(parts) == 2 and parts[0] == "num_ctx":
-                        return int(parts[1])
-                trained = [int(v) for k, v in (doc.get("model_info") or {}).items() if k.endswith(".context_length")]
-                return min([OLLAMA_DEFAULT_NUM_CTX, *trained])
-        except (httpx.HTTPError, ValueError):
-            pass
-        try:  # llama.cpp server
-            r = await http.get(root + "/props")
-            if r.status_code == 200:
-                n_ctx = (r.json().get("default_generation_settings") or {}).get("n_ctx")
-                if n_ctx:
-                    return int(n_ctx)
-        except (httpx.HTTPError, ValueError):
-            pass
-    return None
+    """How many tokens of context a vLLM / llama.cpp / Ollama server actually serves for ``model``."""
+    return (await probe_server(base_url, model, api_key, timeout_s)).n_ctx
 
 
-def make_backend(spec: BackendSpec, api_key: str | None = None, timeout_s: float = 120.0,
-                 writer: Callable | None = None, context_window: int | None = None) -> Backend:
-    """A backend for ``spec``; the key defaults to the provider's environment variable."""
+def context_refusal(stored: StoredResponse) -> tuple[int | None, int | None]:
+    """(served window, served prompt tokens) from a stored context-length refusal."""
+    return parse_context_refusal(stored.body or stored.error_message)
+
+
+def make_backend(spec: BackendSpec, api_key: str | None = None, timeout_s: float | None = None,
+                 writer: Callable | None = None, context_window: int | None = None,
+                 extra_body: dict[str, Any] | None = None) -> Backend:
+    """A backend for ``spec``; the key defaults to the provider's environment variable. ``timeout_s`` bounds
+    each whole request (None: sized per request from the server's measured speed)."""
     if spec.provider == "rules":
         return RulesBackend(writer)
     key = api_key if api_key is not None else resolve_api_key(spec.provider)
-    return OpenAIBackend(spec, key, timeout_s, context_window)
+    return OpenAIBackend(spec, key, timeout_s, context_window, extra_body)

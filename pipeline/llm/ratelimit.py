@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from collections.abc import Mapping
@@ -9,6 +10,12 @@ from collections.abc import Mapping
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_PAUSE_S = 120.0  # a server asking for longer than this is treated as 2 minutes; retries bound the rest
+# When a shared pause ends, each waiting sender resumes at a random point of a window this long (a share of
+# the pause, within bounds): released all at once, 64 senders hit the server in one burst and are refused
+# together again.
+JITTER_SHARE = 0.5
+JITTER_MIN_S = 0.05
+JITTER_MAX_S = 10.0
 
 
 def parse_duration_s(text: str | None) -> float | None:
@@ -45,9 +52,11 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
 class RateGate:
     """One shared pause for all concurrent senders of a run (a 429 for one means a 429 for all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self.resume_at = 0.0
         self.pauses = 0
+        self.spread_s = 0.0                      # the release window of the pause in force
+        self._rng = rng or random.Random()
         self.tokens_left: int | None = None      # x-ratelimit-remaining-tokens at the last response
         self.tokens_reset_at = 0.0
 
@@ -57,6 +66,7 @@ class RateGate:
         if until > self.resume_at:
             self.resume_at = until
             self.pauses += 1
+            self.spread_s = min(JITTER_MAX_S, max(JITTER_MIN_S, JITTER_SHARE * seconds))
 
     async def wait(self, need_tokens: int = 0) -> None:
         """Return when sending is allowed: no pause in force and, as far as the server told us, enough tokens
@@ -64,7 +74,8 @@ class RateGate:
         while True:
             now = time.monotonic()
             if self.resume_at > now:
-                await asyncio.sleep(self.resume_at - now)
+                # each sender wakes at its own point of the release window, not all at resume_at
+                await asyncio.sleep(self.resume_at - now + self._rng.uniform(0.0, self.spread_s))
                 continue
             if (need_tokens and self.tokens_left is not None and self.tokens_left < need_tokens
                     and self.tokens_reset_at > now):

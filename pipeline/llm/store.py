@@ -11,6 +11,12 @@ request that was on the wire. Rows are only ever INSERTed:
 - ``responses``  the full raw HTTP body, the headers of interest, timing, status, error code;
 - ``batch_uploads`` batch input files uploaded, written before the batch is created (a kill between the
                  two is then found again on the server instead of being paid twice);
+- ``plans``      the exact request of each attempt of each prompt (its key, parameters and the messages
+                 appended to the prompt: rejected answer and feedback), written before its intent. A resumed
+                 run re-issues the latest plan of an attempt instead of rebuilding it, so a feedback text
+                 that came out differently (or a re-budgeted window) can never make it buy the attempt again;
+- ``facts``      what was learned about a server (a context window from its refusal, a response format it
+                 does not support), so a resumed run does not pay to learn it again;
 - ``batches``    OpenAI Batch API jobs we created (so a killed run resumes polling instead of resubmitting)
   and ``batch_events`` their closing events.
 
@@ -49,6 +55,12 @@ CREATE TABLE IF NOT EXISTS releases(
 CREATE INDEX IF NOT EXISTS releases_key ON releases(request_key, owner);
 CREATE TABLE IF NOT EXISTS batch_uploads(
     file_id TEXT PRIMARY KEY, request_keys TEXT, created_at REAL, pid INTEGER);
+CREATE TABLE IF NOT EXISTS plans(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, chain TEXT NOT NULL, attempt INTEGER NOT NULL,
+    request_key TEXT NOT NULL, params TEXT, extra TEXT, created_at REAL, pid INTEGER);
+CREATE INDEX IF NOT EXISTS plans_chain ON plans(chain, attempt);
+CREATE TABLE IF NOT EXISTS facts(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, value TEXT, created_at REAL);
 CREATE TABLE IF NOT EXISTS batch_events(
     id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, status TEXT, data TEXT, created_at REAL);
 """
@@ -156,18 +168,22 @@ class ResponseStore:
              json.dumps(request, sort_keys=True) if request is not None else None, self.owner))
 
     def claim(self, request_key: str, record_id: str | None, attempt: int | None, mode: str,
-              request: dict[str, Any] | None = None, lease_s: float = 900.0) -> str | None:
+              request: dict[str, Any] | None = None, lease_s: float = 900.0,
+              plan: tuple[str, int, dict[str, Any], dict[str, Any]] | None = None) -> str | None:
         """Record the intent to send ``request_key`` unless another live sender holds it.
 
         Atomic across processes (``BEGIN IMMEDIATE``). Returns None when claimed (intent recorded), else the
         holder: a different store handle whose process is alive, whose intent is younger than ``lease_s`` and
-        which has neither released the key nor stored an ok answer for it.
+        which has neither released the key nor stored an ok answer for it. ``plan`` (chain, attempt, params,
+        extra) is recorded in the same transaction (one durable commit, not two).
         """
         with self._tx:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 holder = self._holder(request_key, lease_s)
                 if holder is None:
+                    if plan is not None:
+                        self.record_plan(plan[0], plan[1], request_key, plan[2], plan[3])
                     self.record_intent(request_key, record_id, attempt, mode, request)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -202,6 +218,36 @@ class ResponseStore:
             (r.request_key, int(r.ok), r.http_status, r.body, json.dumps(r.headers), r.latency_s, time.time(),
              r.provider, r.model, r.batch_id, r.error_code, r.error_message, os.getpid()))
         return int(cur.lastrowid)
+
+    def record_plan(self, chain: str, attempt: int, request_key: str, params: dict[str, Any],
+                    extra: dict[str, Any]) -> None:
+        """The exact request of ``attempt`` of prompt ``chain`` (before its intent; durable on return)."""
+        self._db.execute("INSERT INTO plans(chain, attempt, request_key, params, extra, created_at, pid) "
+                         "VALUES (?,?,?,?,?,?,?)",
+                         (chain, attempt, request_key, json.dumps(params, sort_keys=True),
+                          json.dumps(extra, sort_keys=True, ensure_ascii=False), time.time(), os.getpid()))
+
+    async def arecord_plan(self, *args, **kwargs) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor(), lambda: self.record_plan(*args, **kwargs))
+
+    def latest_plan(self, chain: str, attempt: int) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+        """(request key, params, extra) of the last plan recorded for ``attempt`` of ``chain``."""
+        row = self._db.execute("SELECT request_key, params, extra FROM plans WHERE chain=? AND attempt=? "
+                               "ORDER BY id DESC LIMIT 1", (chain, attempt)).fetchone()
+        return (row[0], json.loads(row[1] or "{}"), json.loads(row[2] or "{}")) if row else None
+
+    def record_fact(self, name: str, value: Any) -> None:
+        with self._tx:  # never inside another thread's open claim transaction on this connection
+            self._db.execute("INSERT INTO facts(name, value, created_at) VALUES (?,?,?)",
+                             (name, json.dumps(value), time.time()))
+
+    def facts(self, prefix: str = "") -> dict[str, Any]:
+        """The latest value of every fact whose name starts with ``prefix``."""
+        out: dict[str, Any] = {}
+        for name, value in self._db.execute("SELECT name, value FROM facts ORDER BY id"):
+            if name.startswith(prefix):
+                out[name] = json.loads(value)
+        return out
 
     def add_upload(self, file_id: str, request_keys: list[str]) -> None:
         self._db.execute("INSERT INTO batch_uploads(file_id, request_keys, created_at, pid) VALUES (?,?,?,?)",
