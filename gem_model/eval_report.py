@@ -55,6 +55,11 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
         rows.append([key, shown, str(st["n"]), about])
     b.append(("table", ["score", "value", "n", "what it is"], rows))
     dm, gm = s["diagnosis_micro"], s["grounding_micro"]
+    kinds = list(gm.get("by_kind", {}).items())
+    if kinds:
+        b.append(("p", "Grounding by kind of number (pooled; the validator's quantity names), most cited first:"))
+        b.append(("table", ["quantity", "cited", "grounded", "share"],
+                  [[k, str(v["claims"]), str(v["grounded"]), _f(v["value"])] for k, v in kinds[:15]]))
     if metrics.get("records_with_unmapped_report"):
         b.append(("p", f"{metrics['records_with_unmapped_report']} records have report fragments the knowledge base "
                        "does not map (`report_unmapped` in per_record.parquet): a diagnosis those fragments make "

@@ -199,6 +199,8 @@ def _row(p: Prediction, ref, s) -> dict:
         "missing_diagnoses": s.missing, "hallucinated_diagnoses": s.hallucinated,
         "n_hallucinated": len(s.hallucinated), "grounding_precision": s.grounding_precision,
         "numeric_claims": s.numeric_claims, "numeric_grounded": s.numeric_grounded, "ungrounded": s.ungrounded,
+        "grounding_by_kind": json.dumps({k: [s.grounded_by_kind.get(k, 0), n] for k, n in s.claims_by_kind.items()},
+                                        sort_keys=True),
         "lead_coverage": s.lead_coverage, "leads_named": s.leads_named, "completeness": s.completeness,
         "topics_covered": s.topics, "validator_accepted": s.validator_accepted,
         "validator_reasons": s.validator_reasons, "expert_cited": s.expert_cited, "expert_within": s.expert_within,
@@ -279,8 +281,18 @@ def aggregate(rows: list[dict], refs: dict, frame: pl.DataFrame | None) -> dict:
                                  "f1": (2 * mp * mr / (mp + mr)) if mp is not None and mr is not None and mp + mr
                                  else None, "statements": stmts, "named": named, "hallucinated": hall}
     claims, grounded = sum(col.get("numeric_claims", [])), sum(col.get("numeric_grounded", []))
-    scores["grounding_micro"] = {"value": grounded / claims if claims else None, "claims": claims,
-                                 "grounded": grounded}
+    by_kind: dict[str, list[int]] = {}
+    for doc in col.get("grounding_by_kind", []):
+        for kind, (g, n) in json.loads(doc).items():
+            acc = by_kind.setdefault(kind, [0, 0])
+            acc[0] += g
+            acc[1] += n
+    scores["grounding_micro"] = {
+        "value": grounded / claims if claims else None, "claims": claims, "grounded": grounded,
+        # which numbers are checked and how many match: a per-lead amplitude matches one of many beats within
+        # 10 %, so it says less than a heart rate within 3 bpm
+        "by_kind": {k: {"claims": n, "grounded": g, "value": g / n} for k, (g, n) in sorted(
+            by_kind.items(), key=lambda kv: (-kv[1][1], kv[0]))}}
 
     detection = {}
     for name, space in label_spaces().items():

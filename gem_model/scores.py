@@ -64,6 +64,8 @@ class RecordScores:
     numeric_grounded: int = 0
     grounding_precision: float | None = None
     ungrounded: list[str] = field(default_factory=list)     # the validator's details of failed numbers
+    claims_by_kind: dict[str, int] = field(default_factory=dict)    # quantity -> numbers checked (validator)
+    grounded_by_kind: dict[str, int] = field(default_factory=dict)  # quantity -> of those, grounded
     leads_named: list[str] = field(default_factory=list)
     lead_coverage: float = 0.0
     topics: list[str] = field(default_factory=list)
@@ -292,6 +294,7 @@ def score_record(text: str, ref: Reference, kb, vocab=None, config=None) -> Reco
     s.grounding_precision = m.numeric_grounded / m.numeric_claims if m.numeric_claims else None
     s.ungrounded = [d for d in res.details if d.startswith(("ungrounded_number", "crosses_cutoff", "uncitable_value"))]
     s.validator_accepted, s.validator_reasons = res.accepted, list(res.reasons)
+    s.claims_by_kind, s.grounded_by_kind = dict(m.claims_by_kind), dict(m.grounded_by_kind)
 
     leads = {lead for lm in find_leads(text) if lm.explicit and not lm.invalid for lead in lm.leads}
     from pipeline.record import LEADS

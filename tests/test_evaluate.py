@@ -92,7 +92,12 @@ def test_a_shuffled_pairing_comes_out_near_the_bottom(run, items, tmp_path):
     evaluate(pred, run, tmp_path / "eval")
     s = json.loads((tmp_path / "eval" / "metrics.json").read_text())["scores"]
     assert s["diagnosis_f1"]["value"] < 0.45
-    assert s["grounding_precision"]["value"] < 0.35
+    # another record's numbers: near-zero ST levels still match (an isoelectric ST is within 0.025 mV of most
+    # records'), the numbers that tell records apart do not
+    assert s["grounding_precision"]["value"] < 0.5
+    kinds = s["grounding_micro"]["by_kind"]
+    for kind in ("heart_rate", "qt_interval", "qrs_axis"):
+        assert kinds[kind]["claims"] >= 0.5 * len(ids) and kinds[kind]["value"] < 0.3, (kind, kinds[kind])
     assert s["hallucination_rate"]["value"] > 0.6
     assert s["validator_acceptance"]["value"] <= 0.05
     assert s["rouge_l"]["value"] < 0.75  # same writer, same sentence frames: ROUGE-L stays well above 0
