@@ -3,7 +3,7 @@
 ECG-Bench (PULSE, reused by GEM's ``evaluation/evaluate_ecgbench.py``) asks a closed question and finds the
 label names (``NORM``, ``MI`` ...) in the answer by substring. A free-text interpretation names diagnoses in
 words, so here the diagnoses it names (knowledge-base mentions, not negated, closed under ``implies``) and the
-statements of the record's report (closed likewise) are mapped to classes through ``knowledge/ecg_bench.yaml``.
+statements of the record's report (closed likewise) are mapped to classes through ``BENCH_CLASSES``.
 
 Scores follow ``evaluate_ecgbench.py``'s ``compute_f1_auc`` on purpose, so numbers are computed the same way:
 
@@ -22,14 +22,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
-import yaml
-
-from pipeline.knowledge import KNOWLEDGE_DIR
-
-BENCH_PATH = KNOWLEDGE_DIR / "ecg_bench.yaml"
+# Label space -> (source, {class: knowledge ids that make it true}). A class holds when any of its ids is in the
+# closure (under ``implies``) of the diagnoses named / the report's statements.
+#
+# ptbxl_super: PTB-XL's five diagnostic superclasses, from PTB-XL's scp_statements.csv column
+#   ``diagnostic_class`` for its 44 diagnostic SCP statements (Wagner et al., Scientific Data 2020); form and
+#   rhythm statements (SR, AFIB, STD_, INVT ...) have no superclass there and none here. Knowledge ids without an
+#   SCP code that name the same diagnosis join its class: MI and STEMI (SNOMED only) in MI; RBBB, LBBB and BBB
+#   (SNOMED only) in CD.
+# cpsc2018: the nine classes of the China Physiological Signal Challenge 2018 (Liu et al., J Med Imaging Health
+#   Inform 2018), spelled as ECG-Bench's cpsc-test labels (PULSE's evaluate_ecgbench.py, which GEM copies).
+BENCH_CLASSES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
+    "ptbxl_super": ("PTB-XL scp_statements.csv diagnostic_class (Wagner et al. 2020)", {
+        "NORM": ("NORM",),
+        "MI": ("IMI", "ASMI", "ILMI", "AMI", "ALMI", "INJAS", "LMI", "INJAL", "IPLMI", "IPMI", "INJIN", "INJLA", "PMI",
+               "INJIL", "MI", "STEMI"),
+        "STTC": ("NDT", "NST_", "DIG", "LNGQT", "ISC_", "ISCAL", "ISCIN", "ISCIL", "ISCAS", "ISCLA", "ANEUR", "EL",
+                 "ISCAN"),
+        "CD": ("LAFB", "IRBBB", "1AVB", "IVCD", "CRBBB", "CLBBB", "LPFB", "WPW", "ILBBB", "3AVB", "2AVB", "RBBB", "LBBB",
+               "BBB"),
+        "HYP": ("LVH", "LAO/LAE", "RVH", "RAO/RAE", "SEHYP"),
+    }),
+    "cpsc2018": ("CPSC 2018 classes as ECG-Bench's cpsc-test labels (Liu et al. 2018; PULSE / GEM "
+                 "evaluate_ecgbench.py)", {
+        "NORM": ("NORM",), "AF": ("AFIB",), "I-AVB": ("1AVB",), "LBBB": ("CLBBB", "LBBB"), "RBBB": ("CRBBB", "RBBB"),
+        "PAC": ("PAC",), "PVC": ("PVC",), "STD": ("STD_",), "STE": ("STE_",),
+    }),
+}
 
 
 @dataclass(frozen=True)
@@ -43,15 +63,9 @@ class LabelSpace:
         return [c for c, members in self.classes.items() if any(i in ids for i in members)]
 
 
-@lru_cache(maxsize=4)
-def label_spaces(path: str | None = None) -> dict[str, LabelSpace]:
-    """The label spaces of ``knowledge/ecg_bench.yaml`` (``ptbxl_super``, ``cpsc2018``)."""
-    doc = yaml.safe_load(Path(path or BENCH_PATH).read_text(encoding="utf-8")) or {}
-    out = {}
-    for name, spec in (doc.get("ecg_bench") or {}).items():
-        out[name] = LabelSpace(name, str(spec.get("source", "")),
-                               {str(c): tuple(str(i) for i in ids) for c, ids in spec["classes"].items()})
-    return out
+def label_spaces() -> dict[str, LabelSpace]:
+    """The label spaces of ``BENCH_CLASSES`` (``ptbxl_super``, ``cpsc2018``)."""
+    return {name: LabelSpace(name, source, dict(classes)) for name, (source, classes) in BENCH_CLASSES.items()}
 
 
 @dataclass

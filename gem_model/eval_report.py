@@ -76,7 +76,7 @@ def build_blocks(metrics: dict, frame: pl.DataFrame, worst: int = 5) -> list[Blo
 
     # --- detection ---------------------------------------------------------------------------------------
     b.append(("h2", "ECG-Bench-style detection from free text"))
-    b.append(("p", "Classes through the knowledge base (`knowledge/ecg_bench.yaml`): the diagnoses named (not "
+    b.append(("p", "Classes through the knowledge base (`gem_model/detection.py` `BENCH_CLASSES`): the diagnoses named (not "
                    "negated, closed under implication) against the report's statements. F1, AUC and Hamming loss "
                    "are computed as GEM's `evaluate_ecgbench.py` does: over the classes present in the references, "
                    "and **AUC on binary predictions** (it equals balanced accuracy, not a ranking AUC). ECG-Bench "

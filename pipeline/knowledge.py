@@ -664,8 +664,6 @@ def _load(folder: str) -> KnowledgeBase:
             continue
         if "vocabulary" in data:  # terms outside the knowledge base (pipeline.vocabulary), not entries
             continue
-        if "ecg_bench" in data:  # benchmark class tables (gem_model.detection), not entries
-            continue
         for e in KnowledgeFile.model_validate(data).entries:
             if e.id in entries:
                 raise ValueError(f"{f.name}: duplicate knowledge id {e.id!r}")
