@@ -5,7 +5,9 @@
 - ``checkpoints``: our checkpoints, GEM-7B / LLaVA-1.6 / PULSE key maps, ECG-CoCa, merged LoRA;
 - ``conversation``: templates and label masking built piece by piece;
 - ``data``: instruction items -> ids, labels, ECG and image tensors; bad items skipped with reasons;
-- ``train``: the loop on accelerate; ``interpret``: greedy generation to JSONL; ``cli``: the subcommands.
+- ``train``: the loop on accelerate; ``interpret``: greedy generation to JSONL; ``cli``: the subcommands;
+- ``evaluate``: ``ecg-grounding evaluate`` (``eval_inputs`` predictions and references, ``scores`` judge-free,
+  ``detection`` ECG-Bench classes, ``judge`` GEM's judge fixed, ``eval_report`` and ``published``: the report).
 
 Importing the package imports no torch: the pipeline's CLI stays light. ``gem_model`` uses only the
 canonical reader and record conventions of ``pipeline`` (``pipeline.sources.wfdb_common``, ``pipeline.record``).

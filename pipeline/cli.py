@@ -35,6 +35,7 @@ STAGE_MODULES: list[str] = [
     "pipeline.run_all",        # run: the whole chain (what `make demo` calls)
     "pipeline.export",         # export: one GEM / LLaVA JSON file for a trainer
     "gem_model.cli",           # train, interpret: GEM on the instruction set
+    "gem_model.evaluate",      # evaluate: interpretations scored against a run (judge-free + GEM's judge)
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
