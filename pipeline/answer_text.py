@@ -204,7 +204,8 @@ _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, 
 
 _UNIT = (r"(?P<unit>milli-?seconds?|msecs?|ms|seconds?|secs?|s(?![\w/%'’])|bpm|b\.p\.m\.?|beats?\s*(?:per|/|"
          r"a)\s*min(?:ute)?"
-         r"|/\s?min(?:ute)?|per\s+minute|millivolts?|mv|mm(?!\s*/|\s+per\b)|millimet(?:er|re)s?(?!\s*/|\s+per\b)"
+         r"|/\s?min(?:ute)?|per\s+minute|millivolts?|mv|[\u00b5\u03bcu]v|microvolts?|mm(?!\s*/|\s+per\b)"
+         r"|millimet(?:er|re)s?(?!\s*/|\s+per\b)"
          r"|°|º|degrees?|deg(?![a-z]))")
 _NUM = r"(?:\d+(?:\.\d+)?|\.\d+)"
 # One number, possibly signed; a sign counts only where a word cannot end before it ("V4-0.2" is a range).
@@ -315,6 +316,8 @@ def unit_kind(unit: str) -> tuple[str, float]:
         return "bpm", 1.0
     if u == "mv" or u.startswith("millivolt"):
         return "mv", 1.0
+    if u in ("\u00b5v", "\u03bcv", "uv") or u.startswith("microvolt"):
+        return "mv", 0.001
     if u == "mm" or u.startswith("millimet"):
         return "mv", float("nan")
     return "deg", 1.0

@@ -57,6 +57,10 @@ _RECORD_RULES: list[tuple[str, re.Pattern]] = [
                    r"the|each of the) ?(?:\w+ )?(?:QRS|ventricular|beat)|\b(?:each|every|all) (?:\w+ )?(?:QRS|beat)"
                    r"(?: complex(?:es)?)?,? " r"(?:" + _BE + r" )?" + _not() + r"(?:\w+ ){0,2}?(?:preceded|led) by "
                    r"(?:an? |its own )?(?:\w+ )?P\b|\b1:1 (?:AV |atrioventricular )?(?:conduction|relationship)\b")),
+    ("low_voltage", _rx(r"\blow(?:[- ]amplitude)? (?:QRS )?voltages?\b|\b(?:QRS )?(?:voltages?|amplitudes?|"
+                        r"complexes|deflections) (?:\w+ ){0,2}?" + _BE + r" " + _not() + r"(?:\w+ ){0,2}?(?:low|small|"
+                        r"reduced|diminished|decreased|attenuated)\b|\bsmall(?:[- ]amplitude)? QRS complexes\b|"
+                        r"\blow QRS amplitudes?\b")),
     ("p_present", _rx(r"\bP[- ]?waves? " + _BE + r" " + _not() + r"(?:clearly |consistently |easily )?(?:present|"
                                                                  r"visible|seen|"
                       r"identifiable|discernible|evident)\b|\b(?:absent|absence of|no (?:\w+ )?|without (?:\w+ )?|"
@@ -79,6 +83,7 @@ _IV_NOUN = re.compile(r"\b" + _IV_KEY + r"[- ](?:interval |duration )?(?P<q>prol
 _IV_ALL = re.compile(r"\b(?:normal|unremarkable) (?:conduction )?intervals\b|\bintervals " + _BE + r" " + _not() +
                      r"(?:all )?(?:normal|within (?:the )?normal (?:limits|range)|unremarkable)\b", re.I)
 _MID_STOP = re.compile(r"\b(?:PR|PQ|QRS|QTc?|QT|axis|rate|P[- ]?waves?|T[- ]?waves?|ST|R[- ]?waves?|S[- ]?waves?|"
+                       r"amplitudes?|voltages?|morpholog(?:y|ies)|progression|transition|configuration|"
                        r"Q[- ]?waves?|while|whereas|but|although|and (?:the|a|an|there)|with (?:a|an|the))\b|\(normal",
                        re.I)
 _RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|"
@@ -96,8 +101,10 @@ _AXIS_RULES: list[tuple[str, re.Pattern]] = [
                                            r"\brightward "
                        r"(?:axis )?(?:deviation|shift)\b)|\bRAD\b", 0)),
     ("axis_extreme", _rx(r"\bextreme (?:right |left )?(?:QRS )?axis(?: deviation)?\b|"
-                         r"\bnorth-?west(?:ern)? (?:QRS )?axis\b|"
-                         r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b")),
+                         r"\bnorth-?west(?:ern)? (?:QRS )?(?:axis|quadrant)\b|"
+                         r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b|"
+                         r"\baxis " + _BE + r" " + _not() + r"(?:\w+ ){0,3}?(?:extreme|indeterminate|"
+                         r"north-?west(?:ern)?)\b")),
     ("axis_vertical", _rx(r"\bvertical (?:electrical |QRS |frontal )?axis\b|\bvertical heart position\b|\baxis " + _BE
                           + r" " + _not() + r"vertical\b")),
     ("axis_horizontal", _rx(r"\bhorizontal (?:electrical |QRS |frontal )?axis\b|\bhorizontal heart position\b|\baxis "
@@ -132,7 +139,14 @@ def extract_statements(text: str) -> list[QualClaim]:
                 neg = True  # "no P waves", "P waves are absent": the phrase itself denies them
             if concept == "p_each" and re.search(r"\b(?:absent|missing|lacking|none)\b", m.group(0), re.I):
                 concept, neg = "p_present", True  # "a P wave absent before each QRS": no P waves at all
-            out.append(QualClaim(concept, a, b, m.group(0), neg))
+            scope = ""
+            if concept == "low_voltage":  # which leads: the words of its sentence around it
+                s0, s1 = sentence_of(a)
+                near = text[max(s0, a - 40):min(s1, b + 60)]
+                scope = "all" if _ALL_WORDS.search(near) else "limb" if _LIMB_WORDS.search(near) and not \
+                    _CHEST_WORDS.search(near) else "chest" if _CHEST_WORDS.search(near) and not \
+                    _LIMB_WORDS.search(near) else "all" if _LIMB_WORDS.search(near) else ""
+            out.append(QualClaim(concept, a, b, m.group(0), neg, scope=scope))
     for s0, s1 in sents:
         out.extend(_interval_claims(text, s0, s1))
     out.extend(extract_lead_statements(text, groups, region_spans, sentence_of))
@@ -264,6 +278,9 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         if truth == c.negated:
             return f"{word} {c.text!r} but the heart rate is {hr:.0f} bpm"
         return None
+    # ---- QRS voltage
+    if c.concept == "low_voltage":
+        return _judge_low_voltage(c, ctx, rec, word)
     # ---- rhythm regularity
     if c.concept in ("regular", "irregular"):
         regular = _regular(rec, facts)
@@ -313,6 +330,36 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         return None
     # ---- per lead
     return judge_leads(c, ctx, idx, sex, table, config)
+
+
+_LIMB_WORDS = re.compile(r"\b(?:limb|frontal|extremity|standard) leads\b|\blimb\b", re.I)
+_CHEST_WORDS = re.compile(r"\b(?:precordial|chest|horizontal[- ]plane)\b", re.I)
+_ALL_WORDS = re.compile(r"\b(?:all|every|each of the|all 12|all twelve|twelve|12) leads\b|\bdiffuse(?:ly)?\b|"
+                        r"\bglobal(?:ly)?\b|\bgenerali[sz]ed\b|\bthroughout\b|\bboth\b", re.I)
+
+
+def _judge_low_voltage(c: QualClaim, ctx: GroundingContext, rec: dict, word: str) -> str | None:
+    """'Low QRS voltage' against the record's flags (every limb lead below 0.5 mV, every chest lead below
+    1.0 mV): the leads named pick the flag ('in the limb leads'); 'in all leads' needs both; none named, either."""
+    if not ctx.citable("low_voltage_limb"):
+        return None
+    limb, chest = rec.get("low_voltage_limb"), rec.get("low_voltage_precordial")
+    if limb is None and chest is None:
+        return None
+    scope = c.scope
+    if scope == "limb":
+        truth, where = limb, "limb"
+    elif scope == "chest":
+        truth, where = chest, "precordial"
+    elif scope == "all":
+        truth, where = (None if limb is None or chest is None else bool(limb and chest)), "limb and precordial"
+    else:
+        truth, where = bool(limb or chest), "limb or precordial"
+    if truth is None:
+        return None
+    if bool(truth) == c.negated:
+        return f"{word} {c.text!r} but the QRS voltage is {'low' if truth else 'not low'} in the {where} leads"
+    return None
 
 
 def _regular(rec: dict, facts: _Facts) -> bool | None:

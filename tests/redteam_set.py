@@ -363,7 +363,7 @@ def wrong_cases(f: Facts, base: str, style: str, rng: random.Random) -> list[Cas
         r_ = f.lv(lead, "r_amp_mv")
         t_ = f.lv(lead, "t_amp_mv")
         s_ = f.lv(lead, "s_amp_mv")
-        if r_ is not None and t_ is not None and far(t_, r_, "mv") and abs(t_) > 0.1:
+        if r_ is not None and t_ is not None and far(abs(t_), r_, "mv") and abs(t_) > 0.1:
             ins("wave_swap", f"The R wave in {_leadname(lead)} measures {fmt_mv(abs(t_))} mV.",
                 f"R({lead}) {r_:.2f} stated as |T| {abs(t_):.2f}", "ungrounded_number")
             break
@@ -466,12 +466,12 @@ def wrong_cases(f: Facts, base: str, style: str, rng: random.Random) -> list[Cas
         ins("sign_flip", "There is T wave inversion across the inferior leads.", "inferior T upright, called "
             "inverted", "contradicts_measurement|extra_diagnosis")
     p2 = f.lv("II", "p_amp_mv")
-    if p2 is not None and p2 > 0.07:
+    if p2 is not None and p2 > 0.07 and f.ctx.lead_value("II", "p_form") == "positive":
         ins("sign_flip", "The P wave is inverted in lead II.", f"P +{p2:.2f} in II called inverted",
             "contradicts_measurement")
     ravr = f.lv("aVR", "r_amp_mv")
     tavr = f.lv("aVR", "t_amp_mv")
-    if tavr is not None and tavr < -0.1:
+    if tavr is not None and tavr < -0.1 and f.ctx.lead_value("aVR", "t_form") == "negative":
         ins("sign_flip", "The T wave is upright in aVR.", f"T {tavr:.2f} in aVR called upright",
             "contradicts_measurement")
 
@@ -488,7 +488,7 @@ def wrong_cases(f: Facts, base: str, style: str, rng: random.Random) -> list[Cas
             break
     for lead in rng.sample(f.measured, len(f.measured)):
         st = f.lv(lead, "st_j_mv")
-        if st is not None and abs(st) < 0.03:
+        if st is not None and abs(st) < 0.03 and abs(f.lv(lead, "st_j60_mv") or 0) < 0.03:
             ins("units", f"There is 1 mm of ST depression in {_leadname(lead)}.", f"ST {st:.2f} mV as 1 mm",
                 "contradicts_measurement|ungrounded_number")
             ins("units", f"The ST segment in {_leadname(lead)} is depressed by 100 µV.", f"ST {st:.2f} mV as 100 uV",
@@ -661,7 +661,8 @@ def wrong_cases(f: Facts, base: str, style: str, rng: random.Random) -> list[Cas
 
     # --- 9. values within tolerance but across a cut-off
     for cls_val, name_re, cuts in (
-            (qrs, r"QRS (?:duration|complexes?|width)", (110.0, 120.0)),
+            (qrs, r"QRS (?:duration|complexes?|width)",
+             (110.0, 120.0) if f.has("IRBBB", "ILBBB", "IVCD") else (120.0,)),
             (pr, r"PR interval", (120.0, 200.0)),
             (qtc, r"QTc", (f.qtc_cut(), 390.0)),
             (hr, r"(?:heart rate|rate)", (60.0, 100.0)),
@@ -746,7 +747,7 @@ def wrong_cases(f: Facts, base: str, style: str, rng: random.Random) -> list[Cas
     for i in f.ids:
         for phrase in f.kb.entries[i].phrases[:1]:
             for wrong_phrase, wrong_id in SIBLINGS.get(i, []):
-                if f.has(wrong_id):
+                if wrong_id in f.kb.permitted(f.ids):
                     continue
                 got = sub_once(re.escape(phrase), wrong_phrase, base, flags=re.I)
                 add("dx_swap", got, f"{phrase} -> {wrong_phrase}", "extra_diagnosis|missing_diagnosis")
@@ -764,7 +765,7 @@ def wrong_cases(f: Facts, base: str, style: str, rng: random.Random) -> list[Cas
     if af_like(f):
         ins("negation", "There is no evidence of atrial fibrillation.", "denies AF",
             "missing_diagnosis|contradicts_measurement")
-    std = [lead for lead in f.measured if (f.lv(lead, "st_j60_mv") or 0) <= -0.1]
+    std = [lead for lead in f.measured if (f.lv(lead, "st_j_mv") or 0) <= -0.1]
     if len(std) >= 2:
         ins("negation", "There is no ST depression.", f"denies ST depression ({_join(std)})",
             "contradicts_measurement|missing_diagnosis")
@@ -878,7 +879,25 @@ EXTRA_DX = [
 
 
 def _extra_dx_phrases(f: Facts, rng: random.Random, n: int) -> list[str]:
-    ok = [p for p, ids in EXTRA_DX if not (ids and f.has(*ids))]
+    """Phrases naming a diagnosis this record's report does not make: none of the phrase's ids is in the
+    report's permitted set (its closure and related findings), no vocabulary term in it is entailed by the
+    report, and a rate word is not true of the measured rate."""
+    from pipeline.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary()
+    permitted = f.kb.permitted(f.ids)
+    hr = f.r("hr_bpm")
+
+    def allowed(p, ids):
+        if any(i in permitted for i in ids):
+            return True
+        if any(vocab.permitted(m.entry_id, f.closure) for m in vocab.find_mentions(p)):
+            return True
+        if hr is not None and (("SBRAD" in ids and hr < 60) or ("STACH" in ids and hr > 100)):
+            return True
+        return False
+
+    ok = [p for p, ids in EXTRA_DX if not allowed(p, ids)]
     # a statement the record does carry must not be used; phrases keyed on nothing are never true here
     return rng.sample(ok, min(n, len(ok)))
 
