@@ -1,6 +1,6 @@
 """The red-team set (``tests/redteam_set.py``): the validator scored per class on a second, independent mutation set.
 
-    .venv/bin/python benchmarks/validator_redteam.py RUN_DIR [RUN_DIR ...] [--seed 0] [--misses FILE]
+    .venv/bin/python benchmarks/validator_redteam.py RUN_DIR [RUN_DIR ...] [--seed 0] [--misses FILE] [--holdout]
 
 Each RUN_DIR is an ``ecg-grounding run`` folder (``manifest.parquet``, ``features/``, ``generate/answers.parquet``):
 for example ``ecg-grounding run --source synthetic --n 60 --out outputs/rt/syn60`` and the shared PTB-XL,
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--misses", type=Path, default=None)
     ap.add_argument("--gem-seeds", type=int, default=2)
+    ap.add_argument("--holdout", action="store_true", help="the held-out second round (tests/redteam_holdout.py)")
     args = ap.parse_args(argv)
 
     from pipeline.knowledge import load_knowledge
@@ -60,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         c, a = load_run(run)
         contexts.update(c)
         answers.update(a)
-    cases = build_cases(contexts, answers, seed=args.seed, kb=kb, gem_seeds=args.gem_seeds)
+    if args.holdout:
+        from redteam_holdout import holdout_cases
+
+        cases = holdout_cases(contexts, answers, seed=args.seed, kb=kb)
+    else:
+        cases = build_cases(contexts, answers, seed=args.seed, kb=kb, gem_seeds=args.gem_seeds)
     config = ValidationConfig()
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     misses = []

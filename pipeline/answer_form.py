@@ -84,6 +84,14 @@ _LEAK_PATTERNS = [
     r"metadata|report|statement)s?\b",
     r"\bhints?\b", r"\bthe question (?:says|states|mentions|suggests|points|indicates|notes|implies|gives|lists)\b",
     r"\b(?:in|from) the (?:question|instructions?|task description)\b",
+    # an image or tracing has no caption or printout of its own; a "read" is someone's interpretation
+    r"\b(?:caption|captions|captioned|printouts?|print-outs?)\b",
+    rf"\b{_NOUNS}\s+(?:accompanying|attached to|appended to|supplied with|provided with|given with|sent with)\b",
+    r"\b(?:lists?|tables?|summar(?:y|ies)|sheets?|forms?)\s+(?:that\s+(?:was|were)\s+)?(?:provided|given|supplied|"
+    r"attached|shared|above|below)\b",
+    r"\bthe (?:cardiology|official|formal|final|computer|machine|over-?|attending|prior|previous|initial) reads?\b",
+    r"\byour (?:message|prompt|question|input|data|text|notes?|request|values|measurements|description|report|"
+    r"table|list|summary)\b", r"\b(?:ecg|ekg) (?:machine|cart|device|software)\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 
@@ -136,6 +144,13 @@ _INJECTION_PATTERNS = [
     r"</?[A-Za-z][\w-]*(?:\s[^<>]*)?>", r"\b\w+\s*=\s*(?:on|off|true|false|none|null|enabled|disabled)\b",
     r"\boverrid(?:e|es|ing|den)\b", r"\b(?:BEGIN|END)\s+[A-Z]{3,}\b",
     r"\b(?:just|simply|only)\s+(?:say|answer|reply|respond|output|print|write|state|return|mark)\b",
+    # talk about grading this text: verdicts, checkers, validation, the assistant's own role, new tasks, steps
+    r"\b(?:verdict|checker|checkers|validation|moderator|the judge|reviewer\s*:|evaluation\s*:|grade\s*:|score\s*:)",
+    r"\b(?:accepted|approved|rejected)\s*[.!]?\s*$", r"\bas (?:the|an|a) (?:assistant|AI|language model|chatbot|bot)\b",
+    r"\b(?:follow|complete) (?:these|the following) (?:steps|instructions|rules)\b", r"\bstep \d\s*:",
+    r"\bnew (?:task|prompt|request|instruction)\b", r"\bend of (?:the )?(?:answer|response|output|message)\b",
+    r"\bwrite (?:a|an|me a) (?:poem|story|song|essay|joke)\b",
+    r"\b(?:bit\.ly|tinyurl\.com|goo\.gl|t\.co|ow\.ly)/\S*", r"\b[\w-]+\.(?:ly|io|co|ai|me|info|biz|xyz|app|dev)/\S*",
     # a sentence that opens with an imperative to a model or program (an ECG reading never does)
     # ("Repeat ECG recommended", "Confirm with echocardiography" are clinical advice, not instructions: those
     # verbs count only with an object that is the answer itself)

@@ -56,8 +56,9 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("st", r"\bS-?T\b(?:[- ]segments?)?(?:[- ](?:levels?|deviations?|elevations?|depressions?|shifts?))?", 0, ("mv",)),
     ("r_prime", r"\bR\s?['’′]|\bR[- ]prime\b|\bterminal R\b(?:[- ]waves?)?|\bsecondary R\b(?:[- ]waves?)?|\br['’′]",
      0, ("mv",)),
-    ("qrs", r"\bQRS\b(?:[- ]complex(?:es)?)?(?:[- ](?:durations?|width|interval|amplitudes?|voltages?))?", _I,
-     ("ms", "mv")),
+    ("qrs", r"\bQRS\b(?:[- ]complex(?:es)?)?(?:[- ](?:durations?|width|interval|amplitudes?|voltages?))?"
+            r"|\bventricular depolari[sz]ation\b", _I, ("ms", "mv")),
+    ("p_wave", r"\batrial depolari[sz]ation\b", _I, ("ms",)),
     ("p_wave", r"\bP[- ]?waves?" + _MEASURE + r"|\bP (?:duration|amplitude|height|deflection|depth)\b", 0, ("ms", "mv")),
     ("t_wave", r"\bT[- ]?waves?" + _MEASURE + r"|\bT (?:amplitude|height|deflection|depth|inversion)\b|\binverted T\b",
      0, ("ms", "mv")),
@@ -367,11 +368,12 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
     if unit is not None:
         dim, factor = unit_kind(unit)
         if math.isnan(factor):
+            mm = 10.0 if unit.lower().startswith(("cm", "centi")) else 1.0
             speed = _paper_time(text, num, quants, s0, s1)
             if speed:  # millimetres of paper along the time axis: "a QT of 10 mm at 25 mm/s" is 400 ms
-                dim, factor = "ms", 1000.0 / speed
+                dim, factor = "ms", mm * 1000.0 / speed
             else:
-                factor = 1.0 / mm_per_mv
+                factor = mm / mm_per_mv
     else:
         dim, factor = None, 1.0
     # --- which quantity: adjacent after > nearest compatible before > compatible after (same sentence)

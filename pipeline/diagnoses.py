@@ -20,11 +20,41 @@ import re
 from dataclasses import dataclass, field
 
 from pipeline.context import GroundingContext
+from pipeline.cutoffs import cutoffs
 
 # Findings that describe a measurement rather than diagnose (axis, rate, interval, voltage descriptors): an
 # answer may state one the report does not, when the record's measurements meet the knowledge criteria.
 DESCRIPTIVE_IDS: frozenset[str] = frozenset({"NAXIS", "LAD", "RAD", "SR", "SBRAD", "STACH", "LPR", "SPR",
-                                             "LVOLT", "HVOLT"})
+                                             "LVOLT", "HVOLT", "STE_", "STD_"})
+# Contiguous leads (Thygesen 2018): ST deviation is a finding when two leads of one group show it.
+_CONTIGUOUS = (("II", "III", "aVF"), ("I", "aVL"), ("V5", "V6"), ("V1", "V2", "V3", "V4"), ("V4", "V5", "V6"),
+               ("I", "aVL", "V5", "V6"))
+
+
+def _st_measured(entry_id: str, ctx: GroundingContext) -> bool:
+    """ST elevation (the cut-off table's threshold for the lead and sex) or marked ST depression (0.1 mV) at the
+    J point and 60 ms after it (a level, horizontal or down-sloping segment, not the T wave's upstroke) in two
+    contiguous leads: then 'ST depression of 1.5 mm in V5' describes the tracing, whatever the report lists."""
+    table = cutoffs()
+    sex = (ctx.extra or {}).get("sex")
+    sex = sex if sex in ("male", "female") else None
+    for group in _CONTIGUOUS:
+        n = 0
+        for lead in group:
+            if not ctx.citable("st_j_mv", lead):
+                continue
+            j, j60 = ctx.lead_value(lead, "st_j_mv"), ctx.lead_value(lead, "st_j60_mv")
+            if j is None or j60 is None or j != j or j60 != j60:
+                continue
+            if entry_id == "STE_":
+                cut = table["st_elevation_v2v3_mv" if lead in ("V2", "V3") else "st_elevation_mv"]
+                n += bool(cut.abnormal(j, sex) and cut.abnormal(j60, sex))
+            else:
+                cut = table["st_depression_marked_mv"]
+                n += bool(cut.abnormal(j) and cut.abnormal(j60))
+        if n >= 2:
+            return True
+    return False
 
 
 def _criterion_holds(crit, rec: dict) -> bool | None:
@@ -40,6 +70,8 @@ def measurement_supports(entry_id: str, ctx: GroundingContext, kb) -> bool:
     Every citable record-level criterion of the knowledge entry must hold; at least one must be evaluable."""
     if entry_id not in DESCRIPTIVE_IDS:
         return False
+    if entry_id in ("STE_", "STD_"):
+        return _st_measured(entry_id, ctx)
     entry = kb.entries.get(entry_id)
     crits = [c for c in (getattr(entry, "criteria", None) or []) if c.feature and ctx.citable(c.feature)]
     results = [_criterion_holds(c, ctx.record) for c in crits]
@@ -65,6 +97,9 @@ def measurement_normal(text: str, mention) -> bool:
     last_meas = max((m.end() for m in _MEASUREMENT_WORDS.finditer(before)), default=-1)
     last_ecg = max((m.end() for m in _ECG_WORDS.finditer(before)), default=-1)
     return last_meas > last_ecg
+
+
+_COMPLETE = {"LBBB": "CLBBB", "RBBB": "CRBBB"}
 
 
 @dataclass
@@ -154,6 +189,11 @@ def check_diagnoses(answer: str, ctx: GroundingContext, kb, vocab=None, mentions
     kb_m, voc_m = mentions if mentions is not None else diagnosis_mentions(answer, kb, vocab)
     positive = [m for m in kb_m if not m.negated and not measurement_normal(answer, m)]
     stated = kb.closure([m.entry_id for m in positive])
+    # "left bundle branch block" unqualified is the complete block when the QRS is wide (>= 120 ms, Surawicz
+    # 2009): it states the report's "complete left bundle branch block"
+    qrs = ctx.record.get("qrs_ms") if ctx.record else None
+    if qrs is not None and qrs == qrs and cutoffs()["qrs_wide_ms"].abnormal(qrs):
+        stated |= {full for short, full in _COMPLETE.items() if short in stated and full in kb.entries}
     statements = list(dict.fromkeys(ctx.statement_ids))
     missing = [s for s in statements if s not in stated]
     # the report's statements, what they imply and their related findings ("Q waves" for an MI)

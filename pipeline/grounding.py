@@ -420,10 +420,16 @@ def _step(claim: NumericClaim) -> float:
 def _rounds_to(measured: float, claimed: float, claim: NumericClaim) -> bool:
     """Whether ``claimed`` is ``measured`` rounded to the digits written (a true value at the precision it
     states, whatever side of a cut-off it lands on: 116 ms written "0.12 s" is 0.12 s to the hundredth)."""
-    step = _step(claim)
-    if step <= 0:
-        return False
-    return abs(round(measured / step) * step - claimed) <= 1e-6 * max(1.0, abs(claimed))
+    steps = [_step(claim)]
+    hedge = _HEDGE_STEP.get(claim.kind)
+    if claim.extra.get("hedged") and hedge and abs(claimed / hedge - round(claimed / hedge)) < 1e-9:
+        steps.append(hedge)  # "roughly 460 ms", "about 100 bpm": rounded to 10 ms / 5 bpm on purpose
+    return any(step > 0 and abs(round(measured / step) * step - claimed) <= 1e-6 * max(1.0, abs(claimed))
+               for step in steps)
+
+
+# The step a hedged round number is rounded to ("about 460 ms", "about 95 bpm", "about -30 degrees").
+_HEDGE_STEP = {"ms": 10.0, "bpm": 5.0, "deg": 10.0}
 
 
 def precision_tolerance(claim: NumericClaim) -> float:

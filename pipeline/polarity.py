@@ -29,7 +29,8 @@ def _wave_rule(wave: str, words: str, adjectives: str, extra: str = "") -> re.Pa
     return _rx(rf"{w} (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not()
                + rf"(?:\w+ )?(?:{words})\b"
                + rf"|\b(?:{adjectives}) {wave}(?:[- ]?waves?)?\b"
-               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+ )?(?:{words})\b" + extra)
+               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+,? (?:and )?){{0,3}}?(?:{words})\b"
+               + extra)
 
 
 _LEAD_RULES: list[tuple[str, re.Pattern]] = [
