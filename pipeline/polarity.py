@@ -29,8 +29,15 @@ def _wave_rule(wave: str, words: str, adjectives: str, extra: str = "") -> re.Pa
     return _rx(rf"{w} (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not()
                + rf"(?:\w+ )?(?:{words})\b"
                + rf"|\b(?:{adjectives}) {wave}(?:[- ]?waves?)?\b"
-               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+,? (?:and )?){{0,3}}?(?:{words})\b"
+               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+ |{_SHAPES})?(?:{words})\b"
                + extra)
+
+
+# Shape words a polarity word may follow ("tall and upright", "deep, symmetric and inverted"); never a lead or a
+# preposition, so "inverted in V1 and upright in I" stays two claims.
+_SHAPES = (r"(?:(?:tall|deep|deeply|broad|broad-based|peaked|symmetric(?:al)?|asymmetric(?:al)?|prominent|large|"
+           r"small|shallow|slightly|markedly|clearly|mildly|sharply|pointed|notched|narrow|rounded|wide)"
+           r"(?:,? and|,| but)? ){1,3}")
 
 
 _LEAD_RULES: list[tuple[str, re.Pattern]] = [
