@@ -14,6 +14,7 @@ import re
 
 from pipeline.answer_text import sentences
 from pipeline.context import GroundingContext
+from pipeline.grounding import _sex
 
 # Words that present the numbers next to a diagnosis as its evidence ("LVH, with a Sokolow-Lyon voltage of
 # ..."), before it ("a PR of 240 ms, consistent with first-degree AV block") or after it.
@@ -60,7 +61,7 @@ def check_evidence(text: str, claims, mentions, ctx: GroundingContext, kb) -> li
                 gap = text[c.end:m.start]
                 if not _SUPPORT_BEFORE.search(gap) or _UNSUPPORTED.search(gap) or len(gap) > 120:
                     continue
-            tested = _test_claim(c, crits)
+            tested = _test_claim(c, crits, _sex(ctx))
             if tested is not None:
                 ev.append((c, tested))
         if ev and not any(ok for _, ok in ev):
@@ -70,8 +71,9 @@ def check_evidence(text: str, claims, mentions, ctx: GroundingContext, kb) -> li
     return out
 
 
-def _test_claim(claim, crits) -> bool | None:
-    """Whether the claimed value meets one of ``crits`` on its column (and lead); None when none applies."""
+def _test_claim(claim, crits, sex: str | None = None) -> bool | None:
+    """Whether the claimed value meets one of ``crits`` on its column (and lead), with the record's sex where the
+    cut-off depends on it (ST elevation in V2-V3: 0.15 mV in women, 0.2 mV in men); None when none applies."""
     from pipeline.grounding import MAGNITUDE, claim_columns, claim_value
 
     rec_cols, beat_cols = claim_columns(claim)
@@ -87,7 +89,7 @@ def _test_claim(claim, crits) -> bool | None:
             x = -abs(x)  # stored negative; written as a depth
         elif col in MAGNITUDE:
             x = abs(x)
-        r = crit.test(x)
+        r = crit.test(x, sex)
         if r is not None:
             results.append(bool(r))
     return any(results) if results else None

@@ -402,7 +402,7 @@ def boundaries(column: str, lead: str | None, ctx: GroundingContext, kb=None) ->
                     continue
                 if crit.leads and lead not in crit.leads:
                     continue
-                out.append((f"{sid} criterion", lambda x, crit=crit: crit.test(x)))
+                out.append((f"{sid} criterion", lambda x, crit=crit: crit.test(x, sex)))
     return out
 
 

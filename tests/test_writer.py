@@ -353,3 +353,24 @@ def test_a_normal_reading_names_the_value_outside_normal_limits(kb):
         assert re.search(r"exception of|leaving aside", last[0], re.I), last
         assert validate_answer(text, long_qtc, kb=kb).accepted
         assert not re.search(r"exception of|leaving aside", write_answer(plain, seed=seed, kb=kb), re.I)
+
+
+def test_sex_specific_cutoffs_are_the_same_for_writer_and_validator(kb):
+    """ST elevation of 0.18 mV in V2-V3 meets the criterion in a woman (0.15 mV) and not in a man (0.2 mV): the
+    writer cites it as evidence only for the woman, and the validator judges cited evidence with the record's sex
+    (it used the default, the men's 0.2 mV, and rejected the woman's true answer)."""
+    from pipeline.validate import validate_answer
+
+    st = {lead: dict(st_j_mv=0.18, st_j60_mv=0.2) for lead in ("V2", "V3")}
+    woman = hand_context(["SR", "STE_"], leads=st, sex="female")
+    man = hand_context(["SR", "STE_"], leads=st, sex="male")
+    claim = "There is ST elevation, shown by an ST level of 0.18 mV in V2 and 0.18 mV in V3."
+    for seed in range(3):
+        text = write_answer(woman, seed=seed, kb=kb)
+        assert "0.18 mV in V2" in text and validate_answer(text, woman, kb=kb).accepted, text
+        assert validate_answer(write_answer(man, seed=seed, kb=kb), man, kb=kb).accepted
+    base = write_answer(woman, seed=0, kb=kb)
+    base = " ".join(s for s in re.split(r"(?<=\.) ", base) if "elevation" not in s)
+    assert validate_answer(f"{base} {claim}", woman, kb=kb).accepted
+    wrong = validate_answer(f"{base} {claim}", man, kb=kb)
+    assert not wrong.accepted and any("evidence of" in d for d in wrong.details), wrong.details
