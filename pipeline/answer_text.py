@@ -204,7 +204,8 @@ _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, 
 
 _UNIT = (r"(?P<unit>milli-?seconds?|msecs?|ms|seconds?|secs?|s(?![\w/%'’])|bpm|b\.p\.m\.?|beats?\s*(?:per|/|"
          r"a)\s*min(?:ute)?"
-         r"|/\s?min(?:ute)?|per\s+minute|millivolts?|mv|mm(?!\s*/|\s+per\b)|millimet(?:er|re)s?(?!\s*/|\s+per\b)"
+         r"|/\s?min(?:ute)?|per\s+minute|millivolts?|mv|[\u00b5\u03bcu]v|microvolts?|mm(?!\s*/|\s+per\b)"
+         r"|millimet(?:er|re)s?(?!\s*/|\s+per\b)|cm(?!\s*/|\s+per\b)|centimet(?:er|re)s?(?!\s*/|\s+per\b)"
          r"|°|º|degrees?|deg(?![a-z]))")
 _NUM = r"(?:\d+(?:\.\d+)?|\.\d+)"
 # One number, possibly signed; a sign counts only where a word cannot end before it ("V4-0.2" is a range).
@@ -303,8 +304,8 @@ def ordinals(text: str) -> list[tuple[int, int, int]]:
 
 
 def unit_kind(unit: str) -> tuple[str, float]:
-    """(dimension, factor to its base unit) of a unit as written; mm gives NaN (the caller converts with the
-    calibration, 10 mm per mV)."""
+    """(dimension, factor to its base unit) of a unit as written; mm and cm give NaN (the caller converts with the
+    calibration, 10 mm per mV, or the paper speed)."""
     u = unit.lower().replace(" ", "").replace("-", "")
     if u in ("ms", "msec", "msecs") or u.startswith("millisecond"):
         return "ms", 1.0
@@ -315,6 +316,8 @@ def unit_kind(unit: str) -> tuple[str, float]:
         return "bpm", 1.0
     if u == "mv" or u.startswith("millivolt"):
         return "mv", 1.0
-    if u == "mm" or u.startswith("millimet"):
-        return "mv", float("nan")
+    if u in ("\u00b5v", "\u03bcv", "uv") or u.startswith("microvolt"):
+        return "mv", 0.001
+    if u == "mm" or u.startswith("millimet") or u == "cm" or u.startswith("centimet"):
+        return "mv", float("nan")  # a length on the paper: the caller converts (cm = 10 mm)
     return "deg", 1.0

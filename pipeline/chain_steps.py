@@ -292,9 +292,11 @@ def prompts_chunk(cfg, job: ChunkJob) -> dict:
 
 
 def prompts_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
+    from pipeline.inputs import copy_stamp
     from pipeline.prompts import PROMPTS_SCHEMA
 
     out = Path(cfg.out) / "prompts"
+    copy_stamp(Path(cfg.out) / "features", out)  # the prompts carry the identity of the records they describe
     dirs = [_prompts_dir(cfg, j) for j in jobs]
     n = stream_concat([d / "prompts.parquet" for d in dirs], PROMPTS_SCHEMA, out / "prompts.parquet")
     stream_concat([d / "errors.parquet" for d in dirs], ERRORS_SCHEMA, out / "errors.parquet")

@@ -36,7 +36,10 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
             r"\bQT (?:interval )?(?i:corrected for (?:the )?(?:heart )?rate)\b"
             r"|\b(?i:Bazett|Fridericia|Framingham|Hodges|Sagie)(?:['’]s)?(?:[- ](?i:formula|correction|corrected|"
             r"method|QTc?)"
-            r"(?:[- ]QTc?)?)?\b", 0, ("ms",)),
+            r"(?:[- ]QTc?)?)?\b"
+            # "the QT interval is 378 ms, corrected to 405 ms": the corrected value is the QTc
+            r"|\b(?i:corrected|corrects|correcting|correction)(?=\s+(?:(?i:for\s+(?:the\s+)?(?:heart\s+)?rate\s+)?"
+            r"(?i:to|at|of|gives|yields|is))\b)", 0, ("ms",)),
     ("qt_dispersion", r"\bQT[- ]dispersion\b|\bdispersion of (?:the )?QT\b", 0, ("ms",)),
     ("qt", r"\bQ-?T\b(?![- ]?c\b)(?:[- ]interval)?|\bQT\b", 0, ("ms",)),
     ("pr_segment", r"\bP-?R[- ]segment\b|\bPQ[- ]segment\b", 0, ("ms",)),
@@ -53,8 +56,9 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
     ("st", r"\bS-?T\b(?:[- ]segments?)?(?:[- ](?:levels?|deviations?|elevations?|depressions?|shifts?))?", 0, ("mv",)),
     ("r_prime", r"\bR\s?['’′]|\bR[- ]prime\b|\bterminal R\b(?:[- ]waves?)?|\bsecondary R\b(?:[- ]waves?)?|\br['’′]",
      0, ("mv",)),
-    ("qrs", r"\bQRS\b(?:[- ]complex(?:es)?)?(?:[- ](?:durations?|width|interval|amplitudes?|voltages?))?", _I,
-     ("ms", "mv")),
+    ("qrs", r"\bQRS\b(?:[- ]complex(?:es)?)?(?:[- ](?:durations?|width|interval|amplitudes?|voltages?))?"
+            r"|\bventricular depolari[sz]ation\b", _I, ("ms", "mv")),
+    ("p_wave", r"\batrial depolari[sz]ation\b", _I, ("ms",)),
     ("p_wave", r"\bP[- ]?waves?" + _MEASURE + r"|\bP (?:duration|amplitude|height|deflection|depth)\b", 0, ("ms", "mv")),
     ("t_wave", r"\bT[- ]?waves?" + _MEASURE + r"|\bT (?:amplitude|height|deflection|depth|inversion)\b|\binverted T\b",
      0, ("ms", "mv")),
@@ -95,6 +99,11 @@ _FORMULAS = [("fridericia", re.compile(r"\bFridericia(?:'s)?\b|\bQTcF\b|\bQTc-F\
                                        re.I)),
              ("hodges", re.compile(r"\bHodges?(?:'s)?\b|\bQTcH\b", re.I)),
              ("bazett", re.compile(r"\bBazett(?:'s)?\b|\bQTcB\b|\bsquare[- ]root\b", re.I))]
+_FORMULA_AFTER = re.compile(r"^\s*(?:\(|,|\bby|\busing|\bwith|\bper|\baccording to|\bthrough)?\s*(?:the\s+)?"
+                            r"(?:Bazett|Fridericia|Framingham|Hodges|Sagie|QTc[BFH]?)\b"
+                            # ... unless the name opens the next value: "378 ms (Bazett 405 ms)", "405, Fridericia 396"
+                            r"(?!['’]?s?\s*(?:formula|correction|corrected|method|QTc?)?\s*(?:of|is|=|:|at)?\s*"
+                            r"(?:about|approximately|~)?\s*[-+]?\d)", re.I)
 # Words that say a number is about one beat class, not the typical beat.
 _PREMATURE_CTX = re.compile(r"\bpremature\b|\bectopic\b|\bextrasystol|\bPVCs?\b|\bPACs?\b|\bVPBs?\b|\bAPCs?\b|"
                             r"\bVPCs?\b|\bearly beats?\b|\barriving early\b|\bcomes? early\b", re.I)
@@ -235,7 +244,9 @@ def find_quantities(text: str) -> list[_Quant]:
 
 
 _AFTER_ADJACENT = re.compile(r"^\s*(?:of\s+)?(?:the\s+)?(?:for\s+(?:the\s+)?)?$", re.I)
-_ATTACH_AFTER = re.compile(r"^\s*(?:\)|,)?\s*(?:(?:in|at|on|over|across|for|from|within|throughout|of|measured in|"
+_ATTACH_AFTER = re.compile(r"^\s*(?:\)|,)?\s*(?:(?:is|are|was|were|being)\s+(?:also\s+)?(?:seen|noted|present|observed|"
+                           r"visible|evident|recorded|measured|found|apparent|identified|detected)\s+)?"
+                           r"(?:(?:in|at|on|over|across|for|from|within|throughout|of|measured in|"
                            r"seen in|recorded in)\s+)?(?:the\s+)?(?:leads?\s+)?\(?\s*$", re.I)
 _TIME_PREP = re.compile(r"(?:\bat|\baround|\bnear|\bby|\bt\s*=|\bat t\s*=|\bat about|\bat approximately|\bat roughly|"
                         r"\bat ~|\bat around)\s*~?\s*$", re.I)
@@ -248,7 +259,9 @@ def _formula_for(text: str, q: _Quant, num: NumberToken, s1: int) -> str:
     the keyword and the number; Bazett when none is named (the usual default)."""
     after = text[num.end:min(s1, num.end + 40)]
     m_after = re.match(r"^\s*(?:\(|,|by|using|with|according to|per)?\s*(?:the\s+)?(?P<w>[A-Za-z']+)", after)
-    if m_after:  # "394 ms by Bazett and 412 ms by Fridericia": the name right after a number is its own
+    if m_after and _FORMULA_AFTER.match(after):
+        # "394 ms by Bazett and 412 ms by Fridericia": the name right after a number is its own (not when it
+        # opens the next value: "405 ms, Fridericia 396 ms")
         for name, rx in _FORMULAS:
             if rx.match(m_after.group("w")):
                 return name
@@ -265,8 +278,8 @@ def _formula_for(text: str, q: _Quant, num: NumberToken, s1: int) -> str:
         m = None
         for m in rx.finditer(before):
             pass
-        if m is not None and re.match(r"^[\s'-]*(?:s\s+)?(?:corrected\s+|formula\s+|-corrected\s+)?$", before[m.end():],
-                                      re.I):
+        if m is not None and re.match(r"^[\s'’-]*(?:s\s+)?(?:corrected\s+|-corrected\s+|(?:formula|correction|method)"
+                                      r"\s*,?\s*(?:the\s+)?)?$", before[m.end():], re.I):
             return name
     return "bazett"
 
@@ -355,7 +368,12 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
     if unit is not None:
         dim, factor = unit_kind(unit)
         if math.isnan(factor):
-            factor = 1.0 / mm_per_mv
+            mm = 10.0 if unit.lower().startswith(("cm", "centi")) else 1.0
+            speed = _paper_time(text, num, quants, s0, s1)
+            if speed:  # millimetres of paper along the time axis: "a QT of 10 mm at 25 mm/s" is 400 ms
+                dim, factor = "ms", mm * 1000.0 / speed
+            else:
+                factor = mm / mm_per_mv
     else:
         dim, factor = None, 1.0
     # --- which quantity: adjacent after > nearest compatible before > compatible after (same sentence)
@@ -388,6 +406,10 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
         quant, dim = q, UNITLESS_DIM[q.name]
         if dim == "ms" and abs(num.value) < 3.0 and (other is None or abs(other.value) < 3.0):
             factor = 1000.0  # "a PR interval of 0.16": seconds written without the unit
+    if dim == "ms" and quant is not None and quant.name in ("qt", "qtc") and _FORMULA_AFTER.match(text[end_all:s1]):
+        # "corrected to 405 ms by Bazett's formula", "412 ms (Fridericia)": a formula named right after the
+        # number makes it a QTc, whatever interval was named before it
+        quant = _Quant(num.start, num.start, "qtc", ("ms",))
     if quant is not None and quant.name == "voltage" and dim == "mv":
         # "P wave duration 110 ms and amplitude 0.2 mV": the amplitude is the P wave's
         wave = next((q for q in reversed([q for q in quants if q.end <= quant.start]) if q.name in (
@@ -449,6 +471,22 @@ def _numeric_claim(text: str, num: NumberToken, numbers: list[NumberToken], i: i
         # not "a normal QRS duration of 120 ms", which states this ECG's value
         claim.reference_ctx = bool(_NORM_QUOTE.search(lead_in))
     return claim
+
+
+_SPEED = re.compile(r"\b(25|50)\s*mm\s*(?:/|per)\s*s(?:ec(?:ond)?)?\b", re.I)
+_TIME_ONLY = {"qt", "qtc", "pr", "rr", "rr_sd", "qt_dispersion", "pr_segment", "r_peak_time"}
+
+
+def _paper_time(text: str, num: NumberToken, quants: list[_Quant], s0: int, s1: int) -> float | None:
+    """The paper speed (mm/s) when a length in mm measures time: a paper speed named in the sentence, or the
+    quantity the number is about is an interval ("PR interval of 4 mm"). None: the mm are an amplitude."""
+    m = _SPEED.search(text, s0, s1)
+    if m is not None and not (m.start() <= num.start < m.end()):
+        return float(m.group(1))
+    before = [q for q in quants if q.end <= num.start]
+    if before and before[-1].name in _TIME_ONLY and num.start - before[-1].end <= 40:
+        return 25.0
+    return None
 
 
 def _beat_context(text: str, s0: int, s1: int) -> str | None:

@@ -34,6 +34,8 @@ STAGE_MODULES: list[str] = [
     "pipeline.validate",       # validate: grounding checks -> GEM instruction set
     "pipeline.run_all",        # run: the whole chain (what `make demo` calls)
     "pipeline.export",         # export: one GEM / LLaVA JSON file for a trainer
+    "gem_model.cli",           # train, interpret: GEM on the instruction set
+    "gem_model.evaluate",      # evaluate: interpretations scored against a run (judge-free + GEM's judge)
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

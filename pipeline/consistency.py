@@ -57,6 +57,13 @@ _RECORD_RULES: list[tuple[str, re.Pattern]] = [
                    r"the|each of the) ?(?:\w+ )?(?:QRS|ventricular|beat)|\b(?:each|every|all) (?:\w+ )?(?:QRS|beat)"
                    r"(?: complex(?:es)?)?,? " r"(?:" + _BE + r" )?" + _not() + r"(?:\w+ ){0,2}?(?:preceded|led) by "
                    r"(?:an? |its own )?(?:\w+ )?P\b|\b1:1 (?:AV |atrioventricular )?(?:conduction|relationship)\b")),
+    ("ectopy", _rx(r"\b(?:premature|ectopic|extra|early)\s+(?:(?:ventricular|atrial|supraventricular|junctional)\s+)?"
+                   r"(?:beats?|complex(?:es)?|contractions?|systoles?)\b|\b(?:(?:ventricular|atrial|supraventricular) )?"
+                   r"(?:ectopy|ectopics|extrasystoles?)\b")),
+    ("low_voltage", _rx(r"\blow(?:[- ]amplitude)? (?:QRS )?voltages?\b|\b(?:QRS )?(?:voltages?|amplitudes?|"
+                        r"complexes|deflections) (?:\w+ ){0,2}?" + _BE + r" " + _not() + r"(?:\w+ ){0,2}?(?:low|small|"
+                        r"reduced|diminished|decreased|attenuated)\b|\bsmall(?:[- ]amplitude)? QRS complexes\b|"
+                        r"\blow QRS amplitudes?\b")),
     ("p_present", _rx(r"\bP[- ]?waves? " + _BE + r" " + _not() + r"(?:clearly |consistently |easily )?(?:present|"
                                                                  r"visible|seen|"
                       r"identifiable|discernible|evident)\b|\b(?:absent|absence of|no (?:\w+ )?|without (?:\w+ )?|"
@@ -66,11 +73,12 @@ _RECORD_RULES: list[tuple[str, re.Pattern]] = [
                       r"(?! (?:\w+ ){0,2}?(?:ahead of|before|preceding|in front of))")),
 ]
 # interval qualifiers: prefix ("prolonged QTc") and postfix ("the QTc of 474 ms is prolonged") forms
-_IV_KEY = r"(?P<k>P-?R|PQ|QRS|QTc\s?[BFH]?|QT-?c|corrected QT|QT)"
-_IV_QUAL = (r"(?P<q>prolonged|lengthened|long|increased|wide|widened|broad|narrow|short|shortened|normal|within "
+_IV_KEY = r"(?P<k>P-?R|PQ|QRS|QTc\s?[BFH]?|QT-?c|corrected QT|QT|(?:AV|atrioventricular|A-V) conduction(?: time)?)"
+_IV_QUAL = (r"(?P<q>prolonged|lengthened|long|increased|delayed|slowed|wide|widened|broad|narrow|short|shortened|normal|within "
             r"(?:the )?normal (?:limits|range)|WNL|unremarkable|borderline|upper limit of normal)")
 _IV_PREFIX = re.compile(r"\b(?:markedly |mildly |slightly |significantly |moderately |borderline )?"
-                        r"(?P<q>prolonged|lengthened|long|increased|wide|widened|broad|narrow|short|shortened|normal)"
+                        r"(?P<q>prolonged|lengthened|long|increased|delayed|slowed|wide|widened|broad|narrow|short|shortened|"
+                        r"normal)"
                         r"\s+" + _IV_KEY + r"(?![\w'’])", re.I)
 _IV_POSTFIX = re.compile(r"\b" + _IV_KEY + r"(?![\w'’])(?P<mid>[^.;]{0,70}?)\b" + _not() + _IV_QUAL + r"\b", re.I)
 _IV_NOUN = re.compile(r"\b" + _IV_KEY + r"[- ](?:interval |duration )?(?P<q>prolongation|widening|shortening|"
@@ -79,6 +87,7 @@ _IV_NOUN = re.compile(r"\b" + _IV_KEY + r"[- ](?:interval |duration )?(?P<q>prol
 _IV_ALL = re.compile(r"\b(?:normal|unremarkable) (?:conduction )?intervals\b|\bintervals " + _BE + r" " + _not() +
                      r"(?:all )?(?:normal|within (?:the )?normal (?:limits|range)|unremarkable)\b", re.I)
 _MID_STOP = re.compile(r"\b(?:PR|PQ|QRS|QTc?|QT|axis|rate|P[- ]?waves?|T[- ]?waves?|ST|R[- ]?waves?|S[- ]?waves?|"
+                       r"amplitudes?|voltages?|morpholog(?:y|ies)|progression|transition|configuration|"
                        r"Q[- ]?waves?|while|whereas|but|although|and (?:the|a|an|there)|with (?:a|an|the))\b|\(normal",
                        re.I)
 _RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|"
@@ -88,16 +97,26 @@ _RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|juncti
 _AXIS_RULES: list[tuple[str, re.Pattern]] = [
     ("axis_normal", _rx(r"\bnormal (?:QRS |electrical |frontal(?: plane)? |cardiac |heart )*axis\b|\baxis " + _BE
                         + r" " + _not() + r"(?:\w+ ){0,3}?(?:within (?:the )?normal (?:limits|range)|normal)\b")),
-    ("axis_left", _rx(r"(?i:\bleft(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE + r"? ?"
-                      + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?left(?:ward)?\b|\bleftward "
+    ("axis_left", _rx(r"(?i:\bleft (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\bleftward (?:QRS |"
+                      r"electrical |frontal |cardiac )?axis deviation\b|\baxis " + _BE + r"? ?"
+                      + _not() + r"(?:\w+ ){0,2}?(?:(?:deviated|shifted|rotated|directed) (?:to the )?left(?:ward)?|"
+                      r"to the left|left-?sided)\b|\bleftward "
                       r"(?:axis )?(?:deviation|shift)\b)|\bLAD\b", 0)),
-    ("axis_right", _rx(r"(?i:\bright(?:ward)? (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\baxis " + _BE
-                       + r"? ?" + _not() + r"(?:deviated|shifted|rotated|directed) (?:to the )?right(?:ward)?\b|"
-                                           r"\brightward "
+    ("axis_right", _rx(r"(?i:\bright (?:QRS |electrical |frontal |cardiac )?axis(?: deviation)?\b|\brightward (?:QRS |"
+                       r"electrical |frontal |cardiac )?axis deviation\b|\baxis " + _BE
+                       + r"? ?" + _not() + r"(?:\w+ ){0,2}?(?:(?:deviated|shifted|rotated|directed) (?:to the )?right(?:ward)?|"
+                       r"to the right|right-?sided)\b|\brightward "
                        r"(?:axis )?(?:deviation|shift)\b)|\bRAD\b", 0)),
+    # "leftward" / "rightward" without "deviation": a position toward one side, within the normal range or beyond
+    ("axis_leftward", _rx(r"\bleftward (?:QRS |electrical |frontal |cardiac )?axis\b(?! deviation)|\baxis " + _BE
+                          + r" " + _not() + r"(?:\w+ ){0,2}?leftward\b(?! deviation)")),
+    ("axis_rightward", _rx(r"\brightward (?:QRS |electrical |frontal |cardiac )?axis\b(?! deviation)|\baxis " + _BE
+                           + r" " + _not() + r"(?:\w+ ){0,2}?rightward\b(?! deviation)")),
     ("axis_extreme", _rx(r"\bextreme (?:right |left )?(?:QRS )?axis(?: deviation)?\b|"
-                         r"\bnorth-?west(?:ern)? (?:QRS )?axis\b|"
-                         r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b")),
+                         r"\bnorth-?west(?:ern)? (?:QRS )?(?:axis|quadrant)\b|"
+                         r"\bindeterminate (?:QRS |electrical |cardiac )?axis\b|\bno[- ]man'?s[- ]land\b|"
+                         r"\baxis " + _BE + r" " + _not() + r"(?:\w+ ){0,3}?(?:extreme|indeterminate|"
+                         r"north-?west(?:ern)?)\b")),
     ("axis_vertical", _rx(r"\bvertical (?:electrical |QRS |frontal )?axis\b|\bvertical heart position\b|\baxis " + _BE
                           + r" " + _not() + r"vertical\b")),
     ("axis_horizontal", _rx(r"\bhorizontal (?:electrical |QRS |frontal )?axis\b|\bhorizontal heart position\b|\baxis "
@@ -132,7 +151,14 @@ def extract_statements(text: str) -> list[QualClaim]:
                 neg = True  # "no P waves", "P waves are absent": the phrase itself denies them
             if concept == "p_each" and re.search(r"\b(?:absent|missing|lacking|none)\b", m.group(0), re.I):
                 concept, neg = "p_present", True  # "a P wave absent before each QRS": no P waves at all
-            out.append(QualClaim(concept, a, b, m.group(0), neg))
+            scope = ""
+            if concept == "low_voltage":  # which leads: the words of its sentence around it
+                s0, s1 = sentence_of(a)
+                near = text[max(s0, a - 40):min(s1, b + 60)]
+                scope = "all" if _ALL_WORDS.search(near) else "limb" if _LIMB_WORDS.search(near) and not \
+                    _CHEST_WORDS.search(near) else "chest" if _CHEST_WORDS.search(near) and not \
+                    _LIMB_WORDS.search(near) else "all" if _LIMB_WORDS.search(near) else ""
+            out.append(QualClaim(concept, a, b, m.group(0), neg, scope=scope))
     for s0, s1 in sents:
         out.extend(_interval_claims(text, s0, s1))
     out.extend(extract_lead_statements(text, groups, region_spans, sentence_of))
@@ -177,7 +203,7 @@ def _interval_claims(text: str, s0: int, s1: int) -> list[QualClaim]:
 
 def _qual_word(q: str) -> str | None:
     q = q.lower()
-    if q in ("prolonged", "lengthened", "long", "increased", "prolongation", "lengthening"):
+    if q in ("prolonged", "lengthened", "long", "increased", "prolongation", "lengthening", "delayed", "slowed"):
         return "long"
     if q in ("wide", "widened", "broad", "widening"):
         return "wide"
@@ -192,7 +218,7 @@ def _qual_word(q: str) -> str | None:
 
 def _iv_key(k: str) -> str:
     k = k.upper().replace("-", "").replace(" ", "")
-    if k in ("PR", "PQ"):
+    if k in ("PR", "PQ") or "CONDUCTION" in k:
         return "pr"
     if k == "QRS":
         return "qrs"
@@ -214,6 +240,8 @@ def _formula_in(s: str) -> str | None:
 class _Facts:
     regular: bool | None
     p_present: bool | None
+    ectopy_v: bool = False  # the report states ventricular ectopy (PVC, bigeminy, trigeminy)
+    ectopy_a: bool = False  # ... atrial / supraventricular ectopy (PAC)
 
 
 def statement_facts(ctx: GroundingContext, kb) -> _Facts:
@@ -227,7 +255,9 @@ def statement_facts(ctx: GroundingContext, kb) -> _Facts:
                     vals[crit.feature].add(crit.threshold)
     def one(s: set[bool]) -> bool | None:
         return next(iter(s)) if len(s) == 1 else None
-    return _Facts(one(vals["rhythm_regular"]), one(vals["p_waves_present"]))
+    closure = kb.closure(ctx.statement_ids) if kb is not None else set(ctx.statement_ids)
+    return _Facts(one(vals["rhythm_regular"]), one(vals["p_waves_present"]),
+                  ectopy_v=bool(closure & {"PVC", "BIGU", "TRIGU"}), ectopy_a=bool(closure & {"PAC", "PRC(S)"}))
 
 
 def check_statements(text: str, ctx: GroundingContext, config, kb=None,
@@ -264,6 +294,12 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         if truth == c.negated:
             return f"{word} {c.text!r} but the heart rate is {hr:.0f} bpm"
         return None
+    # ---- ectopic beats
+    if c.concept == "ectopy":
+        return _judge_ectopy(c, rec, facts, word)
+    # ---- QRS voltage
+    if c.concept == "low_voltage":
+        return _judge_low_voltage(c, ctx, rec, word)
     # ---- rhythm regularity
     if c.concept in ("regular", "irregular"):
         regular = _regular(rec, facts)
@@ -301,6 +337,19 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
     if m:
         return _judge_interval(c, m.group(1), m.group(2), rec, sex, table, word)
     # ---- axis words
+    if c.concept in ("axis_leftward", "axis_rightward"):
+        axis = _num(rec.get("qrs_axis_deg"))
+        if axis is None or not ctx.citable("qrs_axis_deg"):
+            return None
+        # leftward: up to the top of the horizontal band (+30) and beyond to the left; rightward: from the
+        # bottom of the vertical band (+70) and beyond to the right
+        if c.concept == "axis_leftward":
+            truth = axis <= table["axis_horizontal_deg"].range[1] or axis >= 180.0
+        else:
+            truth = axis >= table["axis_vertical_deg"].range[0] or axis <= table["axis_extreme_deg"].range[1]
+        if truth == c.negated:
+            return f"{word} {c.text!r} but the QRS axis is {axis:.0f} degrees"
+        return None
     if c.concept in _AXIS_BAND:
         axis = _num(rec.get("qrs_axis_deg"))
         if axis is None or not ctx.citable("qrs_axis_deg"):
@@ -313,6 +362,56 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         return None
     # ---- per lead
     return judge_leads(c, ctx, idx, sex, table, config)
+
+
+def _judge_ectopy(c: QualClaim, rec: dict, facts: _Facts, word: str) -> str | None:
+    """'No premature beats' against the report's ectopy statements and the beats classed premature; a kind
+    named ("no ventricular ectopy") is judged on the report's statements of that kind. A single beat classed
+    premature may be a sinus beat of an irregular rhythm, so only two or more deny 'no ectopic beats' by
+    measurement alone."""
+    kind = "ventricular" if re.search(r"ventricular", c.text, re.I) and not re.search(r"supraventricular", c.text,
+                                                                                      re.I) else \
+        "atrial" if re.search(r"atrial|supraventricular|junctional", c.text, re.I) else ""
+    n = rec.get("n_premature") or 0
+    in_report = {"ventricular": facts.ectopy_v, "atrial": facts.ectopy_a}.get(kind, facts.ectopy_v or facts.ectopy_a)
+    if c.negated:
+        if in_report or (not kind and n >= 2):
+            why = "the report states them" if in_report else f"{n} beats are premature"
+            return f"{word} {c.text!r} but {why}"
+        return None
+    if not (facts.ectopy_v or facts.ectopy_a) and n == 0:
+        return f"{word} {c.text!r} but no beat is premature and the report states no ectopy"
+    return None
+
+
+_LIMB_WORDS = re.compile(r"\b(?:limb|frontal|extremity|standard) leads\b|\blimb\b", re.I)
+_CHEST_WORDS = re.compile(r"\b(?:precordial|chest|horizontal[- ]plane)\b", re.I)
+_ALL_WORDS = re.compile(r"\b(?:all|every|each of the|all 12|all twelve|twelve|12) leads\b|\bdiffuse(?:ly)?\b|"
+                        r"\bglobal(?:ly)?\b|\bgenerali[sz]ed\b|\bthroughout\b|\bboth\b", re.I)
+
+
+def _judge_low_voltage(c: QualClaim, ctx: GroundingContext, rec: dict, word: str) -> str | None:
+    """'Low QRS voltage' against the record's flags (every limb lead below 0.5 mV, every chest lead below
+    1.0 mV): the leads named pick the flag ('in the limb leads'); 'in all leads' needs both; none named, either."""
+    if not ctx.citable("low_voltage_limb"):
+        return None
+    limb, chest = rec.get("low_voltage_limb"), rec.get("low_voltage_precordial")
+    if limb is None and chest is None:
+        return None
+    scope = c.scope
+    if scope == "limb":
+        truth, where = limb, "limb"
+    elif scope == "chest":
+        truth, where = chest, "precordial"
+    elif scope == "all":
+        truth, where = (None if limb is None or chest is None else bool(limb and chest)), "limb and precordial"
+    else:
+        truth, where = bool(limb or chest), "limb or precordial"
+    if truth is None:
+        return None
+    if bool(truth) == c.negated:
+        return f"{word} {c.text!r} but the QRS voltage is {'low' if truth else 'not low'} in the {where} leads"
+    return None
 
 
 def _regular(rec: dict, facts: _Facts) -> bool | None:

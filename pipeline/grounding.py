@@ -315,6 +315,8 @@ def candidates(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingContext
                 if not ctx.citable(c, lead):
                     dropped = True
                     continue
+                if c == "r_prime_amp_mv" and kw == "r_wave" and not _has_r_prime(idx, lead):
+                    continue  # "the R wave" is the secondary R only where the typical beat has one (rSR')
                 for v in vals:
                     out.append(Candidate(c, lead, _frame(c, v), f"{LABELS.get(c, c)} in {lead}"))
     if kw == "rr" and claim.kind == "ms":
@@ -323,6 +325,11 @@ def candidates(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingContext
             if v is not None:
                 out.append(Candidate("rr_ms", None, v, f"RR interval before beat {b + 1}"))
     return out, dropped
+
+
+def _has_r_prime(idx: MeasurementIndex, lead: str) -> bool:
+    morph = idx.text_rep.get(lead, {}).get("qrs_morphology") or ""
+    return "'" in morph or "\u2019" in morph or "\u2032" in morph
 
 
 def tolerance(kind: str, value: float, config) -> float:
@@ -405,12 +412,33 @@ def _sex(ctx: GroundingContext):
     return s if s in ("male", "female") else None
 
 
+def _step(claim: NumericClaim) -> float:
+    """The precision a claim is written to, in its base unit (0.12 s: 10 ms; 0.3 mV: 0.1 mV; 3 mm: 0.1 mV)."""
+    return (10.0 ** -claim.decimals) * abs(claim.extra.get("unit_factor", 1.0) or 1.0)
+
+
 def _rounds_to(measured: float, claimed: float, claim: NumericClaim) -> bool:
-    """Whether ``claimed`` is ``measured`` rounded to the digits written (a true value, whatever side it is on)."""
-    step = (10.0 ** -claim.decimals) * claim.extra.get("unit_factor", 1.0)
-    if step <= 0:
-        return False
-    return abs(round(measured / step) * step - claimed) <= 1e-6 * max(1.0, abs(claimed))
+    """Whether ``claimed`` is ``measured`` rounded to the digits written (a true value at the precision it
+    states, whatever side of a cut-off it lands on: 116 ms written "0.12 s" is 0.12 s to the hundredth)."""
+    steps = [_step(claim)]
+    hedge = _HEDGE_STEP.get(claim.kind)
+    if claim.extra.get("hedged") and hedge and abs(claimed / hedge - round(claimed / hedge)) < 1e-9:
+        steps.append(hedge)  # "roughly 460 ms", "about 100 bpm": rounded to 10 ms / 5 bpm on purpose
+    return any(step > 0 and abs(round(measured / step) * step - claimed) <= 1e-6 * max(1.0, abs(claimed))
+               for step in steps)
+
+
+# The step a hedged round number is rounded to ("about 460 ms", "about 95 bpm", "about -30 degrees").
+_HEDGE_STEP = {"ms": 10.0, "bpm": 5.0, "deg": 10.0}
+
+
+def precision_tolerance(claim: NumericClaim) -> float:
+    """How far an amplitude written to one decimal of a mV (or whole mm) may be from the measurement: half its
+    last digit, at most 0.05 mV (half a small square of the paper grid at 10 mm/mV, the resolution a reader
+    states). 0.27 mV written "0.3 mV" is that value; 0.27 written "0.4 mV" is not. Zero for other kinds."""
+    if claim.kind != "mv":
+        return 0.0
+    return min(0.5 * _step(claim), 0.05)
 
 
 def crosses(claim: NumericClaim, cand: Candidate, x: float, ctx: GroundingContext, kb=None) -> str | None:
@@ -460,7 +488,7 @@ def ground_claim(claim: NumericClaim, idx: MeasurementIndex, ctx: GroundingConte
         d = _diff(claim.kind, x, cand.value)
         if best is None or d < best[0]:
             best = (d, cand)
-        if d <= max(tolerance(claim.kind, cand.value, config), hedge) + 1e-9:
+        if d <= max(tolerance(claim.kind, cand.value, config), hedge, precision_tolerance(claim)) + 1e-9:
             cut = crosses(claim, cand, x, ctx, kb)
             if cut is None:
                 same_side_hit = same_side_hit or cand

@@ -321,9 +321,46 @@ _SEP = r"[\s\-‐–]+"  # spaces and hyphens are interchangeable: "st-elevation
 _TOKEN_SPLIT = re.compile(r"[\s\-‐–]+")
 
 
+def _canon_token(t: str) -> str:
+    """One word of a phrase in the spelling every variant shares, so that the way a writer spells a diagnosis
+    does not decide whether it is found: possessives ("Wellens' sign", "athlete's heart"), British spellings
+    ("ischaemia", "repolarisation", "oedema"), plurals ("premature atrial beat" / "beats") and "infarct" for
+    "infarction". ``_token_rx`` is the matching regex of a canonical word."""
+    t = t.replace("\u2019", "'")
+    if t.endswith("'s"):
+        t = t[:-2]
+    t = t.rstrip("'")
+    t = t.replace("isation", "ization").replace("aem", "em")
+    if t.startswith(("oedem", "oesophag")):
+        t = t[1:]
+    if len(t) > 4 and t.endswith("ies"):
+        t = t[:-3] + "y"
+    elif len(t) > 4 and t.endswith(("xes", "ches", "shes", "sses")):
+        t = t[:-2]
+    elif len(t) > 3 and t.endswith("s") and not t.endswith(("ss", "us", "is")):
+        t = t[:-1]
+    return "infarction" if t == "infarct" else t
+
+
+def _token_rx(t: str) -> str:
+    """The regex of canonical word ``t`` (``_canon_token``): every spelling that canonicalises to it."""
+    r = "infarct(?:ion)?" if t == "infarction" else re.escape(t)
+    r = r.replace("ization", "i[sz]ation").replace("em", "a?em")
+    if t.startswith(("edem", "esophag")):
+        r = "o?" + r
+    if t.endswith("y") and len(t) > 3 and t[-2] not in "aeiou":
+        r = r[:-1] + "(?:y|ies)"
+    elif t.endswith(("x", "ch", "sh", "ss")):
+        r += "(?:es)?"
+    elif len(t) > 2 and not t.endswith(("us", "is")) and t[-1].isalpha():
+        r += "s?"
+    return r + "(?:['\u2019]s?)?"
+
+
 def _phrase_key(text: str) -> str:
-    """Case- and separator-insensitive key: 'ST-Elevation' -> 'st elevation'."""
-    return " ".join(t for t in _TOKEN_SPLIT.split(text.lower().strip()) if t)
+    """Case-, separator- and spelling-insensitive key: 'ST-Elevation' -> 'st elevation', 'Wellens' signs' ->
+    'wellens sign' (``_canon_token``)."""
+    return " ".join(_canon_token(t) for t in _TOKEN_SPLIT.split(text.lower().strip()) if t)
 
 
 def _phrase_pattern(phrase: str) -> str:
@@ -339,8 +376,9 @@ def phrases_pattern(phrases: list[str]) -> str:
     trie: dict = {}
     for p in phrases:
         node = trie
-        for t in (t for t in _TOKEN_SPLIT.split(p.strip().lower()) if t):
-            node = node.setdefault(t, {})
+        for t in _phrase_key(p).split(" "):
+            if t:
+                node = node.setdefault(t, {})
         node[""] = {}  # a phrase ends here
 
     def build(node: dict) -> str:
@@ -349,10 +387,10 @@ def phrases_pattern(phrases: list[str]) -> str:
             child = node[tok]
             rest = [k for k in child if k]
             if not rest:
-                alts.append(re.escape(tok))
+                alts.append(_token_rx(tok))
                 continue
             cont = _SEP + build(child)
-            alts.append(re.escape(tok) + ("(?:" + cont + ")" + ("?" if "" in child else "")))
+            alts.append(_token_rx(tok) + ("(?:" + cont + ")" + ("?" if "" in child else "")))
         return "(?:" + "|".join(alts) + ")"
 
     return build(trie)
@@ -369,7 +407,8 @@ _NEG_BEFORE = re.compile(
 _NEG_AFTER = re.compile(
     r"^[\s,]*(?:(?:[\w'-]+\s+){1,2}(?:is|are|was|were|has been|have been)\s+|(?:is|are|was|were|has been|have been)?\s*)"
     r"(?:absent|not (?:seen|present|observed|evident|identified|"
-    r"noted|found|shown|demonstrated|visible|apparent|detected|appreciated|suggested|supported)|ruled out|excluded)"
+    r"noted|found|shown|demonstrated|visible|apparent|detected|appreciated|suggested|supported|met|fulfill?ed|"
+    r"satisfied|reached)|ruled out|excluded|unlikely)"
     r"(?![\w])",
     re.IGNORECASE,
 )
@@ -399,11 +438,17 @@ _BOILERPLATE = re.compile(
 )
 
 
+# "cannot rule out X", "X cannot be excluded": a possibility raised, not a denial
+_NOT_DENIAL = re.compile(r"(?<![\w])(?:cannot|can ?not|can['’]t|could not|couldn['’]t|unable to|impossible to|difficult "
+                         r"to|hard to|not possible to)\s+(?:be\s+)?(?:completely\s+|entirely\s+|definitely\s+|"
+                         r"reliably\s+|fully\s+)?(?:rule[sd]?\s+out|exclude[sd]?)(?![\w])", re.IGNORECASE)
+
+
 def _negated_before(text: str, start: int) -> bool:
     window = text[max(0, start - 120):start]
     breaks = list(_CLAUSE_BREAK.finditer(window))
     clause = window[breaks[-1].end():] if breaks else window
-    return bool(_NEG_BEFORE.search(clause))
+    return bool(_NEG_BEFORE.search(_NOT_DENIAL.sub(" ", clause)))
 
 
 def negations(text: str, spans: list[tuple[int, int]]) -> list[bool]:

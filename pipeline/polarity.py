@@ -29,7 +29,15 @@ def _wave_rule(wave: str, words: str, adjectives: str, extra: str = "") -> re.Pa
     return _rx(rf"{w} (?:polarity|deflections?|direction|orientation) (?:is |was |are )?" + _not()
                + rf"(?:\w+ )?(?:{words})\b"
                + rf"|\b(?:{adjectives}) {wave}(?:[- ]?waves?)?\b"
-               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+ )?(?:{words})\b" + extra)
+               + rf"|{w} (?:[\w,/-]+ ){{0,4}}?" + _BE + " " + _not() + rf"(?:\w+ |{_SHAPES})?(?:{words})\b"
+               + extra)
+
+
+# Shape words a polarity word may follow ("tall and upright", "deep, symmetric and inverted"); never a lead or a
+# preposition, so "inverted in V1 and upright in I" stays two claims.
+_SHAPES = (r"(?:(?:tall|deep|deeply|broad|broad-based|peaked|symmetric(?:al)?|asymmetric(?:al)?|prominent|large|"
+           r"small|shallow|slightly|markedly|clearly|mildly|sharply|pointed|notched|narrow|rounded|wide)"
+           r"(?:,? and|,| but)? ){1,3}")
 
 
 _LEAD_RULES: list[tuple[str, re.Pattern]] = [
@@ -63,11 +71,12 @@ _MORPH_ALLOWED_BARE = {"qR", "Rs", "rS", "QS", "Qr", "qRs", "rsR'", "rSR'", "RSR
                        "QR", "RS", "Rsr'", "RSr'", "qRS"}
 _LEAD_ATTACH = re.compile(r"^(?:\s*(?:of|measuring|reaching|up to|at|by|about|approximately|around)?\s*[-+\u2212]?"
                           r"\d+(?:\.\d+)?\s*(?:mV|mm|millivolts?|ms)\b)?[\s,]*"
-                          r"(?:(?:is|are|was|were)\s+(?:seen|present|noted|visible)\s+)?"
+                          r"(?:(?:is|are|was|were)\s+(?:also\s+)?(?:seen|present|noted|visible|observed|evident|"
+                          r"recorded|found|apparent|identified|detected)\s+)?"
                           r"(?:(?:in|across|over|throughout|at|within|involving|affecting|of)\s+)?(?:the\s+)?"
                           r"(?:leads?\s+)?\(?\s*$", re.I)
 _LEAD_BEFORE = re.compile(r"(?:\b(?:in|across|over|throughout|at|within)\s+(?:the\s+)?(?:leads?\s+)?|\bleads?\s+)?$", re.I)
-_LEAD_SUBJECT_GAP = re.compile(r"^[\s,:]*(?:(?:shows?|showing|shown|has|have|had|with|demonstrates?|displays?|reveals?|"
+_LEAD_SUBJECT_GAP = re.compile(r"^[\s,:)\]]*(?:(?:shows?|showing|shown|has|have|had|with|demonstrates?|displays?|reveals?|"
                                r"exhibits?|there (?:is|are)|the|a|an|of|its|their|leads?|lead's|leads')\s+)*(?:\w+\s+"
                                r")?$",
                                re.I)
@@ -181,6 +190,11 @@ def _lead_truth(concept: str, lead: str, ctx: GroundingContext, idx: Measurement
         dep_cut = table["st_depression_mv"]
         elevated = elev_cut.abnormal(hi, sex)
         depressed = dep_cut.abnormal(lo)
+        if clinical:
+            # a denial ("no ST elevation") is judged where ST deviation is defined, at the J point (Thygesen 2018):
+            # J+60 alone may sit on the T wave's upstroke in a tachycardia or after a wide QRS
+            at_j = j if j is not None else j60
+            elevated, depressed = elev_cut.abnormal(at_j, sex), dep_cut.abnormal(at_j)
         m = config.st_margin_mv
         if concept == "st_elevation":
             return True if elevated else (False if not clinical and hi < m else (False if clinical else None))

@@ -213,6 +213,16 @@ def check_llm(llm: str, base_url: str | None = None, api_key_secret: str | None 
         if not (os.environ.get(env) or "").strip():
             raise ConfigError(f"--llm {llm} needs an API key: {env} is not set (keys are read from the "
                               "environment only; `generate` also takes a Prefect Secret block, --api-key-secret)")
+    if spec.provider != "rules" and api_key_secret:
+        from pipeline.llm.providers import resolve_api_key
+
+        try:  # the block must exist and hold a key now, not after four stages
+            key = resolve_api_key(spec.provider, api_key_secret)
+        except Exception as exc:  # a missing / unreadable Secret block, Prefect not installed
+            raise ConfigError(f"cannot read the API key from Secret block {api_key_secret!r}: "
+                              f"{type(exc).__name__}: {exc}") from None
+        if not key and spec.provider in PAID_PROVIDERS:
+            raise ConfigError(f"Secret block {api_key_secret!r} holds no API key for {spec.provider}")
     if variant is not None and variant not in ("multimodal", "text", "json", "all"):
         raise ConfigError(f"--variant {variant!r}: choose multimodal, text, json or all")
     if batch and spec.provider != "openai":

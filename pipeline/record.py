@@ -100,6 +100,10 @@ REASON_CODES: dict[str, str] = {
     "bad_annotation": "an annotation file cannot be decoded (not MIT format, truncated, codes the source never uses)",
     "implausible_reference": "a reference (machine) measurement lies outside physiological limits: dropped (warning)",
     "missing_image": "the record's image is missing: a multimodal prompt is never written or sent without it",
+    # training data (gem_model/data.py): an instruction item the GEM trainer cannot use
+    "corrupt_image": "the image file cannot be decoded",
+    "bad_conversation": "the instruction item is not a usable GEM conversation (keys, roles, <image> placeholder)",
+    "too_long": "the conversation leaves no answer token within the maximum sequence length",
 }
 
 # Reason codes of a whole table or input (``TableError``): the command stops, exit code 2.

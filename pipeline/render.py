@@ -96,8 +96,14 @@ def trace_points_mm(record: ECGRecord, layout: PageLayout, highpass_hz: float | 
 
 
 def header_line(record: ECGRecord, highpass_hz: float | None) -> str:
+    """The page's header. A record whose amplitudes are not calibrated (LUDB's per-lead normalisation, a bad
+    gain, limb leads that break Einthoven) says so where the gain is printed: a reader must not take its
+    millimetres for millivolts (the calibration pulse shows the drawing scale only)."""
     filt = f"{highpass_hz:g} Hz high-pass" if highpass_hz else "none (as recorded)"
-    return (f"{record.record_id}    {SPEED_MM_PER_S:g} mm/s    {GAIN_MM_PER_MV:g} mm/mV    filter: {filt}    "
+    cal = record.meta.calibration
+    gain = f"{GAIN_MM_PER_MV:g} mm/mV" if cal.amplitudes_calibrated else \
+        f"amplitudes not calibrated ({', '.join(cal.flags) or 'unknown gain'})"
+    return (f"{record.record_id}    {SPEED_MM_PER_S:g} mm/s    {gain}    filter: {filt}    "
             f"{record.meta.fs_hz} Hz    source: {record.meta.source}")
 
 

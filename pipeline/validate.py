@@ -286,6 +286,10 @@ def validate_answer(answer: str, ctx: GroundingContext, config: ValidationConfig
         metrics.diagnosis_recall, metrics.diagnosis_precision = dx.recall, dx.precision
         for s in dx.missing:
             problems.append(("missing_diagnosis", f"the answer does not state {_entry_name(kb, s)!r}"))
+        for s in dx.denied:
+            if s not in dx.missing:
+                problems.append(("missing_diagnosis", f"the answer denies {_entry_name(kb, s)!r}, a finding of this "
+                                 "ECG"))
         for s in dx.extra:
             problems.append(("extra_diagnosis", f"{_entry_name(kb, s)!r} is not among this ECG's findings"))
         for t in dx.extra_terms:

@@ -28,6 +28,7 @@ class QualClaim:
     leads: tuple[str, ...] = ()
     territory: bool = False        # the leads came from a region word ("the lateral leads")
     formula: str | None = None     # QTc formula named
+    scope: str = ""                # low voltage: "limb" | "chest" | "all" leads named, "" none
 
 
 @dataclass

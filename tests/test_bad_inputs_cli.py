@@ -93,7 +93,10 @@ def _primary(folder: Path, records_only: bool = False) -> set[str]:
 def _no_multimodal_prompt_without_image(*folders: Path) -> None:
     for folder in folders:
         for p in folder.rglob("prompts.parquet") if folder.is_dir() else []:
-            run_dir = p.parent.parent if p.parent.name == "prompts" else p.parent
+            # images are relative to the run folder: the parent of the prompts/ folder (the chain's chunk parts
+            # live deeper, in prompts/.parts/part-N/), else the prompts file's own folder
+            prompts_dir = next((d for d in p.parents if d.name == "prompts"), None)
+            run_dir = prompts_dir.parent if prompts_dir is not None else p.parent
             mm = pl.read_parquet(p).filter(pl.col("variant") == "multimodal")
             for rid, img in mm.select("record_id", "image_path").iter_rows():
                 assert img is not None and (run_dir / img).is_file(), f"{p}: multimodal prompt of {rid} without image"

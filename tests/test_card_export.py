@@ -53,7 +53,7 @@ def test_run_json_records_what_ran(wfdb_run):
     info = json.loads((wfdb_run["run"] / "run.json").read_text())
     assert info["status"] == "records_failed" and info["exit_code"] == 1 and info["records_failed"] == 1
     assert info["stages"]["ingest"]["failed_ids"] == ["broken"]
-    assert info["stages"]["ingest"]["n_ok"] == 2 and info["stages"]["validate"]["records"] == 2
+    assert info["stages"]["ingest"]["ok"] == 2 and info["stages"]["validate"]["records"] == 2
     assert info["config"]["source"] == "wfdb" and info["config"]["root"] == str(wfdb_run["src"].resolve())
     assert info["started_at"] <= info["ended_at"] and info["duration_s"] > 0
     sw = info["software"]

@@ -154,8 +154,8 @@ def test_cli_run_exits_1_and_names_the_failures(tmp_path, half_broken_root, caps
 
     assert main(["run", "--source", "synthetic", "--root", str(half_broken_root), "--out", str(tmp_path / "r"),
                  "--chunk-size", "2"]) == 1
-    printed = capsys.readouterr().out
-    assert "2 of 4 records failed (50.0%)" in printed and "ingest" in printed, printed
+    printed = capsys.readouterr().err  # the failures go to stderr (stdout may be --json)
+    assert "2 records failed" in printed and "by reason code" in printed and "ingest" in printed, printed
 
 
 def test_preflight_refuses_before_any_stage(prefect_harness, tmp_path, monkeypatch):
@@ -171,7 +171,7 @@ def test_preflight_refuses_before_any_stage(prefect_harness, tmp_path, monkeypat
         (dict(llm="opnai:gpt-4o"), "bad --llm"),
         (dict(llm="openai:gpt-4o", api_key_secret="no-such-block"), "Secret block 'no-such-block'"),
         (dict(source="ptbxl"), "--root is required"),
-        (dict(source="ptbxl", root=str(tmp_path / "nowhere")), "is not a folder"),
+        (dict(source="ptbxl", root=str(tmp_path / "nowhere")), "does not exist"),
         (dict(chunk_size=0), "--chunk-size"),
         (dict(on_failure_rate="ignore"), "on_failure_rate"),
         (dict(task_runner="ray"), "task runner 'ray'"),

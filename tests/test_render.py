@@ -370,3 +370,15 @@ def test_huge_complexes_overlap_the_neighbour_row_and_are_clipped_there():
         assert abs(far - edge_mm * k) <= 1.5, (t_s, far, edge_mm * k)
         span = np.arange(*sorted((round(cell_edge_mm * k), round(edge_mm * k))))
         assert black[span][:, cols].any(axis=1).all()
+
+
+def test_header_says_when_amplitudes_are_not_calibrated(shared_dir):
+    """LUDB scales every lead to the same peak-to-peak: its page must not claim 10 mm/mV."""
+    from pipeline.render import header_line
+    from pipeline.sources import open_source
+
+    ludb = open_source("ludb", shared_dir / "data" / "ludb")
+    head = header_line(ludb.read(ludb.ids()[0]), None)
+    assert "mm/mV" not in head and "amplitudes not calibrated (amplitude_normalised)" in head
+    ptbxl = open_source("ptbxl", shared_dir / "data" / "ptbxl")
+    assert "10 mm/mV" in header_line(ptbxl.read(ptbxl.ids()[0]), None)

@@ -15,7 +15,7 @@ def test_a_stage_that_raises_leaves_a_run_json(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):  # a failure no pre-flight can foresee, after ingest and features ran
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(pipeline.render, "render", disk_full)
+    monkeypatch.setattr(pipeline.render, "render_ids", disk_full)  # what the chain's render chunks call
     out = tmp_path / "run"
     cfg = RunConfig(n=3, out=out)
     with pytest.raises(OSError, match="No space"):
@@ -23,7 +23,7 @@ def test_a_stage_that_raises_leaves_a_run_json(tmp_path, monkeypatch):
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "error" and "No space" in info["error"]
     assert set(info["stages"]) == {"synth", "ingest", "features"}
-    assert info["stages"]["features"]["n_measured"] == 3
+    assert info["stages"]["features"]["ok"] == 3
     assert info["config"]["layout"] == "3x4+II" and info["ended_at"] >= info["started_at"]
 
 

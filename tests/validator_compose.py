@@ -22,6 +22,12 @@ def _num(v):
     return v if math.isfinite(v) else None
 
 
+
+def _rv(ctx, key):
+    """A record value an answer may state: None when ``ctx.citable`` says it is not (low confidence,
+    uncalibrated amplitudes)."""
+    return _num(ctx.record.get(key)) if ctx.citable(key) else None
+
 def amplitudes_ok(ctx: GroundingContext) -> bool:
     return ctx.citable("r_amp_mv") and ctx.citable("qrs_axis_deg")
 
@@ -81,8 +87,8 @@ def compose(ctx: GroundingContext, kb, rng: random.Random) -> str:
     rec = ctx.record
     amp = amplitudes_ok(ctx)
     out: list[str] = []
-    hr, pr, qrs, qt = (_num(rec.get(k)) for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms"))
-    qtcb, qtcf = _num(rec.get("qtc_bazett_ms")), _num(rec.get("qtc_fridericia_ms"))
+    hr, pr, qrs, qt = (_rv(ctx, k) for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms"))
+    qtcb, qtcf = _rv(ctx, "qtc_bazett_ms"), _rv(ctx, "qtc_fridericia_ms")
     rhythm = [kb.entries[i].name for i in ctx.statement_ids if kb.entries[i].category == "rhythm"]
     if hr is not None:
         rate_word = rng.choice(["heart rate", "ventricular rate", "rate"])
@@ -109,7 +115,7 @@ def compose(ctx: GroundingContext, kb, rng: random.Random) -> str:
         else:
             out.append(rng.choice([f"The QTc is {qtcb:.0f} ms.", f"QTc (Bazett) measures {qtcb:.0f} ms.",
                                    f"The heart-rate corrected QT interval is {qtcb:.0f} ms."]))
-    axis = _num(rec.get("qrs_axis_deg"))
+    axis = _rv(ctx, "qrs_axis_deg")
     if axis is not None and amp:
         out.append(rng.choice([f"The frontal QRS axis is {axis:.0f} degrees.", f"The electrical axis lies at {axis:.0f}°.",
                                f"QRS axis {axis:+.0f} degrees."]))

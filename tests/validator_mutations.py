@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pipeline.context import GroundingContext
 from pipeline.cutoffs import cutoffs
 from pipeline.validate import ValidationConfig
-from validator_compose import (_cap, _num, amplitudes_ok, compose, fmt_mv, join, lead_all, lead_word, lv,  # noqa: F401
+from validator_compose import (_cap, _num, _rv, amplitudes_ok, compose, fmt_mv, join, lead_all, lead_word, lv,  # noqa: F401
                                names, qtc_cut)
 
 _CONFIG = ValidationConfig()  # the tolerances the validator declares
@@ -73,9 +73,9 @@ def wrong_cases(ctx: GroundingContext, base: str, kb, vocab, rng: random.Random)
         text = base + " " + extra if where == "end" else extra + " " + base
         cases.append(Case(cls, expected, text, rid))
 
-    hr, pr, qrs, qt = (_num(rec.get(k)) for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms"))
-    qtcb, qtcf = _num(rec.get("qtc_bazett_ms")), _num(rec.get("qtc_fridericia_ms"))
-    qtcfr, qtch = _num(rec.get("qtc_framingham_ms")), _num(rec.get("qtc_hodges_ms"))
+    hr, pr, qrs, qt = (_rv(ctx, k) for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms"))
+    qtcb, qtcf = _rv(ctx, "qtc_bazett_ms"), _rv(ctx, "qtc_fridericia_ms")
+    qtcfr, qtch = _rv(ctx, "qtc_framingham_ms"), _rv(ctx, "qtc_hodges_ms")
     measured = ctx.measured_leads
     # --- kind: a number matched to a measurement of another kind
     if qrs is not None:
@@ -207,7 +207,7 @@ def wrong_cases(ctx: GroundingContext, base: str, kb, vocab, rng: random.Random)
             add("interval_words", "contradicts_measurement", rng.choice(["The QRS complexes are narrow.",
                                                                          "QRS duration is normal."]))
     # --- axis words
-    axis = _num(rec.get("qrs_axis_deg"))
+    axis = _rv(ctx, "qrs_axis_deg")
     if axis is not None and amp:
         if axis > -25:
             add("axis_words", "contradicts_measurement", rng.choice(["There is left axis deviation.",
@@ -322,7 +322,7 @@ def wrong_cases(ctx: GroundingContext, base: str, kb, vocab, rng: random.Random)
                                ("pr_ms", 120, "A normal PR interval of {v} ms is seen."),
                                ("qrs_ms", 120, "The QRS duration, normally below this, is {v} ms."),
                                ("hr_bpm", 100, "The heart rate is within the normal range at {v} bpm.")):
-        v = _num(rec.get(col))
+        v = _rv(ctx, col)
         if v is not None and abs(v - cut) > (15 if col != "hr_bpm" else 6):
             add("value_at_cutoff", "ungrounded_number", template.format(v=cut))
     # --- leads that do not exist
@@ -455,7 +455,7 @@ def _cutoff_cases(ctx, rng, add, amp) -> None:
                    ("sokolow_lyon_mv", ["sokolow_lyon_mv"], 0.025, "The Sokolow-Lyon voltage is {v:.2f} mV."),
                    ("cornell_mv", ["cornell_mv"], 0.025, "The Cornell voltage is {v:.2f} mV.")]
     for col, names_, tol, template in checks:
-        v = _num(rec.get(col))
+        v = _rv(ctx, col)
         if v is None:
             continue
         tol = max(tol, _CONFIG.interval_tol_frac * abs(v)) if col.endswith("_ms") else tol
@@ -502,8 +502,8 @@ def true_cases(ctx: GroundingContext, base: str, kb, rng: random.Random) -> list
     amp = amplitudes_ok(ctx)
     out: list[Case] = []
     extra: list[str] = []
-    hr, pr, qrs = (_num(rec.get(k)) for k in ("hr_bpm", "pr_ms", "qrs_ms"))
-    qtcb = _num(rec.get("qtc_bazett_ms"))
+    hr, pr, qrs = (_rv(ctx, k) for k in ("hr_bpm", "pr_ms", "qrs_ms"))
+    qtcb = _rv(ctx, "qtc_bazett_ms")
     statements = set(kb.closure(ctx.statement_ids))
     if qrs is not None:
         if qrs < 106:
@@ -535,7 +535,7 @@ def true_cases(ctx: GroundingContext, base: str, kb, rng: random.Random) -> list
     if "AFIB" in statements:
         extra.append(rng.choice(["The rhythm is irregularly irregular without distinct P waves.",
                                  "There are no P waves and the RR intervals are irregular."]))
-    axis = _num(rec.get("qrs_axis_deg"))
+    axis = _rv(ctx, "qrs_axis_deg")
     if axis is not None and amp:
         if -25 <= axis <= 85:
             extra.append(rng.choice(["The QRS axis is normal.", "There is no axis deviation."]))
