@@ -19,10 +19,19 @@ fitted on LUDB by ``python -m features.fit_qrs_convention`` into ``qrs_conventio
 record-leads, on the sample grid; 5-fold cross-validated like the P-onset fit, whose fold name selects them). The
 J point where the ST level is read stays the detected end (``GlobalFiducials.j_point``).
 
-The synthetic generator's truth is the other convention: its QRS edges are the dipole's mathematical support (the
-first and last instant its bump is non-zero), which a reader's marks on the baseline enclose. Its tests compare
-what we publish with ``synthetic_reading`` of the truth, and the detector itself with the truth
-(``measure_record(reading_convention=False)``).
+The synthetic generator's truth edges are defined differently from a clinician's reading, and the two
+conventions disagree: each synthetic QRS starts and ends with a kink (its first component rises, its last falls,
+with power 1 from exactly zero: ``pipeline.synthetic_waves``), a corner no depolarisation has (a real QRS
+leaves the baseline gradually, as the first septal forces grow, and returns to it the same way). The 0.5-40 Hz
+cleaning every record gets smears that corner outwards, so on synthetic records the detector already puts the
+onset 4 ms before and the end 4 ms after the kink (6 ms in a bundle branch block; measured on
+tests/test_features.py's cases), while on LUDB's gradual edges it lies 4 ms inside the experts' onset and 2 ms
+inside their end. A cited value is a promise to a clinician, so what we publish follows the experts: on
+synthetic records it is then ~10-14 ms longer than the generator's kink-to-kink QRS (the failure classes'
+citable QRS +13.6 +- 2.7 ms, max 18: still within the cited tolerance of 20 ms). The synthetic tests therefore
+check the detector against the bare truth (``measure_record(reading_convention=False)``, unchanged tolerances)
+and the published values against the truth moved by the fitted margins (``synthetic_reading``), which is
+exactly the shift the detector's edges get here.
 """
 from __future__ import annotations
 

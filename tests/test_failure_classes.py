@@ -18,9 +18,11 @@ SEEDS = range(5)
 
 
 def _read(syn) -> dict[str, float | None]:
-    """The record's truth as what we publish reports it: the generator's QRS edges are the dipole's mathematical
-    support, and the published edges follow the clinicians' reading, which encloses it (features.qrs_edges): the
-    onset a margin earlier (not in paced beats), the end a margin later. PR / QRS / QT keyed pr, qrs, qt."""
+    """The record's truth moved as the published QRS edges are (features.qrs_edges: the generator's edges are
+    kinks at zero amplitude, which the detector already finds ~4 ms outside; the published edges are moved a
+    further LUDB-fitted margin to the clinicians' reading: the onset earlier, not in paced beats, the end later).
+    PR / QRS / QT keyed pr, qrs, qt. test_every_citable_interval_is_a_true_citation_of_the_bare_truth checks the
+    published values against the bare truth."""
     t = syn.truth
     pr, qrs, qt = synthetic_reading_intervals(t.pr_ms, t.qrs_ms, t.qt_ms, paced=syn.params.pacing != "none")
     return {"pr": pr, "qrs": qrs, "qt": qt}
@@ -61,6 +63,22 @@ def test_every_citable_interval_is_within_tolerance_of_the_truth(measured, name)
             if true_ms is None or value is None or conf < CONFIDENCE_MIN:
                 continue
             assert abs(value - true_ms) <= TOLERANCE_MS[key], (name, seed, key, value, true_ms, row["uncertain"])
+
+
+def test_every_citable_interval_is_a_true_citation_of_the_bare_truth(measured):
+    # the published edges follow the clinicians' reading (features.qrs_edges), which on the generator's kinked
+    # edges lies outside them: still, a cited value must be true of the generator's own truth within the cited
+    # tolerance (../shared/tools/cited_truth.py: 20 / 20 / 30 ms), in every class and seed
+    worst = {}
+    for (name, seed), (syn, m) in measured.items():
+        row = m.record_row
+        for key in ("pr", "qrs", "qt"):
+            true_ms, value, conf = getattr(syn.truth, f"{key}_ms"), row[f"{key}_ms"], row[f"{key}_conf"]
+            if true_ms is None or value is None or conf < CONFIDENCE_MIN:
+                continue
+            worst[key] = max(worst.get(key, 0.0), abs(value - true_ms))
+            assert abs(value - true_ms) <= TOLERANCE_MS[key], (name, seed, key, value, true_ms)
+    assert set(worst) == {"pr", "qrs", "qt"}, worst
 
 
 def test_most_values_of_the_failure_classes_stay_citable(measured):

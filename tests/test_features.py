@@ -43,11 +43,14 @@ def test_synthetic_fiducials_within_10ms(case):
     synth = generate_record(params, seed=3, record_id=case)
     m = measure_record(as_record(synth.signal_mv, case))
     assert m.beats.columns == list(BEATS_SCHEMA) and m.beats.dtypes == list(BEATS_SCHEMA.values())
-    # what we publish follows the clinicians' reading of the QRS edges (features.qrs_edges: LUDB's experts mark
-    # them on the baseline outside the deflection, a median 4 ms before the onset and 2 ms after the end that the
-    # detector finds); the generator's truth is the dipole's mathematical support, its first and last non-zero
-    # instant. So the truth is compared as a reader in that convention reports it (same tolerances as before
-    # the convention; the detector's own edges against the bare truth: test_detector_edges_against_the_bare_truth)
+    # what we publish follows the clinicians' reading of the QRS edges (features.qrs_edges: on LUDB the detector
+    # sits a median 4 ms after the experts' onset and 2 ms before their end, and the published edges are moved by
+    # those fitted margins). The generator's edges are defined otherwise: a kink from exactly zero amplitude, a
+    # corner no real QRS has, which the detector (through the 0.5-40 Hz cleaning) already finds 4 ms outside.
+    # So the published fiducials are compared with the truth moved by the same margins (same tolerances as
+    # before the convention), the detector's own edges with the bare truth
+    # (test_detector_edges_against_the_bare_truth), and every citable value with the bare truth within the cited
+    # tolerance (tests/test_failure_classes.py)
     truth = synthetic_reading_beats(synth.beats)
     pr_t, qrs_t, qt_t = synthetic_reading_intervals(synth.truth.pr_ms, synth.truth.qrs_ms, synth.truth.qt_ms)
     j = match_truth(truth, m.beats)
