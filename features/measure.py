@@ -346,7 +346,9 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
             continue
         li = lead_idx[use]
         x = x_all[li]
-        lev = x[:, max(0, a - ms(fs, 20)):max(1, a - ms(fs, 4))].mean(axis=1)
+        # the isoelectric level before the detected onset (the reading convention moves timing, not amplitudes)
+        a_lev = int(fid.level_on[k]) if fid.level_on is not None and np.isfinite(fid.level_on[k]) else a
+        lev = x[:, max(0, a_lev - ms(fs, 20)):max(1, a_lev - ms(fs, 4))].mean(axis=1)
         seg = x[:, a:b + 1] - lev[:, None]
         # each lead's own QRS end where the median beat shows it clearly apart from the global one (beats
         # that took the median beat's QRS); the window of the lead's QRS waves and its J point stay global

@@ -17,7 +17,9 @@ A cited value is a promise to a clinician, so the published edges follow the cli
 experts mark it no earlier than we do), each lead's end ``end_margin_ms`` after its detected end. The margins are
 fitted on LUDB by ``python -m features.fit_qrs_convention`` into ``qrs_convention.json`` (the medians over
 record-leads, on the sample grid; 5-fold cross-validated like the P-onset fit, whose fold name selects them). The
-J point where the ST level is read stays the detected end (``GlobalFiducials.j_point``).
+J point where the ST level is read stays the detected end (``GlobalFiducials.j_point``) and the isoelectric level
+every amplitude is read against stays before the detected onset (``GlobalFiducials.level_on``): the convention
+moves timing, never an amplitude.
 
 The synthetic generator's truth edges are defined differently from a clinician's reading, and the two
 conventions disagree: each synthetic QRS starts and ends with a kink (its first component rises, its last falls,
@@ -81,11 +83,12 @@ def apply_reading_convention(fid: GlobalFiducials, fs_hz: float, name: str | Non
     """Move the published QRS edges of ``fid`` to the clinicians' reading (``reading_convention(name)``): every
     unpaced beat's onset the onset margin earlier, every beat's end (and so each lead's own end, kept relative to
     it) the end margin later, in whole samples at ``fs_hz``. The detector's edges stay in ``fid.j_point`` (the
-    ends), ``fid.beat_own`` and the median beat's ``template_d_on`` / ``template_d_off``, which the confidence
+    ends), ``fid.level_on`` (the onsets), ``fid.beat_own`` and the median beat's ``template_d_on`` / ``template_d_off``, which the confidence
     checks compare."""
     conv = reading_convention(name)
     on_m, off_m = round(conv.onset_margin_ms * fs_hz / 1000.0), round(conv.end_margin_ms * fs_hz / 1000.0)
     fid.j_point = fid.qrs_off.copy()
+    fid.level_on = fid.qrs_on.copy()
     paced = fid.paced if fid.paced is not None else np.zeros(fid.qrs_on.size, dtype=bool)
     fid.qrs_on = np.where(paced, fid.qrs_on, fid.qrs_on - on_m)
     fid.qrs_off = fid.qrs_off + off_m

@@ -93,9 +93,6 @@ def lead_facts(ctx, lead: str) -> LeadFacts:
         f.p_form = None
     if f.p_form:
         f.p_mv, f.p_ms = val("p_amp_mv"), val("p_ms")
-        if f.p_form in ("positive", "negative") and f.p_mv is not None and (f.p_mv > 0) != (f.p_form == "positive"):
-            # as the T above: a P that changes polarity from beat to beat (PTB-XL 06005's V1): neither is stated
-            f.p_form = f.p_mv = f.p_ms = None
     return f
 
 
