@@ -302,7 +302,7 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid, p_onset_fit_name)
     fid.atrial_events = atrial_at
     if reading_convention:
-        apply_reading_convention(fid, fs, p_onset_fit_name)
+        apply_reading_convention(fid, fs, p_onset_fit_name, cl.clean.shape[1])
     return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)
 
 

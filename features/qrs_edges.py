@@ -79,19 +79,22 @@ def reading_convention(name: str | None = None) -> ReadingConvention:
     return ReadingConvention(float(fits[name]["onset_margin_ms"]), float(fits[name]["end_margin_ms"]))
 
 
-def apply_reading_convention(fid: GlobalFiducials, fs_hz: float, name: str | None = None) -> None:
+def apply_reading_convention(fid: GlobalFiducials, fs_hz: float, name: str | None = None,
+                             n_samples: int | None = None) -> None:
     """Move the published QRS edges of ``fid`` to the clinicians' reading (``reading_convention(name)``): every
     unpaced beat's onset the onset margin earlier, every beat's end (and so each lead's own end, kept relative to
-    it) the end margin later, in whole samples at ``fs_hz``. The detector's edges stay in ``fid.j_point`` (the
-    ends), ``fid.level_on`` (the onsets), ``fid.beat_own`` and the median beat's ``template_d_on`` / ``template_d_off``, which the confidence
-    checks compare."""
+    it) the end margin later, in whole samples at ``fs_hz``, within the record's ``n_samples``. The detector's
+    edges stay in ``fid.j_point`` (the ends), ``fid.level_on`` (the onsets), ``fid.beat_own`` and the median
+    beat's ``template_d_on`` / ``template_d_off``, which the confidence checks compare."""
     conv = reading_convention(name)
     on_m, off_m = round(conv.onset_margin_ms * fs_hz / 1000.0), round(conv.end_margin_ms * fs_hz / 1000.0)
     fid.j_point = fid.qrs_off.copy()
     fid.level_on = fid.qrs_on.copy()
     paced = fid.paced if fid.paced is not None else np.zeros(fid.qrs_on.size, dtype=bool)
-    fid.qrs_on = np.where(paced, fid.qrs_on, fid.qrs_on - on_m)
-    fid.qrs_off = fid.qrs_off + off_m
+    # never past the record's edges (a QRS onset on its first samples: an empty QRS window crashed measure_record)
+    last = np.inf if n_samples is None else float(n_samples - 1)
+    fid.qrs_on = np.where(paced, fid.qrs_on, np.maximum(fid.qrs_on - on_m, 0.0))
+    fid.qrs_off = np.minimum(fid.qrs_off + off_m, last)
 
 
 def synthetic_reading(on_ms: float, off_ms: float, paced: bool = False, fs_hz: float = 500.0) -> tuple[float, float]:

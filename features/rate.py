@@ -39,6 +39,7 @@ SPLIT_SHORT = 0.6      # an RR under this share of the typical one ...
 SPLIT_SUM = 0.15       # ... that makes one typical RR with the next (within this share) split one cycle
 GAP_MULTIPLE = 0.15    # an RR within this share of 2 or 3 typical RRs ...
 GAP_REGULAR_CV = 0.08  # ... of a basic cycle this regular (SD / mean of the RRs up to 1.5 x the shortest) lost a beat
+GAP_MIN_NN = 3         # the basic cycle from the RRs free of premature beats when at least this many are
 TYPICAL_NEAR, TYPICAL_SHARE = 0.1, 0.6  # a rhythm with this share of its RRs within this share of the median RR
 
 
@@ -106,11 +107,15 @@ def rate_confidence(r: np.ndarray, classes: list[str], fs_hz: float, fid: Global
     sinus_like = fid is None or bool(fid.p_present)  # flutter with a varying block beats at multiples of its cycle
     # gap: an RR of about two or three basic cycles (the regular cluster of the shortest RRs) lost a beat in it;
     # the rate with it counted (only with P waves)
-    short = rr[nn & (rr <= 1.5 * float(rr[nn].min()))] if nn.any() else rr[:0]
+    # when fewer than GAP_MIN_NN cycles are free of premature beats, the premature labels are suspect themselves: a
+    # beat is judged early against the cycle that lost beats make (a sinus bradycardia whose two PVCs were missed:
+    # every other normal beat "premature", RRs 1392 / 2754 / 1392 / 2764 ms), so all the RRs count
+    pool = nn if nn.sum() >= GAP_MIN_NN else np.ones_like(nn)
+    short = rr[pool & (rr <= 1.5 * float(rr[pool].min()))] if pool.any() else rr[:0]
     if sinus_like and short.size >= 2 and float(np.std(short)) <= GAP_REGULAR_CV * float(np.mean(short)):
         base = float(np.median(short))
         lost = 0
-        for v in rr[nn]:
+        for v in rr[pool]:
             for mult in (2, 3):
                 if abs(v - mult * base) <= GAP_MULTIPLE * base:
                     lost += mult - 1

@@ -315,3 +315,17 @@ def test_per_lead_qrs_ends_on_beats_that_keep_their_own_qrs():
     assert np.isnan(out[:, 0]).all()  # a beat that took the median beat's QRS: refined there, not here
     assert -35 <= out[0, 1] <= -20    # its own end, >= 20 ms before the global one
     assert np.isnan(out[1, 1])        # never after the global end on a single beat
+
+
+def test_a_qrs_onset_on_the_first_sample_stays_inside_the_record():
+    # the detector put a beat's onset on sample 1 (a complex cut by the record's start); the reading convention
+    # moved it 2 samples earlier, to -1, and the empty QRS window crashed measure_record (ValueError, argmax of an
+    # empty sequence: benchmarks/features.py, record 1285 of seed 0)
+    kw = dict(hr_bpm=71.2, pr_ms=239.8, qrs_ms=100.1, qt_ms=358.8, qrs_axis_deg=36.6, rhythm="sinus_rhythm",
+              t_inversion="lateral", qrs_scale=1.237, rr_variability=0.0227, af_rr_cv=0.194, f_wave_mv=0.028,
+              mains_hum_mv=0.035, mains_hz=60)
+    synth = generate_record(SynthParams(**kw), 1285, "edge")
+    m = measure_record(as_record(synth.signal_mv, "edge"))
+    on, off = m.beats["qrs_on_ms"].drop_nulls(), m.beats["qrs_off_ms"].drop_nulls()
+    assert on.min() >= 0.0 and off.max() <= 1000.0 * synth.signal_mv.shape[1] / 500.0
+    assert abs(m.record_row["hr_bpm"] - synth.truth.hr_bpm) <= 2.0

@@ -91,6 +91,27 @@ def test_a_beat_lost_in_a_regular_rhythm_is_counted_in():
     assert "gap" not in ic.checks and "typical" not in ic.checks
 
 
+def test_beats_lost_behind_premature_labels_make_the_rate_unsure():
+    # sinus bradycardia at 43 bpm whose two PVCs (after a long QT) were missed: every other normal beat then looks
+    # premature against the doubled cycle, no RR is free of a premature beat, and the count said 29 bpm with full
+    # confidence (benchmarks/features.py, record 78 of seed 0)
+    rr = [1392.0, 2754.0, 1392.0, 2764.0]
+    ic = rate_confidence(_anchors(rr), ["normal", "premature", "normal", "premature", "normal"], FS)
+    assert ic.checks["gap"] > HR_TOLERANCE_BPM and ic.value < CONFIDENCE_MIN
+    # the same synthetic record, measured: its rate is not citable
+    syn = generate_record(SynthParams(hr_bpm=43.4, pr_ms=190.2, qrs_ms=83.1, qt_ms=516.3, qrs_axis_deg=-11.6,
+                                      rhythm="sinus_bradycardia", pvc_count=3, st_territory="inferior",
+                                      qrs_scale=1.157, rr_variability=0.0089, af_rr_cv=0.249, f_wave_mv=0.021,
+                                      mains_hum_mv=0.021, mains_hz=60, emg_noise_mv=0.011), seed=78)
+    row = measure_record(as_record(syn.signal_mv, "lost_pvcs")).record_row
+    assert abs(row["hr_bpm"] - syn.truth.hr_bpm) <= HR_TOLERANCE_BPM or row["hr_conf"] < CONFIDENCE_MIN, \
+        (row["hr_bpm"], syn.truth.hr_bpm, row["hr_conf"], row["uncertain"])
+    # a regular rhythm whose premature beat is real keeps the coupling and the pause out of the basic cycle
+    rr = [1000.0, 1000.0, 1000.0, 600.0, 1400.0, 1000.0, 1000.0]
+    ic = rate_confidence(_anchors(rr), ["normal"] * 4 + ["premature"] + ["normal"] * 3, FS)
+    assert ic.value >= CONFIDENCE_MIN, ic.checks
+
+
 def test_the_tolerance_is_the_cited_rate_tolerance():
     assert HR_TOLERANCE_BPM == 5.0
     rr = [800.0] * 10
