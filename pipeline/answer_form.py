@@ -14,6 +14,13 @@ from __future__ import annotations
 
 import re
 
+# The answer's length limit: what the prompts ask of a model and what bounds the rules writer. The validator
+# enforces it with a slack (ValidationConfig.max_words_slack): length is a matter of style, not of truth, and a
+# true answer a few words over - a writer's answer at the limit that a person or model edits with a hedge, a unit
+# in words, one more clause - is still true; rejecting it would also re-buy a paid answer for its length alone.
+MAX_WORDS = 300
+MAX_WORDS_SLACK = 0.10
+
 _LIST_LINE = re.compile(r"^\s*(?:[-*+\u2022\u25cf\u25aa\u2023\u2013\u2014]\s+|\d{1,2}[.)]\s+|[a-zA-Z][.)]\s+|#{1,6}\s)")
 _INLINE_ENUM = re.compile(r"(?:^|\s)\(?1[.)]\s.+?\s\(?2[.)]\s", re.S)
 _MARKDOWN = re.compile(r"\*\*|__|`|^\s*\|.*\|\s*$|</?think>|<br\s*/?>|^\s*>", re.M)
@@ -203,8 +210,10 @@ def check_form(answer: str, config) -> list[tuple[str, str]]:
     if md:
         problems.append(("form_markdown", f"markup found: {md.group(0).strip()!r}"))
     n_words = count_words(text)
-    if n_words > config.max_words:
-        problems.append(("form_too_long", f"{n_words} words (at most {config.max_words})"))
+    limit = int(config.max_words * (1.0 + config.max_words_slack))
+    if n_words > limit:
+        problems.append(("form_too_long", f"{n_words} words (asked for at most {config.max_words}, "
+                                          f"accepted up to {limit})"))
     inj = find_instructions(text)
     if inj:
         problems.append(("instructions_in_answer", f"text addressed to a model or program: {inj[:60]!r}"))

@@ -88,8 +88,12 @@ _IV_ALL = re.compile(r"\b(?:normal|unremarkable) (?:conduction )?intervals\b|\bi
                      r"(?:all )?(?:normal|within (?:the )?normal (?:limits|range)|unremarkable)\b", re.I)
 _MID_STOP = re.compile(r"\b(?:PR|PQ|QRS|QTc?|QT|axis|rate|P[- ]?waves?|T[- ]?waves?|ST|R[- ]?waves?|S[- ]?waves?|"
                        r"amplitudes?|voltages?|morpholog(?:y|ies)|progression|transition|configuration|"
-                       r"Q[- ]?waves?|while|whereas|but|although|and (?:the|a|an|there)|with (?:a|an|the))\b|\(normal",
+                       r"Q[- ]?waves?|while|whereas|but|although|otherwise|and (?:the|a|an|there)|with (?:a|an|the))\b|"
+                       r"\(normal",
                        re.I)
+# a quantity named as the exception to what follows ("apart from the QTc, the tracing reads as normal")
+_EXCEPTED = re.compile(r"\b(?:except(?:ion of| for)?|apart from|aside from|leaving aside|other than|besides|save for)"
+                       r"(?: the| a| an)?\s*$", re.I)
 _RHYTHM_QUALIFIER = re.compile(r"\b(?:ventricular|supraventricular|atrial|junctional|nodal|re-?entrant|ectopic|"
                                r"multifocal|"
                                r"focal|paroxysmal|complex|wide|narrow|orthodromic|antidromic|sinus|AV|polymorphic|"
@@ -187,6 +191,8 @@ def _interval_claims(text: str, s0: int, s1: int) -> list[QualClaim]:
         if _MID_STOP.search(m.group("mid")) or re.search(r"\bborderline\b|\bupper[- ]normal\b|\bhigh[- ]normal\b",
                                                        m.group(0), re.I):
             continue
+        if _EXCEPTED.search(text[max(s0, a - 40):a]):
+            continue  # "with the exception of the QTc, ... a normal ECG": the quality is claimed of everything else
         q = _qual_word(m.group("q"))
         if q is None:
             continue

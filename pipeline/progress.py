@@ -111,6 +111,11 @@ class Progress:
         pct = f" ({100.0 * self.done / self.total:.0f}%)" if self.total else ""
         rate = f"{self.rate():.1f} {self.unit}/s"
         if final:
+            if self.total and self.done < self.total:
+                # a resumed stage skips what is stored and a failing record is never ticked: "0/30 (0%)" read as
+                # a stage that did nothing wrong, or everything wrong; say which count this is
+                return (f"{self.stage}: {self.done} of {self.total} {self.unit} processed now in {_fmt_s(elapsed)}"
+                        f" (the others were done before or failed)")
             return f"{self.stage}: {count} {self.unit}{pct} in {_fmt_s(elapsed)}, {rate}"
         eta = self.eta_s()
         tail = f", ETA {_fmt_s(eta)}" if eta is not None else ""

@@ -31,6 +31,7 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
+from pipeline.answer_form import MAX_WORDS
 from pipeline.context import GroundingContext
 from pipeline.knowledge import KnowledgeBase, load_knowledge
 from pipeline.record import LEADS, RecordError
@@ -41,7 +42,6 @@ TEMPLATE_FILES = ("system.j2", "user.j2", "answer_schema.json")
 VARIANTS = ("multimodal", "text", "json")
 IMAGE_VARIANTS = ("multimodal",)  # variants whose prompt says "the image is attached": never without it
 DEFAULT_BUDGET = 6000
-MAX_WORDS = 300
 # Target model per variant: GPT-4o reads images and JSON mode; DeepSeek-R1 stands for the text models.
 DEFAULT_MODELS = {"multimodal": "gpt-4o", "text": "deepseek-reasoner", "json": "gpt-4o"}
 

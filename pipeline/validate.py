@@ -3,8 +3,8 @@
 ``validate_answer(answer, ctx, config, kb)`` checks one generated interpretation against the
 ``GroundingContext`` it was written for (the same object the prompt and the offline writer saw):
 
-- form (``pipeline.answer_form``): one paragraph, at most ``max_words`` words, no lists / headings / markup,
-  no reference to the hidden inputs in any paraphrase, no instructions to a model, no URLs or code, no "I
+- form (``pipeline.answer_form``): one paragraph, at most ``max_words`` words (10 % slack), no lists / headings /
+  markup, no reference to the hidden inputs in any paraphrase, no instructions to a model, no URLs or code, no "I
   cannot see the image" talk;
 - leads: every lead named exists and was measured (not gated by the quality gate);
 - numbers (``pipeline.claims`` + ``pipeline.grounding``): each number is parsed with the quantity its words
@@ -32,7 +32,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
-from pipeline.answer_form import check_form, count_words  # noqa: F401  (public names of this module)
+from pipeline.answer_form import MAX_WORDS, MAX_WORDS_SLACK, check_form, count_words  # noqa: F401  (public names of this module)
 from pipeline.answer_text import LeadMention, find_leads  # noqa: F401
 from pipeline.claims import NumericClaim, extract_claims  # noqa: F401
 from pipeline.consistency import check_evidence, check_statements, extract_statements
@@ -94,7 +94,8 @@ class ValidationConfig(BaseModel):
     ``|claim - value| <= max(abs_tol, frac_tol * |value|)``. Margins: how far from zero a measured wave must be
     before a polarity word about it is called false (measurement noise, not a clinical threshold)."""
 
-    max_words: int = 300
+    max_words: int = MAX_WORDS
+    max_words_slack: float = MAX_WORDS_SLACK  # see pipeline.answer_form.MAX_WORDS
     interval_tol_ms: float = 10.0
     interval_tol_frac: float = 0.02
     rate_tol_bpm: float = 3.0
@@ -357,7 +358,8 @@ def register(subparsers) -> None:
     p.add_argument("--test-fraction", type=fraction, default=0.1, help="share of patients in the test split")
     p.add_argument("--shard-size", type=positive_int, default=5000, help="items per JSON shard")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the question phrasing draw")
-    p.add_argument("--max-words", type=positive_int, default=300)
+    p.add_argument("--max-words", type=positive_int, default=MAX_WORDS,
+                   help="the length asked for; answers up to 10 %% longer pass (default %(default)s)")
     p.add_argument("--min-grounded-numbers", type=nonneg_int, default=ValidationConfig().min_grounded_numbers,
                    help="grounded measurements an answer must cite (no_evidence below; default %(default)s)")
     p.add_argument("--min-leads-named", type=nonneg_int, default=ValidationConfig().min_leads_named,

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 
 from pipeline import derived
+from pipeline.answer_form import MAX_WORDS
 from pipeline.context import GroundingContext
 from pipeline.cutoffs import cutoff
 from pipeline.knowledge import KnowledgeBase, load_knowledge
@@ -40,8 +41,7 @@ from pipeline.writer_leads import TerritoryWriter, lead_facts
 _TOKEN = re.compile("\x00(\\d+)\x00")  # a value placeholder of ``_Writer.cite``
 
 # bumped whenever answers change, so stored answers of an older writer are not reused as if new
-WRITER_VERSION = "rules-2.0"
-MAX_WORDS = 300
+WRITER_VERSION = "rules-2.1"
 
 _DEPTHS = {"q_amp_mv", "s_amp_mv"}  # written as positive depths
 

@@ -201,7 +201,13 @@ def statement(w, sid: str) -> None:
     ev = _evidence(w, sid)
     if entry.category == "other":
         if sid == "NORM" and v.conflicts:
-            w.emit(w.pick("Overall, the tracing is read as a normal ECG.", "The overall reading is a normal ECG."))
+            # the reading is a normal ECG, yet a cited value is outside the normal limits (a QTc of 462 ms in a man):
+            # 'a normal ECG' alone would contradict the sentence that cites it, so the exception is named, as a
+            # clinician writes 'borderline QTc, otherwise normal ECG' (no number here: it fails this criterion)
+            names = join(list(dict.fromkeys(_NORMAL_LIMIT_NOUNS.get(r.criterion.feature, "one measurement")
+                                            for r in v.results if r.status == "unmet")))
+            w.emit(w.pick(f"With the exception of {names}, this is an otherwise normal ECG.",
+                          f"Leaving aside {names}, the tracing reads as a normal ECG."))
         else:
             w.emit(w.pick(f"Overall, this is {_a(name)} {name}.", f"The overall impression is {_a(name)} {name}."))
         return
@@ -233,6 +239,11 @@ def statement(w, sid: str) -> None:
     # nothing measurable meets a criterion: named, with no claim about where it shows
     w.emit(w.pick(f"{cap(name)} {be} also part of the reading.", f"The reading also includes {name}.",
                   f"{cap(name)} {be} noted as well."))
+
+
+# how a failed normal-limit criterion is named when a normal reading makes an exception of it
+_NORMAL_LIMIT_NOUNS = {"pr_ms": "the PR interval", "qrs_ms": "the QRS duration", "qtc_bazett_ms": "the corrected QT",
+                       "qt_ms": "the QT interval", "qrs_axis_deg": "the axis", "hr_bpm": "the rate"}
 
 
 def _plural_phrase(phrase: str) -> bool:

@@ -104,6 +104,18 @@ def test_overfits_8_examples_and_interpret_reproduces_them(short, tmp_path, tune
     answers = {it["id"]: it["conversations"][1]["value"] for it in items}
     right = sum(p["text"] == answers[p["id"]] for p in preds)
     assert right >= 7, preds
+    # the trained checkpoint's predictions go through the same evaluate command as the rules writer's answers:
+    # its short answers name each record's first report diagnosis and no other, so every diagnosis it names is
+    # in the report (precision 1) while the report's other statements are missed (recall below 1); the run's
+    # records it was not trained on have no prediction: each is a failure and the command exits 1
+    assert main(["evaluate", "--predictions", str(tmp_path / "pred.jsonl"), "--run", str(roots.image),
+                 "--split", "all", "--out", str(tmp_path / "eval"), "-q"]) == 1
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    n_run = len(gem_helpers.items_of(roots.image))
+    assert [f["reason"] for f in scored["failures"]] == ["missing_prediction"] * (n_run - len(preds))
+    assert scored["scores"]["diagnosis_precision"]["n"] == len(preds)
+    assert scored["diagnosis_precision"] >= 0.85, scored["diagnosis_precision"]
+    assert scored["diagnosis_recall"] < 1.0
     if tune == "lora":   # the LM's own weights moved only through the merged adapters
         from accelerate.utils import set_seed
         from gem_model.model import GemModel

@@ -262,7 +262,7 @@ def test_form_one_paragraph_no_hidden_input(all_contexts, kb):
 
 
 def test_deterministic_and_varied_in_phrasing_and_structure(synthetic_contexts, kb):
-    assert WRITER_VERSION == "rules-2.0"
+    assert WRITER_VERSION == "rules-2.1"
     ctx = synthetic_contexts[0]
     assert write_answer(ctx, seed=5, kb=kb) == write_answer(ctx, seed=5, kb=kb)
     answers = [write(ctx, seed=s, kb=kb) for s in range(10)]
@@ -336,3 +336,20 @@ def test_values_the_context_may_not_cite_are_never_stated(kb):
         assert not [c for c in a.citations if c.column in ("pr_ms", "qrs_ms") or (c.column, c.lead) == ("st_j_mv", "V2")]
         assert "not reliably measurable" in a.text or "cannot be measured reliably" in a.text
         assert "PR interval" in a.text and "QRS duration" in a.text
+
+
+def test_a_normal_reading_names_the_value_outside_normal_limits(kb):
+    """A report reading 'normal ECG' over a QTc of 462 ms in a man: 'a normal ECG' alone would contradict the
+    sentence citing the QTc, so the writer names it as the exception ('otherwise normal'), without the number in
+    that sentence, and the validator accepts the answer; a QTc inside the limits keeps the plain wording."""
+    from pipeline.validate import validate_answer
+
+    long_qtc = hand_context(["SR", "NORM"], record={"qtc_bazett_ms": 462.0}, sex="male")
+    plain = hand_context(["SR", "NORM"], sex="male")
+    for seed in range(4):
+        text = write_answer(long_qtc, seed=seed, kb=kb)
+        last = [s for s in re.split(r"(?<=\.) ", text) if "normal ECG" in s]
+        assert len(last) == 1 and "corrected QT" in last[0] and "ms" not in last[0], last
+        assert re.search(r"exception of|leaving aside", last[0], re.I), last
+        assert validate_answer(text, long_qtc, kb=kb).accepted
+        assert not re.search(r"exception of|leaving aside", write_answer(plain, seed=seed, kb=kb), re.I)
