@@ -26,7 +26,8 @@ The checks, for each interval:
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
-  P is a guess); QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
+  P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact);
+  QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
 
 Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
 (0.25) in a lead whose P / T is flat there; its QRS timing as the record's QRS; its amplitudes score how well
@@ -87,13 +88,15 @@ class Confidences:
     lead: dict[str, np.ndarray]
 
     def uncertain(self, values: dict[str, float | None]) -> str:
-        """"pr_ms:beats(34 ms);..." for every interval whose value exists and is below CONFIDENCE_MIN."""
+        """"pr_ms:beats(34 ms);..." for every interval (and the heart rate: "hr_bpm:split(9 bpm)") whose value
+        exists and is below CONFIDENCE_MIN."""
         out = []
         for key, ic in self.intervals.items():
-            if values.get(f"{key}_ms") is None or ic.value >= CONFIDENCE_MIN:
+            col, unit = ("hr_bpm", "bpm") if key == "hr" else (f"{key}_ms", "ms")  # the rate: features.rate
+            if values.get(col) is None or ic.value >= CONFIDENCE_MIN:
                 continue
             name, d = ic.weakest()
-            out.append(f"{key}_ms:{name}({d:.0f} ms)")
+            out.append(f"{col}:{name}({d:.0f} {unit})")
         return ";".join(out)
 
 
@@ -291,6 +294,10 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         ic["pr"].checks["atrial_rival"] = max(0.0, (rival - ATRIAL_RIVAL_DOUBT / 2) / (ATRIAL_RIVAL_DOUBT / 2)) \
             * TOLERANCE_MS["pr"]
 
+    # atrial stimuli (dual-chamber pacing: atrial events found among the beats): each P starts with its stimulus's
+    # artefact, and its onset is the artefact's as much as the P's (synthetic, atrial stimulus 0.8 mV: PR +26 ms)
+    if fid.atrial_events is not None and len(fid.atrial_events) and values.get("pr_ms") is not None:
+        ic["pr"].checks["atrial_stimuli"] = HIDDEN_P_DOUBT * TOLERANCE_MS["pr"]
     # stimuli: a paced beat's stimuli (biventricular: LV and RV) span
     if fid.paced is not None and fid.paced.any() and spikes is not None and len(spikes):
         spans = []

@@ -133,6 +133,15 @@ class GlobalFiducials:
     template_before: int = 0     # samples of the median beat before its anchor
     template_d_on: float = np.nan  # its QRS onset / offset relative to the anchor as carried to the beats
     template_d_off: float = np.nan  # (the paced onset adjusted), samples
+    # per beat: the detected QRS end (samples) where the ST segment is read; qrs_off is the published end, moved
+    # by the reading convention (features.qrs_edges.apply_reading_convention); None before it is applied
+    j_point: np.ndarray = None
+    # per beat: the detected QRS onset (samples), which the isoelectric level of the amplitudes is read before (a
+    # reading convention moves timing only, never an amplitude); None before the convention is applied
+    level_on: np.ndarray = None
+    # atrial events (samples) found among the beats and dropped: atrial stimuli with their P, an AV delay before a
+    # paced ventricular beat (features.rate.atrial_events); empty: none
+    atrial_events: np.ndarray = None
 
 
 def ms(fs_hz: float, value_ms: float) -> int:

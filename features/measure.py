@@ -21,6 +21,8 @@ import polars as pl
 from features.confidence import Confidences, record_confidences
 from features.delineate import GlobalFiducials, beat_lead_qrs_ends, beat_lead_t_ends, delineate, \
     delineate_with_template, detect_beats, gate_by_template, ms, template_correlation
+from features.qrs_edges import apply_reading_convention
+from features.rate import atrial_events, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from features.signal import CleanLeads, clean_leads
 from pipeline.batch import ErrorRow
@@ -261,10 +263,13 @@ class Delineation:
     fs_hz: float
 
 
-def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None) -> Delineation:
-    """Clean, gate, find the beats once for all leads and delineate them (global fiducials, median beat);
-    raise ``RecordError`` when no lead is usable or no beat is found. ``p_onset_fit_name``: which per-lead
-    P-onset fit (``features.delineate.p_onset_fit``; None: $ECG_GROUNDING_P_ONSET_FIT or "all")."""
+def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
+                     reading_convention: bool = True) -> Delineation:
+    """Clean, gate, find the beats once for all leads and delineate them (global fiducials, median beat, the QRS
+    edges as clinicians read them); raise ``RecordError`` when no lead is usable or no beat is found.
+    ``p_onset_fit_name``: which LUDB fit (``features.delineate.p_onset_fit``, ``features.qrs_edges``; None:
+    $ECG_GROUNDING_P_ONSET_FIT or "all"); ``reading_convention``: move the QRS edges to the clinicians' reading
+    (``features.qrs_edges.apply_reading_convention``; False: the detector's edges, for the fit of it)."""
     fs = float(record.meta.fs_hz)
     rid = record.record_id
     cl = clean_leads(record.signal_mv, fs)
@@ -284,24 +289,31 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None) -> 
     if r.size == 0:
         raise RecordError("delineation_failed", "no beat found", rid)
     fid = delineate(cl.clean, cl.spikes, good, r, fs)
-    undelineated = ~(np.isfinite(fid.qrs_on) & np.isfinite(fid.qrs_off))
-    if undelineated.any() and (~undelineated).any():
-        # complexes cut by the record's edges (or filter transients there): not heartbeats we can measure
-        r = r[~undelineated]
+    # complexes cut by the record's edges (or filter transients there): not heartbeats we can measure; complexes an
+    # AV delay before a paced ventricular beat: atrial stimuli and P waves, no heartbeats (features.rate)
+    atrial = atrial_events(fid, cl.spikes, fs)
+    atrial_at = r[atrial]
+    drop = ~(np.isfinite(fid.qrs_on) & np.isfinite(fid.qrs_off)) | atrial
+    if drop.any() and (~drop).any():
+        r = r[~drop]
         fid = None  # delineated again without them (the P / T windows depend on the neighbours)
     # QRS shape (-80..+100 ms) for premature / aberrant beats; P and T shapes vary with RR and are no clue
     corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid, p_onset_fit_name)
+    fid.atrial_events = atrial_at
+    if reading_convention:
+        apply_reading_convention(fid, fs, p_onset_fit_name, cl.clean.shape[1])
     return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)
 
 
-def measure_record(record: ECGRecord) -> Measurement:
+def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measurement:
     """Measure every beat in every lead of ``record``; raise ``RecordError`` only when no beat is found.
 
     Gated leads (flat, saturated, non-finite, noise) keep their rows with null measurements and
-    ``lead_quality = 'gated:<reason>'``; each gets a warning row.
+    ``lead_quality = 'gated:<reason>'``; each gets a warning row. ``reading_convention``: see
+    ``delineate_record`` (False only to fit the convention: ``features.fit_qrs_convention``).
     """
-    d = delineate_record(record)
+    d = delineate_record(record, reading_convention=reading_convention)
     fs, rid = d.fs_hz, record.record_id
     cl, gate, good, r, fid, corr = d.clean, d.gate, d.good, d.r, d.fid, d.qrs_corr
     if PER_LEAD_T_END:
@@ -334,7 +346,9 @@ def measure_record(record: ECGRecord) -> Measurement:
             continue
         li = lead_idx[use]
         x = x_all[li]
-        lev = x[:, max(0, a - ms(fs, 20)):max(1, a - ms(fs, 4))].mean(axis=1)
+        # the isoelectric level before the detected onset (the reading convention moves timing, not amplitudes)
+        a_lev = int(fid.level_on[k]) if fid.level_on is not None and np.isfinite(fid.level_on[k]) else a
+        lev = x[:, max(0, a_lev - ms(fs, 20)):max(1, a_lev - ms(fs, 4))].mean(axis=1)
         seg = x[:, a:b + 1] - lev[:, None]
         # each lead's own QRS end where the median beat shows it clearly apart from the global one (beats
         # that took the median beat's QRS); the window of the lead's QRS waves and its J point stay global
@@ -349,10 +363,11 @@ def measure_record(record: ECGRecord) -> Measurement:
         num["qrs_ms"][li, k] = (q_end - q_on) * to_ms
         # the lead's main deflection (largest |amplitude|), as the generator's and LUDB's peak marks
         num["r_peak_ms"][li, k] = (a + np.argmax(np.abs(seg), axis=1)) * to_ms
-        num["st_j_mv"][li, k] = x[:, b] - lev
+        j = int(fid.j_point[k]) if fid.j_point is not None and np.isfinite(fid.j_point[k]) else b
+        num["st_j_mv"][li, k] = x[:, j] - lev
         num["_qrs_area"][li, k] = seg.sum(axis=1) * to_ms
         num["_ptp"][li, k] = seg.max(axis=1) - seg.min(axis=1)
-        j60 = b + ms(fs, 60)
+        j60 = j + ms(fs, 60)
         if j60 < n:
             num["st_j60_mv"][li, k] = x[:, j60] - lev
         for row_i, lead_i in enumerate(li):
@@ -422,6 +437,7 @@ def measure_record(record: ECGRecord) -> Measurement:
         values["pr_ms"] = None
     glob = _global_intervals(fid, classes, fs)
     conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs)
+    conf.intervals["hr"] = rate_confidence(r, classes, fs, fid, cl.spikes)
     for c, per_lead in conf.lead.items():
         num[c] = np.repeat(per_lead[:, None], nb, axis=1)
     per_lead_qt = {}
@@ -507,8 +523,9 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
     # the record's intervals: the median over leads of each lead's own (what one reads in a typical lead)
     row.update(values)
     for k, ic in conf.intervals.items():
-        row[f"{k}_conf"] = ic.value if row[f"{k}_ms"] is not None else None
-    row["uncertain"] = conf.uncertain(values)
+        value = row["hr_bpm"] if k == "hr" else row[f"{k}_ms"]
+        row[f"{k}_conf"] = ic.value if value is not None else None
+    row["uncertain"] = conf.uncertain({**values, "hr_bpm": row["hr_bpm"]})
     if row["qt_ms"] is not None and row["rr_mean_ms"]:
         qt, rrm = row["qt_ms"], row["rr_mean_ms"]
         row.update(qtc_bazett_ms=qtc_bazett_ms(qt, rrm), qtc_fridericia_ms=qtc_fridericia_ms(qt, rrm),

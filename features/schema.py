@@ -93,6 +93,7 @@ RECORDS_SCHEMA: dict[str, pl.DataType] = {
     "pr_conf": pl.Float64,           # confidence (0-1) of pr_ms / qrs_ms / qt_ms (and of what derives from them)
     "qrs_conf": pl.Float64,
     "qt_conf": pl.Float64,
+    "hr_conf": pl.Float64,           # confidence (0-1) of hr_bpm and the RR values (features/rate.py)
     "uncertain": pl.String,          # "qt_ms:leads_disagree(38 ms);..." every record value below CONFIDENCE_MIN
     # reference comparisons (null when the source has no reference): ours - reference
     "ref_kind": pl.String,
@@ -122,9 +123,12 @@ CONFIDENCE_MIN = 0.5
 # Which confidence columns stand behind each value: record-level (RECORDS_SCHEMA) and per lead (BEATS_SCHEMA).
 # A value is as sure as the least sure of them; columns not listed carry no confidence of their own.
 RECORD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
-    "pr_ms": ("pr_conf",), "qrs_ms": ("qrs_conf",), "qt_ms": ("qt_conf",),
-    "qtc_bazett_ms": ("qt_conf",), "qtc_fridericia_ms": ("qt_conf",), "qtc_framingham_ms": ("qt_conf",),
-    "qtc_hodges_ms": ("qt_conf",), "qt_dispersion_ms": ("qt_conf",),
+    "pr_ms": ("pr_conf",), "qrs_ms": ("qrs_conf",), "qt_ms": ("qt_conf",), "qt_dispersion_ms": ("qt_conf",),
+    # a QTc is corrected with the record's RR: as sure as the QT and the beats counted
+    **{c: ("qt_conf", "hr_conf") for c in ("qtc_bazett_ms", "qtc_fridericia_ms", "qtc_framingham_ms",
+                                           "qtc_hodges_ms")},
+    # the rate and the RR values (rr_ms: the basic RR the writer reads from the beats) come from the beats counted
+    **{c: ("hr_conf",) for c in ("hr_bpm", "rr_mean_ms", "rr_sd_ms", "rr_ms")},
 }
 LEAD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
     **{c: ("p_conf",) for c in ("p_on_ms", "p_peak_ms", "p_off_ms", "p_ms")},

@@ -113,6 +113,10 @@ class SynthParams(BaseModel):
     pacing_spike_mv: float = Field(2.0, ge=0.2, le=10.0)
     pacing_latency_ms: float = Field(20.0, ge=0.0, le=40.0)
     biv_delay_ms: float = Field(20.0, ge=0.0, le=60.0)
+    # dual-chamber pacing: an atrial stimulus ``atrial_latency_ms`` before every paced beat's P (the P it evokes);
+    # unipolar atrial stimuli reach the recorder small (LUDB 45: 0.1-0.4 mV), well below the ventricular ones
+    atrial_spike_mv: float = Field(0.0, ge=0.0, le=5.0)
+    atrial_latency_ms: float = Field(10.0, ge=0.0, le=40.0)
     st_shift_mv: float = Field(0.0, ge=-0.5, le=0.6)  # + elevation / - depression, in the territory's leads
     st_territory: Territory = "anterior"
     t_inversion: Territory | None = None
@@ -142,6 +146,8 @@ class SynthParams(BaseModel):
             raise ValueError("a left posterior fascicular block needs qrs_axis_deg >= 90")
         if self.pacing != "none" and (self.bundle_branch_block != "none" or self.qrs_ms < 120):
             raise ValueError("a paced QRS needs qrs_ms >= 120 and no bundle branch block")
+        if self.atrial_spike_mv > 0 and (self.pacing == "none" or not self.is_sinus):
+            raise ValueError("atrial stimuli need ventricular pacing and P waves (dual-chamber pacing)")
         if self.is_sinus and self.pr_ms < self.p_duration_ms + 30.0:
             raise ValueError(f"pr_ms {self.pr_ms} leaves no PR segment after a {self.p_duration_ms:.0f} ms P")
         if self.rhythm == "sinus_bradycardia" and self.hr_bpm >= 60:

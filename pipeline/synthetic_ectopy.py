@@ -78,7 +78,9 @@ def place_pacs(params: SynthParams, rng: np.random.Generator, normal_waves: dict
         placed += 1
 
 
-PACING_SPIKE_DIRS = {"rv": np.array([0.2, -0.9, 0.35]), "lv": np.array([-0.85, -0.3, 0.4])}
+# right ventricular apex, left ventricular (coronary sinus) and right atrial appendage electrodes
+PACING_SPIKE_DIRS = {"rv": np.array([0.2, -0.9, 0.35]), "lv": np.array([-0.85, -0.3, 0.4]),
+                     "ra": np.array([-0.45, 0.6, 0.65])}
 # the stimulus as sampled at 500 Hz: a sharp rise, then the lead's coupling / polarisation tail of the same
 # polarity decaying exponentially (the shape of LUDB 45's stimuli: -0.59, -0.37, -0.25, -0.15 mV)
 PACING_RISE = 0.3
@@ -89,15 +91,22 @@ def add_pacing_spikes(dipole: np.ndarray, params: SynthParams, times: np.ndarray
                        dt_ms: float) -> None:
     """Add the pacing stimuli of every paced beat to ``dipole`` (in place): a spike (PACING_RISE, then the tail) of
     ``pacing_spike_mv`` in the largest lead, ``pacing_latency_ms`` before the QRS onset; biventricular: the
-    LV stimulus there and the RV one ``biv_delay_ms`` after it. The QRS truth starts at the capture (its
+    LV stimulus there and the RV one ``biv_delay_ms`` after it; with ``atrial_spike_mv`` also an atrial stimulus
+    ``atrial_latency_ms`` before the beat's P (dual-chamber pacing). The QRS truth starts at the capture (its
     dipole's onset), not at the spike."""
     n = dipole.shape[1]
     sites = ("rv",) if params.pacing == "ventricular" else ("lv", "rv")
     k = np.arange(int(round(6 * PACING_TAIL_MS / dt_ms)) + 1)
     shape = np.concatenate(([PACING_RISE], np.exp(-k * dt_ms / PACING_TAIL_MS)))
+    atrial = scale_to_max_lead(PACING_SPIKE_DIRS["ra"], params.atrial_spike_mv) if params.atrial_spike_mv else None
     for t0, kind in zip(times, kinds):
         if kind != "paced":
             continue
+        if atrial is not None:  # dual-chamber: the atrial stimulus, then its P, then the AV delay
+            at = int(round((t0 - params.pr_ms - params.atrial_latency_ms) / dt_ms)) - 1
+            idx = at + np.arange(shape.size)
+            ok = (idx >= 0) & (idx < n)
+            dipole[:, idx[ok]] += np.outer(atrial, shape[ok])
         for j, site in enumerate(sites):
             vec = scale_to_max_lead(PACING_SPIKE_DIRS[site], params.pacing_spike_mv)
             at = int(round((t0 - params.pacing_latency_ms + j * params.biv_delay_ms) / dt_ms)) - 1

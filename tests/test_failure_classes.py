@@ -10,10 +10,22 @@ import pytest
 from features import measure_record
 from features.confidence import TOLERANCE_MS
 from features.measure import as_record
+from features.qrs_edges import synthetic_reading_intervals
 from features.schema import CONFIDENCE_MIN
 from pipeline.synthetic_cases import FAILURE_CLASSES, failure_record
 
 SEEDS = range(5)
+
+
+def _read(syn) -> dict[str, float | None]:
+    """The record's truth moved as the published QRS edges are (features.qrs_edges: the generator's edges are
+    kinks at zero amplitude, which the detector already finds ~4 ms outside; the published edges are moved a
+    further LUDB-fitted margin to the clinicians' reading: the onset earlier, not in paced beats, the end later).
+    PR / QRS / QT keyed pr, qrs, qt. test_every_citable_interval_is_a_true_citation_of_the_bare_truth checks the
+    published values against the bare truth."""
+    t = syn.truth
+    pr, qrs, qt = synthetic_reading_intervals(t.pr_ms, t.qrs_ms, t.qt_ms, paced=syn.params.pacing != "none")
+    return {"pr": pr, "qrs": qrs, "qt": qt}
 
 
 def _measured(name: str, seed: int):
@@ -44,13 +56,29 @@ def _citable_counts(measured, names) -> tuple[int, int]:
 def test_every_citable_interval_is_within_tolerance_of_the_truth(measured, name):
     for seed in SEEDS:
         syn, m = measured[(name, seed)]
-        row, truth = m.record_row, syn.truth
+        row, truth = m.record_row, _read(syn)
         for key in ("pr", "qrs", "qt"):
-            true_ms = getattr(truth, f"{key}_ms")
+            true_ms = truth[key]
             value, conf = row[f"{key}_ms"], row[f"{key}_conf"]
             if true_ms is None or value is None or conf < CONFIDENCE_MIN:
                 continue
             assert abs(value - true_ms) <= TOLERANCE_MS[key], (name, seed, key, value, true_ms, row["uncertain"])
+
+
+def test_every_citable_interval_is_a_true_citation_of_the_bare_truth(measured):
+    # the published edges follow the clinicians' reading (features.qrs_edges), which on the generator's kinked
+    # edges lies outside them: still, a cited value must be true of the generator's own truth within the cited
+    # tolerance (../shared/tools/cited_truth.py: 20 / 20 / 30 ms), in every class and seed
+    worst = {}
+    for (name, seed), (syn, m) in measured.items():
+        row = m.record_row
+        for key in ("pr", "qrs", "qt"):
+            true_ms, value, conf = getattr(syn.truth, f"{key}_ms"), row[f"{key}_ms"], row[f"{key}_conf"]
+            if true_ms is None or value is None or conf < CONFIDENCE_MIN:
+                continue
+            worst[key] = max(worst.get(key, 0.0), abs(value - true_ms))
+            assert abs(value - true_ms) <= TOLERANCE_MS[key], (name, seed, key, value, true_ms)
+    assert set(worst) == {"pr", "qrs", "qt"}, worst
 
 
 def test_most_values_of_the_failure_classes_stay_citable(measured):
@@ -67,8 +95,9 @@ def test_most_values_of_the_failure_classes_stay_citable(measured):
 def test_bifid_p_of_left_atrial_enlargement_starts_at_its_first_hump(measured, seed):
     # the knee of the spatial magnitude sat in the notch between the right- and the left-atrial hump: PR -60 ms
     syn, m = measured[("brady_lae", seed)]
-    assert abs(m.record_row["pr_ms"] - syn.truth.pr_ms) <= 10, (m.record_row["pr_ms"], syn.truth.pr_ms)
-    assert abs(m.record_row["pr_global_ms"] - syn.truth.pr_ms) <= 10
+    pr = _read(syn)["pr"]
+    assert abs(m.record_row["pr_ms"] - pr) <= 10, (m.record_row["pr_ms"], pr)
+    assert abs(m.record_row["pr_global_ms"] - pr) <= 10
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -76,7 +105,8 @@ def test_p_on_the_preceding_t_keeps_the_multi_lead_onset(measured, seed):
     # each lead's P onset was moved by the T's slope it starts on: PR up to +22 ms
     # (a P starting inside the T's tail still starts a little late: within 15 ms; and it is not citable)
     syn, m = measured[("avb1_p_on_t", seed)]
-    assert abs(m.record_row["pr_ms"] - syn.truth.pr_ms) <= 15, (m.record_row["pr_ms"], syn.truth.pr_ms)
+    pr = _read(syn)["pr"]
+    assert abs(m.record_row["pr_ms"] - pr) <= 15, (m.record_row["pr_ms"], pr)
 
 
 @pytest.mark.parametrize("name", ["biv_paced", "rv_paced"])
@@ -87,7 +117,8 @@ def test_paced_beats_are_found_and_their_qrs_starts_after_the_stimulus(measured,
         syn, m = measured[(name, seed)]
         row = m.record_row
         assert row["n_paced"] >= 0.7 * row["n_beats"], (seed, row["n_paced"], row["n_beats"])
-        assert abs(row["qrs_ms"] - syn.truth.qrs_ms) <= TOLERANCE_MS["qrs"], (seed, row["qrs_ms"], syn.truth.qrs_ms)
+        qrs = _read(syn)["qrs"]
+        assert abs(row["qrs_ms"] - qrs) <= TOLERANCE_MS["qrs"], (seed, row["qrs_ms"], qrs)
 
 
 def test_atrial_premature_beats_are_premature_and_keep_their_own_p(measured):
@@ -109,5 +140,5 @@ def test_flat_t_ends_before_the_u_wave_and_after_the_st_segment(measured, name):
     # depressed ST: a ripple on the ST's decline was taken for its peak and the T's end for a notch (QT -109)
     for seed in SEEDS:
         syn, m = measured[(name, seed)]
-        assert abs(m.record_row["qt_ms"] - syn.truth.qt_ms) <= TOLERANCE_MS["qt"], \
-            (seed, m.record_row["qt_ms"], syn.truth.qt_ms)
+        qt = _read(syn)["qt"]
+        assert abs(m.record_row["qt_ms"] - qt) <= TOLERANCE_MS["qt"], (seed, m.record_row["qt_ms"], qt)

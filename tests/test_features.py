@@ -11,6 +11,7 @@ from features import featuredb_rows, frontal_axis_deg, measure_record, qtc_bazet
     qtc_fridericia_ms, qtc_hodges_ms
 from features.featuredb import FEATUREDB_SCHEMA
 from features.measure import as_record
+from features.qrs_edges import synthetic_reading, synthetic_reading_beats, synthetic_reading_intervals
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from pipeline.record import LEADS
 from pipeline.synthetic import SynthParams, generate_record
@@ -42,7 +43,17 @@ def test_synthetic_fiducials_within_10ms(case):
     synth = generate_record(params, seed=3, record_id=case)
     m = measure_record(as_record(synth.signal_mv, case))
     assert m.beats.columns == list(BEATS_SCHEMA) and m.beats.dtypes == list(BEATS_SCHEMA.values())
-    j = match_truth(synth.beats, m.beats)
+    # what we publish follows the clinicians' reading of the QRS edges (features.qrs_edges: on LUDB the detector
+    # sits a median 4 ms after the experts' onset and 2 ms before their end, and the published edges are moved by
+    # those fitted margins). The generator's edges are defined otherwise: a kink from exactly zero amplitude, a
+    # corner no real QRS has, which the detector (through the 0.5-40 Hz cleaning) already finds 4 ms outside.
+    # So the published fiducials are compared with the truth moved by the same margins (same tolerances as
+    # before the convention), the detector's own edges with the bare truth
+    # (test_detector_edges_against_the_bare_truth), and every citable value with the bare truth within the cited
+    # tolerance (tests/test_failure_classes.py)
+    truth = synthetic_reading_beats(synth.beats)
+    pr_t, qrs_t, qt_t = synthetic_reading_intervals(synth.truth.pr_ms, synth.truth.qrs_ms, synth.truth.qt_ms)
+    j = match_truth(truth, m.beats)
     assert j["beat"].n_unique() >= synth.truth.n_beats - 1
     # on/offsets are global (all leads; P onsets and ends per lead: below), so every lead must be within 10 ms of
     # the truth
@@ -73,14 +84,39 @@ def test_synthetic_fiducials_within_10ms(case):
             assert err.max() <= 10.0, (case, col, err.max())
     row = m.record_row
     assert set(row) == set(RECORDS_SCHEMA)
-    assert abs(row["qrs_ms"] - synth.truth.qrs_ms) <= 12.0
-    assert abs(row["qt_ms"] - synth.truth.qt_ms) <= 12.0
-    assert abs(row["pr_ms"] - synth.truth.pr_ms) <= 10.0
+    assert abs(row["qrs_ms"] - qrs_t) <= 12.0
+    assert abs(row["qt_ms"] - qt_t) <= 12.0
+    assert abs(row["pr_ms"] - pr_t) <= 10.0
     assert abs(row["hr_bpm"] - synth.truth.hr_bpm) <= 2.0
     assert abs(row["qrs_axis_deg"] - synth.truth.qrs_axis_deg) <= 5.0
     assert row["p_waves_present"] is True
     assert row["leads_ok"] == 12 and row["leads_gated"] == ""
     assert set(m.beats["lead_quality"].unique()) == {"ok"}
+
+
+@pytest.mark.parametrize("case", ["normal", "rbbb", "long_pr_rad"])
+def test_detector_edges_against_the_bare_truth(case):
+    # the detector alone (no reading convention) against the generator's exact QRS edges; the published edges
+    # lie exactly the convention's margins outside it
+    synth = generate_record(SynthParams(**CASES[case]), seed=3, record_id=case)
+    rec = as_record(synth.signal_mv, case)
+    bare, read = measure_record(rec, reading_convention=False), measure_record(rec)
+    j = match_truth(synth.beats, bare.beats)
+    assert j.height >= 0.9 * synth.beats.height
+    err = (j["qrs_off_ms_d"] - j["qrs_off_ms"]).drop_nulls()
+    assert err.abs().max() <= 10.0, err.to_list()
+    assert abs(bare.record_row["qrs_ms"] - synth.truth.qrs_ms) <= 12.0
+    on, off = synthetic_reading(0.0, 0.0)
+    both = bare.beats.select("qrs_on_ms", "qrs_off_ms").rename({"qrs_on_ms": "b_on", "qrs_off_ms": "b_off"}) \
+        .hstack(read.beats.select("qrs_on_ms", "qrs_off_ms", "beat_class", "st_j_mv")).drop_nulls(["b_on", "qrs_on_ms"])
+    assert ((both["qrs_on_ms"] - both["b_on"]) == on).all() and ((both["qrs_off_ms"] - both["b_off"]) == off).all()
+    # the convention moves timing, never an amplitude: the J point stays the detected end and the isoelectric level
+    # stays before the detected onset, so ST levels and P / T amplitudes are the detector's to the last digit
+    for col in ("st_j_mv", "st_j60_mv", "p_amp_mv", "t_amp_mv"):
+        d = (bare.beats[col] - read.beats[col]).drop_nulls().abs()
+        assert d.len() > 0 and d.max() == 0.0, (col, d.max())
+    assert read.record_row["qrs_ms"] == pytest.approx(bare.record_row["qrs_ms"] + off - on)
+    assert read.record_row["pr_ms"] == pytest.approx(bare.record_row["pr_ms"] + on)
 
 
 def test_morphology_names_rbbb_rsr_prime_in_v1():

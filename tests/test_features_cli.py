@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import wfdb
 
+from features.qrs_edges import synthetic_reading_intervals
 from features.run import read_table, run_features
 from features.schema import BEATS_SCHEMA, ERRORS_SCHEMA, RECORDS_SCHEMA
 from pipeline.record import LEADS
@@ -74,11 +75,14 @@ def test_cli_on_synthetic_tree_agrees_with_truth(tmp_path):
     recs = read_table(out, "records")
     assert recs.height == 8 and (recs["ref_kind"] == "synthetic_truth").all()
     assert recs["diff_rr_ms"].abs().max() < 5
-    # median agreement over the tree (single records with a bundle branch block may be further off)
-    assert recs["diff_qrs_ms"].abs().median() <= 12
-    assert recs["diff_qt_ms"].abs().median() <= 15
+    # median agreement over the tree (single records with a bundle branch block may be further off), against the
+    # truth as the reading convention publishes it (features.qrs_edges: the QRS edges a margin outside the
+    # dipole's support, which the diff_* columns hold as they are against the generator's truth)
+    pr, qrs, qt = synthetic_reading_intervals(0.0, 0.0, 0.0)
+    assert (recs["diff_qrs_ms"] - qrs).abs().median() <= 12
+    assert (recs["diff_qt_ms"] - qt).abs().median() <= 15
     assert recs["diff_qrs_axis_deg"].abs().median() <= 5
-    assert recs["diff_pr_ms"].drop_nulls().abs().median() <= 10
+    assert (recs["diff_pr_ms"].drop_nulls() - pr).abs().median() <= 10
 
 
 def test_a_bad_setting_stops_the_run_before_any_record(tmp_path):

@@ -200,18 +200,20 @@ def test_p_onset_fit_is_reproduced_from_ludb(tmp_path):
 
 def test_ludb_citable_record_intervals_are_near_the_experts_and_most_are_citable(ludb):
     # every PR / QRS / QT the context lets an answer cite, against the experts' median over leads of each lead's
-    # median interval (../shared/tools/cited_truth.py's reference): within 20 / 20 / 30 ms but for the narrow
-    # QRS complexes the experts start 10-15 ms before any lead deflects (records 20, 35, 80: -21 / -22 ms), so
-    # this guard allows 5 ms more; and at least 95% of the values with an expert value are citable
+    # median interval (../shared/tools/cited_truth.py's reference): within 20 / 20 / 30 ms but at most one (LUDB
+    # 103, flutter with a slurred S: QRS +22 ms), none more than 5 ms beyond; centred on the experts (the QRS
+    # reading convention, features.qrs_edges: PR, QRS and QT each within 4 ms of them on average); and at least
+    # 95% of the values with an expert value are citable
     from pipeline.context import build_context
 
-    tol = {"pr": 25.0, "qrs": 25.0, "qt": 35.0}
+    tol = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
     have = citable = 0
+    errors: dict[str, list[tuple[str, float]]] = {k: [] for k in tol}
     for rid in ludb.ids():
         rec = ludb.read(rid)
         m = measure_record(rec)
         ctx = build_context(rec.meta, m.record_row, m.beats)
-        for key, wave_pair in (("pr", ("P", "QRS")), ("qrs", ("QRS", "QRS")), ("qt", ("QRS", "T"))):
+        for key in tol:
             per_lead = []
             for lead in LEADS:
                 vals = _expert_intervals(rec, lead, key)
@@ -224,8 +226,61 @@ def test_ludb_citable_record_intervals_are_near_the_experts_and_most_are_citable
             if value is None or not ctx.citable(f"{key}_ms"):
                 continue
             citable += 1
-            assert abs(value - float(np.median(per_lead))) <= tol[key], (rid, key, value, np.median(per_lead))
+            errors[key].append((rid, value - float(np.median(per_lead))))
+    misses = [(k, rid, e) for k, es in errors.items() for rid, e in es if abs(e) > tol[k]]
+    assert len(misses) <= 1 and all(abs(e) <= tol[k] + 5.0 for k, _, e in misses), misses
+    for key, es in errors.items():
+        assert abs(float(np.mean([e for _, e in es]))) <= 4.0, (key, np.mean([e for _, e in es]))
     assert citable >= 0.95 * have, (citable, have)
+
+
+def test_qrs_reading_convention_is_reproduced_from_ludb(tmp_path):
+    # features/qrs_convention.json is what `python -m features.fit_qrs_convention` makes from LUDB with this code;
+    # the folds (each without one fifth of the records) agree with the shipped margins to a sample, and the
+    # convention is picked by the same fold names as the P-onset fit ($ECG_GROUNDING_P_ONSET_FIT)
+    import json
+
+    from features.delineate import P_ONSET_FIT_PATH
+    from features.fit_qrs_convention import main
+    from features.qrs_edges import QRS_CONVENTION_PATH
+    out = tmp_path / "conv.json"
+    assert main(["--root", str(shared_path("data", "ludb")), "--out", str(out)]) == 0
+    new, shipped = json.loads(out.read_text()), json.loads(QRS_CONVENTION_PATH.read_text())
+    assert new["fits"] == shipped["fits"]
+    assert set(shipped["fits"]) == set(json.loads(P_ONSET_FIT_PATH.read_text())["fits"])
+    full = shipped["fits"]["all"]
+    assert full["onset_margin_ms"] > 0 and full["end_margin_ms"] > 0  # the experts' marks enclose the detector's
+    for fit in shipped["fits"].values():
+        assert abs(fit["onset_margin_ms"] - full["onset_margin_ms"]) <= 2.0
+        assert abs(fit["end_margin_ms"] - full["end_margin_ms"]) <= 2.0
+
+
+def test_ludb_qrs_edges_are_centred_on_the_experts_beat_by_beat(ludb):
+    # over every expert QRS of the 35 records: the published onset and end lie a median 0 ms from the experts'
+    # marks (the detector's own: +4 ms late and 2 ms early, features.qrs_edges); paced beats keep the detector's
+    # onset (after the stimulus)
+    d_on, d_off = [], []
+    for rid in ludb.ids():
+        rec = ludb.read(rid)
+        b = measure_record(rec).beats
+        for lead in LEADS:
+            lb = b.filter(pl.col("lead") == lead)
+            peak, on, off = (lb[c].to_numpy().astype(float) for c in ("r_peak_ms", "qrs_on_ms", "qrs_off_ms"))
+            if not np.isfinite(peak).any():
+                continue
+            for w in rec.meta.reference.waves:
+                if w.lead != lead or w.wave != "QRS" or w.peak_ms is None:
+                    continue
+                k = int(np.nanargmin(np.abs(peak - w.peak_ms)))
+                if abs(peak[k] - w.peak_ms) > 60:
+                    continue
+                if w.on_ms is not None and np.isfinite(on[k]):
+                    d_on.append(on[k] - w.on_ms)
+                if w.off_ms is not None and np.isfinite(off[k]):
+                    d_off.append(off[k] - w.off_ms)
+    assert len(d_on) > 3000 and len(d_off) > 3000
+    assert abs(float(np.median(d_on))) <= 2.0 and abs(float(np.median(d_off))) <= 2.0, \
+        (np.median(d_on), np.median(d_off))
 
 
 def _expert_intervals(rec, lead: str, key: str) -> list[float]:

@@ -195,7 +195,9 @@ def test_interval_and_axis_words_follow_the_cutoff_table(template, normal):
     qtc = long_qt.record["qtc_bazett_ms"]
     assert qtc >= cutoffs()["qtc_prolonged_ms"].threshold("female") + 5
     rejects(long_qt, "The QTc is normal.", "contradicts_measurement")
-    assert normal.record["qtc_bazett_ms"] < 440
+    # below the table's cut-off for the fixture's sex (male), with room (the published QT follows the clinicians'
+    # reading of the QRS onset: features.qrs_edges)
+    assert normal.record["qtc_bazett_ms"] <= cutoffs()["qtc_prolonged_ms"].threshold("male") - 5
     rejects(normal, "The QTc is prolonged.", "contradicts_measurement")
     passes(normal, f"QTc {normal.record['qtc_bazett_ms']:.0f} ms, within normal limits.")  # not 'normal ECG'
     rejects(normal, "The QRS complexes are wide.", "contradicts_measurement")

@@ -1,0 +1,134 @@
+"""What counts as a heartbeat, and how sure the heart rate is.
+
+A heart rate is a count of ventricular depolarisations (QRS complexes) per minute. Two things make a count wrong:
+a detection that is not a QRS (an atrial pacing stimulus, a tall P or T wave, an artefact) and a QRS that was
+missed. Here:
+
+- ``atrial_events``: complexes that lie an AV delay before a paced ventricular beat. A dual-chamber pacemaker
+  paces the atrium, waits its AV delay (LUDB 45: ~190 ms) and then paces the ventricle; a ventricular pacemaker
+  that senses a ventricular depolarisation resets its timer and does not pace the ventricle again within the
+  lower-rate interval, and the ventricle is refractory for ~250-300 ms after one anyway. So a complex followed
+  AV_DELAY_MS later by a captured ventricular stimulus was not a ventricular depolarisation: it is the atrial
+  stimulus and the P wave it evokes (or a sinus P that a VDD pacemaker tracks), and it is no heartbeat. (LUDB
+  45: the small unipolar atrial stimuli are far below the ventricular ones, not found as stimuli, and 4 of them
+  were counted as beats: heart rate 88 for the experts' 61.)
+- ``rate_confidence``: the heart rate's confidence (``hr_conf``), from a second look at the beats counted: the
+  rate without the detections that split one cardiac cycle in two (``split``: two consecutive RR intervals that
+  together make one typical RR, the first a beat that is neither premature nor paced: an extra detection inside
+  a cycle; a premature beat with its compensatory pause makes two typical RRs instead), the rate with the beats
+  a regular rhythm seems to have lost (``gap``: an RR of about two or three basic cycles, the regular cluster of
+  the shortest RRs; only with P waves), the
+  rate of the typical cycle where most cycles are alike (``typical``: 60000 / the median RR against 60000 / the
+  mean of the RRs between beats that are not premature, which lost or gained beats move; only with P waves:
+  atrial fibrillation is not regular, flutter with a varying block beats at multiples of its cycle),
+  complexes still lying an AV delay before a paced beat (``stimuli``) and physiology (``plausible``, 20-300 bpm).
+  Each is a disagreement in bpm, scored like the intervals' checks (``features.confidence.score``) against
+  HR_TOLERANCE_BPM, the cited-truth tolerance of a heart rate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from features.confidence import IntervalConfidence
+from features.delineate import GlobalFiducials, ms, paced_stimuli
+
+AV_DELAY_MS = (60.0, 350.0)  # a ventricular stimulus this long after a complex's onset: that complex was atrial
+HR_TOLERANCE_BPM = 5.0       # a cited heart rate within this of the truth is true (../shared/tools/cited_truth.py)
+HR_PLAUSIBLE_BPM = (20.0, 300.0)
+SPLIT_SHORT = 0.6      # an RR under this share of the typical one ...
+SPLIT_SUM = 0.15       # ... that makes one typical RR with the next (within this share) split one cycle
+GAP_MULTIPLE = 0.15    # an RR within this share of 2 or 3 typical RRs ...
+GAP_REGULAR_CV = 0.08  # ... of a basic cycle this regular (SD / mean of the RRs up to 1.5 x the shortest) lost a beat
+GAP_MIN_NN = 3         # the basic cycle from the RRs free of premature beats when at least this many are
+TYPICAL_NEAR, TYPICAL_SHARE = 0.1, 0.6  # a rhythm with this share of its RRs within this share of the median RR
+
+
+def ventricular_stimulus_ms(fid: GlobalFiducials, spikes: np.ndarray, k: int, fs_hz: float) -> float | None:
+    """The first ventricular stimulus (ms) of paced beat ``k`` (None when beat ``k`` is not paced or its
+    stimulus is not found)."""
+    if fid.paced is None or not fid.paced[k] or not np.isfinite(fid.qrs_on[k]):
+        return None
+    train = paced_stimuli(spikes, fid.qrs_on[k], fid.r[k] + ms(fs_hz, 40), fs_hz)
+    return None if train is None else float(train[0]) * 1000.0 / fs_hz
+
+
+def atrial_events(fid: GlobalFiducials, spikes: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Bool per beat of ``fid``: a complex, not paced itself, whose onset lies AV_DELAY_MS before the ventricular
+    stimulus of the next beat, a paced one: an atrial event (stimulus and P wave), not a heartbeat (module
+    docstring)."""
+    nb = fid.r.size
+    out = np.zeros(nb, dtype=bool)
+    if spikes is None or len(spikes) == 0 or fid.paced is None or not fid.paced.any():
+        return out
+    to_ms = 1000.0 / fs_hz
+    for k in range(nb - 1):
+        if fid.paced[k] or not np.isfinite(fid.qrs_on[k]):
+            continue
+        stim = ventricular_stimulus_ms(fid, spikes, k + 1, fs_hz)
+        if stim is not None and AV_DELAY_MS[0] <= stim - fid.qrs_on[k] * to_ms <= AV_DELAY_MS[1]:
+            out[k] = True
+    return out
+
+
+def _bpm(rr_ms: np.ndarray) -> float | None:
+    rr_ms = rr_ms[np.isfinite(rr_ms)]
+    return 60000.0 / float(rr_ms.mean()) if rr_ms.size else None
+
+
+def rate_confidence(r: np.ndarray, classes: list[str], fs_hz: float, fid: GlobalFiducials | None = None,
+                    spikes: np.ndarray | None = None) -> IntervalConfidence:
+    """The checks behind the heart rate (bpm disagreements; module docstring). ``r``: the beats' anchors (samples);
+    ``classes``: their beat classes (normal / premature / paced / uncertain); ``fid`` and ``spikes``: for the
+    ``stimuli`` check."""
+    ic = IntervalConfidence(HR_TOLERANCE_BPM)
+    rr = np.diff(np.asarray(r, dtype=float)) * 1000.0 / fs_hz
+    hr = _bpm(rr)
+    if hr is None:
+        return ic
+    ic.checks["plausible"] = float(max(0.0, HR_PLAUSIBLE_BPM[0] - hr, hr - HR_PLAUSIBLE_BPM[1]))
+    typical = float(np.median(rr))
+    # split: an extra detection inside one cycle (its two RRs make one typical RR); the rate without it
+    extra = 0
+    k = 0
+    while k < rr.size - 1:
+        beat = k + 1  # the beat between rr[k] and rr[k + 1]
+        if classes[beat] not in ("premature", "paced") and min(rr[k], rr[k + 1]) < SPLIT_SHORT * typical \
+                and abs(rr[k] + rr[k + 1] - typical) <= SPLIT_SUM * typical:
+            extra += 1
+            k += 2
+            continue
+        k += 1
+    if extra:
+        span = float(rr.sum())
+        ic.checks["split"] = hr - 60000.0 * (rr.size - extra) / span
+    # the RRs into and out of a premature beat are no basic cycles (a coupling interval; an atrial premature beat
+    # resets the sinus node, no compensatory pause follows): the next two checks leave them out
+    nn = np.array([classes[i] != "premature" and classes[i + 1] != "premature" for i in range(rr.size)])
+    sinus_like = fid is None or bool(fid.p_present)  # flutter with a varying block beats at multiples of its cycle
+    # gap: an RR of about two or three basic cycles (the regular cluster of the shortest RRs) lost a beat in it;
+    # the rate with it counted (only with P waves)
+    # when fewer than GAP_MIN_NN cycles are free of premature beats, the premature labels are suspect themselves: a
+    # beat is judged early against the cycle that lost beats make (a sinus bradycardia whose two PVCs were missed:
+    # every other normal beat "premature", RRs 1392 / 2754 / 1392 / 2764 ms), so all the RRs count
+    pool = nn if nn.sum() >= GAP_MIN_NN else np.ones_like(nn)
+    short = rr[pool & (rr <= 1.5 * float(rr[pool].min()))] if pool.any() else rr[:0]
+    if sinus_like and short.size >= 2 and float(np.std(short)) <= GAP_REGULAR_CV * float(np.mean(short)):
+        base = float(np.median(short))
+        lost = 0
+        for v in rr[pool]:
+            for mult in (2, 3):
+                if abs(v - mult * base) <= GAP_MULTIPLE * base:
+                    lost += mult - 1
+                    break
+        if lost:
+            ic.checks["gap"] = 60000.0 * (rr.size + lost) / float(rr.sum()) - hr
+    # typical: a regular underlying rhythm (most RRs near the median one) beats at the median RR's rate; a count
+    # whose mean RR departs from it has lost or gained beats the split / gap patterns did not describe
+    near = np.abs(rr[nn] - typical) <= TYPICAL_NEAR * typical
+    if nn.sum() >= 4 and near.mean() >= TYPICAL_SHARE and sinus_like:
+        ic.checks["typical"] = abs(60000.0 / typical - 60000.0 / float(rr[nn].mean()))
+    if fid is not None and spikes is not None:
+        left = atrial_events(fid, spikes, fs_hz)
+        if left.any():
+            ic.checks["stimuli"] = hr - 60000.0 * (rr.size - int(left.sum())) / float(rr.sum())
+    return ic
