@@ -191,9 +191,7 @@ CASES: list[tuple[str, str, str]] = [
 def test_redteam_case(records, name, sentence, expected):
     ctx = records[name]
     text = _base(ctx) + " " + sentence.format(**values(ctx))
-    # the cases are about claims: one sentence added to a writer answer that may sit at the form's word limit (its
-    # phrasings vary with the measured values) must not fail on the form
-    res = validate_answer(text, ctx, ValidationConfig(max_words=ValidationConfig().max_words + 60), kb=_KB)
+    res = validate_answer(text, ctx, ValidationConfig(), kb=_KB)
     if expected == "accept":
         assert res.accepted, (sentence, res.details)
     else:
@@ -214,14 +212,6 @@ def test_designs_have_what_the_cases_assume(records):
     assert "STE_" in ste.statement_ids and "LVOLT" in lowv.statement_ids
 
 
-def _true_within_form(cases) -> list:
-    """The true cases within the answer form's word limit: a true paraphrase of a writer answer that sits at the
-    limit (its phrasings vary with the measured values) can pass it, and is then rightly refused as too long; the
-    true classes are about claims."""
-    limit = ValidationConfig().max_words
-    return [c for c in cases if c.truth and len(c.answer.split()) <= limit]
-
-
 def test_the_redteam_set_on_synthetic_records(tmp_path):
     """The whole red-team set (true bases: the rules writer and GEM-style answers; their wrong versions and true
     paraphrases) on 8 synthetic records: at least 98 % of the wrong answers rejected, every true one accepted."""
@@ -239,7 +229,7 @@ def test_the_redteam_set_on_synthetic_records(tmp_path):
     answers = {rid: [write_answer(c, seed=0, kb=_KB)] for rid, c in contexts.items()}
     cases = build_cases(contexts, answers, seed=0, kb=_KB, per_class=2)
     wrong = [c for c in cases if not c.truth]
-    true = _true_within_form(cases)
+    true = [c for c in cases if c.truth]
     assert len(wrong) >= 300 and len(true) >= 100
     missed = [c for c in wrong if validate_answer(c.answer, contexts[c.record_id], kb=_KB).accepted]
     refused = [c for c in true if not validate_answer(c.answer, contexts[c.record_id], kb=_KB).accepted]
@@ -264,7 +254,7 @@ def test_the_held_out_round_on_synthetic_records(tmp_path):
     answers = {rid: [write_answer(c, seed=0, kb=_KB)] for rid, c in contexts.items()}
     cases = holdout_cases(contexts, answers, seed=0, kb=_KB)
     wrong = [c for c in cases if not c.truth]
-    true = _true_within_form(cases)
+    true = [c for c in cases if c.truth]
     assert len(wrong) >= 300 and len(true) >= 100
     missed = [c for c in wrong if validate_answer(c.answer, contexts[c.record_id], kb=_KB).accepted]
     refused = [c for c in true if not validate_answer(c.answer, contexts[c.record_id], kb=_KB).accepted]
