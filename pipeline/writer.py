@@ -41,7 +41,7 @@ from pipeline.writer_leads import TerritoryWriter, lead_facts
 _TOKEN = re.compile("\x00(\\d+)\x00")  # a value placeholder of ``_Writer.cite``
 
 # bumped whenever answers change, so stored answers of an older writer are not reused as if new
-WRITER_VERSION = "rules-2.1"
+WRITER_VERSION = "rules-2.2"
 
 _DEPTHS = {"q_amp_mv", "s_amp_mv"}  # written as positive depths
 
@@ -229,7 +229,12 @@ class _Writer:
         return sid in self.named
 
     def close(self) -> None:
-        names = [self.kb.entries[i].name for i in self.statements if self.kb.entries[i].category != "other"]
+        from pipeline.criteria import evaluate
+
+        # 'the tracing shows X' is said only of statements the measurements do not contradict (a contradicted one is
+        # named once, with its caveat, by writer_statements.statement)
+        names = [self.kb.entries[i].name for i in self.statements if self.kb.entries[i].category != "other"
+                 and not evaluate(self.ctx, i, self.kb).conflicts]
         if len(names) < 2:
             return
         from pipeline.writer_leads import join

@@ -148,7 +148,8 @@ def statements(w, sids: list[str]) -> None:
     statements that can only be named are named together in one."""
     groups: list[list[str]] = []
     seen: dict[str, int] = {}
-    bare = [sid for sid in sids if _bare(w, sid)]
+    # a statement the measurements contradict is named alone, with its caveat (``statement``)
+    bare = [sid for sid in sids if _bare(w, sid) and not evaluate(w.ctx, sid, w.kb).conflicts]
     for sid in sids:
         if sid in bare and len(bare) > 1:
             continue
@@ -236,6 +237,19 @@ def statement(w, sid: str) -> None:
                       f"The reading includes {name}; the voltages in {lead_list(look)} are not reliably measurable "
                       f"on this tracing."))
         return
+    if v.conflicts:
+        # the reading names it, the measurements do not meet its criteria (a first-degree AV block read over a PR
+        # of 183 ms): naming it plainly would contradict the interval cited earlier, so the answer says which
+        # measurement falls short, without a number (the number fails the criterion) and without the cut-off
+        nouns = list(dict.fromkeys(_NORMAL_LIMIT_NOUNS.get(r.criterion.feature, "") for r in v.results
+                                   if r.status == "unmet"))
+        if all(nouns):
+            verb = "do" if len(nouns) > 1 else "does"
+            w.emit(w.pick(f"{cap(name)} {be} part of the reading, although {join(nouns)} measured on this tracing "
+                          f"{verb} not meet its criteria.",
+                          f"The reading includes {name}, yet {join(nouns)} measured here {verb} not meet its "
+                          f"criteria."))
+            return
     # nothing measurable meets a criterion: named, with no claim about where it shows
     w.emit(w.pick(f"{cap(name)} {be} also part of the reading.", f"The reading also includes {name}.",
                   f"{cap(name)} {be} noted as well."))

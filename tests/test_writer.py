@@ -262,7 +262,7 @@ def test_form_one_paragraph_no_hidden_input(all_contexts, kb):
 
 
 def test_deterministic_and_varied_in_phrasing_and_structure(synthetic_contexts, kb):
-    assert WRITER_VERSION == "rules-2.1"
+    assert WRITER_VERSION == "rules-2.2"
     ctx = synthetic_contexts[0]
     assert write_answer(ctx, seed=5, kb=kb) == write_answer(ctx, seed=5, kb=kb)
     answers = [write(ctx, seed=s, kb=kb) for s in range(10)]
@@ -374,3 +374,22 @@ def test_sex_specific_cutoffs_are_the_same_for_writer_and_validator(kb):
     assert validate_answer(f"{base} {claim}", woman, kb=kb).accepted
     wrong = validate_answer(f"{base} {claim}", man, kb=kb)
     assert not wrong.accepted and any("evidence of" in d for d in wrong.details), wrong.details
+
+
+def test_a_statement_the_measurements_contradict_carries_its_caveat(kb):
+    """A report's first-degree AV block over a measured PR of 183 ms: named plainly ('First-degree AV block is
+    noted as well') it contradicted the PR cited earlier in the answer; the writer says which measurement falls
+    short of the block's criteria, with no number in that sentence, and the validator accepts the answer."""
+    from pipeline.validate import validate_answer
+
+    short_pr = hand_context(["SR", "1AVB"], record={"pr_ms": 183.0}, leads={lead: {"pr_ms": 183.0} for lead in
+                                                                               ("I", "II", "V1")})
+    long_pr = hand_context(["SR", "1AVB"], record={"pr_ms": 236.0}, leads={lead: {"pr_ms": 236.0} for lead in
+                                                                              ("I", "II", "V1")})
+    for seed in range(4):
+        text = write_answer(short_pr, seed=seed, kb=kb)
+        block = [s for s in re.split(r"(?<=\.) ", text) if "AV block" in s]
+        assert len(block) == 1 and "PR interval" in block[0] and "not meet its criteria" in block[0], block
+        assert not re.search(r"\d", block[0]), block
+        assert validate_answer(text, short_pr, kb=kb).accepted
+        assert "not meet its criteria" not in write_answer(long_pr, seed=seed, kb=kb)
