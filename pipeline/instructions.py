@@ -684,6 +684,9 @@ def _prompt_info(prompts: str | Path | None, record_ids: list[str] | None = None
     lf = pl.scan_parquet(prompts)
     cols = lf.collect_schema().names()
     text_col = next((c for c in ("prompt", "prompt_text", "text", "user") if c in cols), None)
+    if "prompt_hash" in cols or "prompt_sha256" in cols:
+        # the prompt text (~24 KB a prompt) is read only to hash it when no hash is stored
+        text_col = None
     keep = {"record_id", "variant", "prompt_hash", "prompt_sha256", "template_version", "image_path", text_col}
     lf = lf.select([c for c in cols if c in keep])
     if record_ids is not None:
