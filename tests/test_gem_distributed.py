@@ -47,7 +47,11 @@ def test_ddp_and_fsdp2_end_with_the_parameters_of_one_process(data, tmp_path):
         other = read_weights(tmp_path / name / "model.safetensors")
         assert set(other) == set(one)
         worst = max(float((other[k] - one[k]).abs().max()) for k in one)
-        assert worst < 1e-5, (name, worst)
+        # the all-reduce adds the two halves' gradients in another order than one process does (float32, ~1e-7
+        # relative); Adam divides by sqrt(v), which turns that into up to a few % of one step (lr 1e-3) where a
+        # gradient is near zero: 1.7e-5 measured on one data set. A wrong split or a missed reduction moves
+        # parameters by whole steps (1e-3), far above this bound.
+        assert worst < 5e-5, (name, worst)
         losses = [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         ref = [json.loads(line)["loss"] for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
         assert losses == pytest.approx(ref, abs=1e-5)
