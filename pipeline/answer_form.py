@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from pipeline.casefold import Folded
+
 # The answer's length limit: what the prompts ask of a model and what bounds the rules writer. The validator
 # enforces it with a slack (ValidationConfig.max_words_slack): length is a matter of style, not of truth, and a
 # true answer a few words over - a writer's answer at the limit that a person or model edits with a hedge, a unit
@@ -176,6 +178,9 @@ _INJECTION_PATTERNS = [
 ]
 _INJECTION = re.compile("|".join(_INJECTION_PATTERNS), re.I | re.M)
 
+_LEAK_FOLDED = Folded(_LEAK)
+_INJECTION_FOLDED = Folded(_INJECTION)
+
 
 def count_words(text: str) -> int:
     """Whitespace-separated words (what 'at most 300 words' means to a reader)."""
@@ -183,13 +188,13 @@ def count_words(text: str) -> int:
 
 
 def find_leak(text: str) -> str | None:
-    m = _LEAK.search(text)
-    return m.group(0) if m else None
+    span = _LEAK_FOLDED.search(text)
+    return text[span[0]:span[1]] if span else None
 
 
 def find_instructions(text: str) -> str | None:
-    m = _INJECTION.search(text)
-    return m.group(0).strip() if m else None
+    span = _INJECTION_FOLDED.search(text)
+    return text[span[0]:span[1]].strip() if span else None
 
 
 def check_form(answer: str, config) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from pipeline.answer_text import (LeadGroup, NumberToken, find_leads, find_numbers, lead_groups,
                                   sentences, unit_kind)
+from pipeline.casefold import Folded
 
 # --------------------------------------------------------------------------------------- quantity lexicon
 _I = re.I
@@ -88,6 +89,8 @@ _QUANTITIES: list[tuple[str, str, int, tuple[str, ...]]] = [
      ("ms",)),
 ]
 _QUANT_RES = [(name, re.compile(pat, flags), dims) for name, pat, flags, dims in _QUANTITIES]
+# the case-insensitive ones matched as their lower-cased twins on the lower-cased text (pipeline.casefold)
+_QUANT_FOLDED = [(name, Folded(rx) if rx.flags & re.IGNORECASE else rx, dims) for name, rx, dims in _QUANT_RES]
 # A quantity whose number may follow without a unit ("QTc of 452", "axis -30", "rate 72", "PR 0.16").
 UNITLESS_DIM = {"qtc": "ms", "qt": "ms", "pr": "ms", "qrs": "ms", "rr": "ms", "rate": "bpm", "axis": "deg",
                 "p_axis": "deg", "t_axis": "deg"}
@@ -221,9 +224,10 @@ class _Quant:
 def find_quantities(text: str) -> list[_Quant]:
     """Quantity phrases of ``text``, longest first where they overlap, in text order."""
     hits: list[_Quant] = []
-    for name, rx, dims in _QUANT_RES:
-        for m in rx.finditer(text):
-            hits.append(_Quant(m.start(), m.end(), name, dims))
+    for name, rx, dims in _QUANT_FOLDED:
+        spans = rx.spans(text) if isinstance(rx, Folded) else ((m.start(), m.end()) for m in rx.finditer(text))
+        for start, end in spans:
+            hits.append(_Quant(start, end, name, dims))
     hits.sort(key=lambda q: (q.start, -(q.end - q.start)))
     out: list[_Quant] = []
     for q in hits:

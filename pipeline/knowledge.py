@@ -24,6 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from pipeline.casefold import Folded
 from pipeline.record import LEADS, Statement
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parents[1] / "knowledge"
@@ -508,6 +509,7 @@ class KnowledgeBase:
         # "right bundle branch block" at the same position.
         self._phrase_re = re.compile(r"(?<![\w])" + phrases_pattern(list(self._phrase_index)) + r"(?![\w])",
                                      re.IGNORECASE)
+        self._phrase_folded = Folded(self._phrase_re)
         abbrs = sorted(self._abbrev_index, key=lambda k: (-len(k), k))
         self._abbrev_re = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(a) for a in abbrs) + r")(?![\w])")
 
@@ -568,10 +570,10 @@ class KnowledgeBase:
         clause denies it afterwards ("... is absent").
         """
         hits: list[tuple[int, int, str]] = []
-        for m in self._phrase_re.finditer(text):
-            eid = self._phrase_index.get(_phrase_key(m.group(0)))
+        for start, end in self._phrase_folded.spans(text):
+            eid = self._phrase_index.get(_phrase_key(text[start:end]))
             if eid:
-                hits.append((m.start(), m.end(), eid))
+                hits.append((start, end, eid))
         for m in self._abbrev_re.finditer(text):
             hits.append((m.start(), m.end(), self._abbrev_index[m.group(0)]))
         hits.sort(key=lambda h: (h[0], -(h[1] - h[0])))

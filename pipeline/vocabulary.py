@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.casefold import Folded
 from pipeline.knowledge import KNOWLEDGE_DIR, Category, Mention, _phrase_key, negations, phrases_pattern
 
 VOCABULARY_PATH = KNOWLEDGE_DIR / "vocabulary.yaml"
@@ -63,6 +64,7 @@ class Vocabulary:
             raise ValueError("vocabulary is inconsistent:\n  " + "\n  ".join(problems))
         self._phrase_re = re.compile(r"(?<![\w])" + phrases_pattern(list(self._phrase_index)) + r"(?![\w])",
                                      re.IGNORECASE)
+        self._phrase_folded = Folded(self._phrase_re)
         abbrs = sorted(self._abbrev_index, key=lambda k: (-len(k), k))
         self._abbrev_re = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in abbrs) + r")(?![\w-])") \
             if abbrs else None
@@ -73,10 +75,10 @@ class Vocabulary:
     def find_mentions(self, text: str) -> list[Mention]:
         """Terms named in ``text`` (longest phrase first at a position), each with its negation."""
         hits: list[tuple[int, int, str]] = []
-        for m in self._phrase_re.finditer(text):
-            tid = self._phrase_index.get(_phrase_key(m.group(0)))
+        for start, end in self._phrase_folded.spans(text):
+            tid = self._phrase_index.get(_phrase_key(text[start:end]))
             if tid:
-                hits.append((m.start(), m.end(), tid))
+                hits.append((start, end, tid))
         if self._abbrev_re is not None:
             for m in self._abbrev_re.finditer(text):
                 hits.append((m.start(), m.end(), self._abbrev_index[m.group(0)]))
