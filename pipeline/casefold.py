@@ -10,9 +10,15 @@ from collections.abc import Iterator
 
 
 def lower_pattern(pattern: str) -> str:
-    """``pattern`` with its letters lower-cased and its escapes (``\\S``, ``\\W``, ``\\b``, ``\\u0041``) kept."""
+    """``pattern`` with its letters lower-cased; its escapes (``\\S``, ``\\W``, ``\\b``, ``\\u0041``) and group names
+    kept."""
     out, i = [], 0
     while i < len(pattern):
+        if pattern.startswith(("(?P<", "(?P="), i):  # a group's name is kept as written
+            j = pattern.index(">" if pattern[i + 3] == "<" else ")", i)
+            out.append(pattern[i:j + 1])
+            i = j + 1
+            continue
         if pattern[i] == "\\" and i + 1 < len(pattern):
             out.append(pattern[i:i + 2])
             i += 2
@@ -29,15 +35,17 @@ class Folded:
         if not pattern.flags & re.IGNORECASE:
             raise ValueError("Folded needs a re.IGNORECASE pattern")
         self.slow = pattern
-        self.fast = re.compile(lower_pattern(pattern.pattern), pattern.flags & ~re.IGNORECASE)
+        # a scoped case-sensitive group ("(?-i:QRS)") would be lost by lower-casing: such a pattern is not folded
+        self.fast = pattern if "(?-i" in pattern.pattern else \
+            re.compile(lower_pattern(pattern.pattern), pattern.flags & ~re.IGNORECASE)
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         low = text.lower()
-        rx, target = (self.fast, low) if len(low) == len(text) else (self.slow, text)
+        rx, target = (self.fast, low) if len(low) == len(text) and self.fast is not self.slow else (self.slow, text)
         for m in rx.finditer(target):
             yield m.start(), m.end()
 
     def search(self, text: str) -> tuple[int, int] | None:
         low = text.lower()
-        m = self.fast.search(low) if len(low) == len(text) else self.slow.search(text)
+        m = self.fast.search(low) if len(low) == len(text) and self.fast is not self.slow else self.slow.search(text)
         return (m.start(), m.end()) if m else None

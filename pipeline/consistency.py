@@ -25,6 +25,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from pipeline.answer_text import find_leads, lead_groups, sentences
+from pipeline.casefold import Folded
 from pipeline.context import GroundingContext
 from pipeline.cutoffs import cutoffs
 from pipeline.evidence import check_evidence  # noqa: F401  (re-exported)
@@ -131,6 +132,17 @@ _AXIS_BAND = {"axis_normal": "axis_normal_deg", "axis_left": "axis_left_deg", "a
               "axis_horizontal": "axis_horizontal_deg"}
 
 # --------------------------------------------------------------------------------------------- extraction
+# the record and axis rules with their lower-cased twins for case-insensitive ones (pipeline.casefold)
+def _folded_twin(rx: re.Pattern) -> re.Pattern | None:
+    if not rx.flags & re.IGNORECASE:
+        return None
+    f = Folded(rx)
+    return f.fast if f.fast is not f.slow else None
+
+
+_RULES_FOLDED = [(concept, rx, _folded_twin(rx)) for concept, rx in _RECORD_RULES + _AXIS_RULES]
+
+
 def extract_statements(text: str) -> list[QualClaim]:
     """Every qualitative claim of ``text`` (rules above), negation and leads resolved."""
     out: list[QualClaim] = []
@@ -144,16 +156,19 @@ def extract_statements(text: str) -> list[QualClaim]:
         i = max(0, bisect_right(starts, pos) - 1)
         return sents[i]
 
-    for concept, rx in _RECORD_RULES + _AXIS_RULES:
-        for m in rx.finditer(text):
+    low = text.lower()
+    folded = len(low) == len(text)  # pipeline.casefold: the same spans on the lower-cased text
+    for concept, rx, fast in _RULES_FOLDED:
+        for m in (fast.finditer(low) if folded and fast is not None else rx.finditer(text)):
             a, b = m.start(), m.end()
+            said = text[a:b]
             neg = _negated(text, a, m)
             if neg and concept in ("tachycardia", "bradycardia") and _RHYTHM_QUALIFIER.search(text[max(0, a - 30):a]):
                 continue  # "no ventricular tachycardia" denies a rhythm, not a fast rate
             if concept == "p_present" and (m.groupdict().get("absent") or re.match(
-                    r"(?:absent|absence of|no |without |lack of|loss of)", m.group(0), re.I)):
+                    r"(?:absent|absence of|no |without |lack of|loss of)", said, re.I)):
                 neg = True  # "no P waves", "P waves are absent": the phrase itself denies them
-            if concept == "p_each" and re.search(r"\b(?:absent|missing|lacking|none)\b", m.group(0), re.I):
+            if concept == "p_each" and re.search(r"\b(?:absent|missing|lacking|none)\b", said, re.I):
                 concept, neg = "p_present", True  # "a P wave absent before each QRS": no P waves at all
             scope = ""
             if concept == "low_voltage":  # which leads: the words of its sentence around it
@@ -162,7 +177,7 @@ def extract_statements(text: str) -> list[QualClaim]:
                 scope = "all" if _ALL_WORDS.search(near) else "limb" if _LIMB_WORDS.search(near) and not \
                     _CHEST_WORDS.search(near) else "chest" if _CHEST_WORDS.search(near) and not \
                     _LIMB_WORDS.search(near) else "all" if _LIMB_WORDS.search(near) else ""
-            out.append(QualClaim(concept, a, b, m.group(0), neg, scope=scope))
+            out.append(QualClaim(concept, a, b, said, neg, scope=scope))
     for s0, s1 in sents:
         out.extend(_interval_claims(text, s0, s1))
     out.extend(extract_lead_statements(text, groups, region_spans, sentence_of))
