@@ -29,9 +29,12 @@ SHORT_SYSTEM = ("You are a cardiologist. Write one paragraph interpreting the EC
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
-    """Two synthetic records measured for real; full text/json prompts (budget 2,200) and short ones."""
-    run = make_run_folder(tmp_path_factory.mktemp("real"), 2, seed=3, variants=("text", "json"), budget=2200)
+    """Two synthetic records measured for real; full text/json prompts (budget 2,600: a json prompt is ~200 tokens
+    longer than its text one, and both records need both; still far above the 1,024-token window test) and short
+    ones."""
+    run = make_run_folder(tmp_path_factory.mktemp("real"), 2, seed=3, variants=("text", "json"), budget=2600)
     full = pl.read_parquet(run / "prompts" / "prompts.parquet")
+    assert full.height == 4, full.select("record_id", "variant", "prompt_tokens")  # every prompt fits the budget
     short = full.with_columns(system=pl.lit(SHORT_SYSTEM),
                               user=pl.concat_str(pl.lit("12-lead ECG "), pl.col("record_id"),
                                                  pl.lit(": sinus rhythm, heart rate 72 bpm, QRS 96 ms in lead II, "
