@@ -37,6 +37,14 @@ def cv_folds(ids: list[str]) -> dict[str, int]:
     return {rid: i % CV_FOLDS for i, rid in enumerate(ids)}
 
 
+def fold_splits(rows: list[dict], ids: list[str]):
+    """("all", every row, none held out), then ("fold<k>", the rows outside fold k, the rows of fold k): the
+    shipped fit and the cross-validated ones, over rows keyed by ``record``."""
+    fold = cv_folds(ids)
+    for name, k in {"all": None, **{f"fold{k}": k for k in range(CV_FOLDS)}}.items():
+        yield name, [r for r in rows if fold[r["record"]] != k], [r for r in rows if fold[r["record"]] == k]
+
+
 def record_lead_targets(source: str, root: Path) -> tuple[list[dict], list[str]]:
     """Per record and good lead with paired expert P onsets: id, lead, inputs (ms), target (ms), n; and
     every id of the source (the folds are dealt over all of them)."""
@@ -106,11 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, ids = record_lead_targets(args.source, Path(args.root))
     if not rows:
         raise SystemExit(f"no record with expert P onsets under {args.root}")
-    fold = cv_folds(ids)
     fits = {}
-    for name, k in {"all": None, **{f"fold{k}": k for k in range(CV_FOLDS)}}.items():
-        part = [r for r in rows if fold[r["record"]] != k]  # "all": every row (no record is in fold None)
-        held_out = [r for r in rows if fold[r["record"]] == k]
+    for name, part, held_out in fold_splits(rows, ids):
         coef, b = fit(part)
         fits[name] = {"coef": coef, "intercept_ms": b, "records": sorted({r["record"] for r in part}, key=ids.index),
                       "record_leads": len(part)}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.fit_p_onset import CV_FOLDS, cv_folds
+from features.fit_p_onset import fold_splits
 from features.measure import measure_record
 from features.qrs_edges import QRS_CONVENTION_PATH
 from pipeline.record import LEADS, RecordError
@@ -96,11 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, ids = record_lead_targets(args.source, Path(args.root))
     if not rows:
         raise SystemExit(f"no record with expert QRS edges under {args.root}")
-    fold = cv_folds(ids)
     fits = {}
-    for name, k in {"all": None, **{f"fold{k}": k for k in range(CV_FOLDS)}}.items():
-        part = [r for r in rows if fold[r["record"]] != k]
-        held_out = [r for r in rows if fold[r["record"]] == k]
+    for name, part, held_out in fold_splits(rows, ids):
         m_on, m_off = margins(part)
         fits[name] = {"onset_margin_ms": m_on, "end_margin_ms": m_off,
                       "records": sorted({r["record"] for r in part}, key=ids.index), "record_leads": len(part)}
