@@ -124,6 +124,9 @@ CONFIDENCE_MIN = 0.5
 # A value is as sure as the least sure of them; columns not listed carry no confidence of their own.
 RECORD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
     "pr_ms": ("pr_conf",), "qrs_ms": ("qrs_conf",), "qt_ms": ("qt_conf",), "qt_dispersion_ms": ("qt_conf",),
+    # a frontal axis is the angle of the net area inside the wave's window: where the window's edges are unsure,
+    # so is the area (synthetic CLBBB at 127 bpm: the QRS window 35 ms late, into the ST, read 92 deg for -71)
+    "qrs_axis_deg": ("qrs_conf",), "p_axis_deg": ("pr_conf",), "t_axis_deg": ("qt_conf",),
     # a QTc is corrected with the record's RR: as sure as the QT and the beats counted
     **{c: ("qt_conf", "hr_conf") for c in ("qtc_bazett_ms", "qtc_fridericia_ms", "qtc_framingham_ms",
                                            "qtc_hodges_ms")},
@@ -133,11 +136,19 @@ RECORD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
 LEAD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
     **{c: ("p_conf",) for c in ("p_on_ms", "p_peak_ms", "p_off_ms", "p_ms")},
     "pr_ms": ("p_conf", "qrs_conf"),
-    **{c: ("qrs_conf",) for c in ("qrs_on_ms", "r_peak_ms", "qrs_off_ms", "qrs_ms", "q_ms", "r_ms", "s_ms")},
+    **{c: ("qrs_conf",) for c in ("qrs_on_ms", "r_peak_ms", "qrs_off_ms", "qrs_ms", "q_ms", "r_ms", "s_ms",
+                                  "r_peak_time_ms")},
     **{c: ("t_conf", "qrs_conf") for c in ("t_on_ms", "t_peak_ms", "t_off_ms", "t_ms", "qt_ms", "qtc_bazett_ms",
                                            "qtc_fridericia_ms")},
-    # amplitudes and the polarity / pattern words read from them
-    **{c: ("amp_conf",) for c in ("p_amp_mv", "q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "t_amp_mv",
-                                  "st_j_mv", "st_j60_mv", "p_form", "t_form", "qrs_morphology")},
+    # amplitudes and the polarity / pattern words read from them (pipeline.derived's included): as sure as the
+    # beats agree (amp_conf) and, for what is read inside the QRS window (its Q, R, S waves, its pattern and net
+    # polarity, and the J point, which is the QRS end), as sure as that window (qrs_conf): a window that slid
+    # 35 ms into the ST reads the ST as the QRS's end (synthetic CLBBB at 127 bpm: "qR in III", "largely
+    # positive in II and aVF" for a -71 deg axis); likewise a P wave's size and form and its window (p_conf)
+    **{c: ("amp_conf",) for c in ("t_amp_mv", "t_form")},
+    **{c: ("amp_conf", "p_conf") for c in ("p_amp_mv", "p_form")},
+    **{c: ("amp_conf", "qrs_conf") for c in ("q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "st_j_mv",
+                                             "st_j60_mv", "qrs_morphology", "qrs_polarity", "qrs_net_mv",
+                                             "q_wave_present", "r_prime_present", "s_wave_present")},
 }
 

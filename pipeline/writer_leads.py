@@ -76,7 +76,11 @@ def lead_facts(ctx, lead: str) -> LeadFacts:
         st, r = derived.lead_value(ctx, lead, "st_j_mv"), derived.lead_value(ctx, lead, "r_amp_mv")
         lo = min(derived.lead_value(ctx, lead, "s_amp_mv") or 0.0, derived.lead_value(ctx, lead, "q_amp_mv") or 0.0)
         span = (r or 0.0) - lo
-        if st is not None and span > 0 and lead not in ctx.gated_leads:
+        # only where the millivolts alone are what is not citable: a J point that is not sure (low_confidence),
+        # a gated lead or a reversed limb lead has no place to describe
+        calibration_only = ctx.uncitable_reason("st_j_mv", lead) not in ("low_confidence", "gated_lead",
+                                                                          "limb_lead_reversal")
+        if st is not None and span > 0 and calibration_only:
             share = st / span
             f.st_place = "baseline" if abs(share) <= _ST_SHARE else "above" if share >= 2 * _ST_SHARE else \
                 "below" if share <= -2 * _ST_SHARE else None
