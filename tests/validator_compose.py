@@ -98,6 +98,8 @@ def compose(ctx: GroundingContext, kb, rng: random.Random) -> str:
                                    f"This ECG shows {join(rhythm)}; the {rate_word} is {hr:.0f} bpm"]) + ".")
         else:
             out.append(f"The {rate_word} is {hr:.0f} bpm.")
+    elif rhythm:  # a rate that is not citable still leaves the rhythm to name
+        out.append(rng.choice([f"The rhythm is {join(rhythm)}.", f"This ECG shows {join(rhythm)}."]))
     parts = []
     if pr is not None:
         parts.append(rng.choice([f"a PR interval of {fmt_ms(pr, rng)}", f"PR {pr:.0f} ms",
