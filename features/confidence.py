@@ -12,6 +12,8 @@ The checks, for each interval:
 - ``beats``: the beats delineated one by one, before the median beat's fiducials were carried to them,
   against the median beat (median |difference| over the beats that took it): a median beat that went wrong,
   or beats too unlike each other for one median beat to stand for them;
+- QRS ``beat_ends``: the spread of the beats' own QRS ends (1.96 SD from the IQR): a J point the beats put at
+  different places (a step or slur at the end of the QRS) is ill defined;
 - ``leads``: the spread (interquartile range) over good leads of each lead's own interval: where leads
   disagree by more than the tolerance about where a wave starts or ends, the typical lead is ill defined;
 - ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
@@ -25,7 +27,8 @@ The checks, for each interval:
   each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
-  beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
+  beat), QT ``atrial_waves`` (no P waves, and flutter / fibrillation waves large against the T run through
+  its end) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
   P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact);
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
 
@@ -48,6 +51,7 @@ P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude 
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
+ATRIAL_T_DOUBT = 0.4     # atrial waves this large (vs the T) without P waves make the T's end a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
 P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
 HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
@@ -56,6 +60,7 @@ NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that
 AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
 # twice the standard error of a median of n values of spread IQR: 2 x 1.2533 x (IQR / 1.349) / sqrt(n)
 LEAD_SE_FACTOR = 2.0 * 1.2533 / 1.349
+BEAT_END_SD_FACTOR = 1.96 / 1.349  # an IQR -> the half-width of the 95% range of a normal spread
 MIN_BEATS = 3             # fewer beats with their own delineation say nothing about agreement
 
 
@@ -228,6 +233,16 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
             if d is not None:
                 ic["pr"].checks["beats"] = d * to_ms
 
+    # beat_ends: where the beats, each delineated alone, put their own QRS end (relative to their anchor): the
+    # half-width of its 95% range, 1.96 SD estimated robustly from the IQR (IQR / 1.349: one odd beat does not
+    # move it). A J point that is clear ends every beat at the same place; where a step or slur runs into the
+    # ST segment (LUDB 103: cited 110 ms for the experts' 88), some beats end at its top and some at its foot,
+    # and the median beat's end is one of the two: the QRS end is ill defined
+    if own and qt_from.any():
+        iqr = _iqr((own["qrs_off"] - fid.r)[qt_from])
+        if iqr is not None:
+            ic["qrs"].checks["beat_ends"] = BEAT_END_SD_FACTOR * iqr * to_ms
+
     # leads: how far the median over leads could move (twice its standard error, from the leads' spread)
     for k in ic:
         v = lead_iv.get(k)
@@ -288,6 +303,15 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv))
     if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
+    # atrial waves: without P waves, flutter / fibrillation waves run through the T's end. The end is read on
+    # the last part of the T's descent; atrial waves ATRIAL_T_DOUBT of the T's size cover that part, and where
+    # the T reaches the baseline among them is a guess (synthetic flutter, F waves 0.43-0.48 of the T: QT
+    # +30 to +33 ms). Nothing where they are under half of that (fibrillation's fine f waves: <= 0.3)
+    a2t = diag.get("atrial_to_t")
+    if not fid.p_present and a2t is not None and values.get("qt_ms") is not None \
+            and not (fid.paced is not None and fid.paced.any()):
+        ic["qt"].checks["atrial_waves"] = max(0.0, (a2t - ATRIAL_T_DOUBT / 2) / (ATRIAL_T_DOUBT / 2)) \
+            * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
     if rival is not None and values.get("pr_ms") is not None:
         # as a disagreement: the tolerance at ATRIAL_RIVAL_DOUBT, nothing at half of it

@@ -142,3 +142,19 @@ def test_flat_t_ends_before_the_u_wave_and_after_the_st_segment(measured, name):
         syn, m = measured[(name, seed)]
         qt = _read(syn)["qt"]
         assert abs(m.record_row["qt_ms"] - qt) <= TOLERANCE_MS["qt"], (seed, m.record_row["qt_ms"], qt)
+
+
+def test_a_j_point_the_beats_put_apart_makes_the_qrs_not_citable(measured):
+    # atrial flutter with variable block: the F waves ride on each QRS end at another phase, a step at the J
+    # point in some beats only (LUDB 103). Where the beats' own QRS ends spread wider than the tolerance the
+    # median beat's end is one of them, a guess: the QRS is not citable. The generator draws such records
+    from features.confidence import score  # noqa: PLC0415
+    spread = {}
+    for seed in SEEDS:
+        syn, m = measured[("flutter_ivcd", seed)]
+        ic = m.confidences.intervals["qrs"]
+        spread[seed] = ic.checks.get("beat_ends", 0.0)
+        if score(spread[seed], TOLERANCE_MS["qrs"]) < CONFIDENCE_MIN:
+            assert m.record_row["qrs_conf"] < CONFIDENCE_MIN, (seed, ic.checks)
+            assert "qrs_ms:" in m.record_row["uncertain"]
+    assert max(spread.values()) > 1.5 * TOLERANCE_MS["qrs"], spread
