@@ -313,6 +313,11 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         ic["qt"].checks["atrial_waves"] = max(0.0, (a2t - ATRIAL_T_DOUBT / 2) / (ATRIAL_T_DOUBT / 2)) \
             * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
+    rival_tmpl = (fid.p_diag or {}).get("rival_template")
+    if rival is not None and rival_tmpl is not None:
+        # a rival is one when the median beat shows it too (time-locked to the QRS: a blocked P, a U wave, the
+        # T's tail); noise as large as a small P in the single beats is no candidate for the P
+        rival = min(rival, rival_tmpl)
     if rival is not None and values.get("pr_ms") is not None:
         # as a disagreement: the tolerance at ATRIAL_RIVAL_DOUBT, nothing at half of it
         ic["pr"].checks["atrial_rival"] = max(0.0, (rival - ATRIAL_RIVAL_DOUBT / 2) / (ATRIAL_RIVAL_DOUBT / 2)) \
