@@ -806,6 +806,8 @@ def _template_rival(tmpl: np.ndarray, good: np.ndarray, tf: GlobalFiducials, rr_
     return float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
 
 
+P_NOISE_RR_CV = 0.1       # a rhythm this regular (RR SD / mean) ...
+P_NOISE_RIVAL_MAX = 0.5   # ... whose median beat shows a P with no other wave half its size: a P under noise
 TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well take the median beat's fiducials
 P_LEAD_LOWPASS_HZ = 35.0  # a P wave holds little above this (Hz): the per-lead P fiducials' smoothing
 
@@ -875,9 +877,19 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             v_tmpl = spatial_slope(tmpl[good], fs_hz)
             d_on = max(d_on, _after_artefact(v_tmpl, before + float(np.median(rel)), before, fs_hz) - before)
             template_paced = True
-    p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
+    rival_t = _template_rival(tmpl, good, tf, rr_med, fs_hz)
     if fid.p_diag is not None:
-        fid.p_diag["rival_template"] = _template_rival(tmpl, good, tf, rr_med, fs_hz)
+        fid.p_diag["rival_template"] = rival_t
+    # P waves under noise: single beats whose atrial windows hold noise as large as their P (muscle noise) read as
+    # atrial waves or show their P nowhere steady, but the median beat averages the noise away and shows one P,
+    # after the previous T's end, with no other wave half its size, at a regular rhythm (fibrillation has no
+    # regular rhythm and no coherent P; flutter conducted at a fixed ratio shows its F waves in the median beat
+    # too, each the other's rival): the P is the median beat's
+    r_iv = np.diff(r)
+    regular = r_iv.size >= 3 and float(np.std(r_iv)) < P_NOISE_RR_CV * float(np.mean(r_iv))
+    p_in_noise = bool(np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and regular and rival_t is not None
+                      and rival_t <= P_NOISE_RIVAL_MAX and not template_paced)
+    p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
         # beats must show their own P within 20 ms of it, at a steady distance. The median beat then also
@@ -890,6 +902,9 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         if p_ok and not fid.p_present:
             fid.p_present = True
             fid.p_diag["from_median_beat"] = True
+    if not p_ok and p_in_noise and fid.p_diag is not None:
+        p_ok = fid.p_present = True
+        fid.p_diag["from_median_beat"] = fid.p_diag["p_in_noise"] = True
     t_ok = np.isfinite(tf.t_off[0]) and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_on[0])
     fid.t_from_template = np.zeros(nb, dtype=bool)
     if t_ok:

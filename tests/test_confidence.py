@@ -114,3 +114,31 @@ def test_gated_leads_carry_no_confidence():
     v3 = m.beats.filter(pl.col("lead") == "V3")
     assert v3["qrs_conf"].is_null().all() and v3["amp_conf"].is_null().all()
     assert ctx.uncitable_reason("qrs_ms", "V3") == "gated_lead"
+
+
+def test_a_small_p_under_muscle_noise_is_taken_from_the_median_beat_and_cited_true():
+    # low voltage and 0.04 mV of muscle noise: in single beats the noise is as large as the P (atrial windows
+    # read as atrial waves, the beats' own P picks are nowhere steady), but the median beat averages it away and
+    # shows one P with no rival at a regular rhythm: the PR is published, citable and true
+    from features.qrs_edges import synthetic_reading_intervals  # noqa: PLC0415
+
+    found = 0
+    for seed in range(6):
+        syn = generate_record(SynthParams(low_voltage=True, emg_noise_mv=0.04, baseline_wander_mv=0.1), seed)
+        m = measure_record(as_record(syn.signal_mv, f"noisy_p_{seed}"))
+        pr_read, _, _ = synthetic_reading_intervals(syn.truth.pr_ms, syn.truth.qrs_ms, syn.truth.qt_ms)
+        row = m.record_row
+        if row["pr_ms"] is not None and row["pr_conf"] >= CONFIDENCE_MIN:
+            found += 1
+            assert abs(row["pr_ms"] - pr_read) <= TOLERANCE_MS["pr"] / 2, (seed, row["pr_ms"], pr_read)
+    assert found >= 4, found
+
+
+def test_fibrillation_waves_are_never_taken_for_a_p_on_the_median_beat():
+    # the median beat of an irregular rhythm holds no coherent P: atrial fibrillation publishes no PR, with fine
+    # or coarse f waves and with muscle noise
+    for seed in range(6):
+        p = SynthParams(rhythm="atrial_fibrillation", hr_bpm=70.0 + 8 * seed, f_wave_mv=0.04 + 0.03 * (seed % 3),
+                        emg_noise_mv=0.03, low_voltage=seed % 2 == 1)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"af_{seed}"))
+        assert m.record_row["pr_ms"] is None, (seed, m.record_row["pr_ms"])
