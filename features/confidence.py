@@ -27,8 +27,7 @@ The checks, for each interval:
   each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
-  beat), QT ``atrial_waves`` (no P waves, and flutter / fibrillation waves large against the T run through
-  its end) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
+  beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
   P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact);
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
 
@@ -51,7 +50,6 @@ P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude 
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
-ATRIAL_T_DOUBT = 0.4     # atrial waves this large (vs the T) without P waves make the T's end a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
 P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
 HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
@@ -303,15 +301,6 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv))
     if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
-    # atrial waves: without P waves, flutter / fibrillation waves run through the T's end. The end is read on
-    # the last part of the T's descent; atrial waves ATRIAL_T_DOUBT of the T's size cover that part, and where
-    # the T reaches the baseline among them is a guess (synthetic flutter, F waves 0.43-0.48 of the T: QT
-    # +30 to +33 ms). Nothing where they are under half of that (fibrillation's fine f waves: <= 0.3)
-    a2t = diag.get("atrial_to_t")
-    if not fid.p_present and a2t is not None and values.get("qt_ms") is not None \
-            and not (fid.paced is not None and fid.paced.any()):
-        ic["qt"].checks["atrial_waves"] = max(0.0, (a2t - ATRIAL_T_DOUBT / 2) / (ATRIAL_T_DOUBT / 2)) \
-            * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
     rival_tmpl = (fid.p_diag or {}).get("rival_template")
     if rival is not None and rival_tmpl is not None:

@@ -631,7 +631,6 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
     # then re-chosen near the record's typical QRS-onset-to-T-peak distance (robust to one odd pick)
     t_win = np.full((nb, 3), -1, dtype=np.int64)  # per beat: the T window's start (QRS offset), end, RR
     t_pick = np.full(nb, np.nan)
-    t_height = np.full(nb, np.nan)  # per beat: the T's peak on the spatial magnitude (mV)
     curves: dict[int, np.ndarray] = {}
     for k in range(nb):
         q_on, q_off = fid["qrs_on"][k], fid["qrs_off"][k]
@@ -682,14 +681,12 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         su = int(np.argmax(dm[:pk + 1])) if pk > 0 else 0
         t_start = _knee_before(mt, su, 0)
         fid["t_peak"][k] = q_off + pk
-        t_height[k] = float(mt[pk])
         fid["t_off"][k] = q_off + t_end
         fid["t_on"][k] = q_off + t_start
 
     # pass 3: P waves between the previous T end and this QRS onset
     p_pick = np.full(nb, np.nan)
     p_curves: dict[int, tuple[int, np.ndarray, float]] = {}
-    p_height = np.full(nb, np.nan)  # per beat: the largest atrial-window wave on the spatial magnitude (mV)
     for k in range(nb):
         q_on = fid["qrs_on"][k]
         if not np.isfinite(q_on):
@@ -713,7 +710,6 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         pk2 = _interior_max(np.where(far, mp[:p_hi - p_lo], 0.0), 0, p_hi - p_lo)
         rival = float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
         p_curves[k] = (p_lo, mp, rival)
-        p_height[k] = float(mp[pk])
         p_pick[k] = q_on - (p_lo + pk)
     if typical_p is None or not np.isfinite(typical_p):
         typical_p = np.nanmedian(p_pick) if np.isfinite(p_pick).any() else np.nan
@@ -757,11 +753,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
     p_present = False
     diag = {"n_beats": int(nb), "n_p_found": int(ok.sum()), "atrial_waves": bool(atrial_waves),
             "p_peak_raw": fid["p_peak"].copy(),
-            "rival_median": float(np.median(rivals)) if rivals else None,
-            # the atrial window's largest wave against the T (medians over beats): without P waves, the size
-            # of the flutter / fibrillation waves the T ends among
-            "atrial_to_t": float(np.nanmedian(p_height) / np.nanmedian(t_height))
-            if np.isfinite(p_height).any() and np.isfinite(t_height).any() and np.nanmedian(t_height) > 0 else None}
+            "rival_median": float(np.median(rivals)) if rivals else None}
     if ok.sum() >= max(1, 0.5 * nb) and not atrial_waves:
         med = float(np.median(pr[ok]))
         close = ok & (np.abs(pr - med) <= ms(fs_hz, 40))
