@@ -47,9 +47,11 @@ GAP_MIN_NN = 3         # the basic cycle from the RRs free of premature beats wh
 # T at 80-150 bpm, a T or P counted as a beat: 0.25-0.57 of the QRS's; one rhythm's beats vary under 15%). When
 # it has no T wave of its own (its T window, up to the next complex, held none: a P), or the beat before it has
 # none (that beat's T is this complex), it was no ventricular depolarisation: every ventricular beat repolarises, a premature ventricular beat as slow as these included
-# (which the pause after it leaves room to show). At least WAVE_COUNTED_MIN of them: one PVC at a fast rate may have
-# had its T cut (600 random synthetic records and the failure classes: none fires where the rate is true)
+# (which the pause after it leaves room to show; at fast rates its T window can be cut, but the compensatory pause
+# after it still tells it apart: COMPENSATORY_SPAN). At least WAVE_COUNTED_MIN of them (2,000 + 300 random synthetic
+# records and the failure classes: it fires once, on a rate 13 bpm too fast)
 ALT_SLOPE_RATIO = 0.7
+COMPENSATORY_SPAN = 1.5  # the beats either side of a PVC are about two cycles apart (its pause), a split cycle one
 WAVE_COUNTED_MIN = 2
 TYPICAL_NEAR, TYPICAL_SHARE = 0.1, 0.6  # a rhythm with this share of its RRs within this share of the median RR
 
@@ -86,18 +88,35 @@ def _bpm(rr_ms: np.ndarray) -> float | None:
     return 60000.0 / float(rr_ms.mean()) if rr_ms.size else None
 
 
-def wave_counted(beat_slope: np.ndarray | None, own_t_off: np.ndarray | None) -> np.ndarray | None:
+def wave_counted(beat_slope: np.ndarray | None, own_t_off: np.ndarray | None,
+                 r: np.ndarray | None = None) -> np.ndarray | None:
     """Bool per beat (interior beats only): a P or T wave counted as a beat (the constants' comment: its steepest
     slope under ALT_SLOPE_RATIO of both neighbours', without a T of its own or after a beat without one:
-    ``own_t_off``, each beat's own T
-    end before the median beat's was carried to it, NaN: none)."""
+    ``own_t_off``, each beat's own T end before the median beat's was carried to it, NaN: none; and, with the
+    anchors ``r``, not followed by a compensatory pause)."""
     if beat_slope is None or own_t_off is None or beat_slope.size < 3 or beat_slope.size != own_t_off.size:
         return None
     s = np.asarray(beat_slope, dtype=float)
     out = np.zeros(s.size, dtype=bool)
     no_t = ~np.isfinite(own_t_off)
     # without a T of its own (a P counted), or after a beat without one (that beat's T counted)
-    out[1:-1] = (s[1:-1] < ALT_SLOPE_RATIO * np.minimum(s[:-2], s[2:])) & (no_t[1:-1] | no_t[:-2])
+    weak = np.zeros(s.size, dtype=bool)
+    weak[1:-1] = s[1:-1] < ALT_SLOPE_RATIO * np.minimum(s[:-2], s[2:])
+    out[1:-1] = weak[1:-1] & (no_t[1:-1] | no_t[:-2])
+    if r is not None and out.any():
+        # a premature ventricular beat is followed by a compensatory pause: the beats either side of it are about
+        # two cycles apart, where a counted wave splits one cycle. The cycle: the RRs between two complexes
+        # neither of which is that slow (none when a wave was counted in every cycle)
+        r = np.asarray(r, dtype=float)
+        rr = np.diff(r)
+        slow = weak.copy()  # the first and last complex against their one neighbour
+        slow[0], slow[-1] = s[0] < ALT_SLOPE_RATIO * s[1], s[-1] < ALT_SLOPE_RATIO * s[-2]
+        clean = ~slow[:-1] & ~slow[1:]
+        if clean.sum() >= 3:
+            cycle = float(np.median(rr[clean]))
+            span = np.full(out.size, np.nan)
+            span[1:-1] = r[2:] - r[:-2]
+            out &= ~(span >= COMPENSATORY_SPAN * cycle)
     return out
 
 
@@ -154,7 +173,7 @@ def rate_confidence(r: np.ndarray, classes: list[str], fs_hz: float, fid: Global
     if nn.sum() >= 4 and near.mean() >= TYPICAL_SHARE and sinus_like:
         ic.checks["typical"] = abs(60000.0 / typical - 60000.0 / float(rr[nn].mean()))
     own_t = (fid.beat_own or {}).get("t_off") if fid is not None else None
-    t_beats = wave_counted(beat_slope, own_t)
+    t_beats = wave_counted(beat_slope, own_t, r)
     if t_beats is not None and t_beats.sum() >= WAVE_COUNTED_MIN:
         ic.checks["wave_counted"] = hr - 60000.0 * (rr.size - int(t_beats.sum())) / float(rr.sum())
     if fid is not None and spikes is not None:

@@ -177,11 +177,13 @@ def test_p_or_t_waves_counted_as_beats_make_the_rate_not_citable(bbb):
 
 
 def test_premature_ventricular_beats_are_not_taken_for_counted_waves():
-    # a PVC is as slow as a T wave but repolarises (a T of its own, room for it in the pause after): records with
-    # PVCs keep a citable, true rate
-    for seed in range(8):
-        p = SynthParams(hr_bpm=60.0 + 8 * seed, pvc_count=3, qrs_ms=90.0, qt_ms=360.0 * (70.0 / (60.0 + 8 * seed)) ** 0.5,
-                        pr_ms=150.0, emg_noise_mv=0.01)
+    # a PVC is as slow as a T wave but repolarises (a T of its own, room for it in the pause after) and is followed
+    # by a compensatory pause (the beats either side two cycles apart): records with PVCs keep a citable, true
+    # rate, also at fast rates where the PVC's T window is cut
+    for seed in range(10):
+        hr = 60.0 + 8.5 * seed
+        p = SynthParams(hr_bpm=hr, pvc_count=3, qrs_ms=90.0, qt_ms=360.0 * (70.0 / hr) ** 0.5,
+                        pr_ms=140.0, emg_noise_mv=0.01)
         syn = generate_record(p, seed)
         m = measure_record(as_record(syn.signal_mv, f"pvc_{seed}"))
         assert "wave_counted" not in m.confidences.intervals["hr"].checks, (seed, m.confidences.intervals["hr"].checks)
