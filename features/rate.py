@@ -46,9 +46,9 @@ GAP_MIN_NN = 3         # the basic cycle from the RRs free of premature beats wh
 # theirs: a P or T wave is slow, its slope a fraction of the QRS's (synthetic LBBB / RBBB with a small QRS and tall
 # T at 80-150 bpm, a T or P counted as a beat: 0.25-0.57 of the QRS's; one rhythm's beats vary under 15%). When
 # it has no T wave of its own (its T window, up to the next complex, held none: a P), or the beat before it has
-# none (that beat's T is this complex), it was no ventricular depolarisation: every ventricular beat repolarises, a premature ventricular beat as slow as these included
-# (which the pause after it leaves room to show; at fast rates its T window can be cut, but the compensatory pause
-# after it still tells it apart: COMPENSATORY_SPAN). At least WAVE_COUNTED_MIN of them (2,000 + 300 random synthetic
+# none (that beat's T is this complex), it was no ventricular depolarisation: every ventricular beat repolarises,
+# a premature ventricular beat as slow as these included (which the pause after it leaves room to show; at fast
+# rates its T window can be cut, but the compensatory pause after it still tells it apart: COMPENSATORY_SPAN). At least WAVE_COUNTED_MIN of them (2,000 + 300 random synthetic
 # records and the failure classes: it fires once, on a rate 13 bpm too fast)
 ALT_SLOPE_RATIO = 0.7
 COMPENSATORY_SPAN = 1.5  # the beats either side of a PVC are about two cycles apart (its pause), a split cycle one
