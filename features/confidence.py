@@ -12,6 +12,8 @@ The checks, for each interval:
 - ``beats``: the beats delineated one by one, before the median beat's fiducials were carried to them,
   against the median beat (median |difference| over the beats that took it): a median beat that went wrong,
   or beats too unlike each other for one median beat to stand for them;
+- QRS ``beat_ends``: the spread of the beats' own QRS ends (1.96 SD from the IQR): a J point the beats put at
+  different places (a step or slur at the end of the QRS) is ill defined;
 - ``leads``: the spread (interquartile range) over good leads of each lead's own interval: where leads
   disagree by more than the tolerance about where a wave starts or ends, the typical lead is ill defined;
 - ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
@@ -56,6 +58,7 @@ NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that
 AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
 # twice the standard error of a median of n values of spread IQR: 2 x 1.2533 x (IQR / 1.349) / sqrt(n)
 LEAD_SE_FACTOR = 2.0 * 1.2533 / 1.349
+BEAT_END_SD_FACTOR = 1.96 / 1.349  # an IQR -> the half-width of the 95% range of a normal spread
 MIN_BEATS = 3             # fewer beats with their own delineation say nothing about agreement
 
 
@@ -228,6 +231,16 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
             if d is not None:
                 ic["pr"].checks["beats"] = d * to_ms
 
+    # beat_ends: where the beats, each delineated alone, put their own QRS end (relative to their anchor): the
+    # half-width of its 95% range, 1.96 SD estimated robustly from the IQR (IQR / 1.349: one odd beat does not
+    # move it). A J point that is clear ends every beat at the same place; where a step or slur runs into the
+    # ST segment (LUDB 103: cited 110 ms for the experts' 88), some beats end at its top and some at its foot,
+    # and the median beat's end is one of the two: the QRS end is ill defined
+    if own and qt_from.any():
+        iqr = _iqr((own["qrs_off"] - fid.r)[qt_from])
+        if iqr is not None:
+            ic["qrs"].checks["beat_ends"] = BEAT_END_SD_FACTOR * iqr * to_ms
+
     # leads: how far the median over leads could move (twice its standard error, from the leads' spread)
     for k in ic:
         v = lead_iv.get(k)
@@ -289,6 +302,11 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
+    rival_tmpl = (fid.p_diag or {}).get("rival_template")
+    if rival is not None and rival_tmpl is not None:
+        # a rival is one when the median beat shows it too (time-locked to the QRS: a blocked P, a U wave, the
+        # T's tail); noise as large as a small P in the single beats is no candidate for the P
+        rival = min(rival, rival_tmpl)
     if rival is not None and values.get("pr_ms") is not None:
         # as a disagreement: the tolerance at ATRIAL_RIVAL_DOUBT, nothing at half of it
         ic["pr"].checks["atrial_rival"] = max(0.0, (rival - ATRIAL_RIVAL_DOUBT / 2) / (ATRIAL_RIVAL_DOUBT / 2)) \

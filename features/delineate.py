@@ -772,6 +772,34 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
     return GlobalFiducials(r=r.astype(float), iso=iso, paced=paced, p_present=p_present, p_diag=diag, **fid)
 
 
+def _template_rival(tmpl: np.ndarray, good: np.ndarray, tf: GlobalFiducials, rr_med: float,
+                    fs_hz: float) -> float | None:
+    """The median beat's largest atrial-sized wave away from its P (over 90 ms from the P peak, between the
+    previous beat's typical T end and 20 ms before the QRS), as a share of the P (the single beats' measure,
+    ``p_diag['rival_median']``, on the median beat). The median beat keeps what is time-locked to the QRS (a
+    second, blocked P, a U wave, the T's tail) and averages away what is not (noise, fibrillation waves): in
+    single beats a P barely above the noise has noise rivals as large as itself (LUDB 60: 0.89 of the P), which
+    make no other wave a candidate for the P."""
+    if not (np.isfinite(tf.p_peak[0]) and np.isfinite(tf.qrs_on[0])):
+        return None
+    q_on = int(tf.qrs_on[0])
+    lo = q_on - ms(fs_hz, P_WINDOW_MS)
+    if np.isfinite(tf.t_off[0]):
+        lo = max(lo, int(tf.t_off[0] - rr_med))
+    lo, hi = max(0, lo), q_on - ms(fs_hz, 20)
+    pk = int(tf.p_peak[0]) - lo
+    if hi - lo <= ms(fs_hz, 60) or not 0 <= pk < hi - lo:
+        return None
+    iso = tf.iso[good, 0]
+    mp = np.sqrt(np.sum((tmpl[good, lo:hi] - iso[:, None]) ** 2, axis=0))
+    far = np.ones(hi - lo, dtype=bool)
+    far[max(0, pk - ms(fs_hz, 90)):pk + ms(fs_hz, 90)] = False
+    pk2 = _interior_max(np.where(far, mp, 0.0), 0, hi - lo)
+    return float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
+
+
+P_NOISE_RR_CV = 0.1       # a rhythm this regular (RR SD / mean) ...
+P_NOISE_RIVAL_MAX = 0.5   # ... whose median beat shows a P with no other wave half its size: a P under noise
 TEMPLATE_QRS_CORR = 0.9  # beats whose QRS matches the median beat this well take the median beat's fiducials
 P_LEAD_LOWPASS_HZ = 35.0  # a P wave holds little above this (Hz): the per-lead P fiducials' smoothing
 
@@ -841,6 +869,18 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             v_tmpl = spatial_slope(tmpl[good], fs_hz)
             d_on = max(d_on, _after_artefact(v_tmpl, before + float(np.median(rel)), before, fs_hz) - before)
             template_paced = True
+    rival_t = _template_rival(tmpl, good, tf, rr_med, fs_hz)
+    if fid.p_diag is not None:
+        fid.p_diag["rival_template"] = rival_t
+    # P waves under noise: single beats whose atrial windows hold noise as large as their P (muscle noise) read as
+    # atrial waves or show their P nowhere steady, but the median beat averages the noise away and shows one P,
+    # after the previous T's end, with no other wave half its size, at a regular rhythm (fibrillation has no
+    # regular rhythm and no coherent P; flutter conducted at a fixed ratio shows its F waves in the median beat
+    # too, each the other's rival): the P is the median beat's
+    r_iv = np.diff(r)
+    regular = r_iv.size >= 3 and float(np.std(r_iv)) < P_NOISE_RR_CV * float(np.mean(r_iv))
+    p_in_noise = bool(np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and regular and rival_t is not None
+                      and rival_t <= P_NOISE_RIVAL_MAX and not template_paced)
     p_ok = np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]) and not (fid.p_diag or {}).get("atrial_waves")
     if p_ok:
         # the median beat's P must be the beats' own P (its window cannot see the previous T's end): most
@@ -854,6 +894,9 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         if p_ok and not fid.p_present:
             fid.p_present = True
             fid.p_diag["from_median_beat"] = True
+    if not p_ok and p_in_noise and fid.p_diag is not None:
+        p_ok = fid.p_present = True
+        fid.p_diag["from_median_beat"] = fid.p_diag["p_in_noise"] = True
     t_ok = np.isfinite(tf.t_off[0]) and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_on[0])
     fid.t_from_template = np.zeros(nb, dtype=bool)
     if t_ok:

@@ -20,7 +20,7 @@ import polars as pl
 
 from features.confidence import Confidences, record_confidences
 from features.delineate import GlobalFiducials, beat_lead_qrs_ends, beat_lead_t_ends, delineate, \
-    delineate_with_template, detect_beats, gate_by_template, ms, template_correlation
+    delineate_with_template, detect_beats, gate_by_template, ms, spatial_slope, template_correlation
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -437,7 +437,12 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
         values["pr_ms"] = None
     glob = _global_intervals(fid, classes, fs)
     conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs)
-    conf.intervals["hr"] = rate_confidence(r, classes, fs, fid, cl.spikes)
+    # each beat's steepest spatial slope about its anchor (-40..+40 ms): a QRS's depolarisation is steep, a P or T
+    # wave counted as a beat is not (features.rate: wave_counted)
+    v = spatial_slope(cl.clean[good], fs) if good.any() else None
+    half = ms(fs, 40)
+    beat_slope = None if v is None else np.array([float(v[max(0, int(c) - half):int(c) + half + 1].max()) for c in r])
+    conf.intervals["hr"] = rate_confidence(r, classes, fs, fid, cl.spikes, beat_slope)
     for c, per_lead in conf.lead.items():
         num[c] = np.repeat(per_lead[:, None], nb, axis=1)
     per_lead_qt = {}

@@ -21,7 +21,9 @@ missed. Here:
   rate of the typical cycle where most cycles are alike (``typical``: 60000 / the median RR against 60000 / the
   mean of the RRs between beats that are not premature, which lost or gained beats move; only with P waves:
   atrial fibrillation is not regular, flutter with a varying block beats at multiples of its cycle),
-  complexes still lying an AV delay before a paced beat (``stimuli``) and physiology (``plausible``, 20-300 bpm).
+  complexes still lying an AV delay before a paced beat (``stimuli``), complexes far less steep than both their
+  neighbours and without a T wave of their own (``wave_counted``: a T or P wave counted as a beat, bundle branch
+  blocks with a small QRS and tall T waves; the rate without them) and physiology (``plausible``, 20-300 bpm).
   Each is a disagreement in bpm, scored like the intervals' checks (``features.confidence.score``) against
   HR_TOLERANCE_BPM, the cited-truth tolerance of a heart rate.
 """
@@ -40,6 +42,17 @@ SPLIT_SUM = 0.15       # ... that makes one typical RR with the next (within thi
 GAP_MULTIPLE = 0.15    # an RR within this share of 2 or 3 typical RRs ...
 GAP_REGULAR_CV = 0.08  # ... of a basic cycle this regular (SD / mean of the RRs up to 1.5 x the shortest) lost a beat
 GAP_MIN_NN = 3         # the basic cycle from the RRs free of premature beats when at least this many are
+# a complex whose steepest spatial slope is under ALT_SLOPE_RATIO of both its neighbours' is no depolarisation like
+# theirs: a P or T wave is slow, its slope a fraction of the QRS's (synthetic LBBB / RBBB with a small QRS and tall
+# T at 80-150 bpm, a T or P counted as a beat: 0.25-0.57 of the QRS's; one rhythm's beats vary under 15%). When
+# it has no T wave of its own (its T window, up to the next complex, held none: a P), or the beat before it has
+# none (that beat's T is this complex), it was no ventricular depolarisation: every ventricular beat repolarises,
+# a premature ventricular beat as slow as these included (which the pause after it leaves room to show; at fast
+# rates its T window can be cut, but the compensatory pause after it still tells it apart: COMPENSATORY_SPAN). At least WAVE_COUNTED_MIN of them (2,000 + 300 random synthetic
+# records and the failure classes: it fires once, on a rate 13 bpm too fast)
+ALT_SLOPE_RATIO = 0.7
+COMPENSATORY_SPAN = 1.5  # the beats either side of a PVC are about two cycles apart (its pause), a split cycle one
+WAVE_COUNTED_MIN = 2
 TYPICAL_NEAR, TYPICAL_SHARE = 0.1, 0.6  # a rhythm with this share of its RRs within this share of the median RR
 
 
@@ -75,11 +88,43 @@ def _bpm(rr_ms: np.ndarray) -> float | None:
     return 60000.0 / float(rr_ms.mean()) if rr_ms.size else None
 
 
+def wave_counted(beat_slope: np.ndarray | None, own_t_off: np.ndarray | None,
+                 r: np.ndarray | None = None) -> np.ndarray | None:
+    """Bool per beat (interior beats only): a P or T wave counted as a beat (the constants' comment: its steepest
+    slope under ALT_SLOPE_RATIO of both neighbours', without a T of its own or after a beat without one:
+    ``own_t_off``, each beat's own T end before the median beat's was carried to it, NaN: none; and, with the
+    anchors ``r``, not followed by a compensatory pause)."""
+    if beat_slope is None or own_t_off is None or beat_slope.size < 3 or beat_slope.size != own_t_off.size:
+        return None
+    s = np.asarray(beat_slope, dtype=float)
+    out = np.zeros(s.size, dtype=bool)
+    no_t = ~np.isfinite(own_t_off)
+    # without a T of its own (a P counted), or after a beat without one (that beat's T counted)
+    weak = np.zeros(s.size, dtype=bool)
+    weak[1:-1] = s[1:-1] < ALT_SLOPE_RATIO * np.minimum(s[:-2], s[2:])
+    out[1:-1] = weak[1:-1] & (no_t[1:-1] | no_t[:-2])
+    if r is not None and out.any():
+        # a premature ventricular beat is followed by a compensatory pause: the beats either side of it are about
+        # two cycles apart, where a counted wave splits one cycle. The cycle: the RRs between two complexes
+        # neither of which is that slow (none when a wave was counted in every cycle)
+        r = np.asarray(r, dtype=float)
+        rr = np.diff(r)
+        slow = weak.copy()  # the first and last complex against their one neighbour
+        slow[0], slow[-1] = s[0] < ALT_SLOPE_RATIO * s[1], s[-1] < ALT_SLOPE_RATIO * s[-2]
+        clean = ~slow[:-1] & ~slow[1:]
+        if clean.sum() >= 3:
+            cycle = float(np.median(rr[clean]))
+            span = np.full(out.size, np.nan)
+            span[1:-1] = r[2:] - r[:-2]
+            out &= ~(span >= COMPENSATORY_SPAN * cycle)
+    return out
+
+
 def rate_confidence(r: np.ndarray, classes: list[str], fs_hz: float, fid: GlobalFiducials | None = None,
-                    spikes: np.ndarray | None = None) -> IntervalConfidence:
+                    spikes: np.ndarray | None = None, beat_slope: np.ndarray | None = None) -> IntervalConfidence:
     """The checks behind the heart rate (bpm disagreements; module docstring). ``r``: the beats' anchors (samples);
     ``classes``: their beat classes (normal / premature / paced / uncertain); ``fid`` and ``spikes``: for the
-    ``stimuli`` check."""
+    ``stimuli`` check; ``beat_slope``: each beat's steepest spatial slope about its anchor, for ``wave_counted``."""
     ic = IntervalConfidence(HR_TOLERANCE_BPM)
     rr = np.diff(np.asarray(r, dtype=float)) * 1000.0 / fs_hz
     hr = _bpm(rr)
@@ -127,6 +172,10 @@ def rate_confidence(r: np.ndarray, classes: list[str], fs_hz: float, fid: Global
     near = np.abs(rr[nn] - typical) <= TYPICAL_NEAR * typical
     if nn.sum() >= 4 and near.mean() >= TYPICAL_SHARE and sinus_like:
         ic.checks["typical"] = abs(60000.0 / typical - 60000.0 / float(rr[nn].mean()))
+    own_t = (fid.beat_own or {}).get("t_off") if fid is not None else None
+    t_beats = wave_counted(beat_slope, own_t, r)
+    if t_beats is not None and t_beats.sum() >= WAVE_COUNTED_MIN:
+        ic.checks["wave_counted"] = hr - 60000.0 * (rr.size - int(t_beats.sum())) / float(rr.sum())
     if fid is not None and spikes is not None:
         left = atrial_events(fid, spikes, fs_hz)
         if left.any():

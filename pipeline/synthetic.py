@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import FIDUCIAL_COLUMNS
 from pipeline.record import LEADS, Statement
+from pipeline.synthetic_flutter import flutter_rr, flutter_waves
 from pipeline.synthetic_ectopy import add_pacing_spikes, place_pacs, pvc_loop, pvc_positions
 from pipeline.synthetic_waves import (  # noqa: F401 - some re-exported: tests and callers import them from here
     LEAD_MATRIX, P_BIFID, P_SINUS, QRS_IRBBB, QRS_LAFB, QRS_LBBB, QRS_LPFB, QRS_NORMAL, QRS_PACED_BIV,
@@ -62,7 +63,8 @@ from pipeline.synthetic_waves import (  # noqa: F401 - some re-exported: tests a
 # ---------------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------------
-Rhythm = Literal["sinus", "sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation"]
+Rhythm = Literal["sinus", "sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation",
+                 "atrial_flutter"]
 Territory = Literal["anterior", "inferior", "lateral"]
 
 # Unit vectors (x left, y inferior, z anterior) pointing at each territory: an injury current towards a
@@ -125,6 +127,8 @@ class SynthParams(BaseModel):
     rr_variability: float = Field(0.02, ge=0.0, le=0.1)  # sinus arrhythmia, fraction of RR
     af_rr_cv: float = Field(0.18, ge=0.05, le=0.35)  # AF RR coefficient of variation
     f_wave_mv: float = Field(0.05, ge=0.0, le=0.2)  # AF fibrillatory wave amplitude
+    flutter_cycle_ms: float = Field(220.0, ge=170.0, le=280.0)  # atrial flutter: F wave cycle (215-350 / min)
+    flutter_wave_mv: float = Field(0.15, ge=0.0, le=0.5)  # ... F wave peak to peak (largest lead)
     baseline_wander_mv: float = Field(0.0, ge=0.0, le=2.0)
     mains_hum_mv: float = Field(0.0, ge=0.0, le=1.0)
     mains_hz: Literal[50, 60] = 50
@@ -170,7 +174,7 @@ class SynthParams(BaseModel):
 
     @property
     def is_sinus(self) -> bool:
-        return self.rhythm != "atrial_fibrillation"
+        return self.rhythm not in ("atrial_fibrillation", "atrial_flutter")
 
     @property
     def p_duration_ms(self) -> float:
@@ -195,7 +199,7 @@ class RecordTruth(BaseModel):
     qrs_ms: float
     qt_ms: float
     qrs_axis_deg: float
-    rhythm: str  # sinus_rhythm | sinus_bradycardia | sinus_tachycardia | atrial_fibrillation
+    rhythm: str  # sinus_rhythm | sinus_bradycardia | sinus_tachycardia | atrial_fibrillation | atrial_flutter
     findings: list[str]  # SCP codes of the non-rhythm findings
     scp_codes: list[str]  # every statement code, rhythm first (NORM only without findings)
     n_beats: int
@@ -237,6 +241,7 @@ SCP_NAMES: dict[str, str] = {
     "SBRAD": "sinus bradycardia",
     "STACH": "sinus tachycardia",
     "AFIB": "atrial fibrillation",
+    "AFLT": "atrial flutter",
     "1AVB": "first degree AV block",
     "CRBBB": "complete right bundle branch block",
     "CLBBB": "complete left bundle branch block",
@@ -255,7 +260,7 @@ SCP_NAMES: dict[str, str] = {
     "PAC": "atrial premature complex",
 }
 _RHYTHM_CODES = {"sinus_rhythm": "SR", "sinus_bradycardia": "SBRAD", "sinus_tachycardia": "STACH",
-                 "atrial_fibrillation": "AFIB"}
+                 "atrial_fibrillation": "AFIB", "atrial_flutter": "AFLT"}
 
 
 def report_text(scp_codes: list[str]) -> str:
@@ -290,6 +295,8 @@ def _layout_qrs_onsets(params: SynthParams, rng: np.random.Generator) -> tuple[n
         # the previous QRS and its ST segment have)
         floor = (params.qrs_ms + 80.0 if params.p_on_t else params.repolarisation_end_ms + 10.0) + params.pr_ms
         rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), floor)
+    elif params.rhythm == "atrial_flutter":
+        rr = flutter_rr(rng, rr_ms, n, params.flutter_cycle_ms, params.qt_ms + 80.0)
     else:
         rr = _af_rr(rng, rr_ms, n, params.af_rr_cv, params.qt_ms + 80.0)
     first = -rr_ms + rng.uniform(0.0, rr_ms)
@@ -511,7 +518,9 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     if params.pacing != "none":
         add_pacing_spikes(dipole, params, times, kinds, dt_ms)
     total = dipole
-    if not params.is_sinus and params.f_wave_mv > 0:
+    if params.rhythm == "atrial_flutter":
+        total = dipole + flutter_waves(params, rng, n)
+    elif not params.is_sinus and params.f_wave_mv > 0:
         total = dipole + _f_waves(params, rng, n)
     recorded = LEAD_MATRIX[RECORDED_LEADS] @ total + _noise(params, rng, n)
     signal = np.zeros((12, n), dtype=np.float32)

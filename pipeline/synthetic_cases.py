@@ -13,7 +13,9 @@ What each class reproduces (LUDB's experts' diagnoses; the error of the record-l
   changes: a low, flat or notched T, a U wave fused with it or larger than it (QT +180 ms);
 - ``irbbb_lvh``: incomplete RBBB with LVH and strain (QT -104 ms, QRS -34 ms);
 - ``lafb`` / ``lpfb``: left anterior (posterior) fascicular block (QRS -30 ms);
-- ``biv_paced`` / ``rv_paced``: biventricular (right-ventricular) pacing (QRS +38 ms).
+- ``biv_paced`` / ``rv_paced``: biventricular (right-ventricular) pacing (QRS +38 ms);
+- ``flutter_ivcd``: typical atrial flutter with variable block and LVH, the F waves stepping the J point
+  (QRS +22 ms, LUDB 103).
 """
 from __future__ import annotations
 
@@ -173,10 +175,21 @@ def rv_paced(rng: np.random.Generator) -> SynthParams:
     return SynthParams(**p)
 
 
+def flutter_ivcd(rng: np.random.Generator) -> SynthParams:
+    """Typical atrial flutter with variable block and a non-specific intraventricular conduction delay (LVH):
+    the F waves ride on the QRS ends at another phase in each beat (``pipeline.synthetic_flutter``)."""
+    hr = float(rng.uniform(60.0, 100.0))
+    return SynthParams(hr_bpm=hr, qrs_ms=float(rng.uniform(95.0, 118.0)), qt_ms=_qt_ms(rng, hr, 400.0, 460.0),
+                       qrs_axis_deg=float(rng.uniform(-20.0, 60.0)), rhythm="atrial_flutter",
+                       flutter_cycle_ms=float(rng.uniform(190.0, 250.0)),
+                       flutter_wave_mv=float(rng.uniform(0.15, 0.4)), qrs_scale=float(rng.uniform(0.6, 1.2)),
+                       **_noise(rng))
+
+
 FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
     "avb1_p_on_t": avb1_p_on_t, "avb1_p_in_t": avb1_p_in_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
     "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
-    "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced,
+    "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced, "flutter_ivcd": flutter_ivcd,
 }
 
 

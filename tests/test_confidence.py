@@ -41,6 +41,21 @@ def test_a_clean_record_is_sure_of_every_interval_and_lead():
         assert m.beats[c].drop_nulls().len() == m.beats.height, c
 
 
+@pytest.mark.parametrize("kind", ["normal", "right", "left", "incomplete_right"])
+def test_beats_with_a_clear_j_point_agree_where_their_qrs_ends(kind):
+    # every beat of a record ends its QRS at the same place when nothing rides on its J point: the spread of the
+    # beats' own QRS ends (beat_ends) stays well inside half the tolerance, at any rate and noise the
+    # generator draws, so the check costs clean records nothing
+    qrs = {"normal": 85.0, "right": 135.0, "left": 150.0, "incomplete_right": 105.0}[kind]
+    for seed, hr in enumerate((55.0, 75.0, 95.0, 120.0)):
+        p = SynthParams(hr_bpm=hr, qrs_ms=qrs, qt_ms=max(qrs + 150.0, 400.0 * (60.0 / hr) ** 0.5),
+                        pr_ms=150.0, bundle_branch_block="none" if kind == "normal" else kind,
+                        emg_noise_mv=0.015, baseline_wander_mv=0.2, rr_variability=0.03)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"{kind}_{seed}"))
+        spread = m.confidences.intervals["qrs"].checks["beat_ends"]
+        assert spread <= TOLERANCE_MS["qrs"] / 2, (kind, hr, spread)
+
+
 def test_a_value_below_the_threshold_stays_in_the_tables_but_is_not_citable():
     # the P inside the preceding T: the T's measured end can be the P's (QT +34 to +63 ms)
     seen = 0
@@ -130,3 +145,31 @@ def test_an_axis_is_as_citable_as_its_waves_window_and_every_citable_axis_is_tru
             off = abs((row["qrs_axis_deg"] - syn.truth.qrs_axis_deg + 180.0) % 360.0 - 180.0)
             assert off <= 15.0, (int(s), row["qrs_axis_deg"], syn.truth.qrs_axis_deg)
     assert hidden <= 12  # a sure window is the rule: at most a tenth of the axes are hidden
+
+
+def test_a_small_p_under_muscle_noise_is_taken_from_the_median_beat_and_cited_true():
+    # low voltage and 0.04 mV of muscle noise: in single beats the noise is as large as the P (atrial windows
+    # read as atrial waves, the beats' own P picks are nowhere steady), but the median beat averages it away and
+    # shows one P with no rival at a regular rhythm: the PR is published, citable and true
+    from features.qrs_edges import synthetic_reading_intervals  # noqa: PLC0415
+
+    found = 0
+    for seed in range(6):
+        syn = generate_record(SynthParams(low_voltage=True, emg_noise_mv=0.04, baseline_wander_mv=0.1), seed)
+        m = measure_record(as_record(syn.signal_mv, f"noisy_p_{seed}"))
+        pr_read, _, _ = synthetic_reading_intervals(syn.truth.pr_ms, syn.truth.qrs_ms, syn.truth.qt_ms)
+        row = m.record_row
+        if row["pr_ms"] is not None and row["pr_conf"] >= CONFIDENCE_MIN:
+            found += 1
+            assert abs(row["pr_ms"] - pr_read) <= TOLERANCE_MS["pr"] / 2, (seed, row["pr_ms"], pr_read)
+    assert found >= 4, found
+
+
+def test_fibrillation_waves_are_never_taken_for_a_p_on_the_median_beat():
+    # the median beat of an irregular rhythm holds no coherent P: atrial fibrillation publishes no PR, with fine
+    # or coarse f waves and with muscle noise
+    for seed in range(6):
+        p = SynthParams(rhythm="atrial_fibrillation", hr_bpm=70.0 + 8 * seed, f_wave_mv=0.04 + 0.03 * (seed % 3),
+                        emg_noise_mv=0.03, low_voltage=seed % 2 == 1)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"af_{seed}"))
+        assert m.record_row["pr_ms"] is None, (seed, m.record_row["pr_ms"])

@@ -148,3 +148,42 @@ def test_real_records_keep_their_rate_citable():
             assert row["hr_conf"] >= CONFIDENCE_MIN, (name, rid, row["uncertain"])
             n += 1
     assert n >= 60
+
+
+def _bbb_tall_t(bbb: str, hr_bpm: float, seed: int):
+    # a bundle branch block with a small QRS and a tall (discordant) T: the T, or the P before the next QRS, can
+    # be as large as the QRS and be counted as a beat
+    return generate_record(SynthParams(hr_bpm=hr_bpm, pr_ms=170.0, qrs_ms=147.0 if bbb == "right" else 150.0,
+                                       qt_ms=385.0 * (82.0 / hr_bpm) ** 0.5, qrs_axis_deg=-16.0,
+                                       bundle_branch_block=bbb, t_scale=1.6, qrs_scale=0.52, emg_noise_mv=0.015,
+                                       baseline_wander_mv=0.14), seed)
+
+
+@pytest.mark.parametrize("bbb", ["left", "right"])
+def test_p_or_t_waves_counted_as_beats_make_the_rate_not_citable(bbb):
+    # a complex far less steep than both neighbours with no T of its own (a P), or after a beat with none (its T),
+    # is no heartbeat: wherever such waves were counted (the rate 13-100 bpm too fast), the rate is not citable
+    counted = 0
+    for i, hr in enumerate((78.0, 82.0, 86.0, 90.0, 95.0, 100.0)):
+        syn = _bbb_tall_t(bbb, hr, 29 + i)
+        m = measure_record(as_record(syn.signal_mv, f"{bbb}_{i}"))
+        row, ic = m.record_row, m.confidences.intervals["hr"]
+        if abs(row["hr_bpm"] - syn.truth.hr_bpm) > HR_TOLERANCE_BPM:
+            counted += 1
+            assert row["hr_conf"] < CONFIDENCE_MIN, (bbb, hr, row["hr_bpm"], syn.truth.hr_bpm, ic.checks)
+        if "wave_counted" in ic.checks:
+            assert row["hr_bpm"] > syn.truth.hr_bpm + HR_TOLERANCE_BPM, (bbb, hr, ic.checks)
+    assert counted >= 2, counted
+
+
+def test_premature_ventricular_beats_are_not_taken_for_counted_waves():
+    # a PVC is as slow as a T wave but repolarises (a T of its own, room for it in the pause after) and is followed
+    # by a compensatory pause (the beats either side two cycles apart): records with PVCs keep a citable, true
+    # rate, also at fast rates where the PVC's T window is cut
+    for seed in range(10):
+        hr = 60.0 + 8.5 * seed
+        p = SynthParams(hr_bpm=hr, pvc_count=3, qrs_ms=90.0, qt_ms=360.0 * (70.0 / hr) ** 0.5,
+                        pr_ms=140.0, emg_noise_mv=0.01)
+        syn = generate_record(p, seed)
+        m = measure_record(as_record(syn.signal_mv, f"pvc_{seed}"))
+        assert "wave_counted" not in m.confidences.intervals["hr"].checks, (seed, m.confidences.intervals["hr"].checks)
