@@ -63,7 +63,7 @@ def score(beats_path: Path, ludb: Path, title: str, records: list[int] | None = 
 
 def run_cli(ludb: Path, out: Path, p_onset_fit: str = "all") -> tuple[Path, float]:
     """``ecg-grounding features`` on LUDB with the named P-onset fit: (beats dir, wall seconds)."""
-    from features.delineate import P_ONSET_FIT_ENV
+    from features.lead_edges import P_ONSET_FIT_ENV
 
     if out.exists():  # the stage skips finished shards: start clean so the numbers are this code's
         shutil.rmtree(out)

@@ -33,7 +33,7 @@ def _run(args) -> int:
     from pipeline.cli import finish, source_options_from
     from pipeline.preflight import check_out, open_checked
 
-    from features.delineate import p_onset_fit
+    from features.lead_edges import p_onset_fit
 
     options = source_options_from(args)
     p_onset_fit()  # a bad measurement setting (ECG_GROUNDING_P_ONSET_FIT) is the run's: exit 2 before any record

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.delineate import GlobalFiducials, ms, paced_stimuli, spatial_slope
+from features.delineate import paced_stimuli, spatial_slope
+from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
 
 TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}

@@ -1,4 +1,4 @@
-"""Fit the per-lead P-onset model (``features.delineate.POnsetFit``) on expert P onsets (LUDB).
+"""Fit the per-lead P-onset model (``features.lead_edges.POnsetFit``) on expert P onsets (LUDB).
 
     python -m features.fit_p_onset --root ../shared/data/ludb [--out features/p_onset_fit.json]
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.delineate import P_ONSET_FIT_FEATURES, P_ONSET_FIT_PATH, POnsetFit
+from features.lead_edges import P_ONSET_FIT_FEATURES, P_ONSET_FIT_PATH, POnsetFit
 from features.measure import delineate_record
 from pipeline.record import LEADS, RecordError
 from pipeline.sources import open_source
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                      f" rule alone {weighted_rms(held_out, None):.1f}")
         print(line + ")")
     doc = {"model": "lead P onset - global P onset (ms) = intercept_ms + sum(coef * features); "
-                    "see features.delineate.POnsetFit",
+                    "see features.lead_edges.POnsetFit",
            "features": list(P_ONSET_FIT_FEATURES),
            "fitted_by": f"python -m features.fit_p_onset --source {args.source} --root <{args.source} root>",
            "targets": "median per record-lead of expert P onset - global P onset (ms)",

@@ -19,8 +19,10 @@ import numpy as np
 import polars as pl
 
 from features.confidence import Confidences, record_confidences
-from features.delineate import GlobalFiducials, beat_lead_qrs_ends, beat_lead_t_ends, delineate, \
-    delineate_with_template, detect_beats, gate_by_template, ms, spatial_slope, template_correlation
+from features.delineate import delineate, delineate_with_template, detect_beats, gate_by_template, spatial_slope, \
+    template_correlation
+from features.fiducials import GlobalFiducials, ms
+from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -267,7 +269,7 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
                      reading_convention: bool = True) -> Delineation:
     """Clean, gate, find the beats once for all leads and delineate them (global fiducials, median beat, the QRS
     edges as clinicians read them); raise ``RecordError`` when no lead is usable or no beat is found.
-    ``p_onset_fit_name``: which LUDB fit (``features.delineate.p_onset_fit``, ``features.qrs_edges``; None:
+    ``p_onset_fit_name``: which LUDB fit (``features.lead_edges.p_onset_fit``, ``features.qrs_edges``; None:
     $ECG_GROUNDING_P_ONSET_FIT or "all"); ``reading_convention``: move the QRS edges to the clinicians' reading
     (``features.qrs_edges.apply_reading_convention``; False: the detector's edges, for the fit of it)."""
     fs = float(record.meta.fs_hz)

@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.delineate import P_ONSET_FIT_ENV, GlobalFiducials
+from features.fiducials import GlobalFiducials
+from features.lead_edges import P_ONSET_FIT_ENV
 from pipeline.record import ConfigError
 
 QRS_CONVENTION_PATH = Path(__file__).with_name("qrs_convention.json")

@@ -32,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from features.confidence import IntervalConfidence
-from features.delineate import GlobalFiducials, ms, paced_stimuli
+from features.delineate import paced_stimuli
+from features.fiducials import GlobalFiducials, ms
 
 AV_DELAY_MS = (60.0, 350.0)  # a ventricular stimulus this long after a complex's onset: that complex was atrial
 HR_TOLERANCE_BPM = 5.0       # a cited heart rate within this of the truth is true (../shared/tools/cited_truth.py)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from features.delineate import p_onset_fit
+from features.lead_edges import p_onset_fit
 from features.measure import measure_record
 from features.schema import BEATS_SCHEMA, ERRORS_SCHEMA, RECORDS_SCHEMA
 from pipeline import progress

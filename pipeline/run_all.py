@@ -173,7 +173,7 @@ def _check_settings(cfg: RunConfig) -> None:
 
 
 def _check_measurement_settings(cfg: RunConfig) -> None:
-    from features.delineate import p_onset_fit
+    from features.lead_edges import p_onset_fit
 
     p_onset_fit()  # a bad ECG_GROUNDING_P_ONSET_FIT stops the run here (ConfigError)
 

@@ -246,7 +246,7 @@ def test_per_lead_p_ends_follow_each_leads_own_p_wave(noise_free):
 
 
 def test_negative_phase_trough_of_biphasic_p():
-    from features.delineate import _negative_phase_trough
+    from features.lead_edges import _negative_phase_trough
     t = np.arange(60, dtype=float)
     bump = lambda c, a: a * np.exp(-0.5 * ((t - c) / 5.0) ** 2)  # noqa: E731
     # +/- P: the trailing trough when the negative phase is at most twice the positive one
@@ -261,7 +261,7 @@ def test_negative_phase_trough_of_biphasic_p():
 
 
 def test_small_p_has_its_own_onset():
-    from features.delineate import lead_p_onsets
+    from features.lead_edges import lead_p_onsets
     t = np.arange(400)
 
     def p(start, dur, amp):  # a P wave from ``start`` over ``dur`` samples (500 Hz)
@@ -276,7 +276,7 @@ def test_small_p_has_its_own_onset():
 
 
 def test_lead_p_rise_times_on_a_half_sine_p():
-    from features.delineate import lead_p_rise_ms
+    from features.lead_edges import lead_p_rise_ms
     fs = 500.0
     beat = np.zeros((3, 300))
     t_ms = np.arange(100) * 2.0  # a 200 ms half-sine P starting 10 ms (5 samples) after the global onset
@@ -294,7 +294,7 @@ def test_lead_p_rise_times_on_a_half_sine_p():
 def test_p_onset_fit_is_chosen_by_name_or_environment(monkeypatch, tmp_path):
     import json
 
-    from features import delineate as D
+    from features import lead_edges as D
     doc = json.loads(D.P_ONSET_FIT_PATH.read_text())
     assert D.p_onset_fit("none") is None
     for name in ("all", "fold0", "fold4"):
@@ -320,7 +320,7 @@ def test_p_onset_fit_is_chosen_by_name_or_environment(monkeypatch, tmp_path):
 def test_learned_p_onsets_are_what_the_beats_table_carries(noise_free, monkeypatch):
     # each lead's P onset = global onset + the fit's onset from that lead's median-beat inputs; with the fit
     # switched off ("none") it is the rule's (aVL: its own knee; II: near the global onset)
-    from features import delineate as D
+    from features import lead_edges as D
     from features.measure import delineate_record
     synth, m = noise_free
     rec = as_record(synth.signal_mv, "noise_free")

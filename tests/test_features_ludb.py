@@ -177,7 +177,7 @@ def test_p_onset_fit_is_reproduced_from_ludb(tmp_path):
     # change to the delineator that moves the model's inputs shows here until the fit is remade
     import json
 
-    from features.delineate import P_ONSET_FIT_PATH
+    from features.lead_edges import P_ONSET_FIT_PATH
     from features.fit_p_onset import main
     out = tmp_path / "fit.json"
     assert main(["--root", str(shared_path("data", "ludb")), "--out", str(out)]) == 0
@@ -240,7 +240,7 @@ def test_qrs_reading_convention_is_reproduced_from_ludb(tmp_path):
     # convention is picked by the same fold names as the P-onset fit ($ECG_GROUNDING_P_ONSET_FIT)
     import json
 
-    from features.delineate import P_ONSET_FIT_PATH
+    from features.lead_edges import P_ONSET_FIT_PATH
     from features.fit_qrs_convention import main
     from features.qrs_edges import QRS_CONVENTION_PATH
     out = tmp_path / "conv.json"

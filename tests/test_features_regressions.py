@@ -273,7 +273,7 @@ def test_paced_onset_skips_the_filtered_stimulus_artefact():
 def test_per_lead_qrs_end_where_a_lead_has_visibly_ended():
     import numpy as np
 
-    from features.delineate import lead_qrs_ends
+    from features.lead_edges import lead_qrs_ends
     fs = 500.0  # 2 ms per sample; global QRS 100..160 (onset / end)
     t = np.arange(400, dtype=float)
 
@@ -299,7 +299,7 @@ def test_per_lead_qrs_ends_on_beats_that_keep_their_own_qrs():
 
     import numpy as np
 
-    from features.delineate import beat_lead_qrs_ends
+    from features.lead_edges import beat_lead_qrs_ends
     fs = 500.0  # 2 ms per sample; two beats, global QRS 100..160 and 600..660
     t = np.arange(1000, dtype=float)
 
