@@ -29,7 +29,10 @@ The checks, for each interval:
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
   P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact);
-  QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them).
+  QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
+  ``mixed_capture`` (the beats the values come from are paced and conducted ones alike, both common: two QRS
+  populations, the value is of whichever the window holds more of; the disagreement is how far apart their
+  medians lie).
 
 Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
 (0.25) in a lead whose P / T is flat there; its QRS timing as the record's QRS; its amplitudes score how well
@@ -61,6 +64,7 @@ AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
 LEAD_SE_FACTOR = 2.0 * 1.2533 / 1.349
 BEAT_END_SD_FACTOR = 1.96 / 1.349  # an IQR -> the half-width of the 95% range of a normal spread
 MIN_BEATS = 3             # fewer beats with their own delineation say nothing about agreement
+MIXED_MIN_BEATS, MIXED_MIN_SHARE = 2, 0.25  # paced and conducted beats both at least this many and this share
 
 
 def score(disagreement_ms: float, tolerance_ms: float) -> float:
@@ -198,14 +202,15 @@ def _p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> 
 
 def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarray, lead_iv: dict[str, np.ndarray],
                        dom: np.ndarray, rr_ms: float | None, values: dict[str, float | None],
-                       qrs_corr: np.ndarray, fs_hz: float) -> Confidences:
+                       qrs_corr: np.ndarray, fs_hz: float, classes: list[str] | None = None) -> Confidences:
     """The confidences of a measured record.
 
     ``fid``: its global fiducials (``delineate_with_template``: the beats' own ones, the median beat);
     ``good``: bool per lead; ``spikes``: pacing stimuli (samples); ``lead_iv``: per interval key (pr, qrs, qt)
     each lead's own interval (ms, NaN: not measured) as the record row takes it; ``dom``: bool per beat, the
     dominant beats the record's values come from; ``rr_ms``: the typical RR; ``values``: the record row's
-    pr_ms, qrs_ms, qt_ms; ``qrs_corr``: (n_leads, n_beats) each beat's QRS against its lead's median QRS.
+    pr_ms, qrs_ms, qt_ms; ``qrs_corr``: (n_leads, n_beats) each beat's QRS against its lead's median QRS;
+    ``classes``: each beat's class (normal | premature | paced | uncertain, ``features.measure``).
     """
     to_ms = 1000.0 / fs_hz
     ic = {k: IntervalConfidence(tol) for k, tol in TOLERANCE_MS.items()}
@@ -326,6 +331,22 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
                 spans.append(float(train[-1] - train[0]) * to_ms)
         if spans:
             ic["qrs"].checks["stimuli"] = float(np.median(spans))
+    # mixed capture: the beats the record's values come from (``dom``) are paced and conducted ones alike, both
+    # common (a demand pacemaker in atrial fibrillation, whose conducted beats read as premature: no beat is the
+    # dominant kind, and every beat counts): two populations of QRS complexes, and the record's QRS and QT are
+    # those of whichever the window holds more of, not of the heart (LUDB 95: 6 paced beats of 114-154 ms and 3
+    # conducted of 86-92 in one window, QRS cited 114 for the experts' 92; with two conducted beats of the
+    # dominant kind in the next, 86 from them). The disagreement is how far apart the two populations' medians lie
+    if classes is not None and fid.paced is not None:
+        paced = np.asarray(fid.paced, dtype=bool) & dom
+        conducted = ~np.asarray(fid.paced, dtype=bool) & dom & np.isfinite(fid.qrs_on) & np.isfinite(fid.qrs_off)
+        n_p, n_c = int(paced.sum()), int(conducted.sum())
+        if min(n_p, n_c) >= MIXED_MIN_BEATS and min(n_p, n_c) >= MIXED_MIN_SHARE * (n_p + n_c):
+            for k, end in (("qrs", fid.qrs_off), ("qt", fid.t_off)):
+                dur = (end - fid.qrs_on) * to_ms
+                a, b = dur[paced & np.isfinite(dur)], dur[conducted & np.isfinite(dur)]
+                if a.size and b.size:
+                    ic[k].checks["mixed_capture"] = abs(float(np.median(a)) - float(np.median(b)))
 
     lead = _lead_confidences(fid, good, ic, dom, qrs_corr, fs_hz)
     return Confidences(intervals=ic, lead=lead)

@@ -66,8 +66,9 @@ ATRIAL_RIVAL_MAX = 0.9  # a second atrial wave this large (vs the P) in most TQ 
 
 
 
-def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Beat positions (samples) from all good leads voting. ``good`` is a bool mask of usable leads."""
+def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float, spikes: np.ndarray | None = None) -> np.ndarray:
+    """Beat positions (samples) from all good leads voting. ``good`` is a bool mask of usable leads; ``spikes``:
+    pacing stimuli (samples), whose captured complexes are beats however broad (``_captured``)."""
     x = clean[good]
     if x.shape[0] == 0 or x.shape[1] < ms(fs_hz, 300):
         return np.empty(0, dtype=np.int64)
@@ -106,6 +107,7 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
                     keep = np.sort(np.append(keep, best))
                     added = True
                     break
+    keep = _captured(keep, env_abs, 0.4 * ref_abs, spikes, fs_hz)
     # the anchor: largest spatial slope within +-70 ms of the envelope peak
     v = np.sqrt(np.sum(d ** 2, axis=0))
     v = uniform_filter1d(v, 3)
@@ -128,6 +130,31 @@ def detect_beats(clean: np.ndarray, good: np.ndarray, fs_hz: float) -> np.ndarra
     return out
 
 
+CAPTURE_WINDOW_MS = (30.0, 200.0)  # a captured QRS's excursion peaks this long after its stimulus (past its smear)
+
+
+def _captured(keep: np.ndarray, env_abs: np.ndarray, bar: float, spikes: np.ndarray | None,
+              fs_hz: float) -> np.ndarray:
+    """``keep`` with the complexes that pacing stimuli captured: a ventricular stimulus that captures is followed
+    by a QRS within CAPTURE_WINDOW_MS, which is a heartbeat however broad and slow it is (a paced QRS has a
+    third of a conducted one's squared slope: among conducted beats it falls under the detector's bar, and with
+    several lost the gaps they leave look like the rhythm's own). Added where no beat lies near the stimulus
+    and the excursion after it reaches ``bar`` (the search-back's: an uncaptured stimulus, or an atrial one
+    followed by a small P, does not)."""
+    if spikes is None or len(spikes) == 0 or keep.size == 0:
+        return keep
+    lo, hi = ms(fs_hz, CAPTURE_WINDOW_MS[0]), ms(fs_hz, CAPTURE_WINDOW_MS[1])
+    added = []
+    for sp in np.unique(np.asarray(spikes, dtype=np.int64)):
+        near = np.abs(np.concatenate((keep, added)) - (sp + (lo + hi) // 2)) < ms(fs_hz, MIN_RR_MS)
+        if near.any() or sp + hi >= env_abs.size:
+            continue
+        peak = sp + lo + int(np.argmax(env_abs[sp + lo:sp + hi]))
+        if env_abs[peak] >= bar:
+            added.append(peak)
+    return np.sort(np.concatenate((keep, np.asarray(added, dtype=np.int64)))) if added else keep
+
+
 def spatial_slope(x: np.ndarray, fs_hz: float) -> np.ndarray:
     """Spatial slope of the leads ``x`` (n_leads, n_samples; mV): |dx/dt| over leads per sample (mV/sample),
     smoothed over 8 ms. Its lobes are the QRS; its knees the QRS on- and offset."""
@@ -142,20 +169,24 @@ def beat_windows(x: np.ndarray, r: np.ndarray, before: int, after: int) -> np.nd
     return x[:, idx]
 
 
+def _correlation(w: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
+    """Per lead and beat: Pearson correlation of beat windows ``w`` (leads, beats, samples) with ``tmpl``
+    (leads, 1, samples)."""
+    a = w - w.mean(axis=2, keepdims=True)
+    b = tmpl - tmpl.mean(axis=2, keepdims=True)
+    num = np.sum(a * b, axis=2)
+    den = np.sqrt(np.sum(a * a, axis=2) * np.sum(b * b, axis=2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, 0.0)
+
+
 def template_correlation(clean: np.ndarray, r: np.ndarray, fs_hz: float, before_ms: float = 250.0,
                          after_ms: float = 400.0) -> np.ndarray:
     """Per lead and beat: Pearson correlation of the beat (-before..+after ms) with the lead's median beat."""
     if r.size == 0:
         return np.zeros((clean.shape[0], 0))
     w = beat_windows(clean, r, ms(fs_hz, before_ms), ms(fs_hz, after_ms))
-    tmpl = np.median(w, axis=1, keepdims=True)
-    a = w - w.mean(axis=2, keepdims=True)
-    b = tmpl - tmpl.mean(axis=2, keepdims=True)
-    num = np.sum(a * b, axis=2)
-    den = np.sqrt(np.sum(a * a, axis=2) * np.sum(b * b, axis=2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.where(den > 0, num / den, 0.0)
-    return c
+    return _correlation(w, np.median(w, axis=1, keepdims=True))
 
 
 def gate_by_template(clean: np.ndarray, r: np.ndarray, gate: list[str | None], fs_hz: float) -> list[str | None]:

@@ -280,14 +280,14 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     if not good.any():
         raise RecordError("delineation_failed", "no usable lead: " + ", ".join(
             f"{LEADS[i]}:{g}" for i, g in enumerate(gate)), rid)
-    r = detect_beats(cl.clean, good, fs)
+    r = detect_beats(cl.clean, good, fs, cl.spikes)
     new_gate = gate_by_template(cl.clean, r, gate, fs)
     if new_gate != gate:  # a noise lead voted in the first pass: find the beats again without it
         gate = new_gate
         good = np.array([g is None for g in gate])
         if not good.any():
             raise RecordError("delineation_failed", "every lead gated after beat matching", rid)
-        r = detect_beats(cl.clean, good, fs)
+        r = detect_beats(cl.clean, good, fs, cl.spikes)
     if r.size == 0:
         raise RecordError("delineation_failed", "no beat found", rid)
     fid = delineate(cl.clean, cl.spikes, good, r, fs)
@@ -438,7 +438,7 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
     if not fid.p_present:
         values["pr_ms"] = None
     glob = _global_intervals(fid, classes, fs)
-    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs)
+    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs, classes)
     # each beat's steepest spatial slope about its anchor (-40..+40 ms): a QRS's depolarisation is steep, a P or T
     # wave counted as a beat is not (features.rate: wave_counted)
     v = spatial_slope(cl.clean[good], fs) if good.any() else None

@@ -119,6 +119,9 @@ class SynthParams(BaseModel):
     # unipolar atrial stimuli reach the recorder small (LUDB 45: 0.1-0.4 mV), well below the ventricular ones
     atrial_spike_mv: float = Field(0.0, ge=0.0, le=5.0)
     atrial_latency_ms: float = Field(10.0, ge=0.0, le=40.0)
+    # a demand (VVI) pacemaker in atrial fibrillation: the beats ending this many of the longest RR intervals are
+    # paced (a stimulus, a broad ventricular QRS, a discordant T); the others stay conducted (LUDB 95)
+    demand_paced_beats: int = Field(0, ge=0, le=20)
     st_shift_mv: float = Field(0.0, ge=-0.5, le=0.6)  # + elevation / - depression, in the territory's leads
     st_territory: Territory = "anterior"
     t_inversion: Territory | None = None
@@ -150,6 +153,8 @@ class SynthParams(BaseModel):
             raise ValueError("a left posterior fascicular block needs qrs_axis_deg >= 90")
         if self.pacing != "none" and (self.bundle_branch_block != "none" or self.qrs_ms < 120):
             raise ValueError("a paced QRS needs qrs_ms >= 120 and no bundle branch block")
+        if self.demand_paced_beats and (self.pacing != "none" or self.rhythm != "atrial_fibrillation"):
+            raise ValueError("demand pacing is drawn in atrial fibrillation, without fixed-rate pacing")
         if self.atrial_spike_mv > 0 and (self.pacing == "none" or not self.is_sinus):
             raise ValueError("atrial stimuli need ventricular pacing and P waves (dual-chamber pacing)")
         if self.is_sinus and self.pr_ms < self.p_duration_ms + 30.0:
@@ -507,6 +512,22 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
             if fits:
                 kinds[k] = "premature"
                 times[k] = times[k - 1] + coupling
+    if params.demand_paced_beats:
+        # the pacemaker fires where no conducted beat came within its interval: the longest RR intervals end
+        # with a paced beat, whose QRS spreads from the lead's tip (a ventricular focus) with a discordant T
+        paced_loop = pvc_loop(rng)
+        q = float(rng.uniform(140.0, 170.0))
+        area = np.asarray(loop_area(paced_loop))
+        paced_t = -0.5 * area / np.linalg.norm(area) * other_scale
+        p_t_on, p_t_off = q + 70.0, q + 260.0
+        templates["paced"] = BeatTemplate.build({
+            "QRS": Wave("QRS", 0.0, q, [(c.vector() * scale, c.f_on * q, c.f_peak * q, c.f_off * q,
+                                          c.rise_pow, c.fall_pow) for c in paced_loop]),
+            "T": Wave("T", p_t_on, p_t_off, [(paced_t, p_t_on, p_t_on + 0.55 * 190.0, p_t_off, T_RISE_POW, 1.0)]),
+        }, dt_ms)
+        longest = np.argsort(-np.diff(times), kind="stable") + 1
+        for k in [int(k) for k in longest if kinds[k] == base_kind][:params.demand_paced_beats]:
+            kinds[k] = "paced"
     if params.pac_count and params.is_sinus:
         place_pacs(params, rng, normal_waves, templates, times, kinds, dur_ms, dt_ms)
     times = np.round(times / dt_ms) * dt_ms  # beats start on a sample, so one template serves every beat
@@ -517,6 +538,8 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
 
     if params.pacing != "none":
         add_pacing_spikes(dipole, params, times, kinds, dt_ms)
+    elif params.demand_paced_beats:
+        add_pacing_spikes(dipole, params.model_copy(update={"pacing": "ventricular"}), times, kinds, dt_ms)
     total = dipole
     if params.rhythm == "atrial_flutter":
         total = dipole + flutter_waves(params, rng, n)
@@ -614,7 +637,7 @@ def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[s
         findings.append("IRBBB")
     if params.fascicular_block != "none":
         findings.append({"left_anterior": "LAFB", "left_posterior": "LPFB"}[params.fascicular_block])
-    if params.pacing != "none":
+    if params.pacing != "none" or params.demand_paced_beats:
         findings.append("PACE")
     if params.p_wave == "bifid" and params.is_sinus:
         findings.append("LAO/LAE")

@@ -14,6 +14,8 @@ What each class reproduces (LUDB's experts' diagnoses; the error of the record-l
 - ``irbbb_lvh``: incomplete RBBB with LVH and strain (QT -104 ms, QRS -34 ms);
 - ``lafb`` / ``lpfb``: left anterior (posterior) fascicular block (QRS -30 ms);
 - ``biv_paced`` / ``rv_paced``: biventricular (right-ventricular) pacing (QRS +38 ms);
+- ``af_demand_paced``: atrial fibrillation with a demand pacemaker, paced and conducted beats both common
+  (QRS +22 ms, LUDB 95: the record's QRS is of whichever the window holds more of);
 - ``flutter_ivcd``: typical atrial flutter with variable block and LVH, the F waves stepping the J point
   (QRS +22 ms, LUDB 103).
 """
@@ -186,10 +188,22 @@ def flutter_ivcd(rng: np.random.Generator) -> SynthParams:
                        **_noise(rng))
 
 
+def af_demand_paced(rng: np.random.Generator) -> SynthParams:
+    """Atrial fibrillation with a demand (VVI) pacemaker: the longest RR intervals end with a paced beat (3-6 of
+    the record's ~11-15 beats), the others are conducted with a narrow QRS."""
+    hr = float(rng.uniform(65.0, 90.0))
+    return SynthParams(hr_bpm=hr, qrs_ms=float(rng.uniform(80.0, 100.0)), qt_ms=_qt_ms(rng, hr),
+                       qrs_axis_deg=float(rng.uniform(-20.0, 70.0)), rhythm="atrial_fibrillation",
+                       af_rr_cv=float(rng.uniform(0.12, 0.25)), demand_paced_beats=int(rng.integers(3, 7)),
+                       pacing_spike_mv=float(rng.uniform(0.5, 4.0)), pacing_latency_ms=float(rng.uniform(8.0, 25.0)),
+                       qrs_scale=float(rng.uniform(0.8, 1.3)), **_noise(rng))
+
+
 FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
     "avb1_p_on_t": avb1_p_on_t, "avb1_p_in_t": avb1_p_in_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
     "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
     "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced, "flutter_ivcd": flutter_ivcd,
+    "af_demand_paced": af_demand_paced,
 }
 
 
