@@ -202,15 +202,14 @@ def _p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> 
 
 def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarray, lead_iv: dict[str, np.ndarray],
                        dom: np.ndarray, rr_ms: float | None, values: dict[str, float | None],
-                       qrs_corr: np.ndarray, fs_hz: float, classes: list[str] | None = None) -> Confidences:
+                       qrs_corr: np.ndarray, fs_hz: float) -> Confidences:
     """The confidences of a measured record.
 
     ``fid``: its global fiducials (``delineate_with_template``: the beats' own ones, the median beat);
     ``good``: bool per lead; ``spikes``: pacing stimuli (samples); ``lead_iv``: per interval key (pr, qrs, qt)
     each lead's own interval (ms, NaN: not measured) as the record row takes it; ``dom``: bool per beat, the
     dominant beats the record's values come from; ``rr_ms``: the typical RR; ``values``: the record row's
-    pr_ms, qrs_ms, qt_ms; ``qrs_corr``: (n_leads, n_beats) each beat's QRS against its lead's median QRS;
-    ``classes``: each beat's class (normal | premature | paced | uncertain, ``features.measure``).
+    pr_ms, qrs_ms, qt_ms; ``qrs_corr``: (n_leads, n_beats) each beat's QRS against its lead's median QRS.
     """
     to_ms = 1000.0 / fs_hz
     ic = {k: IntervalConfidence(tol) for k, tol in TOLERANCE_MS.items()}
@@ -337,7 +336,7 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     # those of whichever the window holds more of, not of the heart (LUDB 95: 6 paced beats of 114-154 ms and 3
     # conducted of 86-92 in one window, QRS cited 114 for the experts' 92; with two conducted beats of the
     # dominant kind in the next, 86 from them). The disagreement is how far apart the two populations' medians lie
-    if classes is not None and fid.paced is not None:
+    if fid.paced is not None:
         paced = np.asarray(fid.paced, dtype=bool) & dom
         conducted = ~np.asarray(fid.paced, dtype=bool) & dom & np.isfinite(fid.qrs_on) & np.isfinite(fid.qrs_off)
         n_p, n_c = int(paced.sum()), int(conducted.sum())

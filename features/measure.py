@@ -438,7 +438,7 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
     if not fid.p_present:
         values["pr_ms"] = None
     glob = _global_intervals(fid, classes, fs)
-    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs, classes)
+    conf = record_confidences(fid, ok, cl.spikes, lead_iv, dom, rr_typ, {**values, **glob}, corr, fs)
     # each beat's steepest spatial slope about its anchor (-40..+40 ms): a QRS's depolarisation is steep, a P or T
     # wave counted as a beat is not (features.rate: wave_counted)
     v = spatial_slope(cl.clean[good], fs) if good.any() else None
