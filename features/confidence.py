@@ -264,6 +264,12 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         p2 = _p_on_threshold_ms(fid, good, fs_hz)
         if p2 is not None:
             ic["pr"].checks["method"] = abs(p2)
+        # unlocked P: the beats show P waves but their median beat none. A sinus P at a steady PR survives the
+        # averaging; single-beat atrial waves that cancel in it are not locked to the QRS (noise, fibrillatory or
+        # ectopic atrial waves, a PR that varies), and the PR read from them is whichever the window holds (LUDB
+        # 60 by 8.8 s windows: no PR, 166, 176, 182, 140 for the experts' 149)
+        if values.get("pr_ms") is not None and not np.isfinite(tf.p_on[0]):
+            ic["pr"].checks["unlocked_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["pr"]
 
     # global: no lead's wave ends after the last lead's, nor starts before the first's: a typical lead's
     # interval longer than the global one (earliest onset to latest offset) was measured past where the

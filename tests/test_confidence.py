@@ -173,3 +173,21 @@ def test_fibrillation_waves_are_never_taken_for_a_p_on_the_median_beat():
                         emg_noise_mv=0.03, low_voltage=seed % 2 == 1)
         m = measure_record(as_record(generate_record(p, seed).signal_mv, f"af_{seed}"))
         assert m.record_row["pr_ms"] is None, (seed, m.record_row["pr_ms"])
+
+
+def test_a_pr_read_from_beats_whose_median_beat_shows_no_p_is_not_citable():
+    # atrial waves in single beats that cancel in their median beat are not locked to the QRS: the PR read from
+    # them is whichever the window holds. A record's median beat whose P is taken away (the same beats, the P
+    # hidden at the median beat only) leaves the PR not citable, while a sinus P that survives the averaging stays
+    from features import confidence as C
+    from features.measure import delineate_record
+
+    syn = generate_record(SynthParams(emg_noise_mv=0.01), 3)
+    m = measure_record(as_record(syn.signal_mv, "sinus"))
+    assert "unlocked_p" not in m.confidences.intervals["pr"].checks and m.record_row["pr_conf"] >= CONFIDENCE_MIN
+    d = delineate_record(as_record(syn.signal_mv, "sinus"))
+    d.fid.template_fid.p_on[0] = np.nan
+    ic = C.record_confidences(d.fid, d.good, d.clean.spikes, {"pr": np.full(12, 160.0)}, np.ones(d.fid.r.size, bool),
+                              800.0, {"pr_ms": 160.0, "qrs_ms": 90.0, "qt_ms": 380.0},
+                              np.ones((12, d.fid.r.size)), d.fs_hz)
+    assert ic.intervals["pr"].checks["unlocked_p"] >= TOLERANCE_MS["pr"] and ic.intervals["pr"].value < 0.5
