@@ -1,6 +1,7 @@
 """Data truth end to end on LUDB: the PR / QRS / QT that accepted answers cite, against LUDB's experts.
 
     .venv/bin/python benchmarks/cited_truth.py [--ludb ../shared/data/ludb] [--keep DIR] [--run DIR]
+        [--windows 0,0.2,0.4,0.6,0.8,1,1.2 [--window-length 8.8]]
 
 Runs the chain as a user would (``ecg-grounding run --source ludb --root LUDB --out DIR/run``: rules writer,
 validator), then scores it with ``../shared/tools/cited_truth.py`` (every PR / QRS / QT an accepted answer cites
@@ -47,18 +48,39 @@ def _tool():
     return mod
 
 
-def run_chain(ludb: Path, out: Path) -> float:
-    """``ecg-grounding run --source ludb`` into ``out`` (wall seconds)."""
+def run_chain(ludb: Path, out: Path, window: tuple[float, float] | None = None, quiet: bool = False) -> float:
+    """``ecg-grounding run --source ludb`` into ``out`` (wall seconds); ``window``: (start s, length s) of each
+    record instead of its whole 10 s."""
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
+    extra = ["--window-start-s", str(window[0]), "--window-s", str(window[1])] if window else []
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--source", "ludb", "--root", str(ludb),
-                           "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+                           "--out", str(out), *extra], capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise SystemExit(f"ecg-grounding run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith(("[", "records:", "grounding"))))
+    if not quiet:
+        print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith(("[", "records:", "grounding"))))
     return wall
+
+
+def windows(ludb: Path, work: Path, starts: list[float], length_s: float) -> None:
+    """The chain on other windows of the same records: each window holds other beats, so a value that is right
+    only for the beats of the whole 10 s (a confidence check fitted to them, a median beat that changes kind)
+    shows here, the nearest these 35 records come to records never seen. Prints each window's cited values
+    against the experts (the experts' values come from their whole annotated span) and the total."""
+    total = within = 0
+    print(f"\n## Windows of {length_s:g} s (cited values that GroundingContext.citable allows)\n")
+    print("| window start (s) | cited | within tolerance | misses |\n|---:|---:|---:|---|")
+    for start in starts:
+        run = work / f"window-{start:g}"
+        run_chain(ludb, run, (start, length_s), quiet=True)
+        c = score(run, ludb)["cited"]["citable"]
+        total, within = total + c["n"], within + c["within"]
+        misses = ", ".join(f"{r[0]} {r[1]} {r[4]:+.0f}" for r in c["misses"]) or "-"
+        print(f"| {start:g} | {c['n']} | {c['within']} | {misses} |")
+    print(f"\nall windows: {within} / {total} = {100 * within / max(total, 1):.1f}% within tolerance")
 
 
 def answers(run: Path) -> list[tuple[str, str]]:
@@ -143,6 +165,9 @@ def main() -> int:
     ap.add_argument("--ludb", default=str(DEFAULT_LUDB))
     ap.add_argument("--keep", help="write the run here instead of a temp dir")
     ap.add_argument("--run", help="score this existing run folder (no new run)")
+    ap.add_argument("--windows", default="", help="then the chain on these window starts (s), comma-separated, "
+                    "each --window-length long (e.g. 0,0.2,0.4,0.6,0.8,1,1.2)")
+    ap.add_argument("--window-length", type=float, default=8.8)
     args = ap.parse_args()
     ludb = Path(args.ludb)
     if args.run:
@@ -158,6 +183,9 @@ def main() -> int:
     print(proc.stdout.strip() or proc.stderr.strip())
     report(score(run, ludb))
     print(f"\nrun folder: {run}")
+    if args.windows:
+        work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cited-truth-windows-"))
+        windows(ludb, work, [float(x) for x in args.windows.split(",")], args.window_length)
     return 0
 
 
