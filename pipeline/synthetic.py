@@ -493,14 +493,8 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     if params.pvc_count:
         ectopic_loop = pvc_loop(rng)
         q = float(rng.uniform(140.0, 180.0))
-        area = np.asarray(loop_area(ectopic_loop))
-        pvc_t = -0.5 * area / np.linalg.norm(area) * other_scale  # discordant T
-        pvc_t_on, pvc_t_off = q + 60.0, q + 240.0
-        templates["premature"] = BeatTemplate.build({
-            "QRS": Wave("QRS", 0.0, q, [(c.vector() * scale, c.f_on * q, c.f_peak * q, c.f_off * q,
-                                          c.rise_pow, c.fall_pow) for c in ectopic_loop]),
-            "T": Wave("T", pvc_t_on, pvc_t_off, [(pvc_t, pvc_t_on, pvc_t_on + 0.55 * 180.0, pvc_t_off, T_RISE_POW, 1.0)]),
-        }, dt_ms)
+        pvc_t_off = q + 240.0
+        templates["premature"] = _ventricular_beat(ectopic_loop, q, 60.0, 180.0, scale, other_scale, dt_ms)
         # PVCs replace beats in the middle of the record; the sinus schedule goes on, so the RR intervals
         # around a PVC sum to two cycles (full compensatory pause). It must start after the previous T
         # and end before the next beat's P.
@@ -517,14 +511,7 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
         # with a paced beat, whose QRS spreads from the lead's tip (a ventricular focus) with a discordant T
         paced_loop = pvc_loop(rng)
         q = float(rng.uniform(140.0, 170.0))
-        area = np.asarray(loop_area(paced_loop))
-        paced_t = -0.5 * area / np.linalg.norm(area) * other_scale
-        p_t_on, p_t_off = q + 70.0, q + 260.0
-        templates["paced"] = BeatTemplate.build({
-            "QRS": Wave("QRS", 0.0, q, [(c.vector() * scale, c.f_on * q, c.f_peak * q, c.f_off * q,
-                                          c.rise_pow, c.fall_pow) for c in paced_loop]),
-            "T": Wave("T", p_t_on, p_t_off, [(paced_t, p_t_on, p_t_on + 0.55 * 190.0, p_t_off, T_RISE_POW, 1.0)]),
-        }, dt_ms)
+        templates["paced"] = _ventricular_beat(paced_loop, q, 70.0, 190.0, scale, other_scale, dt_ms)
         longest = np.argsort(-np.diff(times), kind="stable") + 1
         for k in [int(k) for k in longest if kinds[k] == base_kind][:params.demand_paced_beats]:
             kinds[k] = "paced"
@@ -553,6 +540,20 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     beat_columns, truth = _truth(record_id, params, times, kinds, templates, st_vec, t_vec, dur_ms - dt_ms)
     statements = [Statement(text=SCP_NAMES[c], code=c, system="scp", likelihood=100.0) for c in truth.scp_codes]
     return SynthRecord(record_id, params, int(seed), signal, truth, statements, beat_columns)
+
+
+def _ventricular_beat(loop: tuple[Component, ...], qrs_ms: float, t_gap_ms: float, t_ms: float, scale: float,
+                      t_scale: float, dt_ms: float) -> BeatTemplate:
+    """A beat that starts in the ventricles (a PVC, a paced beat): a broad QRS of ``qrs_ms`` from ``loop`` and
+    a discordant T (secondary repolarisation) ``t_gap_ms`` after it, ``t_ms`` long."""
+    area = np.asarray(loop_area(loop))
+    t_vec = -0.5 * area / np.linalg.norm(area) * t_scale
+    t_on, t_off = qrs_ms + t_gap_ms, qrs_ms + t_gap_ms + t_ms
+    return BeatTemplate.build({
+        "QRS": Wave("QRS", 0.0, qrs_ms, [(c.vector() * scale, c.f_on * qrs_ms, c.f_peak * qrs_ms, c.f_off * qrs_ms,
+                                          c.rise_pow, c.fall_pow) for c in loop]),
+        "T": Wave("T", t_on, t_off, [(t_vec, t_on, t_on + 0.55 * t_ms, t_off, T_RISE_POW, 1.0)]),
+    }, dt_ms)
 
 
 def _qrs_loop(params: SynthParams) -> tuple[Component, ...]:
