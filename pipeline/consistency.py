@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.answer_text import find_leads, lead_groups, sentences
 from pipeline.casefold import Folded
@@ -31,7 +31,7 @@ from pipeline.cutoffs import cutoffs
 from pipeline.evidence import check_evidence  # noqa: F401  (re-exported)
 from pipeline.grounding import MeasurementIndex, _sex
 from pipeline.polarity import extract_lead_statements, judge_leads
-from pipeline.words import BE as _BE, Problem, QualClaim, negated as _negated, not_ as _not, rx as _rx
+from pipeline.words import BE as _BE, Problem, QualClaim, Uncitable, negated as _negated, not_ as _not, rx as _rx
 
 # ---------------------------------------------------------------------------------------- record-level
 _RECORD_RULES: list[tuple[str, re.Pattern]] = [
@@ -263,22 +263,30 @@ class _Facts:
     p_present: bool | None
     ectopy_v: bool = False  # the report states ventricular ectopy (PVC, bigeminy, trigeminy)
     ectopy_a: bool = False  # ... atrial / supraventricular ectopy (PAC)
+    # what the statements' criteria say of an interval (column -> high | low | mid): a word the report implies
+    # is grounded in the report even where the measured value may not be cited
+    implied: dict = field(default_factory=dict)
 
 
 def statement_facts(ctx: GroundingContext, kb) -> _Facts:
     """What the record's statements say about regularity and P waves (their knowledge criteria on
     ``rhythm_regular`` / ``p_waves_present``); None where they say nothing or disagree."""
     vals: dict[str, set[bool]] = {"rhythm_regular": set(), "p_waves_present": set()}
+    implied: dict[str, set[str]] = {}
     if kb is not None:
         for sid in sorted(kb.closure(ctx.statement_ids)):
             for crit in kb.entries[sid].criteria:
                 if crit.feature in vals and crit.comparison == "==" and isinstance(crit.threshold, bool):
                     vals[crit.feature].add(crit.threshold)
+                side = {">=": "high", ">": "high", "<": "low", "<=": "low", "between": "mid"}.get(crit.comparison)
+                if side and crit.feature in ("pr_ms", "qrs_ms") or side and str(crit.feature).startswith("qtc_"):
+                    implied.setdefault(crit.feature, set()).add(side)
     def one(s: set[bool]) -> bool | None:
         return next(iter(s)) if len(s) == 1 else None
     closure = kb.closure(ctx.statement_ids) if kb is not None else set(ctx.statement_ids)
     return _Facts(one(vals["rhythm_regular"]), one(vals["p_waves_present"]),
-                  ectopy_v=bool(closure & {"PVC", "BIGU", "TRIGU"}), ectopy_a=bool(closure & {"PAC", "PRC(S)"}))
+                  ectopy_v=bool(closure & {"PVC", "BIGU", "TRIGU"}), ectopy_a=bool(closure & {"PAC", "PRC(S)"}),
+                  implied=implied)
 
 
 def check_statements(text: str, ctx: GroundingContext, config, kb=None,
@@ -296,7 +304,8 @@ def check_statements(text: str, ctx: GroundingContext, config, kb=None,
         detail = _judge(c, ctx, idx, facts, config)
         if detail:
             seen.add(key)
-            problems.append(Problem(c, detail))
+            problems.append(Problem(c, detail, "uncitable_value" if isinstance(detail, Uncitable)
+                                    else "contradicts_measurement"))
     return problems
 
 
@@ -310,6 +319,8 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         hr = _num(rec.get("hr_bpm"))
         if hr is None:
             return None
+        if ctx.uncitable_reason("hr_bpm") == "low_confidence":
+            return Uncitable(f"{word} {c.text!r} but the heart rate cannot be measured reliably on this ECG")
         fast, slow = table["tachycardia_bpm"].abnormal(hr), table["bradycardia_bpm"].abnormal(hr)
         truth = {"tachycardia": fast, "bradycardia": slow, "rate_normal": not fast and not slow}[c.concept]
         if truth == c.negated:
@@ -356,6 +367,18 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
     # ---- interval words
     m = re.match(r"(pr|qrs|qtc|qt)_(long|wide|narrow|short|normal)$", c.concept)
     if m:
+        # a word about an interval the record may not cite states it all the same: its truth is unknown (the
+        # measured value behind it is not reliable, so neither agreeing nor disagreeing with it means anything)
+        col = {"pr": "pr_ms", "qrs": "qrs_ms"}.get(m.group(1), f"qtc_{c.formula or 'bazett'}_ms")
+        if rec.get(col) is not None and ctx.uncitable_reason(col) == "low_confidence":
+            # unless the report's own diagnosis says as much (a wide QRS of a bundle branch block)
+            said = facts.implied.get(col if m.group(1) in ("pr", "qrs") else next(
+                (k for k in facts.implied if k.startswith("qtc_")), col), set())
+            side = {"long": "high", "wide": "high", "short": "low", "narrow": "low", "normal": "mid"}[m.group(2)]
+            if not c.negated and said == {side} or side == "low" and said == {"mid"}:
+                return None
+            name = {"pr": "PR interval", "qrs": "QRS duration"}.get(m.group(1), "QT interval")
+            return Uncitable(f"{word} {c.text!r} but the {name} cannot be measured reliably on this ECG")
         return _judge_interval(c, m.group(1), m.group(2), rec, sex, table, word)
     # ---- axis words
     if c.concept in ("axis_leftward", "axis_rightward"):

@@ -274,7 +274,7 @@ def validate_answer(answer: str, ctx: GroundingContext, config: ValidationConfig
     metrics.qualitative_claims = len(statements)
     for p in check_statements(answer, ctx, config, kb, statements):
         metrics.qualitative_contradicted += 1
-        problems.append(("contradicts_measurement", p.detail))
+        problems.append((p.code, p.detail))
     vocab = default_vocabulary() if config.check_vocabulary else None
     kb_mentions, voc_mentions = diagnosis_mentions(answer, kb, vocab)
     for detail in check_evidence(answer, [c for c in checked if c.grounded], kb_mentions, ctx, kb):

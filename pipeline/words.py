@@ -35,6 +35,12 @@ class QualClaim:
 class Problem:
     claim: QualClaim
     detail: str
+    code: str = "contradicts_measurement"  # or uncitable_value: a word about a value the record may not cite
+
+
+class Uncitable(str):
+    """A judge's finding that a word states a value the record may not cite (``GroundingContext.citable``): its
+    truth is unknown, and stating it is what the validator rejects as ``uncitable_value``."""
 
 
 def rx(p: str, flags: int = _I) -> re.Pattern:

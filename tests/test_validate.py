@@ -203,3 +203,43 @@ def test_offline_writer_passes_validation(contexts, kb):
             rejected.append((ctx.record_id, res.details))
     assert len(contexts) == N_WRITER
     assert len(rejected) <= 1, rejected
+
+
+def test_a_word_about_an_interval_that_cannot_be_measured_reliably_is_uncitable_unless_the_report_says_it():
+    # "the QT is prolonged" / "normal" about a QT the record may not cite (a P inside the T: its end a guess)
+    # states it all the same: neither agreeing nor disagreeing with the unreliable value means anything, so it is
+    # rejected as uncitable_value; a word the report's own diagnosis implies (the wide QRS of a complete LBBB)
+    # is grounded in the report
+    import numpy as np
+
+    from features.measure import as_record
+    from pipeline.synthetic import generate_record, random_params
+    from pipeline.synthetic_cases import failure_record
+    from pipeline.synthetic_tree import _seeds
+
+    kb = load_knowledge()
+    seen = 0
+    for seed in range(6):
+        syn = failure_record("avb1_p_in_t", seed)
+        rec = as_record(syn.signal_mv, f"p_in_t_{seed}")
+        rec.meta.report = syn.report
+        ctx = measure_context(rec, kb=kb)
+        if ctx.citable("qtc_bazett_ms"):
+            continue
+        seen += 1
+        base = write_answer(ctx)
+        assert validate_answer(base, ctx).accepted
+        for words in ("The QT interval is prolonged.", "The QT interval is normal."):
+            r = validate_answer(base + " " + words, ctx)
+            assert not r.accepted and "uncitable_value" in r.reasons, (seed, words, r.details)
+    assert seen >= 3
+    s = int(_seeds(1000, 0)[244])  # a CLBBB at 127 bpm whose QRS window is not sure (qrs_conf 0)
+    syn = generate_record(random_params(np.random.default_rng([s, 1])), s)
+    rec = as_record(syn.signal_mv, "clbbb")
+    rec.meta.report = syn.report
+    ctx = measure_context(rec, kb=kb)
+    assert not ctx.citable("qrs_ms") and "CLBBB" in ctx.statement_ids
+    base = write_answer(ctx)
+    assert validate_answer(base + " The QRS complex is wide.", ctx).accepted
+    r = validate_answer(base + " The QRS complex is narrow.", ctx)
+    assert not r.accepted and "uncitable_value" in r.reasons

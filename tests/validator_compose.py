@@ -164,7 +164,7 @@ def _dx_sentence(ctx, kb, sid, rng, amp) -> str:
         for crit in e.criteria:
             if crit.feature in _COL_WORDS and crit.comparison not in ("==", "absent"):
                 for lead in (crit.leads or look):
-                    v = lv(ctx, lead, crit.feature)
+                    v = lv(ctx, lead, crit.feature) if ctx.citable(crit.feature, lead) else None
                     if v is not None and crit.test(v) and (crit.feature, lead) not in [(c, x) for c, x, _ in support]:
                         support.append((crit.feature, lead, v))
         if support:
@@ -173,7 +173,7 @@ def _dx_sentence(ctx, kb, sid, rng, amp) -> str:
             prefix = rng.choice([f"There is {name}, with", f"{_cap(name)} is present, shown by", f"Findings of {name}:"])
         else:
             col = rng.choice(cols)
-            vals = [(lead, lv(ctx, lead, col)) for lead in look]
+            vals = [(lead, lv(ctx, lead, col)) for lead in look if ctx.citable(col, lead)]
             vals = [(lead, v) for lead, v in vals if v is not None]
             prefix = rng.choice([f"For {name}, the relevant values are", f"For {name}, the values are"])
         if vals:
