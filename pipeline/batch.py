@@ -167,3 +167,10 @@ class ParquetStream:
         self.writer.close()
         os.replace(self.tmp, self.path)
         return self.path
+
+    def abort(self) -> None:
+        """Drop what was written (the destination keeps its earlier content, if any)."""
+        try:
+            self.writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
