@@ -176,13 +176,14 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
 def failed_record_ids(run_dir: str | Path) -> dict[str, list[str]]:
     """Per stage, the ids of the records that stage dropped (its errors table's severity 'error' rows; for
-    generate, prompts whose every attempt failed, was refused for context or was skipped by the cost cap).
-    A record that failed in ingest usually fails again later, so count the union, not the sum."""
+    generate, prompts whose every attempt failed, was refused for context or was skipped by the cost cap; for
+    validate, records that reached it and ended without an accepted answer). A record that failed in ingest usually fails again later, so count the union, not the sum."""
     import polars as pl
 
     run = Path(run_dir)
     tables = {"ingest": run / "errors" / "ingest.parquet", "features": run / "features" / "errors.parquet",
-              "render": run / "errors" / "render.parquet", "prompts": run / "prompts" / "errors.parquet"}
+              "render": run / "errors" / "render.parquet", "prompts": run / "prompts" / "errors.parquet",
+              "validate": run / "errors" / "validate.parquet"}
     out: dict[str, list[str]] = {}
     for stage, path in tables.items():
         if path.is_file():
