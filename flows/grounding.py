@@ -420,9 +420,9 @@ def grounding_flow(out: str, source: str = "synthetic", root: str | None = None,
     if f["failure_rate"] > max_failure_rate:
         top = ", ".join((r["code"] if r["code"].startswith(f"{r['stage']}:") else f"{r['stage']}/{r['code']}")
                         + f" {r['records']}" for r in f["by_reason"][:5])
+        # failed: dropped by a stage, or validated without an accepted answer (validate:<code>)
         msg = (f"{f['records_failed']} of {report['records']} records failed ({f['failure_rate']:.1%} > "
-               f"{max_failure_rate:.1%}; dropped by a stage or validated without an accepted answer): {top}; "
-               f"see {cfg.out / 'errors'}")
+               f"{max_failure_rate:.1%}): {top}; see {cfg.out / 'errors'}")
         logger.warning(msg)
         if on_failure_rate == "fail":
             return Failed(message=msg, data=summary)

@@ -334,7 +334,10 @@ def _report(cfg: RunConfig, summaries: dict, timings: dict, chunk_results: dict,
             {"record_id": lost, "stage": ["chain"] * len(lost), "code": ["unexplained"] * len(lost),
              "message": ["neither accepted nor failed in any stage"] * len(lost)}, schema=failures.schema)])
         failed_ids.update(lost)
-    by = failures.group_by("stage", "code").len().sort(["len", "stage", "code"], descending=[True, False, False])
+    order = {s.name: i for i, s in enumerate(CHAIN)}  # ties in chain order, then by code
+    by = (failures.group_by("stage", "code").len()
+          .with_columns(pl.col("stage").replace_strict(order, default=len(order), return_dtype=pl.Int32).alias("_o"))
+          .sort(["len", "_o", "code"], descending=[True, False, False]).drop("_o"))
     n_rejected = failures.filter(pl.col("stage") == "validate")["record_id"].n_unique()
     summary = summaries.get("validate", {})
     workers: dict[str, float] = {}
