@@ -267,9 +267,9 @@ def run_failures(cfg: RunConfig):
     frames = []
     for s in CHAIN:
         if s.errors and (Path(cfg.out) / s.errors).is_file():
-            e = pl.read_parquet(Path(cfg.out) / s.errors)
-            frames.append(e.filter(pl.col("severity") == "error")
-                          .select("record_id", pl.lit(s.name).alias("stage"), "code", "message"))
+            # lazy: only the error rows (a long run's lead warnings stay on disk)
+            frames.append(pl.scan_parquet(Path(cfg.out) / s.errors).filter(pl.col("severity") == "error")
+                          .select("record_id", pl.lit(s.name).alias("stage"), "code", "message").collect())
     if not frames:
         return pl.DataFrame(schema={"record_id": pl.String, "stage": pl.String, "code": pl.String,
                                     "message": pl.String})

@@ -187,10 +187,11 @@ def failed_record_ids(run_dir: str | Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for stage, path in tables.items():
         if path.is_file():
-            df = pl.read_parquet(path)
-            if {"severity", "record_id"} <= set(df.columns):
-                ids = df.filter(pl.col("severity") == "error")["record_id"].drop_nulls().unique().sort()
-                out[stage] = ids.to_list()
+            if not {"severity", "record_id"} <= set(pl.scan_parquet(path).collect_schema().names()):
+                continue
+            df = pl.read_parquet(path, columns=["record_id", "severity"])  # not the messages of every warning
+            ids = df.filter(pl.col("severity") == "error")["record_id"].drop_nulls().unique().sort()
+            out[stage] = ids.to_list()
     answers = run / "generate" / "answers.parquet"
     if answers.is_file():
         a = pl.read_parquet(answers, columns=["record_id", "status"])
