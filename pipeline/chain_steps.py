@@ -92,7 +92,7 @@ def stream_concat(paths: list[str | Path], schema: dict[str, pl.DataType], dest:
 
     out = ParquetStream(dest, schema)
     for p in paths:
-        out.write(pl.read_parquet(p))
+        out.write_file(p)
     out.close()
     return out.rows
 
