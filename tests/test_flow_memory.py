@@ -251,3 +251,24 @@ def test_flow_fails_or_warns_when_rejections_pass_the_threshold(prefect_harness,
     assert summary["records_without_accepted_answer"] == 4 and summary["records_unexplained"] == 0
     tolerant = grounding_flow(out=str(tmp_path / "tolerant"), max_failure_rate=1.0, return_state=True, **common)
     assert tolerant.is_completed() and tolerant.name == "Completed"
+
+
+def test_parquet_stream_appends_files_by_column_name(tmp_path):
+    """A merge appends part files straight from disk: columns matched by name and cast to the schema, a column
+    a part lacks written as nulls, empty parts skipped, rows counted."""
+    from pipeline.batch import ParquetStream
+
+    schema = {"record_id": pl.String, "n": pl.Int64, "tags": pl.List(pl.String), "note": pl.String}
+    pl.DataFrame({"n": [1, 2], "record_id": ["a", "b"], "tags": [["x"], []], "note": ["hi", None]},
+                 schema_overrides={"n": pl.Int32}).write_parquet(tmp_path / "p0.parquet")
+    pl.DataFrame({"record_id": ["c"], "n": [3], "tags": [None]}).write_parquet(tmp_path / "p1.parquet")
+    pl.DataFrame(schema=schema).write_parquet(tmp_path / "p2.parquet")
+    out = ParquetStream(tmp_path / "all.parquet", schema)
+    for k in range(3):
+        out.write_file(tmp_path / f"p{k}.parquet")
+    out.close()
+    merged = pl.read_parquet(tmp_path / "all.parquet")
+    assert out.rows == 3 and merged.schema == pl.Schema(schema)
+    assert merged.to_dicts() == [{"record_id": "a", "n": 1, "tags": ["x"], "note": "hi"},
+                                 {"record_id": "b", "n": 2, "tags": [], "note": None},
+                                 {"record_id": "c", "n": 3, "tags": None, "note": None}]
