@@ -4,6 +4,7 @@
     python benchmarks/flow.py --n 1200 --workers 2  # one flow configuration only (plus the CLI)
     python benchmarks/flow.py --big 20000           # ... then a 20,000-record flow run (tens of minutes here)
     python benchmarks/flow.py --ephemeral           # each flow run starts its own temporary Prefect server
+    python benchmarks/flow.py --scale 1000 2000 4000  # the flow at several N: memory slope per 1,000 records
 
 Every configuration runs the whole chain from nothing (synthesis included) into its own run folder with the
 same records (same ``--n`` and ``--seed``), as a subprocess, the way a user runs it; the flows talk to one
@@ -14,6 +15,11 @@ load average before and after (the machine is shared: compare runs made at the s
 CPU seconds the run's processes used (the command and every descendant it waited for: the Dask workers, not
 the shared server), which the other engineers' load hardly changes. Ends with the speed-ups and a JSON line
 of every figure.
+
+``--scale N1 N2 ...`` runs only the flow (``--scale-workers`` workers, default 2) at each N and fits a least-squares
+line through the peak resident memory of the flow process (``memory_mb_by_stage`` in ``run.json``, and its
+``VmHWM`` sampled while it runs) and of the largest Dask worker, against N: its slope in MB per 1,000 records says
+whether memory is bounded by the chunk (slope near 0) or grows with the run.
 """
 from __future__ import annotations
 
@@ -60,10 +66,35 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("prefect server did not start in 180 s")
 
 
+def _vm_hwm_mb(pid: int) -> float | None:
+    """The peak resident memory of process ``pid`` itself (``VmHWM``), None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def run_one(label: str, cmd: list[str], out: Path, env: dict) -> dict:
+    import threading
+
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    own_peak = [0.0]  # the command's own process (ru_maxrss of wait4 is the largest of it and its children)
+
+    def watch() -> None:
+        while proc.returncode is None:
+            mb = _vm_hwm_mb(proc.pid)
+            if mb is None:
+                return
+            own_peak[0] = max(own_peak[0], mb)
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
@@ -76,9 +107,57 @@ def run_one(label: str, cmd: list[str], out: Path, env: dict) -> dict:
     return {"label": label, "wall_s": round(wall, 1), "records": report["records"],
             "accepted": report["records_accepted"], "records_per_s": round(report["records"] / wall, 2),
             "stage_s": report["timings_s"], "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "main_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "main_peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "own_peak_rss_mb": round(own_peak[0], 1),
             "worker_peak_rss_mb": workers, "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2)}
+
+
+def slope_mb_per_1000(ns: list[int], mbs: list[float]) -> float:
+    """Least-squares slope of memory (MB) against records, per 1,000 records."""
+    mean_n, mean_mb = sum(ns) / len(ns), sum(mbs) / len(mbs)
+    var = sum((n - mean_n) ** 2 for n in ns)
+    if not var:
+        return 0.0
+    return 1000.0 * sum((n - mean_n) * (mb - mean_mb) for n, mb in zip(ns, mbs)) / var
+
+
+def _flow_peak_mb(report: dict, fallback: float) -> float:
+    """The flow process's own peak: the larger of ``run.json``'s memory_mb_by_stage (after each stage) and
+    ``fallback`` (its VmHWM sampled every 0.5 s while it ran; also what older runs without the field give)."""
+    mem = report.get("memory_mb_by_stage") or {}
+    peaks = [v.get("peak_rss_mb", 0.0) for v in (mem.get("flow") or {}).values()]
+    return max([*peaks, fallback])
+
+
+def run_scale(a, work: Path, env: dict) -> int:
+    rows = []
+    for n in a.scale:
+        out = work / f"scale-{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [sys.executable, "-m", "flows.grounding", "--n", str(n), "--seed", str(a.seed), "--chunk-size",
+               str(a.chunk_size), "--out", str(out), "--workers", str(a.scale_workers)]
+        r = run_one(f"flow x{a.scale_workers}, {n} records", cmd, out, env)
+        report = json.loads((out / "run.json").read_text())
+        r["flow_peak_mb"] = round(_flow_peak_mb(report, r["own_peak_rss_mb"]), 1)
+        r["worker_max_peak_mb"] = round(max(r["worker_peak_rss_mb"].values(), default=0.0), 1)
+        r["memory_mb_by_stage"] = report.get("memory_mb_by_stage")
+        _print(r)
+        print(f"{'':<24} flow process peak {r['flow_peak_mb']:.0f} MB, largest worker peak "
+              f"{r['worker_max_peak_mb']:.0f} MB")
+        rows.append(r)
+        if not a.keep:
+            shutil.rmtree(out, ignore_errors=True)
+    ns = [r["records"] for r in rows]
+    flow_slope = slope_mb_per_1000(ns, [r["flow_peak_mb"] for r in rows])
+    worker_slope = slope_mb_per_1000(ns, [r["worker_max_peak_mb"] for r in rows])
+    print()
+    print(f"memory slope (least squares, MB per 1,000 records) over N = {', '.join(map(str, ns))}: "
+          f"flow process {flow_slope:+.1f}, workers {worker_slope:+.1f}")
+    print(json.dumps({"scale": [{k: r[k] for k in ("records", "wall_s", "accepted", "flow_peak_mb",
+                                                    "worker_max_peak_mb", "main_peak_rss_mb")} for r in rows],
+                      "flow_slope_mb_per_1000": round(flow_slope, 2),
+                      "worker_slope_mb_per_1000": round(worker_slope, 2)}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ephemeral", action="store_true", help="no shared server: each flow starts its own")
     p.add_argument("--work", type=Path, default=None, help="folder for the run folders (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the run folders")
+    p.add_argument("--scale", type=int, nargs="+", default=None, metavar="N",
+                   help="only the flow, at each of these record counts: the memory slope per 1,000 records")
+    p.add_argument("--scale-workers", type=int, default=2)
     a = p.parse_args(argv)
+    if a.scale is not None and len(a.scale) < 2:
+        p.error("--scale needs at least two record counts")
 
     work = a.work or Path(tempfile.mkdtemp(prefix="bench-flow-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'temporary server per flow' if a.ephemeral else 'one prefect server'}; work dir {work}")
     results = []
     try:
+        if a.scale:
+            return run_scale(a, work, env)
         configs = [] if a.no_cli else [("cli", None)]
         configs += [(f"flow x{w}", w) for w in a.workers]
         for label, w in configs:

@@ -87,13 +87,18 @@ def finish_features(out_dir, n_records: int, n_shards: int, n_shards_skipped: in
     out = Path(out_dir)
     summary = FeaturesSummary(n_records=n_records, out_dir=str(out), n_shards=n_shards,
                               n_shards_skipped=n_shards_skipped)
-    errs = [pl.read_parquet(p) for p in sorted(glob.glob(str(out / "errors" / "part-*.parquet")))]
-    errors = pl.concat(errs) if errs else pl.DataFrame(schema=ERRORS_SCHEMA)
-    write_parquet_atomic(errors, out / "errors.parquet")
+    from pipeline.batch import ParquetStream
+
+    # one shard's errors in memory at a time (a long run's lead warnings add up), counted as they stream
+    stream = ParquetStream(out / "errors.parquet", ERRORS_SCHEMA)
+    for p in sorted(glob.glob(str(out / "errors" / "part-*.parquet"))):
+        errs = pl.read_parquet(p)
+        stream.write(errs)
+        summary.n_failed += errs.filter(pl.col("severity") == "error").height
+        summary.n_warnings += errs.filter(pl.col("severity") == "warning").height
+    stream.close()
     recs = sorted(glob.glob(str(out / "records" / "part-*.parquet")))
     summary.n_measured = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in recs)
-    summary.n_failed = errors.filter(pl.col("severity") == "error").height
-    summary.n_warnings = errors.filter(pl.col("severity") == "warning").height
     return summary
 
 

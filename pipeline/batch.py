@@ -163,7 +163,31 @@ class ParquetStream:
             self.writer.write_table(df.to_arrow().cast(self.arrow))
             self.rows += df.height
 
+    def write_file(self, path: str | Path) -> None:
+        """Append the rows of the Parquet file ``path`` (columns by name, cast to the schema; a missing one as
+        nulls). Read by pyarrow straight into the writer: the same rows through a polars frame leave
+        freed-but-kept allocator memory behind on every part, so a merge of many parts grew with the run
+        (measured: +4 MB per 1,000 manifest rows in the flow process)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        if not table.num_rows:
+            return
+        names = set(table.column_names)
+        columns = [table[f.name].cast(f.type) if f.name in names else pa.nulls(table.num_rows, f.type)
+                   for f in self.arrow]
+        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.arrow))
+        self.rows += table.num_rows
+
     def close(self) -> Path:
         self.writer.close()
         os.replace(self.tmp, self.path)
         return self.path
+
+    def abort(self) -> None:
+        """Drop what was written (the destination keeps its earlier content, if any)."""
+        try:
+            self.writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)

@@ -80,6 +80,11 @@ def _errors_by_code(frames: list[pl.DataFrame]) -> tuple[dict[str, int], int]:
     return dict(codes.most_common()), len(failed)
 
 
+def read_errors(path: str | Path) -> pl.DataFrame:
+    """The columns of an errors table that the counts need (not its messages)."""
+    return pl.read_parquet(path, columns=["record_id", "severity", "code"])
+
+
 def stream_concat(paths: list[str | Path], schema: dict[str, pl.DataType], dest: Path) -> int:
     """Concatenate Parquet files into ``dest`` one file at a time (memory bounded by one part), atomically.
     Returns the number of rows."""
@@ -87,7 +92,7 @@ def stream_concat(paths: list[str | Path], schema: dict[str, pl.DataType], dest:
 
     out = ParquetStream(dest, schema)
     for p in paths:
-        out.write(pl.read_parquet(p))
+        out.write_file(p)
     out.close()
     return out.rows
 
@@ -201,7 +206,7 @@ def features_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
     s = finish_features(Path(cfg.out) / "features", sum(r["n"] for r in results), len(results),
                         sum(not r["computed"] for r in results))
-    by_code, _ = _errors_by_code([pl.read_parquet(Path(cfg.out) / "features" / "errors.parquet")])
+    by_code, _ = _errors_by_code([read_errors(Path(cfg.out) / "features" / "errors.parquet")])
     return {"records": s.n_records, "ok": s.n_measured, "failed": s.n_failed, "warnings": s.n_warnings,
             "failed_by_code": by_code}
 
@@ -253,7 +258,7 @@ def render_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
     n_images = stream_concat(parts, MANIFEST_SCHEMA, images / "manifest.parquet")
     stream_concat([p.with_suffix(".errors.parquet") for p in parts], ERRORS_SCHEMA,
                   Path(cfg.out) / "errors" / "render.parquet")
-    by_code, n_failed = _errors_by_code([pl.read_parquet(Path(cfg.out) / "errors" / "render.parquet")])
+    by_code, n_failed = _errors_by_code([read_errors(Path(cfg.out) / "errors" / "render.parquet")])
     drawn = sum(r.get("drawn", 0) for r in results)
     return {"records": sum(r["n"] for r in results), "ok": n_images, "drawn": drawn, "failed": n_failed,
             "failed_by_code": by_code}
@@ -300,7 +305,7 @@ def prompts_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
     dirs = [_prompts_dir(cfg, j) for j in jobs]
     n = stream_concat([d / "prompts.parquet" for d in dirs], PROMPTS_SCHEMA, out / "prompts.parquet")
     stream_concat([d / "errors.parquet" for d in dirs], ERRORS_SCHEMA, out / "errors.parquet")
-    by_code, n_failed = _errors_by_code([pl.read_parquet(out / "errors.parquet")])
+    by_code, n_failed = _errors_by_code([read_errors(out / "errors.parquet")])
     stats = pl.scan_parquet(out / "prompts.parquet").select(
         pl.len().alias("n"), pl.col("prompt_tokens").mean().alias("mean"),
         pl.col("prompt_tokens").max().alias("max")).collect().row(0, named=True)
@@ -439,4 +444,42 @@ def validate_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
     s = finish_instruction_set(out / "instructions", [_validate_dir(cfg, j) for j in jobs],
                                test_fraction=cfg.test_fraction, conflicts=cfg.conflicts)
     write_card(out / "instructions", out / "manifest.parquet", out / "features", out)  # the dataset card
-    return {**s, "ok": s["records_accepted"], "failed": 0, "failed_by_code": {}}
+    by_code, n_failed = write_validate_errors(cfg)
+    return {**s, "ok": s["records_accepted"], "failed": n_failed, "failed_by_code": by_code}
+
+
+VALIDATE_ERRORS = Path("errors") / "validate.parquet"
+UPSTREAM_ERRORS = (Path("errors") / "ingest.parquet", Path("features") / "errors.parquet",
+                   Path("errors") / "render.parquet", Path("prompts") / "errors.parquet",
+                   Path("errors") / "generate.parquet")
+
+
+def write_validate_errors(cfg) -> tuple[dict[str, int], int]:
+    """``errors/validate.parquet``: every record that reached validation and ended with no accepted answer for
+    any of its variants, code ``validate:<reason>`` (its last attempt's first validator reason code; the
+    message lists them all with their details). A record an earlier stage already dropped is left out: its
+    reason is that stage's (a record without an answer is generate's failure, not the validator's verdict).
+    Returns (records per code, records)."""
+    from pipeline.batch import ErrorRow, errors_frame
+    from pipeline.instructions import UNACCEPTED_FILE
+
+    out = Path(cfg.out)
+    path = out / "instructions" / UNACCEPTED_FILE
+    rows: list = []
+    if path.is_file():
+        upstream = pl.concat([pl.scan_parquet(out / t).filter(pl.col("severity") == "error").select("record_id")
+                              for t in UPSTREAM_ERRORS if (out / t).is_file()] or
+                             [pl.LazyFrame(schema={"record_id": pl.String})])
+        accepted = (pl.scan_parquet(out / "instructions" / "provenance.parquet").filter(pl.col("in_set"))
+                    .select("record_id"))
+        lost = (pl.scan_parquet(path).sort(["record_id", "variant"], nulls_last=True)
+                .group_by("record_id", maintain_order=True).first()
+                .join(accepted.unique(), on="record_id", how="anti")
+                .join(upstream.unique(), on="record_id", how="anti").collect())
+        for r in lost.iter_rows(named=True):
+            reasons = list(r["reasons"] or []) or ["unexplained"]
+            detail = "; ".join(r["details"] or [])
+            rows.append(ErrorRow(r["record_id"], "validate", "error", f"validate:{reasons[0]}", None,
+                                 f"no accepted answer: {', '.join(reasons)}" + (f" ({detail[:300]})" if detail else "")))
+    write_parquet_atomic(errors_frame(rows), out / VALIDATE_ERRORS)
+    return dict(Counter(r.code for r in rows).most_common()), len(rows)

@@ -227,18 +227,16 @@ def ingest_shard(
 
 def _stream_concat(paths: list[str], schema: dict[str, pl.DataType], dest: Path) -> None:
     """Concatenate Parquet files into ``dest`` one file at a time (bounded memory), atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    empty = pl.DataFrame(schema=schema).to_arrow()
-    writer = pq.ParquetWriter(tmp, empty.schema)
+    from pipeline.batch import ParquetStream
+
+    out = ParquetStream(dest, schema)
     try:
         for p in paths:
-            table = pl.read_parquet(p).cast(schema).to_arrow()  # same column types in every shard
-            if table.num_rows:
-                writer.write_table(table.cast(empty.schema))
-    finally:
-        writer.close()
-    os.replace(tmp, dest)
+            out.write_file(p)  # same column types in every shard
+    except BaseException:
+        out.abort()
+        raise
+    out.close()
 
 
 def merge_shards(source_name: str, root: str | Path, out_dir: str | Path, shards: list[ShardResult],

@@ -13,6 +13,8 @@ Output (``out`` folder, normally ``RUN/instructions``):
 - ``provenance.parquet``: one row per validated attempt (backend, model, provider-reported model, prompt hash,
   template version, request key, tokens, cost, attempt, validation metrics and reasons, split, shard).
 - ``rejects.parquet``: every rejected attempt with its answer, reason codes and details.
+- ``unaccepted.parquet``: every record (variant) that ended without an accepted answer, with the reason codes
+  of its last attempt (``no_answer`` / ``no_context`` when nothing could be validated).
 - ``summary.json``: acceptance rate, rejection reasons, grounding precision, diagnosis recall / precision,
   lead coverage, tokens and cost, and the report conflicts (``conflicts``): per statement, how often the citable
   measurements fail its criteria (``pipeline.criteria``), and how many records the ``conflicts`` policy dropped.
@@ -465,6 +467,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
     t = _Tally()
     prov_rows: list[dict] = []
     reject_rows: list[dict] = []
+    unaccepted_rows: list[dict] = []  # one per record (variant) that ends without an accepted answer, and why
     items: list[dict] = []
     ans = pl.scan_parquet(answers).filter(pl.col("record_id").is_in(chunk)).collect()
     recs = pl.scan_parquet(_features_path(features, "records")).filter(pl.col("record_id").is_in(chunk)).collect()
@@ -488,6 +491,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
         split = assign_split(patient_of.get(rid), rid, test_fraction)
         accepted_row: tuple[dict, ValidationResult] | None = None
         last_reasons: list[str] = []
+        last_details: list[str] = []
         any_answer = False
         found = [c.as_dict() for c in record_conflicts(ctx, kb)] if ctx is not None else []
         if ctx is not None and rid not in conflicts_counted:  # once per record, whatever its variants
@@ -520,7 +524,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
                                     "attempt": row.get("attempt"), "backend": row.get("backend"),
                                     "model": row.get("model"), "answer": text, "reasons": ["no_image"],
                                     "details": [f"no {rid}.png under {images_dir}"]})
-                last_reasons = ["no_image"]
+                last_reasons, last_details = ["no_image"], reject_rows[-1]["details"]
                 prov_rows.append(prov)
                 break  # every attempt of this record lacks the same image
             if res.accepted and accepted_row is None and found and conflicts == "drop":
@@ -531,7 +535,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
                                     "model": row.get("model"), "answer": text, "reasons": ["report_conflict"],
                                     "details": [f"{c['statement']}: {c['criterion']} ({c['measured']})"
                                                 for c in found]})
-                last_reasons = ["report_conflict"]
+                last_reasons, last_details = ["report_conflict"], reject_rows[-1]["details"]
                 prov_rows.append(prov)
                 break  # the record stays out whatever the later attempts say: its report conflicts
             if res.accepted and accepted_row is None:
@@ -548,7 +552,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
             elif res.accepted:
                 t.attempts_accepted += 1
             else:
-                last_reasons = res.reasons
+                last_reasons, last_details = res.reasons, list(res.details)
                 t.reasons_attempts.update(res.reasons)
                 reject_rows.append({"id": item_id, "record_id": rid, "variant": variant,
                                     "attempt": row.get("attempt"), "backend": row.get("backend"),
@@ -562,7 +566,10 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
         if accepted_row is not None:
             t.records_accepted += 1
         else:
-            t.reasons_final.update(last_reasons or (["no_context"] if ctx is None else ["no_answer"]))
+            final = last_reasons or (["no_context"] if ctx is None else ["no_answer"])
+            t.reasons_final.update(final)
+            unaccepted_rows.append({"id": item_id, "record_id": rid, "variant": variant, "reasons": list(final),
+                                    "details": [str(d) for d in last_details]})
 
     tmp = part_dir.with_name(f".{part_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -572,6 +579,7 @@ def validate_part(answers: str | Path, features: str | Path, manifest: str | Pat
             fh.write(json.dumps(it, ensure_ascii=False) + "\n")
     write_parquet_atomic(pl.DataFrame(prov_rows, schema=PROVENANCE_SCHEMA), tmp / "provenance.parquet")
     write_parquet_atomic(pl.DataFrame(reject_rows, schema=REJECTS_SCHEMA), tmp / "rejects.parquet")
+    write_parquet_atomic(pl.DataFrame(unaccepted_rows, schema=UNACCEPTED_SCHEMA), tmp / "unaccepted.parquet")
     (tmp / "tally.json").write_text(json.dumps(t.to_json()))
     shutil.rmtree(part_dir, ignore_errors=True)
     os.replace(tmp, part_dir)
@@ -595,6 +603,7 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
     t = _Tally()
     prov_out = ParquetStream(out / "provenance.parquet", PROVENANCE_SCHEMA)
     rejects_out = ParquetStream(out / "rejects.parquet", REJECTS_SCHEMA)
+    unaccepted_out = ParquetStream(out / UNACCEPTED_FILE, UNACCEPTED_SCHEMA)
     for part in map(Path, parts):  # one part in memory at a time
         shard_of: dict[str, str] = {}
         with open(part / "items.jsonl", encoding="utf-8") as fh:
@@ -608,10 +617,13 @@ def finish_instruction_set(out: str | Path, parts: list[str | Path], test_fracti
                 .otherwise(pl.col("shard")).alias("shard"))
         prov_out.write(prov)
         rejects_out.write(pl.read_parquet(part / "rejects.parquet"))
+        if (part / "unaccepted.parquet").is_file():  # a part validated by an older version has none
+            unaccepted_out.write(pl.read_parquet(part / "unaccepted.parquet"))
         t.merge(_Tally.from_json(json.loads((part / "tally.json").read_text())))
     shards = [p.name for s in SPLITS for p in writers[s].close()]
     prov_out.close()
     rejects_out.close()
+    unaccepted_out.close()
     summary = {
         "records": t.records,
         "records_accepted": t.records_accepted,
@@ -719,6 +731,13 @@ PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
 REJECTS_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String, "record_id": pl.String, "variant": pl.String, "attempt": pl.Int32, "backend": pl.String,
     "model": pl.String, "answer": pl.String, "reasons": pl.List(pl.String), "details": pl.List(pl.String),
+}
+# Every record (variant) that ended without an accepted answer, with its last attempt's validator reason codes
+# (or no_answer / no_context when nothing could be validated): what the chain lists as validate:<code> failures.
+UNACCEPTED_FILE = "unaccepted.parquet"
+UNACCEPTED_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.String, "record_id": pl.String, "variant": pl.String, "reasons": pl.List(pl.String),
+    "details": pl.List(pl.String),
 }
 
 

@@ -142,9 +142,12 @@ CHAIN: tuple[Stage, ...] = (
           parallel=lambda cfg: _steps().generate_parallel(cfg), seconds_per_record=60.0,
           describe=_lazy("generate_describe")),
     Stage("validate", reads=("generate/answers.parquet", "features/", "manifest.parquet", "images/", "prompts/"),
-          writes=("instructions/",), errors=None, chunk=_lazy("validate_chunk"), finish=_lazy("validate_finish"),
+          writes=("instructions/", "errors/validate.parquet"), errors="errors/validate.parquet",
+          chunk=_lazy("validate_chunk"), finish=_lazy("validate_finish"),
           done=_lazy("validate_done"), after=("generate",), params=("test_fraction", "seed", "conflicts"),
-          describe=lambda s: f"{s['records_accepted']}/{s['records']} records accepted into the instruction set"),
+          describe=lambda s: f"{s['records_accepted']}/{s['records']} records accepted into the instruction set"
+                             + (f", {s['failed']} without an accepted answer: " + ", ".join(
+                                 f"{c} {n}" for c, n in s["failed_by_code"].items()) if s.get("failed") else "")),
 )
 STAGES: dict[str, Stage] = {s.name: s for s in CHAIN}
 
@@ -264,21 +267,29 @@ def run_failures(cfg: RunConfig):
     frames = []
     for s in CHAIN:
         if s.errors and (Path(cfg.out) / s.errors).is_file():
-            e = pl.read_parquet(Path(cfg.out) / s.errors)
-            frames.append(e.filter(pl.col("severity") == "error")
-                          .select("record_id", pl.lit(s.name).alias("stage"), "code", "message"))
+            # lazy: only the error rows (a long run's lead warnings stay on disk)
+            frames.append(pl.scan_parquet(Path(cfg.out) / s.errors).filter(pl.col("severity") == "error")
+                          .select("record_id", pl.lit(s.name).alias("stage"), "code", "message").collect())
     if not frames:
         return pl.DataFrame(schema={"record_id": pl.String, "stage": pl.String, "code": pl.String,
                                     "message": pl.String})
     return pl.concat(frames)
 
 
-def failures_summary(cfg: RunConfig):
+def failures_summary(cfg: RunConfig, unexplained: list[str] = ()):
     """The run's failed records by reason code, as every command prints them (``pipeline.batch.Failures``):
-    a record that failed in ingest and again in features counts once."""
+    a record that failed in ingest and again in features counts once; records that reached validation
+    without an accepted answer count under ``validate:<code>``, ``unexplained`` ones under their own code."""
+    import polars as pl
+
     from pipeline.batch import collect_failures
 
-    return collect_failures([Path(cfg.out) / s.errors for s in CHAIN if s.errors])
+    tables: list = [Path(cfg.out) / s.errors for s in CHAIN if s.errors]
+    if unexplained:
+        tables.append(("unexplained (run.json)", pl.DataFrame(
+            {"record_id": list(unexplained), "code": ["unexplained"] * len(unexplained),
+             "stage": ["chain"] * len(unexplained)})))
+    return collect_failures(tables)
 
 
 def acceptance_by_diagnosis(cfg: RunConfig):
@@ -307,12 +318,27 @@ def acceptance_by_diagnosis(cfg: RunConfig):
             .sort(["records", "diagnosis"], descending=[True, False]).collect())
 
 
-def _report(cfg: RunConfig, summaries: dict, timings: dict, chunk_results: dict, previous: dict | None) -> dict:
+def _report(cfg: RunConfig, summaries: dict, timings: dict, chunk_results: dict, previous: dict | None,
+            listed: list[str] | None = None) -> dict:
+    import polars as pl
+
+    from pipeline.run_outcome import unexplained_ids
+
     out = Path(cfg.out)
     failures = run_failures(cfg)
     n_records = summaries.get("ingest", {}).get("records", 0)
     failed_ids = set(failures["record_id"].drop_nulls().to_list())
-    by = failures.group_by("stage", "code").len().sort("len", descending=True)
+    lost = unexplained_ids(cfg, listed, failed_ids) if listed is not None and "validate" in summaries else []
+    if lost:
+        failures = pl.concat([failures, pl.DataFrame(
+            {"record_id": lost, "stage": ["chain"] * len(lost), "code": ["unexplained"] * len(lost),
+             "message": ["neither accepted nor failed in any stage"] * len(lost)}, schema=failures.schema)])
+        failed_ids.update(lost)
+    order = {s.name: i for i, s in enumerate(CHAIN)}  # ties in chain order, then by code
+    by = (failures.group_by("stage", "code").len()
+          .with_columns(pl.col("stage").replace_strict(order, default=len(order), return_dtype=pl.Int32).alias("_o"))
+          .sort(["len", "_o", "code"], descending=[True, False, False]).drop("_o"))
+    n_rejected = failures.filter(pl.col("stage") == "validate")["record_id"].n_unique()
     summary = summaries.get("validate", {})
     workers: dict[str, float] = {}
     for results in chunk_results.values():
@@ -333,6 +359,9 @@ def _report(cfg: RunConfig, summaries: dict, timings: dict, chunk_results: dict,
         "failures": {
             "records_failed": len(failed_ids),
             "failure_rate": round(len(failed_ids) / n_records, 4) if n_records else 0.0,
+            "records_without_accepted_answer": n_rejected,  # reached validation, no answer accepted
+            "records_unexplained": len(lost),
+            "unexplained_ids": lost[:100],
             "by_reason": [{"stage": s, "code": c, "records": n} for s, c, n in by.iter_rows()],
         },
         "stages": summaries,
@@ -402,6 +431,7 @@ def run_chain(cfg: RunConfig, executor: Executor | None = None, log: Callable[[s
     (``pipeline.runinfo``: config, software, host, times, per-stage counts; also when a stage raises); return
     the report (validation summary, failures by reason, per-stage summaries, timings, paths, exit code)."""
     from pipeline import runinfo
+    from pipeline.run_outcome import note_memory
 
     if log is None:
         from pipeline.cli import say as log
@@ -415,6 +445,7 @@ def run_chain(cfg: RunConfig, executor: Executor | None = None, log: Callable[[s
             f"(pid {previous.get('pid')}, started {previous.get('started')}): finished chunks are kept")
     summaries: dict[str, dict] = {}
     timings: dict[str, float] = {}
+    memory: dict[str, dict] = {"flow": {}, "workers": {}}
     chunk_results: dict[str, list[dict]] = {}
     redone: dict[str, set[int]] = {}
     listed: list[str] | None = None
@@ -444,6 +475,7 @@ def run_chain(cfg: RunConfig, executor: Executor | None = None, log: Callable[[s
             redone[stage.name] = {r["index"] for r in results if r["computed"] and r.get("run_id") == cfg.run_id}
             chunk_results[stage.name] = results
             summaries[stage.name] = summary
+            note_memory(memory, stage.name, results, cfg.run_id)
             head, *more = stage.describe(summary).split("\n")  # a stage may add lines under its own
             log("\n".join([f"[{stage.name:>9}] {head} ({timings[stage.name]:.1f} s)", *more]))
     except BaseException as exc:
@@ -456,7 +488,8 @@ def run_chain(cfg: RunConfig, executor: Executor | None = None, log: Callable[[s
         except OSError:  # an unwritable --out: the original error is the one to show
             pass
         raise
-    report = _report(cfg, summaries, timings, chunk_results, previous)
+    report = _report(cfg, summaries, timings, chunk_results, previous, listed)
+    report["memory_mb_by_stage"] = memory
     report["records_failed"] = report["failures"]["records_failed"]
     report["exit_code"] = 1 if report["records_failed"] else 0
     for hook in AFTER_RUN:
@@ -491,7 +524,8 @@ def register(subparsers) -> None:
                     "render, prompt, generate (the rules writer by default), validate, into one run folder. "
                     "Every stage works chunk by chunk and skips finished chunks, so re-running a killed run "
                     "resumes it and never re-buys a stored LLM response. Every option is checked before the "
-                    "first stage.\n\n"
+                    "first stage. Exit status 1 when any record failed in a stage or ended without an accepted "
+                    "answer (listed by reason on stderr; validator rejections as validate:<code>).\n\n"
                     "examples:\n"
                     "  ecg-grounding run --source synthetic --n 50 --out outputs/demo\n"
                     "  ecg-grounding run --source ptbxl --root /data/ptb-xl --out outputs/ptbxl \\\n"
@@ -537,13 +571,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _run_cli(args: argparse.Namespace) -> int:
     from pipeline.cli import finish
     from pipeline.instructions import format_summary
+    from pipeline.run_outcome import outcome_line
 
     cfg = config_from_args(args)
     started = time.perf_counter()
     report = run_pipeline(cfg)
-    lines = ["", format_summary(report["summary"]),
+    lines = ["", format_summary(report["summary"]), outcome_line(report),
              f"\nDone in {time.perf_counter() - started:.1f} s. Outputs under {Path(cfg.out).resolve()}:"]
     lines += [f"  {name:<13} {path}" for name, path in report["paths"].items()]
     lines.append(f"  {'run record':<13} {Path(cfg.out) / 'run.json'}")
     payload = {k: v for k, v in report.items() if k != "failures"}
-    return finish(args, payload, "\n".join(lines), failures_summary(cfg))
+    return finish(args, payload, "\n".join(lines),
+                  failures_summary(cfg, report["failures"]["unexplained_ids"]))

@@ -176,20 +176,22 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
 def failed_record_ids(run_dir: str | Path) -> dict[str, list[str]]:
     """Per stage, the ids of the records that stage dropped (its errors table's severity 'error' rows; for
-    generate, prompts whose every attempt failed, was refused for context or was skipped by the cost cap).
-    A record that failed in ingest usually fails again later, so count the union, not the sum."""
+    generate, prompts whose every attempt failed, was refused for context or was skipped by the cost cap; for
+    validate, records that reached it and ended without an accepted answer). A record that failed in ingest usually fails again later, so count the union, not the sum."""
     import polars as pl
 
     run = Path(run_dir)
     tables = {"ingest": run / "errors" / "ingest.parquet", "features": run / "features" / "errors.parquet",
-              "render": run / "errors" / "render.parquet", "prompts": run / "prompts" / "errors.parquet"}
+              "render": run / "errors" / "render.parquet", "prompts": run / "prompts" / "errors.parquet",
+              "validate": run / "errors" / "validate.parquet"}
     out: dict[str, list[str]] = {}
     for stage, path in tables.items():
         if path.is_file():
-            df = pl.read_parquet(path)
-            if {"severity", "record_id"} <= set(df.columns):
-                ids = df.filter(pl.col("severity") == "error")["record_id"].drop_nulls().unique().sort()
-                out[stage] = ids.to_list()
+            if not {"severity", "record_id"} <= set(pl.scan_parquet(path).collect_schema().names()):
+                continue
+            df = pl.read_parquet(path, columns=["record_id", "severity"])  # not the messages of every warning
+            ids = df.filter(pl.col("severity") == "error")["record_id"].drop_nulls().unique().sort()
+            out[stage] = ids.to_list()
     answers = run / "generate" / "answers.parquet"
     if answers.is_file():
         a = pl.read_parquet(answers, columns=["record_id", "status"])

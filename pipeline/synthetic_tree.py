@@ -120,46 +120,64 @@ def write_synthetic_part(out_dir: str | Path, n: int, seed: int, index: int, sta
     return part
 
 
+DATABASE_SCHEMA: dict[str, pl.DataType] = {
+    "ecg_id": pl.Int64, "record_id": pl.String, "patient_id": pl.String, "age": pl.Int64, "sex": pl.String,
+    "report": pl.String, "scp_codes": pl.String, "heart_axis": pl.String, "filename_hr": pl.String,
+    "fs_hz": pl.Int64, "n_samples": pl.Int64, "seed": pl.Int64}
+
+
 def finish_synthetic_tree(out_dir: str | Path, n: int, seed: int, parts: list[str | Path]) -> Path:
     """Assemble ``synthetic_database.csv`` and ``truth/`` from the parts of ``write_synthetic_part`` (in index
-    order) and remove them. Demographics are drawn here, in record order, from one generator of ``seed``."""
+    order) and remove them. Demographics are drawn here, in record order, from one generator of ``seed``.
+
+    Part by part: the csv is appended and the truth tables are streamed (one Parquet row group per part, in
+    record-id order, which lets the synthetic source read one block of records' truth at a time), so the
+    memory of this step is one part's, whatever ``n``."""
     import shutil
 
-    from pipeline.batch import write_parquet_atomic  # here: batch pulls the errors schema (cheap, but lazy)
+    from pipeline.batch import ParquetStream  # here: batch pulls the errors schema (cheap, but lazy)
 
     out = Path(out_dir)
     (out / "records500").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     demo_rng = np.random.default_rng([int(seed), 2])
-    rows: list[dict] = []
-    truth_rows: list[dict] = []
-    beat_frames: list[pl.DataFrame] = []
-    for part in sorted(parts, key=lambda p: Path(p).name):
-        part = Path(part)
-        beat_frames.append(pl.read_parquet(part.with_name(part.name.replace(".parquet", ".beats.parquet"))))
-        for r in pl.read_parquet(part).sort("i").iter_rows(named=True):
-            i = r["i"]
-            age = int(demo_rng.integers(22, 90))
-            sex = "male" if demo_rng.random() < 0.52 else "female"
-            rows.append({
-                "ecg_id": i + 1, "record_id": r["record_id"], "patient_id": f"synp{i + 1:0{max(5, len(str(n)))}d}",
-                "age": age, "sex": sex, "report": r["report"], "scp_codes": r["scp_codes"],
-                "heart_axis": r["heart_axis"], "filename_hr": f"records500/{r['record_id']}", "fs_hz": r["fs_hz"],
-                "n_samples": r["n_samples"], "seed": r["seed"],
-            })
-            truth_rows.append(json.loads(r["truth_json"]))
-    if len(rows) != n:
-        raise ValueError(f"synthetic parts hold {len(rows)} records, expected {n}")
-    db = pl.DataFrame(rows, schema={
-        "ecg_id": pl.Int64, "record_id": pl.String, "patient_id": pl.String, "age": pl.Int64, "sex": pl.String,
-        "report": pl.String, "scp_codes": pl.String, "heart_axis": pl.String, "filename_hr": pl.String,
-        "fs_hz": pl.Int64, "n_samples": pl.Int64, "seed": pl.Int64})
     tmp = out / f".synthetic_database.csv.{os.getpid()}.tmp"
-    db.write_csv(tmp)
-    records = pl.DataFrame(truth_rows, schema=RECORDS_TRUTH_SCHEMA)
-    write_parquet_atomic(records, out / "truth" / "records.parquet")
-    beats = pl.concat(beat_frames) if beat_frames else beats_frame([])  # parts in index order = record order
-    write_parquet_atomic(beats, out / "truth" / "beats.parquet")
+    records_out = ParquetStream(out / "truth" / "records.parquet", RECORDS_TRUTH_SCHEMA)
+    beats_out = ParquetStream(out / "truth" / "beats.parquet", dict(beats_frame([]).schema))
+    n_rows = 0
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as csv_fh:
+            for k, part in enumerate(sorted(parts, key=lambda p: Path(p).name)):
+                part = Path(part)
+                beats_out.write(pl.read_parquet(part.with_name(part.name.replace(".parquet", ".beats.parquet"))))
+                rows: list[dict] = []
+                truth_rows: list[dict] = []
+                for r in pl.read_parquet(part).sort("i").iter_rows(named=True):
+                    i = r["i"]
+                    age = int(demo_rng.integers(22, 90))
+                    sex = "male" if demo_rng.random() < 0.52 else "female"
+                    rows.append({
+                        "ecg_id": i + 1, "record_id": r["record_id"],
+                        "patient_id": f"synp{i + 1:0{max(5, len(str(n)))}d}", "age": age, "sex": sex,
+                        "report": r["report"], "scp_codes": r["scp_codes"], "heart_axis": r["heart_axis"],
+                        "filename_hr": f"records500/{r['record_id']}", "fs_hz": r["fs_hz"],
+                        "n_samples": r["n_samples"], "seed": r["seed"],
+                    })
+                    truth_rows.append(json.loads(r["truth_json"]))
+                pl.DataFrame(rows, schema=DATABASE_SCHEMA).write_csv(csv_fh, include_header=k == 0)
+                records_out.write(pl.DataFrame(truth_rows, schema=RECORDS_TRUTH_SCHEMA))
+                n_rows += len(rows)
+            if not n_rows:
+                pl.DataFrame(schema=DATABASE_SCHEMA).write_csv(csv_fh)
+        if n_rows != n:
+            raise ValueError(f"synthetic parts hold {n_rows} records, expected {n}")
+        records_out.close()
+        beats_out.close()
+    except BaseException:
+        for stream in (records_out, beats_out):
+            stream.abort()
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out / "synthetic_database.csv")  # last: its presence marks the tree finished
     shutil.rmtree(out / _PART_DIR, ignore_errors=True)
     return out

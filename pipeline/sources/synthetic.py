@@ -4,7 +4,8 @@ Layout (PTB-XL-like): ``synthetic_database.csv``, ``records500/<record_id>.hea/.
 1000 adu/mV, 500 Hz, 12 leads) and ``truth/{beats,records}.parquet`` (the generator's ground truth, which
 becomes the record's ``ReferenceMeasurements(kind="synthetic_truth")``).
 
-The csv and the truth tables are read once per source object; a ``read`` then costs one header parse and
+The csv is read once per source object, the truth tables one block of ``TRUTH_BLOCK_RECORDS`` consecutive
+records at a time (memory bounded by the block, not by the tree); a ``read`` then costs one header parse and
 one ``np.fromfile`` (about a millisecond). The WFDB files are parsed here rather than by ``wfdb`` because
 the generator writes exactly one layout; anything else is refused with a ``RecordError``.
 """
@@ -32,6 +33,8 @@ _WAVES = (("P", "p_on_ms", "p_peak_ms", "p_off_ms"),
           ("T", "t_on_ms", "t_peak_ms", "t_off_ms"))
 
 _WAVES_ADAPTER = TypeAdapter(list[ReferenceWave])
+TRUTH_BLOCK_RECORDS = 200  # records whose truth is read together (the chain's default chunk)
+TRUTH_BLOCKS_KEPT = 2      # blocks held at once: two chunk threads of one process, each on its own block
 
 
 class SyntheticSource:
@@ -48,29 +51,51 @@ class SyntheticSource:
             raise TableError("missing_input", f"{csv} not found: write a tree with "
                              f"`ecg-grounding synth --out {root}`", csv)
         self._table = read_source_table(csv, "record_id", ("filename_hr",), normalise_id=str.strip)
-        self._truth_records: dict[str, dict] | None = None
-        self._truth_beats: dict[str, pl.DataFrame] | None = None
+        # the truth of one block of records (TRUTH_BLOCK_RECORDS consecutive rows of the csv) at a time: a chunk
+        # of the chain reads consecutive records, and a Dask worker that reads a 20,000-record tree must not
+        # hold the whole tree's truth (every beat of every lead) for the rest of the run
+        self._truth_blocks: dict[int, tuple[dict[str, dict], dict[str, pl.DataFrame]]] = {}
         self._truth_lock = threading.Lock()
+        self.truth_blocks_loaded = 0  # how many block reads happened (tests: one per block, not per record)
 
     def ids(self) -> list[str]:
         """Record ids in the csv's order (ecg_id order; an id on several rows: once per row)."""
         return self._table.ids()
 
-    def _load_truth(self) -> None:
-        # One source object is shared by the chunk tasks of a flow run (threads): load under a lock and
-        # publish both tables together, or a reader could see the records table with no beats table yet.
+    def _block_of(self, record_id: str) -> int:
+        rows = self._table.index.get(record_id)
+        row = rows[0] if isinstance(rows, list) else rows
+        return int(row) // TRUTH_BLOCK_RECORDS
+
+    def _truth(self, record_id: str) -> tuple[dict | None, pl.DataFrame | None]:
+        """(truth row, truth beats) of ``record_id``, from its block's cached truth, loaded when first needed.
+
+        Shared by a flow run's chunk tasks (threads): the block is loaded under a lock and published whole,
+        so a reader never sees a block's records without its beats."""
+        block = self._block_of(record_id)
         with self._truth_lock:
-            if self._truth_records is not None:
-                return
-            rec_path, beats_path = self.root / "truth" / "records.parquet", self.root / "truth" / "beats.parquet"
-            records: dict[str, dict] = {}
-            beats_by_id: dict[str, pl.DataFrame] = {}
-            if rec_path.is_file() and beats_path.is_file():  # a tree without truth reads with no reference
-                records = {r["record_id"]: r for r in pl.read_parquet(rec_path).iter_rows(named=True)}
-                beats = pl.read_parquet(beats_path)
-                beats_by_id = {k[0]: v for k, v in beats.partition_by("record_id", as_dict=True).items()}
-            self._truth_beats = beats_by_id
-            self._truth_records = records
+            if block not in self._truth_blocks:
+                while len(self._truth_blocks) >= TRUTH_BLOCKS_KEPT:  # the oldest block goes first
+                    self._truth_blocks.pop(next(iter(self._truth_blocks)))
+                self._truth_blocks[block] = self._load_truth_block(block)
+                self.truth_blocks_loaded += 1
+            records, beats = self._truth_blocks[block]
+        return records.get(record_id), beats.get(record_id)
+
+    def _load_truth_block(self, block: int) -> tuple[dict[str, dict], dict[str, pl.DataFrame]]:
+        rec_path, beats_path = self.root / "truth" / "records.parquet", self.root / "truth" / "beats.parquet"
+        if not (rec_path.is_file() and beats_path.is_file()):  # a tree without truth reads with no reference
+            return {}, {}
+        order = self._table.order
+        ids = sorted(set(order[block * TRUTH_BLOCK_RECORDS:(block + 1) * TRUTH_BLOCK_RECORDS]))
+        if not ids:
+            return {}, {}
+        # the range predicate lets the scan skip row groups by their min/max statistics (the tree writes one
+        # row group per part, in id order); is_in keeps exactly the block's records
+        pick = pl.col("record_id").is_between(pl.lit(ids[0]), pl.lit(ids[-1])) & pl.col("record_id").is_in(ids)
+        records = {r["record_id"]: r for r in pl.scan_parquet(rec_path).filter(pick).collect().iter_rows(named=True)}
+        beats = pl.scan_parquet(beats_path).filter(pick).collect()
+        return records, {k[0]: v for k, v in beats.partition_by("record_id", as_dict=True).items()}
 
     def read(self, record_id: str) -> ECGRecord:
         """The canonical record with the generator's truth as reference; ``RecordError`` when unreadable."""
@@ -108,12 +133,10 @@ class SyntheticSource:
         return ECGRecord(meta=meta, signal_mv=signal)
 
     def _reference(self, record_id: str) -> ReferenceMeasurements | None:
-        self._load_truth()
-        t = self._truth_records.get(record_id)
+        t, beats = self._truth(record_id)
         if t is None:
             return None
         raw: list[dict] = []
-        beats = self._truth_beats.get(record_id)
         if beats is not None:
             cols = {c: beats[c].to_list() for c in ["lead", *FIDUCIAL_COLUMNS]}
             for i, lead in enumerate(cols["lead"]):
