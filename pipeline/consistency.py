@@ -278,8 +278,9 @@ def statement_facts(ctx: GroundingContext, kb) -> _Facts:
             for crit in kb.entries[sid].criteria:
                 if crit.feature in vals and crit.comparison == "==" and isinstance(crit.threshold, bool):
                     vals[crit.feature].add(crit.threshold)
-                side = {">=": "high", ">": "high", "<": "low", "<=": "low", "between": "mid"}.get(crit.comparison)
-                if side and crit.feature in ("pr_ms", "qrs_ms") or side and str(crit.feature).startswith("qtc_"):
+                side = {">=": "high", ">": "high", "<": "low", "<=": "low", "between": "mid"}.get(crit.comparison) \
+                    if crit.role != "supportive" else None
+                if side and crit.feature in ("pr_ms", "qrs_ms", "hr_bpm") or side and str(crit.feature).startswith("qtc_"):
                     implied.setdefault(crit.feature, set()).add(side)
     def one(s: set[bool]) -> bool | None:
         return next(iter(s)) if len(s) == 1 else None
@@ -319,7 +320,9 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         hr = _num(rec.get("hr_bpm"))
         if hr is None:
             return None
-        if ctx.uncitable_reason("hr_bpm") == "low_confidence":
+        side = {"tachycardia": "high", "bradycardia": "low", "rate_normal": "mid"}[c.concept]
+        if ctx.uncitable_reason("hr_bpm") == "low_confidence" and not (
+                not c.negated and facts.implied.get("hr_bpm") == {side}):  # unless the report's rhythm says it
             return Uncitable(f"{word} {c.text!r} but the heart rate cannot be measured reliably on this ECG")
         fast, slow = table["tachycardia_bpm"].abnormal(hr), table["bradycardia_bpm"].abnormal(hr)
         truth = {"tachycardia": fast, "bradycardia": slow, "rate_normal": not fast and not slow}[c.concept]

@@ -243,3 +243,24 @@ def test_a_word_about_an_interval_that_cannot_be_measured_reliably_is_uncitable_
     assert validate_answer(base + " The QRS complex is wide.", ctx).accepted
     r = validate_answer(base + " The QRS complex is narrow.", ctx)
     assert not r.accepted and "uncitable_value" in r.reasons
+
+
+def test_a_rate_word_the_reports_rhythm_implies_stands_where_the_rate_cannot_be_measured_reliably():
+    # sinus bradycardia with PVCs whose rate is not sure (hr_conf 0: 28 bpm counted): the writer's "sinus
+    # bradycardia" is the report's, and stands; a tachycardia claim is uncitable_value
+    import numpy as np
+
+    from features.measure import as_record
+    from pipeline.synthetic import generate_record, random_params
+    from pipeline.synthetic_tree import _seeds
+
+    s = int(_seeds(1500, 3)[1284])
+    syn = generate_record(random_params(np.random.default_rng([s, 1])), s)
+    rec = as_record(syn.signal_mv, "sbrad")
+    rec.meta.report = syn.report
+    ctx = measure_context(rec, kb=load_knowledge())
+    assert "SBRAD" in ctx.statement_ids and not ctx.citable("hr_bpm")
+    base = write_answer(ctx)
+    assert "bradycardia" in base and validate_answer(base, ctx).accepted
+    r = validate_answer(base + " There is a tachycardia.", ctx)
+    assert not r.accepted and "uncitable_value" in r.reasons
