@@ -97,6 +97,10 @@ def lead_facts(ctx, lead: str) -> LeadFacts:
         f.p_form = None
     if f.p_form:
         f.p_mv, f.p_ms = val("p_amp_mv"), val("p_ms")
+    if f.p_form in ("positive", "negative") and f.p_mv is not None and (f.p_mv > 0) != (f.p_form == "positive"):
+        # as for the T: a P form and a median amplitude of the other sign (a small P that changes from beat to
+        # beat): "an inverted P wave in V1 (0.03 mV)" reads as -0.03 mV, which nothing measured; neither is stated
+        f.p_form = f.p_mv = f.p_ms = None
     return f
 
 
