@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from features.schema import CONFIDENCE_MIN
 from pipeline import derived
 
 TERRITORIES: dict[str, tuple[str, ...]] = {
@@ -78,8 +79,10 @@ def lead_facts(ctx, lead: str) -> LeadFacts:
         span = (r or 0.0) - lo
         # only where the millivolts alone are what is not citable: a J point that is not sure (low_confidence),
         # a gated lead or a reversed limb lead has no place to describe
+        conf = ctx.confidence("st_j_mv", lead)
         calibration_only = ctx.uncitable_reason("st_j_mv", lead) not in ("low_confidence", "gated_lead",
-                                                                          "limb_lead_reversal")
+                                                                          "limb_lead_reversal") \
+            and (conf is None or conf >= CONFIDENCE_MIN)  # an uncalibrated record's J point may be unsure too
         if st is not None and span > 0 and calibration_only:
             share = st / span
             f.st_place = "baseline" if abs(share) <= _ST_SHARE else "above" if share >= 2 * _ST_SHARE else \
