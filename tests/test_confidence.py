@@ -137,10 +137,15 @@ def test_an_axis_is_as_citable_as_its_waves_window_and_every_citable_axis_is_tru
             # place, even relative to the QRS size
             from pipeline.writer_leads import lead_facts
 
+            import dataclasses
+
+            uncalibrated = dataclasses.replace(ctx, amplitudes_calibrated=False,
+                                               calibration_flags=["amplitude_normalised"])
             for lead in ("I", "II", "aVF", "V1", "V5"):
                 f = lead_facts(ctx, lead)
                 assert (f.form, f.polarity, f.q, f.r_mv, f.st_mv, f.st_place) == (None, None, False, None, None,
                                                                                   None), (lead, f)
+                assert lead_facts(uncalibrated, lead).st_place is None  # the calibration flag is reported first
         if ctx.citable("qrs_axis_deg") and row["qrs_axis_deg"] is not None:
             off = abs((row["qrs_axis_deg"] - syn.truth.qrs_axis_deg + 180.0) % 360.0 - 180.0)
             assert off <= 15.0, (int(s), row["qrs_axis_deg"], syn.truth.qrs_axis_deg)
