@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,11 +51,18 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
+def tmp_sibling(path: Path) -> Path:
+    """Where an atomic write of ``path`` writes first: a hidden sibling named for this process and thread (chunk
+    tasks run in threads of one process under the thread task runner, and two of them writing the same folder's
+    stamp with one pid-named file replaced each other's: FileNotFoundError)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
     """Write ``df`` to ``path`` via a temporary file and a rename, so a killed run never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_sibling(path)
     df.write_parquet(tmp)
     os.replace(tmp, path)
     return path
@@ -150,7 +158,7 @@ class ParquetStream:
 
         self.path, self.schema = Path(path), schema
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = tmp_sibling(self.path)
         self.arrow = pl.DataFrame(schema=schema).to_arrow().schema
         self.writer = pq.ParquetWriter(self.tmp, self.arrow)
         self.rows = 0

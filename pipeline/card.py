@@ -25,6 +25,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from pipeline.batch import tmp_sibling
+
 # --source -> (Hugging Face licence id, licence name, citation). 'wfdb' is any folder: its licence is the
 # licence of the dataset the folder holds, which the card cannot know.
 SOURCE_LICENCES: dict[str, tuple[str, str, str]] = {
@@ -335,7 +337,7 @@ def parse_front_matter(text: str) -> dict:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_sibling(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 

@@ -27,7 +27,7 @@ import polars as pl
 # features.measure -> pipeline.batch (a cycle that only resolves when features comes first)
 import features  # noqa: F401,I001
 from features.schema import ERRORS_SCHEMA
-from pipeline.batch import write_parquet_atomic
+from pipeline.batch import tmp_sibling, write_parquet_atomic
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ def prompts_chunk(cfg, job: ChunkJob) -> dict:
     out = Path(cfg.out)
     d = _prompts_dir(cfg, job)
     shutil.rmtree(d, ignore_errors=True)
-    tmp = d.with_name(f".{d.name}.{os.getpid()}.tmp")  # the folder appears whole, or not at all
+    tmp = tmp_sibling(d)  # the folder appears whole, or not at all
     shutil.rmtree(tmp, ignore_errors=True)
     s = run_prompts(None, None, out / "features", tmp, images_dir=out / "images", budget=cfg.budget,
                     manifest=out / "manifest.parquet", record_ids=list(job.ids), run_dir=out)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.batch import tmp_sibling
 from pipeline.record import FS_HZ, LEADS, ConfigError, canonical_lead_name
 
 FORMATS = ("gem", "llava")
@@ -172,7 +173,7 @@ def export_instructions(run: str | Path, out: str | Path, fmt: str = "gem", ecg_
     summary.items = len(exported)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = tmp_sibling(out)
     tmp.write_text(json.dumps(exported, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, out)
     return summary

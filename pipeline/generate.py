@@ -84,15 +84,11 @@ class GenerateSummary:
 
 
 def _write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
-    # Same as pipeline.batch.write_parquet_atomic; not imported because pipeline.batch -> features ->
-    # pipeline.batch is circular when pipeline.batch is imported first.
-    import os
+    # pipeline.batch's, imported when called: at import time pipeline.batch -> features -> pipeline.batch is
+    # circular when pipeline.batch is imported first
+    from pipeline.batch import write_parquet_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
-    return path
+    return write_parquet_atomic(df, path)
 
 
 def _image_part(path: Path) -> dict:

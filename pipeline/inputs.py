@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.batch import tmp_sibling
 from pipeline.record import TableError
 
 STAMP_FILE = "source.json"
@@ -170,7 +171,7 @@ def stamp_folder(out_dir: str | Path, source) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     path = out / STAMP_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_sibling(path)
     tmp.write_text(json.dumps(source_stamp(source, out), indent=2) + "\n")
     os.replace(tmp, path)
 
@@ -184,7 +185,7 @@ def copy_stamp(src_folder: str | Path, dst_folder: str | Path) -> None:
         path.unlink(missing_ok=True)
         return
     stamp = {k: v for k, v in stamp.items() if k != "root_relative"}  # relative to the features folder only
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_sibling(path)
     tmp.write_text(json.dumps(stamp, indent=2) + "\n")
     os.replace(tmp, path)
 

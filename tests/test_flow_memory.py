@@ -177,8 +177,14 @@ def test_run_json_records_memory_by_stage(small_run):
 
 
 def test_scale_benchmark_slope():
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    from flow import slope_mb_per_1000
+    # loaded from its file: benchmarks/ on sys.path would shadow the packages prompts/ and features/ for every
+    # later test (benchmarks/prompts.py, benchmarks/features.py)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_flow", Path(__file__).parents[1] / "benchmarks" / "flow.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    slope_mb_per_1000 = bench.slope_mb_per_1000
 
     assert slope_mb_per_1000([1000, 2000, 4000], [600.0, 600.0, 600.0]) == 0.0
     assert slope_mb_per_1000([1000, 2000, 4000], [600.0, 700.0, 900.0]) == pytest.approx(100.0)
