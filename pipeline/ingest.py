@@ -16,7 +16,6 @@ import argparse
 import functools
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections import Counter
