@@ -1,7 +1,7 @@
 """Data truth end to end on LUDB: the PR / QRS / QT that accepted answers cite, against LUDB's experts.
 
     .venv/bin/python benchmarks/cited_truth.py [--ludb ../shared/data/ludb] [--keep DIR] [--run DIR]
-        [--windows 0,0.2,0.4,0.6,0.8,1,1.2 [--window-length 8.8]]
+        [--windows 0,0.2,0.4,0.6,0.8,1,1.2 [--window-length 8.8]] [--perturb emg,wander,mains,all [--seeds 2]]
 
 Runs the chain as a user would (``ecg-grounding run --source ludb --root LUDB --out DIR/run``: rules writer,
 validator), then scores it with ``../shared/tools/cited_truth.py`` (every PR / QRS / QT an accepted answer cites
@@ -14,6 +14,11 @@ and prints the tool's report. Beside it, from the same answers and the run's fea
   citable, and of all three together;
 - millivolts: numbers in mV the accepted answers state (LUDB's amplitudes are normalised: none may be cited),
   and how many of those the contexts allow (must be 0).
+
+``--perturb`` runs the chain again on copies of the records with recording artefacts added (the generator's
+electrode noise: muscle noise, baseline wander, mains hum, combined through the electrodes as a real
+electrocardiograph does): a confidence that only knows these recordings' own noise lets a value go wrong
+on a noisier record; the values it lets through must stay within tolerance (or become not citable).
 
 ``--run DIR`` scores an existing run folder instead of running the chain. The record-level intervals of the
 features alone (every record, cited or not) are in ``benchmarks/ludb.py``.
@@ -81,6 +86,67 @@ def windows(ludb: Path, work: Path, starts: list[float], length_s: float) -> Non
         misses = ", ".join(f"{r[0]} {r[1]} {r[4]:+.0f}" for r in c["misses"]) or "-"
         print(f"| {start:g} | {c['n']} | {c['within']} | {misses} |")
     print(f"\nall windows: {within} / {total} = {100 * within / max(total, 1):.1f}% within tolerance")
+
+
+# recording artefacts added by --perturb (mV RMS / amplitude, relative to LUDB's 1 mV peak-to-peak leads): within
+# the generator's own ranges for a noisy record (pipeline.synthetic: EMG 0.005-0.03, wander 0.02-0.3)
+PERTURB = {"emg": {"emg_noise_mv": 0.02}, "wander": {"baseline_wander_mv": 0.2},
+           "mains": {"mains_hum_mv": 0.05}, "all": {"emg_noise_mv": 0.015, "baseline_wander_mv": 0.15,
+                                                   "mains_hum_mv": 0.03}}
+
+
+def perturbed_copy(ludb: Path, out: Path, artefacts: dict, seed: int) -> Path:
+    """A LUDB root at ``out`` whose records carry ``artefacts`` (``SynthParams`` noise fields) on top of their own:
+    the headers (comments, gains) and the experts' annotation files are the originals."""
+    import numpy as np
+    import wfdb
+
+    from pipeline.synthetic import SynthParams, electrode_noise
+    from pipeline.synthetic_waves import derive_limb_leads
+
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "data").mkdir(parents=True)
+    shutil.copy(ludb / "ludb.csv", out / "ludb.csv")  # copies: the source refuses links that leave its root
+    params = SynthParams(**artefacts)
+    for i, hea in enumerate(sorted((ludb / "data").glob("*.hea"))):
+        rec = wfdb.rdrecord(str(hea.with_suffix("")))
+        n = rec.p_signal.shape[0]
+        noise8 = electrode_noise(params, np.random.default_rng([seed, i]), n)  # I, II, V1..V6
+        noise = np.zeros((12, n))
+        noise[[0, 1, 6, 7, 8, 9, 10, 11]] = noise8
+        derive_limb_leads(noise)
+        order = [nm.lower() for nm in rec.sig_name]
+        std = ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"]
+        rec.p_signal = rec.p_signal + noise[[std.index(nm) for nm in order]].T
+        rec.d_signal = None
+        rec.adc(inplace=True)
+        rec.p_signal = None
+        rec.wrsamp(write_dir=str(out / "data"))
+        for ann in (ludb / "data").glob(hea.stem + ".*"):
+            if ann.suffix not in (".hea", ".dat"):
+                shutil.copy(ann, out / "data" / ann.name)
+    return out
+
+
+def perturbations(ludb: Path, work: Path, names: list[str], seeds: int) -> None:
+    """The chain on artefact-laden copies of the records (``PERTURB``), each scored against the experts."""
+    total = within = 0
+    print("\n## Records with recording artefacts added (cited values that GroundingContext.citable allows)\n")
+    print("| artefacts | seed | cited | within tolerance | coverage PR / QRS / QT | misses |\n"
+          "|---|---:|---:|---:|---|---|")
+    for name in names:
+        for seed in range(seeds):
+            root = perturbed_copy(ludb, work / f"ludb-{name}-{seed}", PERTURB[name], seed)
+            run = work / f"run-{name}-{seed}"
+            run_chain(root, run, quiet=True)
+            res = score(run, ludb)
+            c = res["cited"]["citable"]
+            total, within = total + c["n"], within + c["within"]
+            cov = " / ".join(f"{res['coverage'][k][0]}/{res['coverage'][k][1]}" for k in COLUMN)
+            misses = ", ".join(f"{r[0]} {r[1]} {r[4]:+.0f}" for r in c["misses"]) or "-"
+            print(f"| {name} | {seed} | {c['n']} | {c['within']} | {cov} | {misses} |", flush=True)
+    print(f"\nall artefact runs: {within} / {total} = {100 * within / max(total, 1):.1f}% within tolerance")
 
 
 def answers(run: Path) -> list[tuple[str, str]]:
@@ -168,6 +234,9 @@ def main() -> int:
     ap.add_argument("--windows", default="", help="then the chain on these window starts (s), comma-separated, "
                     "each --window-length long (e.g. 0,0.2,0.4,0.6,0.8,1,1.2)")
     ap.add_argument("--window-length", type=float, default=8.8)
+    ap.add_argument("--perturb", default="", help=f"then the chain on copies with artefacts added: any of "
+                    f"{','.join(PERTURB)}, comma-separated")
+    ap.add_argument("--seeds", type=int, default=2, help="artefact draws per --perturb kind")
     args = ap.parse_args()
     ludb = Path(args.ludb)
     if args.run:
@@ -186,6 +255,9 @@ def main() -> int:
     if args.windows:
         work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cited-truth-windows-"))
         windows(ludb, work, [float(x) for x in args.windows.split(",")], args.window_length)
+    if args.perturb:
+        work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cited-truth-perturb-"))
+        perturbations(ludb, work, [x for x in args.perturb.split(",") if x], args.seeds)
     return 0
 
 

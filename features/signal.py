@@ -4,6 +4,11 @@ All signals are mV, (12, n) arrays at ``fs_hz``. ``clean_leads`` gives two copie
 - ``clean``: band-passed 0.5-40 Hz (zero phase) for finding and delineating waves;
 - ``light``: only the baseline removed (0.5 Hz zero-phase high-pass) and 150 Hz low-pass, for amplitudes,
   which are then taken against each beat's own isoelectric PR level, so residual wander does not bias them.
+
+Mains hum (a spectral line at 50 or 60 Hz standing far above its neighbourhood in most leads: the heart's own
+spectrum is smooth there) is notched out of both first (``mains_line_hz``): the 40 Hz band-pass alone passes
+28% of a 50 Hz and 15% of a 60 Hz hum's amplitude (zero phase), ripples that P and T ends and the second
+method's knees then follow (LUDB with 0.05 mV of 50 Hz added: QT citable on 27 of 35 records instead of 34).
 """
 from __future__ import annotations
 
@@ -19,7 +24,14 @@ SATURATION_RUN_MS = 20.0    # a converter rail held this long is clipping, not a
 SATURATION_FRACTION = 0.02  # ... over at least this share of the record
 NAN_FRACTION_MAX = 0.2      # above this share of non-finite samples a lead is gated
 HF_POWER_FRACTION_MAX = 0.4  # white noise puts ~70% of its power in 65-250 Hz at 500 Hz; ECG a few %
-HF_BAND_HZ = (65.0, 250.0)   # above the ECG and the 50/60 Hz mains (filtered anyway); 100/120 Hz left out
+HF_BAND_HZ = (65.0, 250.0)   # above the ECG and the 50/60 Hz mains (notched); 100/120 Hz left out
+MAINS_HZ = (50.0, 60.0)
+# a mains line: its amplitude this many times the median amplitude 1.5-6 Hz either side, in the median lead (the
+# heart's spectrum near 50 Hz is smooth: LUDB's 35, PTB-XL's 10, Georgia's 10 records <= 7.6; Ningbo records with
+# visible hum 8.4-15; 0.05 mV added to LUDB 58-125) and at least MAINS_MIN_MV (a line too small to move a knee)
+MAINS_LINE_RATIO = 8.0
+MAINS_MIN_MV = 0.004
+MAINS_NOTCH_Q = 30.0  # -3 dB width f0 / Q: 1.7 Hz at 50 Hz, far from the heart's energy (mostly < 40 Hz)
 
 
 @dataclass
@@ -29,6 +41,7 @@ class CleanLeads:
     nan_mask: np.ndarray   # (12, n) bool, samples that were non-finite and interpolated
     gate: list[str | None]  # per lead: None (ok) or the reason it is gated ("flat", "saturated", ...)
     spikes: np.ndarray = None  # sample indices of pacemaker stimuli (blanked before filtering)
+    mains_hz: float | None = None  # the mains frequency notched out (50 / 60 Hz), None when no hum was found
 
 
 @lru_cache(maxsize=8)
@@ -130,6 +143,38 @@ def find_pacing_spikes(x: np.ndarray, fs_hz: float) -> np.ndarray:
     return starts.astype(np.int64)
 
 
+def mains_line_hz(x: np.ndarray, fs_hz: float) -> float | None:
+    """The mains frequency (50 or 60 Hz) whose hum ``x`` (leads, n; mV) carries, or None.
+
+    A line: the amplitude spectrum's peak within 0.15 Hz of the mains frequency against its median 1.5-6 Hz
+    either side, in the median lead (hum reaches every lead through the electrodes); above MAINS_LINE_RATIO
+    and MAINS_MIN_MV. Records under 2 s are too short to tell a line from its neighbourhood."""
+    n = x.shape[1]
+    if n < 2 * fs_hz:
+        return None
+    amp = np.abs(np.fft.rfft(x - x.mean(axis=1, keepdims=True), axis=1)) * (2.0 / n)
+    f = np.fft.rfftfreq(n, 1.0 / fs_hz)
+    best, best_ratio = None, MAINS_LINE_RATIO
+    for f0 in MAINS_HZ:
+        if f0 + 6.0 >= fs_hz / 2:
+            continue
+        at = np.abs(f - f0) <= 0.15
+        near = (np.abs(f - f0) >= 1.5) & (np.abs(f - f0) <= 6.0)
+        line = amp[:, at].max(axis=1)
+        ratio = float(np.median(line / (np.median(amp[:, near], axis=1) + 1e-12)))
+        if ratio >= best_ratio and float(np.median(line)) >= MAINS_MIN_MV:
+            best, best_ratio = f0, ratio
+    return best
+
+
+def _notch(x: np.ndarray, f0: float, fs_hz: float, padlen: int) -> np.ndarray:
+    """``x`` with ``f0`` and its harmonics below 150 Hz (what the amplitude copy keeps) notched out, zero phase."""
+    for h in np.arange(f0, min(150.0, 0.45 * fs_hz) + 1.0, f0):
+        b, a = sps.iirnotch(h, MAINS_NOTCH_Q, fs=fs_hz)
+        x = sps.filtfilt(b, a, x, axis=1, padlen=padlen)
+    return x
+
+
 def _hf_fraction(x: np.ndarray, fs_hz: float) -> np.ndarray:
     """Per lead: share of power in HF_BAND_HZ (mains harmonics at 100 / 120 Hz +-2 Hz left out).
 
@@ -169,7 +214,10 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
             t = np.linspace(0.0, 1.0, b - a + 1)
             filled[:, a:b + 1] = filled[:, [a]] + (filled[:, [b]] - filled[:, [a]]) * t
     padlen = min(3 * 50, n - 1) if n > 1 else 0
+    mains = mains_line_hz(filled, fs_hz)
     if n > 30:
+        if mains is not None:
+            filled = _notch(filled, mains, fs_hz, padlen)
         hp = sps.sosfiltfilt(_sos("hp", fs_hz), filled, axis=1, padlen=padlen)
         light = sps.sosfiltfilt(_sos("lp150", fs_hz), hp, axis=1, padlen=padlen)
         clean = sps.sosfiltfilt(_sos("band", fs_hz), filled, axis=1, padlen=padlen)
@@ -202,4 +250,4 @@ def clean_leads(signal_mv: np.ndarray, fs_hz: float) -> CleanLeads:
             gate.append("noise")
             continue
         gate.append(None)
-    return CleanLeads(clean=clean, light=light, nan_mask=bad, gate=gate, spikes=spikes)
+    return CleanLeads(clean=clean, light=light, nan_mask=bad, gate=gate, spikes=spikes, mains_hz=mains)

@@ -345,7 +345,7 @@ def _qrs_rotation(loop: tuple[Component, ...], qrs_ms: float, axis_deg: float,
     return rotation_z(angle), st_ramp_frac
 
 
-def _noise(params: SynthParams, rng: np.random.Generator, n: int) -> np.ndarray:
+def electrode_noise(params: SynthParams, rng: np.random.Generator, n: int) -> np.ndarray:
     """Electrode noise combined into the 8 recorded leads (I, II, V1..V6) as an (8, n) array in mV."""
     fs = params.fs_hz
     t_s = np.arange(n) / fs
@@ -532,7 +532,7 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
         total = dipole + flutter_waves(params, rng, n)
     elif not params.is_sinus and params.f_wave_mv > 0:
         total = dipole + _f_waves(params, rng, n)
-    recorded = LEAD_MATRIX[RECORDED_LEADS] @ total + _noise(params, rng, n)
+    recorded = LEAD_MATRIX[RECORDED_LEADS] @ total + electrode_noise(params, rng, n)
     signal = np.zeros((12, n), dtype=np.float32)
     signal[RECORDED_LEADS] = recorded.astype(np.float32)
     derive_limb_leads(signal)
