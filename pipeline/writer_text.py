@@ -333,9 +333,34 @@ def axis(w) -> None:
 
 # --- intervals ------------------------------------------------------------------------------------------------
 
+MIXED_PACED_SHARE = 0.25  # paced and other beats both at least this share of the beats: two QRS populations
+
+
+def _qrs_population(w) -> str:
+    """'' or ' in the conducted beats' / ' in the paced beats': which of two QRS populations (paced and
+    conducted beats both common: a demand pacemaker in atrial fibrillation) the record's QRS and QT describe,
+    by the population whose beats' QRS lies nearer it. Unqualified, "the QRS is 85 ms" of a record whose beats are
+    mostly paced at 114-154 ms reads as the paced beats' QRS (LUDB 95)."""
+    from pipeline.grounding import MeasurementIndex
+
+    qrs = w.rec.get("qrs_ms")
+    idx = MeasurementIndex.of(w.ctx)
+    per_beat = idx.beat_global.get("qrs_ms") or []
+    if qrs is None or not idx.beat_class or len(per_beat) != len(idx.beat_class):
+        return ""
+    paced = [v for v, k in zip(per_beat, idx.beat_class) if k == "paced" and v is not None]
+    other = [v for v, k in zip(per_beat, idx.beat_class) if k != "paced" and v is not None]
+    n = len(paced) + len(other)
+    if min(len(paced), len(other)) < 2 or min(len(paced), len(other)) < MIXED_PACED_SHARE * n:
+        return ""
+    med = {name: sorted(v)[len(v) // 2] for name, v in (("paced", paced), ("conducted", other))}
+    return f" in the {min(med, key=lambda k: abs(med[k] - qrs))} beats"
+
+
 def intervals(w) -> None:
     sex = w.sex
     pr, qrs, qt, qtc = (w.value(c) for c in ("pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms"))
+    population = _qrs_population(w)
     stmt = [i for i in w.statements if i in INTERVAL_STATEMENTS and evaluate(w.ctx, i, w.kb).core_met]
     parts = []
     named = {i: name_of(w, i) for i in stmt}
@@ -353,10 +378,11 @@ def intervals(w) -> None:
     if qrs is not None:
         word = "wide " if qrs >= cutoff("qrs_wide_ms") else "narrow " if qrs < cutoff("qrs_normal_max_ms") else ""
         text = w.pick(f"a {word}QRS of {w.cite('qrs_ms', qrs)}", f"a {word}QRS duration of {w.cite('qrs_ms', qrs)}")
+        text += population
         dx = next((named.pop(i) for i in ("IVCD", "BBB") if i in named), None)
         parts.append(("qrs", text + (f" ({dx})" if dx else "")))
     if qt is not None:
-        parts.append(("qt", f"a QT of {w.cite('qt_ms', qt)}"))
+        parts.append(("qt", f"a QT of {w.cite('qt_ms', qt)}{population}"))
     if qtc is not None:
         q = cutoffs()
         text = w.pick(f"a QTc (Bazett) of {w.cite('qtc_bazett_ms', qtc)}", f"a QTc of {w.cite('qtc_bazett_ms', qtc)}")
