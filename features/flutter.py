@@ -39,7 +39,9 @@ ATRIAL_LEADS = (1, 2, 5, 6)        # II, III, aVF, V1 in pipeline.record.LEADS o
 BAND_HZ = (2.0, 20.0)              # the F waves' fundamental (3.3-6 Hz) and harmonics; not wander, not QRS
 FLUTTER_AUTOCORR_MIN = 0.35        # the residual repeats itself at the F cycle at least this well ...
 QRS_GUARD_MS = 20.0  # the residual is not used this close to a QRS
-CYCLE_AGREE_MS = 12.0  # the residual's cycle and the leads' own agree this well
+CYCLE_AGREE_MS = 12.0  # the residual's cycle and the leads' own agree this well ...
+CLEAR_AUTOCORR, CLEAR_AUTOCORR_2X = 0.7, 0.6  # a residual repeating this well is flutter on its own
+RAW_AGREE_SHARE = 0.85  # ... or the leads repeat at the residual's cycle this share as well as at their best
 MATCH_CORR = 0.7  # beats whose QRS matches the median beat this well are cancelled by it
 FLUTTER_AUTOCORR_2X_MIN = 0.2      # ... and still at twice the cycle (fibrillation waves have lost it by then)
 
@@ -146,9 +148,16 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, qr
     cycle, ac, ac2 = _autocorr_peak(y[leads], m, fs_hz)
     # the second look: the leads themselves (QRS left out), where F waves locked to the QRS (a fixed block) stay
     raw = sps.filtfilt(b, a, clean[leads], axis=1)
-    raw_cycle = _autocorr_peak(raw, _qrs_free_mask(fid, clean.shape[1], fs_hz).astype(float), fs_hz)[0]
-    present = bool(ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN
-                   and abs(raw_cycle - cycle) <= CYCLE_AGREE_MS)
+    m_raw = _qrs_free_mask(fid, clean.shape[1], fs_hz).astype(float)
+    raw_cycle, raw_ac, _ = _autocorr_peak(raw, m_raw, fs_hz)
+    # the leads repeat at the residual's cycle nearly as well as at their own best lag (T waves in the QRS-free
+    # stretches can move that lag by a few samples where the F waves are fast)
+    raw_at = float(_masked_autocorr(raw, m_raw, np.array([ms(fs_hz, cycle)]))[0])
+    agree = abs(raw_cycle - cycle) <= CYCLE_AGREE_MS or (raw_ac > 0 and raw_at >= RAW_AGREE_SHARE * raw_ac)
+    # a residual that repeats this clearly at once and twice the cycle needs no second look (sinus residuals
+    # reach ~0.4 and fibrillation ~0.55 at one cycle, neither ~0.1 at two)
+    clear = ac >= CLEAR_AUTOCORR and ac2 >= CLEAR_AUTOCORR_2X
+    present = bool(clear or (ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN and agree))
     return FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present)
 
 
