@@ -173,6 +173,7 @@ def _qrs_free_mask(fid: GlobalFiducials, n: int, fs_hz: float) -> np.ndarray:
     return mask
 
 
+F_TRAIN_EXPLAINED_MIN = 0.4  # the F-wave train is cancelled only where it explains this share of the F-wave band
 F_BINS = 64  # phases of one F cycle the F wave is averaged into
 CYCLE_REFINE_MS = 4.0  # the cycle is refined this far either side of the autocorrelation's lag ...
 CYCLE_STEP_MS = 0.05   # ... in these steps (over 10 s, 0.05 ms a cycle moves the last F wave ~2 ms)
