@@ -32,7 +32,7 @@ The checks, for each interval:
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
   ``mixed_capture`` (the beats the values come from are paced and conducted ones alike, both common: two QRS
   populations, the value is of whichever the window holds more of; the disagreement is how far apart their
-  medians lie).
+  medians lie); QRS ``atrial_slope`` (flutter waves as steep as the QRS end's criterion ride on the J point).
 
 Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
 (0.25) in a lead whose P / T is flat there; its QRS timing as the record's QRS; its amplitudes score how well
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.delineate import paced_stimuli, spatial_slope
+from features.delineate import OFFSET_VELOCITY_FRACTION, paced_stimuli, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
 
@@ -352,6 +352,17 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
                 a, b = dur[paced & np.isfinite(dur)], dur[conducted & np.isfinite(dur)]
                 if a.size and b.size:
                     ic[k].checks["mixed_capture"] = abs(float(np.median(a)) - float(np.median(b)))
+
+    # atrial slope: flutter waves (features.flutter) as steep as the QRS end's criterion (the spatial slope falling to
+    # OFFSET_VELOCITY_FRACTION of the QRS's peak) ride on the J point, which cannot be told from them; as a
+    # disagreement: the tolerance where the F waves' slope (what is left of it where the F-wave train was
+    # cancelled) reaches that criterion (LUDB 103: 0.14-0.19 of the QRS peak, its QRS read +20 ms in every window;
+    # LUDB 35: 0.10; synthetic flutter, cancelled: 0.02-0.04; sinus and AF records: 0.02-0.04 as they are)
+    fl = fid.flutter
+    if fl is not None and fl.present:
+        ratio = fl.slope_ratio_cancelled if fl.cancelled else fl.slope_ratio
+        if ratio is not None:
+            ic["qrs"].checks["atrial_slope"] = TOLERANCE_MS["qrs"] * ratio / OFFSET_VELOCITY_FRACTION
 
     lead = _lead_confidences(fid, good, ic, dom, qrs_corr, fs_hz)
     return Confidences(intervals=ic, lead=lead)

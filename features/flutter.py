@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
+from features.delineate import spatial_slope
 from features.fiducials import GlobalFiducials, ms
 
 FLUTTER_CYCLE_MS = (170.0, 300.0)  # 200-350 atrial activations a minute (typical and slow, treated, flutter)
@@ -39,11 +40,11 @@ ATRIAL_LEADS = (1, 2, 5, 6)        # II, III, aVF, V1 in pipeline.record.LEADS o
 BAND_HZ = (2.0, 20.0)              # the F waves' fundamental (3.3-6 Hz) and harmonics; not wander, not QRS
 FLUTTER_AUTOCORR_MIN = 0.35        # the residual repeats itself at the F cycle at least this well ...
 QRS_GUARD_MS = 20.0  # the residual is not used this close to a QRS
-CYCLE_AGREE_MS = 12.0  # the residual's cycle and the leads' own agree this well ...
+CYCLE_AGREE_MS = 12.0  # the residual's cycle and the leads' own agree this well
 CLEAR_AUTOCORR, CLEAR_AUTOCORR_2X = 0.7, 0.6  # a residual repeating this well is flutter on its own
-RAW_AGREE_SHARE = 0.85  # ... or the leads repeat at the residual's cycle this share as well as at their best
+ALIGN_MS = 40.0  # a beat's QRS is aligned with the median beat's within this shift
 MATCH_CORR = 0.7  # beats whose QRS matches the median beat this well are cancelled by it
-FLUTTER_AUTOCORR_2X_MIN = 0.2      # ... and still at twice the cycle (fibrillation waves have lost it by then)
+FLUTTER_AUTOCORR_2X_MIN = 0.1      # ... and still at twice the cycle (fibrillation waves have lost it by then)
 
 
 @dataclass
@@ -59,6 +60,12 @@ class FlutterEvidence:
     rms_mv: np.ndarray
     present: bool
     explained: float | None = None  # the share of the residual's F-wave band the regular train explains
+    # the atrial waves' spatial slope (ATRIAL_SLOPE_PERCENTILE in the atrial stretches) as a share of the median
+    # beat's QRS peak slope, in the leads as they are and with the F-wave train cancelled; which one holds
+    slope_ratio: float | None = None
+    slope_ratio_cancelled: float | None = None
+    cancelled: bool = False
+    predicted: float | None = None  # the share of a held-out atrial stretch's F-wave band the train predicts
 
 
 def _masked_autocorr(y: np.ndarray, m: np.ndarray, lags: np.ndarray) -> np.ndarray:
@@ -75,17 +82,47 @@ def _masked_autocorr(y: np.ndarray, m: np.ndarray, lags: np.ndarray) -> np.ndarr
     return out
 
 
-def qrst_residual(clean: np.ndarray, fid: GlobalFiducials, match: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    """The leads with the median beat (``fid.template``) subtracted at every beat in ``match``, and a mask of the
-    samples that hold only atrial activity and noise: not within a beat the median beat does not stand for, nor
-    near the record's edges. Each beat's median beat runs from its QRS's start back to the previous beat's T end
-    (the atrial stretch before it is the median beat's too where the F waves are not locked)."""
+def _aligned_beats(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per beat: the shift (samples, within ALIGN_MS) that best aligns its QRS (-80..+100 ms about its anchor,
+    good leads) with the median beat's, and the correlation there. The anchor (the largest spatial slope) can sit
+    in another lobe of the QRS from beat to beat where an F wave rides on one (LUDB 103: half its beats correlate
+    ~0 with the median QRS at their anchors, 0.98 aligned); the median beat is subtracted where the QRS lies."""
+    tmpl, before = fid.template[good], fid.template_before
+    w0, w1, sh = ms(fs_hz, 80), ms(fs_hz, 100), ms(fs_hz, ALIGN_MS)
+    ref = tmpl[:, before - w0:before + w1]
+    ref = ref - ref.mean(axis=1, keepdims=True)
+    x = clean[good]
+    n = x.shape[1]
+    shifts = np.zeros(fid.r.size, dtype=np.int64)
+    corr = np.zeros(fid.r.size)
+    for k, c in enumerate(fid.r.astype(np.int64)):
+        best = (-np.inf, 0)
+        for s in range(-sh, sh + 1):
+            lo, hi = c + s - w0, c + s + w1
+            if lo < 0 or hi > n:
+                continue
+            seg = x[:, lo:hi] - x[:, lo:hi].mean(axis=1, keepdims=True)
+            den = float(np.sqrt(np.sum(seg * seg) * np.sum(ref * ref)))
+            v = float(np.sum(seg * ref)) / den if den > 0 else 0.0
+            if v > best[0]:
+                best = (v, s)
+        corr[k], shifts[k] = best
+    return shifts, corr
+
+
+def qrst_residual(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """The leads with the median beat (``fid.template``) subtracted at every beat whose QRS matches it (aligned,
+    ``_aligned_beats``), and a mask of the samples that hold only atrial activity and noise: not within a beat
+    the median beat does not stand for, nor a QRS, nor near the record's edges. Each beat's median beat runs
+    from the previous beat's T end to its own T end (the atrial stretch before it is the median beat's too)."""
+    shifts, corr_k = _aligned_beats(clean, good, fid, fs_hz)
+    match = corr_k >= MATCH_CORR
     n = clean.shape[1]
     res = clean.copy()
     mask = np.zeros(n, dtype=bool)
     tmpl, before = fid.template, fid.template_before
     tf = fid.template_fid
-    r = fid.r.astype(np.int64)
+    r = fid.r.astype(np.int64) + shifts
     after = tmpl.shape[1] - before
     t_end = int(tf.t_off[0] - before) if np.isfinite(tf.t_off[0]) else int(0.6 * after)
     for k in range(r.size):
@@ -101,6 +138,10 @@ def qrst_residual(clean: np.ndarray, fid: GlobalFiducials, match: np.ndarray, fs
             continue
         res[:, lo:hi] -= tmpl[:, lo - (r[k] - before):hi - (r[k] - before)]
         mask[lo:hi] = True
+        if k > 0 and match[k - 1]:
+            # a long diastole between the previous beat's T end and the start of this beat's median beat holds
+            # atrial activity only: it is used as it is
+            mask[max(0, int(r[k - 1]) + t_end + ms(fs_hz, 20)):lo] = True
     for k in np.flatnonzero(~match):  # an odd beat (premature, aberrant): not cancelled, so not used
         mask[max(0, r[k] - ms(fs_hz, 250)):min(n, r[k] + t_end + ms(fs_hz, 40))] = False
     edge = ms(fs_hz, 100)
@@ -108,8 +149,8 @@ def qrst_residual(clean: np.ndarray, fid: GlobalFiducials, match: np.ndarray, fs
     # the QRS itself: a sample's misalignment leaves a residual there far larger than any atrial wave
     for k in range(r.size):
         on, off = fid.qrs_on[k], fid.qrs_off[k]
-        a = int(on) if np.isfinite(on) else r[k] - ms(fs_hz, 60)
-        b = int(off) if np.isfinite(off) else r[k] + ms(fs_hz, 80)
+        a = min(int(on), r[k] - ms(fs_hz, 60)) if np.isfinite(on) else r[k] - ms(fs_hz, 60)
+        b = max(int(off), r[k] + ms(fs_hz, 80)) if np.isfinite(off) else r[k] + ms(fs_hz, 80)
         mask[max(0, a - ms(fs_hz, QRS_GUARD_MS)):min(n, b + ms(fs_hz, QRS_GUARD_MS))] = False
     return res, mask
 
@@ -126,14 +167,11 @@ def _autocorr_peak(y: np.ndarray, m: np.ndarray, fs_hz: float) -> tuple[float, f
     return lag * 1000.0 / fs_hz, float(ac[i]), ac2
 
 
-def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, qrs_corr: np.ndarray,
-                   fs_hz: float) -> FlutterEvidence | None:
-    """Flutter waves (module docstring); None without a median beat. ``qrs_corr``: (n_leads, n_beats) each
-    beat's QRS against its lead's median QRS."""
+def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs_hz: float) -> FlutterEvidence | None:
+    """Flutter waves (module docstring); None without a median beat."""
     if fid.template is None or fid.template_fid is None or fid.r.size < 3 or not good.any():
         return None
-    match = np.median(qrs_corr[good], axis=0) >= MATCH_CORR
-    res, mask = qrst_residual(clean, fid, match, fs_hz)
+    res, mask = qrst_residual(clean, good, fid, fs_hz)
     if mask.sum() < ms(fs_hz, 3 * FLUTTER_CYCLE_MS[1]):
         return None
     b, a = sps.butter(2, [BAND_HZ[0] / (fs_hz / 2.0), BAND_HZ[1] / (fs_hz / 2.0)], btype="band")
@@ -149,13 +187,11 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, qr
     # the second look: the leads themselves (QRS left out), where F waves locked to the QRS (a fixed block) stay
     raw = sps.filtfilt(b, a, clean[leads], axis=1)
     m_raw = _qrs_free_mask(fid, clean.shape[1], fs_hz).astype(float)
-    raw_cycle, raw_ac, _ = _autocorr_peak(raw, m_raw, fs_hz)
-    # the leads repeat at the residual's cycle nearly as well as at their own best lag (T waves in the QRS-free
-    # stretches can move that lag by a few samples where the F waves are fast)
-    raw_at = float(_masked_autocorr(raw, m_raw, np.array([ms(fs_hz, cycle)]))[0])
-    agree = abs(raw_cycle - cycle) <= CYCLE_AGREE_MS or (raw_ac > 0 and raw_at >= RAW_AGREE_SHARE * raw_ac)
+    raw_cycle, _, _ = _autocorr_peak(raw, m_raw, fs_hz)
+    agree = abs(raw_cycle - cycle) <= CYCLE_AGREE_MS
     # a residual that repeats this clearly at once and twice the cycle needs no second look (sinus residuals
-    # reach ~0.4 and fibrillation ~0.55 at one cycle, neither ~0.1 at two)
+    # reach ~0.4 and fibrillation ~0.7 at one cycle, neither 0.3 at two; the leads' own best lag can move a few
+    # samples with the T waves where the F waves are fast)
     clear = ac >= CLEAR_AUTOCORR and ac2 >= CLEAR_AUTOCORR_2X
     present = bool(clear or (ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN and agree))
     return FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present)
@@ -173,57 +209,141 @@ def _qrs_free_mask(fid: GlobalFiducials, n: int, fs_hz: float) -> np.ndarray:
     return mask
 
 
-F_TRAIN_EXPLAINED_MIN = 0.4  # the F-wave train is cancelled only where it explains this share of the F-wave band
+ATRIAL_SLOPE_PERCENTILE = 75.0  # the atrial waves' slope: exceeded for a quarter of the time in the atrial stretches
+F_TRAIN_PREDICTED_MIN = 0.25  # the F-wave train is cancelled where it predicts this share of a held-out stretch
 F_BINS = 64  # phases of one F cycle the F wave is averaged into
 CYCLE_REFINE_MS = 4.0  # the cycle is refined this far either side of the autocorrelation's lag ...
 CYCLE_STEP_MS = 0.05   # ... in these steps (over 10 s, 0.05 ms a cycle moves the last F wave ~2 ms)
+TQ_MARGIN_MS = 20.0    # the atrial stretches: from this long after a T end to this long before the next QRS
+PHASE_TRACK_CYCLES = 0.25  # each stretch's F phase is looked for this far (in cycles) from the previous one's
 
 
-def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, qrs_corr: np.ndarray,
-                 ev: FlutterEvidence, fs_hz: float) -> np.ndarray | None:
+def _fold(yy: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each lead's mean of ``yy`` (leads, samples) per F_BINS phase bin of ``phase`` (cycles), and the counts;
+    None where a bin is empty."""
+    ph = np.floor((phase % 1.0) * F_BINS).astype(np.int64)
+    cnt = np.bincount(ph, minlength=F_BINS)
+    if (cnt == 0).any():
+        return None
+    return np.stack([np.bincount(ph, weights=row, minlength=F_BINS) for row in yy]) / cnt, cnt
+
+
+def _at(fw: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """The F wave ``fw`` (leads, F_BINS; a closed loop) at ``phase`` (cycles), linearly interpolated."""
+    ph = (phase % 1.0) * F_BINS - 0.5
+    lo = np.floor(ph).astype(np.int64) % F_BINS
+    frac = ph - np.floor(ph)
+    return fw[:, lo] * (1.0 - frac) + fw[:, (lo + 1) % F_BINS] * frac
+
+
+def _atrial_stretches(fid: GlobalFiducials, mask: np.ndarray, min_len: int, fs_hz: float) -> list[tuple[int, int]]:
+    """(start, end) sample ranges from each T end to the next QRS onset (less TQ_MARGIN_MS each side) inside
+    ``mask``, at least ``min_len`` long: where the leads hold atrial activity only."""
+    out = []
+    m = ms(fs_hz, TQ_MARGIN_MS)
+    for k in range(fid.r.size - 1):
+        if not (np.isfinite(fid.t_off[k]) and np.isfinite(fid.qrs_on[k + 1])):
+            continue
+        a, b = int(fid.t_off[k]) + m, int(fid.qrs_on[k + 1]) - m
+        if b - a < min_len:
+            continue
+        # the longest run inside the mask (the QRS guard can reach into the stretch's end)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], mask[a:b].astype(np.int8), [0]))))
+        runs = edges.reshape(-1, 2)
+        if runs.size:
+            i = int(np.argmax(runs[:, 1] - runs[:, 0]))
+            if runs[i, 1] - runs[i, 0] >= min_len:
+                out.append((a + int(runs[i, 0]), a + int(runs[i, 1])))
+    return out
+
+
+def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, ev: FlutterEvidence,
+                 fs_hz: float) -> np.ndarray | None:
     """The F-wave train under the whole record (leads, samples; mV), to be subtracted before the QRS end and the
-    T end are read: the F waves are one regular wave repeating at the F cycle, so the QRST-cancelled residual,
-    folded at that cycle (each sample to its phase in the cycle, averaged over the cycles), gives each lead's
-    F wave, and repeating it gives the train also where it runs through the QRS and the T wave. The cycle is
-    refined to a fraction of a sample (it has to hold over the ~45 cycles of 10 s), choosing the one whose
-    folded F wave explains most of the residual."""
+    T end are read. The F waves are one regular wave: the QRST-cancelled residual folded at the F cycle (each
+    sample to its phase in the cycle, averaged over the cycles) gives each lead's F wave. The cycle is refined to
+    a fraction of a sample, the one whose folded F wave explains most of the residual; a real circuit's cycle
+    still wanders by a few ms, so the F phase is then read again in each atrial stretch (T end to the next QRS,
+    where the leads hold nothing else), tracked from stretch to stretch, and interpolated across the QRST between
+    them (the F waves run on regularly under it); the F wave is folded once more at those phases, and repeated at
+    them it is the train under the QRS and the T. ``ev.explained``: the share of the atrial stretches' F-wave
+    band (2-20 Hz) the train explains."""
     if not ev.present or ev.cycle_ms is None:
         return None
-    match = np.median(qrs_corr[good], axis=0) >= MATCH_CORR
-    res, mask = qrst_residual(clean, fid, match, fs_hz)
+    res, mask = qrst_residual(clean, good, fid, fs_hz)
     b, a = sps.butter(2, BAND_HZ[0] / (fs_hz / 2.0), btype="high")  # the F waves, not what wander is left
-    y = sps.filtfilt(b, a, res, axis=1)
+    gi = np.flatnonzero(good)
+    y = sps.filtfilt(b, a, res[gi], axis=1)
     t = np.arange(clean.shape[1], dtype=float)
     idx = np.flatnonzero(mask)
     if idx.size < F_BINS * 4:
         return None
-    gi = np.flatnonzero(good)
-    yy = y[gi][:, idx]
+    yy = y[:, idx]
     best = None
     for c_ms in np.arange(ev.cycle_ms - CYCLE_REFINE_MS, ev.cycle_ms + CYCLE_REFINE_MS + 1e-9, CYCLE_STEP_MS):
         c = c_ms * fs_hz / 1000.0
-        ph = np.floor((t[idx] / c % 1.0) * F_BINS).astype(np.int64)
-        cnt = np.bincount(ph, minlength=F_BINS)
-        if (cnt == 0).any():
+        folded = _fold(yy, t[idx] / c)
+        if folded is None:
             continue
-        sums = np.stack([np.bincount(ph, weights=row, minlength=F_BINS) for row in yy])
-        fw = sums / cnt
-        explained = float(np.sum(fw ** 2 * cnt))
+        explained = float(np.sum(folded[0] ** 2 * folded[1]))
         if best is None or explained > best[0]:
-            best = (explained, c, fw)
+            best = (explained, c, folded[0])
     if best is None:
         return None
     _, c, fw = best
+    # the F phase of each atrial stretch, tracked from the previous stretch's
+    stretches = _atrial_stretches(fid, mask, int(0.5 * c), fs_hz)
+    centres, shifts, prev = [], [], 0.0
+    grid = np.linspace(-PHASE_TRACK_CYCLES, PHASE_TRACK_CYCLES, 51)
+    for sa, sb in stretches:
+        seg, ts = y[:, sa:sb], t[sa:sb] / c
+        scores = [float(np.sum(_at(fw, ts + prev + g) * seg)) for g in grid]
+        prev = prev + float(grid[int(np.argmax(scores))])
+        centres.append(0.5 * (sa + sb))
+        shifts.append(prev)
+    phase = t / c + (np.interp(t, centres, shifts) if centres else 0.0)
+    tq = np.zeros(t.size, dtype=bool)
+    for sa, sb in stretches:
+        tq[sa:sb] = True
+    use = np.flatnonzero(tq) if tq.sum() >= F_BINS * 4 else idx
+    folded = _fold(y[:, use], phase[use])
+    if folded is not None:
+        fw = folded[0]
     fw = fw - fw.mean(axis=1, keepdims=True)
-    # the F wave as a closed loop, linearly interpolated between phase bins
-    ph = (t / c % 1.0) * F_BINS - 0.5
-    lo = np.floor(ph).astype(np.int64) % F_BINS
-    frac = ph - np.floor(ph)
     train = np.zeros_like(clean)
-    train[gi] = fw[:, lo] * (1.0 - frac) + fw[:, (lo + 1) % F_BINS] * frac
-    # how much of the F-wave band the regular train explains where it can be seen (the atrial stretches)
+    train[gi] = _at(fw, phase)
+    # how much of the F-wave band the train explains where the leads hold atrial activity only
     bb, ab = sps.butter(2, [BAND_HZ[0] / (fs_hz / 2.0), BAND_HZ[1] / (fs_hz / 2.0)], btype="band")
-    left = sps.filtfilt(bb, ab, res[gi] - train[gi], axis=1)[:, idx]
-    before = sps.filtfilt(bb, ab, res[gi], axis=1)[:, idx]
+    left = sps.filtfilt(bb, ab, res[gi] - train[gi], axis=1)[:, use]
+    before = sps.filtfilt(bb, ab, res[gi], axis=1)[:, use]
     ev.explained = float(1.0 - np.sum(left ** 2) / max(float(np.sum(before ** 2)), 1e-12))
+    # how well the train predicts the F waves of an atrial stretch from the others (its phase interpolated from
+    # theirs, as under the QRST): the test a cancellation under the QRS and the T has to pass
+    yb = sps.filtfilt(bb, ab, res[gi], axis=1)
+    num = den = 0.0
+    for j, (sa, sb) in enumerate(stretches):
+        if not 0 < j < len(stretches) - 1:
+            continue
+        others = [i for i in range(len(stretches)) if i != j]
+        ph = t[sa:sb] / c + np.interp(t[sa:sb], [centres[i] for i in others], [shifts[i] for i in others])
+        num += float(np.sum((yb[:, sa:sb] - _at(fw, ph)) ** 2))
+        den += float(np.sum(yb[:, sa:sb] ** 2))
+    ev.predicted = 1.0 - num / den if den > 0 else None
+    ev.slope_ratio = _atrial_slope_ratio(clean, good, fid, tq, fs_hz)
+    ev.slope_ratio_cancelled = _atrial_slope_ratio(clean - train, good, fid, tq, fs_hz)
     return train
+
+
+def _atrial_slope_ratio(x: np.ndarray, good: np.ndarray, fid: GlobalFiducials, tq: np.ndarray,
+                        fs_hz: float) -> float | None:
+    """The atrial waves' spatial slope in the atrial stretches ``tq`` (ATRIAL_SLOPE_PERCENTILE) as a share of the
+    median beat's QRS peak spatial slope. The QRS end is where the spatial slope falls below a tenth of that
+    peak (features.delineate OFFSET_VELOCITY_FRACTION): atrial waves as steep ride on the J point and carry it on."""
+    if tq.sum() < ms(fs_hz, 100) or not np.isfinite(fid.template_d_on):
+        return None
+    b0 = fid.template_before
+    tv = spatial_slope(fid.template[good], fs_hz)
+    peak = float(tv[int(b0 + fid.template_d_on):int(b0 + fid.template_d_off) + 1].max())
+    if peak <= 0:
+        return None
+    return float(np.percentile(spatial_slope(x[good], fs_hz)[tq], ATRIAL_SLOPE_PERCENTILE)) / peak

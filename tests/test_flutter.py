@@ -49,7 +49,7 @@ def _sinus(seed: int) -> SynthParams | None:
 
 
 def test_no_flutter_in_sinus_rhythm_with_ectopics_nor_in_atrial_fibrillation():
-    for seed in range(12):
+    for seed in range(30):
         p = _sinus(seed)
         if p is not None:
             ev = _flutter(as_record(generate_record(p, seed).signal_mv, f"sinus_{seed}"))
