@@ -6,24 +6,29 @@ in V1, with no isoelectric line between them. The ventricles follow every 2nd, 3
 variable block): the F waves are a second, faster, regular rhythm under the QRST.
 
 Detection (QRST cancellation, as atrial fibrillation analysis does it): the median beat is subtracted at every
-beat whose QRS matches it; what is left is the atrial activity (plus noise and the beats' own variation). A
-regular atrial rhythm shows in that residual as an autocorrelation with a clear peak at the F cycle (170-300
-ms lag) and again at twice the cycle, over the leads that see atrial activity best (II, III, aVF, V1):
+beat whose QRS matches it, aligned on the QRS (``_aligned_beats``); what is left is the atrial activity (plus
+noise and the beats' own variation). A regular atrial rhythm shows in that residual as an autocorrelation with a
+clear peak at the F cycle (170-300 ms lag) and again at twice the cycle, over the leads that see atrial activity
+best (II, III, aVF, V1), and the leads themselves (QRS left out) repeat best at the same cycle:
 
-- sinus rhythm: the P waves are locked to the QRS, the median beat holds them, the residual is noise: no peak;
+- sinus rhythm: the P waves are locked to the QRS, the median beat holds them, the residual is noise: no peak
+  (synthetic, 40 records with PACs / PVCs, wander, noise: none; LUDB: none of 30);
 - atrial fibrillation: the f waves are irregular (cycle and amplitude drift): the autocorrelation decays
-  within a cycle or two, no peak at twice the cycle;
+  within a cycle or two, no peak at twice the cycle (synthetic: none of 40; LUDB: none of 3);
 - premature atrial beats: a few beats unlike the median one; they are left out of the residual.
 
-A second look confirms the cycle: the band-passed leads themselves, the QRS left out, must repeat best at the same
-cycle (within CYCLE_AGREE_MS): two views of one atrial rhythm. Where the block is fixed and without any variation of
-the AV delay the F waves are locked to the QRS and the median beat holds them: the residual loses them and flutter is
-not detected (the P-presence rules then see no steady P, and nothing is cancelled).
+Where the block is fixed the F waves are locked to the QRS and the median beat holds most of them: what is left is
+the odd conduction ratio's (LUDB 35, 2:1 with some 3:1: 0.45 at one cycle, 0.12-0.18 at two, the leads' own cycle
+within 8 ms). A fixed block without any variation of the AV delay leaves nothing, and is not detected.
 
-Consequence (``f_wave_train``): the F waves are one regular wave, so the residual folded at the (refined) cycle gives
-each lead's F wave; repeated over the record it is the F-wave train also under the QRS and the T, and the waves are
-delineated with it subtracted (``features.measure.delineate_record``): the QRS end and the T end no longer move with
-the F phase of each beat (synthetic flutter, seeds 0-19: QT within 11 ms of the truth where it was up to +33).
+Consequences:
+- the F-wave train (``f_wave_train``): the residual folded at the refined cycle, its phase tracked over the
+  atrial stretches, is subtracted before the waves are delineated (``features.measure.delineate_record``) where it
+  predicts the F waves of an atrial stretch it was not fitted on (F_TRAIN_PREDICTED_MIN): the QRS end and the T
+  end no longer move with each beat's F phase (synthetic flutter, seeds 0-19: QT within 21 ms of the truth where 3
+  were 30-37 ms late);
+- QRS ``atrial_slope`` (``features.confidence``): F waves as steep as the QRS end's criterion ride on the J point;
+- per lead ``t_wave_conf``: a T wave no larger than the F waves' peak to peak has no size or form of its own.
 """
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ class FlutterEvidence:
     raw_cycle_ms: float | None
     rms_mv: np.ndarray
     present: bool
+    f_ptp_mv: np.ndarray | None = None  # per lead: the F waves' peak to peak in the atrial stretches (mV; NaN: gated)
     explained: float | None = None  # the share of the residual's F-wave band the regular train explains
     # the atrial waves' spatial slope (ATRIAL_SLOPE_PERCENTILE in the atrial stretches) as a share of the median
     # beat's QRS peak slope, in the leads as they are and with the F-wave train cancelled; which one holds
@@ -184,6 +190,14 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     if not leads:
         return FlutterEvidence(None, 0.0, 0.0, None, rms, False)
     cycle, ac, ac2 = _autocorr_peak(y[leads], m, fs_hz)
+    # the F waves' size per lead: peak to peak (2.5-97.5th percentile) of the residual's F-wave band in the atrial
+    # stretches (T end to the next QRS), or wherever it is used where there are none (2:1 flutter at a fast rate)
+    stretches = _atrial_stretches(fid, mask, ms(fs_hz, 60), fs_hz)
+    where = np.concatenate([np.arange(sa, sb) for sa, sb in stretches]) if stretches else np.flatnonzero(mask)
+    f_ptp = np.full(clean.shape[0], np.nan)
+    if where.size >= ms(fs_hz, 100):
+        lo_hi = np.percentile(y[:, where], [2.5, 97.5], axis=1)
+        f_ptp[good] = (lo_hi[1] - lo_hi[0])[good]
     # the second look: the leads themselves (QRS left out), where F waves locked to the QRS (a fixed block) stay
     raw = sps.filtfilt(b, a, clean[leads], axis=1)
     m_raw = _qrs_free_mask(fid, clean.shape[1], fs_hz).astype(float)
@@ -194,7 +208,7 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     # samples with the T waves where the F waves are fast)
     clear = ac >= CLEAR_AUTOCORR and ac2 >= CLEAR_AUTOCORR_2X
     present = bool(clear or (ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN and agree))
-    return FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present)
+    return FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present, f_ptp_mv=f_ptp)
 
 
 def _qrs_free_mask(fid: GlobalFiducials, n: int, fs_hz: float) -> np.ndarray:

@@ -92,3 +92,58 @@ def test_flutter_qt_and_qrs_are_true_where_citable_over_twenty_seeds():
                 cited += 1
                 assert abs(row[f"{key}_ms"] - truth[key]) <= TOLERANCE_MS[key], (seed, key, row[f"{key}_ms"], truth[key])
     assert cited >= 30  # and most are citable (coverage)
+
+
+def _context(m, rid):
+    from pipeline.context import GroundingContext  # noqa: PLC0415
+    return GroundingContext(record_id=rid, source="synthetic", ecg_path=rid, report="", statement_ids=[],
+                            unmapped_statements=[], record=m.record_row, beats=m.beats)
+
+
+def test_t_form_is_not_published_where_flutter_waves_are_as_large_as_the_t():
+    # large F waves (0.4 mV, II / III / aVF: FLUTTER_DIR points superiorly) over low T waves: the T's form in the
+    # inferior leads is read through the sawtooth and is not citable there; in I, nearly perpendicular to the F
+    # waves' direction, it is; small F waves leave every T form citable, and a sinus record has no such confidence
+    from features.measure import measure_record  # noqa: PLC0415
+    for seed in range(3):
+        p = SynthParams(hr_bpm=70.0, qt_ms=380.0, rhythm="atrial_flutter", flutter_cycle_ms=220.0, flutter_wave_mv=0.4,
+                        t_scale=0.4, emg_noise_mv=0.01)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"big_f_{seed}"))
+        ctx = _context(m, f"big_f_{seed}")
+        assert not ctx.citable("t_form", "III") and not ctx.citable("t_amp_mv", "III"), seed
+        assert ctx.citable("t_form", "I") and ctx.citable("t_amp_mv", "I"), seed
+        p = SynthParams(hr_bpm=70.0, qt_ms=380.0, rhythm="atrial_flutter", flutter_cycle_ms=220.0,
+                        flutter_wave_mv=0.05, emg_noise_mv=0.005)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"small_f_{seed}"))
+        conf = m.confidences.lead["t_wave_conf"]
+        assert np.all(conf[np.isfinite(conf)] >= 0.5), (seed, conf)
+    m = measure_record(as_record(generate_record(SynthParams(hr_bpm=70.0), 0).signal_mv, "sinus"))
+    assert m.beats["t_wave_conf"].is_null().all()
+
+
+def test_ludb_flutter_qrs_is_true_or_not_citable_in_every_window_and_the_qt_stays_citable(ludb):
+    # LUDB 103 (typical flutter, F waves as steep as the QRS end's criterion): its QRS read ~20 ms past the experts'
+    # in every 8.8 s window and was cited in some; now within 20 ms of them or not citable in each (the cited-truth
+    # benchmark's windows). LUDB 35 and 103's QT, true, stay citable over the whole record
+    from features.confidence import TOLERANCE_MS  # noqa: PLC0415
+    from features.measure import measure_record  # noqa: PLC0415
+    from features.schema import CONFIDENCE_MIN  # noqa: PLC0415
+    from pipeline.record import LEADS  # noqa: PLC0415
+    from test_features_ludb import _expert_intervals  # noqa: PLC0415
+
+    def expert(rec, key):
+        return float(np.median([np.median(v) for v in (_expert_intervals(rec, lead, key) for lead in LEADS) if v]))
+
+    rec = ludb.read("103")
+    qrs = expert(rec, "qrs")
+    fs = int(rec.meta.fs_hz)
+    for start_s in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2):
+        a = int(start_s * fs)
+        row = measure_record(as_record(rec.signal_mv[:, a:a + int(8.8 * fs)], "103")).record_row
+        if row["qrs_ms"] is not None and row["qrs_conf"] >= CONFIDENCE_MIN:
+            assert abs(row["qrs_ms"] - qrs) <= TOLERANCE_MS["qrs"], (start_s, row["qrs_ms"], qrs)
+    for rid in ("35", "103"):
+        rec = ludb.read(rid)
+        row = measure_record(rec).record_row
+        assert row["qt_conf"] >= CONFIDENCE_MIN and abs(row["qt_ms"] - expert(rec, "qt")) <= TOLERANCE_MS["qt"], \
+            (rid, row["qt_ms"], row["qt_conf"], expert(rec, "qt"))
