@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal as sps
 
 from features.delineate import spatial_slope
@@ -75,17 +76,22 @@ class FlutterEvidence:
 
 
 def _masked_autocorr(y: np.ndarray, m: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """Autocorrelation of ``y`` (leads, samples; summed over leads) at ``lags`` using only sample pairs that
-    both lie in the mask ``m`` (samples)."""
-    out = np.zeros(lags.size)
+    """Autocorrelation of ``y`` (leads, samples; summed over leads) at ``lags`` (samples, > 0) using only sample
+    pairs that both lie in the mask ``m`` (0 / 1 per sample); by FFT: sum_t u(t) v(t + lag) for all lags at once."""
+    n = y.shape[1]
+    size = sp_fft.next_fast_len(n + int(lags.max()) + 1, real=True)
+
+    def xcorr(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return sp_fft.irfft(np.conj(sp_fft.rfft(u, size)) * sp_fft.rfft(v, size), size)[..., lags]
+
     ym = y * m[None, :]
-    for i, lag in enumerate(lags):
-        a, b = ym[:, :-lag], ym[:, lag:]
-        mm = m[:-lag] * m[lag:]
-        num = float(np.sum(a * b * mm))
-        den = float(np.sqrt(np.sum(a * a * mm) * np.sum(b * b * mm)))
-        out[i] = num / den if den > 0 else 0.0
-    return out
+    y2m = ym * y
+    num = xcorr(ym, ym).sum(axis=0)
+    a = xcorr(y2m, m[None, :]).sum(axis=0)
+    b = xcorr(m[None, :], y2m).sum(axis=0)
+    den = np.sqrt(np.maximum(a, 0.0) * np.maximum(b, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12 * max(float(np.sum(y2m)), 1e-30), num / den, 0.0)
 
 
 def _aligned_beats(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,22 +103,22 @@ def _aligned_beats(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     w0, w1, sh = ms(fs_hz, 80), ms(fs_hz, 100), ms(fs_hz, ALIGN_MS)
     ref = tmpl[:, before - w0:before + w1]
     ref = ref - ref.mean(axis=1, keepdims=True)
+    ref_norm = float(np.sqrt(np.sum(ref * ref)))
     x = clean[good]
     n = x.shape[1]
     shifts = np.zeros(fid.r.size, dtype=np.int64)
     corr = np.zeros(fid.r.size)
     for k, c in enumerate(fid.r.astype(np.int64)):
-        best = (-np.inf, 0)
-        for s in range(-sh, sh + 1):
-            lo, hi = c + s - w0, c + s + w1
-            if lo < 0 or hi > n:
-                continue
-            seg = x[:, lo:hi] - x[:, lo:hi].mean(axis=1, keepdims=True)
-            den = float(np.sqrt(np.sum(seg * seg) * np.sum(ref * ref)))
-            v = float(np.sum(seg * ref)) / den if den > 0 else 0.0
-            if v > best[0]:
-                best = (v, s)
-        corr[k], shifts[k] = best
+        lo, hi = c - sh - w0, c + sh + w1
+        if lo < 0 or hi > n or ref_norm <= 0:
+            continue
+        win = np.lib.stride_tricks.sliding_window_view(x[:, lo:hi], w0 + w1, axis=1)  # (leads, shifts, samples)
+        win = win - win.mean(axis=2, keepdims=True)
+        num = np.einsum("lsw,lw->s", win, ref)
+        den = np.sqrt(np.einsum("lsw,lsw->s", win, win)) * ref_norm
+        v = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        i = int(np.argmax(v))
+        corr[k], shifts[k] = float(v[i]), i - sh
     return shifts, corr
 
 
@@ -165,11 +171,14 @@ def _autocorr_peak(y: np.ndarray, m: np.ndarray, fs_hz: float) -> tuple[float, f
     """The lag (ms) in FLUTTER_CYCLE_MS where ``y`` (leads, samples; masked by ``m``) repeats best, the
     autocorrelation there and at twice that lag."""
     lo, hi = ms(fs_hz, FLUTTER_CYCLE_MS[0]), ms(fs_hz, FLUTTER_CYCLE_MS[1])
-    lags = np.arange(lo, hi + 1)
-    ac = _masked_autocorr(y, m, lags)
+    lags = np.arange(lo, 2 * hi + 1)
+    if 2 * hi >= y.shape[1] // 2:
+        lags = np.arange(lo, hi + 1)
+    ac_all = _masked_autocorr(y, m, lags)
+    ac = ac_all[:hi - lo + 1]
     i = int(np.argmax(ac))
-    lag = int(lags[i])
-    ac2 = float(_masked_autocorr(y, m, np.array([2 * lag]))[0]) if 2 * lag < y.shape[1] // 2 else 0.0
+    lag = lo + i
+    ac2 = float(ac_all[2 * lag - lo]) if 2 * lag - lo < ac_all.size else 0.0
     return lag * 1000.0 / fs_hz, float(ac[i]), ac2
 
 
