@@ -44,20 +44,20 @@ from features.fiducials import GlobalFiducials, ms
 FLUTTER_CYCLE_MS = (170.0, 300.0)  # 200-350 atrial activations a minute (typical and slow, treated, flutter)
 ATRIAL_LEADS = (1, 2, 5, 6)        # II, III, aVF, V1 in pipeline.record.LEADS order: they see the atria best
 BAND_HZ = (2.0, 20.0)              # the F waves' fundamental (3.3-6 Hz) and harmonics; not wander, not QRS
-FLUTTER_AUTOCORR_MIN = 0.35        # the residual repeats itself at the F cycle at least this well ...
-QRS_GUARD_MS = 20.0  # the residual is not used this close to a QRS
-CYCLE_AGREE_MS = 12.0  # the residual's cycle and the leads' own agree this well
+ALIGN_MS = 40.0         # a beat's QRS is aligned with the median beat's within this shift ...
+MATCH_CORR = 0.7        # ... and cancelled by it where it matches it this well (aligned)
+QRS_GUARD_MS = 20.0     # the residual is not used this close to a QRS
+FLUTTER_AUTOCORR_MIN = 0.35     # the residual repeats itself at the F cycle at least this well ...
+FLUTTER_AUTOCORR_2X_MIN = 0.1   # ... and still at twice the cycle (fibrillation waves have lost it by then) ...
+CYCLE_AGREE_MS = 12.0           # ... and the leads' own best cycle agrees with the residual's this well
 CLEAR_AUTOCORR, CLEAR_AUTOCORR_2X = 0.7, 0.6  # a residual repeating this well is flutter on its own
-ALIGN_MS = 40.0  # a beat's QRS is aligned with the median beat's within this shift
-MATCH_CORR = 0.7  # beats whose QRS matches the median beat this well are cancelled by it
-FLUTTER_AUTOCORR_2X_MIN = 0.1      # ... and still at twice the cycle (fibrillation waves have lost it by then)
 
 
 @dataclass
 class FlutterEvidence:
     """What ``detect_flutter`` found: the F cycle (ms) where the residual repeats best, how well it repeats
-    there and at twice the cycle (autocorrelation), the residual's RMS per lead (mV; NaN: gated) and whether
-    these make flutter waves."""
+    there and at twice the cycle (autocorrelation), the leads' own best cycle, the residual's RMS per lead (mV;
+    NaN: gated) and whether these make flutter waves; then what ``f_wave_train`` and the delineation made of it."""
 
     cycle_ms: float | None
     autocorr: float
