@@ -32,11 +32,13 @@ The checks, for each interval:
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
   ``mixed_capture`` (the beats the values come from are paced and conducted ones alike, both common: two QRS
   populations, the value is of whichever the window holds more of; the disagreement is how far apart their
-  medians lie).
+  medians lie); QRS ``atrial_slope`` (flutter waves as steep as the QRS end's criterion ride on the J point).
 
 Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT and is not measurable at all
 (0.25) in a lead whose P / T is flat there; its QRS timing as the record's QRS; its amplitudes score how well
-its beats' QRS agree with its median beat (correlation 0.6 -> 0.5, 0.9 -> 1).
+its beats' QRS agree with its median beat (correlation 0.6 -> 0.5, 0.9 -> 1); where flutter waves were found, its
+T wave's size and form (``t_wave_conf``) how far the T stands out of them (F waves' peak to peak as large as the T
+-> 0.5).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.delineate import paced_stimuli, spatial_slope
+from features.delineate import OFFSET_VELOCITY_FRACTION, paced_stimuli, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
 
@@ -353,18 +355,31 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
                 if a.size and b.size:
                     ic[k].checks["mixed_capture"] = abs(float(np.median(a)) - float(np.median(b)))
 
+    # atrial slope: flutter waves (features.flutter) as steep as the QRS end's criterion (the spatial slope falling to
+    # OFFSET_VELOCITY_FRACTION of the QRS's peak) ride on the J point, which cannot be told from them; as a
+    # disagreement: the tolerance where the F waves' slope (what is left of it where the F-wave train was
+    # cancelled) reaches that criterion (LUDB 103: 0.14-0.19 of the QRS peak, its QRS read +20 ms in every window;
+    # LUDB 35: 0.10; synthetic flutter, cancelled: 0.02-0.04; sinus and AF records: 0.02-0.04 as they are)
+    fl = fid.flutter
+    if fl is not None and fl.present:
+        ratio = fl.slope_ratio_cancelled if fl.cancelled else fl.slope_ratio
+        if ratio is not None:
+            ic["qrs"].checks["atrial_slope"] = TOLERANCE_MS["qrs"] * ratio / OFFSET_VELOCITY_FRACTION
+
     lead = _lead_confidences(fid, good, ic, dom, qrs_corr, fs_hz)
     return Confidences(intervals=ic, lead=lead)
 
 
 def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, IntervalConfidence], dom: np.ndarray,
                       qrs_corr: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-    """Per lead: p_conf, qrs_conf, t_conf, amp_conf (NaN for gated leads / absent waves)."""
+    """Per lead: p_conf, qrs_conf, t_conf, amp_conf, t_wave_conf (NaN for gated leads / absent waves; t_wave_conf
+    NaN without flutter waves)."""
     from features.measure import P_FLAT_MV, T_FLAT_MV  # noqa: PLC0415 - measure imports this module
 
     n_leads = good.size
     nan = np.full(n_leads, np.nan)
-    out = {"p_conf": nan.copy(), "qrs_conf": nan.copy(), "t_conf": nan.copy(), "amp_conf": nan.copy()}
+    out = {"p_conf": nan.copy(), "qrs_conf": nan.copy(), "t_conf": nan.copy(), "amp_conf": nan.copy(),
+           "t_wave_conf": nan.copy()}
     out["qrs_conf"][good] = ic["qrs"].value
     tf = fid.template_fid
     amp_p = amp_t = None
@@ -385,6 +400,15 @@ def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, Inte
     if amp_t is not None:
         flat = good & ~(amp_t >= T_FLAT_MV)
         out["t_conf"][flat] = np.minimum(out["t_conf"][flat], NOT_MEASURABLE)
+    fl = fid.flutter
+    if fl is not None and fl.present and fl.f_ptp_mv is not None and amp_t is not None:
+        # flutter waves as large as the T wave run through it at every phase: its size and its form (upright,
+        # inverted) are read through them (LUDB 103: "T waves upright in II, III and aVF" read on the sawtooth);
+        # as a disagreement, the F waves' peak to peak against the T's size, whose tolerance is the T itself
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = fl.f_ptp_mv / np.maximum(amp_t, 1e-6)
+        ok = good & np.isfinite(ratio)
+        out["t_wave_conf"][ok] = np.clip(1.5 - ratio[ok], 0.0, 1.0)
     if qrs_corr.size and dom.any():
         c = np.median(qrs_corr[:, dom], axis=1)
         amp = np.clip(0.5 + 0.5 * (c - AMP_CORR_HALF) / (AMP_CORR_FULL - AMP_CORR_HALF), 0.0, 1.0)

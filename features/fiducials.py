@@ -71,6 +71,8 @@ class GlobalFiducials:
     # atrial events (samples) found among the beats and dropped: atrial stimuli with their P, an AV delay before a
     # paced ventricular beat (features.rate.atrial_events); empty: none
     atrial_events: np.ndarray = None
+    # flutter waves found under the QRST (``features.flutter.FlutterEvidence``; None: not looked for)
+    flutter: object = None
 
 
 def ms(fs_hz: float, value_ms: float) -> int:

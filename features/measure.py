@@ -22,6 +22,7 @@ from features.confidence import Confidences, record_confidences
 from features.delineate import delineate, delineate_with_template, detect_beats, gate_by_template, spatial_slope, \
     template_correlation
 from features.fiducials import GlobalFiducials, ms
+from features.flutter import F_TRAIN_PREDICTED_MIN, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, rate_confidence
@@ -303,6 +304,20 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     corr = template_correlation(cl.clean, r, fs, 80.0, 100.0)
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid, p_onset_fit_name)
     fid.atrial_events = atrial_at
+    flutter = detect_flutter(cl.clean, good, fid, fs)
+    train = f_wave_train(cl.clean, good, fid, flutter, fs) if flutter is not None else None
+    if train is not None and flutter.predicted is not None and flutter.predicted >= F_TRAIN_PREDICTED_MIN:
+        # flutter waves run through the QRS end and the T wave at another phase in every beat: the waves are read
+        # with the F-wave train cancelled (features.flutter), the same beats; only where the train is a faithful
+        # model of the F waves under the QRST, which it can only be where it predicts the F waves of an atrial
+        # stretch from the others (synthetic flutter: 27-87% of their band; LUDB 103 over 10 s, whose cycle wanders:
+        # none, and cancelled anyway its T end read 40 ms late; LUDB 35: none)
+        fid = delineate(cl.clean - train, cl.spikes, good, r, fs)
+        corr = template_correlation(cl.clean - train, r, fs, 80.0, 100.0)
+        fid = delineate_with_template(cl.clean - train, cl.spikes, good, r, fs, corr, fid, p_onset_fit_name)
+        fid.atrial_events = atrial_at
+        flutter.cancelled = True
+    fid.flutter = flutter
     if reading_convention:
         apply_reading_convention(fid, fs, p_onset_fit_name, cl.clean.shape[1])
     return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)

@@ -52,6 +52,8 @@ BEATS_SCHEMA: dict[str, pl.DataType] = {
     "qrs_conf": pl.Float64,
     "t_conf": pl.Float64,
     "amp_conf": pl.Float64,
+    # how clear the lead's T wave is of flutter waves (its size and form; null: no flutter waves found)
+    "t_wave_conf": pl.Float64,
 }
 
 # One row per record.
@@ -145,7 +147,8 @@ LEAD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
     # polarity, and the J point, which is the QRS end), as sure as that window (qrs_conf): a window that slid
     # 35 ms into the ST reads the ST as the QRS's end (synthetic CLBBB at 127 bpm: "qR in III", "largely
     # positive in II and aVF" for a -71 deg axis); likewise a P wave's size and form and its window (p_conf)
-    **{c: ("amp_conf",) for c in ("t_amp_mv", "t_form")},
+    # a T wave's size and form also as sure as it stands out of the flutter waves running through it (t_wave_conf)
+    **{c: ("amp_conf", "t_wave_conf") for c in ("t_amp_mv", "t_form")},
     **{c: ("amp_conf", "p_conf") for c in ("p_amp_mv", "p_form")},
     **{c: ("amp_conf", "qrs_conf") for c in ("q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "st_j_mv",
                                              "st_j60_mv", "qrs_morphology", "qrs_polarity", "qrs_net_mv",

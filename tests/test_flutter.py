@@ -1,0 +1,149 @@
+"""Flutter waves (features.flutter): found on synthetic flutter across cycle lengths and blocks and on LUDB's typical
+flutter, never on sinus rhythm (with PACs / PVCs, wander, noise) nor atrial fibrillation; where found, the F-wave
+train is cancelled before the QRS and T ends are read."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import shared_path
+
+from features.measure import as_record, delineate_record
+from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic_cases import failure_record
+
+
+def _flutter(rec):
+    d = delineate_record(rec)
+    return d.fid.flutter
+
+
+@pytest.mark.parametrize("cycle_ms", [175.0, 200.0, 230.0, 260.0, 280.0])
+def test_flutter_waves_are_found_across_cycle_lengths(cycle_ms):
+    # 215-340 F waves a minute, variable block, F waves 0.1-0.4 mV: the cycle is found within 10 ms
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        p = SynthParams(hr_bpm=float(rng.uniform(60, 110)), qt_ms=340.0, rhythm="atrial_flutter",
+                        flutter_cycle_ms=cycle_ms, flutter_wave_mv=float(rng.uniform(0.1, 0.4)),
+                        emg_noise_mv=float(rng.uniform(0.0, 0.04)))
+        ev = _flutter(as_record(generate_record(p, seed).signal_mv, f"fl_{cycle_ms}_{seed}"))
+        assert ev is not None and ev.present, (cycle_ms, seed, ev)
+        assert abs(ev.cycle_ms - cycle_ms) <= 10.0, (cycle_ms, seed, ev.cycle_ms)
+
+
+def test_flutter_with_an_ivcd_is_found_in_every_seed():
+    for seed in range(10):
+        ev = _flutter(as_record(failure_record("flutter_ivcd", seed).signal_mv, f"flivcd_{seed}"))
+        assert ev is not None and ev.present, (seed, ev)
+
+
+def _sinus(seed: int) -> SynthParams | None:
+    r = np.random.default_rng(seed)
+    try:
+        return SynthParams(hr_bpm=float(r.uniform(50, 100)), rr_variability=float(r.uniform(0, 0.08)),
+                           pac_count=int(r.integers(0, 4)), pvc_count=int(r.integers(0, 2)),
+                           baseline_wander_mv=float(r.uniform(0, 0.3)), emg_noise_mv=float(r.uniform(0, 0.05)),
+                           t_scale=float(r.uniform(0.3, 1.5)), u_wave_mv=float(r.uniform(0, 0.1)))
+    except ValueError:
+        return None
+
+
+def test_no_flutter_in_sinus_rhythm_with_ectopics_nor_in_atrial_fibrillation():
+    for seed in range(30):
+        p = _sinus(seed)
+        if p is not None:
+            ev = _flutter(as_record(generate_record(p, seed).signal_mv, f"sinus_{seed}"))
+            assert ev is None or not ev.present, ("sinus", seed, ev)
+        r = np.random.default_rng(seed)
+        p = SynthParams(hr_bpm=float(r.uniform(60, 120)), rhythm="atrial_fibrillation", af_rr_cv=float(r.uniform(0.08, 0.3)),
+                        f_wave_mv=float(r.uniform(0.02, 0.2)), emg_noise_mv=float(r.uniform(0, 0.04)))
+        ev = _flutter(as_record(generate_record(p, seed).signal_mv, f"af_{seed}"))
+        assert ev is None or not ev.present, ("af", seed, ev)
+
+
+@pytest.fixture(scope="module")
+def ludb():
+    from pipeline.sources import open_source  # noqa: PLC0415
+    return open_source("ludb", shared_path("data", "ludb"))
+
+
+def test_ludb_typical_flutter_is_found_and_no_other_record_has_it(ludb):
+    rhythm = {str(i): str(r) for i, r in pl.read_csv(shared_path("data", "ludb", "ludb.csv")).select("ID", "Rhythms").iter_rows()}
+    for rid in ludb.ids():
+        ev = _flutter(ludb.read(rid))
+        found = ev is not None and ev.present
+        assert found == ("flutter" in rhythm[rid].lower()), (rid, rhythm[rid], ev)
+
+
+def test_flutter_qt_and_qrs_are_true_where_citable_over_twenty_seeds():
+    # the F-wave train cancelled before the T end is read: none of 20 records cites a QT over 30 ms off the truth
+    # (seeds 3, 9 and 13 did, +30-37 ms, with the F waves read as the T's tail), nor a QRS over 20 ms off
+    from features.confidence import TOLERANCE_MS  # noqa: PLC0415
+    from features.measure import measure_record  # noqa: PLC0415
+    from features.schema import CONFIDENCE_MIN  # noqa: PLC0415
+    from test_failure_classes import _read  # noqa: PLC0415
+    cited = 0
+    for seed in range(20):
+        syn = failure_record("flutter_ivcd", seed)
+        row = measure_record(as_record(syn.signal_mv, f"flivcd_{seed}")).record_row
+        truth = _read(syn)
+        for key in ("qrs", "qt"):
+            if row[f"{key}_ms"] is not None and row[f"{key}_conf"] >= CONFIDENCE_MIN:
+                cited += 1
+                assert abs(row[f"{key}_ms"] - truth[key]) <= TOLERANCE_MS[key], (seed, key, row[f"{key}_ms"], truth[key])
+    assert cited >= 30  # and most are citable (coverage)
+
+
+def _context(m, rid):
+    from pipeline.context import GroundingContext  # noqa: PLC0415
+    return GroundingContext(record_id=rid, source="synthetic", ecg_path=rid, report="", statement_ids=[],
+                            unmapped_statements=[], record=m.record_row, beats=m.beats)
+
+
+def test_t_form_is_not_published_where_flutter_waves_are_as_large_as_the_t():
+    # large F waves (0.4 mV, II / III / aVF: FLUTTER_DIR points superiorly) over low T waves: the T's form in the
+    # inferior leads is read through the sawtooth and is not citable there; in I, nearly perpendicular to the F
+    # waves' direction, it is; small F waves leave every T form citable, and a sinus record has no such confidence
+    from features.measure import measure_record  # noqa: PLC0415
+    for seed in range(3):
+        p = SynthParams(hr_bpm=70.0, qt_ms=380.0, rhythm="atrial_flutter", flutter_cycle_ms=220.0, flutter_wave_mv=0.4,
+                        t_scale=0.4, emg_noise_mv=0.01)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"big_f_{seed}"))
+        ctx = _context(m, f"big_f_{seed}")
+        assert not ctx.citable("t_form", "III") and not ctx.citable("t_amp_mv", "III"), seed
+        assert ctx.citable("t_form", "I") and ctx.citable("t_amp_mv", "I"), seed
+        p = SynthParams(hr_bpm=70.0, qt_ms=380.0, rhythm="atrial_flutter", flutter_cycle_ms=220.0,
+                        flutter_wave_mv=0.05, emg_noise_mv=0.005)
+        m = measure_record(as_record(generate_record(p, seed).signal_mv, f"small_f_{seed}"))
+        conf = m.confidences.lead["t_wave_conf"]
+        assert np.all(conf[np.isfinite(conf)] >= 0.5), (seed, conf)
+    m = measure_record(as_record(generate_record(SynthParams(hr_bpm=70.0), 0).signal_mv, "sinus"))
+    assert m.beats["t_wave_conf"].is_null().all()
+
+
+def test_ludb_flutter_qrs_is_true_or_not_citable_in_every_window_and_the_qt_stays_citable(ludb):
+    # LUDB 103 (typical flutter, F waves as steep as the QRS end's criterion): its QRS read ~20 ms past the experts'
+    # in every 8.8 s window and was cited in some; now within 20 ms of them or not citable in each (the cited-truth
+    # benchmark's windows). LUDB 35 and 103's QT, true, stay citable over the whole record
+    from features.confidence import TOLERANCE_MS  # noqa: PLC0415
+    from features.measure import measure_record  # noqa: PLC0415
+    from features.schema import CONFIDENCE_MIN  # noqa: PLC0415
+    from pipeline.record import LEADS  # noqa: PLC0415
+    from test_features_ludb import _expert_intervals  # noqa: PLC0415
+
+    def expert(rec, key):
+        return float(np.median([np.median(v) for v in (_expert_intervals(rec, lead, key) for lead in LEADS) if v]))
+
+    rec = ludb.read("103")
+    qrs = expert(rec, "qrs")
+    fs = int(rec.meta.fs_hz)
+    for start_s in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2):
+        a = int(start_s * fs)
+        row = measure_record(as_record(rec.signal_mv[:, a:a + int(8.8 * fs)], "103")).record_row
+        if row["qrs_ms"] is not None and row["qrs_conf"] >= CONFIDENCE_MIN:
+            assert abs(row["qrs_ms"] - qrs) <= TOLERANCE_MS["qrs"], (start_s, row["qrs_ms"], qrs)
+    for rid in ("35", "103"):
+        rec = ludb.read(rid)
+        row = measure_record(rec).record_row
+        assert row["qt_conf"] >= CONFIDENCE_MIN and abs(row["qt_ms"] - expert(rec, "qt")) <= TOLERANCE_MS["qt"], \
+            (rid, row["qt_ms"], row["qt_conf"], expert(rec, "qt"))
