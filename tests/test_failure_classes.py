@@ -148,9 +148,11 @@ def test_flat_t_ends_before_the_u_wave_and_after_the_st_segment(measured, name):
 
 
 def test_a_j_point_the_beats_put_apart_makes_the_qrs_not_citable(measured):
-    # atrial flutter with variable block: the F waves ride on each QRS end at another phase, a step at the J
-    # point in some beats only (LUDB 103). Where the beats' own QRS ends spread wider than the tolerance the
-    # median beat's end is one of them, a guess: the QRS is not citable. The generator draws such records
+    # atrial flutter with variable block: the F waves ride on each QRS end at another phase (LUDB 103). Where the
+    # beats' own QRS ends spread wider than the tolerance the median beat's end is one of them, a guess: the QRS is
+    # not citable (LUDB 103 itself: tests/test_features_ludb.py). On the synthetic F waves the beats agree: an F
+    # wave's brief run after the J point is followed by its other limb and a quiet stretch, a wave of its own, not a
+    # terminal r' (features.qrs_lobes.limb_follows), so no beat's QRS takes it in (it did: spreads of 40-60 ms)
     from features.confidence import score  # noqa: PLC0415
     spread = {}
     for seed in SEEDS:
@@ -160,19 +162,20 @@ def test_a_j_point_the_beats_put_apart_makes_the_qrs_not_citable(measured):
         if score(spread[seed], TOLERANCE_MS["qrs"]) < CONFIDENCE_MIN:
             assert m.record_row["qrs_conf"] < CONFIDENCE_MIN, (seed, ic.checks)
             assert "qrs_ms:" in m.record_row["uncertain"]
-    assert max(spread.values()) > 1.5 * TOLERANCE_MS["qrs"], spread
+    assert max(spread.values()) <= TOLERANCE_MS["qrs"], spread
 
 
-@pytest.mark.xfail(strict=True, reason="open: F waves running through the T's end read the QT late; of seeds 0-19 three "
-                   "cite it off by over 30 ms (seed 3: +33 vs the read truth, +37 vs the bare one; seeds 9 and 13: "
-                   "+34 / +30 vs the bare one); a rule on the F waves' size against the T hid LUDB 35's and 103's "
-                   "true QT too (within 2 / 23 ms of the experts), so none is shipped")
-def test_flutter_qt_is_an_open_failure(measured):
-    for seed in SEEDS:
-        syn, m = measured[("flutter_ivcd", seed)]
-        row, truth = m.record_row, _read(syn)
+@pytest.mark.xfail(strict=True, reason="open: F waves running through the T's end read the QT late; of seeds 0-19 two "
+                   "cite it off by over 30 ms of the bare truth (seeds 9 and 13: +34 / +30; +30 / +26 vs the read "
+                   "truth); a rule on the F waves' size against the T hid LUDB 35's and 103's true QT too (within 2 / "
+                   "23 ms of the experts), so none is shipped. Seed 3 (+33 vs the read truth) is right since its QRS "
+                   "onset no longer starts on an F wave (features.delineate: the beats' own onsets)")
+def test_flutter_qt_is_an_open_failure():
+    for seed in (9, 13):
+        syn, m = _measured("flutter_ivcd", seed)
+        row = m.record_row
         if row["qt_ms"] is not None and row["qt_conf"] >= CONFIDENCE_MIN:
-            assert abs(row["qt_ms"] - truth["qt"]) <= TOLERANCE_MS["qt"], (seed, row["qt_ms"], truth["qt"])
+            assert abs(row["qt_ms"] - syn.truth.qt_ms) <= TOLERANCE_MS["qt"], (seed, row["qt_ms"], syn.truth.qt_ms)
 
 
 def test_paced_and_conducted_beats_both_common_are_all_found_and_the_conducted_qrs_is_cited():
@@ -195,3 +198,34 @@ def test_paced_and_conducted_beats_both_common_are_all_found_and_the_conducted_q
         row = measure_record(as_record(syn.signal_mv, f"one_paced_{seed}")).record_row
         assert "mixed_capture" not in row["uncertain"] and row["qrs_conf"] >= CONFIDENCE_MIN, (seed, row)
         assert abs(row["qrs_ms"] - _read(syn)["qrs"]) <= TOLERANCE_MS["qrs"]
+
+
+def test_wide_qrs_at_fast_rates_keeps_its_window():
+    # a bundle branch block at 110-160 bpm, the T squeezed right behind the QRS: the T's first limb after the J point
+    # was taken for a brief terminal r' (and the whole T for QRS lobes), the window ending 60-75 ms late in a quarter
+    # of such records and the axis read off it (syn00245: 92 degrees for -71). The detector's own edges (the earliest
+    # onset and latest end over leads, median over beats) and the axis against the generator's truth, seed by seed;
+    # nearly all keep a citable QRS (the second, threshold method no longer ends in the T's first limb either)
+    citable = 0
+    for seed in range(12):
+        syn = failure_record("wide_fast", seed)
+        m = measure_record(as_record(syn.signal_mv, syn.record_id), reading_convention=False)
+        row = m.record_row
+        if row["qrs_conf"] < CONFIDENCE_MIN:
+            continue
+        citable += 1
+        ours = m.beats.group_by("beat").agg(pl.col("qrs_on_ms").min(), pl.col("qrs_off_ms").max()).drop_nulls()
+        truth = syn.beats.filter(pl.col("lead") == "II")
+        d_on, d_off = [], []
+        for on, off in zip(truth["qrs_on_ms"], truth["qrs_off_ms"]):
+            near = ours.filter((pl.col("qrs_on_ms") - on).abs() < 60)
+            if near.height:
+                d_on.append(near["qrs_on_ms"][0] - on)
+                d_off.append(near["qrs_off_ms"][0] - off)
+        assert len(d_on) >= 0.8 * truth.height, (seed, len(d_on), truth.height)
+        d_on, d_off = sorted(d_on)[len(d_on) // 2], sorted(d_off)[len(d_off) // 2]
+        assert -10.0 <= d_on <= 2.0 and -2.0 <= d_off <= 10.0, (seed, syn.params.bundle_branch_block, d_on, d_off)
+        assert abs(row["qrs_ms"] - syn.truth.qrs_ms) <= 16.0, (seed, row["qrs_ms"], syn.truth.qrs_ms)
+        d_axis = (row["qrs_axis_deg"] - syn.truth.qrs_axis_deg + 180.0) % 360.0 - 180.0
+        assert abs(d_axis) <= 5.0, (seed, row["qrs_axis_deg"], syn.truth.qrs_axis_deg)
+    assert citable >= 11, citable
