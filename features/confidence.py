@@ -17,7 +17,7 @@ The checks, for each interval:
 - ``leads``: the spread (interquartile range) over good leads of each lead's own interval: where leads
   disagree by more than the tolerance about where a wave starts or ends, the typical lead is ill defined;
 - ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
-  slope for the QRS (10% of its peak, where the run holding the QRS crosses it) and of the spatial magnitude for the P onset (20% of the P), the
+  slope for the QRS (10% of its peak; the end where the run holding the QRS's end crosses it) and of the spatial magnitude for the P onset (20% of the P), the
   tangent method for the T end (where the steepest descent's tangent meets the baseline);
 - ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
   over leads), which it cannot: no lead's wave ends after the last lead's;
@@ -137,15 +137,15 @@ def _qrs_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> f
     if hi - lo < 4:
         return None
     thr = QRS_THRESHOLD_FRACTION * float(v[on:off + 1].max())
+    above = np.flatnonzero(v[lo:hi + 1] >= thr)
     inside = np.flatnonzero(v[on:off + 1] >= thr)
-    if inside.size < 2:
+    if above.size < 2 or inside.size == 0:
         return None
-    # the crossings of the run of the slope that holds our first / last sample above the threshold: the slope
-    # crosses it on its way into and out of the QRS; a wave beyond a dip below it is another one (the ST-T's first
-    # limb 14 ms after the J point at a fast rate, LBBB at 127 bpm: a QRS read 28 ms long by this method)
-    first, last = on + int(inside[0]), on + int(inside[-1])
-    while first > lo and v[first - 1] >= thr:
-        first -= 1
+    first = lo + int(above[0])  # anything above it before the QRS: a baseline that is no quiet one (noise, f waves)
+    # the end: where the run of the slope that holds our last sample above the threshold crosses it on its way out
+    # of the QRS; a wave beyond a dip below it is another one (the ST-T's first limb 14 ms after the J point at a
+    # fast rate, LBBB at 127 bpm: a QRS read 28 ms long by this method)
+    last = on + int(inside[-1])
     while last < hi and v[last + 1] >= thr:
         last += 1
     # a paced QRS starts after its stimulus (the threshold would see the blanked stretch's smear before it)

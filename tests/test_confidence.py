@@ -196,3 +196,23 @@ def test_a_pr_read_from_beats_whose_median_beat_shows_no_p_is_not_citable():
                               800.0, {"pr_ms": 160.0, "qrs_ms": 90.0, "qt_ms": 380.0},
                               np.ones((12, d.fid.r.size)), d.fs_hz)
     assert ic.intervals["pr"].checks["unlocked_p"] >= TOLERANCE_MS["pr"] and ic.intervals["pr"].value < 0.5
+
+
+def test_the_qrs_threshold_method_ends_with_the_qrs_and_sees_a_baseline_that_is_not_quiet():
+    # the second QRS method (threshold crossings of the spatial slope) ends where the run holding the QRS's end
+    # crosses 10% of its peak: at 110-160 bpm the T's first limb starts ~15 ms after the J point, and counting it
+    # read the QRS 28 ms long (syn00245, LBBB at 127 bpm: a true QRS not citable). Before the QRS it still counts
+    # anything above the threshold: a low-voltage AF record with muscle noise and ectopics (benchmarks/features.py
+    # record 651), whose f waves and noise reach 10% of the small QRS's slope, keeps its QRS (+21 ms) not citable
+    fast = failure_record("wide_fast", 4)  # LBBB at 126 bpm
+    m = measure_record(as_record(fast.signal_mv, fast.record_id))
+    assert m.record_row["qrs_conf"] >= CONFIDENCE_MIN, m.confidences.intervals["qrs"].checks
+    noisy = generate_record(SynthParams(
+        hr_bpm=71.5, pr_ms=122.5, qrs_ms=75.3, qt_ms=353.9, qrs_axis_deg=13.1, rhythm="atrial_fibrillation",
+        pvc_count=3, st_shift_mv=0.206, low_voltage=True, qrs_scale=1.047, rr_variability=0.0213, af_rr_cv=0.149,
+        f_wave_mv=0.07, baseline_wander_mv=0.162, mains_hum_mv=0.031, emg_noise_mv=0.02), 651)
+    m = measure_record(as_record(noisy.signal_mv, "noisy_af"))
+    from features.qrs_edges import synthetic_reading_intervals  # noqa: PLC0415
+    qrs = synthetic_reading_intervals(None, noisy.truth.qrs_ms, None)[1]
+    if m.record_row["qrs_conf"] >= CONFIDENCE_MIN:
+        assert abs(m.record_row["qrs_ms"] - qrs) <= TOLERANCE_MS["qrs"], (m.record_row["qrs_ms"], qrs)
