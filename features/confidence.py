@@ -24,7 +24,7 @@ The checks, for each interval:
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
   QTc of 300-560 ms; the disagreement is how far outside;
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
-  each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
+  each other's noise), QT ``hidden_p`` (a regular rhythm, also beat to beat, unpaced, without flutter or fibrillation waves,
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
@@ -57,7 +57,8 @@ QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
 P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
-HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
+HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them ...
+HIDDEN_P_RR_SUCCESSIVE = 0.08  # ... when its successive RR differences (RMS) stay under this share of the mean RR
 HIDDEN_P_DOUBT = 1.25   # ... which costs the QT this many tolerances (a confidence of 0.25)
 NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that lead
 AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
@@ -323,8 +324,12 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     # a regular rhythm whose P waves are not found, without flutter / fibrillation waves or pacing, hides them:
     # most often in the preceding T (a long PR at a fast rate), whose measured end then takes the P's
     diag = fid.p_diag or {}
-    r_iv = np.diff(fid.r)
-    regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv))
+    # (and not irregularly irregular: fibrillation changes the RR from beat to beat, a sinus rhythm only gradually,
+    # so AF whose 10 s happen to vary little overall, RR SD 7-10% of the mean, still has successive differences of
+    # 9-14% of it; P waves hidden in the T at a fast rate: under 6%)
+    r_iv = np.diff(fid.r).astype(float)
+    regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv)) \
+        and float(np.sqrt(np.mean(np.diff(r_iv) ** 2))) < HIDDEN_P_RR_SUCCESSIVE * float(np.mean(r_iv))
     if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
