@@ -22,7 +22,8 @@ The checks, for each interval:
 - ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
   over leads), which it cannot: no lead's wave ends after the last lead's;
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
-  QTc of 300-560 ms; the disagreement is how far outside;
+  QTc of 300-560 ms; the disagreement is how far outside; QT ``qrs_window``: how far the QRS exceeds 200 ms (its
+  window took in the ST-T, and the T end found after it is another wave's);
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
   each other's noise), QT ``hidden_p`` (a regular rhythm, also beat to beat, unpaced, without flutter or fibrillation waves,
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
@@ -300,6 +301,11 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         d = _outside(values.get(f"{k}_ms"), lo, hi)
         if d is not None:
             ic[k].checks["plausible"] = d
+    # a QRS wider than any is a window that took in the ST-T (paced beats at 112-151 bpm: QRS 260-314 ms for 142-161),
+    # and the T end found after it is another wave's: the QT is as unsure as the QRS window is too wide
+    qrs = values.get("qrs_ms")
+    if qrs is not None and qrs > PLAUSIBLE_MS["qrs"][1]:
+        ic["qt"].checks["qrs_window"] = float(qrs) - PLAUSIBLE_MS["qrs"][1]
     qt = values.get("qt_ms")
     if qt is not None and rr_ms:
         ic["qt"].checks["plausible"] = _outside(qt / np.sqrt(rr_ms / 1000.0), *QTC_PLAUSIBLE_MS)

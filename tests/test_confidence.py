@@ -253,3 +253,24 @@ def test_fibrillation_that_varies_little_over_ten_seconds_hides_no_p_in_its_t(se
     hidden = [failure_record("avb1_p_in_t", s) for s in range(4)]
     flagged = [measure_record(as_record(h.signal_mv, h.record_id)).confidences.intervals["qt"].checks for h in hidden]
     assert sum("hidden_p" in c for c in flagged) >= 3, flagged
+
+
+@pytest.mark.parametrize("seed,kw", [
+    (30, dict(hr_bpm=121.6427, pr_ms=176.5614, qrs_ms=156.2314, qt_ms=276.6866, qrs_axis_deg=-50.5308,
+              pacing="biventricular", pacing_spike_mv=1.4982, pacing_latency_ms=24.6876, qrs_scale=0.978,
+              baseline_wander_mv=0.0275, emg_noise_mv=0.0022)),
+    (8, dict(hr_bpm=112.4853, pr_ms=145.8563, qrs_ms=161.0084, qt_ms=307.5305, qrs_axis_deg=-50.1762,
+             pacing="ventricular", pacing_spike_mv=2.8092, pacing_latency_ms=19.6312, qrs_scale=0.8328,
+             baseline_wander_mv=0.2093, mains_hum_mv=0.0181, emg_noise_mv=0.0186)),
+])
+def test_a_qrs_window_wider_than_any_qrs_leaves_the_qt_not_citable(seed, kw):
+    # paced at 112-122 bpm: the QRS window took in the ST-T (QRS ~300 ms for 156-161) and the T end found after it
+    # was another wave's (QT +48 / +95 ms, cited at confidence 1); the QT is as unsure as the QRS window is too wide
+    syn = generate_record(SynthParams(rhythm="sinus_tachycardia", rr_variability=0.0, **kw), seed)
+    row = measure_record(as_record(syn.signal_mv, f"paced{seed}")).record_row
+    from features.qrs_edges import synthetic_reading_intervals  # noqa: PLC0415
+    qt = synthetic_reading_intervals(None, None, syn.truth.qt_ms, paced=True)[2]
+    if row["qt_conf"] >= CONFIDENCE_MIN:
+        assert abs(row["qt_ms"] - qt) <= TOLERANCE_MS["qt"], (row["qt_ms"], qt, row["qrs_ms"])
+    if row["qrs_ms"] > 250.0:
+        assert row["qt_conf"] < CONFIDENCE_MIN
