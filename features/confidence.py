@@ -17,14 +17,15 @@ The checks, for each interval:
 - ``leads``: the spread (interquartile range) over good leads of each lead's own interval: where leads
   disagree by more than the tolerance about where a wave starts or ends, the typical lead is ill defined;
 - ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
-  slope for the QRS (10% of its peak) and of the spatial magnitude for the P onset (20% of the P), the
+  slope for the QRS (10% of its peak; the end where the run holding the QRS's end crosses it) and of the spatial magnitude for the P onset (20% of the P), the
   tangent method for the T end (where the steepest descent's tangent meets the baseline);
 - ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
   over leads), which it cannot: no lead's wave ends after the last lead's;
-- ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (paced or not), a Bazett QTc of 300-560 ms; the
-  disagreement is how far outside;
+- ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
+  QTc of 300-560 ms; the disagreement is how far outside; QT ``qrs_window``: how far the QRS exceeds 200 ms (its
+  window took in the ST-T, and the T end found after it is another wave's);
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
-  each other's noise), QT ``hidden_p`` (a regular rhythm, unpaced, without flutter or fibrillation waves,
+  each other's noise), QT ``hidden_p`` (a regular rhythm, also beat to beat, unpaced, without flutter or fibrillation waves,
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
@@ -54,11 +55,13 @@ TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
 QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope crosses this share of its peak
 P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
+PACED_QRS_MIN_MS = 100.0  # ... a QRS of mostly paced beats (myocardial spread from the stimulus: 120-200 ms; fusion less)
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
 P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
-HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them
+HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them ...
+HIDDEN_P_RR_SUCCESSIVE = 0.08  # ... when its successive RR differences (RMS) stay under this share of the mean RR
 HIDDEN_P_DOUBT = 1.25   # ... which costs the QT this many tolerances (a confidence of 0.25)
 NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that lead
 AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
@@ -138,13 +141,22 @@ def _qrs_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> f
     lo, hi = max(0, on - ms(fs_hz, 30)), min(v.size - 1, off + ms(fs_hz, 30))
     if hi - lo < 4:
         return None
-    seg = v[lo:hi + 1]
-    above = np.flatnonzero(seg >= QRS_THRESHOLD_FRACTION * float(v[on:off + 1].max()))
-    if above.size < 2:
+    thr = QRS_THRESHOLD_FRACTION * float(v[on:off + 1].max())
+    above = np.flatnonzero(v[lo:hi + 1] >= thr)
+    inside = np.flatnonzero(v[on:off + 1] >= thr)
+    if above.size < 2 or inside.size == 0:
         return None
+    first = lo + int(above[0])  # anything above it before the QRS: a baseline that is no quiet one (noise, f waves)
+    # the end: where the run of the slope that holds our last sample above the threshold crosses it on its way out
+    # of the QRS; a wave beyond a dip below it is another one (the ST-T's first limb 14 ms after the J point at a
+    # fast rate, LBBB at 127 bpm: a QRS read 28 ms long by this method)
+    last = on + int(inside[-1])
+    while last < hi and v[last + 1] >= thr:
+        last += 1
     # a paced QRS starts after its stimulus (the threshold would see the blanked stretch's smear before it)
-    first = max(lo + int(above[0]), on) if fid.paced is not None and fid.paced.any() else lo + int(above[0])
-    return (lo + int(above[-1]) - first) * 1000.0 / fs_hz
+    if fid.paced is not None and fid.paced.any():
+        first = max(first, on)
+    return (last - first) * 1000.0 / fs_hz
 
 
 def _magnitude(fid: GlobalFiducials, good: np.ndarray) -> np.ndarray | None:
@@ -281,11 +293,21 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         if g is not None and values.get(f"{k}_ms") is not None:
             ic[k].checks["global"] = max(0.0, float(values[f"{k}_ms"]) - float(g))
 
-    # plausible: physiology
+    # plausible: physiology; a paced QRS spreads from the stimulus through the myocardium, not the conduction system,
+    # and is never narrow (synthetic biventricular pacing at 134 bpm: a QRS of 44 ms cited, 112 ms short)
+    paced_dom = fid.paced is not None and dom.any() and float(np.mean(np.asarray(fid.paced, dtype=bool)[dom])) > 0.5
     for k in ("pr", "qrs"):
-        d = _outside(values.get(f"{k}_ms"), *PLAUSIBLE_MS[k])
+        lo, hi = PLAUSIBLE_MS[k]
+        if k == "qrs" and paced_dom:
+            lo = PACED_QRS_MIN_MS
+        d = _outside(values.get(f"{k}_ms"), lo, hi)
         if d is not None:
             ic[k].checks["plausible"] = d
+    # a QRS wider than any is a window that took in the ST-T (paced beats at 112-151 bpm: QRS 260-314 ms for 142-161),
+    # and the T end found after it is another wave's: the QT is as unsure as the QRS window is too wide
+    qrs = values.get("qrs_ms")
+    if qrs is not None and qrs > PLAUSIBLE_MS["qrs"][1]:
+        ic["qt"].checks["qrs_window"] = float(qrs) - PLAUSIBLE_MS["qrs"][1]
     qt = values.get("qt_ms")
     if qt is not None and rr_ms:
         ic["qt"].checks["plausible"] = _outside(qt / np.sqrt(rr_ms / 1000.0), *QTC_PLAUSIBLE_MS)
@@ -310,8 +332,12 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     # a regular rhythm whose P waves are not found, without flutter / fibrillation waves or pacing, hides them:
     # most often in the preceding T (a long PR at a fast rate), whose measured end then takes the P's
     diag = fid.p_diag or {}
-    r_iv = np.diff(fid.r)
-    regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv))
+    # (and not irregularly irregular: fibrillation changes the RR from beat to beat, a sinus rhythm only gradually,
+    # so AF whose 10 s happen to vary little overall, RR SD 7-10% of the mean, still has successive differences of
+    # 9-14% of it; P waves hidden in the T at a fast rate: under 6%)
+    r_iv = np.diff(fid.r).astype(float)
+    regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv)) \
+        and float(np.sqrt(np.mean(np.diff(r_iv) ** 2))) < HIDDEN_P_RR_SUCCESSIVE * float(np.mean(r_iv))
     if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")

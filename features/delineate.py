@@ -14,7 +14,11 @@ Method, in the spirit of the classic 12-lead programs:
   forces (latest offset). Both are bounded by the QRS lobes followed from the anchor: runs of spatial slope
   above 10% of its peak, across dips of up to 24 ms only towards a steep (>= 30%) or brief (<= 40 ms)
   lobe, so an early T wave (LBBB at high rates) or a large P wave (low voltage) stays outside, and the
-  window widens for a wide QRS whose anchor lies in its last lobe (LBBB with axis deviation);
+  window widens for a wide QRS whose anchor lies in its last lobe (LBBB with axis deviation); a brief lobe
+  followed by another shallow one and a quiet stretch is a T squeezed behind the QRS at a fast rate, not a
+  terminal r' (``features.qrs_lobes``), nor is any brief lobe that would make the QRS wider than 220 ms;
+- without sinus P waves (flutter, fibrillation) the median beat's QRS onset is no earlier than the median of
+  the beats' own: atrial waves that drift against the QRS can leave a hump fused with the median beat's onset;
 - P and T: peaks and trapezium knees of the spatial magnitude ``M(t) = sqrt(sum_i (x_i(t) - b_i)^2)``
   about each beat's PR level ``b_i``; peaks are re-picked near the record's typical position; a P end
   knee where M still holds a quarter of the P's peak ends only the first hump of a bifid P, so the end
@@ -41,6 +45,7 @@ from scipy.ndimage import uniform_filter1d
 from features.fiducials import P_KNEE_REF_MS, T_KNEE_REF_MS, GlobalFiducials, knee_after, knee_before, ms
 from features.lead_edges import (P_RISE_LOOKBACK_MS, lead_p_ends, lead_p_onsets, lead_p_rise_ms, lead_qrs_ends,
                                  lead_t_ends, p_onset_fit)
+from features.qrs_lobes import extend as _extend
 from features.signal import SPIKE_BLANK_AFTER_MS
 
 MIN_RR_MS = 250.0  # two complexes closer than this (240 bpm) are one heartbeat
@@ -202,55 +207,6 @@ def gate_by_template(clean: np.ndarray, r: np.ndarray, gate: list[str | None], f
         if gate[i] is None and float(np.median(c[i])) < TEMPLATE_CORR_MIN:
             gate[i] = "noise"
     return gate
-
-
-def _extend(v: np.ndarray, start: int, step: int, thr: float, max_len: int, max_gap: int,
-            rejoin: float = 0.0, with_weak: bool = False, brief: int = 0, brief_rejoin: float = 0.0):
-    """Walk from ``start`` in direction ``step`` while ``v`` stays above ``thr``; dips below it shorter than
-    ``max_gap`` samples are crossed (the spatial slope touches zero wherever all leads peak at once), but
-    when ``rejoin`` > 0 only towards another QRS lobe: a run after the dip that climbs above ``rejoin``
-    (steep), or that climbs above ``brief_rejoin`` and is over within ``brief`` samples (a short terminal
-    r' / s). An early T wave rising behind the J point is neither steep nor brief; a P wave is not steep.
-    Returns the last index above ``thr`` (``start`` if none), at most ``max_len`` samples away, and with
-    ``with_weak`` also why the walk stopped inside ``max_len``: "weak_run" (a run after a dip that was no
-    lobe), "long_dip" (below ``thr`` for more than ``max_gap``), "undecided" (``max_len`` ran out inside a
-    run after a dip) or "" (it did not)."""
-    last, gap, i = start, 0, start
-    weak = ""
-    pending = False  # inside a run that followed a crossed dip, not yet shown to be a QRS lobe
-    run_start = run_last = start
-    run_max = 0.0
-    for _ in range(max_len):
-        i += step
-        if i < 0 or i >= v.size:
-            break
-        if v[i] > thr:
-            if gap > 0 and rejoin > 0:
-                pending, run_start, run_max = True, i, 0.0
-            gap = 0
-            if pending:
-                run_max, run_last = max(run_max, float(v[i])), i
-                if run_max >= rejoin:
-                    pending = False
-            if not pending:
-                last = i
-        else:
-            if pending:
-                if brief and run_max >= brief_rejoin and abs(run_last - run_start) < brief:
-                    pending, last, gap = False, run_last, 1
-                    continue
-                weak = "weak_run"
-                break  # the run after the dip was no QRS lobe
-            gap += 1
-            if gap > max_gap:
-                weak = "long_dip"
-                break
-    else:
-        if pending:
-            weak = "undecided"  # ``max_len`` ran out inside a run after a dip
-    return (last, weak) if with_weak else last
-
-
 
 
 def _interior_max(y: np.ndarray, lo: int, hi: int) -> int | None:
@@ -481,9 +437,20 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         lobes_lo, lobes_lo_why = _extend(v, c, -1, OFFSET_VELOCITY_FRACTION * v_pk, c - lim_lo,
                                          ms(fs_hz, OFFSET_GAP_MS), rejoin=OFFSET_REJOIN_FRACTION * v_pk,
                                          with_weak=True)
+        brief = ms(fs_hz, BRIEF_LOBE_MS)
         lobes_hi = _extend(v, c, +1, OFFSET_VELOCITY_FRACTION * v_pk, lim_hi - c, ms(fs_hz, OFFSET_GAP_MS),
-                           rejoin=OFFSET_REJOIN_FRACTION * v_pk, brief=ms(fs_hz, BRIEF_LOBE_MS),
+                           rejoin=OFFSET_REJOIN_FRACTION * v_pk, brief=brief,
                            brief_rejoin=BRIEF_REJOIN_FRACTION * v_pk)
+        if lobes_hi - lobes_lo > ms(fs_hz, MAX_QRS_MS):
+            # a brief, shallow run after the J point is a terminal r' / s only when the QRS it completes stays
+            # within MAX_QRS_MS; beyond that it was the first limb of the ST-T, which at a fast rate is brief and
+            # whose second limb can be as steep as a slow (LBBB) QRS's lobes (149 bpm: the walk went on through
+            # the whole T). Without brief runs the walk stops at the J point; every later walk of this beat then
+            # crosses no brief run either
+            strict_hi = _extend(v, c, +1, OFFSET_VELOCITY_FRACTION * v_pk, lim_hi - c, ms(fs_hz, OFFSET_GAP_MS),
+                                rejoin=OFFSET_REJOIN_FRACTION * v_pk)
+            if strict_hi - lobes_lo <= ms(fs_hz, MAX_QRS_MS):
+                lobes_hi, brief = strict_hi, 0
         if lobes_hi - lobes_lo <= ms(fs_hz, MAX_QRS_MS):
             wlo = max(lim_lo, min(wlo, lobes_lo - ms(fs_hz, 40)))
             whi = min(lim_hi, max(whi, lobes_hi + ms(fs_hz, 40)))
@@ -506,7 +473,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         v_peak = float(v[wlo:whi + 1].max())
         v_thr = OFFSET_VELOCITY_FRACTION * v_peak
         off, off_why = _extend(v, wlo + off, +1, v_thr, ms(fs_hz, OFFSET_EXTEND_MS), ms(fs_hz, OFFSET_GAP_MS),
-                               rejoin=OFFSET_REJOIN_FRACTION * v_peak, brief=ms(fs_hz, BRIEF_LOBE_MS),
+                               rejoin=OFFSET_REJOIN_FRACTION * v_peak, brief=brief,
                                brief_rejoin=BRIEF_REJOIN_FRACTION * v_peak, with_weak=True)
         off -= wlo
         # an early, steep T wave right behind the J point (LBBB at high rates) adds so much squared slope
@@ -515,7 +482,7 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
         # the QRS ends before that dip
         bound, weak = _extend(v, c, +1, v_thr, whi - c, ms(fs_hz, OFFSET_GAP_MS),
                               rejoin=OFFSET_REJOIN_FRACTION * v_peak, with_weak=True,
-                              brief=ms(fs_hz, BRIEF_LOBE_MS), brief_rejoin=BRIEF_REJOIN_FRACTION * v_peak)
+                              brief=brief, brief_rejoin=BRIEF_REJOIN_FRACTION * v_peak)
         if weak:
             off = min(off, bound - wlo)
             if off_why == "undecided":  # a knee far before a terminal r': the extension ran out on it
@@ -799,6 +766,16 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
             v_tmpl = spatial_slope(tmpl[good], fs_hz)
             d_on = max(d_on, _after_artefact(v_tmpl, before + float(np.median(rel)), before, fs_hz) - before)
             template_paced = True
+    if not fid.p_present and not template_paced and (use & match).sum() >= 3:
+        # without a sinus P locked to the QRS the atrial waves (flutter, fibrillation) drift against it from beat to
+        # beat; where several beats have one just before their QRS, the sample-wise median beat can keep a hump of
+        # it fused with the QRS onset, which then starts early (synthetic flutter: 16 ms, a QRS 26 ms long), while
+        # the beats, each delineated on its own, mostly start the QRS where it starts: the onset is no earlier
+        # than the median of theirs (relative to the anchor)
+        own_on = (fid.qrs_on - r)[use & match]
+        own_on = own_on[np.isfinite(own_on)]
+        if own_on.size >= 3:
+            d_on = max(d_on, float(np.median(own_on)))
     rival_t = _template_rival(tmpl, good, tf, rr_med, fs_hz)
     if fid.p_diag is not None:
         fid.p_diag["rival_template"] = rival_t

@@ -16,6 +16,8 @@ What each class reproduces (LUDB's experts' diagnoses; the error of the record-l
 - ``biv_paced`` / ``rv_paced``: biventricular (right-ventricular) pacing (QRS +38 ms);
 - ``af_demand_paced``: atrial fibrillation with a demand pacemaker, paced and conducted beats both common
   (QRS +22 ms, LUDB 95: the record's QRS is of whichever the window holds more of);
+- ``wide_fast``: a bundle branch block at 110-160 bpm, the T squeezed behind the QRS (synthetic LBBB at 127 bpm:
+  the QRS window 35 ms late, the axis 92 degrees for -71);
 - ``flutter_ivcd``: typical atrial flutter with variable block and LVH, the F waves stepping the J point
   (QRS +22 ms, LUDB 103).
 """
@@ -199,11 +201,31 @@ def af_demand_paced(rng: np.random.Generator) -> SynthParams:
                        qrs_scale=float(rng.uniform(0.8, 1.3)), **_noise(rng))
 
 
+def wide_fast(rng: np.random.Generator) -> SynthParams:
+    """A bundle branch block (left, right or incomplete right) at 110-160 bpm: the ST-T follows the wide QRS at
+    once and, with the PR fitted into the RR as the random records do (``pipeline.synthetic.random_params``), the T
+    lasts only 90-150 ms, its limbs as brief as a terminal r' and as steep as a slow QRS's lobes (record syn00245
+    of the seed-0 tree, LBBB at 127 bpm: the QRS window 35 ms late, the axis 92 degrees for -71)."""
+    bbb = str(rng.choice(["left", "right", "incomplete_right"]))
+    qrs = float({"left": rng.uniform(130.0, 170.0), "right": rng.uniform(124.0, 160.0)}.get(bbb, rng.uniform(100.0, 118.0)))
+    hr = float(rng.uniform(110.0, min(160.0, 60000.0 / (qrs + 260.0))))
+    rr = 60000.0 / hr
+    pr = float(rng.uniform(120.0, 180.0))
+    qt = max(_qt_ms(rng, hr, 400.0, 470.0), qrs + 110.0)
+    if qt + pr + 40.0 > rr:  # fast rates: the QT shortens first, then the PR
+        qt = max(qrs + 110.0, rr - pr - 40.0)
+        if qt + pr + 40.0 > rr:
+            pr = max(110.0, rr - qt - 40.0)
+    axis = float(rng.uniform(-75.0, -36.0) if rng.random() < 0.3 else rng.uniform(-24.0, 100.0))
+    return SynthParams(hr_bpm=hr, pr_ms=pr, qrs_ms=qrs, qt_ms=qt, qrs_axis_deg=axis, rhythm="sinus_tachycardia",
+                       bundle_branch_block=bbb, qrs_scale=float(rng.uniform(0.8, 1.3)), **_noise(rng))
+
+
 FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
     "avb1_p_on_t": avb1_p_on_t, "avb1_p_in_t": avb1_p_in_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
     "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
     "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced, "flutter_ivcd": flutter_ivcd,
-    "af_demand_paced": af_demand_paced,
+    "af_demand_paced": af_demand_paced, "wide_fast": wide_fast,
 }
 
 

@@ -139,15 +139,11 @@ def test_atrial_premature_beats_are_premature_and_keep_their_own_p(measured):
 @pytest.mark.parametrize("name", ["lvh_flat_t_u", "lvh_low_t"])
 def test_flat_t_ends_before_the_u_wave_and_after_the_st_segment(measured, name):
     # a flat T followed by a larger U: the U was taken for the T (QT +145 to +194 ms); a T rising out of a
-    # depressed ST: a ripple on the ST's decline was taken for its peak and the T's end for a notch (QT -109).
-    # Within tolerance, or off by no more than twice it where the confidence says so (lvh_low_t seed 4, a low T
-    # in 60 Hz hum: +29 ms unnotched, +31 notched, qt_conf 0.43 either way)
+    # depressed ST: a ripple on the ST's decline was taken for its peak and the T's end for a notch (QT -109)
     for seed in SEEDS:
         syn, m = measured[(name, seed)]
-        qt, row = _read(syn)["qt"], m.record_row
-        err = abs(row["qt_ms"] - qt)
-        assert err <= TOLERANCE_MS["qt"] or row["qt_conf"] < CONFIDENCE_MIN and err <= 2 * TOLERANCE_MS["qt"], \
-            (seed, row["qt_ms"], qt, row["qt_conf"])
+        qt = _read(syn)["qt"]
+        assert abs(m.record_row["qt_ms"] - qt) <= TOLERANCE_MS["qt"], (seed, m.record_row["qt_ms"], qt)
 
 
 def test_a_j_point_the_beats_put_apart_makes_the_qrs_not_citable(measured):
@@ -198,3 +194,34 @@ def test_paced_and_conducted_beats_both_common_are_all_found_and_the_conducted_q
         row = measure_record(as_record(syn.signal_mv, f"one_paced_{seed}")).record_row
         assert "mixed_capture" not in row["uncertain"] and row["qrs_conf"] >= CONFIDENCE_MIN, (seed, row)
         assert abs(row["qrs_ms"] - _read(syn)["qrs"]) <= TOLERANCE_MS["qrs"]
+
+
+def test_wide_qrs_at_fast_rates_keeps_its_window():
+    # a bundle branch block at 110-160 bpm, the T squeezed right behind the QRS: the T's first limb after the J point
+    # was taken for a brief terminal r' (and the whole T for QRS lobes), the window ending 60-75 ms late in a quarter
+    # of such records and the axis read off it (syn00245: 92 degrees for -71). The detector's own edges (the earliest
+    # onset and latest end over leads, median over beats) and the axis against the generator's truth, seed by seed;
+    # nearly all keep a citable QRS (the second, threshold method no longer ends in the T's first limb either)
+    citable = 0
+    for seed in range(12):
+        syn = failure_record("wide_fast", seed)
+        m = measure_record(as_record(syn.signal_mv, syn.record_id), reading_convention=False)
+        row = m.record_row
+        if row["qrs_conf"] < CONFIDENCE_MIN:
+            continue
+        citable += 1
+        ours = m.beats.group_by("beat").agg(pl.col("qrs_on_ms").min(), pl.col("qrs_off_ms").max()).drop_nulls()
+        truth = syn.beats.filter(pl.col("lead") == "II")
+        d_on, d_off = [], []
+        for on, off in zip(truth["qrs_on_ms"], truth["qrs_off_ms"]):
+            near = ours.filter((pl.col("qrs_on_ms") - on).abs() < 60)
+            if near.height:
+                d_on.append(near["qrs_on_ms"][0] - on)
+                d_off.append(near["qrs_off_ms"][0] - off)
+        assert len(d_on) >= 0.8 * truth.height, (seed, len(d_on), truth.height)
+        d_on, d_off = sorted(d_on)[len(d_on) // 2], sorted(d_off)[len(d_off) // 2]
+        assert -10.0 <= d_on <= 2.0 and -2.0 <= d_off <= 10.0, (seed, syn.params.bundle_branch_block, d_on, d_off)
+        assert abs(row["qrs_ms"] - syn.truth.qrs_ms) <= 16.0, (seed, row["qrs_ms"], syn.truth.qrs_ms)
+        d_axis = (row["qrs_axis_deg"] - syn.truth.qrs_axis_deg + 180.0) % 360.0 - 180.0
+        assert abs(d_axis) <= 5.0, (seed, row["qrs_axis_deg"], syn.truth.qrs_axis_deg)
+    assert citable >= 11, citable

@@ -330,11 +330,10 @@ def test_premature_beats_are_judged_from_the_beat_table_and_by_origin(cinc_conte
 
 
 def test_marked_st_depression_and_tall_t_count_as_met(cinc_contexts, kb):
-    # JS20000: ST down to about -0.25 mV in V4 meets the non-specific ST criterion (-0.26 since its 50 Hz hum, a
-    # 7 uV line, is notched: features.signal.mains_line_hz)
+    # JS20000: ST down to -0.25 mV in V4 meets the non-specific ST criterion
     p = build_prompt(cinc_contexts["JS20000"], "text", kb=kb)
     line = _criterion_line(p.user, "non-specific ST changes", "st_j60_mv <= -0.05 mV")
-    assert re.search(r"V4 -0\.2[4-7] mV", line) and line.endswith(": met)"), line
+    assert "V4 -0.25 mV" in line and line.endswith(": met)")
     # JS20006: T waves of 1.2-1.5 mV in V3-V5 are a T-wave abnormality (V4 1.48 mV with its 50 Hz hum, 0.05 mV,
     # notched; 1.50 with the hum's crest on the T's)
     p = build_prompt(cinc_contexts["JS20006"], "text", kb=kb)

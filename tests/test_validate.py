@@ -233,7 +233,9 @@ def test_a_word_about_an_interval_that_cannot_be_measured_reliably_is_uncitable_
             r = validate_answer(base + " " + words, ctx)
             assert not r.accepted and "uncitable_value" in r.reasons, (seed, words, r.details)
     assert seen >= 3
-    s = int(_seeds(1000, 0)[244])  # a CLBBB at 127 bpm whose QRS window is not sure (qrs_conf 0)
+    # a CLBBB at 133 bpm whose QRS window is not sure (qrs_conf 0); the seed-0 tree's record 245 (127 bpm), used
+    # here before, has its QRS window right since the squeezed T is no longer taken for QRS lobes, and citable
+    s = int(_seeds(1500, 3)[658])
     syn = generate_record(random_params(np.random.default_rng([s, 1])), s)
     rec = as_record(syn.signal_mv, "clbbb")
     rec.meta.report = syn.report
