@@ -373,6 +373,12 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         # a word about an interval the record may not cite states it all the same: its truth is unknown (the
         # measured value behind it is not reliable, so neither agreeing nor disagreeing with it means anything)
         col = {"pr": "pr_ms", "qrs": "qrs_ms"}.get(m.group(1), f"qtc_{c.formula or 'bazett'}_ms")
+        if ctx.uncitable_reason(col) == "report_no_p_waves":
+            # "no measurable PR interval" is true of it; "wide" is the QRS's word after it ("no measurable PR
+            # interval, a wide QRS of 142 ms"), no PR's
+            if c.negated or m.group(2) in ("wide", "narrow"):
+                return None
+            return Uncitable(f"{word} {c.text!r} but the report's rhythm has no P waves, so no PR interval")
         if rec.get(col) is not None and ctx.uncitable_reason(col) == "low_confidence":
             # unless the report's own diagnosis says as much (a wide QRS of a bundle branch block)
             said = facts.implied.get(col if m.group(1) in ("pr", "qrs") else next(

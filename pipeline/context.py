@@ -20,6 +20,14 @@ AMPLITUDE_DERIVED_COLUMNS: frozenset[str] = frozenset({
 LIMB_LEADS: frozenset[str] = frozenset({"I", "II", "III", "aVR", "aVL", "aVF"})
 
 
+# what the atrial waves are measured as: a report that has no P waves (atrial fibrillation, flutter) leaves none of
+# them to cite, whatever the measurement took for P waves (synthetic AF at 102-118 bpm: the previous T's tail at a
+# steady distance before the QRS read as P, "atrial fibrillation ... the PR interval measures 136 ms" accepted)
+P_WAVE_COLUMNS: frozenset[str] = frozenset({
+    "pr_ms", "pr_global_ms", "p_axis_deg", "pr_sd_ms", "p_morphology_count", "ptf_v1_depth_mv", "ptf_v1_ms",
+    "p_on_ms", "p_peak_ms", "p_off_ms", "p_ms", "p_amp_mv", "p_form"})
+
+
 def amplitude_derived(column: str) -> bool:
     """Whether ``column``'s value depends on the record's amplitude calibration."""
     return column.endswith("_mv") or column in AMPLITUDE_DERIVED_COLUMNS
@@ -40,6 +48,9 @@ class GroundingContext:
     extra: dict = field(default_factory=dict)
     amplitudes_calibrated: bool = True       # RecordMeta.calibration: False -> no amplitude value is citable
     calibration_flags: list[str] = field(default_factory=list)
+    # what the report's statements say of P waves (their knowledge criteria on p_waves_present; None: nothing, or
+    # they disagree): False (atrial fibrillation, flutter) makes every P-wave value not citable
+    report_p_waves: bool | None = None
 
     def citable(self, column: str, lead: str | None = None) -> bool:
         """Whether the value of ``column`` (record-level when ``lead`` is None, else that lead's) may be stated
@@ -54,13 +65,16 @@ class GroundingContext:
     def uncitable_reason(self, column: str, lead: str | None = None) -> str | None:
         """Why ``column`` (in ``lead``) is not citable, as a reason code; None when it is citable.
 
-        Codes: ``gated_lead``; a calibration flag (``RecordMeta.calibration.flags``, e.g.
+        Codes: ``gated_lead``; ``report_no_p_waves`` (a P-wave value, ``P_WAVE_COLUMNS``, of a record whose report
+        has no P waves); a calibration flag (``RecordMeta.calibration.flags``, e.g.
         ``amplitude_normalised``) or ``amplitude_uncalibrated``; ``limb_lead_reversal`` (every value of a limb
         lead of a record whose arm electrodes look swapped: the lead is another one); ``low_confidence``."""
         from features.schema import CONFIDENCE_MIN
 
         if lead is not None and lead in self.gated_leads:
             return "gated_lead"
+        if self.report_p_waves is False and column in P_WAVE_COLUMNS:
+            return "report_no_p_waves"
         if not self.amplitudes_calibrated and amplitude_derived(column):
             return self.calibration_flags[0] if self.calibration_flags else "amplitude_uncalibrated"
         if lead in LIMB_LEADS and "limb_lead_reversal" in self.calibration_flags:
@@ -245,7 +259,16 @@ def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_pa
                "age_years": meta.demographics.age_years, "sex": meta.demographics.sex},
         amplitudes_calibrated=meta.calibration.amplitudes_calibrated,
         calibration_flags=list(meta.calibration.flags),
+        report_p_waves=report_p_waves(kb, norm.statement_ids),
     )
+
+
+def report_p_waves(kb, statement_ids) -> bool | None:
+    """What the statements ``statement_ids`` (with their implications) say of P waves through their knowledge
+    criteria on ``p_waves_present``: True / False, or None where they say nothing or disagree."""
+    said = {crit.threshold for sid in kb.closure(list(statement_ids)) for crit in kb.entries[sid].criteria
+            if crit.feature == "p_waves_present" and crit.comparison == "==" and isinstance(crit.threshold, bool)}
+    return next(iter(said)) if len(said) == 1 else None
 
 
 def iter_contexts(features_dir, source: str | None = None, root=None, *, manifest=None, kb=None,

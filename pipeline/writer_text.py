@@ -104,6 +104,8 @@ def rhythm(w) -> None:
                        "a P wave ahead of each QRS")
     elif p_present is False:
         p_bit = w.pick("no consistent P wave ahead of the QRS complexes", "no organised P waves before the QRS")
+    elif unresolved and expect_p is False:  # the report's fibrillation or flutter has none: its word stands
+        p_bit = w.pick("no organised P waves before the QRS", "no distinct P waves")
     elif unresolved:  # the measurement and the report disagree about P waves: say only that they are not timed
         p_bit = w.pick("P waves that cannot be timed reliably against the QRS",
                        "P waves that the measurement cannot time reliably against the QRS")
@@ -364,7 +366,9 @@ def intervals(w) -> None:
     stmt = [i for i in w.statements if i in INTERVAL_STATEMENTS and evaluate(w.ctx, i, w.kb).core_met]
     parts = []
     named = {i: name_of(w, i) for i in stmt}
-    if pr is not None and w.rec.get("p_waves_present") is not False:
+    # no P waves measured, or none in the report's rhythm (fibrillation, flutter): no PR to give
+    no_p = w.rec.get("p_waves_present") is False or w.ctx.report_p_waves is False
+    if pr is not None and not no_p:
         long_, short = cutoffs()["pr_prolonged_ms"].abnormal(pr), cutoffs()["pr_short_ms"].abnormal(pr)
         dx = next((named.pop(i) for i in ("1AVB", "LPR", "SPR", "WPW") if i in named), None)
         # 'lengthened' / 'only': not 'longer than normal', which a reader may take for 'normal'
@@ -373,7 +377,7 @@ def intervals(w) -> None:
         if dx:
             text += f" ({dx})"
         parts.append(("pr", text))
-    elif w.rec.get("p_waves_present") is False:
+    elif no_p:
         parts.append(("pr", "no measurable PR interval"))
     if qrs is not None:
         word = "wide " if qrs >= cutoff("qrs_wide_ms") else "narrow " if qrs < cutoff("qrs_normal_max_ms") else ""
@@ -398,7 +402,7 @@ def intervals(w) -> None:
     # an interval whose value is not citable (a low-confidence measurement) is named as such, never stated
     unsure = [label for col, label in (("pr_ms", "PR interval"), ("qrs_ms", "QRS duration"), ("qt_ms", "QT interval"))
               if w.rec.get(col) is not None and not w.ctx.citable(col)
-              and (col != "pr_ms" or w.rec.get("p_waves_present") is not False)]
+              and (col != "pr_ms" or not no_p)]
     if unsure:
         w.section = "intervals"
         w.emit(w.pick(f"The {join(unsure)} cannot be measured reliably on this tracing.",

@@ -5,6 +5,8 @@ lead flattened so the quality gate removes it, and the packaged knowledge base.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipeline.context import measure_context
@@ -266,3 +268,40 @@ def test_a_rate_word_the_reports_rhythm_implies_stands_where_the_rate_cannot_be_
     assert "bradycardia" in base and validate_answer(base, ctx).accepted
     r = validate_answer(base + " There is a tachycardia.", ctx)
     assert not r.accepted and "uncitable_value" in r.reasons
+
+
+def test_a_report_without_p_waves_leaves_no_p_wave_value_to_cite():
+    # atrial fibrillation at 118 bpm with RBBB (the synthetic benchmark's record 477): the previous T's tail, at a
+    # steady distance before the QRS, was measured as P waves (p_waves_present, PR 136 ms at confidence 0.8) and the
+    # writer wrote "atrial fibrillation ... the PR interval measures 136 ms", which the validator accepted. The
+    # report's rhythm has no P waves (its knowledge criteria): no PR, P axis or P-wave size is citable, the writer
+    # says there is no measurable PR, and an answer stating one is rejected; a sinus record keeps its PR
+    from features.measure import as_record
+    from pipeline.synthetic import SynthParams, generate_record
+
+    kb = load_knowledge()
+    af = SynthParams(hr_bpm=120.6, pr_ms=168.9, qrs_ms=126.3, qt_ms=304.8, qrs_axis_deg=-58.1,
+                     rhythm="atrial_fibrillation", bundle_branch_block="right", rr_variability=0.0115, af_rr_cv=0.17,
+                     f_wave_mv=0.047, qrs_scale=1.095)
+    syn = generate_record(af, 477)
+    rec = as_record(syn.signal_mv, "af_477")
+    rec.meta.report = syn.report
+    ctx = measure_context(rec, kb=kb)
+    assert "AFIB" in ctx.statement_ids and ctx.report_p_waves is False
+    assert ctx.record["p_waves_present"] and ctx.record["pr_ms"] is not None  # what the measurement took for P
+    for col, lead in (("pr_ms", None), ("p_axis_deg", None), ("p_amp_mv", "II"), ("p_form", "II")):
+        assert ctx.uncitable_reason(col, lead) == "report_no_p_waves", col
+    for seed in range(4):
+        text = write_answer(ctx, seed=seed, kb=kb)
+        assert not re.search(r"PR(?: interval)?(?: is| measures| of)? \d", text), text
+        assert "P wave ahead" not in text and "P waves that" not in text, text
+        assert validate_answer(text, ctx, kb=kb).accepted, (seed, text)
+    base = write_answer(ctx, kb=kb)
+    for words in (f" The PR interval is {ctx.record['pr_ms']:.0f} ms.", " The PR interval is normal."):
+        r = validate_answer(base + words, ctx, kb=kb)
+        assert not r.accepted and "uncitable_value" in r.reasons, (words, r.details)
+    sinus = generate_record(SynthParams(hr_bpm=72.0, pr_ms=168.9, qrs_ms=96.0, qt_ms=380.0), 477)
+    rec = as_record(sinus.signal_mv, "sr_477")
+    rec.meta.report = sinus.report
+    ctx = measure_context(rec, kb=kb)
+    assert ctx.report_p_waves is True and ctx.citable("pr_ms")
