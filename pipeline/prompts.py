@@ -405,7 +405,7 @@ def ectopy_text(ctx: GroundingContext) -> str:
         return ""
     words = {"supraventricular": "supraventricular (QRS like the conducted beats)",
              "ventricular": "ventricular (wide QRS unlike the conducted beats)",
-             "unclassified": "origin unclear (QRS differs from the conducted beats but is not wide)"}
+             "unclassified": "origin unclear (QRS unlike the dominant beats', not clearly ventricular)"}
     lines = []
     for e in beats:
         bits = [f"beat {e.beat} (number {e.ordinal}) at {_fmt('time_ms', e.time_ms)} ms"]
