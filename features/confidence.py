@@ -39,7 +39,7 @@ Per lead (beats table): a lead's P / T timing is as sure as the record's PR / QT
 (0.25) in a lead whose P / T is flat there; its QRS timing as the record's QRS; its amplitudes score how well
 its beats' QRS agree with its median beat (correlation 0.6 -> 0.5, 0.9 -> 1); where flutter waves were found, its
 T wave's size and form (``t_wave_conf``) how far the T stands out of them (F waves' peak to peak as large as the T
--> 0.5).
+-> 0.5), and its ST level (``st_level_conf``) how far they can move it (half their peak to peak at 0.05 mV -> 0.5).
 """
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves h
 HIDDEN_P_RR_SUCCESSIVE = 0.08  # ... when its successive RR differences (RMS) stay under this share of the mean RR
 HIDDEN_P_DOUBT = 1.25   # ... which costs the QT this many tolerances (a confidence of 0.25)
 NOT_MEASURABLE = 0.25     # a lead's P / T timing where the wave is flat in that lead
+# an ST level off by this much changes what it reads as (half the 0.1 mV elevation cut-off, twice the 0.025 mV
+# of a reading's margin): flutter waves of twice it peak to peak leave the J point anywhere in that range
+ST_LEVEL_TOLERANCE_MV = 0.05
 AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
 # twice the standard error of a median of n values of spread IQR: 2 x 1.2533 x (IQR / 1.349) / sqrt(n)
 LEAD_SE_FACTOR = 2.0 * 1.2533 / 1.349
@@ -398,14 +401,14 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
 
 def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, IntervalConfidence], dom: np.ndarray,
                       qrs_corr: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-    """Per lead: p_conf, qrs_conf, t_conf, amp_conf, t_wave_conf (NaN for gated leads / absent waves; t_wave_conf
-    NaN without flutter waves)."""
+    """Per lead: p_conf, qrs_conf, t_conf, amp_conf, t_wave_conf, st_level_conf (NaN for gated leads / absent waves;
+    t_wave_conf and st_level_conf NaN without flutter waves)."""
     from features.measure import P_FLAT_MV, T_FLAT_MV  # noqa: PLC0415 - measure imports this module
 
     n_leads = good.size
     nan = np.full(n_leads, np.nan)
     out = {"p_conf": nan.copy(), "qrs_conf": nan.copy(), "t_conf": nan.copy(), "amp_conf": nan.copy(),
-           "t_wave_conf": nan.copy()}
+           "t_wave_conf": nan.copy(), "st_level_conf": nan.copy()}
     out["qrs_conf"][good] = ic["qrs"].value
     tf = fid.template_fid
     amp_p = amp_t = None
@@ -435,6 +438,14 @@ def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, Inte
             ratio = fl.f_ptp_mv / np.maximum(amp_t, 1e-6)
         ok = good & np.isfinite(ratio)
         out["t_wave_conf"][ok] = np.clip(1.5 - ratio[ok], 0.0, 1.0)
+    if fl is not None and fl.present and fl.f_ptp_mv is not None:
+        # the ST segment is read where the F waves run too, at whatever phase the J point meets them: its level is
+        # off by up to half their peak to peak (synthetic flutter, 0.4 mV F waves, no ST shift: J point -0.19 to
+        # +0.24 mV in II, III and aVF, written as "the ST segment at -0.19 mV"); as a disagreement, that half
+        # against ST_LEVEL_TOLERANCE_MV. Amplitudes come from the uncancelled signal, so this holds cancelled or not
+        half = np.asarray(fl.f_ptp_mv, dtype=float) / 2.0
+        ok = good & np.isfinite(half)
+        out["st_level_conf"][ok] = np.clip(1.5 - half[ok] / ST_LEVEL_TOLERANCE_MV, 0.0, 1.0)
     if qrs_corr.size and dom.any():
         c = np.median(qrs_corr[:, dom], axis=1)
         amp = np.clip(0.5 + 0.5 * (c - AMP_CORR_HALF) / (AMP_CORR_FULL - AMP_CORR_HALF), 0.0, 1.0)

@@ -54,6 +54,8 @@ BEATS_SCHEMA: dict[str, pl.DataType] = {
     "amp_conf": pl.Float64,
     # how clear the lead's T wave is of flutter waves (its size and form; null: no flutter waves found)
     "t_wave_conf": pl.Float64,
+    # how sure the lead's ST level is of flutter waves running through it (null: no flutter waves found)
+    "st_level_conf": pl.Float64,
 }
 
 # One row per record.
@@ -150,8 +152,10 @@ LEAD_CONFIDENCE_OF: dict[str, tuple[str, ...]] = {
     # a T wave's size and form also as sure as it stands out of the flutter waves running through it (t_wave_conf)
     **{c: ("amp_conf", "t_wave_conf") for c in ("t_amp_mv", "t_form")},
     **{c: ("amp_conf", "p_conf") for c in ("p_amp_mv", "p_form")},
-    **{c: ("amp_conf", "qrs_conf") for c in ("q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "st_j_mv",
-                                             "st_j60_mv", "qrs_morphology", "qrs_polarity", "qrs_net_mv",
+    **{c: ("amp_conf", "qrs_conf") for c in ("q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv",
+                                             "qrs_morphology", "qrs_polarity", "qrs_net_mv",
                                              "q_wave_present", "r_prime_present", "s_wave_present")},
+    # the ST level also as sure as the flutter waves running through it let it be (st_level_conf)
+    **{c: ("amp_conf", "qrs_conf", "st_level_conf") for c in ("st_j_mv", "st_j60_mv")},
 }
 

@@ -99,12 +99,14 @@ class GroundingContext:
         return min(vals) if vals else None
 
     def lead_confidence(self, lead: str, conf_column: str) -> float | None:
-        """A lead's confidence column (``p_conf``, ``qrs_conf``, ``t_conf``, ``amp_conf``, ``t_wave_conf``: the same on every beat
-        row of the lead); None when absent. Computed once per beats frame and cached on the context."""
+        """A lead's confidence column (``p_conf``, ``qrs_conf``, ``t_conf``, ``amp_conf``, ``t_wave_conf``,
+        ``st_level_conf``: the same on every beat row of the lead); None when absent. Computed once per beats frame
+        and cached on the context."""
         cache = self.__dict__.get("_lead_conf_cache")
         if cache is None or cache[0] is not self.beats:
             table: dict[tuple[str, str], float] = {}
-            cols = [c for c in ("p_conf", "qrs_conf", "t_conf", "amp_conf", "t_wave_conf") if c in self.beats.columns]
+            cols = [c for c in ("p_conf", "qrs_conf", "t_conf", "amp_conf", "t_wave_conf", "st_level_conf")
+                    if c in self.beats.columns]
             if cols and self.beats.height:
                 first = self.beats.group_by("lead").agg([pl.col(c).drop_nulls().first() for c in cols])
                 for row in first.iter_rows(named=True):

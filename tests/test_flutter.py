@@ -3,6 +3,8 @@ flutter, never on sinus rhythm (with PACs / PVCs, wander, noise) nor atrial fibr
 train is cancelled before the QRS and T ends are read."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,6 +13,7 @@ from conftest import shared_path
 from features.measure import as_record, delineate_record
 from pipeline.synthetic import SynthParams, generate_record
 from pipeline.synthetic_cases import failure_record
+from pipeline.writer import write_answer
 
 
 def _flutter(rec):
@@ -100,7 +103,7 @@ def _context(m, rid):
                             unmapped_statements=[], record=m.record_row, beats=m.beats)
 
 
-def test_t_form_is_not_published_where_flutter_waves_are_as_large_as_the_t():
+def test_t_form_and_st_level_are_not_published_where_flutter_waves_are_as_large():
     # large F waves (0.4 mV, II / III / aVF: FLUTTER_DIR points superiorly) over low T waves: the T's form in the
     # inferior leads is read through the sawtooth and is not citable there; in I, nearly perpendicular to the F
     # waves' direction, it is; small F waves leave every T form citable, and a sinus record has no such confidence
@@ -112,13 +115,20 @@ def test_t_form_is_not_published_where_flutter_waves_are_as_large_as_the_t():
         ctx = _context(m, f"big_f_{seed}")
         assert not ctx.citable("t_form", "III") and not ctx.citable("t_amp_mv", "III"), seed
         assert ctx.citable("t_form", "I") and ctx.citable("t_amp_mv", "I"), seed
+        # the ST level too: the J point meets the F waves at any phase (no ST shift drawn: -0.19 to +0.24 mV read in
+        # II, III and aVF, "the ST segment at -0.19 mV" written); in I, across the F waves' direction, it stays
+        for lead in ("II", "III", "aVF"):
+            assert not ctx.citable("st_j_mv", lead) and not ctx.citable("st_j60_mv", lead), (seed, lead)
+        assert ctx.citable("st_j_mv", "I"), seed
+        st_said = [x for x in re.split(r"(?<=\.) ", write_answer(ctx)) if re.search(r"\bST\b|J point", x)]
+        assert not any(re.search(r"\b(?:II|III|aVF)\b", x) and re.search(r"-?\d+\.\d+ mV", x) for x in st_said), st_said
         p = SynthParams(hr_bpm=70.0, qt_ms=380.0, rhythm="atrial_flutter", flutter_cycle_ms=220.0,
                         flutter_wave_mv=0.05, emg_noise_mv=0.005)
         m = measure_record(as_record(generate_record(p, seed).signal_mv, f"small_f_{seed}"))
         conf = m.confidences.lead["t_wave_conf"]
         assert np.all(conf[np.isfinite(conf)] >= 0.5), (seed, conf)
     m = measure_record(as_record(generate_record(SynthParams(hr_bpm=70.0), 0).signal_mv, "sinus"))
-    assert m.beats["t_wave_conf"].is_null().all()
+    assert m.beats["t_wave_conf"].is_null().all() and m.beats["st_level_conf"].is_null().all()
 
 
 def test_ludb_flutter_qrs_is_true_or_not_citable_in_every_window_and_the_qt_stays_citable(ludb):
