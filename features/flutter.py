@@ -28,7 +28,9 @@ Consequences:
   end no longer move with each beat's F phase (synthetic flutter, seeds 0-19: QT within 21 ms of the truth where 3
   were 30-37 ms late);
 - QRS ``atrial_slope`` (``features.confidence``): F waves as steep as the QRS end's criterion ride on the J point;
-- per lead ``t_wave_conf``: a T wave no larger than the F waves' peak to peak has no size or form of its own.
+- per lead ``t_wave_conf``: a T wave no larger than the F waves' peak to peak has no size or form of its own;
+- per lead ``st_level_conf``: the J point meets the F waves at any phase, its level off by up to half their peak to
+  peak (``features.confidence.ST_LEVEL_TOLERANCE_MV``).
 """
 from __future__ import annotations
 
