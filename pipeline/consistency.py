@@ -257,6 +257,9 @@ def _formula_in(s: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- judgement
+_SHAPE_FEATURES = frozenset({"qrs_morphology", "qrs_polarity", "r_prime_present", "q_wave_present", "s_wave_present"})
+
+
 @dataclass
 class _Facts:
     regular: bool | None
@@ -266,6 +269,9 @@ class _Facts:
     # what the statements' criteria say of an interval (column -> high | low | mid): a word the report implies
     # is grounded in the report even where the measured value may not be cited
     implied: dict = field(default_factory=dict)
+    # leads whose QRS shape the statements' criteria describe (RBBB's rsR' in V1-V2, LBBB's negative V1): a pattern
+    # word there is the report's, grounded in it even where the measured pattern may not be cited
+    shape_leads: frozenset = frozenset()
 
 
 def statement_facts(ctx: GroundingContext, kb) -> _Facts:
@@ -273,9 +279,12 @@ def statement_facts(ctx: GroundingContext, kb) -> _Facts:
     ``rhythm_regular`` / ``p_waves_present``); None where they say nothing or disagree."""
     vals: dict[str, set[bool]] = {"rhythm_regular": set(), "p_waves_present": set()}
     implied: dict[str, set[str]] = {}
+    shape: set[str] = set()
     if kb is not None:
         for sid in sorted(kb.closure(ctx.statement_ids)):
             for crit in kb.entries[sid].criteria:
+                if crit.feature in _SHAPE_FEATURES:
+                    shape.update(crit.leads or ())
                 if crit.feature in vals and crit.comparison == "==" and isinstance(crit.threshold, bool):
                     vals[crit.feature].add(crit.threshold)
                 side = {">=": "high", ">": "high", "<": "low", "<=": "low", "between": "mid"}.get(crit.comparison) \
@@ -287,7 +296,7 @@ def statement_facts(ctx: GroundingContext, kb) -> _Facts:
     closure = kb.closure(ctx.statement_ids) if kb is not None else set(ctx.statement_ids)
     return _Facts(one(vals["rhythm_regular"]), one(vals["p_waves_present"]),
                   ectopy_v=bool(closure & {"PVC", "BIGU", "TRIGU"}), ectopy_a=bool(closure & {"PAC", "PRC(S)"}),
-                  implied=implied)
+                  implied=implied, shape_leads=frozenset(shape))
 
 
 def check_statements(text: str, ctx: GroundingContext, config, kb=None,
@@ -414,6 +423,15 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
             return f"{word} {c.text!r} but the QRS axis is {axis:.0f} degrees"
         return None
     # ---- per lead
+    if c.concept == "morphology" and not c.negated:
+        # a QRS pattern read inside a QRS window the record may not cite (its edges a guess: a window that slid into
+        # the ST reads the ST as the QRS's end) is stated all the same: its truth is unknown, unless the report's
+        # own diagnosis describes that lead's QRS
+        measured = [lead for lead in (c.leads or ()) if lead in idx.rep]
+        unsure = [lead for lead in measured if ctx.uncitable_reason("qrs_morphology", lead) == "low_confidence"]
+        if measured and len(unsure) == len(measured) and not set(measured) & facts.shape_leads:
+            return Uncitable(f"claims a {c.text} pattern in {', '.join(measured)} but the QRS cannot be measured "
+                             f"reliably there")
     return judge_leads(c, ctx, idx, sex, table, config)
 
 

@@ -221,7 +221,9 @@ def _lead_truth(concept: str, lead: str, ctx: GroundingContext, idx: Measurement
 def judge_leads(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, sex, table, config) -> str | None:
     measured = [lead for lead in (c.leads or ()) if lead in idx.rep]
     if c.concept == "morphology":
-        return _judge_morphology(c, idx, measured)
+        # judged only in leads whose pattern may be cited: a pattern read in an unsure QRS window proves nothing
+        sure = [lead for lead in measured if ctx.uncitable_reason("qrs_morphology", lead) != "low_confidence"]
+        return _judge_morphology(c, idx, sure)
     if c.leads and not measured:
         return None  # the lead check reports unmeasured leads
     if not c.leads:

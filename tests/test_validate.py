@@ -247,6 +247,17 @@ def test_a_word_about_an_interval_that_cannot_be_measured_reliably_is_uncitable_
     assert validate_answer(base + " The QRS complex is wide.", ctx).accepted
     r = validate_answer(base + " The QRS complex is narrow.", ctx)
     assert not r.accepted and "uncitable_value" in r.reasons
+    # a QRS pattern read in that window is no more sure: stated in a lead whose pattern may not be cited it is
+    # uncitable_value whatever the window read there (it was judged against it: "qR in III" would have passed where
+    # III read qR), unless the report's diagnosis describes that lead's QRS (LBBB: a negative QRS in V1)
+    from pipeline.grounding import MeasurementIndex
+
+    read = MeasurementIndex.of(ctx).text_rep["III"]["qrs_morphology"]
+    assert not ctx.citable("qrs_morphology", "III")
+    for pattern in {read, "qR", "rS"} - {"R"}:  # (a bare "R" is no pattern word the validator reads)
+        r = validate_answer(base + f" Lead III shows a {pattern} complex.", ctx, kb=kb)
+        assert not r.accepted and r.reasons == ["uncitable_value"], (pattern, r.details)
+    assert validate_answer(base + " There is a QS pattern in V1.", ctx, kb=kb).accepted
 
 
 def test_a_rate_word_the_reports_rhythm_implies_stands_where_the_rate_cannot_be_measured_reliably():
