@@ -68,7 +68,6 @@ class FlutterEvidence:
     rms_mv: np.ndarray
     present: bool
     f_ptp_mv: np.ndarray | None = None  # per lead: the F waves' peak to peak in the atrial stretches (mV; NaN: gated)
-    explained: float | None = None  # the share of the residual's F-wave band the regular train explains
     # the atrial waves' spatial slope (ATRIAL_SLOPE_PERCENTILE in the atrial stretches) as a share of the median
     # beat's QRS peak slope, in the leads as they are and with the F-wave train cancelled; which one holds
     slope_ratio: float | None = None
@@ -291,8 +290,8 @@ def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, ev: 
     still wanders by a few ms, so the F phase is then read again in each atrial stretch (T end to the next QRS,
     where the leads hold nothing else), tracked from stretch to stretch, and interpolated across the QRST between
     them (the F waves run on regularly under it); the F wave is folded once more at those phases, and repeated at
-    them it is the train under the QRS and the T. ``ev.explained``: the share of the atrial stretches' F-wave
-    band (2-20 Hz) the train explains."""
+    them it is the train under the QRS and the T. ``ev.predicted``: the share of a held-out atrial stretch's
+    F-wave band (2-20 Hz) the train predicts."""
     if not ev.present or ev.cycle_ms is None:
         return None
     res, mask = qrst_residual(clean, good, fid, fs_hz)
@@ -337,13 +336,9 @@ def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, ev: 
     fw = fw - fw.mean(axis=1, keepdims=True)
     train = np.zeros_like(clean)
     train[gi] = _at(fw, phase)
-    # how much of the F-wave band the train explains where the leads hold atrial activity only
-    bb, ab = sps.butter(2, [BAND_HZ[0] / (fs_hz / 2.0), BAND_HZ[1] / (fs_hz / 2.0)], btype="band")
-    left = sps.filtfilt(bb, ab, res[gi] - train[gi], axis=1)[:, use]
-    before = sps.filtfilt(bb, ab, res[gi], axis=1)[:, use]
-    ev.explained = float(1.0 - np.sum(left ** 2) / max(float(np.sum(before ** 2)), 1e-12))
     # how well the train predicts the F waves of an atrial stretch from the others (its phase interpolated from
     # theirs, as under the QRST): the test a cancellation under the QRS and the T has to pass
+    bb, ab = sps.butter(2, [BAND_HZ[0] / (fs_hz / 2.0), BAND_HZ[1] / (fs_hz / 2.0)], btype="band")
     yb = sps.filtfilt(bb, ab, res[gi], axis=1)
     num = den = 0.0
     for j, (sa, sb) in enumerate(stretches):
