@@ -752,8 +752,13 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
     sp = np.asarray(spikes if spikes is not None else [], dtype=np.int64)
     template_paced = False
     if sp.size:
+        # the stimuli of every beat whose QRS the median beat stands for, also of the beats too near the record's
+        # edges to enter it: a stimulus tells of the pacemaker wherever the beat lies (a 6 s window of LUDB 90
+        # found its two small bipolar stimuli on its first and last beat only: the median beat, of the four
+        # between, read as conducted, and its QRS began at the stimulus, 22 ms before the experts' onset)
+        kin = match if match.sum() >= 3 else np.ones(nb, dtype=bool)
         rel = []
-        for c in r[use]:
+        for c in r[kin]:
             s_on = _paced_onset(sp, float(c) + d_on, float(c), fs_hz)
             if s_on is not None and s_on - float(c) < d_off - ms(fs_hz, 40):
                 rel.append(s_on - float(c))
@@ -761,7 +766,7 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         # the same place tell that the beats are paced, also when the others' small (bipolar) stimuli were
         # too small to be found (LUDB 90)
         locked = len(rel) >= 2 and float(np.ptp(rel)) <= ms(fs_hz, PACED_LOCKED_MS)
-        if len(rel) >= max(2, 0.5 * int(use.sum())) or locked:
+        if len(rel) >= max(2, 0.5 * int(kin.sum())) or locked:
             # past the typical stimulus's filtered artefact on the median beat (as ``delineate`` per beat)
             v_tmpl = spatial_slope(tmpl[good], fs_hz)
             d_on = max(d_on, _after_artefact(v_tmpl, before + float(np.median(rel)), before, fs_hz) - before)
