@@ -274,3 +274,33 @@ def test_a_qrs_window_wider_than_any_qrs_leaves_the_qt_not_citable(seed, kw):
         assert abs(row["qt_ms"] - qt) <= TOLERANCE_MS["qt"], (row["qt_ms"], qt, row["qrs_ms"])
     if row["qrs_ms"] > 250.0:
         assert row["qt_conf"] < CONFIDENCE_MIN
+
+
+def test_a_median_beat_that_too_few_beats_took_is_checked_against_every_beat_it_speaks_for():
+    """The beats check compares each beat alone with the median beat over the beats that took its fiducials; with
+    fewer than three of them it said nothing, and a median beat 24 ms wider than every beat alone gave its QRS to
+    the record at confidence 1 (a 6 s window of LUDB 1: 106 ms cited for the experts' 82). Now every beat the
+    record's value comes from is compared. Real delineation of a synthetic sinus bradycardia; then two beats only
+    are made to carry a median beat 24 ms wider than before."""
+    from features.confidence import record_confidences
+    from features.measure import delineate_record
+
+    syn = generate_record(SynthParams(hr_bpm=46, rhythm="sinus_bradycardia", duration_s=6.0), 0)
+    d = delineate_record(as_record(syn.signal_mv, "brady"))
+    fid = d.fid
+    nb = fid.r.size
+    dom = np.ones(nb, dtype=bool)
+    values = {"pr_ms": syn.truth.pr_ms, "qrs_ms": syn.truth.qrs_ms, "qt_ms": syn.truth.qt_ms}
+    rr_ms = 60000.0 / 46
+
+    def qrs_checks():
+        c = record_confidences(fid, d.good, d.clean.spikes, {}, dom, rr_ms, values, d.qrs_corr, d.fs_hz)
+        return c.intervals["qrs"]
+
+    assert fid.qrs_from_template.sum() >= 3
+    assert qrs_checks().checks["beats"] < 0.5 * TOLERANCE_MS["qrs"]  # the beats agree with their median beat
+    fid.qrs_from_template = np.zeros(nb, dtype=bool)
+    fid.qrs_from_template[:2] = True
+    fid.template_d_off = fid.template_d_off + 12  # 24 ms at 500 Hz
+    ic = qrs_checks()
+    assert ic.checks["beats"] >= 20.0 and ic.value < CONFIDENCE_MIN, ic.checks
