@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.delineate import OFFSET_VELOCITY_FRACTION, paced_stimuli, spatial_slope
+from features.delineate import OFFSET_VELOCITY_FRACTION, PACED_QRS_MIN_MS, paced_stimuli, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
 
@@ -55,7 +55,6 @@ TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
 QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope crosses this share of its peak
 P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
-PACED_QRS_MIN_MS = 100.0  # ... a QRS of mostly paced beats (myocardial spread from the stimulus: 120-200 ms; fusion less)
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
