@@ -388,7 +388,7 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
             if c.negated or m.group(2) in ("wide", "narrow"):
                 return None
             return Uncitable(f"{word} {c.text!r} but the report's rhythm has no P waves, so no PR interval")
-        if rec.get(col) is not None and ctx.uncitable_reason(col) == "low_confidence":
+        if rec.get(col) is not None and ctx.uncitable_reason(col) in ("low_confidence", "paced_unseen"):
             # unless the report's own diagnosis says as much (a wide QRS of a bundle branch block)
             said = facts.implied.get(col if m.group(1) in ("pr", "qrs") else next(
                 (k for k in facts.implied if k.startswith("qtc_")), col), set())

@@ -28,6 +28,16 @@ P_WAVE_COLUMNS: frozenset[str] = frozenset({
     "p_on_ms", "p_peak_ms", "p_off_ms", "p_ms", "p_amp_mv", "p_form"})
 
 
+# what a report of a pacemaker makes of a record where the measurement found no paced beat though its QRS is as broad
+# as a paced one: the stimuli may be too small to be found (bipolar leads), and a paced QRS read as the heart's own
+# starts at its stimulus, before the capture (synthetic ventricular pacing with stimuli of 0.1-0.14 mV, none found:
+# QRS cited 14-24 ms long, QT 15-42 ms at confidence 0.8-1); a demand pacemaker that was not pacing, or an atrial
+# one, leaves a narrow conducted QRS, which stays citable. The durations that begin or end at the QRS onset (PR, QRS,
+# QT, QTc; a lead's Q, R, S) are not citable there.
+PACED_ONSET_CONFIDENCES: frozenset[str] = frozenset({"pr_conf", "qrs_conf", "qt_conf"})
+REPORT_PACED_IDS: frozenset[str] = frozenset({"PACE"})
+
+
 def amplitude_derived(column: str) -> bool:
     """Whether ``column``'s value depends on the record's amplitude calibration."""
     return column.endswith("_mv") or column in AMPLITUDE_DERIVED_COLUMNS
@@ -51,6 +61,8 @@ class GroundingContext:
     # what the report's statements say of P waves (their knowledge criteria on p_waves_present; None: nothing, or
     # they disagree): False (atrial fibrillation, flutter) makes every P-wave value not citable
     report_p_waves: bool | None = None
+    # the report names a pacemaker (REPORT_PACED_IDS, with their implications)
+    report_paced: bool = False
 
     def citable(self, column: str, lead: str | None = None) -> bool:
         """Whether the value of ``column`` (record-level when ``lead`` is None, else that lead's) may be stated
@@ -68,7 +80,9 @@ class GroundingContext:
         Codes: ``gated_lead``; ``report_no_p_waves`` (a P-wave value, ``P_WAVE_COLUMNS``, of a record whose report
         has no P waves); a calibration flag (``RecordMeta.calibration.flags``, e.g.
         ``amplitude_normalised``) or ``amplitude_uncalibrated``; ``limb_lead_reversal`` (every value of a limb
-        lead of a record whose arm electrodes look swapped: the lead is another one); ``low_confidence``."""
+        lead of a record whose arm electrodes look swapped: the lead is another one); ``paced_unseen`` (a duration
+        read from the QRS onset, of a record whose report names a pacemaker where the measurement found no paced
+        beat in a QRS as broad as a paced one: ``paced_onset_unsure``); ``low_confidence``."""
         from features.schema import CONFIDENCE_MIN
 
         if lead is not None and lead in self.gated_leads:
@@ -79,6 +93,12 @@ class GroundingContext:
             return self.calibration_flags[0] if self.calibration_flags else "amplitude_uncalibrated"
         if lead in LIMB_LEADS and "limb_lead_reversal" in self.calibration_flags:
             return "limb_lead_reversal"  # what the file calls lead I (II, aVR, ...) is another lead
+        if column.endswith("_ms") and self.paced_onset_unsure:
+            from features.schema import LEAD_CONFIDENCE_OF, RECORD_CONFIDENCE_OF
+
+            behind = (RECORD_CONFIDENCE_OF if lead is None else LEAD_CONFIDENCE_OF).get(column, ())
+            if PACED_ONSET_CONFIDENCES.intersection(behind):
+                return "paced_unseen"
         conf = self.confidence(column, lead)
         if conf is not None and conf < CONFIDENCE_MIN:
             return "low_confidence"
@@ -116,6 +136,17 @@ class GroundingContext:
             cache = (self.beats, table)
             self.__dict__["_lead_conf_cache"] = cache
         return cache[1].get((lead, conf_column))
+
+    @property
+    def paced_onset_unsure(self) -> bool:
+        """The report names a pacemaker, the measurement found no paced beat, and the QRS is as broad as a paced one
+        (``features.delineate.PACED_QRS_MIN_MS``): where the QRS starts, at a stimulus or after its capture, is
+        unknown."""
+        from features.delineate import PACED_QRS_MIN_MS
+
+        qrs = self.record.get("qrs_ms")
+        return bool(self.report_paced and not (self.record.get("n_paced") or 0)
+                    and qrs is not None and qrs >= PACED_QRS_MIN_MS)
 
     @property
     def gated_leads(self) -> set[str]:
@@ -262,6 +293,7 @@ def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_pa
         amplitudes_calibrated=meta.calibration.amplitudes_calibrated,
         calibration_flags=list(meta.calibration.flags),
         report_p_waves=report_p_waves(kb, norm.statement_ids),
+        report_paced=bool(REPORT_PACED_IDS.intersection(kb.closure(list(norm.statement_ids)))),
     )
 
 

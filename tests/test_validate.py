@@ -316,3 +316,38 @@ def test_a_report_without_p_waves_leaves_no_p_wave_value_to_cite():
     rec.meta.report = sinus.report
     ctx = measure_context(rec, kb=kb)
     assert ctx.report_p_waves is True and ctx.citable("pr_ms")
+
+
+def test_a_report_of_pacing_where_no_stimulus_is_found_leaves_no_qrs_timing_to_cite():
+    # ventricular pacing whose stimuli reach the recorder at 0.12 mV (bipolar leads), none found: the paced QRS was
+    # read as the heart's own, from its stimulus on, QRS 14-24 ms and QT 15-42 ms long at confidence 0.8-1. The
+    # report names the pacemaker: no QRS or QT duration is citable, the writer states none, an answer stating one
+    # is rejected; the rate and the QRS's shape stay citable. A paced record whose stimuli are found keeps its QRS
+    import numpy as np
+
+    from features.measure import as_record
+    from pipeline.synthetic import SynthParams, generate_record
+
+    kb = load_knowledge()
+    kw = dict(hr_bpm=62, qrs_ms=150, qt_ms=440, pacing="ventricular", qrs_axis_deg=-60, emg_noise_mv=0.01)
+    small = generate_record(SynthParams(pacing_spike_mv=0.2, **kw), 3)
+    big = generate_record(SynthParams(pacing_spike_mv=3.0, **kw), 3)
+    faint = small.signal_mv - 0.08 * (big.signal_mv - small.signal_mv) / 2.8  # stimuli of 0.12 mV
+    rec = as_record(faint.astype(np.float32), "paced_faint")
+    rec.meta.report, rec.meta.statements = small.report, list(small.statements)
+    ctx = measure_context(rec, kb=kb)
+    assert ctx.report_paced and not ctx.record["n_paced"] and ctx.record["qrs_ms"] >= 100
+    for col, lead in (("qrs_ms", None), ("qt_ms", None), ("qtc_bazett_ms", None), ("pr_ms", None), ("qrs_ms", "V1")):
+        assert ctx.uncitable_reason(col, lead) == "paced_unseen", col
+    assert ctx.citable("hr_bpm") and ctx.citable("qrs_morphology", "V1")
+    for seed in range(3):
+        text = write_answer(ctx, seed=seed, kb=kb)
+        assert not re.search(r"\b(PR|QRS|QT)\b[^.]{0,30}\d{2,3} ms", text), text
+        assert validate_answer(text, ctx, kb=kb).accepted, (seed, text)
+    base = write_answer(ctx, kb=kb)
+    r = validate_answer(base + f" The QRS measures {ctx.record['qrs_ms']:.0f} ms.", ctx, kb=kb)
+    assert not r.accepted and "uncitable_value" in r.reasons, r.details
+    rec = as_record(big.signal_mv, "paced_found")
+    rec.meta.report, rec.meta.statements = big.report, list(big.statements)
+    ctx = measure_context(rec, kb=kb)
+    assert ctx.report_paced and ctx.record["n_paced"] and ctx.citable("qrs_ms")
