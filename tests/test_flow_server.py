@@ -124,7 +124,12 @@ def _start_run(url: str, params: dict) -> str:
             break
         assert time.time() < deadline, r.text
         time.sleep(1)
-    r = httpx.post(f"{url}/deployments/{r.json()['id']}/create_flow_run", json={"parameters": params})
+    dep = r.json()["id"]
+    while True:  # 503: the server's database was busy (a loaded machine) and nothing was created; ask again
+        r = httpx.post(f"{url}/deployments/{dep}/create_flow_run", json={"parameters": params})
+        if r.status_code != 503 or time.time() > deadline:
+            break
+        time.sleep(1)
     assert r.status_code in (200, 201), r.text
     return r.json()["id"]
 
