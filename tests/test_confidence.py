@@ -304,3 +304,49 @@ def test_a_median_beat_that_too_few_beats_took_is_checked_against_every_beat_it_
     fid.template_d_off = fid.template_d_off + 12  # 24 ms at 500 Hz
     ic = qrs_checks()
     assert ic.checks["beats"] >= 20.0 and ic.value < CONFIDENCE_MIN, ic.checks
+
+
+def test_without_three_beats_of_one_qrs_there_is_no_median_beat_and_the_beats_spread_is_the_confidence():
+    """A median beat taken over beats of different kinds (paced, fused, conducted: a 6 s window of LUDB 8) is no
+    beat: its QRS ran 40 ms short in most leads. Where no three beats share a QRS (the correlation with the lead's
+    median QRS under 0.9), each beat keeps its own delineation and the record's values are as sure as the beats
+    they come from agree (beat_spread), and not citable where fewer than three beats read them (few_beats)."""
+    from features.confidence import record_confidences
+    from features.delineate import delineate, delineate_with_template, detect_beats
+    from features.signal import clean_leads
+
+    syn = generate_record(SynthParams(hr_bpm=75.0), 2)
+    cl = clean_leads(syn.signal_mv, 500.0)
+    good = np.array([g is None for g in cl.gate])
+    r = detect_beats(cl.clean, good, 500.0, cl.spikes)
+    unlike = np.zeros((12, r.size))  # no beat's QRS like the median's
+    fid = delineate_with_template(cl.clean, cl.spikes, good, r, 500.0, unlike, delineate(cl.clean, cl.spikes, good,
+                                                                                           r, 500.0))
+    assert fid.template is None and fid.qrs_from_template is None
+    np.testing.assert_array_equal(fid.qrs_off, fid.beat_own["qrs_off"])
+    values = {"pr_ms": syn.truth.pr_ms, "qrs_ms": syn.truth.qrs_ms, "qt_ms": syn.truth.qt_ms}
+    every = np.ones(r.size, dtype=bool)
+    c = record_confidences(fid, good, cl.spikes, {}, every, 800.0, values, unlike, 500.0)
+    for k in ("pr", "qrs", "qt"):  # one sinus rhythm: its beats agree
+        assert c.intervals[k].checks["beat_spread"] < 0.5 * TOLERANCE_MS[k] and "few_beats" not in c.intervals[k].checks
+    # a value that fewer than three beats read on their own (here: none, 3 tolerances off each beat's reading)
+    off = {f"{k}_ms": values[f"{k}_ms"] + 3 * TOLERANCE_MS[k] for k in ("pr", "qrs", "qt")}
+    c = record_confidences(fid, good, cl.spikes, {}, every, 800.0, off, unlike, 500.0)
+    for k in ("pr", "qrs", "qt"):
+        assert c.intervals[k].value < CONFIDENCE_MIN and "few_beats" in c.intervals[k].checks, k
+
+
+def test_af_with_ventricular_ectopics_in_noise_at_low_voltage_cites_its_qrs_true_or_not_at_all():
+    # record 651 of benchmarks/features.py: no three beats shared a QRS, so no median beat; each beat's own QRS,
+    # +21 ms, was cited at confidence 1 until the beats' spread became its confidence
+    from features.qrs_edges import synthetic_reading_intervals
+
+    p = SynthParams(hr_bpm=71.5, pr_ms=122.5, qrs_ms=75.3, qt_ms=353.9, qrs_axis_deg=13.1, rhythm="atrial_fibrillation",
+                    pvc_count=3, st_shift_mv=0.206, low_voltage=True, qrs_scale=1.047, rr_variability=0.0213,
+                    af_rr_cv=0.149, f_wave_mv=0.07, baseline_wander_mv=0.162, mains_hum_mv=0.031, emg_noise_mv=0.02)
+    syn = generate_record(p, 651)
+    row = measure_record(as_record(syn.signal_mv, "s651")).record_row
+    _, qrs, qt = synthetic_reading_intervals(syn.truth.pr_ms, syn.truth.qrs_ms, syn.truth.qt_ms, paced=False)
+    for k, truth in (("qrs", qrs), ("qt", qt)):
+        assert row[f"{k}_ms"] is None or abs(row[f"{k}_ms"] - truth) <= TOLERANCE_MS[k] \
+            or row[f"{k}_conf"] < CONFIDENCE_MIN, (k, row[f"{k}_ms"], truth, row[f"{k}_conf"])

@@ -318,11 +318,13 @@ def test_ludb_paced_and_conducted_beats_alike_leave_no_qrs_to_cite():
     # three conducted ones, which read as premature (they come before the pacemaker's interval ends), so no beat
     # is of the dominant kind and every beat makes the record's QRS: 114 ms for the experts' 92. Paced and
     # conducted beats alike, both common: two QRS populations, and the QRS and QT are not citable
-    # (features.confidence mixed_capture). A window with conducted beats of the dominant kind cites theirs
+    # (features.confidence mixed_capture; where no three beats share a QRS, so that there is no median beat, the
+    # beats' own QRS spread as widely: beat_spread). A window with conducted beats of the dominant kind cites theirs
     from pipeline.sources.ludb import LudbSource
 
     first = measure_record(LudbSource(shared_path("data", "ludb"), window_s=8.8).read("95")).record_row
-    assert first["qrs_conf"] < 0.5 and "qrs_ms:mixed_capture" in first["uncertain"], first
+    assert first["qrs_conf"] < 0.5, first
+    assert "qrs_ms:mixed_capture" in first["uncertain"] or "qrs_ms:beat_spread" in first["uncertain"], first
     later = measure_record(LudbSource(shared_path("data", "ludb"), window_s=8.8, window_start_s=1.0)
                            .read("95")).record_row
     assert "mixed_capture" not in later["uncertain"] and abs(later["qrs_ms"] - 92.0) <= 20.0, later
