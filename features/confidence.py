@@ -29,7 +29,8 @@ The checks, for each interval:
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
-  P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact);
+  P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact), PR ``window_edge``
+  (the P onset at the far edge of its search window: the window cut the wave);
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
   ``mixed_capture`` (the beats the values come from are paced and conducted ones alike, both common: two QRS
   populations, the value is of whichever the window holds more of; the disagreement is how far apart their
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.delineate import OFFSET_VELOCITY_FRACTION, paced_stimuli, spatial_slope
+from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS, paced_stimuli, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
 
@@ -59,6 +60,7 @@ PACED_QRS_MIN_MS = 100.0  # ... a QRS of mostly paced beats (myocardial spread f
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
+P_WINDOW_EDGE_MS = 10.0  # a P onset this close to the far edge of its search window was cut by it
 P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
 HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them ...
 HIDDEN_P_RR_SUCCESSIVE = 0.08  # ... when its successive RR differences (RMS) stay under this share of the mean RR
@@ -325,6 +327,12 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
             ic["pr"].checks["p_on_t"] = TOLERANCE_MS["pr"] * (1.0 + (P_AFTER_T_MS - gap) / P_AFTER_T_MS)
             if gap < 0:
                 ic["qt"].checks["p_on_t"] = float(-gap)
+    # the P's onset at the far edge of the window it is looked for in (P_WINDOW_MS before the QRS onset): the window
+    # cut the wave, and its onset is the window's (synthetic complete block, the atrial rate near twice the escape
+    # rate: P waves 450-470 ms before each QRS, drifting 4 ms a beat, read as a PR of 417 ms)
+    if have_tmpl and fid.p_present and np.isfinite(tf.p_on[0]) and np.isfinite(tf.qrs_on[0]) \
+            and (tf.qrs_on[0] - tf.p_on[0]) * to_ms >= P_WINDOW_MS - P_WINDOW_EDGE_MS:
+        ic["pr"].checks["window_edge"] = HIDDEN_P_DOUBT * TOLERANCE_MS["pr"]
     # squeezed: the next complex follows the T's measured end too closely for the diastole a heartbeat needs
     # (the T window was cut by it: a T wave detected as a beat, an R-on-T complex): the T's true end is unknown
     nxt = np.concatenate((fid.qrs_on[1:], [np.nan]))
@@ -341,7 +349,11 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     r_iv = np.diff(fid.r).astype(float)
     regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv)) \
         and float(np.sqrt(np.mean(np.diff(r_iv) ** 2))) < HIDDEN_P_RR_SUCCESSIVE * float(np.mean(r_iv))
-    if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
+    # (P waves found marching through at their own rate, AV dissociation, are not hidden: the median beat leaves
+    # them out, as the T end's median over beats does: synthetic complete block, QT within 17 ms over 24 records)
+    dissociated = fid.av_dissociation is not None and fid.av_dissociation.present
+    if not fid.p_present and regular and not diag.get("atrial_waves") and not dissociated \
+            and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
     rival_tmpl = (fid.p_diag or {}).get("rival_template")
