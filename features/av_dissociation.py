@@ -38,8 +38,12 @@ P_BAND_HZ = (1.5, 20.0)  # a P wave's band: not wander, not the QRS's sharpest e
 AUTOCORR_MIN = 0.35      # the residual repeats itself at the atrial cycle at least this well ...
 AUTOCORR_2X_MIN = 0.3    # ... and still at twice the cycle (LUDB 90, paced: 0.39 / 0.37; synthetic: 0.62-0.99)
 ESCAPE_RR_CV = 0.1       # an escape (or paced) rhythm is regular: RR SD under this share of the mean RR
-RR_EXCLUDE = 0.12        # cycles within this share of half the RR of a multiple of it: the T's changes repeat there
-P_SIZE_MIN_MV = 0.08     # the residual's P-band peaks (spatial magnitude, 99th percentile) at least this large
+RR_EXCLUDE = 0.12        # cycles within this share of the RR of a multiple of it (half that of an odd multiple of
+                         # half the RR): the T's beat-to-beat changes repeat there
+# the residual's P-band peaks (spatial magnitude, 99th percentile) at least this large: P waves, not the remains of
+# baseline wander and T changes (synthetic sinus rhythm with 0.2-0.3 mV wander: 0.08-0.095 repeating at near twice
+# the RR, 4 of 2,000; synthetic complete block: 0.31-0.45; LUDB 90: 0.16)
+P_SIZE_MIN_MV = 0.12
 HALF_LAG_SHARE = 0.8     # half the best lag is the cycle where the residual repeats this share as well there
 MIN_MASK_CYCLES = 3.0
 DECIMATED_HZ = 100.0     # the residual's rate for the search (10 ms blocks)    # at least this many atrial cycles' worth of usable residual
@@ -101,8 +105,8 @@ def detect_av_dissociation(clean: np.ndarray, good: np.ndarray, fid: GlobalFiduc
     # of half of it: neither the cycle nor twice it (its confirmation) may lie there (synthetic sinus rhythm at 68
     # bpm: 0.45 at half the RR, 0.58 at the RR, 0.34 at one and a half). An atrial rate near twice the ventricular
     # one (+-12%) is left undecided: its P waves drift so slowly against the QRS that 10 s show them all but locked
-    for mult in range(1, int(2 * hi / rr) + 2):
-        ac[np.abs(cyc - mult * rr / 2.0) <= RR_EXCLUDE * rr / 2.0] = -1.0
+    for mult in range(1, int(2 * hi / rr) + 2):  # +-12% of the RR about its multiples, +-6% about the halves
+        ac[np.abs(cyc - mult * rr / 2.0) <= RR_EXCLUDE * rr * (1.0 if mult % 2 == 0 else 0.5)] = -1.0
     i = int(np.argmax(ac))
     # a train repeats at every multiple of its cycle: the shortest lag that repeats nearly as well is the cycle
     while (i + lo) // 2 >= lo and ac[(i + lo) // 2 - lo] >= max(AUTOCORR_MIN, HALF_LAG_SHARE * ac[i]):
