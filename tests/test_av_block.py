@@ -156,3 +156,29 @@ def test_ludb_90_paced_complete_block_keeps_no_pr():
 
     row = measure_record(LudbSource(shared_path("data", "ludb")).read("90")).record_row
     assert row["av_dissociation"] is True and row["p_waves_present"] is False and row["pr_ms"] is None
+
+
+def test_two_to_one_block_qt_is_not_read_to_a_blocked_p_found_on_the_t():
+    # 2:1 block at 40-55 bpm: the blocked P can start inside the T's end, which then was read to the P's end (QT +40-45
+    # ms, seeds 3 and 7). Where the median beat holds the conducted P's twin there (features.confidence:
+    # blocked_p_onset) the QT is not citable; a blocked P fused with the T's steepest part still escapes it (seeds
+    # 19, 25, 34 of 0-39: pipeline.synthetic_cases.OPEN_CLASSES)
+    from features.confidence import blocked_p_onset
+    from features.measure import delineate_record
+
+    for seed in range(10):
+        syn = failure_record("avb2_2to1", seed)
+        rec = as_record(syn.signal_mv, syn.record_id)
+        m = measure_record(rec)
+        row = m.record_row
+        if row["qt_conf"] >= CONFIDENCE_MIN:
+            assert abs(row["qt_ms"] - syn.truth.qt_ms) <= TOLERANCE_MS["qt"], (seed, row["qt_ms"], syn.truth.qt_ms)
+        d = delineate_record(rec)
+        if seed in (3, 7):
+            assert blocked_p_onset(d.fid, d.good, d.fs_hz) is not None and "qt_ms:blocked_p" in row["uncertain"]
+    # no twin half an RR after the P in sinus rhythm
+    rng = np.random.default_rng(21)
+    for i in range(40):
+        syn = generate_record(random_params(rng), seed=i)
+        d = delineate_record(as_record(syn.signal_mv, f"s{i}"))
+        assert blocked_p_onset(d.fid, d.good, d.fs_hz) is None, i
