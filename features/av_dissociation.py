@@ -116,3 +116,15 @@ def detect_av_dissociation(clean: np.ndarray, good: np.ndarray, fid: GlobalFiduc
     ac2 = float(ac_all[2 * lag - lo]) if 2 * lag - lo < ac_all.size else 0.0
     present = bool(ac1 >= AUTOCORR_MIN and ac2 >= AUTOCORR_2X_MIN and p_size >= P_SIZE_MIN_MV)
     return AVDissociation(lag * 1000.0 / fs_hz, ac1, ac2, p_size, present)
+
+
+def forget_p_waves(fid: GlobalFiducials) -> None:
+    """No P wave belongs to a QRS (AV dissociation): the beats' and the leads' P fiducials are dropped."""
+    fid.p_present = False
+    for key in ("p_on", "p_peak", "p_off"):
+        getattr(fid, key)[:] = np.nan
+    fid.lead_p_on_delta = fid.lead_p_off_delta = fid.lead_p_on_features = None
+    if fid.p_from_template is not None:
+        fid.p_from_template[:] = False
+    if fid.p_diag is not None:
+        fid.p_diag["av_dissociation"] = True

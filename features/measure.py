@@ -22,7 +22,7 @@ from features.confidence import Confidences, record_confidences
 from features.delineate import delineate, delineate_with_template, detect_beats, gate_by_template, spatial_slope, \
     template_correlation
 from features.fiducials import GlobalFiducials, ms
-from features.av_dissociation import detect_av_dissociation
+from features.av_dissociation import detect_av_dissociation, forget_p_waves
 from features.flutter import F_TRAIN_PREDICTED_MIN, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
 from features.qrs_edges import apply_reading_convention
@@ -329,22 +329,10 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     # P, no PR is measured (features.av_dissociation)
     fid.av_dissociation = detect_av_dissociation(cl.clean, good, fid, fs)
     if fid.av_dissociation is not None and fid.av_dissociation.present:
-        _forget_p_waves(fid)
+        forget_p_waves(fid)
     if reading_convention:
         apply_reading_convention(fid, fs, p_onset_fit_name, cl.clean.shape[1])
     return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)
-
-
-def _forget_p_waves(fid: GlobalFiducials) -> None:
-    """No P wave belongs to a QRS (AV dissociation): the beats' and the leads' P fiducials are dropped."""
-    fid.p_present = False
-    for key in ("p_on", "p_peak", "p_off"):
-        getattr(fid, key)[:] = np.nan
-    fid.lead_p_on_delta = fid.lead_p_off_delta = fid.lead_p_on_features = None
-    if fid.p_from_template is not None:
-        fid.p_from_template[:] = False
-    if fid.p_diag is not None:
-        fid.p_diag["av_dissociation"] = True
 
 
 def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measurement:
