@@ -125,6 +125,10 @@ def record_errors(row: dict, synth) -> dict:
         out[f"{k}_global"] = diff(row.get(f"{k}_global_ms"), read[k])
         conf = row.get(f"{k}_conf")
         out[f"{k}_citable"] = None if out[k] is None else bool(conf is None or conf >= CONFIDENCE_MIN)
+    # a PR cited where the heart has none (fibrillation, flutter, complete AV block: no P conducts): false whatever
+    # its value
+    out["pr_phantom"] = t.pr_ms is None and row["pr_ms"] is not None and \
+        (row.get("pr_conf") is None or row["pr_conf"] >= CONFIDENCE_MIN)
     out["hr"] = diff(row["hr_bpm"], t.hr_bpm)
     out["hr_citable"] = None if out["hr"] is None else bool(row.get("hr_conf") is None or
                                                              row["hr_conf"] >= CONFIDENCE_MIN)
@@ -165,7 +169,8 @@ def print_accuracy(errors: list[dict], title: str = "accuracy vs synthetic truth
     hr_bad = sum(1 for r in hr if r["hr_citable"] and abs(r["hr"]) > 5.0)
     a = np.array([r["hr"] for r in hr])
     print(f"  heart rate (bpm): {a.mean():+.2f}/{a.std():.2f}/{np.abs(a).max():.1f}; citable {hr_ok} of {len(hr)}, "
-          f"citable ones off the truth by more than 5 bpm: {hr_bad}")
+          f"citable ones off the truth by more than 5 bpm: {hr_bad}; citable PR where the truth has none: "
+          f"{sum(bool(r.get('pr_phantom')) for r in errors)}")
 
 
 def failure_classes(n: int) -> None:
@@ -192,6 +197,10 @@ def failure_classes(n: int) -> None:
     tol = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
     bad = [(k, r[k]) for k, r in cit if abs(r[k]) > tol[k]]
     print(f"  citable values off the truth by more than 20 / 20 / 30 ms: {len(bad)} of {len(cit)}")
+    phantom = sum(bool(e["pr_phantom"]) for e in all_errors)
+    hr_bad = sum(1 for e in all_errors if e["hr"] is not None and e["hr_citable"] and abs(e["hr"]) > 5.0)
+    print(f"  citable PR where the truth has none (AF, flutter, complete AV block): {phantom}; "
+          f"citable heart rates off the truth by more than 5 bpm: {hr_bad}")
 
 
 if __name__ == "__main__":

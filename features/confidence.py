@@ -29,7 +29,9 @@ The checks, for each interval:
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
-  P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact);
+  P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact), PR ``window_edge``
+  (the P onset at the far edge of its search window: the window cut the wave), QT ``blocked_p`` (2:1 AV block: the
+  blocked P, the conducted one's twin half an RR after it, starts before the T's measured end);
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
   ``mixed_capture`` (the beats the values come from are paced and conducted ones alike, both common: two QRS
   populations, the value is of whichever the window holds more of; the disagreement is how far apart their
@@ -46,8 +48,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import signal as sps
 
-from features.delineate import OFFSET_VELOCITY_FRACTION, PACED_QRS_MIN_MS, paced_stimuli, spatial_slope
+from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS, PACED_QRS_MIN_MS, paced_stimuli, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
 
@@ -58,6 +61,7 @@ PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
+P_WINDOW_EDGE_MS = 10.0  # a P onset this close to the far edge of its search window was cut by it
 P_AFTER_T_MS = 20.0     # a P starting this soon after the previous T's end may hide its first part in it
 HIDDEN_P_RR_CV = 0.1    # a rhythm this regular (RR SD / mean) without P waves hides them ...
 HIDDEN_P_RR_SUCCESSIVE = 0.08  # ... when its successive RR differences (RMS) stay under this share of the mean RR
@@ -216,6 +220,44 @@ def _p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> 
     return (lo + int(below[-1]) + 1 - on) * 1000.0 / fs_hz
 
 
+BLOCKED_P_BAND_HZ = (8.0, 40.0)  # a P's onset and peak, not the T's slow curve: the band its twin is matched in
+BLOCKED_P_CORR = 0.85          # ... at least this well (2:1 block: 0.82-0.99; sinus, the median beat half an RR after its
+BLOCKED_P_SIZE = (0.6, 1.6)    # P: at most 0.81 over 238 records), and about as large (blocked P in the T: 0.8-1.3)
+BLOCKED_P_SEARCH_MS = 30.0     # ... within this of half an RR after the median beat's own P
+
+
+def blocked_p_onset(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+    """2:1 AV block: the onset (samples, on the median beat) of the blocked P. The sinus node fires regularly and
+    every second P is not conducted: the blocked P, locked to the QRS like the conducted one, lies half an RR after
+    the median beat's own P, mostly on or after the T, and is its twin (the same atrial activation). None where the
+    median beat holds no such twin there."""
+    tf = fid.template_fid
+    if tf is None or fid.template is None or not fid.p_present or fid.r.size < 3 or not good.any() \
+            or not (np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0])):
+        return None
+    nyq = fs_hz / 2.0
+    b, a = sps.butter(2, [BLOCKED_P_BAND_HZ[0] / nyq, min(BLOCKED_P_BAND_HZ[1] / nyq, 0.9)], btype="band")
+    tm = sps.filtfilt(b, a, fid.template[good], axis=1)
+    on, off = int(tf.p_on[0]), int(tf.p_off[0])
+    seg = tm[:, on:off + 1]
+    ss = float(np.sum(seg * seg))
+    n = seg.shape[1]
+    centre = int(round(on + float(np.median(np.diff(fid.r))) / 2.0))
+    w = ms(fs_hz, BLOCKED_P_SEARCH_MS)
+    starts = np.arange(max(0, centre - w), min(tm.shape[1] - n, centre + w) + 1)
+    if ss <= 0 or n < 3 or starts.size == 0:
+        return None
+    win = np.lib.stride_tricks.sliding_window_view(tm, n, axis=1)[:, starts, :]
+    num = np.einsum("lsk,lk->s", win, seg)
+    cc = np.einsum("lsk,lsk->s", win, win)
+    corr = np.where(cc > 0, num / np.sqrt(ss * np.maximum(cc, 1e-30)), 0.0)
+    i = int(np.argmax(corr))
+    size = float(np.sqrt(cc[i] / ss))
+    if corr[i] >= BLOCKED_P_CORR and BLOCKED_P_SIZE[0] <= size <= BLOCKED_P_SIZE[1]:
+        return float(starts[i])
+    return None
+
+
 def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarray, lead_iv: dict[str, np.ndarray],
                        dom: np.ndarray, rr_ms: float | None, values: dict[str, float | None],
                        qrs_corr: np.ndarray, fs_hz: float) -> Confidences:
@@ -350,6 +392,17 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
             ic["pr"].checks["p_on_t"] = TOLERANCE_MS["pr"] * (1.0 + (P_AFTER_T_MS - gap) / P_AFTER_T_MS)
             if gap < 0:
                 ic["qt"].checks["p_on_t"] = float(-gap)
+    # 2:1 AV block: a blocked P starting before the T has ended (at 40-55 bpm it falls RR/2 - PR after the QRS onset)
+    # is fused with the T's end, which the T end then takes for its own (synthetic: QT +40-45 ms); as p_on_t
+    bp = blocked_p_onset(fid, good, fs_hz) if have_tmpl and np.isfinite(tf.t_off[0]) else None
+    if bp is not None and bp < tf.t_off[0]:
+        ic["qt"].checks["blocked_p"] = float(tf.t_off[0] - bp) * to_ms
+    # the P's onset at the far edge of the window it is looked for in (P_WINDOW_MS before the QRS onset): the window
+    # cut the wave, and its onset is the window's (synthetic complete block, the atrial rate near twice the escape
+    # rate: P waves 450-470 ms before each QRS, drifting 4 ms a beat, read as a PR of 417 ms)
+    if have_tmpl and fid.p_present and np.isfinite(tf.p_on[0]) and np.isfinite(tf.qrs_on[0]) \
+            and (tf.qrs_on[0] - tf.p_on[0]) * to_ms >= P_WINDOW_MS - P_WINDOW_EDGE_MS:
+        ic["pr"].checks["window_edge"] = HIDDEN_P_DOUBT * TOLERANCE_MS["pr"]
     # squeezed: the next complex follows the T's measured end too closely for the diastole a heartbeat needs
     # (the T window was cut by it: a T wave detected as a beat, an R-on-T complex): the T's true end is unknown
     nxt = np.concatenate((fid.qrs_on[1:], [np.nan]))
@@ -366,7 +419,11 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     r_iv = np.diff(fid.r).astype(float)
     regular = r_iv.size >= 3 and float(np.std(r_iv)) < HIDDEN_P_RR_CV * float(np.mean(r_iv)) \
         and float(np.sqrt(np.mean(np.diff(r_iv) ** 2))) < HIDDEN_P_RR_SUCCESSIVE * float(np.mean(r_iv))
-    if not fid.p_present and regular and not diag.get("atrial_waves") and not (fid.paced is not None and fid.paced.any()):
+    # (P waves found marching through at their own rate, AV dissociation, are not hidden: the median beat leaves
+    # them out, as the T end's median over beats does: synthetic complete block, QT within 17 ms over 24 records)
+    dissociated = fid.av_dissociation is not None and fid.av_dissociation.present
+    if not fid.p_present and regular and not diag.get("atrial_waves") and not dissociated \
+            and not (fid.paced is not None and fid.paced.any()):
         ic["qt"].checks["hidden_p"] = HIDDEN_P_DOUBT * TOLERANCE_MS["qt"]
     rival = (fid.p_diag or {}).get("rival_median")
     rival_tmpl = (fid.p_diag or {}).get("rival_template")

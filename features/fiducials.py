@@ -73,6 +73,8 @@ class GlobalFiducials:
     atrial_events: np.ndarray = None
     # flutter waves found under the QRST (``features.flutter.FlutterEvidence``; None: not looked for)
     flutter: object = None
+    # P waves dissociated from the QRS (``features.av_dissociation.AVDissociation``; None: not looked for)
+    av_dissociation: object = None
 
 
 def ms(fs_hz: float, value_ms: float) -> int:

@@ -22,10 +22,11 @@ from features.confidence import Confidences, record_confidences
 from features.delineate import delineate, delineate_with_template, detect_beats, gate_by_template, spatial_slope, \
     template_correlation
 from features.fiducials import GlobalFiducials, ms
+from features.av_dissociation import detect_av_dissociation, forget_p_waves
 from features.flutter import F_TRAIN_PREDICTED_MIN, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
 from features.qrs_edges import apply_reading_convention
-from features.rate import atrial_events, rate_confidence
+from features.rate import atrial_events, atrial_sized, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from features.signal import CleanLeads, clean_leads
 from pipeline.batch import ErrorRow
@@ -281,7 +282,11 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     if not good.any():
         raise RecordError("delineation_failed", "no usable lead: " + ", ".join(
             f"{LEADS[i]}:{g}" for i, g in enumerate(gate)), rid)
+    # complexes the size and steepness of a P wave among the QRS complexes (complete AV block: the P waves marching
+    # between a slow escape rhythm's beats) are atrial waves, no heartbeats (features.rate: atrial_sized); dropped
+    # before the leads are matched against their median beat, which P waves taken for beats make look like noise
     r = detect_beats(cl.clean, good, fs, cl.spikes)
+    r = r[~atrial_sized(cl.clean, good, r, fs)]
     new_gate = gate_by_template(cl.clean, r, gate, fs)
     if new_gate != gate:  # a noise lead voted in the first pass: find the beats again without it
         gate = new_gate
@@ -289,6 +294,7 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
         if not good.any():
             raise RecordError("delineation_failed", "every lead gated after beat matching", rid)
         r = detect_beats(cl.clean, good, fs, cl.spikes)
+        r = r[~atrial_sized(cl.clean, good, r, fs)]
     if r.size == 0:
         raise RecordError("delineation_failed", "no beat found", rid)
     fid = delineate(cl.clean, cl.spikes, good, r, fs)
@@ -318,6 +324,12 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
         fid.atrial_events = atrial_at
         flutter.cancelled = True
     fid.flutter = flutter
+    # P waves marching through at their own rate (complete AV block): a P before a QRS is not that QRS's P, and the
+    # median beat's P (several beats happening to have one at a similar distance) no conducted one: no beat keeps a
+    # P, no PR is measured (features.av_dissociation)
+    fid.av_dissociation = detect_av_dissociation(cl.clean, good, fid, fs)
+    if fid.av_dissociation is not None and fid.av_dissociation.present:
+        forget_p_waves(fid)
     if reading_convention:
         apply_reading_convention(fid, fs, p_onset_fit_name, cl.clean.shape[1])
     return Delineation(clean=cl, gate=gate, good=good, r=r, fid=fid, qrs_corr=corr, fs_hz=fs)
@@ -540,6 +552,7 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                    hr_bpm=60000.0 / rr_mean,
                    rhythm_regular=bool(rr.size >= 2 and float(rr.std()) / rr_mean < 0.1))
     row["p_waves_present"] = bool(fid.p_present)
+    row["av_dissociation"] = bool(fid.av_dissociation is not None and fid.av_dissociation.present)
     # global intervals (earliest onset to latest offset over leads, as the 12-lead programs): kept beside
     row.update(_global_intervals(fid, classes, fs))
     # the record's intervals: the median over leads of each lead's own (what one reads in a typical lead)

@@ -84,6 +84,59 @@ def atrial_events(fid: GlobalFiducials, spikes: np.ndarray, fs_hz: float) -> np.
     return out
 
 
+# a P wave counted as a beat: under complete AV block the sinus P waves march on, 60-110 a minute, between the
+# escape rhythm's slow, often broad QRS complexes (25-60 a minute), whose squared slope the detector's per-lead cap
+# (features.delineate.detect_beats) brings down to the P's: synthetic complete block with a ventricular escape or a
+# ventricular pacemaker counted 8 of 10 P waves as beats (heart rate 87 for 37, 86 for 61). Ventricular
+# depolarisation moves several times the atrial mass: a heart's QRS complexes, from any focus, are several times
+# its P wave in size, and a premature ventricular beat, slower than the conducted QRS, is no smaller. A complex
+# both under SMALL_COMPLEX_RATIO of the record's large complexes' steepest spatial slope and under it of their
+# spatial excursion is a P wave (a normal QRS among larger, slower PVCs is the steeper; a PVC among narrow QRS
+# complexes the larger), where the beats left are regular (SMALL_COMPLEX_REGULAR_CV): no heartbeat (synthetic P
+# waves counted: 0.30-0.35 and 0.22-0.35 of them)
+SMALL_COMPLEX_RATIO = 0.5
+SMALL_COMPLEX_REGULAR_CV = 0.1  # ... and the beats left without them are regular (RR SD under this share of the mean)
+SMALL_COMPLEX_REF_PERCENTILE = 90.0  # the record's large complexes: this percentile of its detections
+SMALL_COMPLEX_HALF_MS = 60.0  # a complex's steepest slope: within this of its anchor; its excursion from here ...
+SMALL_COMPLEX_SIZE_AFTER_MS = 150.0  # ... to this long after it ...
+SMALL_COMPLEX_NEXT_GUARD_MS = 120.0  # ... or to this long before the next complex's anchor (a broad QRS's onset)
+
+
+def atrial_sized(clean: np.ndarray, good: np.ndarray, r: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Bool per beat anchor ``r``: a complex the size and steepness of a P wave among the record's QRS complexes
+    (SMALL_COMPLEX_RATIO's comment): no ventricular depolarisation."""
+    out = np.zeros(r.size, dtype=bool)
+    if r.size < 3 or not good.any():
+        return out
+    x = clean[good]
+    d = np.diff(x, axis=1, prepend=x[:, :1])
+    v = np.sqrt(np.sum(d * d, axis=0))
+    w = ms(fs_hz, SMALL_COMPLEX_HALF_MS)
+    slope = np.empty(r.size)
+    size = np.empty(r.size)
+    after, guard = ms(fs_hz, SMALL_COMPLEX_SIZE_AFTER_MS), ms(fs_hz, SMALL_COMPLEX_NEXT_GUARD_MS)
+    rr = np.asarray(r, dtype=np.int64)
+    for k, c in enumerate(rr):
+        lo, hi = max(0, c - w), min(x.shape[1], c + w + 1)
+        slope[k] = float(v[lo:hi].max())
+        # the size over the whole of a broad complex (a PVC's QRS is 140-180 ms, its anchor anywhere in it), up to
+        # well before the next complex (a P counted as a beat is followed by a QRS at any distance)
+        hi = min(x.shape[1], c + after + 1, int(rr[k + 1]) - guard if k + 1 < rr.size else x.shape[1])
+        size[k] = float(np.linalg.norm(np.ptp(x[:, lo:max(hi, c + 1)], axis=1)))
+    ref_slope = float(np.percentile(slope, SMALL_COMPLEX_REF_PERCENTILE))
+    ref_size = float(np.percentile(size, SMALL_COMPLEX_REF_PERCENTILE))
+    if ref_slope <= 0 or ref_size <= 0:
+        return out
+    small = (slope < SMALL_COMPLEX_RATIO * ref_slope) & (size < SMALL_COMPLEX_RATIO * ref_size)
+    rest = np.diff(np.asarray(r, dtype=float)[~small])
+    # the ventricles of a complete block follow a regular escape rhythm (or pacemaker): without the P waves the
+    # beats left are regular. A small premature ventricular beat (synthetic: 0.49 of the QRS's size) leaves a
+    # pause of two cycles behind: the beats left are not, and it stays a beat
+    if not small.any() or rest.size < 2 or float(np.std(rest)) >= SMALL_COMPLEX_REGULAR_CV * float(np.mean(rest)):
+        return out
+    return small
+
+
 def _bpm(rr_ms: np.ndarray) -> float | None:
     rr_ms = rr_ms[np.isfinite(rr_ms)]
     return 60000.0 / float(rr_ms.mean()) if rr_ms.size else None

@@ -68,6 +68,8 @@ RECORDS_SCHEMA: dict[str, pl.DataType] = {
     "rr_sd_ms": pl.Float64,
     "rhythm_regular": pl.Boolean,
     "p_waves_present": pl.Boolean,   # consistent P before most QRS (False in AF / junctional)
+    # P waves at a regular rate of their own, unrelated to the QRS (complete AV block; features.av_dissociation)
+    "av_dissociation": pl.Boolean,
     # the record's PR / QRS / QT: the median over good leads of each lead's own interval (its median over the
     # dominant beats), i.e. what a reader measuring one typical lead finds (as LUDB's experts annotate, lead
     # by lead); the global (12-lead, earliest onset to latest offset over leads, as the IEC 60601-2-25 /

@@ -175,6 +175,8 @@ def global_line(record: dict, ctx: GroundingContext | None = None) -> str:
                        ("low chest-lead voltage", "low_voltage_precordial")):
         if record.get(col) is not None:
             parts.append(f"{label} {_fmt(col, record[col])}" if ok(col) else f"{label} {UNCITABLE}")
+    if record.get("av_dissociation") is True:  # said only where found (features.av_dissociation): P waves at their own rate
+        parts.append("P waves dissociated from the QRS (own regular rate) yes")
     for label, col in (("premature beats", "n_premature"), ("paced beats", "n_paced"), ("beats", "n_beats")):
         if record.get(col) is not None:
             parts.append(f"{label} {int(record[col])}")

@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import FIDUCIAL_COLUMNS
 from pipeline.record import LEADS, Statement
+from pipeline.synthetic_avblock import add_blocked_p_waves, atrial_rate_bpm, check_av_block, escape_loop, p_wave
 from pipeline.synthetic_flutter import flutter_rr, flutter_waves
 from pipeline.synthetic_ectopy import add_pacing_spikes, place_pacs, pvc_loop, pvc_positions
 from pipeline.synthetic_waves import (  # noqa: F401 - some re-exported: tests and callers import them from here
@@ -86,7 +87,7 @@ class SynthParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hr_bpm: float = Field(70.0, ge=30.0, le=180.0)
+    hr_bpm: float = Field(70.0, ge=20.0, le=180.0)  # the ventricular rate (an escape rhythm's under AV block)
     pr_ms: float = Field(160.0, ge=100.0, le=400.0)  # ignored (no P waves) in atrial fibrillation
     qrs_ms: float = Field(90.0, ge=60.0, le=200.0)
     qt_ms: float = Field(390.0, ge=200.0, le=600.0)
@@ -122,6 +123,12 @@ class SynthParams(BaseModel):
     # a demand (VVI) pacemaker in atrial fibrillation: the beats ending this many of the longest RR intervals are
     # paced (a stimulus, a broad ventricular QRS, a discordant T); the others stay conducted (LUDB 95)
     demand_paced_beats: int = Field(0, ge=0, le=20)
+    # AV block (pipeline.synthetic_avblock): "complete": sinus P waves at ``atrial_rate_bpm`` dissociated from an
+    # escape rhythm at ``hr_bpm`` (junctional: narrow; right / left ventricular: broad, or ``pacing``); "2:1":
+    # every second P blocked, the others conducted with ``pr_ms``
+    av_block: Literal["none", "complete", "2:1"] = "none"
+    atrial_rate_bpm: float | None = Field(None, ge=40.0, le=150.0)
+    escape: Literal["junctional", "right_ventricular", "left_ventricular"] = "junctional"
     st_shift_mv: float = Field(0.0, ge=-0.5, le=0.6)  # + elevation / - depression, in the territory's leads
     st_territory: Territory = "anterior"
     t_inversion: Territory | None = None
@@ -157,6 +164,7 @@ class SynthParams(BaseModel):
             raise ValueError("demand pacing is drawn in atrial fibrillation, without fixed-rate pacing")
         if self.atrial_spike_mv > 0 and (self.pacing == "none" or not self.is_sinus):
             raise ValueError("atrial stimuli need ventricular pacing and P waves (dual-chamber pacing)")
+        check_av_block(self)
         if self.is_sinus and self.pr_ms < self.p_duration_ms + 30.0:
             raise ValueError(f"pr_ms {self.pr_ms} leaves no PR segment after a {self.p_duration_ms:.0f} ms P")
         if self.rhythm == "sinus_bradycardia" and self.hr_bpm >= 60:
@@ -213,6 +221,7 @@ class RecordTruth(BaseModel):
     st_depression_leads: list[str] = Field(default_factory=list)  # ST at J+60 <= -0.1 mV
     t_inversion_leads: list[str] = Field(default_factory=list)  # T deflection <= -0.1 mV (aVR excluded)
     heart_axis: str  # PTB-XL heart_axis: MID | LAD | RAD
+    atrial_rate_bpm: float | None = None  # under AV block: the P waves' own rate (hr_bpm is the ventricles')
 
 
 @dataclass
@@ -230,6 +239,8 @@ class SynthRecord:
     truth: RecordTruth
     statements: list[Statement] = field(default_factory=list)
     beat_columns: dict = field(default_factory=dict, repr=False)
+    # under AV block: every P wave's onset (ms), conducted or not (the beats carry only the conducted ones)
+    atrial_on_ms: np.ndarray | None = None
 
     @cached_property
     def beats(self) -> pl.DataFrame:
@@ -263,6 +274,8 @@ SCP_NAMES: dict[str, str] = {
     "PACE": "normal functioning artificial pacemaker",
     "LAO/LAE": "left atrial overload/enlargement",
     "PAC": "atrial premature complex",
+    "2AVB": "second degree AV block",
+    "3AVB": "third degree AV block",
 }
 _RHYTHM_CODES = {"sinus_rhythm": "SR", "sinus_bradycardia": "SBRAD", "sinus_tachycardia": "STACH",
                  "atrial_fibrillation": "AFIB", "atrial_flutter": "AFLT"}
@@ -438,7 +451,8 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     # T wave: normally concordant with QRS; discordant in bundle branch blocks; inverted in a territory.
     qrs_area = rot @ np.asarray(loop_area(loop))
     t_frontal = float(np.clip(0.5 * params.qrs_axis_deg + 15.0, -10.0, 75.0))
-    if params.bundle_branch_block in ("none", "incomplete_right") and params.pacing == "none":
+    if params.bundle_branch_block in ("none", "incomplete_right") and params.pacing == "none" \
+            and escape_loop(params) is None:  # a ventricular beat repolarises against its QRS: discordant T
         t_vec = np.array([math.cos(math.radians(t_frontal)), math.sin(math.radians(t_frontal)), 0.0])
         t_vec = t_vec * math.hypot(T_NORMAL_DIR[0], T_NORMAL_DIR[1]) + np.array([0.0, 0.0, T_NORMAL_DIR[2]])
         t_vec = T_NORMAL_MV * t_vec / np.linalg.norm(t_vec)
@@ -455,16 +469,12 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
 
     t_dur = float(np.clip(0.45 * qt_ms, 100.0, 240.0))
     t_dur = min(t_dur, qt_ms - qrs_ms - 20.0)
-    p_dur = params.p_duration_ms
     p_loop = P_BIFID if params.p_wave == "bifid" else P_SINUS
 
     # Beat templates (relative to the QRS onset at 0 ms): every beat of one kind is the same waveform.
     normal_waves: dict[str, Wave] = {}
-    if params.is_sinus:
-        p_on = -pr_ms
-        normal_waves["P"] = Wave("P", p_on, p_on + p_dur, [
-            (c.vector() * other_scale, p_on + c.f_on * p_dur, p_on + c.f_peak * p_dur, p_on + c.f_off * p_dur,
-             c.rise_pow, c.fall_pow) for c in p_loop])
+    if params.is_sinus and params.av_block != "complete":  # complete block: no P belongs to a QRS
+        normal_waves["P"] = p_wave(params, -pr_ms, p_loop, other_scale)
     normal_waves["QRS"] = Wave("QRS", 0.0, qrs_ms, [
         (v * scale, c.f_on * qrs_ms, c.f_peak * qrs_ms, c.f_off * qrs_ms, c.rise_pow, c.fall_pow)
         for v, c in qrs_parts])
@@ -522,6 +532,9 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
     dipole = np.zeros((3, n))
     for t0, kind in zip(times, kinds):
         templates[kind].add_to(dipole, int(round(t0 / dt_ms)))
+    atrial_on = None
+    if params.av_block != "none":  # the P waves no QRS template carries
+        atrial_on = add_blocked_p_waves(dipole, params, rng, times, dur_ms, dt_ms, p_loop, other_scale)
 
     if params.pacing != "none":
         add_pacing_spikes(dipole, params, times, kinds, dt_ms)
@@ -539,7 +552,7 @@ def generate_record(params: SynthParams, seed: int, record_id: str = "synthetic"
 
     beat_columns, truth = _truth(record_id, params, times, kinds, templates, st_vec, t_vec, dur_ms - dt_ms)
     statements = [Statement(text=SCP_NAMES[c], code=c, system="scp", likelihood=100.0) for c in truth.scp_codes]
-    return SynthRecord(record_id, params, int(seed), signal, truth, statements, beat_columns)
+    return SynthRecord(record_id, params, int(seed), signal, truth, statements, beat_columns, atrial_on)
 
 
 def _ventricular_beat(loop: tuple[Component, ...], qrs_ms: float, t_gap_ms: float, t_ms: float, scale: float,
@@ -560,6 +573,8 @@ def _qrs_loop(params: SynthParams) -> tuple[Component, ...]:
     """The QRS loop of the record's conducted (or paced) beats."""
     if params.pacing == "ventricular":
         return QRS_PACED_RV
+    if escape_loop(params) is not None:
+        return escape_loop(params)
     if params.pacing == "biventricular":
         return QRS_PACED_BIV
     if params.fascicular_block == "left_anterior":
@@ -623,13 +638,17 @@ def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[s
     n_pvc = sum(kinds[k] == "premature" for k in sel)
     n_pac = sum(kinds[k] == "pac" for k in sel)
     n_prem = n_pvc + n_pac
-    if params.rhythm == "sinus":  # unspecified sinus: named from the measured rate
-        rhythm = "sinus_bradycardia" if hr < 60 else "sinus_tachycardia" if hr > 100 else "sinus_rhythm"
+    atrial_hr = atrial_rate_bpm(params)
+    if params.rhythm == "sinus":  # unspecified sinus: named from the measured rate (the P waves' under AV block)
+        a_hr = hr if atrial_hr is None else atrial_hr
+        rhythm = "sinus_bradycardia" if a_hr < 60 else "sinus_tachycardia" if a_hr > 100 else "sinus_rhythm"
     else:
         rhythm = params.rhythm
     findings: list[str] = []
-    if params.is_sinus and params.pr_ms > 200:
+    if params.is_sinus and params.pr_ms > 200 and params.av_block == "none":
         findings.append("1AVB")
+    if params.av_block != "none":
+        findings.append({"complete": "3AVB", "2:1": "2AVB"}[params.av_block])
     if params.bundle_branch_block == "right":
         findings.append("CRBBB")
     if params.bundle_branch_block == "left":
@@ -666,7 +685,8 @@ def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[s
     if rhythm == "sinus_rhythm" and not findings:
         scp = ["NORM", "SR"]
     truth = RecordTruth(
-        record_id=record_id, hr_bpm=hr, rr_mean_ms=rr_mean, pr_ms=params.pr_ms if params.is_sinus else None,
+        record_id=record_id, hr_bpm=hr, rr_mean_ms=rr_mean,
+        pr_ms=params.pr_ms if params.is_sinus and params.av_block != "complete" else None, atrial_rate_bpm=atrial_hr,
         qrs_ms=params.qrs_ms, qt_ms=params.qt_ms, qrs_axis_deg=axis, rhythm=rhythm, findings=findings,
         scp_codes=scp, n_beats=nb, n_premature=n_prem, st_elevation_leads=ste,
         st_depression_leads=std, t_inversion_leads=invt, heart_axis=heart_axis)

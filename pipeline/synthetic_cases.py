@@ -20,6 +20,10 @@ What each class reproduces (LUDB's experts' diagnoses; the error of the record-l
   the QRS window 35 ms late, the axis 92 degrees for -71);
 - ``flutter_ivcd``: typical atrial flutter with variable block and LVH, the F waves stepping the J point
   (QRS +22 ms, LUDB 103).
+- ``chb_junctional`` / ``chb_ventricular`` / ``chb_paced``: complete AV block (LUDB: 5 of 200 records, LUDB 90
+  paced): sinus P waves marching through a junctional, ventricular or paced rhythm; no PR exists;
+- ``avb2_2to1`` (in ``OPEN_CLASSES``: its QT is still cited long where the blocked P starts inside the T's end):
+  2:1 AV block, every second P blocked, the conducted ones with a fixed PR.
 """
 from __future__ import annotations
 
@@ -221,20 +225,81 @@ def wide_fast(rng: np.random.Generator) -> SynthParams:
                        bundle_branch_block=bbb, qrs_scale=float(rng.uniform(0.8, 1.3)), **_noise(rng))
 
 
+def _escape_noise(rng: np.random.Generator) -> dict:
+    """The record's noise; an escape (or paced) rhythm is regular, the sinus P train keeps a slight variability."""
+    return {**_noise(rng), "rr_variability": round(float(rng.uniform(0.0, 0.015)), 4)}
+
+
+def chb_junctional(rng: np.random.Generator) -> SynthParams:
+    """Complete AV block with a junctional escape: sinus P waves at 60-110 /min marching through a regular,
+    narrow-QRS rhythm at 40-58 /min (on the T, in the QRS, on the ST, before a QRS at any distance)."""
+    hr = float(rng.uniform(40.0, 58.0))
+    return SynthParams(hr_bpm=hr, av_block="complete", escape="junctional",
+                       atrial_rate_bpm=float(rng.uniform(max(60.0, hr + 10.0), 110.0)),
+                       p_ms=float(rng.uniform(80.0, 110.0)), qrs_ms=float(rng.uniform(72.0, 100.0)),
+                       qt_ms=_qt_ms(rng, hr, 390.0, 450.0), qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
+                       qrs_scale=float(rng.uniform(0.8, 1.3)), **_escape_noise(rng))
+
+
+def chb_ventricular(rng: np.random.Generator) -> SynthParams:
+    """Complete AV block with a ventricular escape at 25-45 /min: a broad QRS (125-175 ms; LBBB-like from a
+    right-ventricular focus, RBBB-like from a left one) with a discordant T; sinus P waves at 60-110 /min."""
+    hr = float(rng.uniform(25.0, 45.0))
+    qrs = float(rng.uniform(125.0, 175.0))
+    return SynthParams(hr_bpm=hr, av_block="complete", escape=str(rng.choice(["right_ventricular", "left_ventricular"])),
+                       atrial_rate_bpm=float(rng.uniform(60.0, 110.0)), p_ms=float(rng.uniform(80.0, 110.0)),
+                       qrs_ms=qrs, qt_ms=float(np.clip(_qt_ms(rng, hr, 400.0, 460.0), qrs + 200.0, 590.0)),
+                       qrs_axis_deg=float(rng.uniform(-75.0, 100.0)), qrs_scale=float(rng.uniform(0.8, 1.3)),
+                       **_escape_noise(rng))
+
+
+def chb_paced(rng: np.random.Generator) -> SynthParams:
+    """Complete AV block with a ventricular (VVI) pacemaker at 60-75 /min: every QRS paced from the right-ventricular
+    apex, the sinus P waves at 45-110 /min dissociated from it (LUDB 90)."""
+    hr = float(rng.uniform(60.0, 75.0))
+    atrial = float(rng.choice([rng.uniform(45.0, hr - 10.0), rng.uniform(hr + 10.0, 110.0)]))
+    qrs = float(rng.uniform(140.0, 180.0))
+    return SynthParams(hr_bpm=hr, av_block="complete", atrial_rate_bpm=atrial, p_ms=float(rng.uniform(80.0, 110.0)),
+                       qrs_ms=qrs, qt_ms=max(_qt_ms(rng, hr, 430.0, 490.0), qrs + 150.0),
+                       qrs_axis_deg=float(rng.uniform(-90.0, -40.0)), pacing="ventricular",
+                       pacing_spike_mv=float(rng.uniform(0.5, 4.0)), pacing_latency_ms=float(rng.uniform(8.0, 25.0)),
+                       qrs_scale=float(rng.uniform(0.8, 1.4)), **{**_noise(rng), "rr_variability": 0.0})
+
+
+def avb2_2to1(rng: np.random.Generator) -> SynthParams:
+    """2:1 AV block: sinus P waves at 70-110 /min, every second one blocked (on or after the T), the others
+    conducted with a fixed PR (120-260 ms): a ventricular rate of 35-55 /min."""
+    hr = float(rng.uniform(35.0, 55.0))
+    return SynthParams(hr_bpm=hr, av_block="2:1", pr_ms=float(rng.uniform(140.0, 260.0)),
+                       p_ms=float(rng.uniform(80.0, 100.0)), qrs_ms=float(rng.uniform(72.0, 100.0)),
+                       qt_ms=_qt_ms(rng, hr, 390.0, 450.0), qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
+                       qrs_scale=float(rng.uniform(0.8, 1.3)), **_escape_noise(rng))
+
+
 FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
     "avb1_p_on_t": avb1_p_on_t, "avb1_p_in_t": avb1_p_in_t, "avb1_pac": avb1_pac, "brady_lae": brady_lae, "lvh_low_t": lvh_low_t,
     "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
     "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced, "flutter_ivcd": flutter_ivcd,
-    "af_demand_paced": af_demand_paced, "wide_fast": wide_fast,
+    "af_demand_paced": af_demand_paced, "wide_fast": wide_fast, "chb_junctional": chb_junctional,
+    "chb_ventricular": chb_ventricular, "chb_paced": chb_paced,
 }
+# kinds drawn but still failing, kept out of FAILURE_CLASSES (whose every citable value the tests and
+# benchmarks/features.py hold to the tolerance): 2:1 AV block whose blocked P starts inside the T's end (at
+# 40-55 bpm with a PR of 140-260 ms it falls at RR/2 - PR after the QRS onset) reads the QT to the blocked P's end,
+# 40-60 ms long. features.confidence.blocked_p_onset finds the blocked P (the conducted one's twin, 8-40 Hz) where it
+# matches it well enough (seeds 3 and 7 of 0-9: QT not citable), but a P fused with the T's steep end matches it
+# only 0.69-0.83 (seeds 19, 25, 34 of 0-39: QT cited 50-60 ms long), under what sinus records reach half an RR
+# after their P (up to 0.81)
+OPEN_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {"avb2_2to1": avb2_2to1}
 
 
 def failure_params(name: str, seed: int) -> SynthParams:
     """The parameters of record ``seed`` of failure class ``name`` (deterministic; retried until valid)."""
     rng = np.random.default_rng([seed, 14, sum(map(ord, name))])
+    draw = FAILURE_CLASSES.get(name) or OPEN_CLASSES[name]
     for _ in range(100):
         try:
-            return FAILURE_CLASSES[name](rng)
+            return draw(rng)
         except ValueError:  # an unlucky draw that does not fit in the RR: draw again
             continue
     raise RuntimeError(f"no valid parameters for {name} seed {seed}")

@@ -37,6 +37,9 @@ def evidence_phrase(w, r: CriterionResult, max_leads: int = 3) -> str:
             ("low_voltage_limb", True): "small QRS complexes in every limb lead",
             ("low_voltage_precordial", True): "small QRS complexes in every chest lead",
         }
+        if (col, v) == ("p_waves_present", False) and (w.rec or {}).get("av_dissociation") is True:
+            # the P waves are there, organised, at their own rate (features.av_dissociation): only none before each QRS
+            return "no P wave at a steady place before the QRS complexes"
         if (col, v) in words:
             return words[(col, v)]
         if col == "n_paced":

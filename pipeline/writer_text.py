@@ -99,7 +99,12 @@ def rhythm(w) -> None:
     if "AFIB" in closure and regular:
         rr_bits = []
     p_bit = ""
-    if p_present is True:
+    if rec.get("av_dissociation") is True and expect_p is not False:
+        # P waves found running at a regular rate of their own, unrelated to the QRS (features.av_dissociation:
+        # complete AV block): they are there, but no QRS has its own P, and none of them times a PR
+        p_bit = w.pick("P waves that run at their own rate, unrelated to the QRS complexes",
+                       "P waves that march through at their own rate, independent of the QRS complexes")
+    elif p_present is True:
         p_bit = w.pick("a P wave before every QRS complex", "each QRS preceded by a P wave",
                        "a P wave ahead of each QRS")
     elif p_present is False:

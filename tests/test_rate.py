@@ -173,7 +173,8 @@ def test_p_or_t_waves_counted_as_beats_make_the_rate_not_citable(bbb):
             assert row["hr_conf"] < CONFIDENCE_MIN, (bbb, hr, row["hr_bpm"], syn.truth.hr_bpm, ic.checks)
         if "wave_counted" in ic.checks:
             assert row["hr_bpm"] > syn.truth.hr_bpm + HR_TOLERANCE_BPM, (bbb, hr, ic.checks)
-    assert counted >= 2, counted
+    if bbb == "right":  # with a left bundle branch block the waves counted were P waves, which are now dropped
+        assert counted >= 2, counted  # before the rate is read (features.rate.atrial_sized): its six rates are true
 
 
 def test_premature_ventricular_beats_are_not_taken_for_counted_waves():
