@@ -9,7 +9,8 @@ the cycle and the block (fixed) or is drawn within what the block allows, 60-160
 rhythm with PACs / PVCs, atrial fibrillation with coarse f waves (0.1-0.2 mV), sinus tachycardia 100-150, paced,
 noisy sinus, U waves, notched T.
 
-Off: a citable QRS / QT more than 20 / 30 ms from the truth (as the reading convention publishes it); a citable ST
+Citable: as ``pipeline.context.GroundingContext.citable`` says with the record's report (its rhythm named, as the
+chain builds the context). Off: a citable QRS / QT more than 20 / 30 ms from the truth (as the reading convention publishes it); a citable ST
 level (J point) more than ``ST_OFF_MV`` from the truth in its lead; a citable T form whose polarity contradicts the
 T wave the generator drew in that lead (measured without the F waves and noise: the same record regenerated with
 them off), or 'flat' where the T is at least ``T_FLAT_OFF_MV``. Then the detection statistics of
@@ -35,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import features.measure as fm  # noqa: E402
 from features.confidence import TOLERANCE_MS  # noqa: E402
 from features.qrs_edges import synthetic_reading_intervals  # noqa: E402
-from features.schema import CONFIDENCE_MIN  # noqa: E402
-from pipeline.context import GroundingContext  # noqa: E402
+from pipeline.context import GroundingContext, report_flutter, report_p_waves  # noqa: E402
+from pipeline.knowledge import load_knowledge  # noqa: E402
 from pipeline.record import LEADS  # noqa: E402
 from pipeline.synthetic import SynthParams, generate_record  # noqa: E402
 
@@ -46,6 +47,7 @@ BLOCKS = ("variable", "2:1", "3:1", "4:1")
 ST_OFF_MV = 0.1         # a cited ST level this far from the drawn one is wrong (ST deviation criteria: 0.1 mV)
 T_POLARITY_MV = 0.05    # a T drawn at least this large in a lead has a polarity a 'positive' / 'negative' must match
 T_FLAT_OFF_MV = 0.15    # ... and one this large is not 'flat'
+KB = load_knowledge()
 NEGATIVE_CLASSES = ("sinus_ectopy", "af_coarse", "sinus_tachy", "paced", "noisy", "u_waves", "notched_t")
 
 
@@ -169,17 +171,32 @@ def evaluate(syn, cap: _Capture) -> dict:
     for k in ("autocorr", "autocorr_2x", "cycle_ms", "raw_cycle_ms", "predicted", "slope_ratio",
               "slope_ratio_cancelled", "cancelled"):
         out[k] = getattr(ev, k) if ev is not None else None
+    # the context as the chain builds it: the record's report (its rhythm named) normalised through the knowledge
+    norm = KB.normalise(list(syn.statements), syn.report)
+    ctx = GroundingContext(record_id=syn.record_id, source="synthetic", ecg_path=syn.record_id, report=syn.report,
+                           statement_ids=list(norm.statement_ids), unmapped_statements=list(norm.unmapped),
+                           record=row, beats=m.beats, report_p_waves=report_p_waves(KB, norm.statement_ids),
+                           report_flutter=report_flutter(KB, norm.statement_ids))
+    t_truth = _t_truth_mv(syn)
+    out.update(_offs(ctx, row, syn, qrs_t, qt_t, t_truth))
+    # the same without the report (features alone: a source whose report names no rhythm)
+    bare = GroundingContext(record_id=syn.record_id, source="synthetic", ecg_path=syn.record_id, report="",
+                            statement_ids=[], unmapped_statements=[], record=row, beats=m.beats)
+    out.update({f"bare_{k}": v for k, v in _offs(bare, row, syn, qrs_t, qt_t, t_truth).items()})
+    return out
+
+
+def _offs(ctx: GroundingContext, row: dict, syn, qrs_t: float, qt_t: float, t_truth: np.ndarray) -> dict:
+    """Citable QRS / QT / ST / T-form values and those off the truth, as ``ctx`` lets them be cited."""
+    out: dict = {}
     for key, truth in (("qrs", qrs_t), ("qt", qt_t)):
-        v, c = row[f"{key}_ms"], row[f"{key}_conf"]
-        cited = v is not None and c is not None and c >= CONFIDENCE_MIN
+        v = row[f"{key}_ms"]
+        cited = v is not None and ctx.citable(f"{key}_ms")
         out[f"{key}_cited"] = int(cited)
         out[f"{key}_err"] = (v - truth) if v is not None else None
         out[f"{key}_off"] = int(cited and abs(v - truth) > TOLERANCE_MS[key])
-    ctx = GroundingContext(record_id=syn.record_id, source="synthetic", ecg_path=syn.record_id, report="",
-                           statement_ids=[], unmapped_statements=[], record=row, beats=m.beats)
     st_truth = syn.beats.group_by("lead").agg(pl.col("st_j60_mv").median())
     st_by_lead = dict(zip(st_truth["lead"].to_list(), st_truth["st_j60_mv"].to_list()))
-    t_truth = _t_truth_mv(syn)
     st_cited = st_off = t_cited = t_off = 0
     for i, lead in enumerate(LEADS):
         if ctx.citable("st_j_mv", lead):
@@ -242,6 +259,12 @@ def print_table(rows: list[dict]) -> None:
     for kind in NEGATIVE_CLASSES:
         line(f"no flutter: {kind}", [r for r in neg if r["label"] == kind])
     line("no flutter, all", neg)
+    print("\nwithout the report (features alone): citable values off / cited")
+    for label, rs in [(f"flutter {b}", [r for r in pos if r["label"] == b]) for b in BLOCKS] + [("no flutter", neg)]:
+        s = {k: sum(r[f"bare_{k}"] for r in rs) for k in ("qrs_cited", "qrs_off", "qt_cited", "qt_off", "st_cited",
+                                                         "st_off", "t_cited", "t_off")}
+        print(f"{label:<22} QRS {s['qrs_off']:2d}/{s['qrs_cited']:<4d} QT {s['qt_off']:2d}/{s['qt_cited']:<4d} "
+              f"ST {s['st_off']:3d}/{s['st_cited']:<5d} T-form {s['t_off']:3d}/{s['t_cited']:<5d}")
 
 
 def print_margins(rows: list[dict]) -> None:

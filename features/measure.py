@@ -540,6 +540,8 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                    hr_bpm=60000.0 / rr_mean,
                    rhythm_regular=bool(rr.size >= 2 and float(rr.std()) / rr_mean < 0.1))
     row["p_waves_present"] = bool(fid.p_present)
+    fl = fid.flutter
+    row["flutter_waves"] = bool(fl.present) if fl is not None else None
     # global intervals (earliest onset to latest offset over leads, as the 12-lead programs): kept beside
     row.update(_global_intervals(fid, classes, fs))
     # the record's intervals: the median over leads of each lead's own (what one reads in a typical lead)
