@@ -210,15 +210,15 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     # samples with the T waves where the F waves are fast)
     clear = ac >= CLEAR_AUTOCORR and ac2 >= CLEAR_AUTOCORR_2X
     present = bool(clear or (ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN and agree))
-    f_ptp = _f_wave_size(clean, good, fid, mask, y, b, a, fs_hz) if present else None
+    f_ptp = _f_wave_size(clean, good, fid, mask, y, fs_hz) if present else None
     return FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present, f_ptp_mv=f_ptp)
 
 
 def _f_wave_size(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, mask: np.ndarray, y: np.ndarray,
-                 b: np.ndarray, a: np.ndarray, fs_hz: float) -> np.ndarray:
+                 fs_hz: float) -> np.ndarray:
     """Per lead: the F waves' peak to peak (2.5-97.5th percentile; mV; NaN: gated) in the atrial stretches (T end
     to the next QRS), or wherever the residual is used where there are none (2:1 flutter at a fast rate): the
-    larger of the QRST-cancelled residual's (``y``, band-passed) and the leads' own band. F waves locked to the QRS
+    larger of the QRST-cancelled residual's (``y``, band-passed) and the leads' own (each stretch less its line). F waves locked to the QRS
     where the block is fixed for a while sit in the median beat and leave the residual small (synthetic 2:1 flutter,
     0.5 mV F waves, found: ST levels cited 0.1-0.25 mV off in the inferior leads); the leads show them whole."""
     stretches = _atrial_stretches(fid, mask, ms(fs_hz, 60), fs_hz)
@@ -229,7 +229,15 @@ def _f_wave_size(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, mask
     gi = np.flatnonzero(good)
     sigs = [y[gi][:, where]]
     if stretches:  # elsewhere the leads hold the QRST too
-        sigs.append(sps.filtfilt(b, a, clean[gi][:, where[0]:where[-1] + 1], axis=1)[:, where - where[0]])
+        # each stretch less its straight line (what wander is left), not band-passed: a filter would ring the
+        # QRS beside it into the stretch
+        parts = []
+        for sa, sb in stretches:
+            seg = clean[gi, sa:sb]
+            tt = np.arange(sb - sa, dtype=float) - 0.5 * (sb - sa - 1)
+            slope = (seg @ tt) / float(tt @ tt)
+            parts.append(seg - seg.mean(axis=1, keepdims=True) - slope[:, None] * tt[None, :])
+        sigs.append(np.concatenate(parts, axis=1))
     for sig in sigs:
         lo_hi = np.percentile(sig, [2.5, 97.5], axis=1)
         f_ptp[gi] = np.fmax(f_ptp[gi], lo_hi[1] - lo_hi[0])

@@ -157,3 +157,55 @@ def test_ludb_flutter_qrs_is_true_or_not_citable_in_every_window_and_the_qt_stay
         row = measure_record(rec).record_row
         assert row["qt_conf"] >= CONFIDENCE_MIN and abs(row["qt_ms"] - expert(rec, "qt")) <= TOLERANCE_MS["qt"], \
             (rid, row["qt_ms"], row["qt_conf"], expert(rec, "qt"))
+
+
+def test_fixed_block_sets_every_rr_to_whole_f_cycles_and_the_rate_must_match():
+    # a fixed 3:1 block: every RR is exactly 3 F cycles (the F waves sit at one phase in every beat)
+    p = SynthParams(hr_bpm=60000.0 / (3 * 230.0), qt_ms=400.0, rhythm="atrial_flutter", flutter_cycle_ms=230.0,
+                    flutter_block="3:1")
+    syn = generate_record(p, 0)
+    on = syn.beats.filter(pl.col("lead") == "II")["qrs_on_ms"].drop_nulls().to_numpy()
+    assert np.all(np.abs(np.diff(on) - 690.0) <= 1000.0 / p.fs_hz), np.diff(on)
+    with pytest.raises(ValueError):
+        SynthParams(hr_bpm=100.0, qt_ms=400.0, rhythm="atrial_flutter", flutter_cycle_ms=230.0, flutter_block="3:1")
+
+
+def _report_context(syn, m):
+    from pipeline.context import GroundingContext, report_flutter, report_p_waves  # noqa: PLC0415
+    from pipeline.knowledge import load_knowledge  # noqa: PLC0415
+    kb = load_knowledge()
+    norm = kb.normalise(list(syn.statements), syn.report)
+    return GroundingContext(record_id=syn.record_id, source="synthetic", ecg_path=syn.record_id, report=syn.report,
+                            statement_ids=list(norm.statement_ids), unmapped_statements=[], record=m.record_row,
+                            beats=m.beats, report_p_waves=report_p_waves(kb, norm.statement_ids),
+                            report_flutter=report_flutter(kb, norm.statement_ids))
+
+
+def test_flutter_locked_by_a_fixed_block_and_named_by_the_report_cites_no_qrs_qt_st_nor_t_form():
+    # F waves locked to the QRS (fixed 3:1 / 4:1 block) sit in the median beat: QRST cancellation does not find them
+    # and they ride on the QRS end, the ST segment and the T as if they were theirs (benchmarks/flutter.py: QT cited
+    # up to 122 ms late). Where the report names flutter, none of those values is citable; a variable block whose
+    # flutter waves are found keeps its QT; a sinus record's report changes nothing
+    from features.measure import measure_record  # noqa: PLC0415
+    for seed, (block, cycle) in enumerate((("3:1", 260.0), ("4:1", 230.0), ("3:1", 200.0))):
+        k = int(block[0])
+        p = SynthParams(hr_bpm=60000.0 / (k * cycle), qt_ms=400.0, rhythm="atrial_flutter", flutter_cycle_ms=cycle,
+                        flutter_wave_mv=0.3, flutter_block=block)
+        syn = generate_record(p, seed, f"locked_{seed}")
+        m = measure_record(as_record(syn.signal_mv, syn.record_id))
+        assert m.record_row["flutter_waves"] is False, seed
+        ctx = _report_context(syn, m)
+        assert ctx.report_flutter
+        for col, lead in (("qrs_ms", None), ("qt_ms", None), ("qtc_bazett_ms", None), ("st_j_mv", "II"),
+                          ("t_form", "III"), ("qrs_morphology", "II")):
+            assert ctx.uncitable_reason(col, lead) == "flutter_waves_locked", (seed, col, lead)
+        assert ctx.citable("hr_bpm") or ctx.uncitable_reason("hr_bpm") != "flutter_waves_locked"
+    p = SynthParams(hr_bpm=80.0, qt_ms=340.0, rhythm="atrial_flutter", flutter_cycle_ms=220.0, flutter_wave_mv=0.2)
+    syn = generate_record(p, 1, "variable")
+    m = measure_record(as_record(syn.signal_mv, syn.record_id))
+    assert m.record_row["flutter_waves"] is True
+    assert _report_context(syn, m).uncitable_reason("qt_ms") != "flutter_waves_locked"
+    syn = generate_record(SynthParams(hr_bpm=70.0), 0, "sinus")
+    m = measure_record(as_record(syn.signal_mv, syn.record_id))
+    ctx = _report_context(syn, m)
+    assert not ctx.report_flutter and ctx.citable("qt_ms") and ctx.citable("qrs_ms")
