@@ -169,7 +169,7 @@ def evaluate(syn, cap: _Capture) -> dict:
     _, qrs_t, qt_t = synthetic_reading_intervals(t.pr_ms, t.qrs_ms, t.qt_ms, paced=syn.params.pacing != "none")
     out = {"id": syn.record_id, "present": bool(ev is not None and ev.present), "s": dt}
     for k in ("autocorr", "autocorr_2x", "cycle_ms", "raw_cycle_ms", "predicted", "slope_ratio",
-              "slope_ratio_cancelled", "cancelled"):
+              "slope_ratio_cancelled", "cancelled", "locked_ratio", "locked_periodicity"):
         out[k] = getattr(ev, k) if ev is not None else None
     # the context as the chain builds it: the record's report (its rhythm named) normalised through the knowledge
     norm = KB.normalise(list(syn.statements), syn.report)
@@ -283,7 +283,8 @@ def print_margins(rows: list[dict]) -> None:
     stats = (("autocorr", f">= {ff.FLUTTER_AUTOCORR_MIN} (clear {ff.CLEAR_AUTOCORR})"),
              ("autocorr_2x", f">= {ff.FLUTTER_AUTOCORR_2X_MIN} (clear {ff.CLEAR_AUTOCORR_2X})"),
              ("cycle_gap_ms", f"<= {ff.CYCLE_AGREE_MS}"),
-             ("predicted", f">= {ff.F_TRAIN_PREDICTED_MIN} (cancel)"))
+             ("predicted", f">= {ff.F_TRAIN_PREDICTED_MIN} (cancel)"),
+             ("locked_periodicity", f">= {ff.LOCKED_PERIODICITY_MIN} (fixed block)"))
     for r in rows:
         c, rc = r.get("cycle_ms"), r.get("raw_cycle_ms")
         r["cycle_gap_ms"] = abs(c - rc) if c is not None and rc is not None else None
@@ -291,6 +292,33 @@ def print_margins(rows: list[dict]) -> None:
         print(f"{key} {thr}")
         for g, rs in groups.items():
             print(f"  {g:<17} {q([r[key] for r in rs])}")
+
+
+LOCKED_MARGIN = 0.1  # the locked-flutter threshold: the largest negative's periodicity in the fit half plus this
+
+
+def print_locked_cv(rows: list[dict]) -> None:
+    """``features.flutter.LOCKED_PERIODICITY_MIN`` derived by halves (even / odd records of the grid): in each
+    half, the largest periodicity a negative reaches plus LOCKED_MARGIN; scored on the other half (fixed-block
+    flutter found, negatives found)."""
+    from features import flutter as ff  # noqa: PLC0415
+
+    def per(r: dict) -> float | None:
+        v = r.get("locked_periodicity")
+        return None if v is None or not np.isfinite(v) else float(v)
+
+    print(f"locked periodicity >= {ff.LOCKED_PERIODICITY_MIN} (fixed block), cross-validated by halves:")
+    for fit in (0, 1):
+        half = [r for i, r in enumerate(rows) if i % 2 == fit]
+        test = [r for i, r in enumerate(rows) if i % 2 != fit]
+        neg = [per(r) for r in half if r["group"] == "negative" and per(r) is not None]
+        thr = (max(neg) if neg else 0.0) + LOCKED_MARGIN
+        pos_t = [r for r in test if r["group"] == "flutter" and r["label"] != "variable"]
+        neg_t = [r for r in test if r["group"] == "negative"]
+        found = sum(1 for r in pos_t if per(r) is not None and per(r) >= thr)
+        false = sum(1 for r in neg_t if per(r) is not None and per(r) >= thr)
+        print(f"  fit on half {fit}: negatives' max {max(neg) if neg else float('nan'):.3f} -> threshold {thr:.3f}; "
+              f"other half: fixed-block flutter {found}/{len(pos_t)} reach it, negatives {false}/{len(neg_t)}")
 
 
 def main() -> int:
@@ -309,6 +337,7 @@ def main() -> int:
     print_table(rows)
     print()
     print_margins(rows)
+    print_locked_cv(rows)
     print(f"\nmeasure_record: {len(rows) / sum(r['s'] for r in rows):.1f} records/s (process time)")
     if args.csv:
         with args.csv.open("w", newline="") as fh:

@@ -395,6 +395,14 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         if ratio is not None:
             ic["qrs"].checks["atrial_slope"] = TOLERANCE_MS["qrs"] * ratio / OFFSET_VELOCITY_FRACTION
 
+    # locked flutter: F waves locked to the QRS by a fixed block (features.flutter.locked_flutter) sit at the same
+    # phase in every beat, so every beat and the median beat agree on a QRS end and a T end that an F wave adjoining
+    # them carries on by up to half an F cycle (synthetic 3:1 / 4:1 flutter: QT read up to 122 ms, QRS 47 ms late);
+    # as a disagreement, that half cycle
+    if fl is not None and fl.present and fl.locked_ratio is not None and fl.cycle_ms is not None:
+        for k in ("qrs", "qt"):
+            ic[k].checks["locked_flutter"] = 0.5 * float(fl.cycle_ms)
+
     lead = _lead_confidences(fid, good, ic, dom, qrs_corr, fs_hz)
     return Confidences(intervals=ic, lead=lead)
 
