@@ -5,7 +5,8 @@ all whether any value an answer may cite (QRS, QT, ST level, T form) is off the 
 
 Positives: flutter cycle 170-280 ms x F waves 0.05-0.5 mV x block variable / fixed 2:1 / 3:1 / 4:1 x QRS narrow /
 wide (bundle branch block) x without / with electrode noise (EMG 0.03 mV, wander 0.3 mV); the rate follows from
-the cycle and the block (fixed) or is drawn within what the block allows, 60-160 bpm (variable). Negatives: sinus
+the cycle and the block (fixed) or is drawn within what the block allows, 60-160 bpm (variable; "wandering": the
+same with the F cycle drifting slowly by WANDER_MS, as a real circuit's does). Negatives: sinus
 rhythm with PACs / PVCs, atrial fibrillation with coarse f waves (0.1-0.2 mV), sinus tachycardia 100-150, paced,
 noisy sinus, U waves, notched T.
 
@@ -38,12 +39,13 @@ from features.confidence import TOLERANCE_MS  # noqa: E402
 from features.qrs_edges import synthetic_reading_intervals  # noqa: E402
 from pipeline.context import GroundingContext, report_flutter, report_p_waves  # noqa: E402
 from pipeline.knowledge import load_knowledge  # noqa: E402
-from pipeline.record import LEADS  # noqa: E402
+from pipeline.record import LEADS, RecordError  # noqa: E402
 from pipeline.synthetic import SynthParams, generate_record  # noqa: E402
 
 CYCLES_MS = (170.0, 200.0, 230.0, 260.0, 280.0)
 F_WAVES_MV = (0.05, 0.1, 0.2, 0.3, 0.5)
-BLOCKS = ("variable", "2:1", "3:1", "4:1")
+BLOCKS = ("variable", "wandering", "2:1", "3:1", "4:1")  # wandering: variable block, the F cycle drifting
+WANDER_MS = 8.0  # the wandering cycle's slow drift (amplitude; real circuits drift by a few per cent)
 ST_OFF_MV = 0.1         # a cited ST level this far from the drawn one is wrong (ST deviation criteria: 0.1 mV)
 T_POLARITY_MV = 0.05    # a T drawn at least this large in a lead has a polarity a 'positive' / 'negative' must match
 T_FLAT_OFF_MV = 0.15    # ... and one this large is not 'flat'
@@ -59,6 +61,8 @@ def _qt_for(rr_ms: float, qrs_ms: float) -> float:
 def flutter_params(rng: np.random.Generator, cycle_ms: float, f_mv: float, block: str, wide: bool,
                    noisy: bool) -> SynthParams:
     """One positive of the grid."""
+    wander = WANDER_MS if block == "wandering" else 0.0
+    block = "variable" if block == "wandering" else block
     if block == "variable":
         lo, hi = max(60.0, 60000.0 / (4 * cycle_ms)), min(160.0, 60000.0 / (2 * cycle_ms))
         hr = float(rng.uniform(lo, hi))
@@ -71,7 +75,7 @@ def flutter_params(rng: np.random.Generator, cycle_ms: float, f_mv: float, block
     qrs = float(rng.uniform(125.0, 150.0) if wide else rng.uniform(80.0, 100.0))
     return SynthParams(
         hr_bpm=hr, qrs_ms=qrs, qt_ms=_qt_for(shortest_rr, qrs), bundle_branch_block=bbb, rhythm="atrial_flutter",
-        flutter_cycle_ms=cycle_ms, flutter_wave_mv=f_mv, flutter_block=block,
+        flutter_cycle_ms=cycle_ms, flutter_wave_mv=f_mv, flutter_block=block, flutter_cycle_wander_ms=wander,
         qrs_axis_deg=float(rng.uniform(-20.0, 90.0)), t_scale=float(rng.uniform(0.4, 1.2)),
         emg_noise_mv=0.03 if noisy else 0.0, baseline_wander_mv=0.3 if noisy else 0.0)
 
@@ -161,13 +165,19 @@ def evaluate(syn, cap: _Capture) -> dict:
     """One record's detection statistics and its citable values off the truth."""
     rec = fm.as_record(syn.signal_mv, syn.record_id)
     t0 = time.process_time()
-    m = fm.measure_record(rec)
+    try:
+        m = fm.measure_record(rec)
+    except RecordError as e:  # no record row: nothing citable (counted apart)
+        zero = {k: 0 for k in ("qrs_cited", "qrs_off", "qt_cited", "qt_off", "st_cited", "st_off", "t_cited", "t_off")}
+        print(f"  {syn.record_id}: {e.code}", file=sys.stderr)
+        return {"id": syn.record_id, "present": False, "s": time.process_time() - t0, "failed": 1, **zero,
+                **{f"bare_{k}": v for k, v in zero.items()}}
     dt = time.process_time() - t0
     ev = cap.last.fid.flutter
     row = m.record_row
     t = syn.truth
     _, qrs_t, qt_t = synthetic_reading_intervals(t.pr_ms, t.qrs_ms, t.qt_ms, paced=syn.params.pacing != "none")
-    out = {"id": syn.record_id, "present": bool(ev is not None and ev.present), "s": dt}
+    out = {"id": syn.record_id, "present": bool(ev is not None and ev.present), "s": dt, "failed": 0}
     for k in ("autocorr", "autocorr_2x", "cycle_ms", "raw_cycle_ms", "predicted", "slope_ratio",
               "slope_ratio_cancelled", "cancelled", "locked_ratio", "locked_periodicity"):
         out[k] = getattr(ev, k) if ev is not None else None
@@ -244,6 +254,8 @@ def print_table(rows: list[dict]) -> None:
         found = sum(r["present"] for r in rs)
         s = {k: sum(r[k] for r in rs) for k in ("qrs_cited", "qrs_off", "qt_cited", "qt_off", "st_cited", "st_off",
                                               "t_cited", "t_off")}
+        failed = sum(r.get("failed", 0) for r in rs)
+        label = f"{label} ({failed} failed)" if failed else label
         print(f"{label:<22} {n:4d} {found:5d} {_pct(found, n)}%  QRS {s['qrs_off']:2d}/{s['qrs_cited']:<4d} "
               f"({_pct(s['qrs_cited'], n)}%)  QT {s['qt_off']:2d}/{s['qt_cited']:<4d} ({_pct(s['qt_cited'], n)}%)  "
               f"ST {s['st_off']:3d}/{s['st_cited']:<5d} T-form {s['t_off']:3d}/{s['t_cited']:<5d}")
@@ -278,7 +290,8 @@ def print_margins(rows: list[dict]) -> None:
         return f"min {v.min():.3f} p5 {np.percentile(v, 5):.3f} p95 {np.percentile(v, 95):.3f} max {v.max():.3f}"
 
     groups = {"flutter variable": [r for r in rows if r["group"] == "flutter" and r["label"] == "variable"],
-              "flutter fixed": [r for r in rows if r["group"] == "flutter" and r["label"] != "variable"],
+              "flutter wandering": [r for r in rows if r["group"] == "flutter" and r["label"] == "wandering"],
+              "flutter fixed": [r for r in rows if r["group"] == "flutter" and ":" in r["label"]],
               "negatives": [r for r in rows if r["group"] == "negative"]}
     stats = (("autocorr", f">= {ff.FLUTTER_AUTOCORR_MIN} (clear {ff.CLEAR_AUTOCORR})"),
              ("autocorr_2x", f">= {ff.FLUTTER_AUTOCORR_2X_MIN} (clear {ff.CLEAR_AUTOCORR_2X})"),
@@ -291,7 +304,7 @@ def print_margins(rows: list[dict]) -> None:
     for key, thr in stats:
         print(f"{key} {thr}")
         for g, rs in groups.items():
-            print(f"  {g:<17} {q([r[key] for r in rs])}")
+            print(f"  {g:<17} {q([r.get(key) for r in rs])}")
 
 
 LOCKED_MARGIN = 0.1  # the locked-flutter threshold: the largest negative's periodicity in the fit half plus this
@@ -313,7 +326,7 @@ def print_locked_cv(rows: list[dict]) -> None:
         test = [r for i, r in enumerate(rows) if i % 2 != fit]
         neg = [per(r) for r in half if r["group"] == "negative" and per(r) is not None]
         thr = (max(neg) if neg else 0.0) + LOCKED_MARGIN
-        pos_t = [r for r in test if r["group"] == "flutter" and r["label"] != "variable"]
+        pos_t = [r for r in test if r["group"] == "flutter" and ":" in r["label"]]
         neg_t = [r for r in test if r["group"] == "negative"]
         found = sum(1 for r in pos_t if per(r) is not None and per(r) >= thr)
         false = sum(1 for r in neg_t if per(r) is not None and per(r) >= thr)
@@ -323,7 +336,7 @@ def print_locked_cv(rows: list[dict]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=1, help="seeds per point of the flutter grid (400 points)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per point of the flutter grid (500 points)")
     ap.add_argument("--negatives", type=int, default=20, help="records per negative class")
     ap.add_argument("--csv", type=Path, default=None, help="write every record's row here")
     args = ap.parse_args()
@@ -341,7 +354,7 @@ def main() -> int:
     print(f"\nmeasure_record: {len(rows) / sum(r['s'] for r in rows):.1f} records/s (process time)")
     if args.csv:
         with args.csv.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             w.writeheader()
             w.writerows(rows)
     return 0

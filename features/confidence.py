@@ -446,6 +446,13 @@ def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, Inte
             ratio = fl.f_ptp_mv / np.maximum(amp_t, 1e-6)
         ok = good & np.isfinite(ratio)
         out["t_wave_conf"][ok] = np.clip(1.5 - ratio[ok], 0.0, 1.0)
+        if fl.locked_ratio is not None:
+            # F waves locked to the QRS sit in the median beat's T window at one phase, inseparable from the T, and
+            # carry its end on (features.flutter.locked_flutter): a T form read there is the T and an F wave
+            # together wherever the F waves are not flat (synthetic 4:1 flutter, 0.1 mV F waves: 6 of 12 leads'
+            # T forms contradicted the T drawn)
+            seen = ok & (np.asarray(fl.f_ptp_mv, dtype=float) >= T_FLAT_MV)
+            out["t_wave_conf"][seen] = np.minimum(out["t_wave_conf"][seen], NOT_MEASURABLE)
     if fl is not None and fl.present and fl.f_ptp_mv is not None:
         # the ST segment is read where the F waves run too, at whatever phase the J point meets them: its level is
         # off by up to half their peak to peak (synthetic flutter, 0.4 mV F waves, no ST shift: J point -0.19 to

@@ -24,8 +24,9 @@ atrial stretches themselves (``locked_flutter``): where the RR is steady (fibril
 from a T end to the next QRS hold more than an F cycle, they repeat themselves at exactly RR / k (k = 2, 3, 4) where
 a sinus diastole is flat up to its one P wave. On benchmarks/flutter.py's grid: 4:1 found in 82 of 100, 3:1 in 26
 (its stretches barely hold a cycle, and the T's tail fills their start), 2:1 at 107-176 bpm in none (no stretch
-holds a cycle); negatives' periodicity at most 0.52 (U waves), LOCKED_PERIODICITY_MIN 0.7 above both halves'
-derived thresholds (0.58, 0.62: each half's largest negative + 0.1).
+holds a cycle); negatives' periodicity at most 0.66 (U waves: a U wave after the T and the P before the QRS can
+sit RR / k apart), LOCKED_PERIODICITY_MIN 0.8 above both halves' derived thresholds (each half's largest negative
++ 0.1: 0.66, 0.76).
 Where flutter stays unfound, a report naming it (pipeline.context ``flutter_waves_locked``) makes the values read
 through the locked F waves not citable.
 
@@ -238,7 +239,7 @@ LOCKED_RATIOS = (2, 3, 4)     # fixed conduction ratios looked for
 LOCKED_RR_SD_MS = 20.0        # a fixed block beats every k F cycles: its RR hardly varies (fibrillation's does)
 LOCKED_STRETCH_EXTRA_MS = 20.0  # a stretch must hold the F cycle and this much more to be compared with itself
 LOCKED_MIN_STRETCHES = 3
-LOCKED_PERIODICITY_MIN = 0.7  # benchmarks/flutter.py: negatives' largest + 0.1 in each half, rounded up
+LOCKED_PERIODICITY_MIN = 0.8  # benchmarks/flutter.py: negatives' largest + 0.1 in each half (0.66, 0.76), rounded up
 
 
 def _less_line(x: np.ndarray) -> np.ndarray:

@@ -133,6 +133,7 @@ class SynthParams(BaseModel):
     flutter_cycle_ms: float = Field(220.0, ge=170.0, le=280.0)  # atrial flutter: F wave cycle (215-350 / min)
     flutter_wave_mv: float = Field(0.15, ge=0.0, le=0.5)  # ... F wave peak to peak (largest lead)
     flutter_block: FlutterBlock = "variable"  # ... its AV conduction ratio; fixed: hr_bpm must be the cycle's share
+    flutter_cycle_wander_ms: float = Field(0.0, ge=0.0, le=20.0)  # ... its slow drift (variable block only)
     baseline_wander_mv: float = Field(0.0, ge=0.0, le=2.0)
     mains_hum_mv: float = Field(0.0, ge=0.0, le=1.0)
     mains_hz: Literal[50, 60] = 50
@@ -168,7 +169,7 @@ class SynthParams(BaseModel):
             raise ValueError("sinus_rhythm needs 60 <= hr_bpm <= 100")
         rr_ms = 60000.0 / self.hr_bpm
         if self.rhythm == "atrial_flutter":
-            check_flutter_block(self.flutter_block, self.flutter_cycle_ms, rr_ms)
+            check_flutter_block(self.flutter_block, self.flutter_cycle_ms, rr_ms, self.flutter_cycle_wander_ms)
         if self.qt_ms - self.qrs_ms < 100:
             raise ValueError("qt_ms must exceed qrs_ms by at least 100 ms (ST segment + T wave)")
         gap = self.pr_ms if self.is_sinus else 60.0

@@ -38,9 +38,12 @@ def fixed_ratio(block: str) -> int | None:
     return None if block == "variable" else int(block.split(":")[0])
 
 
-def check_flutter_block(block: str, cycle_ms: float, rr_ms: float) -> None:
-    """A fixed block beats every k F cycles: the mean RR ``rr_ms`` must be k x ``cycle_ms``."""
+def check_flutter_block(block: str, cycle_ms: float, rr_ms: float, wander_ms: float = 0.0) -> None:
+    """A fixed block beats every k F cycles: the mean RR ``rr_ms`` must be k x ``cycle_ms``, and the cycle does not
+    wander (the beats would have to follow it)."""
     k = fixed_ratio(block)
+    if k is not None and wander_ms > 0:
+        raise ValueError("a fixed flutter block is generated without cycle wander")
     if k is not None and abs(rr_ms - k * cycle_ms) > FIXED_RATE_TOLERANCE * k * cycle_ms:
         raise ValueError(f"a {block} flutter block at a {cycle_ms:.0f} ms cycle beats at "
                          f"{60000.0 / (k * cycle_ms):.1f} bpm, not {60000.0 / rr_ms:.1f}")
@@ -70,6 +73,13 @@ def flutter_waves(params: SynthParams, rng: np.random.Generator, n: int) -> np.n
     independent of the QRS times, the largest lead carrying ``flutter_wave_mv`` peak to peak."""
     fs = params.fs_hz
     phase = (np.arange(n) * 1000.0 / fs / params.flutter_cycle_ms + rng.uniform(0.0, 1.0)) % 1.0
+    if params.flutter_cycle_wander_ms > 0:
+        # the circuit's cycle drifts slowly (autonomic tone, respiration change its conduction velocity by a few
+        # per cent): the cycle follows a slow sinusoid of that amplitude, and the phase its integral
+        t_s = np.arange(n) / fs
+        cycle = params.flutter_cycle_ms + params.flutter_cycle_wander_ms * np.sin(
+            2 * np.pi * rng.uniform(0.1, 0.3) * t_s + rng.uniform(0.0, 2 * np.pi))
+        phase = (phase[0] + np.cumsum(1000.0 / fs / cycle)) % 1.0
     down = phase < FLUTTER_DOWNSTROKE
     saw = np.where(down, 0.5 - phase / FLUTTER_DOWNSTROKE,
                    -0.5 + (phase - FLUTTER_DOWNSTROKE) / (1.0 - FLUTTER_DOWNSTROKE))
