@@ -44,7 +44,7 @@ Consequences:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -88,6 +88,8 @@ class FlutterEvidence:
     # the conduction ratio and how well each stretch repeats itself at RR / ratio (1 - normalised difference)
     locked_ratio: int | None = None
     locked_periodicity: float | None = None
+    # the QRST-cancelled residual and its mask, kept from detection for ``f_wave_train`` (which drops it)
+    residual: tuple | None = field(default=None, repr=False, compare=False)
 
 
 def _masked_autocorr(y: np.ndarray, m: np.ndarray, lags: np.ndarray) -> np.ndarray:
@@ -232,6 +234,8 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
             ev.present = locked[2] >= LOCKED_PERIODICITY_MIN
     if ev.present:
         ev.f_ptp_mv = _f_wave_size(clean, good, fid, mask, y, fs_hz)
+        if ev.locked_ratio is None:  # f_wave_train folds it (a locked train leaves none to fold)
+            ev.residual = (res, mask)
     return ev
 
 
@@ -390,9 +394,10 @@ def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, ev: 
     them (the F waves run on regularly under it); the F wave is folded once more at those phases, and repeated at
     them it is the train under the QRS and the T. ``ev.predicted``: the share of a held-out atrial stretch's
     F-wave band (2-20 Hz) the train predicts."""
+    res_mask, ev.residual = ev.residual, None
     if not ev.present or ev.cycle_ms is None:
         return None
-    res, mask = qrst_residual(clean, good, fid, fs_hz)
+    res, mask = res_mask if res_mask is not None else qrst_residual(clean, good, fid, fs_hz)
     b, a = sps.butter(2, BAND_HZ[0] / (fs_hz / 2.0), btype="high")  # the F waves, not what wander is left
     gi = np.flatnonzero(good)
     y = sps.filtfilt(b, a, res[gi], axis=1)
