@@ -229,3 +229,18 @@ def test_flutter_locked_by_a_fixed_three_or_four_to_one_block_is_found_in_its_at
         assert row["flutter_waves"] is True
         assert row["qrs_conf"] < CONFIDENCE_MIN and row["qt_conf"] < CONFIDENCE_MIN, (seed, row["uncertain"])
         assert "locked_flutter" in row["uncertain"], row["uncertain"]
+    # and the T form where the locked F waves run through the T window (0.3 mV, II / III / aVF)
+    m = measure_record(as_record(generate_record(p, seed).signal_mv, "locked_t"))
+    ctx = _context(m, "locked_t")
+    assert not ctx.citable("t_form", "III") and not ctx.citable("t_form", "aVF")
+
+
+def test_u_waves_and_a_p_wave_rr_over_k_apart_are_not_locked_flutter():
+    # a U wave after the T and the P before the next QRS can sit RR / k apart in the diastole (the grid's negatives
+    # reached a periodicity of 0.66 there, LOCKED_PERIODICITY_MIN 0.8): sinus rhythm with U waves is no flutter
+    for seed in range(12):
+        r = np.random.default_rng(100 + seed)
+        p = SynthParams(hr_bpm=float(r.uniform(50, 80)), u_wave_mv=float(r.uniform(0.1, 0.3)),
+                        u_offset_ms=float(r.uniform(-40, 40)), qt_ms=float(r.uniform(360, 420)))
+        ev = _flutter(as_record(generate_record(p, seed).signal_mv, f"u_{seed}"))
+        assert ev is None or not ev.present, (seed, ev)
