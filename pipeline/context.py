@@ -37,6 +37,9 @@ P_WAVE_COLUMNS: frozenset[str] = frozenset({
 FLUTTER_LOCKED_CONFIDENCES: frozenset[str] = frozenset({"qrs_conf", "qt_conf", "t_conf", "t_wave_conf",
                                                         "st_level_conf"})
 REPORT_FLUTTER_IDS: frozenset[str] = frozenset({"AFLT"})
+# uncitable reasons of a value that was measured but may be wrong (as opposed to a gated lead, an uncalibrated
+# amplitude): a word about it (a wide QRS, a pattern, the ST's place) is as unsure as its number
+UNSURE_REASONS: frozenset[str] = frozenset({"low_confidence", "flutter_waves_locked"})
 
 
 def amplitude_derived(column: str) -> bool:

@@ -244,3 +244,22 @@ def test_u_waves_and_a_p_wave_rr_over_k_apart_are_not_locked_flutter():
                         u_offset_ms=float(r.uniform(-40, 40)), qt_ms=float(r.uniform(360, 420)))
         ev = _flutter(as_record(generate_record(p, seed).signal_mv, f"u_{seed}"))
         assert ev is None or not ev.present, (seed, ev)
+
+
+def test_the_writer_and_the_validator_keep_to_what_locked_flutter_leaves_citable():
+    # fixed 2:1 flutter at 150 bpm (not found), report "atrial flutter": the writer states no QRS duration, QT, QTc,
+    # ST level nor T form in the inferior leads; an answer stating the QT or calling the QT prolonged is not accepted
+    from features.measure import measure_record  # noqa: PLC0415
+    from pipeline.validate import validate_answer  # noqa: PLC0415
+    p = SynthParams(hr_bpm=150.0, qt_ms=300.0, rhythm="atrial_flutter", flutter_cycle_ms=200.0, flutter_wave_mv=0.3,
+                    flutter_block="2:1")
+    syn = generate_record(p, 0, "locked_2to1")
+    m = measure_record(as_record(syn.signal_mv, syn.record_id))
+    ctx = _report_context(syn, m)
+    assert m.record_row["flutter_waves"] is False and ctx.report_flutter
+    text = write_answer(ctx)
+    assert not re.search(r"\bQTc?\b[^.]*\d+ ms|QRS (?:duration|complex)[^.]*\d+ ms", text), text
+    assert not re.search(r"\bST\b[^.]*\b(?:II|III|aVF)\b[^.]*-?\d+\.\d+ mV", text), text
+    qt = m.record_row["qt_ms"]
+    for bad in (f"Atrial flutter. The QT interval measures {qt:.0f} ms.", "Atrial flutter with a prolonged QT interval."):
+        assert not validate_answer(bad, ctx).accepted, bad
