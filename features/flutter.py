@@ -22,11 +22,12 @@ the odd conduction ratio's (LUDB 35, 2:1 with some 3:1: 0.45 at one cycle, 0.12-
 within 8 ms). A fixed block without any variation of the AV delay leaves nothing there; it is looked for in the
 atrial stretches themselves (``locked_flutter``): where the RR is steady (fibrillation's is not) and the stretches
 from a T end to the next QRS hold more than an F cycle, they repeat themselves at exactly RR / k (k = 2, 3, 4) where
-a sinus diastole is flat up to its one P wave. On benchmarks/flutter.py's grid: 4:1 found in 82 of 100, 3:1 in 26
+a sinus diastole is flat up to its one P wave. On benchmarks/flutter.py's grid: 4:1 found in 83 of 100, 3:1 in 14
 (its stretches barely hold a cycle, and the T's tail fills their start), 2:1 at 107-176 bpm in none (no stretch
 holds a cycle); negatives' periodicity at most 0.66 (U waves: a U wave after the T and the P before the QRS can
-sit RR / k apart), LOCKED_PERIODICITY_MIN 0.8 above both halves' derived thresholds (each half's largest negative
-+ 0.1: 0.66, 0.76).
+sit RR / k apart; a flat diastole, LOCKED_MIN_RMS_MV, is not compared), LOCKED_PERIODICITY_MIN 0.8 above both
+halves' derived thresholds (each half's largest negative + 0.1: 0.66, 0.76); none of 2,000 random synthetic
+records (benchmarks/features.py's) reaches it.
 Where flutter stays unfound, a report naming it (pipeline.context ``flutter_waves_locked``) makes the values read
 through the locked F waves not citable.
 
@@ -243,6 +244,9 @@ LOCKED_RATIOS = (2, 3, 4)     # fixed conduction ratios looked for
 LOCKED_RR_SD_MS = 20.0        # a fixed block beats every k F cycles: its RR hardly varies (fibrillation's does)
 LOCKED_STRETCH_EXTRA_MS = 20.0  # a stretch must hold the F cycle and this much more to be compared with itself
 LOCKED_MIN_STRETCHES = 3
+# the compared stretches (less their lines) must hold at least this RMS (mV): synthetic sinus rhythm at 83-114 bpm,
+# noise-free, matched its flat TQ ends at 0.88-0.999 with 1-4 uV left; F waves of 0.05 mV leave several times it
+LOCKED_MIN_RMS_MV = 0.005
 LOCKED_PERIODICITY_MIN = 0.8  # benchmarks/flutter.py: negatives' largest + 0.1 in each half (0.66, 0.76), rounded up
 
 
@@ -279,6 +283,7 @@ def locked_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials,
         if len(stretches) < LOCKED_MIN_STRETCHES:
             continue
         num = den = 0.0
+        count = 0
         for sa, sb in stretches:
             # x(t) and x(t + C), each less its own straight line: what is left of wander or a T wave's tail (near a
             # line over a stretch) cancels, and a flat diastole leaves nothing to match; a repeating wave matches
@@ -286,7 +291,9 @@ def locked_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials,
             a, b = _less_line(seg[:, :-lag]), _less_line(seg[:, lag:])
             num += float(np.sum((a - b) ** 2))
             den += float(np.sum(a * a + b * b))
-        if den > 0:
+            count += 2 * a.size
+        # a flat diastole has no wave to repeat: its few microvolts left after the lines match by chance
+        if count and np.sqrt(den / count) >= LOCKED_MIN_RMS_MV:
             per = 1.0 - num / den
             if best is None or per > best[2]:
                 best = (k, lag * 1000.0 / fs_hz, per)
