@@ -477,6 +477,14 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         if ratio is not None:
             ic["qrs"].checks["atrial_slope"] = TOLERANCE_MS["qrs"] * ratio / OFFSET_VELOCITY_FRACTION
 
+    # locked flutter: F waves locked to the QRS by a fixed block (features.flutter.locked_flutter) sit at the same
+    # phase in every beat, so every beat and the median beat agree on a QRS end and a T end that an F wave adjoining
+    # them carries on by up to half an F cycle (synthetic 3:1 / 4:1 flutter: QT read up to 122 ms, QRS 47 ms late);
+    # as a disagreement, that half cycle
+    if fl is not None and fl.present and fl.locked_ratio is not None and fl.cycle_ms is not None:
+        for k in ("qrs", "qt"):
+            ic[k].checks["locked_flutter"] = 0.5 * float(fl.cycle_ms)
+
     lead = _lead_confidences(fid, good, ic, dom, qrs_corr, fs_hz)
     return Confidences(intervals=ic, lead=lead)
 
@@ -520,6 +528,13 @@ def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, Inte
             ratio = fl.f_ptp_mv / np.maximum(amp_t, 1e-6)
         ok = good & np.isfinite(ratio)
         out["t_wave_conf"][ok] = np.clip(1.5 - ratio[ok], 0.0, 1.0)
+        if fl.locked_ratio is not None:
+            # F waves locked to the QRS sit in the median beat's T window at one phase, inseparable from the T, and
+            # carry its end on (features.flutter.locked_flutter): a T form read there is the T and an F wave
+            # together wherever the F waves are not flat (synthetic 4:1 flutter, 0.1 mV F waves: 6 of 12 leads'
+            # T forms contradicted the T drawn)
+            seen = ok & (np.asarray(fl.f_ptp_mv, dtype=float) >= T_FLAT_MV)
+            out["t_wave_conf"][seen] = np.minimum(out["t_wave_conf"][seen], NOT_MEASURABLE)
     if fl is not None and fl.present and fl.f_ptp_mv is not None:
         # the ST segment is read where the F waves run too, at whatever phase the J point meets them: its level is
         # off by up to half their peak to peak (synthetic flutter, 0.4 mV F waves, no ST shift: J point -0.19 to

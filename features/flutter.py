@@ -19,7 +19,17 @@ best (II, III, aVF, V1), and the leads themselves (QRS left out) repeat best at 
 
 Where the block is fixed the F waves are locked to the QRS and the median beat holds most of them: what is left is
 the odd conduction ratio's (LUDB 35, 2:1 with some 3:1: 0.45 at one cycle, 0.12-0.18 at two, the leads' own cycle
-within 8 ms). A fixed block without any variation of the AV delay leaves nothing, and is not detected.
+within 8 ms). A fixed block without any variation of the AV delay leaves nothing there; it is looked for in the
+atrial stretches themselves (``locked_flutter``): where the RR is steady (fibrillation's is not) and the stretches
+from a T end to the next QRS hold more than an F cycle, they repeat themselves at exactly RR / k (k = 2, 3, 4) where
+a sinus diastole is flat up to its one P wave. On benchmarks/flutter.py's grid: 4:1 found in 83 of 100, 3:1 in 14
+(its stretches barely hold a cycle, and the T's tail fills their start), 2:1 at 107-176 bpm in none (no stretch
+holds a cycle); negatives' periodicity at most 0.66 (U waves: a U wave after the T and the P before the QRS can
+sit RR / k apart; a flat diastole, LOCKED_MIN_RMS_MV, is not compared), LOCKED_PERIODICITY_MIN 0.8 above both
+halves' derived thresholds (each half's largest negative + 0.1: 0.66, 0.76); none of 2,000 random synthetic
+records (benchmarks/features.py's) reaches it.
+Where flutter stays unfound, a report naming it (pipeline.context ``flutter_waves_locked``) makes the values read
+through the locked F waves not citable.
 
 Consequences:
 - the F-wave train (``f_wave_train``): the residual folded at the refined cycle, its phase tracked over the
@@ -28,13 +38,14 @@ Consequences:
   end no longer move with each beat's F phase (synthetic flutter, seeds 0-19: QT within 21 ms of the truth where 3
   were 30-37 ms late);
 - QRS ``atrial_slope`` (``features.confidence``): F waves as steep as the QRS end's criterion ride on the J point;
+- QRS and QT ``locked_flutter``: F waves locked to the QRS carry the QRS end and the T end on alike in every beat;
 - per lead ``t_wave_conf``: a T wave no larger than the F waves' peak to peak has no size or form of its own;
 - per lead ``st_level_conf``: the J point meets the F waves at any phase, its level off by up to half their peak to
   peak (``features.confidence.ST_LEVEL_TOLERANCE_MV``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -74,6 +85,12 @@ class FlutterEvidence:
     slope_ratio_cancelled: float | None = None
     cancelled: bool = False
     predicted: float | None = None  # the share of a held-out atrial stretch's F-wave band the train predicts
+    # F waves locked to the QRS by a fixed block, found in the atrial stretches themselves (``locked_flutter``):
+    # the conduction ratio and how well each stretch repeats itself at RR / ratio (1 - normalised difference)
+    locked_ratio: int | None = None
+    locked_periodicity: float | None = None
+    # the QRST-cancelled residual and its mask, kept from detection for ``f_wave_train`` (which drops it)
+    residual: tuple | None = field(default=None, repr=False, compare=False)
 
 
 def _masked_autocorr(y: np.ndarray, m: np.ndarray, lags: np.ndarray) -> np.ndarray:
@@ -200,14 +217,6 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     if not leads:
         return FlutterEvidence(None, 0.0, 0.0, None, rms, False)
     cycle, ac, ac2 = _autocorr_peak(y[leads], m, fs_hz)
-    # the F waves' size per lead: peak to peak (2.5-97.5th percentile) of the residual's F-wave band in the atrial
-    # stretches (T end to the next QRS), or wherever it is used where there are none (2:1 flutter at a fast rate)
-    stretches = _atrial_stretches(fid, mask, ms(fs_hz, 60), fs_hz)
-    where = np.concatenate([np.arange(sa, sb) for sa, sb in stretches]) if stretches else np.flatnonzero(mask)
-    f_ptp = np.full(clean.shape[0], np.nan)
-    if where.size >= ms(fs_hz, 100):
-        lo_hi = np.percentile(y[:, where], [2.5, 97.5], axis=1)
-        f_ptp[good] = (lo_hi[1] - lo_hi[0])[good]
     # the second look: the leads themselves (QRS left out), where F waves locked to the QRS (a fixed block) stay
     raw = sps.filtfilt(b, a, clean[leads], axis=1)
     m_raw = _qrs_free_mask(fid, clean.shape[1], fs_hz).astype(float)
@@ -218,7 +227,107 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     # samples with the T waves where the F waves are fast)
     clear = ac >= CLEAR_AUTOCORR and ac2 >= CLEAR_AUTOCORR_2X
     present = bool(clear or (ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN and agree))
-    return FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present, f_ptp_mv=f_ptp)
+    ev = FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present)
+    if not present:
+        locked = locked_flutter(clean, good, fid, fs_hz)
+        if locked is not None:
+            ev.locked_ratio, ev.cycle_ms, ev.locked_periodicity = locked
+            ev.present = locked[2] >= LOCKED_PERIODICITY_MIN
+    if ev.present:
+        ev.f_ptp_mv = _f_wave_size(clean, good, fid, mask, y, fs_hz)
+        if ev.locked_ratio is None:  # f_wave_train folds it (a locked train leaves none to fold)
+            ev.residual = (res, mask)
+    return ev
+
+
+LOCKED_RATIOS = (2, 3, 4)     # fixed conduction ratios looked for
+LOCKED_RR_SD_MS = 20.0        # a fixed block beats every k F cycles: its RR hardly varies (fibrillation's does)
+LOCKED_STRETCH_EXTRA_MS = 20.0  # a stretch must hold the F cycle and this much more to be compared with itself
+LOCKED_MIN_STRETCHES = 3
+# the compared stretches (less their lines) must hold at least this RMS (mV): synthetic sinus rhythm at 83-114 bpm,
+# noise-free, matched its flat TQ ends at 0.88-0.999 with 1-4 uV left; F waves of 0.05 mV leave several times it
+LOCKED_MIN_RMS_MV = 0.005
+LOCKED_PERIODICITY_MIN = 0.8  # benchmarks/flutter.py: negatives' largest + 0.1 in each half (0.66, 0.76), rounded up
+
+
+def _less_line(x: np.ndarray) -> np.ndarray:
+    """``x`` (leads, samples) less each lead's least-squares straight line."""
+    tt = np.arange(x.shape[1], dtype=float) - 0.5 * (x.shape[1] - 1)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x - ((x @ tt) / max(float(tt @ tt), 1e-12))[:, None] * tt[None, :]
+
+
+def locked_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials,
+                   fs_hz: float) -> tuple[int, float, float] | None:
+    """F waves locked to the QRS by a fixed k:1 block: the median beat holds them, so QRST cancellation leaves
+    nothing, but the atrial stretches (T end to the next QRS) are not isoelectric: they hold a wave that repeats
+    itself at exactly RR / k, in 170-300 ms (a sinus TQ is flat up to its one P wave; fibrillation waves do not
+    keep a cycle, nor does its RR). Per ratio k whose cycle is a flutter cycle: over the stretches at least one
+    cycle and LOCKED_STRETCH_EXTRA_MS long (x(t) and x(t + C) each less its straight line), 1 - sum (x(t) - x(t + C))^2 /
+    sum (x(t)^2 + x(t + C)^2) in II, III, aVF, V1. Returns (k, C in ms, that periodicity) for the k that repeats
+    best, or None (irregular RR, too few long stretches: a 2:1 block at a fast rate leaves none)."""
+    leads = [i for i in ATRIAL_LEADS if i < clean.shape[0] and good[i]]
+    if not leads or fid.r.size < LOCKED_MIN_STRETCHES + 1:
+        return None
+    rr = np.diff(fid.r.astype(float))
+    if float(np.std(rr)) * 1000.0 / fs_hz > LOCKED_RR_SD_MS:
+        return None
+    rr_med = float(np.median(rr))
+    mask = _qrs_free_mask(fid, clean.shape[1], fs_hz)
+    best = None
+    for k in LOCKED_RATIOS:
+        lag = int(round(rr_med / k))
+        if not ms(fs_hz, FLUTTER_CYCLE_MS[0]) <= lag <= ms(fs_hz, FLUTTER_CYCLE_MS[1]):
+            continue
+        stretches = _atrial_stretches(fid, mask, lag + ms(fs_hz, LOCKED_STRETCH_EXTRA_MS), fs_hz)
+        if len(stretches) < LOCKED_MIN_STRETCHES:
+            continue
+        num = den = 0.0
+        count = 0
+        for sa, sb in stretches:
+            # x(t) and x(t + C), each less its own straight line: what is left of wander or a T wave's tail (near a
+            # line over a stretch) cancels, and a flat diastole leaves nothing to match; a repeating wave matches
+            seg = clean[leads, sa:sb]
+            a, b = _less_line(seg[:, :-lag]), _less_line(seg[:, lag:])
+            num += float(np.sum((a - b) ** 2))
+            den += float(np.sum(a * a + b * b))
+            count += 2 * a.size
+        # a flat diastole has no wave to repeat: its few microvolts left after the lines match by chance
+        if count and np.sqrt(den / count) >= LOCKED_MIN_RMS_MV:
+            per = 1.0 - num / den
+            if best is None or per > best[2]:
+                best = (k, lag * 1000.0 / fs_hz, per)
+    return best
+
+
+def _f_wave_size(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, mask: np.ndarray, y: np.ndarray,
+                 fs_hz: float) -> np.ndarray:
+    """Per lead: the F waves' peak to peak (2.5-97.5th percentile; mV; NaN: gated) in the atrial stretches (T end
+    to the next QRS), or wherever the residual is used where there are none (2:1 flutter at a fast rate): the
+    larger of the QRST-cancelled residual's (``y``, band-passed) and the leads' own (each stretch less its line). F waves locked to the QRS
+    where the block is fixed for a while sit in the median beat and leave the residual small (synthetic 2:1 flutter,
+    0.5 mV F waves, found: ST levels cited 0.1-0.25 mV off in the inferior leads); the leads show them whole."""
+    stretches = _atrial_stretches(fid, mask, ms(fs_hz, 60), fs_hz)
+    where = np.concatenate([np.arange(sa, sb) for sa, sb in stretches]) if stretches else np.flatnonzero(mask)
+    f_ptp = np.full(clean.shape[0], np.nan)
+    if where.size < ms(fs_hz, 100):
+        return f_ptp
+    gi = np.flatnonzero(good)
+    sigs = [y[gi][:, where]]
+    if stretches:  # elsewhere the leads hold the QRST too
+        # each stretch less its straight line (what wander is left), not band-passed: a filter would ring the
+        # QRS beside it into the stretch
+        parts = []
+        for sa, sb in stretches:
+            seg = clean[gi, sa:sb]
+            tt = np.arange(sb - sa, dtype=float) - 0.5 * (sb - sa - 1)
+            slope = (seg @ tt) / float(tt @ tt)
+            parts.append(seg - seg.mean(axis=1, keepdims=True) - slope[:, None] * tt[None, :])
+        sigs.append(np.concatenate(parts, axis=1))
+    for sig in sigs:
+        lo_hi = np.percentile(sig, [2.5, 97.5], axis=1)
+        f_ptp[gi] = np.fmax(f_ptp[gi], lo_hi[1] - lo_hi[0])
+    return f_ptp
 
 
 def _qrs_free_mask(fid: GlobalFiducials, n: int, fs_hz: float) -> np.ndarray:
@@ -292,9 +401,10 @@ def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, ev: 
     them (the F waves run on regularly under it); the F wave is folded once more at those phases, and repeated at
     them it is the train under the QRS and the T. ``ev.predicted``: the share of a held-out atrial stretch's
     F-wave band (2-20 Hz) the train predicts."""
+    res_mask, ev.residual = ev.residual, None
     if not ev.present or ev.cycle_ms is None:
         return None
-    res, mask = qrst_residual(clean, good, fid, fs_hz)
+    res, mask = res_mask if res_mask is not None else qrst_residual(clean, good, fid, fs_hz)
     b, a = sps.butter(2, BAND_HZ[0] / (fs_hz / 2.0), btype="high")  # the F waves, not what wander is left
     gi = np.flatnonzero(good)
     y = sps.filtfilt(b, a, res[gi], axis=1)

@@ -311,7 +311,9 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     fid = delineate_with_template(cl.clean, cl.spikes, good, r, fs, corr, fid, p_onset_fit_name)
     fid.atrial_events = atrial_at
     flutter = detect_flutter(cl.clean, good, fid, fs)
-    train = f_wave_train(cl.clean, good, fid, flutter, fs) if flutter is not None else None
+    # F waves locked to the QRS (a fixed block) leave no residual to fold a train from
+    unlocked = flutter is not None and flutter.locked_ratio is None
+    train = f_wave_train(cl.clean, good, fid, flutter, fs) if unlocked else None
     if train is not None and flutter.predicted is not None and flutter.predicted >= F_TRAIN_PREDICTED_MIN:
         # flutter waves run through the QRS end and the T wave at another phase in every beat: the waves are read
         # with the F-wave train cancelled (features.flutter), the same beats; only where the train is a faithful
@@ -553,6 +555,8 @@ def _record_row(record: ECGRecord, fid: GlobalFiducials, classes: list[str], rr_
                    rhythm_regular=bool(rr.size >= 2 and float(rr.std()) / rr_mean < 0.1))
     row["p_waves_present"] = bool(fid.p_present)
     row["av_dissociation"] = bool(fid.av_dissociation is not None and fid.av_dissociation.present)
+    fl = fid.flutter
+    row["flutter_waves"] = bool(fl.present) if fl is not None else None
     # global intervals (earliest onset to latest offset over leads, as the 12-lead programs): kept beside
     row.update(_global_intervals(fid, classes, fs))
     # the record's intervals: the median over leads of each lead's own (what one reads in a typical lead)

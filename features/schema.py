@@ -70,6 +70,9 @@ RECORDS_SCHEMA: dict[str, pl.DataType] = {
     "p_waves_present": pl.Boolean,   # consistent P before most QRS (False in AF / junctional)
     # P waves at a regular rate of their own, unrelated to the QRS (complete AV block; features.av_dissociation)
     "av_dissociation": pl.Boolean,
+    # flutter waves found under the QRST (features.flutter; null: not looked for, too few beats): a fixed block
+    # locks them to the QRS, where QRST cancellation cannot see them (pipeline.context: a report of flutter then)
+    "flutter_waves": pl.Boolean,
     # the record's PR / QRS / QT: the median over good leads of each lead's own interval (its median over the
     # dominant beats), i.e. what a reader measuring one typical lead finds (as LUDB's experts annotate, lead
     # by lead); the global (12-lead, earliest onset to latest offset over leads, as the IEC 60601-2-25 /

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from pipeline.answer_text import find_leads, lead_groups, sentences
 from pipeline.casefold import Folded
-from pipeline.context import GroundingContext
+from pipeline.context import UNSURE_REASONS, GroundingContext
 from pipeline.cutoffs import cutoffs
 from pipeline.evidence import check_evidence  # noqa: F401  (re-exported)
 from pipeline.grounding import MeasurementIndex, _sex
@@ -388,7 +388,7 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
             if c.negated or m.group(2) in ("wide", "narrow"):
                 return None
             return Uncitable(f"{word} {c.text!r} but the report's rhythm has no P waves, so no PR interval")
-        if rec.get(col) is not None and ctx.uncitable_reason(col) in ("low_confidence", "paced_unseen"):
+        if rec.get(col) is not None and ctx.uncitable_reason(col) in UNSURE_REASONS:
             # unless the report's own diagnosis says as much (a wide QRS of a bundle branch block)
             said = facts.implied.get(col if m.group(1) in ("pr", "qrs") else next(
                 (k for k in facts.implied if k.startswith("qtc_")), col), set())
@@ -428,7 +428,7 @@ def _judge(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, facts: _F
         # the ST reads the ST as the QRS's end) is stated all the same: its truth is unknown, unless the report's
         # own diagnosis describes that lead's QRS
         measured = [lead for lead in (c.leads or ()) if lead in idx.rep]
-        unsure = [lead for lead in measured if ctx.uncitable_reason("qrs_morphology", lead) == "low_confidence"]
+        unsure = [lead for lead in measured if ctx.uncitable_reason("qrs_morphology", lead) in UNSURE_REASONS]
         if measured and len(unsure) == len(measured) and not set(measured) & facts.shape_leads:
             return Uncitable(f"claims a {c.text} pattern in {', '.join(measured)} but the QRS cannot be measured "
                              f"reliably there")

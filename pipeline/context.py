@@ -36,6 +36,18 @@ P_WAVE_COLUMNS: frozenset[str] = frozenset({
 # QT, QTc; a lead's Q, R, S) are not citable there.
 PACED_ONSET_CONFIDENCES: frozenset[str] = frozenset({"pr_conf", "qrs_conf", "qt_conf"})
 REPORT_PACED_IDS: frozenset[str] = frozenset({"PACE"})
+# what a report of atrial flutter makes of a record whose flutter waves the measurement did not find under the QRST
+# (features.flutter; record column flutter_waves): conducted with a fixed block (2:1, 3:1, 4:1) the F waves sit at
+# the same phase in every beat, inside the median beat, where they ride on the QRS end, the ST segment and the T
+# wave as if they were theirs (synthetic fixed-block flutter, benchmarks/flutter.py: QT cited up to 122 ms late,
+# QRS up to 47 ms, ST levels 0.1-0.25 mV off in II / III / aVF, T forms inverted). Every value whose confidence rests
+# on these windows is not citable there.
+FLUTTER_LOCKED_CONFIDENCES: frozenset[str] = frozenset({"qrs_conf", "qt_conf", "t_conf", "t_wave_conf",
+                                                        "st_level_conf"})
+REPORT_FLUTTER_IDS: frozenset[str] = frozenset({"AFLT"})
+# uncitable reasons of a value that was measured but may be wrong (as opposed to a gated lead, an uncalibrated
+# amplitude): a word about it (a wide QRS, a pattern, the ST's place) is as unsure as its number
+UNSURE_REASONS: frozenset[str] = frozenset({"low_confidence", "flutter_waves_locked", "paced_unseen"})
 
 
 def amplitude_derived(column: str) -> bool:
@@ -63,6 +75,8 @@ class GroundingContext:
     report_p_waves: bool | None = None
     # the report names a pacemaker (REPORT_PACED_IDS, with their implications)
     report_paced: bool = False
+    # the report names atrial flutter (REPORT_FLUTTER_IDS, with their implications)
+    report_flutter: bool = False
 
     def citable(self, column: str, lead: str | None = None) -> bool:
         """Whether the value of ``column`` (record-level when ``lead`` is None, else that lead's) may be stated
@@ -80,10 +94,12 @@ class GroundingContext:
         Codes: ``gated_lead``; ``report_no_p_waves`` (a P-wave value, ``P_WAVE_COLUMNS``, of a record whose report
         has no P waves); a calibration flag (``RecordMeta.calibration.flags``, e.g.
         ``amplitude_normalised``) or ``amplitude_uncalibrated``; ``limb_lead_reversal`` (every value of a limb
-        lead of a record whose arm electrodes look swapped: the lead is another one); ``paced_unseen`` (a duration
-        read from the QRS onset, of a record whose report names a pacemaker where the measurement found no paced
-        beat in a QRS as broad as a paced one: ``paced_onset_unsure``); ``low_confidence``."""
-        from features.schema import CONFIDENCE_MIN
+        lead of a record whose arm electrodes look swapped: the lead is another one); ``flutter_waves_locked``
+        (a value read in the QRS end, ST or T windows of a record whose report names flutter where the measurement
+        found no flutter waves under the QRST: FLUTTER_LOCKED_CONFIDENCES); ``paced_unseen`` (a duration read from
+        the QRS onset, of a record whose report names a pacemaker where the measurement found no paced beat in a QRS
+        as broad as a paced one: ``paced_onset_unsure``); ``low_confidence``."""
+        from features.schema import CONFIDENCE_MIN, LEAD_CONFIDENCE_OF, RECORD_CONFIDENCE_OF
 
         if lead is not None and lead in self.gated_leads:
             return "gated_lead"
@@ -93,9 +109,11 @@ class GroundingContext:
             return self.calibration_flags[0] if self.calibration_flags else "amplitude_uncalibrated"
         if lead in LIMB_LEADS and "limb_lead_reversal" in self.calibration_flags:
             return "limb_lead_reversal"  # what the file calls lead I (II, aVR, ...) is another lead
+        if self.report_flutter and self.record.get("flutter_waves") is not True:
+            behind = (RECORD_CONFIDENCE_OF if lead is None else LEAD_CONFIDENCE_OF).get(column, ())
+            if FLUTTER_LOCKED_CONFIDENCES.intersection(behind):
+                return "flutter_waves_locked"
         if column.endswith("_ms") and self.paced_onset_unsure:
-            from features.schema import LEAD_CONFIDENCE_OF, RECORD_CONFIDENCE_OF
-
             behind = (RECORD_CONFIDENCE_OF if lead is None else LEAD_CONFIDENCE_OF).get(column, ())
             if PACED_ONSET_CONFIDENCES.intersection(behind):
                 return "paced_unseen"
@@ -293,7 +311,8 @@ def build_context(meta, record_row: dict, beats: pl.DataFrame, kb=None, image_pa
         amplitudes_calibrated=meta.calibration.amplitudes_calibrated,
         calibration_flags=list(meta.calibration.flags),
         report_p_waves=report_p_waves(kb, norm.statement_ids),
-        report_paced=bool(REPORT_PACED_IDS.intersection(kb.closure(list(norm.statement_ids)))),
+        report_paced=report_paced(kb, norm.statement_ids),
+        report_flutter=report_flutter(kb, norm.statement_ids),
     )
 
 
@@ -303,6 +322,16 @@ def report_p_waves(kb, statement_ids) -> bool | None:
     said = {crit.threshold for sid in kb.closure(list(statement_ids)) for crit in kb.entries[sid].criteria
             if crit.feature == "p_waves_present" and crit.comparison == "==" and isinstance(crit.threshold, bool)}
     return next(iter(said)) if len(said) == 1 else None
+
+
+def report_paced(kb, statement_ids) -> bool:
+    """Whether the statements ``statement_ids`` (with their implications) name a pacemaker."""
+    return bool(REPORT_PACED_IDS.intersection(kb.closure(list(statement_ids))))
+
+
+def report_flutter(kb, statement_ids) -> bool:
+    """Whether the statements ``statement_ids`` (with their implications) name atrial flutter."""
+    return bool(REPORT_FLUTTER_IDS.intersection(kb.closure(list(statement_ids))))
 
 
 def iter_contexts(features_dir, source: str | None = None, root=None, *, manifest=None, kb=None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from pipeline.answer_text import LeadGroup
-from pipeline.context import GroundingContext
+from pipeline.context import UNSURE_REASONS, GroundingContext
 from pipeline.grounding import MeasurementIndex
 from pipeline.record import LEADS
 from pipeline.words import BE as _BE, QualClaim, negated, not_ as _not, rx as _rx
@@ -222,7 +222,7 @@ def judge_leads(c: QualClaim, ctx: GroundingContext, idx: MeasurementIndex, sex,
     measured = [lead for lead in (c.leads or ()) if lead in idx.rep]
     if c.concept == "morphology":
         # judged only in leads whose pattern may be cited: a pattern read in an unsure QRS window proves nothing
-        sure = [lead for lead in measured if ctx.uncitable_reason("qrs_morphology", lead) != "low_confidence"]
+        sure = [lead for lead in measured if ctx.uncitable_reason("qrs_morphology", lead) not in UNSURE_REASONS]
         return _judge_morphology(c, idx, sure)
     if c.leads and not measured:
         return None  # the lead check reports unmeasured leads

@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.schema import FIDUCIAL_COLUMNS
 from pipeline.record import LEADS, Statement
 from pipeline.synthetic_avblock import add_blocked_p_waves, atrial_rate_bpm, check_av_block, escape_loop, p_wave
-from pipeline.synthetic_flutter import flutter_rr, flutter_waves
+from pipeline.synthetic_flutter import FlutterBlock, check_flutter_block, flutter_rr, flutter_waves
 from pipeline.synthetic_ectopy import add_pacing_spikes, place_pacs, pvc_loop, pvc_positions
 from pipeline.synthetic_waves import (  # noqa: F401 - some re-exported: tests and callers import them from here
     LEAD_MATRIX, P_BIFID, P_SINUS, QRS_IRBBB, QRS_LAFB, QRS_LBBB, QRS_LPFB, QRS_NORMAL, QRS_PACED_BIV,
@@ -139,6 +139,8 @@ class SynthParams(BaseModel):
     f_wave_mv: float = Field(0.05, ge=0.0, le=0.2)  # AF fibrillatory wave amplitude
     flutter_cycle_ms: float = Field(220.0, ge=170.0, le=280.0)  # atrial flutter: F wave cycle (215-350 / min)
     flutter_wave_mv: float = Field(0.15, ge=0.0, le=0.5)  # ... F wave peak to peak (largest lead)
+    flutter_block: FlutterBlock = "variable"  # ... its AV conduction ratio; fixed: hr_bpm must be the cycle's share
+    flutter_cycle_wander_ms: float = Field(0.0, ge=0.0, le=20.0)  # ... its slow drift (variable block only)
     baseline_wander_mv: float = Field(0.0, ge=0.0, le=2.0)
     mains_hum_mv: float = Field(0.0, ge=0.0, le=1.0)
     mains_hz: Literal[50, 60] = 50
@@ -174,6 +176,8 @@ class SynthParams(BaseModel):
         if self.rhythm == "sinus_rhythm" and not 60 <= self.hr_bpm <= 100:
             raise ValueError("sinus_rhythm needs 60 <= hr_bpm <= 100")
         rr_ms = 60000.0 / self.hr_bpm
+        if self.rhythm == "atrial_flutter":
+            check_flutter_block(self.flutter_block, self.flutter_cycle_ms, rr_ms, self.flutter_cycle_wander_ms)
         if self.qt_ms - self.qrs_ms < 100:
             raise ValueError("qt_ms must exceed qrs_ms by at least 100 ms (ST segment + T wave)")
         gap = self.pr_ms if self.is_sinus else 60.0
@@ -314,7 +318,7 @@ def _layout_qrs_onsets(params: SynthParams, rng: np.random.Generator) -> tuple[n
         floor = (params.qrs_ms + 80.0 if params.p_on_t else params.repolarisation_end_ms + 10.0) + params.pr_ms
         rr = np.maximum(_sinus_rr(rng, rr_ms, n, params.rr_variability), floor)
     elif params.rhythm == "atrial_flutter":
-        rr = flutter_rr(rng, rr_ms, n, params.flutter_cycle_ms, params.qt_ms + 80.0)
+        rr = flutter_rr(rng, rr_ms, n, params.flutter_cycle_ms, params.qt_ms + 80.0, params.flutter_block)
     else:
         rr = _af_rr(rng, rr_ms, n, params.af_rr_cv, params.qt_ms + 80.0)
     first = -rr_ms + rng.uniform(0.0, rr_ms)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from features.schema import CONFIDENCE_MIN
 from pipeline import derived
+from pipeline.context import UNSURE_REASONS
 
 TERRITORIES: dict[str, tuple[str, ...]] = {
     "inferior": ("II", "III", "aVF"),
@@ -80,8 +81,8 @@ def lead_facts(ctx, lead: str) -> LeadFacts:
         # only where the millivolts alone are what is not citable: a J point that is not sure (low_confidence),
         # a gated lead or a reversed limb lead has no place to describe
         conf = ctx.confidence("st_j_mv", lead)
-        calibration_only = ctx.uncitable_reason("st_j_mv", lead) not in ("low_confidence", "gated_lead",
-                                                                          "limb_lead_reversal") \
+        calibration_only = ctx.uncitable_reason("st_j_mv", lead) not in UNSURE_REASONS | {"gated_lead",
+                                                                                          "limb_lead_reversal"} \
             and (conf is None or conf >= CONFIDENCE_MIN)  # an uncalibrated record's J point may be unsure too
         if st is not None and span > 0 and calibration_only:
             share = st / span
