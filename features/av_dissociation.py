@@ -19,9 +19,9 @@ fibrillation waves are irregular and have lost their repetition by twice a cycle
 complete block is regular (an escape rhythm or a pacemaker) where fibrillation's is not (``ESCAPE_RR_CV``).
 
 Consequences (``features.measure``): the record's P waves are not "present before most QRS complexes"
-(``p_waves_present`` False; no PR is published, its confidence 0 with the check ``av_dissociation``); the P waves
-are not hidden in the T (they lie outside it, and the median beat leaves them out), so QT ``hidden_p`` does not
-apply; the record row says ``av_dissociation`` and the atrial rate.
+(``p_waves_present`` False, every beat's and lead's P fiducials dropped: no PR is measured); the P waves are not
+hidden in the T (they lie outside it, and the median beat leaves them out), so QT ``hidden_p`` does not apply; the
+record row says ``av_dissociation``.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ RR_EXCLUDE = 0.12        # cycles within this share of the RR of a multiple of i
 # the RR, 4 of 2,000; synthetic complete block: 0.31-0.45; LUDB 90: 0.16)
 P_SIZE_MIN_MV = 0.12
 HALF_LAG_SHARE = 0.8     # half the best lag is the cycle where the residual repeats this share as well there
-MIN_MASK_CYCLES = 3.0
-DECIMATED_HZ = 100.0     # the residual's rate for the search (10 ms blocks)    # at least this many atrial cycles' worth of usable residual
+MIN_MASK_CYCLES = 3.0    # at least this many atrial cycles' worth of usable residual
+DECIMATED_HZ = 100.0     # the residual's rate for the search (10 ms blocks)
 
 
 @dataclass
