@@ -263,3 +263,24 @@ def test_the_writer_and_the_validator_keep_to_what_locked_flutter_leaves_citable
     qt = m.record_row["qt_ms"]
     for bad in (f"Atrial flutter. The QT interval measures {qt:.0f} ms.", "Atrial flutter with a prolonged QT interval."):
         assert not validate_answer(bad, ctx).accepted, bad
+
+
+def test_a_t_wave_smaller_than_the_flutter_waves_in_every_lead_leaves_no_qt_to_cite():
+    """Flutter waves of 0.5 mV at a 200 ms cycle through an LBBB at 142 bpm (benchmarks/flutter.py's grid point
+    fl_variable_200_0.5_w_0): the F waves are as large as the T in every lead, the cancellation is not applied,
+    and the T end found was an F wave's: QT 105 ms late at confidence 1. No lead shows the T's end: QT not citable.
+    LUDB 35 and 103, whose T stands out in 4 and 5 leads, keep their true QT
+    (test_ludb_flutter_qrs_is_true_or_not_citable_in_every_window_and_the_qt_stays_citable)."""
+    from features.measure import measure_record
+    from features.qrs_edges import synthetic_reading_intervals
+    from features.schema import CONFIDENCE_MIN
+
+    p = SynthParams(hr_bpm=141.64409268030977, qrs_ms=148.10464266141202, qt_ms=260.33729203395234,
+                    qrs_axis_deg=-12.327235710512559, rhythm="atrial_flutter", bundle_branch_block="left",
+                    t_scale=0.5670479947085914, flutter_cycle_ms=200.0, flutter_wave_mv=0.5)
+    syn = generate_record(p, 10182)
+    m = measure_record(as_record(syn.signal_mv, "f200"))
+    row = m.record_row
+    _, _, qt = synthetic_reading_intervals(syn.truth.pr_ms, syn.truth.qrs_ms, syn.truth.qt_ms, paced=False)
+    assert row["flutter_waves"]
+    assert abs(row["qt_ms"] - qt) <= 30.0 or row["qt_conf"] < CONFIDENCE_MIN, (row["qt_ms"], qt, row["qt_conf"])
