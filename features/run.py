@@ -5,8 +5,10 @@ Layout under ``out_dir`` (shard folders, one shard per chunk of record ids in th
     records/part-00000.parquet  RECORDS_SCHEMA rows
     errors/part-00000.parquet   ERRORS_SCHEMA rows (failed records: severity error; gated leads: warning)
     errors.parquet              all error shards concatenated (rewritten at the end of every run)
-A shard is finished when its three files exist (written atomically, records last); finished shards are
-skipped on a re-run, so a killed run resumes where it stopped. Memory is bounded by one chunk.
+A shard is finished when its three files exist (written atomically, records last) and its records and beats hold
+every column of today's schemas; finished shards are skipped on a re-run, so a killed run resumes where it stopped.
+A shard an older measurement wrote (a column it did not have yet) is measured again: read with today's rules, its
+missing columns would say what the measurement never looked at. Memory is bounded by one chunk.
 """
 from __future__ import annotations
 
@@ -71,15 +73,22 @@ def measure_shard(source, ids, out_dir, index: int) -> bool:
     check_stamp(out, source)  # never skip shards that were measured from other data (run_mismatch)
     name = f"part-{index:05d}.parquet"
     paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
-    if all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths):
+    if all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths) \
+            and _has_columns(paths[0], BEATS_SCHEMA) and _has_columns(paths[2], RECORDS_SCHEMA):
         progress.tick(len(ids))
-        return False  # a shard damaged since (truncated copy, full disk) is measured again
+        return False  # a shard damaged since (truncated copy, full disk), or measured by older code, is measured again
     b, r, e = measure_chunk(source, ids)
     stamp_folder(out, source)
     write_parquet_atomic(b, paths[0])
     write_parquet_atomic(e, paths[1])
     write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished
     return True
+
+
+def _has_columns(path: Path, schema: dict) -> bool:
+    """Whether the Parquet file ``path`` holds every column of ``schema`` (a shard written before a column was added
+    lacks it: the resumed run of LUDB 35 read its missing ``flutter_waves`` as "no flutter waves found")."""
+    return set(schema) <= set(pl.read_parquet_schema(path))
 
 
 def finish_features(out_dir, n_records: int, n_shards: int, n_shards_skipped: int) -> FeaturesSummary:

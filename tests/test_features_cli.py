@@ -101,3 +101,22 @@ def test_a_bad_setting_stops_the_run_before_any_record(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--source", "ptbxl", "--out", str(out)],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2 and "--root is required for source 'ptbxl'" in proc.stderr
+
+
+def test_a_shard_an_older_measurement_wrote_is_measured_again(tmp_path):
+    """A finished shard is skipped on a re-run, unless an older measurement wrote it: a column added since (LUDB
+    35's ``flutter_waves``, read as "no flutter waves found" when missing, left its QRS and QT uncitable in a run
+    resumed across an upgrade) makes the shard be measured again, with the same values as a fresh run."""
+    data = tmp_path / "wfdb"
+    data.mkdir()
+    write_tree(data)
+    out = tmp_path / "out"
+    first = run_features("wfdb", data, out, chunk_size=2)
+    assert first.n_shards_skipped == 0
+    assert run_features("wfdb", data, out, chunk_size=2).n_shards_skipped == first.n_shards  # finished: skipped
+    fresh = read_table(out, "records").sort("record_id")
+    old = out / "records" / "part-00000.parquet"
+    pl.read_parquet(old).drop("flutter_waves").write_parquet(old)  # as an older measurement wrote it
+    again = run_features("wfdb", data, out, chunk_size=2)
+    assert again.n_shards_skipped == first.n_shards - 1
+    assert read_table(out, "records").sort("record_id").equals(fresh)
