@@ -66,9 +66,11 @@ class AVDissociation:
         return 60000.0 / self.cycle_ms if self.present and self.cycle_ms else None
 
 
-def detect_av_dissociation(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials,
-                           fs_hz: float) -> AVDissociation | None:
-    """Dissociated P waves (module docstring); None without a median beat or enough residual to tell."""
+def detect_av_dissociation(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs_hz: float,
+                           residual: tuple[np.ndarray, np.ndarray] | None = None) -> AVDissociation | None:
+    """Dissociated P waves (module docstring); None without a median beat or enough residual to tell.
+    ``residual``: ``qrst_residual(clean, good, fid, fs_hz)`` where the caller has it already (``detect_flutter``
+    computed it for the same median beat); computed here otherwise."""
     if fid.template is None or fid.template_fid is None or fid.r.size < 3 or not good.any():
         return None
     if fid.flutter is not None and fid.flutter.present:
@@ -79,7 +81,7 @@ def detect_av_dissociation(clean: np.ndarray, good: np.ndarray, fid: GlobalFiduc
         # (fibrillation with demand pacing, LUDB 95: paced and conducted beats' residuals repeat at 1450 ms) is
         # not looked at
         return None
-    res, mask = qrst_residual(clean, good, fid, fs_hz)
+    res, mask = residual if residual is not None else qrst_residual(clean, good, fid, fs_hz)
     # a P wave holds nothing above P_BAND_HZ: the residual is averaged down to ~DECIMATED_HZ first (its 10 ms
     # blocks, a sample of the mask only where all of its block is), which makes the rest 5 times cheaper at 500 Hz
     k = max(1, int(fs_hz // DECIMATED_HZ))

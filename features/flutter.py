@@ -89,7 +89,8 @@ class FlutterEvidence:
     # the conduction ratio and how well each stretch repeats itself at RR / ratio (1 - normalised difference)
     locked_ratio: int | None = None
     locked_periodicity: float | None = None
-    # the QRST-cancelled residual and its mask, kept from detection for ``f_wave_train`` (which drops it)
+    # the QRST-cancelled residual and its mask, kept from detection for ``f_wave_train`` and
+    # ``features.av_dissociation`` (the same median beat's residual; the caller drops it once they have read it)
     residual: tuple | None = field(default=None, repr=False, compare=False)
 
 
@@ -215,7 +216,7 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
         rms[i] = float(np.sqrt(np.sum(y[i] ** 2 * m) / m.sum()))
     leads = [i for i in ATRIAL_LEADS if i < clean.shape[0] and good[i]]
     if not leads:
-        return FlutterEvidence(None, 0.0, 0.0, None, rms, False)
+        return FlutterEvidence(None, 0.0, 0.0, None, rms, False, residual=(res, mask))
     cycle, ac, ac2 = _autocorr_peak(y[leads], m, fs_hz)
     # the second look: the leads themselves (QRS left out), where F waves locked to the QRS (a fixed block) stay
     raw = sps.filtfilt(b, a, clean[leads], axis=1)
@@ -227,7 +228,7 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
     # samples with the T waves where the F waves are fast)
     clear = ac >= CLEAR_AUTOCORR and ac2 >= CLEAR_AUTOCORR_2X
     present = bool(clear or (ac >= FLUTTER_AUTOCORR_MIN and ac2 >= FLUTTER_AUTOCORR_2X_MIN and agree))
-    ev = FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present)
+    ev = FlutterEvidence(cycle, ac, ac2, raw_cycle, rms, present, residual=(res, mask))
     if not present:
         locked = locked_flutter(clean, good, fid, fs_hz)
         if locked is not None:
@@ -235,8 +236,6 @@ def detect_flutter(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, fs
             ev.present = locked[2] >= LOCKED_PERIODICITY_MIN
     if ev.present:
         ev.f_ptp_mv = _f_wave_size(clean, good, fid, mask, y, fs_hz)
-        if ev.locked_ratio is None:  # f_wave_train folds it (a locked train leaves none to fold)
-            ev.residual = (res, mask)
     return ev
 
 
@@ -401,7 +400,7 @@ def f_wave_train(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, ev: 
     them (the F waves run on regularly under it); the F wave is folded once more at those phases, and repeated at
     them it is the train under the QRS and the T. ``ev.predicted``: the share of a held-out atrial stretch's
     F-wave band (2-20 Hz) the train predicts."""
-    res_mask, ev.residual = ev.residual, None
+    res_mask = ev.residual
     if not ev.present or ev.cycle_ms is None:
         return None
     res, mask = res_mask if res_mask is not None else qrst_residual(clean, good, fid, fs_hz)

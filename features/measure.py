@@ -329,7 +329,12 @@ def delineate_record(record: ECGRecord, p_onset_fit_name: str | None = None,
     # P waves marching through at their own rate (complete AV block): a P before a QRS is not that QRS's P, and the
     # median beat's P (several beats happening to have one at a similar distance) no conducted one: no beat keeps a
     # P, no PR is measured (features.av_dissociation)
-    fid.av_dissociation = detect_av_dissociation(cl.clean, good, fid, fs)
+    # the residual detect_flutter computed is this median beat's unless the F-wave train was cancelled (then flutter
+    # is present and there is no dissociation to look for); it is not kept beyond this (~0.5 MB a record)
+    same_fid = flutter is not None and not flutter.cancelled
+    fid.av_dissociation = detect_av_dissociation(cl.clean, good, fid, fs, flutter.residual if same_fid else None)
+    if flutter is not None:
+        flutter.residual = None
     if fid.av_dissociation is not None and fid.av_dissociation.present:
         forget_p_waves(fid)
     if reading_convention:

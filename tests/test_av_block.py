@@ -182,3 +182,37 @@ def test_two_to_one_block_qt_is_not_read_to_a_blocked_p_found_on_the_t():
         syn = generate_record(random_params(rng), seed=i)
         d = delineate_record(as_record(syn.signal_mv, f"s{i}"))
         assert blocked_p_onset(d.fid, d.good, d.fs_hz) is None, i
+
+
+def test_the_qrst_residual_is_computed_once_and_is_the_one_dissociation_is_read_from(monkeypatch):
+    """detect_flutter and detect_av_dissociation read the same median beat's residual: it is computed once per
+    record (it was computed twice on every regular record), dissociation reads the same as from its own, and the
+    residual is not kept on the measurement afterwards."""
+    import features.av_dissociation as avd
+    import features.flutter as ffl
+    from features.measure import delineate_record
+
+    calls = []
+    real = ffl.qrst_residual
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for name, seed in (("chb_junctional", 0), ("chb_ventricular", 1)):
+        syn = failure_record(name, seed)
+        monkeypatch.setattr(ffl, "qrst_residual", counting)
+        monkeypatch.setattr(avd, "qrst_residual", counting)
+        calls.clear()
+        d = delineate_record(as_record(syn.signal_mv, syn.record_id))
+        assert len(calls) == 1, name
+        assert d.fid.flutter is not None and d.fid.flutter.residual is None
+        monkeypatch.undo()
+        own = avd.detect_av_dissociation(d.clean.clean, d.good, d.fid, d.fs_hz)
+        assert own is not None and own.present, name
+    syn = generate_record(SynthParams(hr_bpm=72.0), seed=3)
+    monkeypatch.setattr(ffl, "qrst_residual", counting)
+    monkeypatch.setattr(avd, "qrst_residual", counting)
+    calls.clear()
+    delineate_record(as_record(syn.signal_mv, "sinus"))
+    assert len(calls) == 1
