@@ -29,7 +29,9 @@ The checks, for each interval:
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
   (the next QRS follows the measured T end by under 80 ms: the T window was cut by it, e.g. a T wave taken for a
   beat) and PR ``atrial_rival`` (another atrial-sized wave in most PR windows: which one is the
-  P is a guess), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact), PR ``window_edge``
+  P is a guess), PR ``previous_beat`` (the P found keeps its distance to the previous beat, not to its QRS, as the
+  RR varies: a U wave or the T's tail, ``p_locking``), PR ``later_rival`` (a wave between the P and its QRS too large
+  for atrial repolarisation: the P may be it), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact), PR ``window_edge``
   (the P onset at the far edge of its search window: the window cut the wave), QT ``blocked_p`` (2:1 AV block: the
   blocked P, the conducted one's twin half an RR after it, starts before the T's measured end);
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
@@ -75,6 +77,13 @@ AMP_CORR_HALF, AMP_CORR_FULL = 0.6, 0.9
 LEAD_SE_FACTOR = 2.0 * 1.2533 / 1.349
 BEAT_END_SD_FACTOR = 1.96 / 1.349  # an IQR -> the half-width of the 95% range of a normal spread
 MIN_BEATS = 3             # fewer beats with their own delineation say nothing about agreement
+# p_locking: the P's distance to its QRS against the RR before it. A slope this far above 0 (less twice its standard
+# error) is a wave of the previous beat; it is read only from this many beats and an RR that varies this much (SD;
+# four samples at 500 Hz, twice a P peak's jitter between beats: LUDB 65, RR SD 2-3 ms, reads slopes of 0.5-0.8)
+P_LOCK_PREVIOUS_SLOPE = 0.5
+P_LOCK_MIN_BEATS = 4
+P_LOCK_RR_SD_MIN_MS = 6.0
+LATER_RIVAL_FREE, LATER_RIVAL_DOUBT = 0.25, 0.4  # a wave between P and QRS this large (vs the P): nothing / tolerance
 MIXED_MIN_BEATS, MIXED_MIN_SHARE = 2, 0.25  # paced and conducted beats both at least this many and this share
 
 
@@ -130,6 +139,32 @@ def _iqr(values: np.ndarray) -> float | None:
         return None
     q1, q3 = np.percentile(v, [25, 75])
     return float(q3 - q1)
+
+
+def p_locking(fid: GlobalFiducials, fs_hz: float) -> tuple[float, float] | None:
+    """How the beats' own P peaks (as each beat alone picked them) follow the RR before them: the least-squares slope of (R - P peak) on (R - the
+    previous R) over the beats with a P picked (all of them: a beat's class says nothing of which wave its P
+    search took, and the beats the classes leave out are often the ones whose RR tells most), and its standard error; None with fewer than P_LOCK_MIN_BEATS
+    such beats or an RR SD under P_LOCK_RR_SD_MIN_MS (nothing to tell). 0: the P keeps its distance to its own
+    QRS (a P wave); 1: to the previous beat (its T's tail, a U wave)."""
+    # the beats' own picks before P presence was judged (where the median beat found the P under noise, no beat
+    # kept its own)
+    p = (fid.p_diag or {}).get("p_peak_raw")
+    if p is None or p.size != fid.r.size or fid.r.size < 2:
+        return None
+    r = fid.r.astype(float)
+    use = np.isfinite(p[1:])
+    if use.sum() < P_LOCK_MIN_BEATS:
+        return None
+    x = (r[1:] - r[:-1])[use] * 1000.0 / fs_hz
+    y = (r[1:] - p[1:])[use] * 1000.0 / fs_hz
+    sx = float(np.std(x))
+    if sx < P_LOCK_RR_SD_MIN_MS:
+        return None
+    slope = float(np.mean((x - x.mean()) * (y - y.mean())) / sx ** 2)
+    resid = y - y.mean() - slope * (x - x.mean())
+    se = float(np.sqrt(np.sum(resid ** 2) / (x.size - 2)) / (sx * np.sqrt(x.size)))
+    return slope, se
 
 
 def _outside(x: float | None, lo: float, hi: float) -> float | None:
@@ -435,6 +470,28 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         # as a disagreement: the tolerance at ATRIAL_RIVAL_DOUBT, nothing at half of it
         ic["pr"].checks["atrial_rival"] = max(0.0, (rival - ATRIAL_RIVAL_DOUBT / 2) / (ATRIAL_RIVAL_DOUBT / 2)) \
             * TOLERANCE_MS["pr"]
+    # which beat the P belongs to (p_locking): a P conducts to the QRS after it, so its distance to that QRS does
+    # not follow the RR before it; a wave the previous beat leaves (the T's tail, a U wave) keeps its distance to
+    # that beat, and its distance to the next QRS changes one for one with the RR. A P found at slope ~1 is the
+    # previous beat's wave, and the P is another (synthetic U waves at 62-78 bpm: PR read 190-250 ms long at
+    # confidence 0.6-1; sinus P waves: slopes under 0.4)
+    if values.get("pr_ms") is not None:
+        lock = p_locking(fid, fs_hz)
+        if lock is not None and lock[0] - 2.0 * lock[1] >= P_LOCK_PREVIOUS_SLOPE:
+            ic["pr"].checks["previous_beat"] = HIDDEN_P_DOUBT * TOLERANCE_MS["pr"]
+        # a wave between the P and its QRS (the median beat's, locked to the QRS) of over LATER_RIVAL_DOUBT of the P's
+        # size: the PR segment holds atrial repolarisation only, a slow wave well under the P (LUDB 15: 0.31-0.33 of
+        # it), so such a wave is the P and the P found the previous beat's wave, or an atrial wave of its own; which
+        # one is the P is a guess (LUDB 130, 6 s windows, an RR too regular to tell the locking: a wave 230 ms after
+        # the T read as the P, PR 382-404 ms for the experts' 192, the true P 0.79-0.89 of it, later; synthetic
+        # u_wave_as_p at low voltage: the true P 0.40-0.43 of the U taken for it). Not where the P is seen to be
+        # locked to its QRS (slope plus twice its error under P_LOCK_PREVIOUS_SLOPE)
+        later = diag.get("rival_template_later") and diag.get("rival_template") is not None
+        locked = lock is not None and lock[0] + 2.0 * lock[1] < P_LOCK_PREVIOUS_SLOPE
+        if later and not locked:
+            free, doubt = LATER_RIVAL_FREE, LATER_RIVAL_DOUBT
+            ic["pr"].checks["later_rival"] = max(0.0, (float(diag["rival_template"]) - free) / (doubt - free)) \
+                * TOLERANCE_MS["pr"]
 
     # atrial stimuli (dual-chamber pacing: atrial events found among the beats): each P starts with its stimulus's
     # artefact, and its onset is the artefact's as much as the P's (synthetic, atrial stimulus 0.8 mV: PR +26 ms)

@@ -686,13 +686,13 @@ def delineate(clean: np.ndarray, spikes: np.ndarray, good: np.ndarray, r: np.nda
 
 
 def _template_rival(tmpl: np.ndarray, good: np.ndarray, tf: GlobalFiducials, rr_med: float,
-                    fs_hz: float) -> float | None:
+                    fs_hz: float) -> tuple[float, bool] | None:
     """The median beat's largest atrial-sized wave away from its P (over 90 ms from the P peak, between the
     previous beat's typical T end and 20 ms before the QRS), as a share of the P (the single beats' measure,
-    ``p_diag['rival_median']``, on the median beat). The median beat keeps what is time-locked to the QRS (a
-    second, blocked P, a U wave, the T's tail) and averages away what is not (noise, fibrillation waves): in
-    single beats a P barely above the noise has noise rivals as large as itself (LUDB 60: 0.89 of the P), which
-    make no other wave a candidate for the P."""
+    ``p_diag['rival_median']``, on the median beat), and whether it lies after the P (between it and the QRS).
+    The median beat keeps what is time-locked to the QRS (a second, blocked P, a U wave, the T's tail) and
+    averages away what is not (noise, fibrillation waves): in single beats a P barely above the noise has noise
+    rivals as large as itself (LUDB 60: 0.89 of the P), which make no other wave a candidate for the P."""
     if not (np.isfinite(tf.p_peak[0]) and np.isfinite(tf.qrs_on[0])):
         return None
     q_on = int(tf.qrs_on[0])
@@ -708,7 +708,9 @@ def _template_rival(tmpl: np.ndarray, good: np.ndarray, tf: GlobalFiducials, rr_
     far = np.ones(hi - lo, dtype=bool)
     far[max(0, pk - ms(fs_hz, 90)):pk + ms(fs_hz, 90)] = False
     pk2 = _interior_max(np.where(far, mp, 0.0), 0, hi - lo)
-    return float(mp[pk2] / mp[pk]) if pk2 is not None and mp[pk] > 0 else 0.0
+    if pk2 is None or mp[pk] <= 0:
+        return 0.0, False
+    return float(mp[pk2] / mp[pk]), bool(pk2 > pk)
 
 
 P_NOISE_RR_CV = 0.1       # a rhythm this regular (RR SD / mean) ...
@@ -811,9 +813,11 @@ def delineate_with_template(clean: np.ndarray, spikes: np.ndarray, good: np.ndar
         own_on = own_on[np.isfinite(own_on)]
         if own_on.size >= 3:
             d_on = max(d_on, float(np.median(own_on)))
-    rival_t = _template_rival(tmpl, good, tf, rr_med, fs_hz)
+    rival_found = _template_rival(tmpl, good, tf, rr_med, fs_hz)
+    rival_t = rival_found[0] if rival_found is not None else None
     if fid.p_diag is not None:
         fid.p_diag["rival_template"] = rival_t
+        fid.p_diag["rival_template_later"] = bool(rival_found is not None and rival_found[1])
     # P waves under noise: single beats whose atrial windows hold noise as large as their P (muscle noise) read as
     # atrial waves or show their P nowhere steady, but the median beat averages the noise away and shows one P,
     # after the previous T's end, with no other wave half its size, at a regular rhythm (fibrillation has no

@@ -9,6 +9,8 @@ What each class reproduces (LUDB's experts' diagnoses; the error of the record-l
 - ``avb1_p_on_t`` / ``avb1_p_in_t`` / ``avb1_pac``: first-degree AV block, the P right after or inside the
   preceding T, with atrial extrasystoles (PR +168 ms);
 - ``brady_lae``: sinus bradycardia with left atrial enlargement: a wide, bifid P (PR +128 ms);
+- ``u_wave_as_p``: a large U wave in the next P's search window, the P small beside it (LUDB 130, LVH with
+  non-specific repolarisation changes, in 6 s windows: PR +212 ms);
 - ``lvh_low_t``, ``lvh_tu_fusion``, ``lvh_flat_t_u``, ``lvh_notched_t``: LVH with non-specific repolarisation
   changes: a low, flat or notched T, a U wave fused with it or larger than it (QT +180 ms);
 - ``irbbb_lvh``: incomplete RBBB with LVH and strain (QT -104 ms, QRS -34 ms);
@@ -96,6 +98,19 @@ def brady_lae(rng: np.random.Generator) -> SynthParams:
                        qrs_axis_deg=float(rng.uniform(-20.0, 80.0)), rhythm="sinus_bradycardia",
                        u_wave_mv=float(rng.choice([0.0, rng.uniform(0.03, 0.08)])), u_offset_ms=20.0,
                        qrs_scale=float(rng.uniform(0.8, 1.4)), **_noise(rng))
+
+
+def u_wave_as_p(rng: np.random.Generator) -> SynthParams:
+    """A large U wave (0.2-0.4 mV, concordant with the T: hypokalaemia, LVH, bradycardia) after the T, at a rate
+    where it lies in the next beat's P search window, the P small beside it (low voltage half the time): the U
+    is taken for the P (PR read 190-250 ms long, at confidence 0.6-1, before ``previous_beat`` and
+    ``later_rival``; the kind of LUDB 130's 6 s windows: PR +212 ms)."""
+    hr = float(rng.uniform(60.0, 80.0))
+    return SynthParams(hr_bpm=hr, pr_ms=float(rng.uniform(130.0, 200.0)), qrs_ms=float(rng.uniform(80.0, 105.0)),
+                       qt_ms=_qt_ms(rng, hr, 380.0, 440.0), qrs_axis_deg=float(rng.uniform(-20.0, 80.0)),
+                       rhythm=_rhythm(hr), u_wave_mv=float(rng.uniform(0.2, 0.4)),
+                       u_offset_ms=float(rng.uniform(20.0, 100.0)), low_voltage=bool(rng.integers(0, 2)),
+                       **_noise(rng))
 
 
 def _lvh(rng: np.random.Generator, **kw) -> SynthParams:
@@ -281,7 +296,7 @@ FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
     "lvh_tu_fusion": lvh_tu_fusion, "lvh_flat_t_u": lvh_flat_t_u, "lvh_notched_t": lvh_notched_t, "irbbb_lvh": irbbb_lvh, "lafb": lafb,
     "lpfb": lpfb, "biv_paced": biv_paced, "rv_paced": rv_paced, "flutter_ivcd": flutter_ivcd,
     "af_demand_paced": af_demand_paced, "wide_fast": wide_fast, "chb_junctional": chb_junctional,
-    "chb_ventricular": chb_ventricular, "chb_paced": chb_paced,
+    "chb_ventricular": chb_ventricular, "chb_paced": chb_paced, "u_wave_as_p": u_wave_as_p,
 }
 # kinds drawn but still failing, kept out of FAILURE_CLASSES (whose every citable value the tests and
 # benchmarks/features.py hold to the tolerance): 2:1 AV block whose blocked P starts inside the T's end (at
