@@ -79,7 +79,8 @@ BEAT_END_SD_FACTOR = 1.96 / 1.349  # an IQR -> the half-width of the 95% range o
 MIN_BEATS = 3             # fewer beats with their own delineation say nothing about agreement
 # p_locking: the P's distance to its QRS against the RR before it. A slope this far above 0 (less twice its standard
 # error) is a wave of the previous beat; it is read only from this many beats and an RR that varies this much (SD;
-# four samples at 500 Hz, twice a P peak's jitter between beats: LUDB 65, RR SD 2-3 ms, reads slopes of 0.5-0.8)
+# three samples at 500 Hz, above a P peak's jitter between beats, 1-5 ms on LUDB: LUDB 65, RR SD 2-3 ms, reads
+# slopes of 0.5-0.8 from that jitter alone)
 P_LOCK_PREVIOUS_SLOPE = 0.5
 P_LOCK_MIN_BEATS = 4
 P_LOCK_RR_SD_MIN_MS = 6.0
@@ -142,11 +143,12 @@ def _iqr(values: np.ndarray) -> float | None:
 
 
 def p_locking(fid: GlobalFiducials, fs_hz: float) -> tuple[float, float] | None:
-    """How the beats' own P peaks (as each beat alone picked them) follow the RR before them: the least-squares slope of (R - P peak) on (R - the
-    previous R) over the beats with a P picked (all of them: a beat's class says nothing of which wave its P
-    search took, and the beats the classes leave out are often the ones whose RR tells most), and its standard error; None with fewer than P_LOCK_MIN_BEATS
-    such beats or an RR SD under P_LOCK_RR_SD_MIN_MS (nothing to tell). 0: the P keeps its distance to its own
-    QRS (a P wave); 1: to the previous beat (its T's tail, a U wave)."""
+    """How the beats' own P peaks (as each beat alone picked them) follow the RR before them: the least-squares
+    slope of (R - P peak) on (R - the previous R), both ms, over the beats with a P picked (all of them: a beat's
+    class says nothing of which wave its P search took, and the beats the classes leave out are often the ones
+    whose RR tells most), and its standard error; None with fewer than P_LOCK_MIN_BEATS such beats or an RR SD
+    under P_LOCK_RR_SD_MIN_MS (nothing to tell). 0: the P keeps its distance to its own QRS (a P wave); 1: to
+    the previous beat (its T's tail, a U wave)."""
     # the beats' own picks before P presence was judged (where the median beat found the P under noise, no beat
     # kept its own)
     p = (fid.p_diag or {}).get("p_peak_raw")
