@@ -142,13 +142,13 @@ def _iqr(values: np.ndarray) -> float | None:
     return float(q3 - q1)
 
 
-def p_locking(fid: GlobalFiducials, fs_hz: float) -> tuple[float, float] | None:
+def p_locking(fid: GlobalFiducials, fs_hz: float) -> tuple[float, float, float] | None:
     """How the beats' own P peaks (as each beat alone picked them) follow the RR before them: the least-squares
     slope of (R - P peak) on (R - the previous R), both ms, over the beats with a P picked (all of them: a beat's
     class says nothing of which wave its P search took, and the beats the classes leave out are often the ones
-    whose RR tells most), and its standard error; None with fewer than P_LOCK_MIN_BEATS such beats or an RR SD
-    under P_LOCK_RR_SD_MIN_MS (nothing to tell). 0: the P keeps its distance to its own QRS (a P wave); 1: to
-    the previous beat (its T's tail, a U wave)."""
+    whose RR tells most), its standard error, and the median of the beat pairs' slopes; None with fewer than
+    P_LOCK_MIN_BEATS such beats or an RR SD under P_LOCK_RR_SD_MIN_MS (nothing to tell). 0: the P keeps its
+    distance to its own QRS (a P wave); 1: to the previous beat (its T's tail, a U wave)."""
     # the beats' own picks before P presence was judged (where the median beat found the P under noise, no beat
     # kept its own)
     p = (fid.p_diag or {}).get("p_peak_raw")
@@ -166,7 +166,14 @@ def p_locking(fid: GlobalFiducials, fs_hz: float) -> tuple[float, float] | None:
     slope = float(np.mean((x - x.mean()) * (y - y.mean())) / sx ** 2)
     resid = y - y.mean() - slope * (x - x.mean())
     se = float(np.sqrt(np.sum(resid ** 2) / (x.size - 2)) / (sx * np.sqrt(x.size)))
-    return slope, se
+    # the median of the pairwise slopes (Theil-Sen): one beat whose RR and P pick are both odd (the last beat, a
+    # premature one) makes the least-squares slope its own (synthetic sinus, every other beat's P at exactly the same
+    # PR: 0.75-0.80 +- 0.08 from that beat alone), not this one
+    i, j = np.triu_indices(x.size, 1)
+    dx = x[j] - x[i]
+    far = np.abs(dx) >= 2.0 * 1000.0 / fs_hz
+    median = float(np.median((y[j] - y[i])[far] / dx[far])) if far.any() else slope
+    return slope, se, median
 
 
 def _outside(x: float | None, lo: float, hi: float) -> float | None:
@@ -477,9 +484,10 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     # that beat, and its distance to the next QRS changes one for one with the RR. A P found at slope ~1 is the
     # previous beat's wave, and the P is another (synthetic U waves at 62-78 bpm: PR read 190-250 ms long at
     # confidence 0.6-1; sinus P waves: slopes under 0.4)
+    # (both the least-squares slope less twice its error and the pairs' median slope at P_LOCK_PREVIOUS_SLOPE)
     if values.get("pr_ms") is not None:
         lock = p_locking(fid, fs_hz)
-        if lock is not None and lock[0] - 2.0 * lock[1] >= P_LOCK_PREVIOUS_SLOPE:
+        if lock is not None and min(lock[0] - 2.0 * lock[1], lock[2]) >= P_LOCK_PREVIOUS_SLOPE:
             ic["pr"].checks["previous_beat"] = HIDDEN_P_DOUBT * TOLERANCE_MS["pr"]
         # a wave between the P and its QRS (the median beat's, locked to the QRS) of over LATER_RIVAL_DOUBT of the P's
         # size: the PR segment holds atrial repolarisation only, a slow wave well under the P (LUDB 15: 0.31-0.33 of
@@ -487,9 +495,9 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
         # one is the P is a guess (LUDB 130, 6 s windows, an RR too regular to tell the locking: a wave 230 ms after
         # the T read as the P, PR 382-404 ms for the experts' 192, the true P 0.79-0.89 of it, later; synthetic
         # u_wave_as_p at low voltage: the true P 0.40-0.43 of the U taken for it). Not where the P is seen to be
-        # locked to its QRS (slope plus twice its error under P_LOCK_PREVIOUS_SLOPE)
+        # locked to its QRS (slope plus twice its error, and the pairs' median slope, under P_LOCK_PREVIOUS_SLOPE)
         later = diag.get("rival_template_later") and diag.get("rival_template") is not None
-        locked = lock is not None and lock[0] + 2.0 * lock[1] < P_LOCK_PREVIOUS_SLOPE
+        locked = lock is not None and max(lock[0] + 2.0 * lock[1], lock[2]) < P_LOCK_PREVIOUS_SLOPE
         if later and not locked:
             free, doubt = LATER_RIVAL_FREE, LATER_RIVAL_DOUBT
             ic["pr"].checks["later_rival"] = max(0.0, (float(diag["rival_template"]) - free) / (doubt - free)) \
