@@ -149,19 +149,7 @@ def _t_form_off(form: str | None, truth_mv: float) -> bool:
     return False
 
 
-class _Capture:
-    """Keeps the last ``delineate_record`` result (its ``fid.flutter``) while ``measure_record`` runs."""
-
-    def __init__(self) -> None:
-        self.last = None
-        self._orig = fm.delineate_record
-
-    def __call__(self, *a, **k):
-        self.last = self._orig(*a, **k)
-        return self.last
-
-
-def evaluate(syn, cap: _Capture) -> dict:
+def evaluate(syn) -> dict:
     """One record's detection statistics and its citable values off the truth."""
     rec = fm.as_record(syn.signal_mv, syn.record_id)
     t0 = time.process_time()
@@ -173,7 +161,7 @@ def evaluate(syn, cap: _Capture) -> dict:
         return {"id": syn.record_id, "present": False, "s": time.process_time() - t0, "failed": 1, **zero,
                 **{f"bare_{k}": v for k, v in zero.items()}}
     dt = time.process_time() - t0
-    ev = cap.last.fid.flutter
+    ev = m.flutter
     row = m.record_row
     t = syn.truth
     _, qrs_t, qt_t = synthetic_reading_intervals(t.pr_ms, t.qrs_ms, t.qt_ms, paced=syn.params.pacing != "none")
@@ -340,11 +328,9 @@ def main() -> int:
     ap.add_argument("--negatives", type=int, default=20, help="records per negative class")
     ap.add_argument("--csv", type=Path, default=None, help="write every record's row here")
     args = ap.parse_args()
-    cap = _Capture()
-    fm.delineate_record = cap
     rows = []
     for group, label, f_mv, syn in grid(args.seeds, args.negatives):
-        r = evaluate(syn, cap)
+        r = evaluate(syn)
         r.update(group=group, label=label, f_mv=f_mv)
         rows.append(r)
     print_table(rows)

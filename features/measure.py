@@ -23,7 +23,7 @@ from features.delineate import delineate, delineate_with_template, detect_beats,
     template_correlation
 from features.fiducials import GlobalFiducials, ms
 from features.av_dissociation import detect_av_dissociation, forget_p_waves
-from features.flutter import F_TRAIN_PREDICTED_MIN, detect_flutter, f_wave_train
+from features.flutter import F_TRAIN_PREDICTED_MIN, FlutterEvidence, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, atrial_sized, rate_confidence
@@ -55,6 +55,7 @@ class Measurement:
     record_row: dict
     warnings: list[ErrorRow] = field(default_factory=list)
     confidences: Confidences | None = None  # the checks behind the record's confidences (benchmarks, tests)
+    flutter: FlutterEvidence | None = None  # what the flutter detection found (benchmarks/flutter.py, tests)
 
     def __iter__(self):  # allows ``beats, row = measure_record(rec)`` as DEVELOPERS.md writes it
         yield self.beats
@@ -509,7 +510,7 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
     record_row = _record_row(record, fid, classes, rr_ms, gate, lead_stats, per_lead_qt, fs, values, conf)
     warnings = [ErrorRow(rid, "features", "warning", GATE_CODES.get(g, "delineation_failed"), LEADS[i],
                          f"lead {LEADS[i]} gated: {g}") for i, g in enumerate(gate) if g is not None]
-    return Measurement(beats=beats, record_row=record_row, warnings=warnings, confidences=conf)
+    return Measurement(beats=beats, record_row=record_row, warnings=warnings, confidences=conf, flutter=fid.flutter)
 
 
 def _global_intervals(fid: GlobalFiducials, classes: list[str], fs: float) -> dict:
