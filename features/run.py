@@ -5,20 +5,25 @@ Layout under ``out_dir`` (shard folders, one shard per chunk of record ids in th
     records/part-00000.parquet  RECORDS_SCHEMA rows
     errors/part-00000.parquet   ERRORS_SCHEMA rows (failed records: severity error; gated leads: warning)
     errors.parquet              all error shards concatenated (rewritten at the end of every run)
-A shard is finished when its three files exist (written atomically, records last) and its records and beats hold
-every column of today's schemas; finished shards are skipped on a re-run, so a killed run resumes where it stopped.
-A shard an older measurement wrote (a column it did not have yet) is measured again: read with today's rules, its
-missing columns would say what the measurement never looked at. Memory is bounded by one chunk.
+A shard is finished when its three files exist (written atomically, records last), its records and beats hold
+every column of today's schemas, and its records file names today's measurement (``measurement_digest``: the
+measuring code and its learned parts, in the file's Parquet metadata); finished shards are skipped on a re-run, so
+a killed run resumes where it stopped. A shard another measurement wrote is measured again: a run resumed across
+an upgrade would otherwise mix values of the old rules with today's (a column it did not have yet would even say
+what the measurement never looked at). Memory is bounded by one chunk.
 """
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from features.lead_edges import p_onset_fit
+from features.lead_edges import P_ONSET_FIT_ENV, p_onset_fit
 from features.measure import measure_record
 from features.schema import BEATS_SCHEMA, ERRORS_SCHEMA, RECORDS_SCHEMA
 from pipeline import progress
@@ -26,6 +31,43 @@ from pipeline.batch import chunks, error_row, errors_frame, write_parquet_atomic
 from pipeline.sources import open_source
 
 STAGE = "features"
+MEASURED_BY_KEY = "ecg_grounding.measured_by"  # Parquet metadata of a records shard: the measurement that wrote it
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """SHA-256 over the measuring package's source and data files (``features/*.py``, ``*.json``), by name."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).parent
+    for path in sorted(list(pkg.glob("*.py")) + list(pkg.glob("*.json"))):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def measurement_digest() -> str:
+    """What a records shard is stamped with: the measuring code and learned parts, and the P-onset fit the
+    environment chooses (16 hex digits). Any change to them, comments included, measures finished shards again
+    (cheap: tens of records a second); downstream, prompts whose values did not change keep their stored answers."""
+    fit = os.environ.get(P_ONSET_FIT_ENV) or "all"  # as features.lead_edges.p_onset_fit reads it
+    return hashlib.sha256(f"{_code_digest()}|{fit}".encode()).hexdigest()[:16]
+
+
+def shard_paths(out_dir, index: int) -> list[Path]:
+    """The beats, errors and records files of shard ``index`` under ``out_dir`` (records last: it marks it finished)."""
+    name = f"part-{index:05d}.parquet"
+    return [Path(out_dir) / t / name for t in ("beats", "errors", "records")]
+
+
+def shard_finished(out_dir, index: int) -> bool:
+    """Whether shard ``index`` under ``out_dir`` is finished by today's measurement (module doc)."""
+    from pipeline.inputs import parquet_readable
+
+    paths = shard_paths(out_dir, index)
+    if not (all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths)):
+        return False  # damaged since (truncated copy, full disk)
+    if not (_has_columns(paths[0], BEATS_SCHEMA) and _has_columns(paths[2], RECORDS_SCHEMA)):
+        return False
+    return pl.read_parquet_metadata(paths[2]).get(MEASURED_BY_KEY) == measurement_digest()
 
 
 @dataclass
@@ -67,21 +109,20 @@ def measure_shard(source, ids, out_dir, index: int) -> bool:
 
     Returns False when the shard was already finished (nothing done). This is what a flow task maps over.
     """
-    from pipeline.inputs import check_stamp, parquet_readable, stamp_folder
+    from pipeline.inputs import check_stamp, stamp_folder
 
     out = Path(out_dir)
     check_stamp(out, source)  # never skip shards that were measured from other data (run_mismatch)
-    name = f"part-{index:05d}.parquet"
-    paths = [out / "beats" / name, out / "errors" / name, out / "records" / name]
-    if all(p.exists() for p in paths) and all(parquet_readable(p) for p in paths) \
-            and _has_columns(paths[0], BEATS_SCHEMA) and _has_columns(paths[2], RECORDS_SCHEMA):
+    paths = shard_paths(out, index)
+    if shard_finished(out, index):
         progress.tick(len(ids))
-        return False  # a shard damaged since (truncated copy, full disk), or measured by older code, is measured again
+        return False  # a shard damaged since, or measured by other code, is measured again
     b, r, e = measure_chunk(source, ids)
     stamp_folder(out, source)
     write_parquet_atomic(b, paths[0])
     write_parquet_atomic(e, paths[1])
-    write_parquet_atomic(r, paths[2])  # last: its presence marks the shard finished
+    # last: its presence marks the shard finished, its metadata the measurement that did
+    write_parquet_atomic(r, paths[2], metadata={MEASURED_BY_KEY: measurement_digest()})
     return True
 
 

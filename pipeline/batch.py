@@ -58,12 +58,13 @@ def tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` to ``path`` via a temporary file and a rename, so a killed run never leaves half a file."""
+def write_parquet_atomic(df: pl.DataFrame, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``df`` to ``path`` via a temporary file and a rename, so a killed run never leaves half a file;
+    ``metadata``: key-value pairs for the file's Parquet metadata (``pl.read_parquet_metadata``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_sibling(path)
-    df.write_parquet(tmp)
+    df.write_parquet(tmp, metadata=metadata)
     os.replace(tmp, path)
     return path
 

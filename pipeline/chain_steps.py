@@ -182,12 +182,16 @@ def ingest_finish(cfg, results: list[dict], jobs: list[ChunkJob]) -> dict:
 
 # ---------------------------------------------------------------------------------------------- features
 def _features_paths(cfg, job: ChunkJob) -> list[Path]:
-    name = f"part-{job.index:05d}.parquet"
-    return [Path(cfg.out) / "features" / t / name for t in ("beats", "errors", "records")]
+    from features.run import shard_paths
+
+    return shard_paths(Path(cfg.out) / "features", job.index)
 
 
 def features_done(cfg, job: ChunkJob) -> bool:
-    return all(p.exists() for p in _features_paths(cfg, job))
+    # finished by today's measurement: a chunk an older one measured is not served from the flow's cache either
+    from features.run import shard_finished
+
+    return shard_finished(Path(cfg.out) / "features", job.index)
 
 
 def features_chunk(cfg, job: ChunkJob) -> dict:

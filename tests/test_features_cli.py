@@ -120,3 +120,40 @@ def test_a_shard_an_older_measurement_wrote_is_measured_again(tmp_path):
     again = run_features("wfdb", data, out, chunk_size=2)
     assert again.n_shards_skipped == first.n_shards - 1
     assert read_table(out, "records").sort("record_id").equals(fresh)
+
+
+def test_a_shard_another_measurement_wrote_is_measured_again(tmp_path, monkeypatch):
+    """Each records shard names the measurement that wrote it (``measurement_digest``: the measuring code, its
+    learned parts and the P-onset fit chosen, in its Parquet metadata). A shard of another measurement (a run
+    resumed across an upgrade that changed a rule but added no column: its values are the old rules') or of none
+    (written before the stamp) is measured again, and the chain's features stage does not count it as done."""
+    from types import SimpleNamespace
+
+    from features.run import MEASURED_BY_KEY, measurement_digest, shard_finished
+    from pipeline.chain_steps import features_done
+
+    data = tmp_path / "wfdb"
+    data.mkdir()
+    write_tree(data)
+    out = tmp_path / "out"
+    first = run_features("wfdb", data, out, chunk_size=2)
+    shard = out / "records" / "part-00000.parquet"
+    assert pl.read_parquet_metadata(shard)[MEASURED_BY_KEY] == measurement_digest()
+    assert shard_finished(out, 0)
+    fresh = read_table(out, "records").sort("record_id")
+    pl.read_parquet(shard).write_parquet(shard, metadata={MEASURED_BY_KEY: "0" * 16})  # another measurement's
+    assert not shard_finished(out, 0)
+    again = run_features("wfdb", data, out, chunk_size=2)
+    assert again.n_shards_skipped == first.n_shards - 1 and shard_finished(out, 0)
+    assert read_table(out, "records").sort("record_id").equals(fresh)
+    pl.read_parquet(shard).write_parquet(shard)  # no stamp at all
+    assert run_features("wfdb", data, out, chunk_size=2).n_shards_skipped == first.n_shards - 1
+    # another P-onset fit is another measurement
+    monkeypatch.setenv("ECG_GROUNDING_P_ONSET_FIT", "none")
+    assert not shard_finished(out, 0)
+    monkeypatch.delenv("ECG_GROUNDING_P_ONSET_FIT")
+    cfg = SimpleNamespace(out=tmp_path)
+    (tmp_path / "features").symlink_to(out)
+    assert features_done(cfg, SimpleNamespace(index=0))
+    pl.read_parquet(shard).write_parquet(shard, metadata={MEASURED_BY_KEY: "0" * 16})
+    assert not features_done(cfg, SimpleNamespace(index=0))
