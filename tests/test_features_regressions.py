@@ -260,7 +260,7 @@ def test_per_lead_t_end_on_beats_off_the_typical_rr():
 def test_paced_onset_skips_the_filtered_stimulus_artefact():
     import numpy as np
 
-    from features.delineate import _after_artefact
+    from features.stimuli import _after_artefact
     fs = 500.0  # 2 ms per sample; the stimulus's blanked stretch ends at sample 10
     t = np.arange(200)
     qrs = np.clip((t - 22) / 20.0, 0, 1)  # the evoked QRS's spatial slope rises from sample 22 (24 ms later)
