@@ -12,8 +12,9 @@ from features.measure import as_record
 from features.schema import CONFIDENCE_MIN
 from pipeline.context import build_context
 from pipeline.record import LEAD_INDEX
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
 from pipeline.synthetic_cases import failure_record
+from pipeline.synthetic_params import SynthParams
 
 
 def _context(signal: np.ndarray, rid: str = "x"):

@@ -7,7 +7,8 @@ import pytest
 
 from features import measure_record
 from features.measure import as_record
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 
 
 def measure_detector(record):
