@@ -101,7 +101,8 @@ def perturbed_copy(ludb: Path, out: Path, artefacts: dict, seed: int) -> Path:
     import numpy as np
     import wfdb
 
-    from pipeline.synthetic import SynthParams, electrode_noise
+    from pipeline.synthetic_noise import electrode_noise
+    from pipeline.synthetic_params import SynthParams
     from pipeline.synthetic_waves import derive_limb_leads
 
     if out.exists():

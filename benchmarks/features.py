@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features import measure_record  # noqa: E402
 from features.measure import as_record  # noqa: E402
 from pipeline.record import RecordError  # noqa: E402
-from pipeline.synthetic import SynthParams, generate_record  # noqa: E402
+from pipeline.synthetic import generate_record  # noqa: E402
+from pipeline.synthetic_params import SynthParams  # noqa: E402
 
 
 def varied_params(rng: np.random.Generator) -> SynthParams:

@@ -40,7 +40,8 @@ from features.qrs_edges import synthetic_reading_intervals  # noqa: E402
 from pipeline.context import GroundingContext, report_flutter, report_p_waves  # noqa: E402
 from pipeline.knowledge import load_knowledge  # noqa: E402
 from pipeline.record import LEADS, RecordError  # noqa: E402
-from pipeline.synthetic import SynthParams, generate_record  # noqa: E402
+from pipeline.synthetic import generate_record  # noqa: E402
+from pipeline.synthetic_params import SynthParams  # noqa: E402
 
 CYCLES_MS = (170.0, 200.0, 230.0, 260.0, 280.0)
 F_WAVES_MV = (0.05, 0.1, 0.2, 0.3, 0.5)

@@ -9,7 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.sources import open_source  # noqa: E402
-from pipeline.synthetic import SynthParams, generate_record, write_synthetic_tree  # noqa: E402
+from pipeline.synthetic import generate_record, write_synthetic_tree  # noqa: E402
+from pipeline.synthetic_params import SynthParams  # noqa: E402
 
 N = 500
 

@@ -52,9 +52,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal as sps
 
-from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS, PACED_QRS_MIN_MS, paced_stimuli, spatial_slope
+from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.schema import CONFIDENCE_MIN
+from features.stimuli import PACED_QRS_MIN_MS, paced_stimuli
 
 TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
 QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope crosses this share of its peak

@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 
 from features.confidence import Confidences, record_confidences
-from features.delineate import delineate, delineate_with_template, detect_beats, gate_by_template, spatial_slope, \
-    template_correlation
+from features.beats import detect_beats, gate_by_template, template_correlation
+from features.delineate import delineate, delineate_with_template, spatial_slope
 from features.fiducials import GlobalFiducials, ms
 from features.av_dissociation import detect_av_dissociation, forget_p_waves
 from features.flutter import F_TRAIN_PREDICTED_MIN, FlutterEvidence, detect_flutter, f_wave_train

@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from features.confidence import IntervalConfidence
-from features.delineate import paced_stimuli
 from features.fiducials import GlobalFiducials, ms
+from features.stimuli import paced_stimuli
 
 AV_DELAY_MS = (60.0, 350.0)  # a ventricular stimulus this long after a complex's onset: that complex was atrial
 HR_TOLERANCE_BPM = 5.0       # a cited heart rate within this of the truth is true (../shared/tools/cited_truth.py)
@@ -86,7 +86,7 @@ def atrial_events(fid: GlobalFiducials, spikes: np.ndarray, fs_hz: float) -> np.
 
 # a P wave counted as a beat: under complete AV block the sinus P waves march on, 60-110 a minute, between the
 # escape rhythm's slow, often broad QRS complexes (25-60 a minute), whose squared slope the detector's per-lead cap
-# (features.delineate.detect_beats) brings down to the P's: synthetic complete block with a ventricular escape or a
+# (features.beats.detect_beats) brings down to the P's: synthetic complete block with a ventricular escape or a
 # ventricular pacemaker counted 8 of 10 P waves as beats (heart rate 87 for 37, 86 for 61). Ventricular
 # depolarisation moves several times the atrial mass: a heart's QRS complexes, from any focus, are several times
 # its P wave in size, and a premature ventricular beat, slower than the conducted QRS, is no smaller. A complex

@@ -158,9 +158,9 @@ class GroundingContext:
     @property
     def paced_onset_unsure(self) -> bool:
         """The report names a pacemaker, the measurement found no paced beat, and the QRS is as broad as a paced one
-        (``features.delineate.PACED_QRS_MIN_MS``): where the QRS starts, at a stimulus or after its capture, is
+        (``features.stimuli.PACED_QRS_MIN_MS``): where the QRS starts, at a stimulus or after its capture, is
         unknown."""
-        from features.delineate import PACED_QRS_MIN_MS
+        from features.stimuli import PACED_QRS_MIN_MS
 
         qrs = self.record.get("qrs_ms")
         return bool(self.report_paced and not (self.record.get("n_paced") or 0)

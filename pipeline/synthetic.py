@@ -43,189 +43,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.schema import FIDUCIAL_COLUMNS
-from pipeline.record import LEADS, Statement
-from pipeline.synthetic_avblock import add_blocked_p_waves, atrial_rate_bpm, check_av_block, escape_loop, p_wave
-from pipeline.synthetic_flutter import FlutterBlock, check_flutter_block, flutter_rr, flutter_waves
+from pipeline.record import Statement
+from pipeline.synthetic_avblock import add_blocked_p_waves, escape_loop, p_wave
+from pipeline.synthetic_flutter import flutter_rr, flutter_waves
 from pipeline.synthetic_ectopy import add_pacing_spikes, place_pacs, pvc_loop, pvc_positions
+from pipeline.synthetic_noise import electrode_noise
+from pipeline.synthetic_params import TERRITORY_DIRS, SynthParams
+from pipeline.synthetic_truth import SCP_NAMES, RecordTruth, _truth, beats_frame, report_text
 from pipeline.synthetic_waves import (  # noqa: F401 - some re-exported: tests and callers import them from here
     LEAD_MATRIX, P_BIFID, P_SINUS, QRS_IRBBB, QRS_LAFB, QRS_LBBB, QRS_LPFB, QRS_NORMAL, QRS_PACED_BIV,
     QRS_PACED_RV, QRS_RBBB, RECORDED_LEADS, T_NORMAL_DIR, T_NORMAL_MV, T_PEAK_FRACTION, T_RISE_POW, U_WAVE_MS,
-    WAVE_COLUMNS, BeatTemplate, Component, Wave, bump, derive_limb_leads, frontal_axis_deg, lead_matrix,
+    BeatTemplate, Component, Wave, bump, derive_limb_leads, frontal_axis_deg, lead_matrix,
     loop_area, qrs_peak_to_peak, rotation_z, scale_to_max_lead,
 )
-
-# ---------------------------------------------------------------------------------------------------
-# Parameters
-# ---------------------------------------------------------------------------------------------------
-Rhythm = Literal["sinus", "sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation",
-                 "atrial_flutter"]
-Territory = Literal["anterior", "inferior", "lateral"]
-
-# Unit vectors (x left, y inferior, z anterior) pointing at each territory: an injury current towards a
-# territory elevates ST there and depresses it in the opposite leads (reciprocal change).
-TERRITORY_DIRS: dict[str, np.ndarray] = {
-    "anterior": np.array([0.0, 0.1, 1.0]),
-    "inferior": np.array([-0.15, 1.0, 0.0]),
-    "lateral": np.array([1.0, -0.35, -0.1]),
-}
-TERRITORY_LEADS: dict[str, tuple[str, ...]] = {
-    "anterior": ("V1", "V2", "V3", "V4"),
-    "inferior": ("II", "III", "aVF"),
-    "lateral": ("I", "aVL", "V5", "V6"),
-}
-
-
-class SynthParams(BaseModel):
-    """Everything that defines one synthetic record (times in ms, amplitudes in mV, axis in degrees)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hr_bpm: float = Field(70.0, ge=20.0, le=180.0)  # the ventricular rate (an escape rhythm's under AV block)
-    pr_ms: float = Field(160.0, ge=100.0, le=400.0)  # ignored (no P waves) in atrial fibrillation
-    qrs_ms: float = Field(90.0, ge=60.0, le=200.0)
-    qt_ms: float = Field(390.0, ge=200.0, le=600.0)
-    qrs_axis_deg: float = Field(60.0, ge=-120.0, le=180.0)
-    rhythm: Rhythm = "sinus"
-    # incomplete_right: an rsr' in V1 with a QRS of 95-119 ms (a smaller, later right-ventricular force)
-    bundle_branch_block: Literal["none", "right", "left", "incomplete_right"] = "none"
-    # left anterior (superior axis, qR in aVL, rS inferior) / posterior (right axis) fascicular block
-    fascicular_block: Literal["none", "left_anterior", "left_posterior"] = "none"
-    pvc_count: int = Field(0, ge=0, le=4)  # premature ventricular beats to place (when they fit)
-    pac_count: int = Field(0, ge=0, le=4)  # premature atrial beats (an ectopic P, conducted; sinus node reset)
-    pac_coupling: float = Field(0.65, ge=0.4, le=0.9)  # their coupling interval, as a fraction of the RR
-    # P duration (ms; default min(110, PR - 40)) and shape: "bifid" is the wide, notched P of left atrial
-    # enlargement (P mitrale: a late, large, posterior left-atrial force: notch in II, deep terminal V1)
-    p_ms: float | None = Field(None, ge=60.0, le=180.0)
-    p_wave: Literal["normal", "bifid"] = "normal"
-    # the P may start before the preceding T has ended (a long PR at a fast rate: the P rides on the T)
-    p_on_t: bool = False
-    t_scale: float = Field(1.0, ge=0.05, le=2.0)  # T amplitude factor (low / flat T below ~0.3)
-    t_notch: bool = False  # a notched (bifid) T: two overlapping repolarisation components
-    u_wave_mv: float = Field(0.0, ge=0.0, le=0.4)  # U wave (largest lead, mV), concordant with the T
-    u_offset_ms: float = Field(0.0, ge=-100.0, le=100.0)  # U onset - T end; negative: T-U fusion
-    # ventricular pacing: a stimulus (spike) before every QRS; "biventricular": an LV and an RV stimulus
-    # ``biv_delay_ms`` apart; the paced QRS starts ``pacing_latency_ms`` after the first stimulus
-    pacing: Literal["none", "ventricular", "biventricular"] = "none"
-    pacing_spike_mv: float = Field(2.0, ge=0.2, le=10.0)
-    pacing_latency_ms: float = Field(20.0, ge=0.0, le=40.0)
-    biv_delay_ms: float = Field(20.0, ge=0.0, le=60.0)
-    # dual-chamber pacing: an atrial stimulus ``atrial_latency_ms`` before every paced beat's P (the P it evokes);
-    # unipolar atrial stimuli reach the recorder small (LUDB 45: 0.1-0.4 mV), well below the ventricular ones
-    atrial_spike_mv: float = Field(0.0, ge=0.0, le=5.0)
-    atrial_latency_ms: float = Field(10.0, ge=0.0, le=40.0)
-    # a demand (VVI) pacemaker in atrial fibrillation: the beats ending this many of the longest RR intervals are
-    # paced (a stimulus, a broad ventricular QRS, a discordant T); the others stay conducted (LUDB 95)
-    demand_paced_beats: int = Field(0, ge=0, le=20)
-    # AV block (pipeline.synthetic_avblock): "complete": sinus P waves at ``atrial_rate_bpm`` dissociated from an
-    # escape rhythm at ``hr_bpm`` (junctional: narrow; right / left ventricular: broad, or ``pacing``); "2:1":
-    # every second P blocked, the others conducted with ``pr_ms``
-    av_block: Literal["none", "complete", "2:1"] = "none"
-    atrial_rate_bpm: float | None = Field(None, ge=40.0, le=150.0)
-    escape: Literal["junctional", "right_ventricular", "left_ventricular"] = "junctional"
-    st_shift_mv: float = Field(0.0, ge=-0.5, le=0.6)  # + elevation / - depression, in the territory's leads
-    st_territory: Territory = "anterior"
-    t_inversion: Territory | None = None
-    low_voltage: bool = False
-    qrs_scale: float = Field(1.0, ge=0.5, le=2.0)  # inter-individual QRS amplitude factor
-    rr_variability: float = Field(0.02, ge=0.0, le=0.1)  # sinus arrhythmia, fraction of RR
-    af_rr_cv: float = Field(0.18, ge=0.05, le=0.35)  # AF RR coefficient of variation
-    f_wave_mv: float = Field(0.05, ge=0.0, le=0.2)  # AF fibrillatory wave amplitude
-    flutter_cycle_ms: float = Field(220.0, ge=170.0, le=280.0)  # atrial flutter: F wave cycle (215-350 / min)
-    flutter_wave_mv: float = Field(0.15, ge=0.0, le=0.5)  # ... F wave peak to peak (largest lead)
-    flutter_block: FlutterBlock = "variable"  # ... its AV conduction ratio; fixed: hr_bpm must be the cycle's share
-    flutter_cycle_wander_ms: float = Field(0.0, ge=0.0, le=20.0)  # ... its slow drift (variable block only)
-    baseline_wander_mv: float = Field(0.0, ge=0.0, le=2.0)
-    mains_hum_mv: float = Field(0.0, ge=0.0, le=1.0)
-    mains_hz: Literal[50, 60] = 50
-    emg_noise_mv: float = Field(0.0, ge=0.0, le=0.5)  # RMS of muscle noise per lead
-    duration_s: float = Field(10.0, ge=2.0, le=120.0)
-    fs_hz: int = Field(500, ge=100, le=2000)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SynthParams":
-        if self.bundle_branch_block in ("right", "left") and self.qrs_ms < 120:
-            raise ValueError("a bundle branch block needs qrs_ms >= 120")
-        if self.bundle_branch_block == "incomplete_right" and not 95 <= self.qrs_ms < 120:
-            raise ValueError("an incomplete right bundle branch block needs 95 <= qrs_ms < 120")
-        if self.fascicular_block != "none" and (self.bundle_branch_block != "none" or self.pacing != "none"):
-            raise ValueError("a fascicular block is generated alone (no bundle branch block, no pacing)")
-        if self.fascicular_block == "left_anterior" and self.qrs_axis_deg > -45:
-            raise ValueError("a left anterior fascicular block needs qrs_axis_deg <= -45")
-        if self.fascicular_block == "left_posterior" and self.qrs_axis_deg < 90:
-            raise ValueError("a left posterior fascicular block needs qrs_axis_deg >= 90")
-        if self.pacing != "none" and (self.bundle_branch_block != "none" or self.qrs_ms < 120):
-            raise ValueError("a paced QRS needs qrs_ms >= 120 and no bundle branch block")
-        if self.demand_paced_beats and (self.pacing != "none" or self.rhythm != "atrial_fibrillation"):
-            raise ValueError("demand pacing is drawn in atrial fibrillation, without fixed-rate pacing")
-        if self.atrial_spike_mv > 0 and (self.pacing == "none" or not self.is_sinus):
-            raise ValueError("atrial stimuli need ventricular pacing and P waves (dual-chamber pacing)")
-        check_av_block(self)
-        if self.is_sinus and self.pr_ms < self.p_duration_ms + 30.0:
-            raise ValueError(f"pr_ms {self.pr_ms} leaves no PR segment after a {self.p_duration_ms:.0f} ms P")
-        if self.rhythm == "sinus_bradycardia" and self.hr_bpm >= 60:
-            raise ValueError("sinus_bradycardia needs hr_bpm < 60")
-        if self.rhythm == "sinus_tachycardia" and self.hr_bpm <= 100:
-            raise ValueError("sinus_tachycardia needs hr_bpm > 100")
-        if self.rhythm == "sinus_rhythm" and not 60 <= self.hr_bpm <= 100:
-            raise ValueError("sinus_rhythm needs 60 <= hr_bpm <= 100")
-        rr_ms = 60000.0 / self.hr_bpm
-        if self.rhythm == "atrial_flutter":
-            check_flutter_block(self.flutter_block, self.flutter_cycle_ms, rr_ms, self.flutter_cycle_wander_ms)
-        if self.qt_ms - self.qrs_ms < 100:
-            raise ValueError("qt_ms must exceed qrs_ms by at least 100 ms (ST segment + T wave)")
-        gap = self.pr_ms if self.is_sinus else 60.0
-        if self.p_on_t and self.is_sinus:
-            # the P may overlap the T, but starts after the QRS and its ST segment
-            if self.qrs_ms + 80.0 + gap > rr_ms:
-                raise ValueError(f"PR {gap} does not fit after the QRS in RR {rr_ms:.0f} ms")
-        elif self.repolarisation_end_ms + gap + 20.0 > rr_ms:
-            raise ValueError(f"qt_ms {self.qt_ms} (and U wave) + PR {gap} does not fit in RR {rr_ms:.0f} ms")
-        return self
-
-    @property
-    def is_sinus(self) -> bool:
-        return self.rhythm not in ("atrial_fibrillation", "atrial_flutter")
-
-    @property
-    def p_duration_ms(self) -> float:
-        """The P wave's duration (ms): ``p_ms``, else min(110, PR - 40)."""
-        return float(self.p_ms) if self.p_ms is not None else float(min(110.0, self.pr_ms - 40.0))
-
-    @property
-    def repolarisation_end_ms(self) -> float:
-        """Where repolarisation (the T, or a U wave after it) ends, ms after the QRS onset."""
-        if self.u_wave_mv > 0:
-            return max(self.qt_ms, self.qt_ms + self.u_offset_ms + U_WAVE_MS)
-        return self.qt_ms
-
-
-class RecordTruth(BaseModel):
-    """Record-level ground truth (ms, bpm, degrees; None where not defined, e.g. PR in AF)."""
-
-    record_id: str
-    hr_bpm: float
-    rr_mean_ms: float
-    pr_ms: float | None
-    qrs_ms: float
-    qt_ms: float
-    qrs_axis_deg: float
-    rhythm: str  # sinus_rhythm | sinus_bradycardia | sinus_tachycardia | atrial_fibrillation | atrial_flutter
-    findings: list[str]  # SCP codes of the non-rhythm findings
-    scp_codes: list[str]  # every statement code, rhythm first (NORM only without findings)
-    n_beats: int
-    n_premature: int
-    st_elevation_leads: list[str] = Field(default_factory=list)  # ST at J+60 >= 0.1 mV
-    st_depression_leads: list[str] = Field(default_factory=list)  # ST at J+60 <= -0.1 mV
-    t_inversion_leads: list[str] = Field(default_factory=list)  # T deflection <= -0.1 mV (aVR excluded)
-    heart_axis: str  # PTB-XL heart_axis: MID | LAD | RAD
-    atrial_rate_bpm: float | None = None  # under AV block: the P waves' own rate (hr_bpm is the ventricles')
 
 
 @dataclass
@@ -253,41 +87,6 @@ class SynthRecord:
     @property
     def report(self) -> str:
         return report_text(self.truth.scp_codes)
-
-
-SCP_NAMES: dict[str, str] = {
-    "NORM": "normal ECG",
-    "SR": "sinus rhythm",
-    "SBRAD": "sinus bradycardia",
-    "STACH": "sinus tachycardia",
-    "AFIB": "atrial fibrillation",
-    "AFLT": "atrial flutter",
-    "1AVB": "first degree AV block",
-    "CRBBB": "complete right bundle branch block",
-    "CLBBB": "complete left bundle branch block",
-    "PVC": "ventricular premature complex",
-    "STE_": "non-specific ST elevation",
-    "STD_": "non-specific ST depression",
-    "INVT": "inverted T-waves",
-    "LVOLT": "low QRS voltages in the frontal and horizontal leads",
-    "LAD": "left axis deviation",
-    "RAD": "right axis deviation",
-    "IRBBB": "incomplete right bundle branch block",
-    "LAFB": "left anterior fascicular block",
-    "LPFB": "left posterior fascicular block",
-    "PACE": "normal functioning artificial pacemaker",
-    "LAO/LAE": "left atrial overload/enlargement",
-    "PAC": "atrial premature complex",
-    "2AVB": "second degree AV block",
-    "3AVB": "third degree AV block",
-}
-_RHYTHM_CODES = {"sinus_rhythm": "SR", "sinus_bradycardia": "SBRAD", "sinus_tachycardia": "STACH",
-                 "atrial_fibrillation": "AFIB", "atrial_flutter": "AFLT"}
-
-
-def report_text(scp_codes: list[str]) -> str:
-    """A PTB-XL-style lower-case English report, e.g. 'sinus rhythm. first degree av block.'."""
-    return " ".join(f"{SCP_NAMES[c].lower()}." for c in scp_codes)
 
 
 def _sinus_rr(rng: np.random.Generator, rr_ms: float, n: int, variability: float) -> np.ndarray:
@@ -360,45 +159,6 @@ def _qrs_rotation(loop: tuple[Component, ...], qrs_ms: float, axis_deg: float,
     want = lam * u - st_area  # what the rotated QRS area must be
     angle = math.atan2(want[1], want[0]) - math.atan2(area[1], area[0])
     return rotation_z(angle), st_ramp_frac
-
-
-def electrode_noise(params: SynthParams, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Electrode noise combined into the 8 recorded leads (I, II, V1..V6) as an (8, n) array in mV."""
-    fs = params.fs_hz
-    t_s = np.arange(n) / fs
-    electrodes = np.zeros((9, n))  # RA, LA, LL, V1..V6
-    # Difference of two independent electrodes has sqrt(2) x the single-electrode amplitude.
-    scale = 1.0 / math.sqrt(2.0)
-    if params.baseline_wander_mv > 0:
-        # Respiration and electrode drift: a few slow sinusoids shared by all electrodes, mixed with
-        # electrode-specific weights (cheap: 4 sine evaluations per record instead of one per electrode).
-        f = rng.uniform(0.05, 0.5, size=4)
-        basis = np.sin(2 * np.pi * f[:, None] * t_s[None, :] + rng.uniform(0, 2 * np.pi, size=(4, 1)))
-        weights = rng.uniform(-1.0, 1.0, size=(9, 4)) * 0.55
-        electrodes += params.baseline_wander_mv * scale * (weights @ basis)
-    if params.mains_hum_mv > 0:
-        # a·sin(wt + phi) = a·cos(phi)·sin(wt) + a·sin(phi)·cos(wt): two sine evaluations in all.
-        w = 2 * np.pi * params.mains_hz * t_s
-        a = params.mains_hum_mv * scale * rng.uniform(0.6, 1.0, size=9)
-        phi = rng.uniform(0, 2 * np.pi, size=9)
-        electrodes += np.outer(a * np.cos(phi), np.sin(w)) + np.outer(a * np.sin(phi), np.cos(w))
-    if params.emg_noise_mv > 0:
-        # Muscle noise: Gaussian, band-limited to 20-150 Hz, drawn directly in the frequency domain
-        # (random complex amplitudes in the band, one inverse FFT) - half the cost of filtering white noise.
-        freqs = np.fft.rfftfreq(n, 1.0 / fs)
-        band = np.flatnonzero((freqs >= 20.0) & (freqs <= min(150.0, 0.45 * fs)))
-        spec = np.zeros((9, freqs.size), dtype=np.complex128)
-        spec[:, band] = rng.standard_normal((9, band.size)) + 1j * rng.standard_normal((9, band.size))
-        emg = np.fft.irfft(spec, n=n, axis=1)
-        emg /= emg.std(axis=1, keepdims=True) + 1e-12
-        electrodes += params.emg_noise_mv * scale * emg
-    ra, la, ll = electrodes[0], electrodes[1], electrodes[2]
-    wilson = (ra + la + ll) / 3.0
-    out = np.empty((8, n))
-    out[0] = la - ra
-    out[1] = ll - ra
-    out[2:] = electrodes[3:] - wilson
-    return out
 
 
 def _f_waves(params: SynthParams, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -598,123 +358,6 @@ def _t_parts(t_vec: np.ndarray, t_on: float, t_dur: float, qt_ms: float, notched
             (0.8 * t_vec, t_on + 0.36 * t_dur, t_on + 0.72 * t_dur, qt_ms, 1.5, 1.0)]
 
 
-# the truth's beat_class of each beat kind: a premature atrial beat is "premature" like a ventricular one
-_TRUTH_CLASS = {"pac": "premature"}
-
-
-def _truth(record_id: str, params: SynthParams, times: np.ndarray, kinds: list[str],
-           templates: dict[str, BeatTemplate], st_vec: np.ndarray | None, t_vec: np.ndarray,
-           last_ms: float) -> tuple[dict, RecordTruth]:
-    """Per-beat per-lead fiducials (``beats``) and the record-level truth."""
-    sel = [k for k, t0 in enumerate(times)
-           if t0 >= 0.0 and t0 + templates[kinds[k]].waves["QRS"][1] <= last_ms]
-    nb = len(sel)
-    cols: dict[str, np.ndarray] = {c: np.full((nb, 12), np.nan) for c in FIDUCIAL_COLUMNS}
-    st_proj = LEAD_MATRIX @ st_vec if st_vec is not None else np.zeros(12)
-    st_j60 = np.zeros((nb, 12))
-    for row, k in enumerate(sel):
-        tpl, t0 = templates[kinds[k]], times[k]
-        for name, (on_c, peak_c, off_c) in WAVE_COLUMNS.items():
-            if name not in tpl.waves:
-                continue
-            on, off = t0 + tpl.waves[name][0], t0 + tpl.waves[name][1]
-            on_in, off_in = 0.0 <= on <= last_ms, 0.0 <= off <= last_ms
-            if on_in:
-                cols[on_c][row] = on
-            if off_in:
-                cols[off_c][row] = off
-            if on_in and off_in:
-                cols[peak_c][row] = t0 + tpl.peaks_ms[name]
-        if "ST" in tpl.waves:
-            st_j60[row] = st_proj
-    beat_columns = {
-        "record_id": [record_id] * (nb * 12),
-        "lead": list(LEADS) * nb,
-        "beat": np.repeat(np.arange(nb, dtype=np.int32), 12),
-        **{c: cols[c].ravel() for c in FIDUCIAL_COLUMNS},
-        "beat_class": [_TRUTH_CLASS.get(kinds[k], kinds[k]) for k in sel for _ in range(12)],
-        "st_j60_mv": st_j60.ravel(),
-    }
-
-    onsets = times[sel]
-    rr_mean = float(np.diff(onsets).mean()) if nb > 1 else 60000.0 / params.hr_bpm
-    hr = 60000.0 / rr_mean
-    n_pvc = sum(kinds[k] == "premature" for k in sel)
-    n_pac = sum(kinds[k] == "pac" for k in sel)
-    n_prem = n_pvc + n_pac
-    atrial_hr = atrial_rate_bpm(params)
-    if params.rhythm == "sinus":  # unspecified sinus: named from the measured rate (the P waves' under AV block)
-        a_hr = hr if atrial_hr is None else atrial_hr
-        rhythm = "sinus_bradycardia" if a_hr < 60 else "sinus_tachycardia" if a_hr > 100 else "sinus_rhythm"
-    else:
-        rhythm = params.rhythm
-    findings: list[str] = []
-    if params.is_sinus and params.pr_ms > 200 and params.av_block == "none":
-        findings.append("1AVB")
-    if params.av_block != "none":
-        findings.append({"complete": "3AVB", "2:1": "2AVB"}[params.av_block])
-    if params.bundle_branch_block == "right":
-        findings.append("CRBBB")
-    if params.bundle_branch_block == "left":
-        findings.append("CLBBB")
-    if params.bundle_branch_block == "incomplete_right":
-        findings.append("IRBBB")
-    if params.fascicular_block != "none":
-        findings.append({"left_anterior": "LAFB", "left_posterior": "LPFB"}[params.fascicular_block])
-    if params.pacing != "none" or params.demand_paced_beats:
-        findings.append("PACE")
-    if params.p_wave == "bifid" and params.is_sinus:
-        findings.append("LAO/LAE")
-    if n_pvc:
-        findings.append("PVC")
-    if n_pac:
-        findings.append("PAC")
-    ste = [LEADS[i] for i in range(12) if st_proj[i] >= 0.1 - 1e-9]
-    std = [LEADS[i] for i in range(12) if st_proj[i] <= -0.1 + 1e-9]
-    if params.st_shift_mv >= 0.1:
-        findings.append("STE_")
-    if params.st_shift_mv <= -0.1:
-        findings.append("STD_")
-    t_proj = LEAD_MATRIX @ t_vec
-    invt = [LEADS[i] for i in range(12) if t_proj[i] <= -0.1 and LEADS[i] != "aVR"]
-    if params.t_inversion is not None:
-        findings.append("INVT")
-    if params.low_voltage:
-        findings.append("LVOLT")
-    axis = params.qrs_axis_deg
-    heart_axis = "LAD" if axis < -30 else "RAD" if axis > 90 else "MID"
-    if heart_axis != "MID":
-        findings.append(heart_axis)
-    scp = [_RHYTHM_CODES[rhythm]] + findings
-    if rhythm == "sinus_rhythm" and not findings:
-        scp = ["NORM", "SR"]
-    truth = RecordTruth(
-        record_id=record_id, hr_bpm=hr, rr_mean_ms=rr_mean,
-        pr_ms=params.pr_ms if params.is_sinus and params.av_block != "complete" else None, atrial_rate_bpm=atrial_hr,
-        qrs_ms=params.qrs_ms, qt_ms=params.qt_ms, qrs_axis_deg=axis, rhythm=rhythm, findings=findings,
-        scp_codes=scp, n_beats=nb, n_premature=n_prem, st_elevation_leads=ste,
-        st_depression_leads=std, t_inversion_leads=invt, heart_axis=heart_axis)
-    return beat_columns, truth
-
-
-def beats_frame(column_sets: list[dict]) -> pl.DataFrame:
-    """One truth beats frame from the raw columns of one or many records (NaN fiducials -> null).
-
-    Polars' per-frame overhead (~1 ms) would otherwise dominate writing a tree, so records keep plain
-    columns and frames are built once.
-    """
-    if not column_sets:
-        return pl.DataFrame(schema=BEATS_TRUTH_SCHEMA)
-    data = {}
-    for name, dtype in BEATS_TRUTH_SCHEMA.items():
-        if dtype == pl.String:
-            data[name] = pl.Series(name, [v for cs in column_sets for v in cs[name]], dtype=pl.String)
-        else:
-            data[name] = pl.Series(name, np.concatenate([cs[name] for cs in column_sets]), dtype=dtype,
-                                   nan_to_null=name in FIDUCIAL_COLUMNS)
-    return pl.DataFrame(data)
-
-
 # ---------------------------------------------------------------------------------------------------
 # A realistic mix of records
 # ---------------------------------------------------------------------------------------------------
@@ -789,21 +432,9 @@ def random_params(rng: np.random.Generator) -> SynthParams:
     )
 
 
-BEATS_TRUTH_SCHEMA: dict[str, pl.DataType] = {
-    "record_id": pl.String, "lead": pl.String, "beat": pl.Int32, **{c: pl.Float64 for c in FIDUCIAL_COLUMNS},
-    "beat_class": pl.String, "st_j60_mv": pl.Float64}
-RECORDS_TRUTH_SCHEMA: dict[str, pl.DataType] = {
-    "record_id": pl.String, "seed": pl.Int64, "hr_bpm": pl.Float64, "rr_mean_ms": pl.Float64,
-    "pr_ms": pl.Float64, "qrs_ms": pl.Float64, "qt_ms": pl.Float64, "qrs_axis_deg": pl.Float64,
-    "rhythm": pl.String, "heart_axis": pl.String, "findings": pl.String, "scp_codes": pl.String,
-    "n_beats": pl.Int32, "n_premature": pl.Int32, "st_elevation_leads": pl.String,
-    "st_depression_leads": pl.String, "t_inversion_leads": pl.String, "params_json": pl.String}
-
-
 # the on-disk tree (a second idea: files, not signals) lives in its own module; imported last because it
 # uses the generator above
 from pipeline.synthetic_tree import (  # noqa: E402
     ADC_GAIN, WFDB_LEAD_NAMES, finish_synthetic_tree, record_id_for, write_synthetic_part, write_synthetic_tree,
     write_wfdb,
 )
-

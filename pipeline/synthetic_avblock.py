@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.synthetic_waves import QRS_LBBB, QRS_RBBB, BeatTemplate, Component, Wave
 
 if TYPE_CHECKING:
-    from pipeline.synthetic import SynthParams
+    from pipeline.synthetic_params import SynthParams
 
 # a ventricular focus spreads from its own ventricle: from the right one the left is activated last (LBBB-like
 # QRS), from the left one the right is (RBBB-like)

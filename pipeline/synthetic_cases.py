@@ -34,7 +34,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.synthetic import SynthParams, SynthRecord, generate_record
+from pipeline.synthetic import SynthRecord, generate_record
+from pipeline.synthetic_params import SynthParams
 
 
 def _qt_ms(rng: np.random.Generator, hr_bpm: float, qtc_lo: float = 390.0, qtc_hi: float = 450.0) -> float:

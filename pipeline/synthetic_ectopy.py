@@ -12,7 +12,7 @@ from pipeline.synthetic_waves import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.synthetic import SynthParams
+    from pipeline.synthetic_params import SynthParams
 
 
 def pvc_loop(rng: np.random.Generator) -> tuple[Component, ...]:

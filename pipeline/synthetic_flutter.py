@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.synthetic_waves import LEAD_MATRIX
 
 if TYPE_CHECKING:
-    from pipeline.synthetic import SynthParams
+    from pipeline.synthetic_params import SynthParams
 
 # the flutter wave's direction (x left, y inferior, z anterior): the caudo-cranial activation of the septum and
 # left atrium makes it point superiorly (negative in II, III, aVF) and somewhat anteriorly (positive in V1)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.synthetic import RECORDS_TRUTH_SCHEMA, beats_frame, generate_record, random_params
+from pipeline.synthetic import generate_record, random_params
+from pipeline.synthetic_truth import RECORDS_TRUTH_SCHEMA, beats_frame
 
 ADC_GAIN = 1000.0  # adu per mV, as PTB-XL
 WFDB_LEAD_NAMES = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")

@@ -15,8 +15,9 @@ from features.confidence import TOLERANCE_MS
 from features.measure import as_record
 from features.qrs_edges import synthetic_reading_intervals
 from features.schema import CONFIDENCE_MIN
-from pipeline.synthetic import SynthParams, generate_record, random_params
+from pipeline.synthetic import generate_record, random_params
 from pipeline.synthetic_cases import failure_record
+from pipeline.synthetic_params import SynthParams
 
 CHB = ("chb_junctional", "chb_ventricular", "chb_paced")
 SEEDS = range(6)

@@ -19,7 +19,8 @@ from pipeline.context import build_context
 from pipeline.ingest import ingest
 from pipeline.record import LEAD_INDEX, LEADS, RecordError
 from pipeline.sources import open_source
-from pipeline.synthetic import SynthParams, generate_record, write_wfdb
+from pipeline.synthetic import generate_record, write_wfdb
+from pipeline.synthetic_params import SynthParams
 
 # a sinus record with a normal axis (positive P and QRS in I), some noise
 PARAMS = SynthParams(hr_bpm=72.0, qrs_axis_deg=40.0, baseline_wander_mv=0.05, emg_noise_mv=0.01)

@@ -12,8 +12,9 @@ from features.measure import as_record
 from features.schema import CONFIDENCE_MIN
 from pipeline.context import build_context
 from pipeline.record import LEAD_INDEX
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
 from pipeline.synthetic_cases import failure_record
+from pipeline.synthetic_params import SynthParams
 
 
 def _context(signal: np.ndarray, rid: str = "x"):
@@ -312,7 +313,8 @@ def test_without_three_beats_of_one_qrs_there_is_no_median_beat_and_the_beats_sp
     median QRS under 0.9), each beat keeps its own delineation and the record's values are as sure as the beats
     they come from agree (beat_spread), and not citable where fewer than three beats read them (few_beats)."""
     from features.confidence import record_confidences
-    from features.delineate import delineate, delineate_with_template, detect_beats
+    from features.beats import detect_beats
+    from features.delineate import delineate, delineate_with_template
     from features.signal import clean_leads
 
     syn = generate_record(SynthParams(hr_bpm=75.0), 2)

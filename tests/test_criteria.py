@@ -31,7 +31,8 @@ def met(ctx, sid, kb) -> bool:
 
 def synth(seed: int = 5, **params):
     from features.measure import as_record
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
 
     s = generate_record(SynthParams(**params), seed=seed)
     return measure_context(as_record(s.signal_mv)), s

@@ -13,8 +13,9 @@ from features.confidence import TOLERANCE_MS
 from features.measure import as_record
 from features.qrs_edges import synthetic_reading_intervals
 from features.schema import CONFIDENCE_MIN
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
 from pipeline.synthetic_cases import FAILURE_CLASSES, failure_record
+from pipeline.synthetic_params import SynthParams
 
 SEEDS = range(5)
 OPEN: set[tuple[str, str]] = set()  # failure classes and intervals known to be open: none
@@ -185,7 +186,8 @@ def test_paced_and_conducted_beats_both_common_are_all_found_and_the_conducted_q
     # squared slope, under the detector's bar; with several lost, the gaps they leave look like the rhythm's
     # own): every captured beat is found from its stimulus, the rate is true, and the record's QRS is the
     # conducted beats' (the dominant kind) or not cited; one paced beat among a dozen changes nothing
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
 
     for seed in range(8):
         base = dict(hr_bpm=75.0, qrs_ms=90.0, qt_ms=380.0, rhythm="atrial_fibrillation", af_rr_cv=0.2,

@@ -14,7 +14,8 @@ from features.measure import as_record
 from features.qrs_edges import synthetic_reading, synthetic_reading_beats, synthetic_reading_intervals
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
 from pipeline.record import LEADS
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 
 
 def match_truth(truth: pl.DataFrame, beats: pl.DataFrame) -> pl.DataFrame:

@@ -8,7 +8,8 @@ import pytest
 from features import measure_record
 from features.schema import BEATS_SCHEMA
 from pipeline.record import LEAD_INDEX, RecordError
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 from features.measure import as_record
 
 MEASURE_COLS = [c for c in BEATS_SCHEMA if c not in ("record_id", "lead", "beat", "beat_class", "lead_quality")]

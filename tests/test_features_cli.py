@@ -15,7 +15,8 @@ from features.qrs_edges import synthetic_reading_intervals
 from features.run import read_table, run_features
 from features.schema import BEATS_SCHEMA, ERRORS_SCHEMA, RECORDS_SCHEMA
 from pipeline.record import LEADS
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 
 REPO = Path(__file__).resolve().parents[1]
 

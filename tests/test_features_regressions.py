@@ -7,7 +7,8 @@ import pytest
 
 from features import measure_record
 from features.measure import as_record
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 
 
 def measure_detector(record):
@@ -260,7 +261,7 @@ def test_per_lead_t_end_on_beats_off_the_typical_rr():
 def test_paced_onset_skips_the_filtered_stimulus_artefact():
     import numpy as np
 
-    from features.delineate import _after_artefact
+    from features.stimuli import _after_artefact
     fs = 500.0  # 2 ms per sample; the stimulus's blanked stretch ends at sample 10
     t = np.arange(200)
     qrs = np.clip((t - 22) / 20.0, 0, 1)  # the evoked QRS's spatial slope rises from sample 22 (24 ms later)

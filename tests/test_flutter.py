@@ -11,8 +11,9 @@ import pytest
 from conftest import shared_path
 
 from features.measure import as_record, delineate_record
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
 from pipeline.synthetic_cases import failure_record
+from pipeline.synthetic_params import SynthParams
 from pipeline.writer import write_answer
 
 

@@ -144,7 +144,7 @@ def test_shared_ludb_vocabulary_maps(kb):
 
 
 def test_synthetic_vocabulary_maps(kb):
-    from pipeline.synthetic import SCP_NAMES
+    from pipeline.synthetic_truth import SCP_NAMES
 
     for code, name in SCP_NAMES.items():
         norm = kb.normalise([Statement(text=name, code=code, system="synthetic")], "")

@@ -13,7 +13,8 @@ from features.measure import as_record
 from features.rate import HR_TOLERANCE_BPM, rate_confidence
 from features.schema import CONFIDENCE_MIN
 from pipeline.context import build_context
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 
 FS = 500.0
 

@@ -11,7 +11,8 @@ from pipeline.record import ReferenceMeasurements, RecordError, TableError
 from pipeline.sources.mimic import plausible_reference
 from pipeline.sources.ptbxl import ecg_id_of
 from pipeline.sources.tables import read_source_table
-from pipeline.synthetic import SynthParams, generate_record, random_params
+from pipeline.synthetic import generate_record, random_params
+from pipeline.synthetic_params import SynthParams
 
 HEADER = "ecg_id,report,filename_hr\n"
 

@@ -16,9 +16,8 @@ import wfdb
 from features.schema import FIDUCIAL_COLUMNS
 from pipeline.record import LEAD_INDEX, LEADS, RecordError
 from pipeline.sources import open_source
-from pipeline.synthetic import (
-    SynthParams, frontal_axis_deg, generate_record, random_params, write_synthetic_tree,
-)
+from pipeline.synthetic import frontal_axis_deg, generate_record, random_params, write_synthetic_tree
+from pipeline.synthetic_params import SynthParams
 
 DT_MS = 2.0
 NOISY = dict(baseline_wander_mv=0.3, mains_hum_mv=0.05, emg_noise_mv=0.03)

@@ -288,7 +288,8 @@ def test_a_report_without_p_waves_leaves_no_p_wave_value_to_cite():
     # report's rhythm has no P waves (its knowledge criteria): no PR, P axis or P-wave size is citable, the writer
     # says there is no measurable PR, and an answer stating one is rejected; a sinus record keeps its PR
     from features.measure import as_record
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
 
     kb = load_knowledge()
     af = SynthParams(hr_bpm=120.6, pr_ms=168.9, qrs_ms=126.3, qt_ms=304.8, qrs_axis_deg=-58.1,
@@ -326,7 +327,8 @@ def test_a_report_of_pacing_where_no_stimulus_is_found_leaves_no_qrs_timing_to_c
     import numpy as np
 
     from features.measure import as_record
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
 
     kb = load_knowledge()
     kw = dict(hr_bpm=62, qrs_ms=150, qt_ms=440, pacing="ventricular", qrs_axis_deg=-60, emg_noise_mv=0.01)

@@ -14,7 +14,8 @@ import pytest
 from pipeline.context import measure_context
 from pipeline.knowledge import load_knowledge
 from pipeline.record import Demographics, ECGRecord
-from pipeline.synthetic import SynthParams, generate_record
+from pipeline.synthetic import generate_record
+from pipeline.synthetic_params import SynthParams
 from pipeline.validate import ValidationConfig, validate_answer
 from pipeline.writer import write_answer
 

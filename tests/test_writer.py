@@ -235,7 +235,8 @@ def test_the_same_early_beats_are_never_called_both_atrial_and_ventricular(kb):
 
 def test_synthetic_pvcs_are_placed_where_the_generator_put_them(kb):
     from features.measure import as_record
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
 
     synth = generate_record(SynthParams(pvc_count=2, hr_bpm=70.0), seed=12)
     ctx = measure_context(as_record(synth.signal_mv))
@@ -403,7 +404,8 @@ def test_a_p_form_and_a_p_amplitude_of_the_other_sign_are_neither_stated():
 
     import polars as pl
 
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
     from pipeline.validate import validate_answer
     from pipeline.writer import write_answer
     from pipeline.writer_leads import lead_facts
@@ -429,7 +431,8 @@ def test_the_qrs_and_qt_of_two_populations_name_the_beats_they_describe(kb):
     # are one population's (the dominant kind's); unqualified, "the QRS is 85 ms" of a record mostly paced at
     # 114-154 ms reads as the paced beats' (LUDB 95). A record with one paced beat among a dozen is not qualified
     from features.measure import as_record
-    from pipeline.synthetic import SynthParams, generate_record
+    from pipeline.synthetic import generate_record
+    from pipeline.synthetic_params import SynthParams
 
     named = 0
     for seed in range(4):

@@ -170,7 +170,7 @@ def _arm_reversal(x: np.ndarray, fs_hz: float) -> str | None:
         return None
     from scipy.signal import sosfiltfilt  # noqa: PLC0415 - signal processing only when it may be reversed
 
-    from features.delineate import detect_beats  # noqa: PLC0415
+    from features.beats import detect_beats  # noqa: PLC0415
     from features.fiducials import ms  # noqa: PLC0415
     from features.signal import _sos  # noqa: PLC0415 - the measurement stage's own 0.5-40 Hz band-pass
 

@@ -26,7 +26,7 @@ from pipeline.record import (
 )
 from pipeline.sources.tables import read_source_table
 from pipeline.sources.calibration import check_header, check_signal
-from pipeline.synthetic import SCP_NAMES
+from pipeline.synthetic_truth import SCP_NAMES
 
 _WAVES = (("P", "p_on_ms", "p_peak_ms", "p_off_ms"),
           ("QRS", "qrs_on_ms", "r_peak_ms", "qrs_off_ms"),
