@@ -241,7 +241,7 @@ def test_a_u_wave_taken_for_the_p_leaves_no_pr_to_cite():
     or leaves the true P between it and the QRS (``later_rival``): no PR read to a U wave is citable (before
     these checks: 54 of 432 grid records cited one, at confidence 0.6-1; LUDB 130's 6 s window 0: 404 ms for the
     experts' 192). Forty records, across the class's range of rates, U sizes, voltages and RR variation."""
-    from features.confidence import p_locking
+    from features.p_locking import p_locking
     from features.measure import delineate_record
 
     taken = flagged = 0
