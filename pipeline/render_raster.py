@@ -19,6 +19,7 @@ from pipeline.render_layout import MM_PER_INCH, PageLayout, page_size_px
 
 # Palette indices.
 PAPER, MINOR, MAJOR, TRACE, TEXT = 0, 1, 2, 3, 4
+LABEL_HALO_MM = 0.3  # the paper-coloured rim around a lead label's glyphs (drawn over the trace)
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,12 @@ def draw_page(layout: PageLayout, traces_mm: list[np.ndarray], dpi: int, colours
     img.putpalette(colours.palette())
     draw = ImageDraw.Draw(img)
     label_font = font(round(layout.label_size_mm * k))
+    # a paper-coloured halo keeps a label legible where the trace runs through it (LUDB 60: lead I's label stood
+    # on its first R wave and could not be seen); it hides no more of the trace than the glyph's rim
+    halo = max(1, round(LABEL_HALO_MM * k))
     for p in layout.panels:
         draw.text((round(p.label_x_mm * k), round(p.label_y_mm * k)), p.lead, fill=TEXT, font=label_font,
-                  anchor="lt")
+                  anchor="lt", stroke_width=halo, stroke_fill=PAPER)
     if header_text and layout.header:
         draw.text((round(layout.grid_left_mm * k), round(layout.header_y_mm * k)), header_text, fill=TEXT,
                   font=font(round(layout.header_size_mm * k)), anchor="lt")

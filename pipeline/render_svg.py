@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from pipeline.render_layout import PageLayout
-from pipeline.render_raster import Colours
+from pipeline.render_raster import LABEL_HALO_MM, Colours
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:
@@ -51,9 +51,10 @@ def svg_page(layout: PageLayout, traces_mm: list[np.ndarray], colours: Colours, 
     for x, y0, y1 in layout.separators:
         out.append(f'<line class="separator" x1="{x:.3f}" y1="{y0:.3f}" x2="{x:.3f}" y2="{y1:.3f}" {stroke}/>')
     text = f'fill="{_hex(colours.text)}" font-family="DejaVu Sans, Arial, sans-serif" dominant-baseline="hanging"'
-    for p in layout.panels:
+    halo = f'stroke="{_hex(colours.paper)}" stroke-width="{2 * LABEL_HALO_MM:g}" paint-order="stroke"'
+    for p in layout.panels:  # the halo as render_raster draws it: legible where the trace runs through
         out.append(f'<text class="lead-label" x="{p.label_x_mm:.3f}" y="{p.label_y_mm:.3f}" '
-                   f'font-size="{layout.label_size_mm}" {text}>{escape(p.lead)}</text>')
+                   f'font-size="{layout.label_size_mm}" {text} {halo}>{escape(p.lead)}</text>')
     if header_text and layout.header:
         out.append(f'<text class="header" xml:space="preserve" x="{gl:.3f}" y="{layout.header_y_mm:.3f}" '
                    f'font-size="{layout.header_size_mm}" {text}>{escape(header_text)}</text>')

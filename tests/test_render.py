@@ -382,3 +382,30 @@ def test_header_says_when_amplitudes_are_not_calibrated(shared_dir):
     assert "mm/mV" not in head and "amplitudes not calibrated (amplitude_normalised)" in head
     ptbxl = open_source("ptbxl", shared_dir / "data" / "ptbxl")
     assert "10 mm/mV" in header_line(ptbxl.read(ptbxl.ids()[0]), None)
+
+
+def test_a_lead_label_stays_legible_where_the_trace_runs_through_it():
+    """Labels sit above the baseline, where a tall R wave or a raised level runs (LUDB 60: lead I's label stood on
+    its first R wave and could not be seen): each glyph is drawn with a paper-coloured rim, so no trace pixel
+    touches a label pixel; the SVG carries the same halo."""
+    from pipeline.render_raster import PAPER, TEXT, TRACE
+
+    sig = np.zeros((12, 10 * FS))
+    sig[:, : FS // 2] = 0.7  # every lead 7 mm above its baseline for 0.5 s: through the labels (9 to 5.5 mm above)
+    png = render_record(make_record(sig), header=False)
+    idx = np.asarray(Image.open(io.BytesIO(png)))  # palette indices, as drawn
+    layout = page_layout("3x4+II", header=False)
+    k = 200 / 25.4
+    first = layout.panels[0]
+    x0, y0 = round(first.label_x_mm * k), round(first.label_y_mm * k)
+    box = idx[y0:y0 + round(layout.label_size_mm * k) + 4, x0:x0 + round(3 * k)]
+    text = box == TEXT
+    assert text.sum() > 20 and (box == TRACE).any()  # the glyph, and the trace crossing its box
+    near = np.zeros_like(text)  # every pixel next to a glyph pixel (8-neighbourhood)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near |= np.roll(np.roll(text, dy, axis=0), dx, axis=1)
+    assert not (near & (box == TRACE)).any()
+    assert (near & (box == PAPER)).any()
+    svg = render_record(make_record(sig), fmt="svg").decode()
+    assert 'class="lead-label"' in svg and 'paint-order="stroke"' in svg
