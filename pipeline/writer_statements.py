@@ -121,8 +121,13 @@ def _evidence(w, sid: str) -> list[str]:
     criteria a normal tracing meets count only when the statement's core holds."""
     v = evaluate(w.ctx, sid, w.kb)
     ev: list[str] = []
+    # ... and only beside evidence that is not ordinary where the statement has criteria that are: a core held by
+    # ordinary criteria alone, or by them and criteria no phrase can state (the rest not measurable: LUDB's
+    # normalised amplitudes), shows nothing (LUDB 60: "left anterior fascicular block, shown by a QRS duration of
+    # 110 ms", its qR in aVL met but unphrased)
     met = [r for r in v.met() if v.core_met or not _ordinary(r.criterion)]
     ptf = {r.criterion.feature: r for r in met if r.criterion.feature in ("ptf_v1_depth_mv", "ptf_v1_ms")}
+    ordinary_only = True
     for r in met:
         if r.criterion.feature == "ptf_v1_ms" and "ptf_v1_depth_mv" in ptf:
             continue  # said with the depth, in one phrase
@@ -131,8 +136,12 @@ def _evidence(w, sid: str) -> list[str]:
             p += f", lasting {w.cite('p_ms', ptf['ptf_v1_ms'].readings[0].value, 'V1')}"
         if p and p not in ev:
             ev.append(p)
+            ordinary_only = ordinary_only and _ordinary(r.criterion)
         if len(ev) >= w.max_evidence:
             break
+    defining = any(not _ordinary(r.criterion) and r.criterion.role != "supportive" for r in v.results)
+    if ordinary_only and defining:
+        return []  # (a statement whose every criterion is ordinary, sinus rhythm, is shown by them)
     return ev
 
 

@@ -458,3 +458,33 @@ def test_the_qrs_and_qt_of_two_populations_name_the_beats_they_describe(kb):
         text = write_answer(measure_context(rec, kb=kb), kb=kb)
         assert " in the conducted beats" not in text and " in the paced beats" not in text, text
     assert named >= 2
+
+
+def test_no_statement_is_shown_by_criteria_a_normal_tracing_meets_alone(all_contexts, kb):
+    """A QRS under 120 ms, P waves present, a rate up to 100 bpm: a normal tracing meets these too. Where they are
+    all a statement's met criteria (the others not measurable: LUDB's normalised amplitudes leave no axis and no
+    polarity to judge), they are no evidence for it (LUDB 60: "left anterior fascicular block, shown by a QRS
+    duration of 110 ms"): the statement is named as part of the reading, never as shown by them. (Sinus rhythm,
+    whose every criterion is of that kind, is shown by them.)"""
+    import random
+
+    from pipeline.criteria import evaluate
+    from pipeline.writer import _Writer
+    from pipeline.writer_statements import _evidence, _ordinary
+
+    checked = 0
+    for ctx in all_contexts:
+        w = _Writer(ctx, kb, random.Random(0), 2, 3, True, 2, True)
+        for sid in ctx.statement_ids:
+            if sid not in kb.entries or kb.entries[sid].category == "other":
+                continue
+            v = evaluate(ctx, sid, kb)
+            met = v.met()
+            defining = any(not _ordinary(r.criterion) and r.criterion.role != "supportive" for r in v.results)
+            if met and defining and all(_ordinary(r.criterion) for r in met):
+                checked += 1
+                assert _evidence(w, sid) == [], (ctx.record_id, sid)
+    assert checked >= 1  # LUDB 60's LAFB at least
+    ludb60 = next(c for c in all_contexts if c.source == "ludb" and c.record_id == "60")
+    text = write_answer(ludb60, kb=kb)
+    assert not re.search(r"fascicular block[^.]*(shown|supported) by a QRS duration", text), text
