@@ -22,7 +22,8 @@ The checks, for each interval:
 - ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
   over leads), which it cannot: no lead's wave ends after the last lead's;
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
-  QTc of 300-560 ms; the disagreement is how far outside; QT ``qrs_window``: how far the QRS exceeds 200 ms (its
+  QTc of 300-560 ms; the disagreement is how far outside; QT ``t_descent`` (a T peak to T end over 125 ms:
+  a U wave fused to the T's end); QT ``qrs_window``: how far the QRS exceeds 200 ms (its
   window took in the ST-T, and the T end found after it is another wave's);
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
   each other's noise), QT ``hidden_p`` (a regular rhythm, also beat to beat, unpaced, without flutter or fibrillation waves,
@@ -63,6 +64,7 @@ QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope 
 P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
+T_DESCENT_MAX_MS = 125.0  # QT t_descent: a T peak to T end (median beat) longer than this counts against the QT
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
 P_WINDOW_EDGE_MS = 10.0  # a P onset this close to the far edge of its search window was cut by it
@@ -391,6 +393,13 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     qt = values.get("qt_ms")
     if qt is not None and rr_ms:
         ic["qt"].checks["plausible"] = _outside(qt / np.sqrt(rr_ms / 1000.0), *QTC_PLAUSIBLE_MS)
+    # t_descent: the T's fall from its peak to its end (the dispersion of repolarisation) lasts 80-120 ms, rarely
+    # longer (LUDB's experts: at most 101 ms, record medians; ours at most 104; a notched T 122-132); a fall much
+    # longer holds another wave fused to the T's end, a U wave (synthetic LVH with T-U fusion: the QT read to the
+    # U's end, +87 to +110 ms, peak to end 146-168 ms, once at confidence 1): the disagreement is the excess
+    if qt is not None and have_tmpl and np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_off[0]):
+        descent = float(tf.t_off[0] - tf.t_peak[0]) * to_ms
+        ic["qt"].checks["t_descent"] = max(0.0, descent - T_DESCENT_MAX_MS)
 
     # P on T: the P starts before the previous beat's T has ended, or so soon after that its first part may
     # hide in the T's tail (median beat, at the typical RR)
