@@ -316,13 +316,7 @@ def _f_wave_size(clean: np.ndarray, good: np.ndarray, fid: GlobalFiducials, mask
     if stretches:  # elsewhere the leads hold the QRST too
         # each stretch less its straight line (what wander is left), not band-passed: a filter would ring the
         # QRS beside it into the stretch
-        parts = []
-        for sa, sb in stretches:
-            seg = clean[gi, sa:sb]
-            tt = np.arange(sb - sa, dtype=float) - 0.5 * (sb - sa - 1)
-            slope = (seg @ tt) / float(tt @ tt)
-            parts.append(seg - seg.mean(axis=1, keepdims=True) - slope[:, None] * tt[None, :])
-        sigs.append(np.concatenate(parts, axis=1))
+        sigs.append(np.concatenate([_less_line(clean[gi, sa:sb]) for sa, sb in stretches], axis=1))
     for sig in sigs:
         lo_hi = np.percentile(sig, [2.5, 97.5], axis=1)
         f_ptp[gi] = np.fmax(f_ptp[gi], lo_hi[1] - lo_hi[0])
