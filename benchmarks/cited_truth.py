@@ -11,7 +11,10 @@ and prints the tool's report. Beside it, from the same answers and the run's fea
 - the same score over the cited values that ``GroundingContext.citable`` allows (what a writer honouring it,
   and a validator rejecting the rest, publish), with the worst miss;
 - coverage: the share of records whose PR (records where the experts annotate P waves), QRS and QT are
-  citable, and of all three together;
+  citable, and of all three together; each value not covered listed with our reading and how well the experts
+  agree with themselves on it (the interquartile range over leads of their per-lead medians, beside the same
+  spread on the records covered): a value the experts' own leads disagree on by more than its tolerance is
+  ill defined, and withholding it is the confidence doing its job;
 - millivolts: numbers in mV the accepted answers state (LUDB's amplitudes are normalised: none may be cited),
   and how many of those the contexts allow (must be 0).
 
@@ -32,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,6 +164,24 @@ def answers(run: Path) -> list[tuple[str, str]]:
     return out
 
 
+def expert_lead_spread(tool, ludb: Path, rid: str) -> dict[str, float | None]:
+    """Per value (PR, QRS, QT): the interquartile range (ms) over leads of the experts' per-lead medians, each
+    lead scored by the tool's own ``expert`` on that lead alone; None where under four leads have one."""
+    import numpy as np
+
+    leads, per = tool.LEADS, {k: [] for k in COLUMN}
+    try:
+        for lead in leads:
+            tool.LEADS = [lead]
+            e = tool.expert(ludb, rid)
+            for k in COLUMN:
+                if e.get(k) is not None:
+                    per[k].append(float(e[k]))
+    finally:
+        tool.LEADS = leads
+    return {k: (float(np.subtract(*np.percentile(v, [75, 25]))) if len(v) >= 4 else None) for k, v in per.items()}
+
+
 def score(run: Path, ludb: Path) -> dict:
     """Cited values (all / citable) against the experts, coverage and millivolts; printed and returned."""
     from pipeline.context import load_contexts
@@ -191,11 +213,17 @@ def score(run: Path, ludb: Path) -> dict:
         worst = max(rows, key=lambda r: abs(r[4])) if rows else None
         res["cited"][name] = {"n": len(rows), "within": len(ok), "rate": len(ok) / len(rows) if rows else None,
                               "worst": worst, "misses": [r for r in rows if abs(r[4]) > tol[r[1]]]}
-    n_all = 0
+    spread = {rid: expert_lead_spread(tool, ludb, rid) for rid in ctxs}
+    res["uncovered"], res["covered_spread"] = [], {}
     for kind, col in COLUMN.items():
         have = [rid for rid, e in experts.items() if e.get(kind) is not None]
         ok = [rid for rid in have if ctxs[rid].record.get(col) is not None and ctxs[rid].citable(col)]
         res["coverage"][kind] = (len(ok), len(have))
+        res["covered_spread"][kind] = [spread[rid][kind] for rid in ok if spread[rid][kind] is not None]
+        for rid in sorted(set(have) - set(ok), key=lambda r: int(r) if r.isdigit() else r):
+            rec = ctxs[rid].record
+            res["uncovered"].append((rid, kind, rec.get(col), rec.get(col.replace("_ms", "_conf")),
+                                     experts[rid][kind], spread[rid][kind]))
     every = [rid for rid in ctxs if all(ctxs[rid].citable(c) and ctxs[rid].record.get(c) is not None
                                         for k, c in COLUMN.items() if experts[rid].get(k) is not None)]
     n_all = len(ctxs)
@@ -223,6 +251,17 @@ def report(res: dict) -> None:
     tot_ok = sum(res["coverage"][k][0] for k in COLUMN)
     tot_n = sum(res["coverage"][k][1] for k in COLUMN)
     print(f"| PR + QRS + QT values | {tot_ok} / {tot_n} | {100 * tot_ok / max(tot_n, 1):.1f}% |")
+    if res["uncovered"]:
+        print("\n### Values not covered, and how far the experts' own leads agree on them\n")
+        print("| record | value | ours (ms) | confidence | experts (ms) | experts' spread over leads, IQR (ms) "
+              "| the same on the covered records: median / max |\n|---|---|---:|---:|---:|---:|---|")
+        for rid, kind, ours, conf, ref, iqr in res["uncovered"]:
+            cov = sorted(res["covered_spread"][kind])
+            ref_s = f"{statistics.median(cov):.1f} / {cov[-1]:.1f}" if cov else "-"
+            ours_s = f"{ours:.0f}" if ours is not None else "none found"
+            conf_s = f"{conf:.2f}" if conf is not None else "-"
+            iqr_s = f"{iqr:.1f}" if iqr is not None else "-"
+            print(f"| {rid} | {kind} | {ours_s} | {conf_s} | {ref:g} | {iqr_s} | {ref_s} |")
     print(f"\nmillivolt numbers in accepted answers: {res['mv_cited']} (of which the contexts allow "
           f"{res['mv_citable']}: LUDB's amplitudes are normalised)")
 
