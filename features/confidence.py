@@ -22,9 +22,10 @@ The checks, for each interval:
 - ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
   over leads), which it cannot: no lead's wave ends after the last lead's;
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
-  QTc of 300-560 ms; the disagreement is how far outside; QT ``t_descent`` (a T peak to T end over 125 ms:
-  a U wave fused to the T's end); QT ``qrs_window``: how far the QRS exceeds 200 ms (its
-  window took in the ST-T, and the T end found after it is another wave's);
+  QTc of 300-560 ms; the disagreement is how far outside; PR ``p_duration`` (a P over 160 ms on the median
+  beat: more than one atrial depolarisation); QT ``t_descent`` (a T peak to T end over 125 ms: a U wave fused to
+  the T's end); QT ``qrs_window``: how far the QRS exceeds 200 ms (its window took in the ST-T, and the T end
+  found after it is another wave's);
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are
   each other's noise), QT ``hidden_p`` (a regular rhythm, also beat to beat, unpaced, without flutter or fibrillation waves,
   whose P waves are not found hides them, most often in the T, whose end then is the P's), QT ``squeezed``
@@ -64,6 +65,7 @@ QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope 
 P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
+P_DURATION_MAX_MS = 160.0  # PR p_duration: a median beat's P longer than this counts against the PR
 T_DESCENT_MAX_MS = 125.0  # QT t_descent: a T peak to T end (median beat) longer than this counts against the QT
 ATRIAL_RIVAL_DOUBT = 0.8  # a second atrial wave this large (vs the P) in most PR windows makes the P a guess
 SQUEEZED_GAP_MS = 80.0  # a T end followed this closely by the next QRS (median over the beats) was cut by it
@@ -390,6 +392,11 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
     qrs = values.get("qrs_ms")
     if qrs is not None and qrs > PLAUSIBLE_MS["qrs"][1]:
         ic["qt"].checks["qrs_window"] = float(qrs) - PLAUSIBLE_MS["qrs"][1]
+    # p_duration: atrial depolarisation lasts under 120 ms, up to ~150 with interatrial block or left atrial
+    # enlargement (LUDB's 10 s records: ours at most 152); a P over P_DURATION_MAX_MS holds more than the P, its onset
+    # run into the T's tail, noise or another atrial wave (LUDB 60, 6 s window at 4 s: 188 ms, PR +43 at 0.6)
+    if have_tmpl and fid.p_present and np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0]):
+        ic["pr"].checks["p_duration"] = max(0.0, float(tf.p_off[0] - tf.p_on[0]) * to_ms - P_DURATION_MAX_MS)
     qt = values.get("qt_ms")
     if qt is not None and rr_ms:
         ic["qt"].checks["plausible"] = _outside(qt / np.sqrt(rr_ms / 1000.0), *QTC_PLAUSIBLE_MS)

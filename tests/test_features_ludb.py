@@ -328,3 +328,18 @@ def test_ludb_paced_and_conducted_beats_alike_leave_no_qrs_to_cite():
     later = measure_record(LudbSource(shared_path("data", "ludb"), window_s=8.8, window_start_s=1.0)
                            .read("95")).record_row
     assert "mixed_capture" not in later["uncertain"] and abs(later["qrs_ms"] - 92.0) <= 20.0, later
+
+
+def test_ludb_a_p_wave_longer_than_any_atrial_depolarisation_leaves_no_pr_to_cite():
+    # LUDB 60 (sinus rhythm, atrial extrasystoles, LAFB), 6 s from 4 s: the median beat's P read 188 ms long, its
+    # onset 202 ms before the QRS where the experts mark ~150, and a PR of 192 ms was cited at confidence 0.6 for the
+    # experts' 149. Atrial depolarisation lasts under 120 ms, up to ~150 with interatrial block or left atrial
+    # enlargement: a P over 160 ms holds more than the P, and its excess counts against the PR (p_duration). The
+    # record's whole 10 s (its P 152 ms) keeps no such doubt
+    from pipeline.sources.ludb import LudbSource
+
+    root = shared_path("data", "ludb")
+    window = measure_record(LudbSource(root, window_s=6.0, window_start_s=4.0).read("60")).record_row
+    assert window["pr_conf"] < 0.5 and "pr_ms:p_duration" in window["uncertain"], window
+    whole = measure_record(LudbSource(root).read("60")).record_row
+    assert "p_duration" not in whole["uncertain"], whole
