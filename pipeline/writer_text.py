@@ -72,6 +72,10 @@ def rhythm(w) -> None:
     conflicted = any(evaluate(w.ctx, i, w.kb).conflicts for i in ids)
     regular = rec.get("rhythm_regular")
     n_early = w.value("n_premature") or 0
+    closure = w.kb.closure(w.statements)
+    # in atrial fibrillation or flutter the RRs vary with the atrial activity: there is no basic cycle for early
+    # beats to interrupt (as ectopy() says), so an irregular rhythm's RRs are given by their spread
+    af = bool(closure & {"AFIB", "AFLT"})
     rr_bits = []
     if regular is not None and w.value("rr_mean_ms") is not None:
         if regular and not n_early:
@@ -79,10 +83,11 @@ def rhythm(w) -> None:
             rr_bits.append(w.pick(f"regular RR intervals averaging {rr}", f"a regular rhythm, RR intervals averaging {rr}",
                                   f"evenly spaced RR intervals with a mean of {rr}",
                                   f"regular RR intervals, {rr} on average"))
-        elif not regular and not n_early and w.value("rr_sd_ms") is not None:
-            rr_bits.append(f"RR intervals that vary, with an RR standard deviation of "
+        elif not regular and (not n_early or af) and w.value("rr_sd_ms") is not None:
+            # 'with' starts the tail already: 'at 80 bpm, with RR intervals that vary by an RR standard deviation ...'
+            rr_bits.append(f"RR intervals that vary by an RR standard deviation of "
                            f"{w.cite('rr_sd_ms', w.value('rr_sd_ms'))}")
-        elif n_early and w.level >= 2:  # the compact answer leaves the basic cycle to the early beats' RRs
+        elif n_early and not af and w.level >= 2:  # the compact answer leaves the basic cycle to the early beats' RRs
             basic = derived.record_value(w.ctx, "basic_rr_ms")
             if basic is not None:
                 rr_bits.append(w.pick(f"a basic RR interval of {w.cite('rr_ms', basic)} interrupted by early beats",
@@ -91,7 +96,6 @@ def rhythm(w) -> None:
     p_present = rec.get("p_waves_present")
     # a fact that argues against a report statement is left unsaid (the report stands): no 'no P waves' in a
     # sinus rhythm, no 'a P wave before every QRS' in atrial fibrillation, no 'regular' in atrial fibrillation
-    closure = w.kb.closure(w.statements)
     expect_p = False if closure & {"AFIB", "AFLT"} else True if closure & {"SR", "SBRAD", "STACH", "SARRH"} else None
     unresolved = expect_p is not None and p_present is not None and p_present != expect_p
     if unresolved:

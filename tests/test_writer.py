@@ -488,3 +488,20 @@ def test_no_statement_is_shown_by_criteria_a_normal_tracing_meets_alone(all_cont
     ludb60 = next(c for c in all_contexts if c.source == "ludb" and c.record_id == "60")
     text = write_answer(ludb60, kb=kb)
     assert not re.search(r"fascicular block[^.]*(shown|supported) by a QRS duration", text), text
+
+
+def test_atrial_fibrillation_has_no_basic_cycle_for_early_beats_to_interrupt(synthetic_contexts, kb):
+    """Atrial fibrillation's RRs vary with the atrial activity: its short RRs are the rhythm, not early beats
+    interrupting a basic cycle (the demo's first record: "atrial fibrillation, rate 93 bpm, with an underlying RR
+    interval of 682 ms apart from the early beats"). An irregular AF's RRs are given by their spread, and the
+    answer passes the validator."""
+    af = [c for c in synthetic_contexts if "AFIB" in kb.closure(c.statement_ids)
+          and c.record.get("rhythm_regular") is False and (c.record.get("n_premature") or 0) > 0]
+    assert af, "no irregular AF record with beats classed premature among the synthetic ones"
+    for ctx in af:
+        for seed in range(4):
+            text = write_answer(ctx, kb=kb, seed=seed)
+            assert not re.search(r"(basic|underlying) RR interval|interrupted by early beats", text), text
+            assert validate_answer(text, ctx, kb=kb).accepted, text
+        assert any(re.search(r"RR standard deviation of \d+ ms", write_answer(ctx, kb=kb, seed=s))
+                   for s in range(4)), ctx.record_id
