@@ -58,6 +58,7 @@ import numpy as np
 from features.blocked_p import blocked_p_onset
 from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS
 from features.fiducials import GlobalFiducials, ms
+from features.lead_forms import P_FLAT_MV, T_FLAT_MV
 from features.p_locking import P_LOCK_PREVIOUS_SLOPE, p_locking
 from features.schema import CONFIDENCE_MIN
 from features.second_methods import _p_on_threshold_ms, _qrs_threshold_ms, _t_end_tangent_ms
@@ -429,8 +430,6 @@ def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, Inte
                       qrs_corr: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
     """Per lead: p_conf, qrs_conf, t_conf, amp_conf, t_wave_conf, st_level_conf (NaN for gated leads / absent waves;
     t_wave_conf and st_level_conf NaN without flutter waves)."""
-    from features.measure import P_FLAT_MV, T_FLAT_MV  # noqa: PLC0415 - measure imports this module
-
     n_leads = good.size
     nan = np.full(n_leads, np.nan)
     out = {"p_conf": nan.copy(), "qrs_conf": nan.copy(), "t_conf": nan.copy(), "amp_conf": nan.copy(),

@@ -215,7 +215,7 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     lead nearly perpendicular to the first atrial forces shows its P later, one with a slow initial slope
     earlier. Trapezium knee (reference LEAD_P_ON_KNEE_REF_MS back) on the lead's initial P deflection
     |x - level| (its first phase after the global onset reaching LEAD_P_ON_PHASE_FRACTION of the lead's
-    P amplitude, or ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) where that is less; level: the lead
+    P amplitude, or ``flat_mv`` (mV; lead_forms.P_FLAT_MV, a flat P) where that is less; level: the lead
     just before the global onset, as the PR level can differ by the atrial repolarisation), before its
     steepest rise, within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median
     beat (mV); ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller

@@ -1,6 +1,8 @@
 """Each lead's wave forms and QRS deflections, for ``features.measure``: ``_wave_forms`` names a P or T wave's form
 in each lead (positive, negative, biphasic, flat) with its signed dominant amplitude, ``_qrs_lobes`` names a lead's
 QRS deflections (q, r, s, r') with their amplitudes, durations and the morphology label (e.g. "qRs", "rSr'").
+P_FLAT_MV / T_FLAT_MV say when a lead's P / T is flat (also where ``features.confidence`` finds its timing not
+measurable in that lead).
 
 Segments are referred to the lead's isoelectric PR level (mV); durations in ms.
 """
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+P_FLAT_MV = 0.03     # a P deflection smaller than this in a lead is "flat" there
+T_FLAT_MV = 0.05     # same for T
 LOBE_MIN_MV = 0.04   # a QRS deflection smaller than this is not named a wave (no invented q / s)
 BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 

@@ -26,7 +26,7 @@ from features.fiducials import GlobalFiducials, ms
 from features.av_dissociation import detect_av_dissociation, forget_p_waves
 from features.flutter import F_TRAIN_PREDICTED_MIN, FlutterEvidence, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
-from features.lead_forms import _qrs_lobes, _wave_forms
+from features.lead_forms import P_FLAT_MV, T_FLAT_MV, _qrs_lobes, _wave_forms
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, atrial_sized, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -34,8 +34,6 @@ from features.signal import CleanLeads, clean_leads
 from pipeline.batch import ErrorRow
 from pipeline.record import LEADS, ECGRecord, RecordError
 
-P_FLAT_MV = 0.03     # a P deflection smaller than this in a lead is "flat" there
-T_FLAT_MV = 0.05     # same for T
 PREMATURE_RR_RATIO = 0.85
 PER_LEAD_P_END = True  # per-lead P ends (median beat) in the beats table
 PER_LEAD_P_ON = True   # per-lead P onsets (median beat) in the beats table
