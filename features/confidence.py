@@ -18,7 +18,8 @@ The checks, for each interval:
   disagree by more than the tolerance about where a wave starts or ends, the typical lead is ill defined;
 - ``method``: a second, cheap method on the median beat against ours: threshold crossings of the spatial
   slope for the QRS (10% of its peak; the end where the run holding the QRS's end crosses it) and of the spatial magnitude for the P onset (20% of the P), the
-  tangent method for the T end (where the steepest descent's tangent meets the baseline);
+  tangent method for the T end (where the steepest descent's tangent meets the baseline); the methods themselves:
+  ``features.second_methods``;
 - ``global``: how far the typical lead's interval exceeds the global one (earliest onset to latest offset
   over leads), which it cannot: no lead's wave ends after the last lead's;
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
@@ -35,7 +36,8 @@ The checks, for each interval:
   RR varies: a U wave or the T's tail, ``p_locking``), PR ``later_rival`` (a wave between the P and its QRS too large
   for atrial repolarisation: the P may be it), PR ``atrial_stimuli`` (dual-chamber pacing: the P starts with an atrial stimulus's artefact), PR ``window_edge``
   (the P onset at the far edge of its search window: the window cut the wave), QT ``blocked_p`` (2:1 AV block: the
-  blocked P, the conducted one's twin half an RR after it, starts before the T's measured end);
+  blocked P, the conducted one's twin half an RR after it, starts before the T's measured end;
+  ``features.blocked_p``);
   QRS ``stimuli`` (a paced beat's stimuli span: the QRS starts after one of them); QRS and QT
   ``mixed_capture`` (the beats the values come from are paced and conducted ones alike, both common: two QRS
   populations, the value is of whichever the window holds more of; the disagreement is how far apart their
@@ -52,17 +54,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal as sps
 
-from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS, spatial_slope
+from features.blocked_p import blocked_p_onset
+from features.delineate import OFFSET_VELOCITY_FRACTION, P_WINDOW_MS
 from features.fiducials import GlobalFiducials, ms
+from features.lead_forms import P_FLAT_MV, T_FLAT_MV
 from features.p_locking import P_LOCK_PREVIOUS_SLOPE, p_locking
 from features.schema import CONFIDENCE_MIN
+from features.second_methods import _p_on_threshold_ms, _qrs_threshold_ms, _t_end_tangent_ms
 from features.stimuli import PACED_QRS_MIN_MS, paced_stimuli
 
 TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
-QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope crosses this share of its peak
-P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
 PLAUSIBLE_MS = {"pr": (80.0, 400.0), "qrs": (40.0, 200.0)}
 QTC_PLAUSIBLE_MS = (300.0, 560.0)
 P_DURATION_MAX_MS = 160.0  # PR p_duration: a median beat's P longer than this counts against the PR
@@ -144,128 +146,6 @@ def _iqr(values: np.ndarray) -> float | None:
 
 def _outside(x: float | None, lo: float, hi: float) -> float | None:
     return None if x is None else float(max(0.0, lo - x, x - hi))
-
-
-def _qrs_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
-    """The median beat's QRS duration (ms) by the threshold method: the first and last sample where the spatial
-    slope reaches QRS_THRESHOLD_FRACTION of its peak, looked for within 30 ms outside our onset / offset."""
-    if fid.template is None or not np.isfinite(fid.template_d_on):
-        return None
-    b = fid.template_before
-    v = spatial_slope(fid.template[good], fs_hz)
-    on, off = int(round(b + fid.template_d_on)), int(round(b + fid.template_d_off))
-    lo, hi = max(0, on - ms(fs_hz, 30)), min(v.size - 1, off + ms(fs_hz, 30))
-    if hi - lo < 4:
-        return None
-    thr = QRS_THRESHOLD_FRACTION * float(v[on:off + 1].max())
-    above = np.flatnonzero(v[lo:hi + 1] >= thr)
-    inside = np.flatnonzero(v[on:off + 1] >= thr)
-    if above.size < 2 or inside.size == 0:
-        return None
-    first = lo + int(above[0])  # anything above it before the QRS: a baseline that is no quiet one (noise, f waves)
-    # the end: where the run of the slope that holds our last sample above the threshold crosses it on its way out
-    # of the QRS; a wave beyond a dip below it is another one (the ST-T's first limb 14 ms after the J point at a
-    # fast rate, LBBB at 127 bpm: a QRS read 28 ms long by this method)
-    last = on + int(inside[-1])
-    while last < hi and v[last + 1] >= thr:
-        last += 1
-    # a paced QRS starts after its stimulus (the threshold would see the blanked stretch's smear before it)
-    if fid.paced is not None and fid.paced.any():
-        first = max(first, on)
-    return (last - first) * 1000.0 / fs_hz
-
-
-def _magnitude(fid: GlobalFiducials, good: np.ndarray) -> np.ndarray | None:
-    """The median beat's spatial magnitude about its per-lead PR level (mV), over good leads."""
-    tf = fid.template_fid
-    if fid.template is None or tf is None:
-        return None
-    iso = tf.iso[:, 0]
-    ok = good & np.isfinite(iso)
-    if not ok.any():
-        return None
-    return np.sqrt(np.sum((fid.template[ok] - iso[ok, None]) ** 2, axis=0))
-
-
-def _t_end_tangent_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
-    """The median beat's T end by the tangent method minus ours (ms): the tangent to the spatial magnitude
-    at its steepest descent after the T peak, extended to the baseline (its lowest level over the 100 ms
-    after our T end)."""
-    tf = fid.template_fid
-    m = _magnitude(fid, good)
-    if m is None or not (np.isfinite(tf.t_peak[0]) and np.isfinite(tf.t_off[0])):
-        return None
-    pk, end = int(tf.t_peak[0]), int(tf.t_off[0])
-    hi = min(m.size - 1, end + ms(fs_hz, 100))
-    if hi - pk < 4:
-        return None
-    dm = np.gradient(m)
-    sm = pk + int(np.argmin(dm[pk:min(hi, pk + ms(fs_hz, 200)) + 1]))
-    if dm[sm] >= 0:
-        return None
-    base = float(m[end:hi + 1].min())
-    t_tan = sm + (base - float(m[sm])) / float(dm[sm])
-    return (t_tan - end) * 1000.0 / fs_hz
-
-
-def _p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
-    """The median beat's P onset by a threshold (the magnitude rising above P_THRESHOLD_FRACTION of the P
-    over its level before) minus ours (ms)."""
-    tf = fid.template_fid
-    m = _magnitude(fid, good)
-    if m is None or not (np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_peak[0])):
-        return None
-    on, pk = int(tf.p_on[0]), int(tf.p_peak[0])
-    lo = max(0, on - ms(fs_hz, 60))
-    if pk - lo < 4:
-        return None
-    floor = float(m[lo:pk + 1].min())
-    top = float(m[pk]) - floor
-    if top <= 0:
-        return None
-    # walking back from the peak: the last sample below the threshold, +1
-    below = np.flatnonzero(m[lo:pk + 1] - floor < P_THRESHOLD_FRACTION * top)
-    if below.size == 0:
-        return None
-    return (lo + int(below[-1]) + 1 - on) * 1000.0 / fs_hz
-
-
-BLOCKED_P_BAND_HZ = (8.0, 40.0)  # a P's onset and peak, not the T's slow curve: the band its twin is matched in
-BLOCKED_P_CORR = 0.85          # ... at least this well (2:1 block: 0.82-0.99; sinus, the median beat half an RR after its
-BLOCKED_P_SIZE = (0.6, 1.6)    # P: at most 0.81 over 238 records), and about as large (blocked P in the T: 0.8-1.3)
-BLOCKED_P_SEARCH_MS = 30.0     # ... within this of half an RR after the median beat's own P
-
-
-def blocked_p_onset(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
-    """2:1 AV block: the onset (samples, on the median beat) of the blocked P. The sinus node fires regularly and
-    every second P is not conducted: the blocked P, locked to the QRS like the conducted one, lies half an RR after
-    the median beat's own P, mostly on or after the T, and is its twin (the same atrial activation). None where the
-    median beat holds no such twin there."""
-    tf = fid.template_fid
-    if tf is None or fid.template is None or not fid.p_present or fid.r.size < 3 or not good.any() \
-            or not (np.isfinite(tf.p_on[0]) and np.isfinite(tf.p_off[0])):
-        return None
-    nyq = fs_hz / 2.0
-    b, a = sps.butter(2, [BLOCKED_P_BAND_HZ[0] / nyq, min(BLOCKED_P_BAND_HZ[1] / nyq, 0.9)], btype="band")
-    tm = sps.filtfilt(b, a, fid.template[good], axis=1)
-    on, off = int(tf.p_on[0]), int(tf.p_off[0])
-    seg = tm[:, on:off + 1]
-    ss = float(np.sum(seg * seg))
-    n = seg.shape[1]
-    centre = int(round(on + float(np.median(np.diff(fid.r))) / 2.0))
-    w = ms(fs_hz, BLOCKED_P_SEARCH_MS)
-    starts = np.arange(max(0, centre - w), min(tm.shape[1] - n, centre + w) + 1)
-    if ss <= 0 or n < 3 or starts.size == 0:
-        return None
-    win = np.lib.stride_tricks.sliding_window_view(tm, n, axis=1)[:, starts, :]
-    num = np.einsum("lsk,lk->s", win, seg)
-    cc = np.einsum("lsk,lsk->s", win, win)
-    corr = np.where(cc > 0, num / np.sqrt(ss * np.maximum(cc, 1e-30)), 0.0)
-    i = int(np.argmax(corr))
-    size = float(np.sqrt(cc[i] / ss))
-    if corr[i] >= BLOCKED_P_CORR and BLOCKED_P_SIZE[0] <= size <= BLOCKED_P_SIZE[1]:
-        return float(starts[i])
-    return None
 
 
 def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarray, lead_iv: dict[str, np.ndarray],
@@ -550,8 +430,6 @@ def _lead_confidences(fid: GlobalFiducials, good: np.ndarray, ic: dict[str, Inte
                       qrs_corr: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
     """Per lead: p_conf, qrs_conf, t_conf, amp_conf, t_wave_conf, st_level_conf (NaN for gated leads / absent waves;
     t_wave_conf and st_level_conf NaN without flutter waves)."""
-    from features.measure import P_FLAT_MV, T_FLAT_MV  # noqa: PLC0415 - measure imports this module
-
     n_leads = good.size
     nan = np.full(n_leads, np.nan)
     out = {"p_conf": nan.copy(), "qrs_conf": nan.copy(), "t_conf": nan.copy(), "amp_conf": nan.copy(),

@@ -215,7 +215,7 @@ def lead_p_onsets(beat: np.ndarray, good: np.ndarray, p_on: int, p_peak: int, p_
     lead nearly perpendicular to the first atrial forces shows its P later, one with a slow initial slope
     earlier. Trapezium knee (reference LEAD_P_ON_KNEE_REF_MS back) on the lead's initial P deflection
     |x - level| (its first phase after the global onset reaching LEAD_P_ON_PHASE_FRACTION of the lead's
-    P amplitude, or ``flat_mv`` (mV; measure.P_FLAT_MV, a flat P) where that is less; level: the lead
+    P amplitude, or ``flat_mv`` (mV; lead_forms.P_FLAT_MV, a flat P) where that is less; level: the lead
     just before the global onset, as the PR level can differ by the atrial repolarisation), before its
     steepest rise, within +-LEAD_P_ON_SEARCH_MS of the global onset. ``beat``: (n_leads, samples) median
     beat (mV); ``p_on`` / ``p_peak`` / ``p_off``: the global P fiducials in it. Leads whose P is smaller
@@ -340,7 +340,7 @@ LEAD_QRS_STEEP = 0.3        # a lead's terminal QRS deflection: its last slope >
 LEAD_QRS_KNEE_REF_MS = 30.0  # ... whose end (trapezium knee) is looked for this far past its steepest point
 LEAD_QRS_EARLY_MS = 20.0    # a lead's own QRS end is used only this far (or more) before the global end ...
 LEAD_QRS_SETTLED = 0.15     # ... when the lead then moves less than 15% of its QRS amplitude up to the global end
-LEAD_QRS_WAVE_MV = 0.04     # ... in a straight drift: a terminal s / r' this size (measure.LOBE_MIN_MV) is QRS
+LEAD_QRS_WAVE_MV = 0.04     # ... in a straight drift: a terminal s / r' this size (lead_forms.LOBE_MIN_MV) is QRS
 LEAD_QRS_MOVING = 0.1       # a lead still sloping at >= 10% of its own QRS peak slope at the global end ...
 LEAD_QRS_LATE_MS = 20.0     # ... ends where it stops doing so, at most this far after it ...
 # ... when its own last steep point lies this close to the global end (its terminal wave is among the last

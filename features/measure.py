@@ -9,6 +9,7 @@ lead's own end clearly apart from the global one (beats that took its fiducials)
 (from the median beat for beats at the typical RR, else from the beat itself), global where a lead's T is
 flat; a lead's PR runs from its own P onset. The record row's PR / QRS / QT are the global values of the
 normal beats; ``qt_dispersion_ms`` is max - min of the leads' own T ends (median beat).
+Each lead's P / T wave forms and QRS deflections (q, r, s, r', the morphology label): ``features.lead_forms``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from features.fiducials import GlobalFiducials, ms
 from features.av_dissociation import detect_av_dissociation, forget_p_waves
 from features.flutter import F_TRAIN_PREDICTED_MIN, FlutterEvidence, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
+from features.lead_forms import P_FLAT_MV, T_FLAT_MV, _qrs_lobes, _wave_forms
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, atrial_sized, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -32,10 +34,6 @@ from features.signal import CleanLeads, clean_leads
 from pipeline.batch import ErrorRow
 from pipeline.record import LEADS, ECGRecord, RecordError
 
-P_FLAT_MV = 0.03     # a P deflection smaller than this in a lead is "flat" there
-T_FLAT_MV = 0.05     # same for T
-LOBE_MIN_MV = 0.04   # a QRS deflection smaller than this is not named a wave (no invented q / s)
-BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 PREMATURE_RR_RATIO = 0.85
 PER_LEAD_P_END = True  # per-lead P ends (median beat) in the beats table
 PER_LEAD_P_ON = True   # per-lead P onsets (median beat) in the beats table
@@ -109,33 +107,6 @@ def as_record(signal_mv: np.ndarray, record_id: str = "array", source: str = "sy
     return ECGRecord(meta=meta, signal_mv=np.asarray(signal_mv, dtype=np.float32))
 
 
-def _wave_form(seg: np.ndarray, flat_mv: float) -> tuple[str, float | None]:
-    """(form, signed dominant amplitude mV) of a P or T segment already referred to the baseline."""
-    if seg.size == 0:
-        return "absent", None
-    pos, neg = float(seg.max()), float(seg.min())
-    big = max(pos, -neg)
-    if big < flat_mv:
-        return "flat", (pos if pos >= -neg else neg)
-    small = min(pos, -neg)
-    amp = pos if pos >= -neg else neg
-    if small >= flat_mv and small >= BIPHASIC_RATIO * big:
-        return "biphasic", amp
-    return ("positive" if amp > 0 else "negative"), amp
-
-
-def _wave_forms(seg: np.ndarray, flat_mv: float) -> tuple[list[str], np.ndarray]:
-    """Row-wise ``_wave_form`` for a (leads, samples) block: forms and signed dominant amplitudes (mV)."""
-    pos, neg = seg.max(axis=1), seg.min(axis=1)
-    big = np.maximum(pos, -neg)
-    small = np.minimum(pos, -neg)
-    amp = np.where(pos >= -neg, pos, neg)
-    forms = np.where(big < flat_mv, "flat",
-                     np.where((small >= flat_mv) & (small >= BIPHASIC_RATIO * big), "biphasic",
-                              np.where(amp > 0, "positive", "negative")))
-    return forms.tolist(), amp
-
-
 def _lead_stats(num: dict, txt: dict, classes: list[str], fid: GlobalFiducials) -> dict:
     """Per lead, over normal beats: net areas (mV*ms) of P/QRS/T, R and S amplitudes, QRS peak-to-peak."""
     normal = np.array([c == "normal" for c in classes])
@@ -150,68 +121,6 @@ def _lead_stats(num: dict, txt: dict, classes: list[str], fid: GlobalFiducials) 
             return list(v[ok & np.isfinite(v)])
         out[lead] = {"qrs_area": vals("_qrs_area"), "p_area": vals("_p_area"), "t_area": vals("_t_area"),
                      "r": vals("r_amp_mv", 0.0), "s": vals("s_amp_mv", 0.0), "ptp": vals("_ptp")}
-    return out
-
-
-def _qrs_lobes(seg: np.ndarray, fs_hz: float) -> dict:
-    """Name the QRS deflections of one lead (seg referred to baseline, mV).
-
-    Returns amplitudes (mV) and durations (ms) of q, r, r', s plus the morphology label. Deflections
-    smaller than LOBE_MIN_MV (or 10% of the largest) are not named, so a missing Q or S stays missing.
-    """
-    out = {"q_amp_mv": None, "r_amp_mv": None, "r_prime_amp_mv": None, "s_amp_mv": None,
-           "q_ms": None, "r_ms": None, "s_ms": None, "qrs_morphology": None}
-    if seg.size < 2:
-        return out
-    pos_mask = seg >= 0
-    change = np.flatnonzero(pos_mask[1:] != pos_mask[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    ends = np.concatenate((change, [seg.size]))
-    maxs = np.maximum.reduceat(seg, starts).tolist()
-    mins = np.minimum.reduceat(seg, starts).tolist()
-    signs = pos_mask[starts].tolist()
-    big = max(max(maxs), -min(mins))
-    thr = max(LOBE_MIN_MV, 0.1 * big)
-    dur = ((ends - starts) * (1000.0 / fs_hz)).tolist()
-    lobes = []  # (sign, amp, dur_ms)
-    for sg, hi, lo, d in zip(signs, maxs, mins, dur):
-        sgn = 1 if sg else -1
-        amp = hi if sg else lo
-        if abs(amp) >= thr:
-            if lobes and lobes[-1][0] == sgn:  # same-sign lobes split by an unnamed notch: merge
-                s0, a0, d0 = lobes[-1]
-                lobes[-1] = (s0, a0 if abs(a0) >= abs(amp) else amp, d0 + d)
-            else:
-                lobes.append((sgn, amp, d))
-    if not lobes:
-        return out
-
-    def letter(ch: str, amp: float) -> str:
-        return ch.upper() if abs(amp) >= 0.5 * big else ch.lower()
-
-    pos = [i for i, lb in enumerate(lobes) if lb[0] > 0]
-    if not pos:
-        neg = min(lobes, key=lambda lb: lb[1])
-        out.update(q_amp_mv=neg[1], q_ms=sum(lb[2] for lb in lobes), qrs_morphology="QS")
-        return out
-    i_r = pos[0]
-    label = ""
-    if i_r > 0:
-        q = lobes[i_r - 1]
-        out.update(q_amp_mv=q[1], q_ms=q[2])
-        label += letter("q", q[1])
-    r = lobes[i_r]
-    out.update(r_amp_mv=r[1], r_ms=r[2])
-    label += letter("r", r[1])
-    if i_r + 1 < len(lobes):
-        s = lobes[i_r + 1]
-        out.update(s_amp_mv=s[1], s_ms=s[2])
-        label += letter("s", s[1])
-        if i_r + 2 < len(lobes):
-            rp = lobes[i_r + 2]
-            out.update(r_prime_amp_mv=rp[1])
-            label += letter("r", rp[1]) + "'"
-    out["qrs_morphology"] = label
     return out
 
 

@@ -302,7 +302,7 @@ FAILURE_CLASSES: dict[str, Callable[[np.random.Generator], SynthParams]] = {
 # kinds drawn but still failing, kept out of FAILURE_CLASSES (whose every citable value the tests and
 # benchmarks/features.py hold to the tolerance): 2:1 AV block whose blocked P starts inside the T's end (at
 # 40-55 bpm with a PR of 140-260 ms it falls at RR/2 - PR after the QRS onset) reads the QT to the blocked P's end,
-# 40-60 ms long. features.confidence.blocked_p_onset finds the blocked P (the conducted one's twin, 8-40 Hz) where it
+# 40-60 ms long. features.blocked_p.blocked_p_onset finds the blocked P (the conducted one's twin, 8-40 Hz) where it
 # matches it well enough (seeds 3 and 7 of 0-9: QT not citable), but a P fused with the T's steep end matches it
 # only 0.69-0.83 (seeds 19, 25, 34 of 0-39: QT cited 50-60 ms long), under what sinus records reach half an RR
 # after their P (up to 0.81)

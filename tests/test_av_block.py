@@ -164,7 +164,7 @@ def test_two_to_one_block_qt_is_not_read_to_a_blocked_p_found_on_the_t():
     # ms, seeds 3 and 7). Where the median beat holds the conducted P's twin there (features.confidence:
     # blocked_p_onset) the QT is not citable; a blocked P fused with the T's steepest part still escapes it (seeds
     # 19, 25, 34 of 0-39: pipeline.synthetic_cases.OPEN_CLASSES)
-    from features.confidence import blocked_p_onset
+    from features.blocked_p import blocked_p_onset
     from features.measure import delineate_record
 
     for seed in range(10):
