@@ -14,7 +14,7 @@ and prints the tool's report. Beside it, from the same answers and the run's fea
   citable, and of all three together; each value not covered listed with our reading and how well the experts
   agree with themselves on it (the interquartile range over leads of their per-lead medians, beside the same
   spread on the records covered): a value the experts' own leads disagree on by more than its tolerance is
-  ill defined, and withholding it is the confidence doing its job;
+  ill defined, and withholding it is the confidence doing its job (misses are printed with that spread too);
 - millivolts: numbers in mV the accepted answers state (LUDB's amplitudes are normalised: none may be cited),
   and how many of those the contexts allow (must be 0).
 
@@ -74,6 +74,13 @@ def run_chain(ludb: Path, out: Path, window: tuple[float, float] | None = None, 
     return wall
 
 
+def _miss(row: tuple, spread: dict) -> str:
+    """A miss as 'record value error (the experts' own spread over leads)': a miss on a value the experts' leads
+    disagree on by more than its tolerance is as much the reference's as ours."""
+    iqr = spread.get(row[0], {}).get(row[1])
+    return f"{row[0]} {row[1]} {row[4]:+.0f}" + (f" (experts' leads IQR {iqr:.0f})" if iqr is not None else "")
+
+
 def windows(ludb: Path, work: Path, starts: list[float], length_s: float) -> None:
     """The chain on other windows of the same records: each window holds other beats, so a value that is right
     only for the beats of the whole 10 s (a confidence check fitted to them, a median beat that changes kind)
@@ -85,9 +92,10 @@ def windows(ludb: Path, work: Path, starts: list[float], length_s: float) -> Non
     for start in starts:
         run = work / f"window-{start:g}"
         run_chain(ludb, run, (start, length_s), quiet=True)
-        c = score(run, ludb)["cited"]["citable"]
+        res = score(run, ludb)
+        c = res["cited"]["citable"]
         total, within = total + c["n"], within + c["within"]
-        misses = ", ".join(f"{r[0]} {r[1]} {r[4]:+.0f}" for r in c["misses"]) or "-"
+        misses = ", ".join(_miss(r, res["spread"]) for r in c["misses"]) or "-"
         print(f"| {start:g} | {c['n']} | {c['within']} | {misses} |")
     print(f"\nall windows: {within} / {total} = {100 * within / max(total, 1):.1f}% within tolerance")
 
@@ -149,7 +157,7 @@ def perturbations(ludb: Path, work: Path, names: list[str], seeds: int) -> None:
             c = res["cited"]["citable"]
             total, within = total + c["n"], within + c["within"]
             cov = " / ".join(f"{res['coverage'][k][0]}/{res['coverage'][k][1]}" for k in COLUMN)
-            misses = ", ".join(f"{r[0]} {r[1]} {r[4]:+.0f}" for r in c["misses"]) or "-"
+            misses = ", ".join(_miss(r, res["spread"]) for r in c["misses"]) or "-"
             print(f"| {name} | {seed} | {c['n']} | {c['within']} | {cov} | {misses} |", flush=True)
     print(f"\nall artefact runs: {within} / {total} = {100 * within / max(total, 1):.1f}% within tolerance")
 
@@ -214,7 +222,7 @@ def score(run: Path, ludb: Path) -> dict:
         res["cited"][name] = {"n": len(rows), "within": len(ok), "rate": len(ok) / len(rows) if rows else None,
                               "worst": worst, "misses": [r for r in rows if abs(r[4]) > tol[r[1]]]}
     spread = {rid: expert_lead_spread(tool, ludb, rid) for rid in ctxs}
-    res["uncovered"], res["covered_spread"] = [], {}
+    res["spread"], res["uncovered"], res["covered_spread"] = spread, [], {}
     for kind, col in COLUMN.items():
         have = [rid for rid, e in experts.items() if e.get(kind) is not None]
         ok = [rid for rid in have if ctxs[rid].record.get(col) is not None and ctxs[rid].citable(col)]
@@ -243,7 +251,9 @@ def report(res: dict) -> None:
         print(f"| {label} | {c['n']} | {c['within']} | {rate} | {w} |")
     for name in ("all", "citable"):
         for rid, kind, v, ref, err in res["cited"][name]["misses"]:
-            print(f"miss ({name}): record {rid} {kind} cited {v:g}, experts {ref:g} ({err:+.0f} ms)")
+            iqr = res["spread"].get(rid, {}).get(kind)
+            own = f"; the experts' own leads spread {iqr:.0f} ms (IQR)" if iqr is not None else ""
+            print(f"miss ({name}): record {rid} {kind} cited {v:g}, experts {ref:g} ({err:+.0f} ms{own})")
     print("\n## Coverage: records whose value is citable\n")
     print("| value | citable / records with an expert value | share |\n|---|---:|---:|")
     for kind, (ok, n) in res["coverage"].items():
