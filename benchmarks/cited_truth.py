@@ -11,10 +11,11 @@ and prints the tool's report. Beside it, from the same answers and the run's fea
 - the same score over the cited values that ``GroundingContext.citable`` allows (what a writer honouring it,
   and a validator rejecting the rest, publish), with the worst miss;
 - coverage: the share of records whose PR (records where the experts annotate P waves), QRS and QT are
-  citable, and of all three together; each value not covered listed with our reading and how well the experts
-  agree with themselves on it (the interquartile range over leads of their per-lead medians, beside the same
-  spread on the records covered): a value the experts' own leads disagree on by more than its tolerance is
-  ill defined, and withholding it is the confidence doing its job (misses are printed with that spread too);
+  citable, and of all three together; each value not covered listed with our reading and how far the experts'
+  own leads spread on it (the interquartile range over leads of their per-lead medians, beside the same spread
+  on the records covered; misses are printed with it too). Part of that spread is real (where a wave starts in
+  each lead's projection), but a record value whose leads the experts put two or three tolerances apart is
+  ill defined as a reference, and withholding it is the confidence doing its job;
 - millivolts: numbers in mV the accepted answers state (LUDB's amplitudes are normalised: none may be cited),
   and how many of those the contexts allow (must be 0).
 
@@ -172,11 +173,21 @@ def answers(run: Path) -> list[tuple[str, str]]:
     return out
 
 
+_SPREAD: dict[tuple[str, str], dict] = {}  # (LUDB folder, record) -> expert_lead_spread: the same for every run
+
+
 def expert_lead_spread(tool, ludb: Path, rid: str) -> dict[str, float | None]:
     """Per value (PR, QRS, QT): the interquartile range (ms) over leads of the experts' per-lead medians, each
-    lead scored by the tool's own ``expert`` on that lead alone; None where under four leads have one."""
+    lead scored by the tool's own ``expert`` on that lead alone (its module-level ``LEADS`` set to that lead, so
+    the annotations are parsed one way only); None where under four leads have one."""
     import numpy as np
 
+    key = (str(ludb), rid)
+    if key in _SPREAD:
+        return _SPREAD[key]
+    # the swap works only while ``expert`` reads the module's LEADS when called: fail loudly, not with spreads of 0
+    if "LEADS" not in tool.expert.__code__.co_names:
+        raise RuntimeError(f"{TOOL} no longer reads LEADS at call time: the per-lead spread cannot be taken")
     leads, per = tool.LEADS, {k: [] for k in COLUMN}
     try:
         for lead in leads:
@@ -187,7 +198,9 @@ def expert_lead_spread(tool, ludb: Path, rid: str) -> dict[str, float | None]:
                     per[k].append(float(e[k]))
     finally:
         tool.LEADS = leads
-    return {k: (float(np.subtract(*np.percentile(v, [75, 25]))) if len(v) >= 4 else None) for k, v in per.items()}
+    _SPREAD[key] = {k: (float(np.subtract(*np.percentile(v, [75, 25]))) if len(v) >= 4 else None)
+                    for k, v in per.items()}
+    return _SPREAD[key]
 
 
 def score(run: Path, ludb: Path) -> dict:

@@ -24,7 +24,7 @@ The checks, for each interval:
   over leads), which it cannot: no lead's wave ends after the last lead's;
 - ``plausible``: physiology: PR 80-400 ms, QRS 40-200 ms (100-200 ms where most beats are paced), a Bazett
   QTc of 300-560 ms; the disagreement is how far outside; PR ``p_duration`` (a P over 160 ms on the median
-  beat: more than one atrial depolarisation); QT ``t_descent`` (a T peak to T end over 125 ms: a U wave fused to
+  beat: the P read holds more than the P wave); QT ``t_descent`` (a T peak to T end over 125 ms: a U wave fused to
   the T's end); QT ``qrs_window``: how far the QRS exceeds 200 ms (its window took in the ST-T, and the T end
   found after it is another wave's);
 - PR and QT also ``p_on_t`` (the P starts before the previous T has ended: the P onset and that T end are

@@ -41,7 +41,7 @@ from pipeline.writer_leads import TerritoryWriter, lead_facts
 _TOKEN = re.compile("\x00(\\d+)\x00")  # a value placeholder of ``_Writer.cite``
 
 # bumped whenever answers change, so stored answers of an older writer are not reused as if new
-WRITER_VERSION = "rules-2.3"
+WRITER_VERSION = "rules-2.4"
 
 _DEPTHS = {"q_amp_mv", "s_amp_mv"}  # written as positive depths
 

@@ -73,9 +73,10 @@ def rhythm(w) -> None:
     regular = rec.get("rhythm_regular")
     n_early = w.value("n_premature") or 0
     closure = w.kb.closure(w.statements)
-    # in atrial fibrillation or flutter the RRs vary with the atrial activity: there is no basic cycle for early
-    # beats to interrupt (as ectopy() says), so an irregular rhythm's RRs are given by their spread
-    af = bool(closure & {"AFIB", "AFLT"})
+    # atrial fibrillation's RRs vary with its irregular atrial activity, those of a flutter with variable block with
+    # the conduction ratio: neither has a basic cycle for early beats to interrupt (as ectopy() says), so their RRs
+    # are given by their spread. A regular flutter (fixed conduction) keeps its basic cycle
+    af = "AFIB" in closure or ("AFLT" in closure and regular is False)
     rr_bits = []
     if regular is not None and w.value("rr_mean_ms") is not None:
         if regular and not n_early:

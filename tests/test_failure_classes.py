@@ -108,7 +108,7 @@ def test_bifid_p_of_left_atrial_enlargement_starts_at_its_first_hump(measured, s
     assert abs(m.record_row["pr_ms"] - pr) <= 10, (m.record_row["pr_ms"], pr)
     assert abs(m.record_row["pr_global_ms"] - pr) <= 10
     # the widest P of physiology (120-150 ms: left atrial enlargement) is no P too long to be one (p_duration)
-    assert "p_duration" not in m.record_row["uncertain"] and m.record_row["pr_conf"] >= CONFIDENCE_MIN, m.record_row
+    assert m.confidences.intervals["pr"].checks.get("p_duration", 0.0) == 0.0, m.confidences.intervals["pr"].checks
 
 
 @pytest.mark.parametrize("seed", SEEDS)

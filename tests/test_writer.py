@@ -263,7 +263,7 @@ def test_form_one_paragraph_no_hidden_input(all_contexts, kb):
 
 
 def test_deterministic_and_varied_in_phrasing_and_structure(synthetic_contexts, kb):
-    assert WRITER_VERSION == "rules-2.3"
+    assert WRITER_VERSION == "rules-2.4"
     ctx = synthetic_contexts[0]
     assert write_answer(ctx, seed=5, kb=kb) == write_answer(ctx, seed=5, kb=kb)
     answers = [write(ctx, seed=s, kb=kb) for s in range(10)]
@@ -505,3 +505,14 @@ def test_atrial_fibrillation_has_no_basic_cycle_for_early_beats_to_interrupt(syn
             assert validate_answer(text, ctx, kb=kb).accepted, text
         assert any(re.search(r"RR standard deviation of \d+ ms", write_answer(ctx, kb=kb, seed=s))
                    for s in range(4)), ctx.record_id
+    # a flutter with variable block (irregular) has no basic cycle either; one with fixed conduction (regular)
+    # keeps it, and the early beats that interrupt it are said to
+    import dataclasses
+
+    ids = [i for i in af[0].statement_ids if i != "AFIB"] + ["AFLT"]
+    variable = dataclasses.replace(af[0], statement_ids=ids)
+    fixed = dataclasses.replace(af[0], statement_ids=ids, record={**af[0].record, "rhythm_regular": True})
+    texts = [write_answer(variable, kb=kb, seed=s) for s in range(8)]
+    assert not any(re.search(r"(basic|underlying) RR interval", t) for t in texts), texts
+    assert any(re.search(r"(basic|underlying) RR interval of \d+ ms", write_answer(fixed, kb=kb, seed=s))
+               for s in range(8))
