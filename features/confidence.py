@@ -61,7 +61,7 @@ from features.fiducials import GlobalFiducials, ms
 from features.lead_forms import P_FLAT_MV, T_FLAT_MV
 from features.p_locking import P_LOCK_PREVIOUS_SLOPE, p_locking
 from features.schema import CONFIDENCE_MIN
-from features.second_methods import _p_on_threshold_ms, _qrs_threshold_ms, _t_end_tangent_ms
+from features.second_methods import p_on_threshold_ms, qrs_threshold_ms, t_end_tangent_ms
 from features.stimuli import PACED_QRS_MIN_MS, paced_stimuli
 
 TOLERANCE_MS = {"pr": 20.0, "qrs": 20.0, "qt": 30.0}
@@ -233,13 +233,13 @@ def record_confidences(fid: GlobalFiducials, good: np.ndarray, spikes: np.ndarra
 
     # method: a second, cheap method on the median beat
     if have_tmpl:
-        q2 = _qrs_threshold_ms(fid, good, fs_hz)
+        q2 = qrs_threshold_ms(fid, good, fs_hz)
         if q2 is not None:
             ic["qrs"].checks["method"] = abs(q2 - (fid.template_d_off - fid.template_d_on) * to_ms)
-        t2 = _t_end_tangent_ms(fid, good, fs_hz)
+        t2 = t_end_tangent_ms(fid, good, fs_hz)
         if t2 is not None:
             ic["qt"].checks["method"] = abs(t2)
-        p2 = _p_on_threshold_ms(fid, good, fs_hz)
+        p2 = p_on_threshold_ms(fid, good, fs_hz)
         if p2 is not None:
             ic["pr"].checks["method"] = abs(p2)
         # unlocked P: the beats show P waves but their median beat none. A sinus P at a steady PR survives the

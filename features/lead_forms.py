@@ -1,6 +1,6 @@
-"""Each lead's wave forms and QRS deflections, for ``features.measure``: ``_wave_forms`` names a P or T wave's form
-in each lead (positive, negative, biphasic, flat) with its signed dominant amplitude, ``_qrs_lobes`` names a lead's
-QRS deflections (q, r, s, r') with their amplitudes, durations and the morphology label (e.g. "qRs", "rSr'").
+"""Each lead's wave forms and QRS deflections, for ``features.measure``: ``wave_forms`` names a P or T wave's form
+in each lead (positive, negative, biphasic, flat) with its signed dominant amplitude, ``qrs_deflections`` names a
+lead's QRS deflections (q, r, s, r') with their amplitudes, durations and the morphology label (e.g. "qRs", "rSr'").
 P_FLAT_MV / T_FLAT_MV say when a lead's P / T is flat (also where ``features.confidence`` finds its timing not
 measurable in that lead).
 
@@ -16,7 +16,7 @@ LOBE_MIN_MV = 0.04   # a QRS deflection smaller than this is not named a wave (n
 BIPHASIC_RATIO = 0.3  # the smaller phase is at least this share of the larger
 
 
-def _wave_form(seg: np.ndarray, flat_mv: float) -> tuple[str, float | None]:
+def wave_form(seg: np.ndarray, flat_mv: float) -> tuple[str, float | None]:
     """(form, signed dominant amplitude mV) of a P or T segment already referred to the baseline."""
     if seg.size == 0:
         return "absent", None
@@ -31,8 +31,8 @@ def _wave_form(seg: np.ndarray, flat_mv: float) -> tuple[str, float | None]:
     return ("positive" if amp > 0 else "negative"), amp
 
 
-def _wave_forms(seg: np.ndarray, flat_mv: float) -> tuple[list[str], np.ndarray]:
-    """Row-wise ``_wave_form`` for a (leads, samples) block: forms and signed dominant amplitudes (mV)."""
+def wave_forms(seg: np.ndarray, flat_mv: float) -> tuple[list[str], np.ndarray]:
+    """Row-wise ``wave_form`` for a (leads, samples) block: forms and signed dominant amplitudes (mV)."""
     pos, neg = seg.max(axis=1), seg.min(axis=1)
     big = np.maximum(pos, -neg)
     small = np.minimum(pos, -neg)
@@ -43,7 +43,7 @@ def _wave_forms(seg: np.ndarray, flat_mv: float) -> tuple[list[str], np.ndarray]
     return forms.tolist(), amp
 
 
-def _qrs_lobes(seg: np.ndarray, fs_hz: float) -> dict:
+def qrs_deflections(seg: np.ndarray, fs_hz: float) -> dict:
     """Name the QRS deflections of one lead (seg referred to baseline, mV).
 
     Returns amplitudes (mV) and durations (ms) of q, r, r', s plus the morphology label. Deflections

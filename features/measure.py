@@ -26,7 +26,7 @@ from features.fiducials import GlobalFiducials, ms
 from features.av_dissociation import detect_av_dissociation, forget_p_waves
 from features.flutter import F_TRAIN_PREDICTED_MIN, FlutterEvidence, detect_flutter, f_wave_train
 from features.lead_edges import beat_lead_qrs_ends, beat_lead_t_ends
-from features.lead_forms import P_FLAT_MV, T_FLAT_MV, _qrs_lobes, _wave_forms
+from features.lead_forms import P_FLAT_MV, T_FLAT_MV, qrs_deflections, wave_forms
 from features.qrs_edges import apply_reading_convention
 from features.rate import atrial_events, atrial_sized, rate_confidence
 from features.schema import BEATS_SCHEMA, RECORDS_SCHEMA
@@ -317,7 +317,7 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
         if j60 < n:
             num["st_j60_mv"][li, k] = x[:, j60] - lev
         for row_i, lead_i in enumerate(li):
-            lobes = _qrs_lobes(seg[row_i], fs)
+            lobes = qrs_deflections(seg[row_i], fs)
             for key in ("q_amp_mv", "r_amp_mv", "r_prime_amp_mv", "s_amp_mv", "q_ms", "r_ms", "s_ms"):
                 if lobes[key] is not None:
                     num[key][lead_i, k] = lobes[key]
@@ -326,7 +326,7 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
         if p_ok:
             pa, pb = int(fid.p_on[k]), int(fid.p_off[k])
             pseg = x[:, pa:pb + 1] - lev[:, None]
-            forms, amps = _wave_forms(pseg, P_FLAT_MV)
+            forms, amps = wave_forms(pseg, P_FLAT_MV)
             # each lead's own P onset / end: the global (multi-lead) one shifted by that lead's offset on the
             # median beat, in every beat with a P (P presence kept only P waves at the typical PR: the same
             # sinus P, whose per-lead shape the median beat shows also when an RR apart from the typical one
@@ -349,7 +349,7 @@ def measure_record(record: ECGRecord, reading_convention: bool = True) -> Measur
         if t_ok:
             ta, tb = int(fid.t_on[k]), int(fid.t_off[k])
             tseg = x[:, ta:tb + 1] - lev[:, None]
-            forms, amps = _wave_forms(tseg, T_FLAT_MV)
+            forms, amps = wave_forms(tseg, T_FLAT_MV)
             t_pk = ta + np.argmax(np.abs(tseg), axis=1)
             # each lead's own T end: from the median beat for the beats at the typical RR, which took the
             # median beat's T, else from the beat itself; the global, multi-lead one where the lead's T

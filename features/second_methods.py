@@ -16,7 +16,7 @@ QRS_THRESHOLD_FRACTION = 0.10  # the second QRS method: where the spatial slope 
 P_THRESHOLD_FRACTION = 0.20    # the second P-onset method: where the magnitude rises above this share of the P
 
 
-def _qrs_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+def qrs_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
     """The median beat's QRS duration (ms) by the threshold method: the first and last sample where the spatial
     slope reaches QRS_THRESHOLD_FRACTION of its peak, looked for within 30 ms outside our onset / offset."""
     if fid.template is None or not np.isfinite(fid.template_d_on):
@@ -57,7 +57,7 @@ def _magnitude(fid: GlobalFiducials, good: np.ndarray) -> np.ndarray | None:
     return np.sqrt(np.sum((fid.template[ok] - iso[ok, None]) ** 2, axis=0))
 
 
-def _t_end_tangent_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+def t_end_tangent_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
     """The median beat's T end by the tangent method minus ours (ms): the tangent to the spatial magnitude
     at its steepest descent after the T peak, extended to the baseline (its lowest level over the 100 ms
     after our T end)."""
@@ -78,7 +78,7 @@ def _t_end_tangent_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> f
     return (t_tan - end) * 1000.0 / fs_hz
 
 
-def _p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
+def p_on_threshold_ms(fid: GlobalFiducials, good: np.ndarray, fs_hz: float) -> float | None:
     """The median beat's P onset by a threshold (the magnitude rising above P_THRESHOLD_FRACTION of the P
     over its level before) minus ours (ms)."""
     tf = fid.template_fid
